@@ -1,0 +1,358 @@
+"""Settings on Invoke's own config system, namespace ``flops``.
+
+Precedence (Invoke's): defaults in ``tasks.py`` < ``invoke.yaml`` < ``-f FILE`` <
+``INVOKE_FLOPS_*`` variables. The six address variables of the FLOps docs
+(``FLOPS_MANAGER_IP`` ...) override the config when set in the environment.
+``settings(c)`` validates everything at once and names the key and its source on error.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .hosts import Target, inventory_targets, valid_hostname, valid_user
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# The six addresses of the FLOps docs, in the order the docs list them.
+ADDRESS_VARS = (
+    "SYSTEM_MANAGER_IP",
+    "FLOPS_MANAGER_IP",
+    "FLOPS_MQTT_BROKER_IP",
+    "FLOPS_IMAGE_REGISTRY_IP",
+    "ARTIFACT_STORE_IP",
+    "BACKEND_STORE_IP",
+)
+
+HOST_KEY_POLICIES = ("strict", "accept-new")
+
+DEFAULTS: dict[str, Any] = {
+    # name -> {host, user, port, roles: [builder, learner]}
+    "inventory": {},
+    "ssh": {
+        "user": None,
+        "key": None,
+        "known_hosts": "~/.ssh/known_hosts",
+        "host_keys": "strict",
+        "connect_timeout": 10,
+        "command_timeout": 900,
+        "host_timeout": 1800,
+        "parallel": 16,
+        "sudo_password_env": "FLOPS_SUDO_PASSWORD",
+    },
+    # lower-case keys of ADDRESS_VARS; empty = environment, else this host's primary IP
+    "addresses": {name.lower(): "" for name in ADDRESS_VARS},
+    "registry": {"address": "", "port": 5073},
+    "stack": {
+        "project": "flops_management",
+        "compose_file": "compose/flops.compose.yml",
+        "overrides": [],
+        "env_file": "compose/flops.env",
+        "network": "",
+        "bind_address": "0.0.0.0",
+        "manager_image": "flops_manager:local",
+        "health_timeout": 300,
+    },
+    "addon": {
+        "path": "~/.cache/flops-tasks/addon-FLOps",
+        "url": "https://github.com/oakestra/addon-FLOps.git",
+        "ref": "2fa0ab9",
+    },
+    "builder": {"name": "flops-builder", "driver": "auto"},
+    "learner": {
+        "image": "ghcr.io/oakestra/addon-flops/ml-data-server:latest",
+        "data_dir": "",
+    },
+}
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    user: str | None
+    key: str | None
+    known_hosts: str
+    host_keys: str
+    connect_timeout: float
+    command_timeout: float
+    host_timeout: float
+    parallel: int
+    sudo_password_env: str
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    project: str
+    compose_files: tuple[str, ...]
+    env_file: str
+    network: str
+    bind_address: str
+    manager_image: str
+    health_timeout: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    inventory: tuple[Target, ...]
+    ssh: SshSettings
+    addresses: dict[str, str]  # upper-case var -> configured value ("" = auto)
+    address_sources: dict[str, str]
+    registry_address: str
+    registry_port: int
+    stack: StackSettings
+    addon_path: str
+    addon_url: str
+    addon_ref: str
+    builder_name: str
+    builder_driver: str
+    learner_image: str
+    learner_data_dir: str
+
+
+def source_of(config: Any, *path: str) -> str:
+    """Name where a ``flops`` key's value came from, for error messages."""
+    full = ("flops", *path)
+    env_name = "INVOKE_" + "_".join(full).upper()
+    levels = (
+        ("_overrides", "a command-line flag"),
+        ("_env", f"environment variable {env_name}"),
+        ("_runtime", f"-f {getattr(config, '_runtime_path', None) or 'FILE'}"),
+        ("_project", f"{getattr(config, '_project_path', None) or 'invoke.yaml'}"),
+        ("_user", f"{getattr(config, '_user_path', None) or 'user config'}"),
+        ("_system", f"{getattr(config, '_system_path', None) or 'system config'}"),
+    )
+    for attr, label in levels:
+        node = getattr(config, attr, None) or {}
+        for key in full:
+            if not isinstance(node, dict) or key not in node:
+                node = None
+                break
+            node = node[key]
+        if node is not None:
+            return label
+    return "the defaults in tasks.py"
+
+
+def _expect(cond: bool, config: Any, path: tuple[str, ...], what: str, value: Any) -> None:
+    if not cond:
+        key = "flops." + ".".join(path)
+        raise ConfigError(f"{key} = {value!r} (from {source_of(config, *path)}): expected {what}")
+
+
+def _section(flops: Any, config: Any, name: str) -> dict:
+    value = flops.get(name, {})
+    value = dict(value) if hasattr(value, "items") else value
+    _expect(isinstance(value, dict), config, (name,), "a mapping", value)
+    for key in value:
+        if key not in DEFAULTS[name]:
+            raise ConfigError(f"flops.{name}.{key} (from {source_of(config, name, key)}): "
+                              f"unknown key; known keys: {', '.join(DEFAULTS[name])}")
+    return value
+
+
+def _number(section: dict, config: Any, name: str, key: str, low: float, high: float) -> float:
+    value = section.get(key)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+    _expect(ok, config, (name, key), f"a number from {low:g} to {high:g}", value)
+    return value
+
+
+def _string(section: dict, config: Any, name: str, key: str, empty_ok: bool = True) -> str:
+    value = section.get(key)
+    ok = isinstance(value, str) and (empty_ok or value.strip() != "") and "\n" not in value
+    _expect(ok, config, (name, key), "a single-line string" + ("" if empty_ok else ", not empty"),
+            value)
+    return value
+
+
+def check_runtime_file(config: Any) -> None:
+    """Invoke skips a missing ``-f FILE`` silently; we refuse it."""
+    path = getattr(config, "_runtime_path", None)
+    if path and getattr(config, "_runtime_found", None) is not True:
+        raise ConfigError(f"config file {path} not found (given with -f): check the path")
+
+
+def settings(c: Any) -> Settings:
+    """Validate ``c.config.flops`` and return it as frozen settings."""
+    config = c.config
+    check_runtime_file(config)
+    flops = config.get("flops")
+    if flops is None:
+        raise ConfigError("no 'flops' config namespace: run inv from the flops-tasks project")
+    for key in flops:
+        if key not in DEFAULTS:
+            raise ConfigError(f"flops.{key} (from {source_of(config, key)}): unknown key; "
+                              f"known keys: {', '.join(DEFAULTS)}")
+
+    inventory = flops.get("inventory") or {}
+    inventory = {k: dict(v) if hasattr(v, "items") else v for k, v in dict(inventory).items()} \
+        if hasattr(inventory, "items") else inventory
+    try:
+        targets = inventory_targets(inventory)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc.message} (from {source_of(config, 'inventory')})") from None
+
+    ssh = _section(flops, config, "ssh")
+    ssh_user = ssh.get("user")
+    _expect(ssh_user is None or isinstance(ssh_user, str) and valid_user(ssh_user), config,
+            ("ssh", "user"), "a user name or null", ssh_user)
+    key = ssh.get("key")
+    _expect(key is None or isinstance(key, str) and key.strip() != "", config, ("ssh", "key"),
+            "a path to a private key or null", key)
+    host_keys = ssh.get("host_keys")
+    _expect(host_keys in HOST_KEY_POLICIES, config, ("ssh", "host_keys"),
+            " or ".join(HOST_KEY_POLICIES), host_keys)
+    parallel = _number(ssh, config, "ssh", "parallel", 1, 256)
+    _expect(isinstance(parallel, int), config, ("ssh", "parallel"), "a whole number", parallel)
+    sudo_env = _string(ssh, config, "ssh", "sudo_password_env", empty_ok=False)
+    ssh_settings = SshSettings(
+        user=ssh_user,
+        key=key,
+        known_hosts=_string(ssh, config, "ssh", "known_hosts", empty_ok=False),
+        host_keys=host_keys,
+        connect_timeout=_number(ssh, config, "ssh", "connect_timeout", 0.5, 600),
+        command_timeout=_number(ssh, config, "ssh", "command_timeout", 1, 86400),
+        host_timeout=_number(ssh, config, "ssh", "host_timeout", 1, 86400),
+        parallel=int(parallel),
+        sudo_password_env=sudo_env,
+    )
+
+    addr_section = _section(flops, config, "addresses")
+    addresses: dict[str, str] = {}
+    address_sources: dict[str, str] = {}
+    for var in ADDRESS_VARS:
+        if os.environ.get(var, "") != "":
+            addresses[var] = os.environ[var]
+            address_sources[var] = f"environment variable {var}"
+        else:
+            addresses[var] = _string(addr_section, config, "addresses", var.lower())
+            address_sources[var] = (source_of(config, "addresses", var.lower())
+                                    if addresses[var] else "auto-detected")
+
+    registry = _section(flops, config, "registry")
+    registry_address = _string(registry, config, "registry", "address")
+    _expect(registry_address == "" or valid_hostname(registry_address), config,
+            ("registry", "address"), "an IP address or host name", registry_address)
+    registry_port = _number(registry, config, "registry", "port", 1, 65535)
+    _expect(isinstance(registry_port, int), config, ("registry", "port"), "a whole number",
+            registry_port)
+
+    stack = _section(flops, config, "stack")
+    project = _string(stack, config, "stack", "project", empty_ok=False)
+    _expect(project.replace("-", "_").isidentifier() and project == project.lower(), config,
+            ("stack", "project"), "lower-case letters, digits, '_' and '-'", project)
+    overrides = stack.get("overrides")
+    overrides = list(overrides) if isinstance(overrides, (list, tuple)) else overrides
+    _expect(isinstance(overrides, list) and all(isinstance(o, str) and o for o in overrides),
+            config, ("stack", "overrides"), "a list of compose file paths", overrides)
+    compose_files = tuple(
+        str(resolve_path(p)) for p in [_string(stack, config, "stack", "compose_file", False),
+                                      *overrides]
+    )
+    network = _string(stack, config, "stack", "network")
+    bind = _string(stack, config, "stack", "bind_address", empty_ok=False)
+    _expect(_is_ip(bind), config, ("stack", "bind_address"), "an IP address such as 0.0.0.0",
+            bind)
+    stack_settings = StackSettings(
+        project=project,
+        compose_files=compose_files,
+        env_file=str(resolve_path(_string(stack, config, "stack", "env_file", False))),
+        network=network,
+        bind_address=bind,
+        manager_image=_string(stack, config, "stack", "manager_image", empty_ok=False),
+        health_timeout=_number(stack, config, "stack", "health_timeout", 1, 3600),
+    )
+
+    addon = _section(flops, config, "addon")
+    builder = _section(flops, config, "builder")
+    driver = builder.get("driver")
+    _expect(driver in ("auto", "docker", "docker-container"), config, ("builder", "driver"),
+            "auto, docker or docker-container", driver)
+    learner = _section(flops, config, "learner")
+    data_dir = _string(learner, config, "learner", "data_dir")
+    _expect(data_dir == "" or data_dir.startswith("/") and ".." not in data_dir.split("/"),
+            config, ("learner", "data_dir"), "an absolute path without '..', or empty", data_dir)
+    return Settings(
+        inventory=tuple(targets),
+        ssh=ssh_settings,
+        addresses=addresses,
+        address_sources=address_sources,
+        registry_address=registry_address,
+        registry_port=int(registry_port),
+        stack=stack_settings,
+        addon_path=_string(addon, config, "addon", "path", empty_ok=False),
+        addon_url=_string(addon, config, "addon", "url", empty_ok=False),
+        addon_ref=_string(addon, config, "addon", "ref", empty_ok=False),
+        builder_name=_string(builder, config, "builder", "name", empty_ok=False),
+        builder_driver=driver,
+        learner_image=_string(learner, config, "learner", "image", empty_ok=False),
+        learner_data_dir=data_dir,
+    )
+
+
+def _is_ip(value: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
+
+
+def resolve_path(path: str) -> Path:
+    """Config paths are relative to the project root (where tasks.py lives)."""
+    p = Path(os.path.expanduser(path))
+    return p if p.is_absolute() else PROJECT_ROOT / p
+
+
+def install_friendly_loaders() -> None:
+    """Make Invoke report broken config files and uncastable env vars in one line.
+
+    Invoke loads ``invoke.yaml`` and ``-f FILE`` after importing ``tasks.py`` and lets a
+    YAML error or a bad ``INVOKE_*`` value escape as a traceback; this turns both into a
+    ``ConfigError`` naming the file or variable.
+    """
+    import invoke.config
+    import invoke.env
+
+    if getattr(invoke.config.Config, "_flops_friendly", False):
+        return
+    original_yaml = invoke.config.Config._load_yaml
+
+    def _load_yaml(self: Any, path: Any) -> Any:
+        from invoke.util import yaml
+
+        try:
+            data = original_yaml(self, path)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+            raise ConfigError(f"{path}:{where}: {problem}; fix the YAML syntax") from None
+        except OSError as exc:
+            if exc.errno == 2:
+                raise
+            raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level, e.g. 'flops:'")
+        return data or {}
+
+    original_set = invoke.env.Environment._path_set
+
+    def _path_set(self: Any, key_path: Any, value: str) -> None:
+        try:
+            original_set(self, key_path, value)
+        except (ValueError, TypeError, invoke.env.UncastableEnvVar):
+            name = "INVOKE_" + "_".join(key_path).upper()
+            old = self._path_get(key_path)
+            raise ConfigError(f"{name}={value!r}: expected a {type(old).__name__} value; "
+                              "lists and mappings are set in a config file") from None
+
+    invoke.config.Config._load_yaml = _load_yaml
+    invoke.config.Config._load_yml = _load_yaml
+    invoke.env.Environment._path_set = _path_set
+    invoke.config.Config._flops_friendly = True

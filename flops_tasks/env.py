@@ -1,0 +1,156 @@
+"""The six FLOps addresses and the compose env file.
+
+Every compose call reads the same env file (written here, mode 0600), so the stack never
+depends on what a shell happened to export. Secrets (MySQL root, FTP) are generated once
+per env file and kept on later writes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ADDRESS_VARS, Settings
+from .errors import FlopsError
+
+SECRET_KEYS = ("MYSQL_ROOT_PASSWORD", "FTP_PASSWORD")
+
+
+@dataclass(frozen=True)
+class Addresses:
+    values: dict[str, str]
+    sources: dict[str, str]
+
+    def to_dict(self) -> dict:
+        return {k: {"value": v, "source": self.sources[k]} for k, v in self.values.items()}
+
+
+def primary_ip() -> str:
+    """This host's primary IPv4: the source address of its default route.
+
+    A UDP ``connect`` only asks the kernel for a route; no packet is sent.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("10.255.255.255", 9))
+            return sock.getsockname()[0]
+        except OSError:
+            return ""
+
+
+def check_address(var: str, value: str, source: str) -> str:
+    fix = f"set {var} (or flops.addresses.{var.lower()}) to an address workers can reach"
+    if not value:
+        raise FlopsError(f"{var} is empty ({source}): {fix}", code=2)
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        raise FlopsError(f"{var}={value!r} ({source}) is not an IP address: {fix}", code=2) \
+            from None
+    if ip.is_unspecified:
+        raise FlopsError(f"{var}={value} ({source}) is the unspecified address: {fix}", code=2)
+    if ip.is_loopback:
+        raise FlopsError(f"{var}={value} ({source}) is a loopback address workers cannot "
+                         f"reach: {fix}", code=2)
+    if ip.is_multicast or ip.is_link_local:
+        raise FlopsError(f"{var}={value} ({source}) is not a unicast host address: {fix}",
+                         code=2)
+    return str(ip)
+
+
+def resolve_addresses(s: Settings, detect=primary_ip) -> Addresses:
+    """Config and environment first; empty values fall back to this host's primary IP."""
+    values: dict[str, str] = {}
+    sources = dict(s.address_sources)
+    detected: str | None = None
+    for var in ADDRESS_VARS:
+        value = s.addresses[var].strip()
+        if not value:
+            if detected is None:
+                detected = detect()
+            value = detected
+            sources[var] = "auto-detected primary IP of this host"
+        values[var] = check_address(var, value, sources[var])
+    return Addresses(values, sources)
+
+
+def registry_host(s: Settings, addresses: Addresses) -> str:
+    """``IP:PORT`` of the FLOps image registry as workers address it."""
+    address = s.registry_address or addresses.values["FLOPS_IMAGE_REGISTRY_IP"]
+    return f"{address}:{s.registry_port}"
+
+
+def read_env_file(path: str | Path) -> dict[str, str]:
+    data: dict[str, str] = {}
+    p = Path(path)
+    if not p.exists():
+        return data
+    for line in p.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        data[key.strip()] = value.strip()
+    return data
+
+
+def env_values(s: Settings, addresses: Addresses, extra: dict[str, str] | None = None,
+               existing: dict[str, str] | None = None) -> dict[str, str]:
+    """Everything the compose files read: addresses, bind address, image, secrets."""
+    existing = existing or {}
+    values = dict(addresses.values)
+    values["FLOPS_BIND_ADDRESS"] = s.stack.bind_address
+    values["FLOPS_MANAGER_IMAGE"] = s.stack.manager_image
+    values["FLOPS_ADDON_DIR"] = os.path.expanduser(s.addon_path)
+    values["FLOPS_REGISTRY_PORT"] = str(s.registry_port)
+    if existing.get("FLOPS_NETWORK"):
+        values["FLOPS_NETWORK"] = existing["FLOPS_NETWORK"]
+    for key in SECRET_KEYS:
+        values[key] = existing.get(key) or secrets.token_hex(16)
+    values.update(extra or {})
+    for key, value in values.items():
+        if any(ch in value for ch in "\n\r\"'$ #`\\"):
+            raise FlopsError(f"{key}={value!r} cannot be written to the env file: "
+                             "use letters, digits, '.', ':', '/', '_' and '-'", code=2)
+    return values
+
+
+def write_env_file(path: str | Path, values: dict[str, str]) -> bool:
+    """Write ``KEY=value`` lines atomically with mode 0600; return True when it changed."""
+    p = Path(path)
+    body = "# Written by flops-tasks (inv env). Holds secrets: keep it private.\n" + "".join(
+        f"{k}={v}\n" for k, v in values.items()
+    )
+    if p.exists() and p.read_text() == body:
+        if p.stat().st_mode & 0o077:
+            os.chmod(p, 0o600)
+        return False
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(body)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, p)
+    return True
+
+
+def ensure_env(s: Settings, extra: dict[str, str] | None = None,
+               dry: bool = False) -> tuple[Addresses, dict[str, str], bool]:
+    """Resolve and validate, then write the env file unless ``dry``; returns what changed."""
+    addresses = resolve_addresses(s)
+    existing = read_env_file(s.stack.env_file)
+    values = env_values(s, addresses, extra, existing)
+    if dry:
+        changed = {k: v for k, v in values.items() if existing.get(k) != v} != {}
+        return addresses, values, changed
+    return addresses, values, write_env_file(s.stack.env_file, values)
+
+
+def public_view(values: dict[str, str]) -> dict[str, str]:
+    """The env values with secrets masked, for printing."""
+    return {k: ("********" if k in SECRET_KEYS else v) for k, v in values.items()}

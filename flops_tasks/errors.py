@@ -1,0 +1,28 @@
+"""The one error type of flops-tasks.
+
+Every known failure becomes a ``FlopsError``: one line that names the problem and the fix.
+It subclasses Invoke's ``Exit``, so ``inv`` prints just that line and exits non-zero, while
+Python callers get an ordinary exception they can catch.
+"""
+
+from __future__ import annotations
+
+from invoke.exceptions import Exit
+
+
+class FlopsError(Exit):
+    """A known failure: ``message`` is one line naming the problem and the fix."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        one_line = " ".join(str(message).split())
+        super().__init__(one_line, code)
+
+    def __str__(self) -> str:
+        return self.message or ""
+
+
+class ConfigError(FlopsError):
+    """Bad configuration: exit code 2 (usage), like a bad flag."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=2)

@@ -1,0 +1,415 @@
+"""The SSH layer: one Fabric connection per host, strict host keys, bounded fan-out.
+
+- Host keys: Fabric trusts any key by default (``AutoAddPolicy``). Each connection here
+  loads the configured known_hosts file and either refuses unknown keys (``strict``) or
+  records them (``accept-new``, like OpenSSH's ``StrictHostKeyChecking=accept-new``).
+  A changed key is always refused.
+- Every step of a task reuses the host's one connection.
+- ``fan_out`` runs hosts in a bounded thread pool; every connect, banner, auth and command
+  has a timeout, and a per-host deadline closes a host's connection when it is exceeded.
+- Root: commands run directly; otherwise under ``sudo`` (password from an environment
+  variable or one prompt, answered by a watcher and never printed).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import commands
+from .config import SshSettings
+from .errors import FlopsError
+from .hosts import Target
+from .outcome import Outcome, failed, unreachable
+
+SUDO_PROMPT = "[flops-tasks sudo] "
+_known_hosts_lock = threading.Lock()
+_password_lock = threading.Lock()
+
+
+class HostUnreachable(Exception):
+    """The host could not be reached or refused us; the message says why and what to do."""
+
+
+class RemoteFailure(Exception):
+    """A remote command failed; the message carries its command summary and stderr."""
+
+
+@dataclass
+class Result:
+    """What one remote command returned (a dry-run change has ``dry=True``)."""
+
+    command: str
+    exited: int
+    stdout: str = ""
+    stderr: str = ""
+    dry: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exited == 0
+
+
+def _fingerprint(key: Any) -> str:
+    import base64
+    import hashlib
+
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _policies(known_hosts: Path, accept_new: bool) -> Any:
+    from paramiko.client import MissingHostKeyPolicy
+
+    class RejectUnknown(MissingHostKeyPolicy):
+        def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+            host, _, port = hostname.strip("[").partition("]:")
+            port_flag = f"-p {port} " if port else ""
+            raise HostUnreachable(
+                f"host key of {hostname} ({key.get_name()} {_fingerprint(key)}) is not in "
+                f"{known_hosts}: check the fingerprint, then add it with "
+                f"'ssh-keyscan {port_flag}{host} >> {known_hosts}' or rerun with "
+                "--accept-new-host-keys"
+            )
+
+    class AcceptNew(MissingHostKeyPolicy):
+        def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+            line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+            with _known_hosts_lock:
+                known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                fd = os.open(known_hosts, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                with os.fdopen(fd, "a") as fh:
+                    fh.write(line)
+            client.get_host_keys().add(hostname, key.get_name(), key)
+
+    return AcceptNew() if accept_new else RejectUnknown()
+
+
+@dataclass
+class HostSession:
+    """One host, one connection, reused by every step of a task."""
+
+    target: Target
+    ssh: SshSettings
+    config: Any = None
+    dry: bool = False
+    sudo_password: Callable[[], str | None] | None = None
+    plan: list[str] = field(default_factory=list)
+    round_trips: int = 0
+    _cxn: Any = None
+    _is_root: bool | None = None
+    _sudo_needs_password: bool = False
+    _aborted: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.target.label
+
+    @property
+    def user(self) -> str:
+        return self.target.user or self.ssh.user or getpass.getuser()
+
+    # -- connection -------------------------------------------------------------------
+    def connection(self) -> Any:
+        if self._cxn is not None:
+            return self._cxn
+        if self._aborted:
+            raise HostUnreachable("aborted: per-host timeout exceeded")
+        from fabric import Config, Connection
+        from paramiko.ssh_exception import (
+            AuthenticationException,
+            BadHostKeyException,
+            NoValidConnectionsError,
+            SSHException,
+        )
+
+        config = Config(lazy=True) if self.config is None else self.config
+        if not isinstance(config, Config):
+            config = config.clone(into=Config)
+        config.load_ssh_configs = False
+        config.run.in_stream = False
+        timeout = self.ssh.connect_timeout
+        key = os.path.expanduser(self.ssh.key) if self.ssh.key else None
+        cxn = Connection(
+            host=self.target.host,
+            user=self.user,
+            port=self.target.port,
+            config=config,
+            connect_timeout=timeout,
+            connect_kwargs={
+                "key_filename": key,
+                "look_for_keys": key is None,
+                "allow_agent": key is None,
+                "banner_timeout": timeout,
+                "auth_timeout": timeout,
+                "channel_timeout": timeout,
+            },
+        )
+        known_hosts = Path(os.path.expanduser(self.ssh.known_hosts))
+        client = cxn.client
+        if known_hosts.exists():
+            try:
+                client.load_host_keys(str(known_hosts))
+            except Exception as exc:  # paramiko raises several types for a bad file
+                raise HostUnreachable(f"cannot read known_hosts {known_hosts}: {exc}") from None
+        client.set_missing_host_key_policy(
+            _policies(known_hosts, accept_new=self.ssh.host_keys == "accept-new")
+        )
+        where = f"{self.target.host}:{self.target.port}"
+        try:
+            cxn.open()
+        except HostUnreachable:
+            raise
+        except BadHostKeyException as exc:
+            raise HostUnreachable(
+                f"host key of {where} CHANGED (got {_fingerprint(exc.key)}): possible "
+                f"man-in-the-middle; if the host was reinstalled, remove its old line from "
+                f"{known_hosts} (ssh-keygen -R {self.target.host}) and verify the new key"
+            ) from None
+        except AuthenticationException as exc:
+            raise HostUnreachable(
+                f"authentication as {self.user} to {where} failed ({exc}): check "
+                "flops.ssh.key and the user's authorized_keys"
+            ) from None
+        except TimeoutError as exc:
+            raise HostUnreachable(f"connection to {where} timed out ({exc or 'no answer'})") \
+                from None
+        except NoValidConnectionsError as exc:
+            raise HostUnreachable(f"cannot connect to {where}: {exc.strerror or exc}") from None
+        except (SSHException, OSError, EOFError) as exc:
+            transport = cxn.client.get_transport()
+            if transport is None or not getattr(transport, "remote_version", ""):
+                raise HostUnreachable(
+                    f"{where} accepted TCP but sent no SSH banner within {timeout:g}s "
+                    "(flops.ssh.connect_timeout): is sshd on that port?"
+                ) from None
+            raise HostUnreachable(f"SSH to {where} failed: {exc or type(exc).__name__}") \
+                from None
+        transport = cxn.client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(15)
+        self._cxn = cxn
+        return cxn
+
+    def close(self) -> None:
+        if self._cxn is not None:
+            try:
+                self._cxn.close()
+            finally:
+                self._cxn = None
+
+    def abort(self) -> None:
+        """Cut the connection from another thread (per-host deadline)."""
+        self._aborted = True
+        cxn = self._cxn
+        if cxn is not None:
+            transport = cxn.client.get_transport()
+            if transport is not None:
+                transport.close()
+
+    # -- running ----------------------------------------------------------------------
+    def _raw(self, command: str, timeout: float | None, password: str | None = None) -> Result:
+        from invoke.exceptions import CommandTimedOut
+        from invoke.watchers import Responder
+
+        cxn = self.connection()
+        watchers = [Responder(pattern=SUDO_PROMPT, response=password + "\n")] if password else []
+        self.round_trips += 1
+        try:
+            res = cxn.run(
+                command,
+                hide=True,
+                warn=True,
+                dry=False,
+                in_stream=False,
+                pty=False,
+                timeout=timeout or self.ssh.command_timeout,
+                watchers=watchers,
+            )
+        except CommandTimedOut as exc:
+            raise RemoteFailure(f"command timed out after {exc.timeout:g}s") from None
+        except (OSError, EOFError) as exc:
+            raise HostUnreachable(f"connection lost: {exc or type(exc).__name__}") from None
+        except Exception as exc:
+            from paramiko.ssh_exception import SSHException
+
+            if isinstance(exc, SSHException):
+                raise HostUnreachable(f"connection lost: {exc}") from None
+            raise
+        stderr = res.stderr.replace(SUDO_PROMPT, "") if password else res.stderr
+        return Result(command=command, exited=res.exited, stdout=res.stdout, stderr=stderr)
+
+    def is_root(self) -> bool:
+        if self._is_root is None:
+            res = self._raw(commands.cmd("id", "-u"), timeout=self.ssh.connect_timeout + 5)
+            self._is_root = res.ok and res.stdout.strip() == "0"
+        return self._is_root
+
+    def _as_root(self, command: str, timeout: float | None) -> Result:
+        if self.is_root():
+            return self._raw(command, timeout)
+        if not self._sudo_needs_password:
+            res = self._raw(commands.sudo(command, None), timeout)
+            if "a password is required" not in res.stderr and "a terminal is required" \
+                    not in res.stderr:
+                return res
+            self._sudo_needs_password = True
+        password = self.sudo_password() if self.sudo_password else None
+        if not password:
+            raise RemoteFailure(
+                f"sudo on {self.label} needs a password: export {self.ssh.sudo_password_env} "
+                "or run from a terminal to be asked once"
+            )
+        return self._raw(commands.sudo(command, SUDO_PROMPT), timeout, password=password)
+
+    def probe(self, command: str, timeout: float | None = None) -> Result:
+        """A read-only command: runs even under ``--dry``."""
+        return self._as_root(command, timeout)
+
+    def change(self, command: str, summary: str, timeout: float | None = None) -> Result:
+        """A command that changes the host: under ``--dry`` it is recorded, not run."""
+        if self.dry:
+            self.plan.append(summary)
+            return Result(command=command, exited=0, dry=True)
+        res = self._as_root(command, timeout)
+        if not res.ok:
+            detail = (res.stderr or res.stdout).strip().splitlines()
+            tail = detail[-1] if detail else f"exit {res.exited}"
+            raise RemoteFailure(f"{summary}: {tail}")
+        return res
+
+    def probes(self, probes: list[tuple[str, str]]) -> dict[str, tuple[int, str]]:
+        """Many read-only probes in one round trip: ``name -> (exit code, output)``."""
+        res = self.probe(commands.probe_batch(probes))
+        parsed = commands.parse_probe_batch(res.stdout)
+        missing = [name for name, _ in probes if name not in parsed]
+        if missing:
+            tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or [f"exit {res.exited}"]
+            raise RemoteFailure(f"probes did not run ({', '.join(missing)}): {tail[0]}")
+        return parsed
+
+
+class Observer:
+    """Receives progress; the default does nothing (``ui`` provides a live one)."""
+
+    def host_started(self, host: str) -> None: ...
+
+    def host_step(self, host: str, outcome: Outcome) -> None: ...
+
+    def host_done(self, host: str, outcomes: list[Outcome]) -> None: ...
+
+
+def password_source(ssh: SshSettings) -> Callable[[], str | None]:
+    """The sudo password: the configured environment variable, else one prompt on a TTY."""
+    cache: dict[str, str | None] = {}
+
+    def get() -> str | None:
+        with _password_lock:
+            if "pw" not in cache:
+                value = os.environ.get(ssh.sudo_password_env)
+                if not value and sys.stdin is not None and sys.stdin.isatty():
+                    value = getpass.getpass("sudo password for the worker hosts: ")
+                cache["pw"] = value or None
+            return cache["pw"]
+
+    return get
+
+
+Work = Callable[[HostSession], list[Outcome]]
+
+
+def fan_out(
+    targets: list[Target],
+    work: Work,
+    *,
+    ssh: SshSettings,
+    config: Any = None,
+    dry: bool = False,
+    observer: Observer | None = None,
+    step: str = "connect",
+    sessions: dict[str, HostSession] | None = None,
+) -> list[Outcome]:
+    """Run ``work`` for every target in a bounded pool; every host ends with outcomes.
+
+    A host that cannot be reached is reported ``unreachable``; a host past
+    ``ssh.host_timeout`` has its connection cut and is reported ``failed``. Outcomes come
+    back in target order. Pass ``sessions`` to keep the connections open for later work.
+    """
+    if not targets:
+        return []
+    observer = observer or Observer()
+    get_password = password_source(ssh)
+    results: dict[int, list[Outcome]] = {}
+    own_sessions = sessions is None
+    sessions = {} if sessions is None else sessions
+    started: dict[int, float] = {}
+
+    def job(index: int, target: Target) -> list[Outcome]:
+        started[index] = time.monotonic()
+        label = target.label
+        observer.host_started(label)
+        session = sessions.get(label)
+        if session is None:
+            session = HostSession(target, ssh, config=config, dry=dry,
+                                  sudo_password=get_password)
+            sessions[label] = session
+        try:
+            session.connection()
+            outcomes = work(session)
+        except HostUnreachable as exc:
+            outcomes = [unreachable(label, step, str(exc))]
+        except RemoteFailure as exc:
+            outcomes = [failed(label, step, str(exc))]
+        except FlopsError as exc:
+            outcomes = [failed(label, step, exc.message or "failed")]
+        for outcome in outcomes:
+            observer.host_step(label, outcome)
+        return outcomes
+
+    pool = ThreadPoolExecutor(max_workers=min(ssh.parallel, len(targets)),
+                              thread_name_prefix="flops-host")
+    futures: dict[Future, int] = {pool.submit(job, i, t): i for i, t in enumerate(targets)}
+    pending = set(futures)
+    timed_out: set[int] = set()
+    try:
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for fut in done:
+                index = futures[fut]
+                if index in timed_out:
+                    continue
+                exc = fut.exception()
+                if exc is not None:
+                    label = targets[index].label
+                    results[index] = [failed(label, step, f"{type(exc).__name__}: {exc}")]
+                else:
+                    results[index] = fut.result()
+                observer.host_done(targets[index].label, results[index])
+            now = time.monotonic()
+            for fut in list(pending):
+                index = futures[fut]
+                if index in started and now - started[index] > ssh.host_timeout:
+                    label = targets[index].label
+                    session = sessions.get(label)
+                    if session is not None:
+                        session.abort()
+                    timed_out.add(index)
+                    pending.discard(fut)
+                    results[index] = [failed(label, step,
+                                             f"timed out after {ssh.host_timeout:g}s "
+                                             "(flops.ssh.host_timeout); connection closed")]
+                    observer.host_done(label, results[index])
+    finally:
+        pool.shutdown(wait=not timed_out, cancel_futures=True)
+        if own_sessions:
+            for session in sessions.values():
+                session.close()
+    return [o for i in range(len(targets)) for o in results.get(i, [])]

@@ -1,0 +1,166 @@
+"""The SSH layer against a real OpenSSH server on loopback."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from flops_tasks import commands
+from flops_tasks.config import settings
+from flops_tasks.hosts import Target
+from flops_tasks.outcome import Status, ok
+from flops_tasks.ssh import HostSession, HostUnreachable, fan_out
+from tests.conftest import make_context
+
+from .sshd import keygen, silent_listener
+
+pytestmark = pytest.mark.integration
+
+
+def ssh_settings(sshd, known_hosts, **extra):
+    ssh = {"key": str(sshd.client_key), "known_hosts": str(known_hosts), "user": "root",
+           "connect_timeout": 2, **extra}
+    return settings(make_context({"ssh": ssh})).ssh
+
+
+def target(sshd):
+    return Target(host="127.0.0.1", port=sshd.port, user="root")
+
+
+def test_strict_accepts_pinned_key(sshd, tmp_path):
+    kh = tmp_path / "known_hosts"
+    kh.write_text(sshd.known_hosts_line())
+    session = HostSession(target(sshd), ssh_settings(sshd, kh))
+    try:
+        assert session.probe("id -u").stdout.strip() == "0"
+        assert session.probe("echo again").stdout.strip() == "again"
+        # one connection reused by every step
+        assert session.connection() is session.connection()
+    finally:
+        session.close()
+
+
+def test_strict_refuses_unknown_key(sshd, tmp_path):
+    kh = tmp_path / "known_hosts"  # missing file: nothing is trusted
+    session = HostSession(target(sshd), ssh_settings(sshd, kh))
+    with pytest.raises(HostUnreachable) as err:
+        session.probe("true")
+    assert "is not in" in str(err.value) and "ssh-keyscan -p" in str(err.value)
+    assert not kh.exists()
+
+
+def test_changed_key_is_refused_even_with_accept_new(sshd, tmp_path):
+    other = tmp_path / "other"
+    keygen(other)
+    kind, key = (tmp_path / "other.pub").read_text().split()[:2]
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"[127.0.0.1]:{sshd.port} {kind} {key}\n")
+    session = HostSession(target(sshd), ssh_settings(sshd, kh, host_keys="accept-new"))
+    with pytest.raises(HostUnreachable, match="CHANGED"):
+        session.probe("true")
+    assert kh.read_text() == f"[127.0.0.1]:{sshd.port} {kind} {key}\n"
+
+
+def test_accept_new_records_the_key(sshd, tmp_path):
+    kh = tmp_path / "ssh" / "known_hosts"
+    session = HostSession(target(sshd), ssh_settings(sshd, kh, host_keys="accept-new"))
+    assert session.probe("true").ok
+    session.close()
+    assert kh.read_text() == sshd.known_hosts_line()
+    # and the recorded key is then trusted strictly
+    strict = HostSession(target(sshd), ssh_settings(sshd, kh))
+    assert strict.probe("true").ok
+    strict.close()
+
+
+def test_silent_port_times_out_within_bound(tmp_path, sshd):
+    server, port = silent_listener()
+    try:
+        s = ssh_settings(sshd, tmp_path / "kh", connect_timeout=1.5)
+        start = time.monotonic()
+        outcomes = fan_out([Target(host="127.0.0.1", port=port, user="root")],
+                           lambda session: [ok(session.label, "noop")], ssh=s)
+        elapsed = time.monotonic() - start
+    finally:
+        server.close()
+    assert [o.status for o in outcomes] == [Status.UNREACHABLE]
+    assert "banner" in outcomes[0].detail or "timed out" in outcomes[0].detail
+    assert elapsed < 6
+
+
+def test_closed_port_is_unreachable(tmp_path, sshd):
+    from .sshd import free_port
+
+    s = ssh_settings(sshd, tmp_path / "kh")
+    outcomes = fan_out([Target(host="127.0.0.1", port=free_port(), user="root")],
+                       lambda session: [ok(session.label, "noop")], ssh=s)
+    assert outcomes[0].status is Status.UNREACHABLE
+    assert "cannot connect" in outcomes[0].detail
+
+
+def test_metacharacters_arrive_intact(sshd, tmp_path):
+    kh = tmp_path / "known_hosts"
+    kh.write_text(sshd.known_hosts_line())
+    hostile = ["a b", "$(touch /tmp/flops-pwned)", "`id`", "'; exit 3; '", '"', "*", "$HOME",
+               "x\ty", ";|&<>"]
+    session = HostSession(target(sshd), ssh_settings(sshd, kh))
+    try:
+        res = session.probe(commands.echo_args(hostile))
+    finally:
+        session.close()
+    assert res.stdout.split("\n")[:-1] == hostile
+    import os
+
+    assert not os.path.exists("/tmp/flops-pwned")
+
+
+def test_host_timeout_cuts_a_stalled_command(sshd, tmp_path):
+    kh = tmp_path / "known_hosts"
+    kh.write_text(sshd.known_hosts_line())
+    s = ssh_settings(sshd, kh, host_timeout=2)
+    start = time.monotonic()
+
+    def stall(session):
+        session.probe("sleep 60")
+        return [ok(session.label, "stall")]
+
+    outcomes = fan_out([target(sshd)], stall, ssh=s)
+    elapsed = time.monotonic() - start
+    assert outcomes[0].status is Status.FAILED
+    assert "timed out after 2s" in outcomes[0].detail
+    assert elapsed < 8
+
+
+def test_fan_out_reports_every_host_in_order(sshd, tmp_path):
+    kh = tmp_path / "known_hosts"
+    kh.write_text(sshd.known_hosts_line())
+    from .sshd import free_port
+
+    s = ssh_settings(sshd, kh, parallel=2)
+    good = [Target(host="127.0.0.1", port=sshd.port, user="root", name=f"n{i}") for i in range(3)]
+    bad = Target(host="127.0.0.1", port=free_port(), user="root", name="down")
+
+    def work(session):
+        out = session.probe(commands.cmd("echo", session.label)).stdout.strip()
+        return [ok(session.label, "echo", out)]
+
+    outcomes = fan_out([good[0], bad, good[1], good[2]], work, ssh=s)
+    assert [(o.host, o.status) for o in outcomes] == [
+        ("n0", Status.OK), ("down", Status.UNREACHABLE), ("n1", Status.OK), ("n2", Status.OK)]
+    assert [o.detail for o in outcomes if o.status is Status.OK] == ["n0", "n1", "n2"]
+
+
+def test_dry_change_is_planned_not_run(sshd, tmp_path):
+    kh = tmp_path / "known_hosts"
+    kh.write_text(sshd.known_hosts_line())
+    marker = tmp_path / "changed"
+    session = HostSession(target(sshd), ssh_settings(sshd, kh), dry=True)
+    try:
+        res = session.change(commands.cmd("touch", str(marker)), f"create {marker}")
+        assert res.dry and session.plan == [f"create {marker}"]
+        assert session.probe(commands.cmd("echo", "probes still run")).stdout.strip() \
+            == "probes still run"
+    finally:
+        session.close()
+    assert not marker.exists()
