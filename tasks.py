@@ -7,14 +7,79 @@ from flops_tasks.config import DEFAULTS, install_friendly_loaders
 
 install_friendly_loaders()
 
-JSON = {"json": "print the result as JSON on stdout"}
+JSON = "print the result as JSON on stdout"
+YES = "do not ask before deleting (needed without a terminal)"
+SERVICE = "one service of the stack, e.g. flops_manager"
 
 
-@task(help=JSON)
+@task(help={"json": JSON})
 def env(c, json=False):
     """Resolve, validate and show the six FLOps addresses; write the compose env file."""
     cli.env(c, as_json=json)
 
 
-ns = Collection(env)
+@task(help={"build": "build images first (flops_manager from the addon-FLOps checkout)",
+            "json": JSON})
+def up(c, build=False, json=False):
+    """Start the FLOps management suite and wait until every service is healthy."""
+    cli.up(c, build=build, as_json=json)
+
+
+@task(help={"json": JSON})
+def down(c, json=False):
+    """Stop the FLOps management suite; all data is kept."""
+    cli.down(c, as_json=json)
+
+
+@task(help={"registry": "also delete every image in the FLOps registry",
+            "db": "also empty the FLOps manager database (Mongo database 'flops')",
+            "service": "rebuild and restart only this service, keeping all data",
+            "build": "rebuild images while restarting",
+            "yes": YES, "json": JSON})
+def reset(c, registry=False, db=False, service=None, build=False, yes=False, json=False):
+    """Restart the stack (down + up); registry images and databases survive unless asked."""
+    cli.reset(c, registry=registry, db=db, service=service, build=build, yes=yes, as_json=json)
+
+
+@task(name="clear-registry", help={"yes": YES, "json": JSON})
+def clear_registry(c, yes=False, json=False):
+    """Delete every image in the FLOps registry and restart the registry."""
+    cli.clear_registry(c, yes=yes, as_json=json)
+
+
+@task(help={"yes": YES, "json": JSON})
+def redb(c, yes=False, json=False):
+    """Empty the FLOps manager database only (MLflow, registry and artifacts are kept)."""
+    cli.redb(c, yes=yes, as_json=json)
+
+
+@task(help={"json": JSON})
+def status(c, json=False):
+    """Show every stack service with its state, health and published ports."""
+    cli.status(c, as_json=json)
+
+
+@task(help={"service": SERVICE, "follow": "keep printing new lines",
+            "tail": "lines from the end of each log (default 200, 'all' for everything)"})
+def logs(c, service=None, follow=False, tail="200"):
+    """Show the stack's logs."""
+    cli.logs(c, service=service, follow=follow, tail=tail)
+
+
+@task(name="up", help={"workers": "number of worker containers (1-16, default 2)",
+                       "json": JSON})
+def testbed_up(c, workers=2, json=False):
+    """Start the offline testbed: worker containers (sshd + dockerd) and the FLOps stack."""
+    cli.testbed_up(c, workers=workers, as_json=json)
+
+
+@task(name="down", help={"keep_images": "keep the built images (faster next testbed.up)",
+                         "json": JSON})
+def testbed_down(c, keep_images=False, json=False):
+    """Remove everything the testbed created (label org.flops-tasks.testbed) and .testbed/."""
+    cli.testbed_down(c, keep_images=keep_images, as_json=json)
+
+
+testbed = Collection("testbed", testbed_up, testbed_down)
+ns = Collection(env, up, down, reset, clear_registry, redb, status, logs, testbed)
 ns.configure({"flops": DEFAULTS})

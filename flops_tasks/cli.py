@@ -28,3 +28,194 @@ def env(c: Any, as_json: bool = False, quiet: bool = False) -> dict[str, str]:
         extra = {k: v for k, v in envmod.public_view(values).items() if k not in ADDRESS_VARS}
         ui.render_env(rows, s.stack.env_file, changed, dry, as_json, extra)
     return addresses.values
+
+
+# -- the management stack ---------------------------------------------------------------
+def _stack(c: Any, s: Any = None) -> Any:
+    from . import ui
+    from .stack import Stack
+
+    return Stack(s or settings(c), dry=is_dry(c), progress=ui.info)
+
+
+def _stack_lock(s: Any) -> Any:
+    from . import locks
+
+    return locks.held(s.stack.env_file + ".lock", f"the stack {s.stack.project}")
+
+
+def _finish(report: Any, as_json: bool = False, plan: list[str] | None = None) -> Any:
+    """Render once; exit non-zero when anything failed."""
+    from . import ui
+    from .errors import FlopsError
+
+    if plan:
+        report.notes.extend(f"plan: {step}" for step in plan)
+    ui.render_report(report, as_json=as_json)
+    if not report.ok:
+        raise FlopsError("", code=report.exit_code)
+    return report
+
+
+def up(c: Any, build: bool = False, as_json: bool = False) -> Any:
+    """Env + preflight, start the stack, wait until every service is healthy."""
+    from .outcome import Report
+
+    s = settings(c)
+    stack = _stack(c, s)
+    report = Report("up", dry=stack.dry)
+    with _stack_lock(s):
+        _, outcomes = stack.preflight(build=build)
+        report.extend(outcomes)
+        report.extend(stack.up(build=build))
+    if not stack.dry:
+        report.notes.append("endpoints: " + ", ".join(
+            f"{row['service']} {' '.join(row['ports'])}" for row in stack.status()))
+    return _finish(report, as_json, stack.plan)
+
+
+def down(c: Any, as_json: bool = False) -> Any:
+    """Stop the stack; every volume is kept."""
+    from .outcome import Report
+
+    s = settings(c)
+    stack = _stack(c, s)
+    report = Report("down", dry=stack.dry)
+    with _stack_lock(s):
+        stack.check_docker()
+        report.extend(stack.down())
+    return _finish(report, as_json, stack.plan)
+
+
+def _confirm_deletion(what: list[str], yes: bool, dry: bool) -> None:
+    from . import ui
+    from .errors import FlopsError
+
+    if dry or not what:
+        return
+    ui.info("This will delete: " + "; ".join(what))
+    if not ui.confirm("Delete it?", assume_yes=yes):
+        raise FlopsError("nothing deleted: confirm on a terminal or pass --yes", code=3)
+
+
+def reset(c: Any, registry: bool = False, db: bool = False, service: str | None = None,
+          build: bool = False, yes: bool = False, as_json: bool = False) -> Any:
+    """down + up; registry images and databases survive unless a flag says otherwise."""
+    from .errors import FlopsError
+    from .outcome import Report, changed
+    from .stack import SERVICES
+
+    s = settings(c)
+    if service is not None and service not in SERVICES:
+        raise FlopsError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}",
+                         code=2)
+    if service and (registry or db):
+        raise FlopsError("--service restarts one service and keeps all data: use it without "
+                         "--registry/--db", code=2)
+    stack = _stack(c, s)
+    what = []
+    if registry:
+        what.append(f"every image in the FLOps registry (volume {stack.volume_name('registry_data')})")
+    if db:
+        what.append("every collection of the FLOps manager database 'flops'")
+    _confirm_deletion(what, yes, stack.dry)
+    report = Report("reset", dry=stack.dry)
+    with _stack_lock(s):
+        _, outcomes = stack.preflight(build=build or bool(service))
+        report.extend(outcomes)
+        if service:
+            report.extend(stack.up(build=True, services=[service], no_deps=True))
+            return _finish(report, as_json, stack.plan)
+        report.extend(stack.down())
+        if registry:
+            stack.remove_volume("registry_data")
+        report.extend(stack.up(build=build))
+        if registry and not stack.dry:
+            stack.verify_registry_empty()
+            report.extend([changed("stack", "clear-registry", "registry storage emptied")])
+        if db:
+            report.extend(stack.redb())
+    return _finish(report, as_json, stack.plan)
+
+
+def clear_registry(c: Any, yes: bool = False, as_json: bool = False) -> Any:
+    """Empty the FLOps registry's storage and restart it."""
+    from .outcome import Report
+
+    s = settings(c)
+    stack = _stack(c, s)
+    _confirm_deletion([f"every image in the FLOps registry (volume "
+                       f"{stack.volume_name('registry_data')})"], yes, stack.dry)
+    report = Report("clear-registry", dry=stack.dry)
+    with _stack_lock(s):
+        stack.check_docker()
+        report.extend(stack.clear_registry())
+    return _finish(report, as_json, stack.plan)
+
+
+def redb(c: Any, yes: bool = False, as_json: bool = False) -> Any:
+    """Empty the FLOps manager database (Mongo database 'flops') only."""
+    from .outcome import Report
+
+    s = settings(c)
+    stack = _stack(c, s)
+    _confirm_deletion(["every collection of the FLOps manager database 'flops' (MLflow, "
+                       "registry and artifacts are kept)"], yes, stack.dry)
+    report = Report("redb", dry=stack.dry)
+    with _stack_lock(s):
+        report.extend(stack.redb())
+    return _finish(report, as_json, stack.plan)
+
+
+def status(c: Any, as_json: bool = False) -> list[dict]:
+    """Every service with state, health and published ports."""
+    from . import ui
+
+    stack = _stack(c)
+    stack.check_docker()
+    rows = stack.status()
+    ui.render_status(rows, as_json=as_json)
+    return rows
+
+
+def logs(c: Any, service: str | None = None, follow: bool = False, tail: str = "200") -> None:
+    """Show the stack's logs (one service, or all)."""
+    from .errors import FlopsError
+    from .stack import SERVICES, _docker_call
+
+    if service is not None and service not in SERVICES:
+        raise FlopsError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}",
+                         code=2)
+    stack = _stack(c)
+    stack.check_docker()
+    from . import ui
+
+    if follow:
+        for _, line in _docker_call(lambda: stack.docker.compose.logs(
+                services=[service] if service else [], follow=True, stream=True, tail=tail)):
+            ui.raw(line)
+        return
+    ui.raw(_docker_call(lambda: stack.docker.compose.logs(
+        services=[service] if service else [], tail=tail)))
+
+
+# -- the offline testbed ------------------------------------------------------------------
+def testbed_up(c: Any, workers: int = 2, as_json: bool = False) -> dict:
+    """Start (or reuse) the offline testbed and write .testbed/invoke.yaml."""
+    from . import testbed, ui
+
+    summary = testbed.up(workers=int(workers), progress=ui.info)
+    ui.render_testbed(summary, as_json=as_json)
+    return summary
+
+
+def testbed_down(c: Any, keep_images: bool = False, as_json: bool = False) -> dict:
+    """Remove every testbed object and .testbed/."""
+    from . import testbed, ui
+
+    removed = testbed.down(keep_images=keep_images, progress=ui.info)
+    if as_json:
+        ui.print_json({"removed": removed})
+    else:
+        ui.info("removed: " + ", ".join(f"{len(v)} {k}" for k, v in removed.items()))
+    return removed

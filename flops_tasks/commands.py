@@ -98,3 +98,157 @@ def parse_probe_batch(stdout: str) -> dict[str, tuple[int, str]]:
 def echo_args(values: Iterable[str]) -> str:
     """Print each value on its own line (used to prove quoting end to end)."""
     return cmd("printf", "%s\\n", *values)
+
+
+# -- worker probes and changes -----------------------------------------------------------
+# Everything below is consumed by facts.py (read-only probes) and ops/ (changes).
+
+DAEMON_JSON = "/etc/docker/daemon.json"
+CONTAINERD_CONFIG = "/etc/containerd/config.toml"
+CERTS_D = "/etc/containerd/certs.d"
+BUILDKITD_TOML = "/etc/buildkit/flops-buildkitd.toml"
+REGISTRIES_CONF_D = "/etc/containers/registries.conf.d"
+BINFMT = "/proc/sys/fs/binfmt_misc"
+SIDECAR = "ml_data_server"
+SIDECAR_PORT = 11027
+DATA_VOLUME = "ml_data_server_volume"
+DATA_MOUNT = "/ml_data_server_volume"  # upstream's DATA_VOLUME path in the sidecar
+
+
+def if_else(test: str, then: str, otherwise: str) -> str:
+    return f"if {test}; then {then}; else {otherwise}; fi"
+
+
+def cat_if_exists(path: str) -> str:
+    return if_else(cmd("test", "-f", path), cmd("cat", path), "true")
+
+
+def has_command(name: str) -> str:
+    return cmd("command", "-v", name)
+
+
+def mount_binfmt() -> str:
+    return if_else(cmd("test", "-e", f"{BINFMT}/status"), "true",
+                   cmd("mount", "-t", "binfmt_misc", "binfmt_misc", BINFMT))
+
+
+def apt_install(packages: Sequence[str]) -> str:
+    """Non-interactive install; ``apt-get update`` first so a fresh node finds the packages."""
+    env = "DEBIAN_FRONTEND=noninteractive"
+    return all_of(
+        f"{env} {cmd('apt-get', 'update', '-qq')}",
+        f"{env} {cmd('apt-get', 'install', '-y', '-qq', '--no-install-recommends', *packages)}",
+    )
+
+
+def apt_candidate(package: str) -> str:
+    """Prints the candidate version, empty when the package is unknown to apt."""
+    return (f"apt-cache policy {q(package)} 2>/dev/null | "
+            "sed -n 's/^ *Candidate: *//p' | grep -v '(none)' || true")
+
+
+def run_binary_b64(data_b64: str) -> str:
+    """Write a small binary to a temp file, run it, remove it (used for the arm64 probe)."""
+    return (
+        'f=$(mktemp /tmp/flops-probe.XXXXXX) && '
+        f"printf '%s' {q(data_b64)} | base64 -d > \"$f\" && chmod 700 \"$f\" && "
+        '"$f"; rc=$?; rm -f "$f"; exit $rc'
+    )
+
+
+def docker_reload() -> str:
+    """Apply reloadable daemon.json keys (insecure-registries) without stopping containers."""
+    return if_else(cmd("test", "-d", "/run/systemd/system"),
+                   cmd("systemctl", "reload", "docker"),
+                   'kill -HUP "$(pidof dockerd)"')
+
+
+def restart_service(name: str) -> str:
+    return if_else(cmd("test", "-d", "/run/systemd/system"),
+                   cmd("systemctl", "restart", name),
+                   cmd("service", name, "restart"))
+
+
+def docker_insecure_registries() -> str:
+    return cmd("docker", "info", "--format", "{{json .RegistryConfig.IndexConfigs}}")
+
+
+def docker_info_json() -> str:
+    return cmd("docker", "info", "--format", "{{json .}}")
+
+
+def buildx_inspect(name: str) -> str:
+    return cmd("docker", "buildx", "inspect", name)
+
+
+def buildx_create_container(name: str, config: str, platforms: str) -> str:
+    return cmd("docker", "buildx", "create", "--name", name, "--driver", "docker-container",
+               "--platform", platforms, "--buildkitd-config", config, "--bootstrap")
+
+
+def docker_context_create(name: str) -> str:
+    return cmd("docker", "context", "create", name, "--description",
+               "FLOps image builder (docker driver)", "--docker",
+               "host=unix:///var/run/docker.sock")
+
+
+def buildx_rm(name: str) -> str:
+    return any_of(cmd("docker", "buildx", "rm", "-f", name), "true")
+
+
+def buildx_push_probe(registry: str, repo: str, platforms: str, builder: str) -> str:
+    """Build a tiny image for every platform and push it to the registry."""
+    dockerfile = "FROM scratch\nCOPY probe.txt /probe.txt\n"
+    ref = f"{registry}/{repo}"
+    return (
+        "d=$(mktemp -d /tmp/flops-push.XXXXXX) && "
+        f"printf '%s' {q(dockerfile)} > \"$d/Dockerfile\" && "
+        "date +%s%N > \"$d/probe.txt\" && "
+        f"{cmd('docker', 'buildx', 'build', '--builder', builder, '--platform', platforms, '--push', '-t', ref)}"
+        " \"$d\" 2>&1; rc=$?; rm -rf \"$d\"; exit $rc"
+    )
+
+
+def manifest_get(registry: str, repo: str, tag: str) -> str:
+    accept = ("application/vnd.oci.image.index.v1+json,"
+              "application/vnd.docker.distribution.manifest.list.v2+json")
+    return cmd("docker", "buildx", "imagetools", "inspect", "--raw", f"{registry}/{repo}:{tag}") \
+        + " 2>/dev/null || " + cmd("curl", "-fsS", "-H", f"Accept: {accept}",
+                                   f"http://{registry}/v2/{repo}/manifests/{tag}")
+
+
+def nodeengine_addon(name: str, state: str) -> str:
+    return cmd("NodeEngine", "config", "addon", name, state)
+
+
+def docker_volume_exists(name: str) -> str:
+    return cmd("docker", "volume", "inspect", "--format", "{{.Name}}", name)
+
+
+def docker_volume_create(name: str) -> str:
+    return cmd("docker", "volume", "create", name)
+
+
+def container_inspect(name: str) -> str:
+    return cmd("docker", "container", "inspect", "--format", "{{json .}}", name)
+
+
+def sidecar_run(image: str, mount_source: str, port: int = SIDECAR_PORT) -> str:
+    return all_of(
+        any_of(quiet(cmd("docker", "rm", "-f", SIDECAR)), "true"),
+        cmd("docker", "run", "-d", "--name", SIDECAR, "--restart", "unless-stopped",
+            "-p", f"{port}:{port}", "-v", f"{mount_source}:{DATA_MOUNT}", image),
+    )
+
+
+def docker0_address() -> str:
+    return "ip -4 -o addr show docker0 | awk '{print $4}' | cut -d/ -f1"
+
+
+def tcp_check(host: str, port: int, seconds: int = 3) -> str:
+    return cmd("timeout", str(seconds), "bash", "-c", f"exec 3<>/dev/tcp/{host}/{port}")
+
+
+def tcp_check_docker0(port: int, seconds: int = 3) -> str:
+    return (f"a=$({docker0_address()}) && test -n \"$a\" && echo \"$a\" && "
+            f"timeout {int(seconds)} bash -c \"exec 3<>/dev/tcp/$a/{int(port)}\"")

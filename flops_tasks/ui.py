@@ -159,3 +159,49 @@ def confirm(question: str, assume_yes: bool) -> bool:
     from rich.prompt import Confirm
 
     return Confirm.ask(question, console=_console(stderr=True), default=False)
+
+
+def raw(text: str | bytes) -> None:
+    """Pass text through unchanged (logs)."""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+    sys.stdout.flush()
+
+
+def render_status(rows: list[dict], as_json: bool = False) -> None:
+    if as_json:
+        print_json({"services": rows})
+        return
+    from rich.table import Table
+
+    table = Table(title="FLOps management suite", title_justify="left")
+    for col in ("service", "state", "health", "ports"):
+        table.add_column(col)
+    for row in rows:
+        health = row["health"]
+        style = "green" if health == "healthy" else ("red" if health in ("unhealthy",) or
+                                                      row["state"] in ("missing", "exited")
+                                                      else "yellow")
+        table.add_row(row["service"], row["state"], f"[{style}]{health or '-'}[/]",
+                      ", ".join(row["ports"]))
+    _console().print(table)
+
+
+def render_testbed(summary: dict, as_json: bool = False) -> None:
+    if as_json:
+        print_json(summary)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"testbed up in {summary['seconds']} s", title_justify="left")
+    table.add_column("worker")
+    table.add_column("address")
+    for w in summary["workers"]:
+        table.add_row(w["name"], w["ip"])
+    console = _console()
+    console.print(table)
+    console.print(f"management stack at {summary['gateway']} (as workers see this host)",
+                  markup=False)
+    console.print(f"use it: inv -f {summary['config']} bootstrap   |   tear down: "
+                  "inv testbed.down", markup=False)

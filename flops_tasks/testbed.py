@@ -1,0 +1,407 @@
+"""The offline testbed: worker nodes as containers (sshd + dockerd) and the management stack.
+
+Everything is built locally from Debian packages (no container registry is needed): Debian
+base images with debootstrap, a worker image, and offline stand-ins for the stack's images.
+Everything created carries the label ``org.flops-tasks.testbed``; ``down`` removes exactly
+that. ``up`` writes ``.testbed/invoke.yaml``, a config that points every task at the testbed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import ADDRESS_VARS, DEFAULTS, PROJECT_ROOT
+from .errors import FlopsError
+
+LABEL = "org.flops-tasks.testbed"
+ROLE_LABEL = "org.flops-tasks.role"
+NETWORK = "flops-testbed"
+PREFIX = "flops-testbed"
+BASE_IMAGE = "flops-testbed/base:{suite}"
+WORKER_IMAGE = "flops-testbed/worker:1"
+SIDECAR_IMAGE = "flops-offline/ml_data_server:1"
+SIDECAR_REPO = "flops/ml-data-server:offline"
+PROJECT = "flops_testbed"
+MIRROR = "http://deb.debian.org/debian"
+MAX_WORKERS = 16
+WORKER_FLAGS = dict(
+    cap_add=["ALL"],
+    cap_drop=["SYS_RESOURCE"],
+    security_options=["seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"],
+    device_cgroup_rules=["a *:* rwm"],
+    cgroupns="host",
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+
+    @property
+    def ssh(self) -> Path:
+        return self.root / "ssh"
+
+    @property
+    def key(self) -> Path:
+        return self.ssh / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.ssh / "known_hosts"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "invoke.yaml"
+
+    @property
+    def env_file(self) -> Path:
+        return self.root / "flops.env"
+
+
+def default_paths() -> Paths:
+    return Paths(PROJECT_ROOT / ".testbed")
+
+
+def _docker() -> Any:
+    from python_on_whales import docker
+
+    return docker
+
+
+def _call(action: Callable[[], Any]) -> Any:
+    from .stack import _docker_call
+
+    return _docker_call(action)
+
+
+def worker_name(i: int) -> str:
+    return f"{PREFIX}-w{i}"
+
+
+# -- images ---------------------------------------------------------------------------
+def ensure_base_image(suite: str, progress: Progress, mirror: str = MIRROR) -> bool:
+    """Debian ``suite`` as an image, made with debootstrap; built once and cached."""
+    docker = _docker()
+    tag = BASE_IMAGE.format(suite=suite)
+    if _call(lambda: docker.image.exists(tag)):
+        return False
+    if not shutil.which("debootstrap"):
+        raise FlopsError("debootstrap is not installed: apt-get install debootstrap "
+                         "(or run .ci/setup)")
+    progress(f"building base image {tag} with debootstrap (about 30 s)")
+    with tempfile.TemporaryDirectory(prefix=f"flops-{suite}-") as tmp:
+        root = Path(tmp) / "root"
+        log = Path(tmp) / "debootstrap.log"
+        with open(log, "w") as fh:
+            res = subprocess.run(["debootstrap", "--variant=minbase", suite, str(root), mirror],
+                                 stdout=fh, stderr=subprocess.STDOUT)
+        if res.returncode != 0:
+            tail = log.read_text().strip().splitlines()[-1:] or ["?"]
+            raise FlopsError(f"debootstrap {suite} failed: {tail[0]}")
+        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+        imp = subprocess.run(
+            ["docker", "import", "-c", f"LABEL {LABEL}=1", "-c", 'CMD ["/bin/bash"]', "-", tag],
+            stdin=tar.stdout, capture_output=True, text=True)
+        tar.wait()
+        if imp.returncode != 0:
+            raise FlopsError(f"docker import of {tag} failed: {imp.stderr.strip()}")
+    return True
+
+
+def build_image(context: Path, tag: str, progress: Progress) -> None:
+    """Build (cached by Docker) with the testbed label."""
+    docker = _docker()
+    exists = _call(lambda: docker.image.exists(tag))
+    progress(f"{'checking' if exists else 'building'} image {tag}")
+    _call(lambda: docker.build(str(context), tags=[tag], labels={LABEL: "1"}, progress=False,
+                               load=True))
+
+
+# -- workers --------------------------------------------------------------------------
+def ensure_key(paths: Paths) -> str:
+    paths.ssh.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not paths.key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "flops-testbed",
+                        "-f", str(paths.key)], check=True)
+    return Path(str(paths.key) + ".pub").read_text().strip()
+
+
+def ensure_network() -> tuple[str, str]:
+    """The testbed network and its gateway (the address workers reach this host at)."""
+    docker = _docker()
+    if not _call(lambda: docker.network.exists(NETWORK)):
+        _call(lambda: docker.network.create(NETWORK, labels={LABEL: "1"}))
+    net = _call(lambda: docker.network.inspect(NETWORK))
+    configs = net.ipam.config or []
+    gateway = next((cfg.get("Gateway") for cfg in configs if cfg.get("Gateway")), None)
+    subnet = next((cfg.get("Subnet") for cfg in configs if cfg.get("Subnet")), "")
+    if not gateway:
+        raise FlopsError(f"network {NETWORK} has no gateway: remove it (inv testbed.down)")
+    if subnet.startswith("172.17."):
+        raise FlopsError(f"network {NETWORK} uses {subnet}, which collides with the workers' "
+                         "own docker0: remove it and retry")
+    return NETWORK, gateway
+
+
+def ensure_workers(count: int, pubkey: str, progress: Progress) -> list[tuple[str, str]]:
+    """Start ``count`` workers (reusing running ones); remove extra ones. -> [(name, ip)]."""
+    docker = _docker()
+    existing = {c.name: c for c in _call(lambda: docker.container.list(
+        all=True, filters={"label": f"{ROLE_LABEL}=worker"}))}
+    wanted = [worker_name(i) for i in range(1, count + 1)]
+    for name, c in existing.items():
+        if name not in wanted:
+            progress(f"removing extra worker {name}")
+            _call(lambda c=c: docker.container.remove(c, force=True, volumes=True))
+            _remove_worker_volumes(name)
+    result = []
+    for name in wanted:
+        c = existing.get(name)
+        if c is not None and not c.state.running:
+            progress(f"starting stopped worker {name}")
+            _call(lambda c=c: docker.container.start(c))
+        elif c is None:
+            progress(f"starting worker {name}")
+            volumes = []
+            for suffix, path in (("docker", "/var/lib/docker"), ("containerd", "/var/lib/containerd")):
+                vol = f"{name}-{suffix}"
+                if not _call(lambda v=vol: docker.volume.exists(v)):
+                    _call(lambda v=vol: docker.volume.create(v, labels={LABEL: "1"}))
+                volumes.append((vol, path))
+            volumes.append(("/sys/fs/cgroup", "/sys/fs/cgroup", "rw"))
+            _call(lambda name=name, volumes=volumes: docker.run(
+                WORKER_IMAGE, name=name, hostname=name, detach=True, networks=[NETWORK],
+                envs={"SSH_AUTHORIZED_KEYS": pubkey},
+                labels={LABEL: "1", ROLE_LABEL: "worker"},
+                volumes=volumes, **WORKER_FLAGS))
+        c = _call(lambda name=name: docker.container.inspect(name))
+        ip = c.network_settings.networks[NETWORK].ip_address
+        result.append((name, ip))
+    return result
+
+
+def _remove_worker_volumes(name: str) -> None:
+    docker = _docker()
+    for suffix in ("docker", "containerd"):
+        vol = f"{name}-{suffix}"
+        if _call(lambda v=vol: docker.volume.exists(v)):
+            _call(lambda v=vol: docker.volume.remove(v))
+
+
+def host_key(name: str, timeout: float = 60) -> str:
+    """The worker's ed25519 host key, read over ``docker exec`` (a trusted channel)."""
+    docker = _docker()
+    from python_on_whales.exceptions import DockerException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            text = docker.execute(name, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
+            kind, key = text.split()[:2]
+            return f"{kind} {key}"
+        except (DockerException, ValueError):
+            if time.monotonic() > deadline:
+                raise FlopsError(f"worker {name} has no SSH host key after {timeout:g}s: see "
+                                 f"'docker logs {name}'") from None
+            time.sleep(0.3)
+
+
+def pin_host_keys(paths: Paths, workers: list[tuple[str, str]]) -> None:
+    lines = [f"{ip} {host_key(name)}\n" for name, ip in workers]
+    tmp = paths.known_hosts.with_suffix(".tmp")
+    tmp.write_text("".join(lines))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, paths.known_hosts)
+
+
+# -- the config the testbed hands to every task -----------------------------------------
+def testbed_config(paths: Paths, workers: list[tuple[str, str]], gateway: str) -> dict:
+    return {
+        "flops": {
+            "inventory": {
+                name.removeprefix(f"{PREFIX}-"): {
+                    "host": ip, "user": "root", "port": 22, "roles": ["builder", "learner"]}
+                for name, ip in workers
+            },
+            "ssh": {
+                "user": "root",
+                "key": str(paths.key),
+                "known_hosts": str(paths.known_hosts),
+                "host_keys": "strict",
+            },
+            "addresses": {var.lower(): gateway for var in ADDRESS_VARS},
+            "stack": {
+                "project": PROJECT,
+                "overrides": [str(PROJECT_ROOT / "compose" / "offline.compose.yml"),
+                              str(PROJECT_ROOT / "testbed" / "testbed.compose.yml")],
+                "env_file": str(paths.env_file),
+                "network": NETWORK,
+            },
+            "learner": {"image": f"{gateway}:{DEFAULTS['registry']['port']}/{SIDECAR_REPO}"},
+        }
+    }
+
+
+def write_config(paths: Paths, data: dict) -> None:
+    import yaml
+
+    body = "# Written by 'inv testbed.up': points every task at the offline testbed.\n" \
+        + yaml.safe_dump(data, sort_keys=False)
+    tmp = paths.config.with_suffix(".tmp")
+    tmp.write_text(body)
+    os.replace(tmp, paths.config)
+
+
+def context_for(paths: Paths, dry: bool = False) -> Any:
+    """An Invoke context that sees exactly what ``inv -f .testbed/invoke.yaml`` sees."""
+    from invoke import Config, Context
+
+    config = Config(defaults={"flops": DEFAULTS, "run": {"in_stream": False}},
+                    runtime_path=str(paths.config))
+    config.load_runtime()
+    if dry:
+        config.run.dry = True
+    return Context(config=config)
+
+
+# -- up / down ----------------------------------------------------------------------------
+def wait_ssh_ready(c: Any, progress: Progress, timeout: float = 120) -> list:
+    """Poll until every worker answers SSH (pinned key) and ``docker info``."""
+    from . import commands
+    from .config import settings
+    from .outcome import ok
+    from .ssh import RemoteFailure, fan_out
+
+    s = settings(c)
+    deadline = time.monotonic() + timeout
+    pending = list(s.inventory)
+    progress(f"waiting for SSH and Docker on {len(pending)} workers")
+    while True:
+        def probe(session: Any) -> list:
+            res = session.probe(commands.cmd("docker", "info", "--format",
+                                             "{{.ServerVersion}}"))
+            if not res.ok:
+                raise RemoteFailure("docker info failed")
+            return [ok(session.label, "ready", f"docker {res.stdout.strip()}")]
+
+        outcomes = fan_out(pending, probe, ssh=s.ssh, config=c.config, step="ready")
+        bad = {o.host for o in outcomes if o.bad}
+        pending = [t for t in pending if t.label in bad]
+        if not pending:
+            return outcomes
+        if time.monotonic() > deadline:
+            worst = next(o for o in outcomes if o.bad)
+            raise FlopsError(f"worker {worst.host} not ready after {timeout:g}s: {worst.detail}")
+        time.sleep(0.5)
+
+
+def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | None = None,
+       mirror: str = MIRROR) -> dict:
+    """Bring the testbed up (idempotent); returns a summary dict."""
+    if not 1 <= workers <= MAX_WORKERS:
+        raise FlopsError(f"--workers must be 1-{MAX_WORKERS}, got {workers}", code=2)
+    paths = paths or default_paths()
+    from . import locks
+    from .stack import Stack
+
+    started = time.monotonic()
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with locks.held(paths.root / "testbed.lock", "the testbed"):
+        docker = _docker()
+        _check_engine(docker)
+        for suite in ("bookworm", "trixie"):
+            ensure_base_image(suite, progress, mirror)
+        build_image(PROJECT_ROOT / "testbed" / "worker", WORKER_IMAGE, progress)
+        build_image(PROJECT_ROOT / "compose" / "offline" / "ml_data_server", SIDECAR_IMAGE,
+                    progress)
+        pubkey = ensure_key(paths)
+        _, gateway = ensure_network()
+        nodes = ensure_workers(workers, pubkey, progress)
+        pin_host_keys(paths, nodes)
+        write_config(paths, testbed_config(paths, nodes, gateway))
+        c = context_for(paths)
+        wait_ssh_ready(c, progress)
+        from .config import settings
+
+        s = settings(c)
+        stack = Stack(s, progress=progress)
+        stack.build()
+        stack.preflight(build=True)
+        stack.up()
+        push_sidecar(progress)
+    return {
+        "workers": [{"name": n, "ip": ip} for n, ip in nodes],
+        "gateway": gateway,
+        "config": str(paths.config),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def push_sidecar(progress: Progress) -> None:
+    """Serve the ml_data_server stand-in from the FLOps registry (learners pull it)."""
+    docker = _docker()
+    local = f"127.0.0.1:{DEFAULTS['registry']['port']}/{SIDECAR_REPO}"
+    _call(lambda: docker.image.tag(SIDECAR_IMAGE, local))
+    progress(f"pushing {SIDECAR_IMAGE} to the FLOps registry as {SIDECAR_REPO}")
+    _call(lambda: docker.image.push(local, quiet=True))
+
+
+def _check_engine(docker: Any) -> None:
+    from python_on_whales.exceptions import DockerException
+
+    try:
+        docker.system.info()
+    except (DockerException, FileNotFoundError):
+        raise FlopsError("the Docker engine does not answer: start dockerd (or run "
+                         ".ci/setup)") from None
+
+
+def labelled() -> dict[str, list[str]]:
+    """Every object carrying the testbed label, by kind."""
+    docker = _docker()
+    flt = {"label": LABEL}
+    return {
+        "containers": [c.name for c in _call(lambda: docker.container.list(all=True, filters=flt))],
+        "volumes": [v.name for v in _call(lambda: docker.volume.list(filters=flt))],
+        "networks": [n.name for n in _call(lambda: docker.network.list(filters=flt))],
+        "images": sorted({t for i in _call(lambda: docker.image.list(filters=flt))
+                          for t in (i.repo_tags or [i.id[:19]])}),
+    }
+
+
+def down(keep_images: bool = False, progress: Progress = lambda _: None,
+         paths: Paths | None = None) -> dict[str, list[str]]:
+    """Remove exactly what carries the testbed label, and ``.testbed/``."""
+    paths = paths or default_paths()
+    docker = _docker()
+    _check_engine(docker)
+    flt = {"label": LABEL}
+    removed = labelled()
+    if removed["containers"]:
+        progress(f"removing {len(removed['containers'])} containers")
+        _call(lambda: docker.container.remove(removed["containers"], force=True, volumes=True))
+    if removed["volumes"]:
+        progress(f"removing {len(removed['volumes'])} volumes")
+        _call(lambda: docker.volume.remove(removed["volumes"]))
+    if removed["networks"]:
+        _call(lambda: docker.network.remove(removed["networks"]))
+    if keep_images:
+        removed["images"] = []
+    else:
+        images = _call(lambda: docker.image.list(filters=flt))
+        if images:
+            progress(f"removing {len(images)} images")
+            _call(lambda: docker.image.remove([i.id for i in images], force=True))
+    if paths.root.exists():
+        shutil.rmtree(paths.root)
+    return removed
