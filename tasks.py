@@ -66,6 +66,28 @@ def logs(c, service=None, follow=False, tail="200"):
     cli.logs(c, service=service, follow=follow, tail=tail)
 
 
+HOST = "[user@]host[:port], comma-separated; default: the inventory hosts of this role"
+
+
+@task(name="prepare-builder", help={
+    "host": HOST, "push_check": "also build a linux/amd64+arm64 image and push it to the FLOps "
+    "registry", "json": JSON})
+def prepare_builder(c, host=None, push_check=False, json=False):
+    """Prepare image-builder workers: QEMU, buildx + a multi-platform builder, registry trust."""
+    cli.prepare(c, roles={"builder"}, host=host, push_check=push_check, as_json=json,
+                title="prepare-builder")
+
+
+@task(name="prepare-learner", help={
+    "host": HOST, "data_dir": "bind-mount this host directory instead of the docker volume "
+    "ml_data_server_volume", "image": "ml_data_server image (default: flops.learner.image)",
+    "json": JSON})
+def prepare_learner(c, host=None, data_dir=None, image=None, json=False):
+    """Prepare learner workers: data mount, the ml_data_server sidecar (11027), registry trust."""
+    cli.prepare(c, roles={"learner"}, host=host, data_dir=data_dir, image=image, as_json=json,
+                title="prepare-learner")
+
+
 @task(name="up", help={"workers": "number of worker containers (1-16, default 2)",
                        "json": JSON})
 def testbed_up(c, workers=2, json=False):
@@ -81,5 +103,6 @@ def testbed_down(c, keep_images=False, json=False):
 
 
 testbed = Collection("testbed", testbed_up, testbed_down)
-ns = Collection(env, up, down, reset, clear_registry, redb, status, logs, testbed)
+ns = Collection(env, up, down, reset, clear_registry, redb, status, logs, prepare_builder,
+                prepare_learner, testbed)
 ns.configure({"flops": DEFAULTS})

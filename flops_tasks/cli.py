@@ -115,7 +115,8 @@ def reset(c: Any, registry: bool = False, db: bool = False, service: str | None 
     stack = _stack(c, s)
     what = []
     if registry:
-        what.append(f"every image in the FLOps registry (volume {stack.volume_name('registry_data')})")
+        volume = stack.volume_name("registry_data")
+        what.append(f"every image in the FLOps registry (volume {volume})")
     if db:
         what.append("every collection of the FLOps manager database 'flops'")
     _confirm_deletion(what, yes, stack.dry)
@@ -219,3 +220,56 @@ def testbed_down(c: Any, keep_images: bool = False, as_json: bool = False) -> di
     else:
         ui.info("removed: " + ", ".join(f"{len(v)} {k}" for k, v in removed.items()))
     return removed
+
+
+# -- worker preparation ---------------------------------------------------------------------
+def _prep_context(s: Any, image: str | None = None, data_dir: str | None = None,
+                  push_check: bool = False) -> Any:
+    from . import env as envmod
+    from .errors import FlopsError
+    from .ops import PrepContext
+
+    if data_dir is not None and data_dir != "" and (
+            not data_dir.startswith("/") or ".." in data_dir.split("/")
+            or any(ch in data_dir for ch in "\n\r\0")):
+        raise FlopsError(f"bad --data-dir {data_dir!r}: give an absolute path without '..'",
+                         code=2)
+    if image is not None and (not image.strip() or any(ch.isspace() for ch in image)
+                              or image.startswith("-")):
+        raise FlopsError(f"bad --image {image!r}: give an image reference such as "
+                         "registry:5073/ml-data-server:latest", code=2)
+    addresses = envmod.resolve_addresses(s)
+    return PrepContext(
+        registry=envmod.registry_host(s, addresses),
+        builder_name=s.builder_name,
+        builder_driver=s.builder_driver,
+        learner_image=image or s.learner_image,
+        data_dir=s.learner_data_dir if data_dir is None else data_dir,
+        push_check=push_check,
+    )
+
+
+def prepare(c: Any, roles: set[str] | None = None, host: str | None = None,
+            data_dir: str | None = None, image: str | None = None, push_check: bool = False,
+            as_json: bool = False, title: str = "prepare", render: bool = True) -> Any:
+    """Prepare hosts for ``roles`` (None: each inventory host's own roles), in parallel."""
+    from . import ui
+    from .hosts import select_targets
+    from .ops import prepare_host
+    from .outcome import Report
+    from .ssh import fan_out
+
+    s = settings(c)
+    ctx = _prep_context(s, image=image, data_dir=data_dir, push_check=push_check)
+    role = next(iter(roles)) if roles and len(roles) == 1 else None
+    targets = select_targets(host, list(s.inventory), role)
+    role_of = {t.label: (set(roles) if roles else set(t.roles)) for t in targets}
+    targets = [t for t in targets if role_of[t.label]]
+    report = Report(title, dry=is_dry(c))
+    with ui.LiveHosts(title, [t.label for t in targets]) as live:
+        report.extend(fan_out(
+            targets, lambda session: prepare_host(session, role_of[session.label], ctx),
+            ssh=s.ssh, config=c.config, dry=is_dry(c), observer=live))
+    if not render:
+        return report
+    return _finish(report, as_json)

@@ -69,7 +69,7 @@ def probe_batch(probes: Sequence[tuple[str, str]]) -> str:
     for name, command in probes:
         parts.append(
             f"echo {q(PROBE_MARK + ' ' + name)}; ( {command} ) </dev/null 2>&1; "
-            f"echo {q(PROBE_MARK + ' rc')} $?"
+            f"rc=$?; echo; echo {q(PROBE_MARK + ' rc')} $rc"
         )
     return "; ".join(parts)
 
@@ -196,17 +196,66 @@ def buildx_rm(name: str) -> str:
     return any_of(cmd("docker", "buildx", "rm", "-f", name), "true")
 
 
-def buildx_push_probe(registry: str, repo: str, platforms: str, builder: str) -> str:
-    """Build a tiny image for every platform and push it to the registry."""
-    dockerfile = "FROM scratch\nCOPY probe.txt /probe.txt\n"
-    ref = f"{registry}/{repo}"
+def buildx_push_probe(registry: str, ref: str, platforms: str, builder: str, driver: str,
+                      amd64_b64: str, arm64_b64: str) -> str:
+    """Build a two-platform image whose RUN step executes a tiny per-arch program, and push it.
+
+    The arm64 RUN can only succeed through QEMU on an amd64 worker (and the other way round).
+    """
+    dockerfile = 'FROM scratch\nARG TARGETARCH\nCOPY uname-${TARGETARCH} /uname\nRUN ["/uname"]\n'
+    if driver == "docker":
+        build = cmd("docker", "--context", builder, "buildx", "build")
+    else:
+        build = cmd("docker", "buildx", "build", "--builder", builder)
+    build += " " + cmd("--progress=plain", "--provenance=false", "--platform", platforms,
+                       "--push", "-t", f"{registry}/{ref}")
     return (
         "d=$(mktemp -d /tmp/flops-push.XXXXXX) && "
         f"printf '%s' {q(dockerfile)} > \"$d/Dockerfile\" && "
-        "date +%s%N > \"$d/probe.txt\" && "
-        f"{cmd('docker', 'buildx', 'build', '--builder', builder, '--platform', platforms, '--push', '-t', ref)}"
-        " \"$d\" 2>&1; rc=$?; rm -rf \"$d\"; exit $rc"
+        f"printf '%s' {q(amd64_b64)} | base64 -d > \"$d/uname-amd64\" && "
+        f"printf '%s' {q(arm64_b64)} | base64 -d > \"$d/uname-arm64\" && "
+        "chmod 755 \"$d\"/uname-* && "
+        f"{build} \"$d\" 2>&1; rc=$?; rm -rf \"$d\"; exit $rc"
     )
+
+
+def register_binfmt(machine: str) -> str:
+    """Register the QEMU handler the installed packages describe (binfmt.d or binfmt-support)."""
+    conf = f"/usr/lib/binfmt.d/qemu-{machine}.conf"
+    return if_else(
+        cmd("test", "-d", "/run/systemd/system"),
+        cmd("systemctl", "restart", "systemd-binfmt"),
+        if_else(has_command("update-binfmts") + " >/dev/null",
+                cmd("update-binfmts", "--enable", f"qemu-{machine}"),
+                # no init system and no binfmt-support: register the binfmt.d rule directly
+                f"grep -v '^#' {q(conf)} | head -n 1 > {q(BINFMT + '/register')}"),
+    )
+
+
+def install_buildx() -> str:
+    """docker-buildx-plugin where Docker's repository is configured, docker-buildx otherwise."""
+    env = "DEBIAN_FRONTEND=noninteractive"
+    install = f"{env} apt-get install -y -qq --no-install-recommends"
+    return all_of(
+        f"{env} {cmd('apt-get', 'update', '-qq')}",
+        if_else("apt-cache show docker-buildx-plugin >/dev/null 2>&1",
+                f"{install} docker-buildx-plugin", f"{install} docker-buildx"),
+    )
+
+
+def wait_docker_trusts(registry: str, seconds: int = 15) -> str:
+    """Reload is asynchronous: wait until docker info lists the registry."""
+    probe = cmd("docker", "info", "--format", "{{json .RegistryConfig.IndexConfigs}}")
+    needle = q(f'"{registry}"')
+    return (f"i=0; until {probe} | grep -qF {needle}; do i=$((i+1)); "
+            f"[ $i -ge {int(seconds) * 5} ] && exit 1; sleep 0.2; done")
+
+
+def wait_tcp_docker0(port: int, seconds: int = 30) -> str:
+    """Poll until TCP ``port`` answers on docker0's address (a freshly started server)."""
+    return (f"a=$({docker0_address()}) && test -n \"$a\" && i=0 && "
+            f"until timeout 1 bash -c \"exec 3<>/dev/tcp/$a/{int(port)}\" 2>/dev/null; do "
+            f"i=$((i+1)); [ $i -ge {int(seconds) * 5} ] && exit 1; sleep 0.2; done")
 
 
 def manifest_get(registry: str, repo: str, tag: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from . import env as envmod
 from .config import Settings
 from .errors import FlopsError
-from .outcome import Outcome, changed, failed, ok
+from .outcome import Outcome, changed, ok
 
 SERVICES = (
     "flops_manager",
@@ -125,7 +125,10 @@ class Stack:
                              "(Debian: apt-get install docker.io)") from None
 
     def containers(self, all_: bool = True) -> list[Any]:
-        return _docker_call(lambda: self.docker.compose.ps(all=all_))
+        """The stack's containers, by compose's project label (works before the env file)."""
+        label = f"com.docker.compose.project={self.s.stack.project}"
+        return _docker_call(lambda: self.docker.container.list(all=all_,
+                                                               filters={"label": label}))
 
     def ports_in_use(self) -> list[str]:
         """Required ports held by something other than this stack: one line each."""
@@ -217,8 +220,9 @@ class Stack:
                              "free")
         _, values, env_changed = envmod.ensure_env(
             self.s, extra={"FLOPS_NETWORK": network}, dry=self.dry)
+        verb = "updated" if env_changed else "unchanged"
         outcomes.append((changed if env_changed else ok)(
-            STACK, "env", f"{self.s.stack.env_file} " + ("updated" if env_changed else "unchanged")))
+            STACK, "env", f"{self.s.stack.env_file} {verb}"))
         created = self.ensure_network(network)
         outcomes.append((changed if created else ok)(STACK, "network", how))
         if not build and not self.dry:
@@ -253,7 +257,8 @@ class Stack:
     def wait_healthy(self, services: list[str] | None = None,
                      timeout: float | None = None) -> dict[str, str]:
         services = services or list(SERVICES)
-        deadline = time.monotonic() + (timeout or self.s.stack.health_timeout)
+        timeout = timeout or self.s.stack.health_timeout
+        deadline = time.monotonic() + timeout
         last: dict[str, str] = {}
         while True:
             states = self.health()
@@ -267,7 +272,7 @@ class Stack:
                 return wanted
             bad = [svc for svc, st in wanted.items() if st in ("exited", "dead", "missing")]
             if bad or time.monotonic() > deadline:
-                reason = "stopped" if bad else f"not healthy after {timeout or self.s.stack.health_timeout:g}s"
+                reason = "stopped" if bad else f"not healthy after {timeout:g}s"
                 culprit = bad[0] if bad else next(s for s, st in wanted.items() if st != "healthy")
                 raise FlopsError(f"{culprit} {reason} ({wanted[culprit]}): see "
                                  f"'inv logs --service {culprit}'")

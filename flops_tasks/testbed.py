@@ -173,7 +173,8 @@ def ensure_workers(count: int, pubkey: str, progress: Progress) -> list[tuple[st
         elif c is None:
             progress(f"starting worker {name}")
             volumes = []
-            for suffix, path in (("docker", "/var/lib/docker"), ("containerd", "/var/lib/containerd")):
+            for suffix, path in (("docker", "/var/lib/docker"),
+                                 ("containerd", "/var/lib/containerd")):
                 vol = f"{name}-{suffix}"
                 if not _call(lambda v=vol: docker.volume.exists(v)):
                     _call(lambda v=vol: docker.volume.create(v, labels={LABEL: "1"}))
@@ -335,8 +336,8 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
 
         s = settings(c)
         stack = Stack(s, progress=progress)
-        stack.build()
         stack.preflight(build=True)
+        stack.build()
         stack.up()
         push_sidecar(progress)
     return {

@@ -67,3 +67,9 @@ def test_sudo_wraps_whole_compound_command():
                                        (commands.any_of("false", "true"), 0)])
 def test_chains(chain, rc):
     assert subprocess.run(["sh", "-c", chain]).returncode == rc
+
+
+def test_probe_output_without_trailing_newline():
+    script = commands.probe_batch([("a", "printf 'no newline'"), ("b", "echo x")])
+    assert commands.parse_probe_batch(run_local(script)) == {"a": (0, "no newline"),
+                                                             "b": (0, "x")}

@@ -1,0 +1,202 @@
+"""Read-only facts about a worker, gathered in one SSH round trip.
+
+Each probe is a (name, command) pair built in ``commands``; ``gather`` runs them all in one
+batch (with ``dry=False`` semantics: probes always run) and ``WorkerFacts`` parses the
+output. Operations decide from these facts what differs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from . import commands as C
+from .probe_binaries import MACHINES
+
+MISSING = "@@flops-missing"
+
+
+def _cat(path: str) -> str:
+    return C.if_else(C.cmd("test", "-f", path), C.cmd("cat", path), C.cmd("echo", MISSING))
+
+
+def _dpkg_status(package: str) -> str:
+    return C.cmd("dpkg-query", "-W", "-f", "${Status}", package)
+
+
+def foreign_machine(machine: str) -> str:
+    """The architecture a builder emulates: arm64 on amd64 hosts, amd64 on arm64 hosts."""
+    return "x86_64" if machine == "aarch64" else "aarch64"
+
+
+def base_probes() -> list[tuple[str, str]]:
+    return [
+        ("machine", "uname -m"),
+        ("os", '. /etc/os-release 2>/dev/null; echo "${ID:-unknown} ${VERSION_CODENAME:-}"'),
+        ("apt", C.has_command("apt-get")),
+        ("systemd", C.cmd("test", "-d", "/run/systemd/system")),
+        ("docker", C.docker_info_json()),
+        ("daemon_json", _cat(C.DAEMON_JSON)),
+        ("nodeengine", C.any_of(C.cmd("NodeEngine", "config", "addon"),
+                                C.cmd("echo", MISSING))),
+        ("containerd_config", _cat(C.CONTAINERD_CONFIG)),
+        ("buildah", C.has_command("buildah")),
+    ]
+
+
+def registry_probes(registry: str) -> list[tuple[str, str]]:
+    return [
+        ("containerd_hosts", _cat(f"{C.CERTS_D}/{registry}/hosts.toml")),
+        ("registries_conf", _cat(f"{C.REGISTRIES_CONF_D}/50-flops-registry.conf")),
+    ]
+
+
+def builder_probes(builder: str, machine_hint: str | None = None) -> list[tuple[str, str]]:
+    probes = [
+        ("qemu_pkg", _dpkg_status("qemu-user-static")),
+        ("qemu_binfmt_pkg", _dpkg_status("qemu-user-binfmt")),
+        ("binfmt_mounted", C.cmd("test", "-e", f"{C.BINFMT}/status")),
+        ("binfmt_persist", "ls /usr/lib/binfmt.d/qemu-*.conf /usr/share/binfmts/qemu-* "
+                           "2>/dev/null | head -n 4"),
+        ("buildx", C.cmd("docker", "buildx", "version")),
+        ("context", C.cmd("docker", "context", "inspect", builder, "--format",
+                          "{{.Endpoints.docker.Host}}")),
+        ("builder", C.cmd("docker", "--context", builder, "buildx", "inspect", builder)),
+        ("builder_container", C.cmd("docker", "buildx", "inspect", builder)),
+        ("buildkitd", _cat(C.BUILDKITD_TOML)),
+    ]
+    for machine, (_, program) in MACHINES.items():
+        probes.append((f"handler_{machine}", _cat(f"{C.BINFMT}/qemu-{machine}")))
+        probes.append((f"run_{machine}", C.run_binary_b64(program)))
+    return probes
+
+
+def learner_probes(port: int = C.SIDECAR_PORT) -> list[tuple[str, str]]:
+    return [
+        ("volume", C.docker_volume_exists(C.DATA_VOLUME)),
+        ("sidecar", C.container_inspect(C.SIDECAR)),
+        ("docker0", C.docker0_address()),
+        ("sidecar_tcp", C.tcp_check_docker0(port, seconds=2)),
+    ]
+
+
+@dataclass
+class WorkerFacts:
+    raw: dict[str, tuple[int, str]]
+
+    def rc(self, name: str) -> int:
+        return self.raw.get(name, (255, ""))[0]
+
+    def out(self, name: str) -> str:
+        return self.raw.get(name, (255, ""))[1]
+
+    def ok(self, name: str) -> bool:
+        return self.rc(name) == 0
+
+    def file(self, name: str) -> str | None:
+        """Contents of a file probe, ``None`` when the file does not exist."""
+        text = self.out(name)
+        return None if text.strip() == MISSING else text
+
+    # -- base ---------------------------------------------------------------------
+    @property
+    def machine(self) -> str:
+        return self.out("machine").strip()
+
+    @property
+    def os(self) -> str:
+        return self.out("os").strip()
+
+    @property
+    def has_apt(self) -> bool:
+        return self.ok("apt")
+
+    @property
+    def systemd(self) -> bool:
+        return self.ok("systemd")
+
+    @property
+    def docker_info(self) -> dict[str, Any]:
+        if not self.ok("docker"):
+            return {}
+        try:
+            return json.loads(self.out("docker").strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return {}
+
+    @property
+    def docker_running(self) -> bool:
+        info = self.docker_info
+        return bool(info.get("ServerVersion")) and not info.get("ServerErrors")
+
+    @property
+    def docker_error(self) -> str:
+        text = self.out("docker").strip().splitlines()
+        return text[-1] if text else "docker info failed"
+
+    @property
+    def containerd_store(self) -> bool:
+        status = self.docker_info.get("DriverStatus") or []
+        return any(pair[:2] == ["driver-type", "io.containerd.snapshotter.v1"]
+                   for pair in status if isinstance(pair, list))
+
+    def docker_trusts(self, registry: str) -> bool:
+        configs = (self.docker_info.get("RegistryConfig") or {}).get("IndexConfigs") or {}
+        entry = configs.get(registry)
+        return bool(entry) and entry.get("Secure") is False
+
+    @property
+    def nodeengine(self) -> str | None:
+        text = self.out("nodeengine")
+        return None if MISSING in text else text
+
+    # -- builder ------------------------------------------------------------------
+    def installed(self, probe: str) -> bool:
+        return self.ok(probe) and "install ok installed" in self.out(probe)
+
+    def handler(self, machine: str) -> tuple[bool, str]:
+        """(enabled with the F flag, flags) of the QEMU handler for ``machine``."""
+        text = self.file(f"handler_{machine}")
+        if text is None:
+            return False, ""
+        lines = text.splitlines()
+        flags = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("flags:")), "")
+        return (bool(lines) and lines[0].strip() == "enabled" and "F" in flags), flags
+
+    def runs(self, machine: str) -> bool:
+        return self.ok(f"run_{machine}") and self.out(f"run_{machine}").strip() == machine
+
+    def builder_platforms(self, driver: str) -> list[str]:
+        probe = "builder" if driver == "docker" else "builder_container"
+        if not self.ok(probe):
+            return []
+        for line in self.out(probe).splitlines():
+            if line.strip().startswith("Platforms:"):
+                return [p.strip() for p in line.split(":", 1)[1].split(",") if p.strip()]
+        return []
+
+    def builder_driver(self, driver: str) -> str:
+        probe = "builder" if driver == "docker" else "builder_container"
+        for line in self.out(probe).splitlines():
+            if line.strip().startswith("Driver:"):
+                return line.split(":", 1)[1].strip()
+        return ""
+
+    # -- learner ------------------------------------------------------------------
+    @property
+    def sidecar(self) -> dict[str, Any] | None:
+        if not self.ok("sidecar"):
+            return None
+        try:
+            return json.loads(self.out("sidecar").strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return None
+
+    @property
+    def docker0(self) -> str:
+        return self.out("docker0").strip()
+
+
+def gather(session: Any, probes: list[tuple[str, str]]) -> WorkerFacts:
+    return WorkerFacts(session.probes(probes))
