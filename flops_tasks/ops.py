@@ -170,9 +170,19 @@ def act_builder(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
 
 # -- registry trust ---------------------------------------------------------------------
 def check_trust_docker(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
-    if f.docker_trusts(ctx.registry):
-        return True, f"docker trusts {ctx.registry} (plain HTTP)"
-    return False, f"docker does not trust {ctx.registry}"
+    """Trusted now (docker info) and after a restart (daemon.json)."""
+    try:
+        current = f.file("daemon_json")
+        in_file = current is not None and json.loads(
+            merged_daemon_json(current, ctx.registry)) == json.loads(current)
+    except RemoteFailure as exc:
+        return False, str(exc)
+    live = f.docker_trusts(ctx.registry)
+    if in_file and live:
+        return True, f"docker trusts {ctx.registry} (plain HTTP; in {C.DAEMON_JSON})"
+    if not in_file:
+        return False, f"{C.DAEMON_JSON} does not list {ctx.registry} in insecure-registries"
+    return False, f"dockerd has not loaded {ctx.registry} from {C.DAEMON_JSON}"
 
 
 def merged_daemon_json(text: str | None, registry: str) -> str:
@@ -193,12 +203,14 @@ def merged_daemon_json(text: str | None, registry: str) -> str:
 def act_trust_docker(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
     current = f.file("daemon_json")
     wanted = merged_daemon_json(current, ctx.registry)
-    if not same(current, wanted):
+    did = []
+    if current is None or json.loads(wanted) != json.loads(current or "{}"):
         s.change(C.write_file(C.DAEMON_JSON, wanted), f"add {ctx.registry} to {C.DAEMON_JSON} "
                                                       "insecure-registries")
+        did.append(f"{C.DAEMON_JSON} merged")
     s.change(C.all_of(C.docker_reload(), C.wait_docker_trusts(ctx.registry)),
              "reload dockerd (SIGHUP: running containers keep running)")
-    return f"{C.DAEMON_JSON} merged, dockerd reloaded"
+    return ", ".join([*did, "dockerd reloaded"])
 
 
 def hosts_toml(registry: str) -> str:

@@ -128,46 +128,31 @@ class Stack:
         """The stack's containers, by compose's project label (works before the env file)."""
         label = f"com.docker.compose.project={self.s.stack.project}"
         return _docker_call(lambda: self.docker.container.list(all=all_,
-                                                               filters={"label": label}))
+                                                               filters=[("label", label)]))
 
     def ports_in_use(self) -> list[str]:
         """Required ports held by something other than this stack: one line each."""
         ours = {_service_of(c) for c in self.containers() if c.state.running}
-        problems = []
         bind = self.s.stack.bind_address
+        published: dict[int, str] = {}
+        for c in _docker_call(lambda: self.docker.container.list()):
+            if c.config.labels.get("com.docker.compose.project") == self.s.stack.project:
+                continue
+            for binds in (c.network_settings.ports or {}).values():
+                for b in binds or []:
+                    ip = b.get("HostIp") or "0.0.0.0"
+                    if "0.0.0.0" in (ip, bind) or "::" in (ip, bind) or ip == bind:
+                        published.setdefault(int(b.get("HostPort") or 0), c.name)
+        problems = []
         for service, ports in PORTS.items():
             if service in ours:
                 continue
             for port in ports:
-                holder = self._port_holder(bind, port)
+                holder = (f"container {published[port]}" if port in published
+                          else _bound_elsewhere(bind, port))
                 if holder:
                     problems.append(f"port {port} ({service}) is in use by {holder}")
         return problems
-
-    def _port_holder(self, bind: str, port: int) -> str | None:
-        try:
-            others = self.docker.container.list(filters={"publish": str(port)})
-        except Exception:  # noqa: BLE001 - a failed probe must not hide the bind test
-            others = []
-        for c in others:
-            if c.config.labels.get("com.docker.compose.project") == self.s.stack.project:
-                continue
-            for key, binds in (c.network_settings.ports or {}).items():
-                if not key.startswith(f"{port}/"):
-                    continue
-                for b in binds or []:
-                    ip = b.get("HostIp") or "0.0.0.0"
-                    if "0.0.0.0" in (ip, bind) or "::" in (ip, bind) or ip == bind:
-                        return f"container {c.name}"
-        with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((bind, port))
-            except PermissionError:
-                return None  # not root: leave it to docker to say
-            except OSError:
-                return f"another process (see: ss -ltnp 'sport = :{port}')"
-        return None
 
     def network(self) -> tuple[str, str]:
         """The network the stack joins and how it was chosen."""
@@ -432,6 +417,19 @@ class Stack:
                 "ports": ports,
             })
         return rows
+
+
+def _bound_elsewhere(bind: str, port: int) -> str | None:
+    """Who holds ``bind:port`` when no container publishes it (a plain bind test)."""
+    with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((bind, port))
+        except PermissionError:
+            return None  # not root: leave it to docker to say
+        except OSError:
+            return f"another process (see: ss -ltnp 'sport = :{port}')"
+    return None
 
 
 def _port_ranges(published: set[tuple[str, int]]) -> list[str]:

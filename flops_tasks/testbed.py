@@ -157,7 +157,7 @@ def ensure_workers(count: int, pubkey: str, progress: Progress) -> list[tuple[st
     """Start ``count`` workers (reusing running ones); remove extra ones. -> [(name, ip)]."""
     docker = _docker()
     existing = {c.name: c for c in _call(lambda: docker.container.list(
-        all=True, filters={"label": f"{ROLE_LABEL}=worker"}))}
+        all=True, filters=[("label", f"{ROLE_LABEL}=worker")]))}
     wanted = [worker_name(i) for i in range(1, count + 1)]
     for name, c in existing.items():
         if name not in wanted:
@@ -370,7 +370,7 @@ def _check_engine(docker: Any) -> None:
 def labelled() -> dict[str, list[str]]:
     """Every object carrying the testbed label, by kind."""
     docker = _docker()
-    flt = {"label": LABEL}
+    flt = [("label", LABEL)]
     return {
         "containers": [c.name for c in _call(lambda: docker.container.list(all=True, filters=flt))],
         "volumes": [v.name for v in _call(lambda: docker.volume.list(filters=flt))],
@@ -386,7 +386,7 @@ def down(keep_images: bool = False, progress: Progress = lambda _: None,
     paths = paths or default_paths()
     docker = _docker()
     _check_engine(docker)
-    flt = {"label": LABEL}
+    flt = [("label", LABEL)]
     removed = labelled()
     if removed["containers"]:
         progress(f"removing {len(removed['containers'])} containers")

@@ -14,3 +14,21 @@ def sshd(tmp_path_factory):
     server = start_sshd(tmp_path_factory.mktemp("sshd"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def testbed():
+    """A fresh 2-worker testbed for this session (built images are reused)."""
+    from flops_tasks import testbed as tb
+
+    tb.down(keep_images=True)
+    summary = tb.up(workers=2, progress=lambda line: print(f"[testbed] {line}", flush=True))
+    yield summary
+
+
+@pytest.fixture(scope="session")
+def tb_ctx(testbed):
+    """An Invoke context that sees what `inv -f .testbed/invoke.yaml` sees."""
+    from flops_tasks import testbed as tb
+
+    return tb.context_for(tb.default_paths())
