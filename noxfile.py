@@ -57,13 +57,6 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, default=False)
-def env(session: nox.Session) -> None:
-    """Resolve the FLOps addresses on this host and write the compose env file."""
-    _install(session)
-    session.run("inv", "env", *session.posargs)
-
-
-@nox.session(python=PYTHON, default=False)
 def demo(session: nox.Session) -> None:
     """The main job on the offline testbed: testbed up, bootstrap, doctor."""
     _setup_machine(session)

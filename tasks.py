@@ -88,6 +88,39 @@ def prepare_learner(c, host=None, data_dir=None, image=None, json=False):
                 title="prepare-learner")
 
 
+@task(name="learner-data", help={
+    "host": HOST, "src": "parquet files, folders or globs, comma-separated",
+    "force": "copy files that are not parquet too", "json": JSON})
+def learner_data(c, src, host=None, force=False, json=False):
+    """Copy training data (parquet) into learners' data mounts, skipping unchanged files."""
+    cli.learner_data(c, host=host, src=src, force=force, as_json=json)
+
+
+@task(name="clear-images", help={"host": "[user@]host[:port], comma-separated; default: every "
+                                 "inventory host", "yes": YES, "json": JSON})
+def clear_images(c, host=None, yes=False, json=False):
+    """Remove images of the FLOps registry from workers' docker and containerd stores."""
+    cli.clear_images(c, host=host, yes=yes, as_json=json)
+
+
+@task(help={"json": JSON})
+def doctor(c, json=False):
+    """Check (read-only) every inventory host and stack service; non-zero exit if not ready."""
+    cli.doctor(c, as_json=json)
+
+
+@task(help={"json": JSON})
+def bootstrap(c, json=False):
+    """Start the stack, prepare every inventory host for its roles in parallel, then doctor."""
+    cli.bootstrap(c, as_json=json)
+
+
+@task(help={"workers": "number of testbed workers (default 2)", "json": JSON})
+def demo(c, workers=2, json=False):
+    """The whole rehearsal offline: testbed up, bootstrap against it, doctor, what now."""
+    cli.demo(c, workers=workers, as_json=json)
+
+
 @task(name="up", help={"workers": "number of worker containers (1-16, default 2)",
                        "json": JSON})
 def testbed_up(c, workers=2, json=False):
@@ -104,5 +137,5 @@ def testbed_down(c, keep_images=False, json=False):
 
 testbed = Collection("testbed", testbed_up, testbed_down)
 ns = Collection(env, up, down, reset, clear_registry, redb, status, logs, prepare_builder,
-                prepare_learner, testbed)
+                prepare_learner, learner_data, clear_images, doctor, bootstrap, demo, testbed)
 ns.configure({"flops": DEFAULTS})

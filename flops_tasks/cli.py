@@ -44,20 +44,23 @@ def _stack_lock(s: Any) -> Any:
     return locks.held(s.stack.env_file + ".lock", f"the stack {s.stack.project}")
 
 
-def _finish(report: Any, as_json: bool = False, plan: list[str] | None = None) -> Any:
-    """Render once; exit non-zero when anything failed."""
+def _finish(report: Any, as_json: bool = False, plan: list[str] | None = None,
+            render: bool = True) -> Any:
+    """Render once (unless a composing caller renders); exit non-zero when anything failed."""
     from . import ui
     from .errors import FlopsError
 
     if plan:
         report.notes.extend(f"plan: {step}" for step in plan)
+    if not render:
+        return report
     ui.render_report(report, as_json=as_json)
     if not report.ok:
         raise FlopsError("", code=report.exit_code)
     return report
 
 
-def up(c: Any, build: bool = False, as_json: bool = False) -> Any:
+def up(c: Any, build: bool = False, as_json: bool = False, render: bool = True) -> Any:
     """Env + preflight, start the stack, wait until every service is healthy."""
     from .outcome import Report
 
@@ -71,7 +74,7 @@ def up(c: Any, build: bool = False, as_json: bool = False) -> Any:
     if not stack.dry:
         report.notes.append("endpoints: " + ", ".join(
             f"{row['service']} {' '.join(row['ports'])}" for row in stack.status()))
-    return _finish(report, as_json, stack.plan)
+    return _finish(report, as_json, stack.plan, render)
 
 
 def down(c: Any, as_json: bool = False) -> Any:
@@ -270,6 +273,122 @@ def prepare(c: Any, roles: set[str] | None = None, host: str | None = None,
         report.extend(fan_out(
             targets, lambda session: prepare_host(session, role_of[session.label], ctx),
             ssh=s.ssh, config=c.config, dry=is_dry(c), observer=live))
-    if not render:
-        return report
+    return _finish(report, as_json, render=render)
+
+
+# -- workflows ------------------------------------------------------------------------------
+def doctor(c: Any, as_json: bool = False, render: bool = True) -> Any:
+    """Read-only readiness of every inventory host and every stack service."""
+    from . import ui
+    from .ops import doctor_host
+    from .outcome import Report
+    from .ssh import fan_out
+
+    s = settings(c)
+    report = Report("doctor")
+    report.extend(_stack(c, s).doctor())
+    ctx = _prep_context(s)
+    targets = [t for t in s.inventory if t.roles]
+    if not targets:
+        report.notes.append("no hosts in the inventory: add them under flops.inventory")
+    with ui.LiveHosts("doctor", [t.label for t in targets]) as live:
+        report.extend(fan_out(targets, lambda session: doctor_host(
+            session, set(session.target.roles), ctx), ssh=s.ssh, config=c.config,
+            observer=live))
+    return _finish(report, as_json, render=render)
+
+
+def bootstrap(c: Any, as_json: bool = False, render: bool = True) -> Any:
+    """up, then every inventory host for its roles (builders push-check), then doctor."""
+    from .outcome import Report
+
+    dry = is_dry(c)
+    report = Report("bootstrap", dry=dry)
+    stack_report = up(c, render=False)
+    report.extend(stack_report.outcomes)
+    report.notes.extend(stack_report.notes)
+    if not stack_report.ok:
+        return _finish(report, as_json, render=render)
+    report.extend(prepare(c, roles=None, push_check=True, render=False).outcomes)
+    if dry:
+        report.notes.append("doctor skipped in a dry run (nothing was changed to check)")
+    else:
+        report.extend(doctor(c, render=False).summary("doctor"))
+    return _finish(report, as_json, render=render)
+
+
+def demo(c: Any, workers: int = 2, as_json: bool = False) -> Any:
+    """Testbed up, bootstrap against it, doctor; then say how to go on."""
+    from . import testbed, ui
+
+    summary = testbed.up(workers=int(workers), progress=ui.info)
+    tb_ctx = testbed.context_for(testbed.default_paths(), dry=is_dry(c))
+    report = bootstrap(tb_ctx, render=False)
+    report.title = f"demo: bootstrap of a {len(summary['workers'])}-worker testbed"
+    config = summary["config"]
+    report.notes.extend([
+        "what now:",
+        f"  inv -f {config} doctor            # check it again (read-only)",
+        f"  inv -f {config} status            # the FLOps management suite",
+        f"  inv -f {config} reset --registry  # wipe the registry between experiments",
+        "  inv testbed.down                    # remove everything the testbed created",
+    ])
+    return _finish(report, as_json)
+
+
+def learner_data(c: Any, host: str | None = None, src: str = "", force: bool = False,
+                 as_json: bool = False) -> Any:
+    """Copy parquet files into learners' data mounts; unchanged files are skipped."""
+    from . import data, ui
+    from .hosts import select_targets
+    from .outcome import Report
+    from .ssh import fan_out
+
+    s = settings(c)
+    files = data.collect(src, force=force)
+    targets = select_targets(host, list(s.inventory), "learner")
+    report = Report("learner-data", dry=is_dry(c))
+    total = sum(f.size for f in files) * len(targets)
+    with ui.Transfer(total, f"{len(files)} files to {len(targets)} hosts") as bar:
+        report.extend(fan_out(
+            targets, lambda session: data.copy_data(session, files, s.learner_data_dir,
+                                                    progress=bar.advance),
+            ssh=s.ssh, config=c.config, dry=is_dry(c), step="learner-data"))
+    return _finish(report, as_json)
+
+
+def clear_images(c: Any, host: str | None = None, yes: bool = False,
+                 as_json: bool = False) -> Any:
+    """Remove FLOps-registry images from workers' docker and containerd stores."""
+    from . import data
+    from . import env as envmod
+    from .hosts import select_targets
+    from .outcome import Report
+    from .ssh import HostSession, fan_out
+
+    s = settings(c)
+    registry = envmod.registry_host(s, envmod.resolve_addresses(s))
+    targets = select_targets(host, list(s.inventory), None)
+    sessions: dict[str, HostSession] = {}
+    found: dict[str, dict[str, list[str]]] = {}
+
+    def listing(session: HostSession) -> list:
+        found[session.label] = data.list_images(session, registry)
+        return []
+
+    try:
+        report = Report("clear-images", dry=is_dry(c))
+        report.extend(fan_out(targets, listing, ssh=s.ssh, config=c.config, dry=is_dry(c),
+                              sessions=sessions, step="list"))
+        doomed = [f"{h}: {ref} ({store})" for h, stores in found.items()
+                  for store, refs in stores.items() for ref in refs]
+        if doomed:
+            _confirm_deletion(doomed, yes, is_dry(c))
+        reachable = [t for t in targets if t.label in found]
+        report.extend(fan_out(reachable, lambda session: data.remove_images(
+            session, found[session.label], registry), ssh=s.ssh, config=c.config,
+            dry=is_dry(c), sessions=sessions, step="clear-images"))
+    finally:
+        for session in sessions.values():
+            session.close()
     return _finish(report, as_json)

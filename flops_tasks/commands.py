@@ -301,3 +301,39 @@ def tcp_check(host: str, port: int, seconds: int = 3) -> str:
 def tcp_check_docker0(port: int, seconds: int = 3) -> str:
     return (f"a=$({docker0_address()}) && test -n \"$a\" && echo \"$a\" && "
             f"timeout {int(seconds)} bash -c \"exec 3<>/dev/tcp/$a/{int(port)}\"")
+
+
+def volume_mountpoint(name: str) -> str:
+    return cmd("docker", "volume", "inspect", "--format", "{{.Mountpoint}}", name)
+
+
+def sha256_of(folder: str, names: Sequence[str]) -> str:
+    """``sha256sum`` of the files that exist among ``names`` in ``folder``."""
+    if not names:
+        return "true"
+    return f"cd {q(folder)} && for f in {' '.join(q(n) for n in names)}; do " \
+           '[ -f "$f" ] && sha256sum -- "$f"; done; true'
+
+
+def install_file(src: str, dest: str) -> str:
+    """Move an uploaded temp file into place (atomic rename within the destination folder)."""
+    tmp = f"{dest}.flops-tmp"
+    return all_of(cmd("cp", "--", src, tmp), cmd("chmod", "0644", tmp),
+                  cmd("mv", "-f", "--", tmp, dest), cmd("rm", "-f", "--", src))
+
+
+def list_images_docker() -> str:
+    return cmd("docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}")
+
+
+def list_images_ctr(namespace: str) -> str:
+    return if_else(has_command("ctr") + " >/dev/null",
+                   cmd("ctr", "-n", namespace, "images", "ls", "-q"), "true")
+
+
+def remove_images_docker(refs: Sequence[str]) -> str:
+    return cmd("docker", "image", "rm", "-f", *refs)
+
+
+def remove_images_ctr(namespace: str, refs: Sequence[str]) -> str:
+    return cmd("ctr", "-n", namespace, "images", "rm", *refs)

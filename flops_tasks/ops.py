@@ -466,6 +466,28 @@ def _converge(session: HostSession, roles: set[str], ctx: PrepContext, outcomes:
         outcomes.append(push_check(session, facts, ctx))
 
 
+def doctor_host(session: HostSession, roles: set[str], ctx: PrepContext) -> list[Outcome]:
+    """Read-only: every check of ``roles`` on one host, each failure with the task that fixes it."""
+    host = session.label
+    facts = gather(session, probes_for(roles, ctx))
+    outcomes = [ok(host, "ssh", "reachable; host key pinned")]
+    problem = preflight(facts, roles)
+    if problem:
+        return [*outcomes, failed(host, "preflight", problem)]
+    outcomes.append(ok(host, "arch", facts.machine))
+    target = session.target.spec if not session.target.name else session.target.name
+    for step in STEPS:
+        if not step.roles & roles or not step.applies(facts, ctx):
+            continue
+        in_place, detail = step.check(facts, ctx)
+        if in_place:
+            outcomes.append(ok(host, step.name, detail))
+        else:
+            task = "prepare-builder" if BUILDER in step.roles & roles else "prepare-learner"
+            outcomes.append(failed(host, step.name, f"{detail}; fix: inv {task} --host {target}"))
+    return outcomes
+
+
 def _order(step: str) -> int:
     names = ["preflight", *[s.name for s in STEPS], "push"]
     return names.index(step) if step in names else len(names)

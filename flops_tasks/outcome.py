@@ -101,6 +101,17 @@ class Report:
     def exit_code(self) -> int:
         return 0 if self.ok else 1
 
+    def summary(self, step: str) -> list[Outcome]:
+        """One outcome per host: ok when all its rows are, else its first bad row."""
+        rows = []
+        for host in self.hosts():
+            bad = [o for o in self.outcomes if o.host == host and o.bad]
+            if bad:
+                rows.append(Outcome(host, step, bad[0].status, f"{bad[0].step}: {bad[0].detail}"))
+            else:
+                rows.append(Outcome(host, step, Status.OK, "ready"))
+        return rows
+
     def to_dict(self) -> dict:
         return {
             "title": self.title,

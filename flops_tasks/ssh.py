@@ -286,6 +286,20 @@ class HostSession:
             raise RemoteFailure(f"{summary}: {tail}")
         return res
 
+    def upload(self, local: str, callback: Callable[[int, int], None] | None = None) -> str:
+        """Copy a local file to a fresh temp path on the host over SFTP; returns that path."""
+        res = self._raw(commands.cmd("mktemp", "/tmp/flops-upload.XXXXXX"),
+                        timeout=self.ssh.connect_timeout + 5)
+        if not res.ok:
+            raise RemoteFailure(f"mktemp failed on {self.label}: {res.stderr.strip()}")
+        remote = res.stdout.strip()
+        try:
+            sftp = self.connection().sftp()
+            sftp.put(local, remote, callback=callback)
+        except (OSError, EOFError) as exc:
+            raise RemoteFailure(f"upload of {local} failed: {exc}") from None
+        return remote
+
     def probes(self, probes: list[tuple[str, str]]) -> dict[str, tuple[int, str]]:
         """Many read-only probes in one round trip: ``name -> (exit code, output)``."""
         res = self.probe(commands.probe_batch(probes))

@@ -19,7 +19,7 @@ from typing import Any
 from . import env as envmod
 from .config import Settings
 from .errors import FlopsError
-from .outcome import Outcome, changed, ok
+from .outcome import Outcome, changed, failed, ok
 
 SERVICES = (
     "flops_manager",
@@ -396,6 +396,29 @@ class Stack:
             return names
         except PyMongoError as exc:
             raise FlopsError(f"cannot verify the FLOps database ({exc})") from None
+
+    def doctor(self) -> list[Outcome]:
+        """Read-only: every service running and healthy, the registry answering."""
+        try:
+            self.check_docker()
+        except FlopsError as exc:
+            return [failed(STACK, "docker", exc.message or "docker does not answer")]
+        outcomes = []
+        for row in self.status():
+            svc = row["service"]
+            if row["health"] == "healthy":
+                outcomes.append(ok(STACK, svc, f"healthy; {', '.join(row['ports'])}"))
+            else:
+                outcomes.append(failed(STACK, svc, f"{row['state']} {row['health']}".strip()
+                                       + "; fix: inv up"))
+        try:
+            repos = self.registry_catalog()
+            outcomes.append(ok(STACK, "registry", f"answers at {self.registry_url()} "
+                                                  f"({len(repos)} repositories)"))
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            outcomes.append(failed(STACK, "registry", f"no answer at {self.registry_url()} "
+                                                      f"({exc}); fix: inv up"))
+        return outcomes
 
     def status(self) -> list[dict]:
         rows = []

@@ -265,13 +265,15 @@ def write_config(paths: Paths, data: dict) -> None:
 
 def context_for(paths: Paths, dry: bool = False) -> Any:
     """An Invoke context that sees exactly what ``inv -f .testbed/invoke.yaml`` sees."""
+    import copy
+
     from invoke import Config, Context
 
-    config = Config(defaults={"flops": DEFAULTS, "run": {"in_stream": False}},
+    defaults = Config.global_defaults()
+    defaults["flops"] = copy.deepcopy(DEFAULTS)
+    config = Config(defaults=defaults, overrides={"run": {"in_stream": False, "dry": dry}},
                     runtime_path=str(paths.config))
     config.load_runtime()
-    if dry:
-        config.run.dry = True
     return Context(config=config)
 
 

@@ -205,3 +205,35 @@ def render_testbed(summary: dict, as_json: bool = False) -> None:
                   markup=False)
     console.print(f"use it: inv -f {summary['config']} bootstrap   |   tear down: "
                   "inv testbed.down", markup=False)
+
+
+class Transfer:
+    """A byte progress bar on stderr (no-op without a TTY); ``advance`` is thread-safe."""
+
+    def __init__(self, total: int, label: str, enabled: bool | None = None) -> None:
+        self.total = total
+        self.label = label
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._progress: Any = None
+        self._task: Any = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Transfer:
+        if self.enabled:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+            self._progress = Progress("[progress.description]{task.description}", BarColumn(),
+                                      DownloadColumn(), TransferSpeedColumn(),
+                                      console=_console(stderr=True), transient=True)
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.label, total=self.total)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def advance(self, host: str, nbytes: int) -> None:
+        if self._progress is not None:
+            with self._lock:
+                self._progress.update(self._task, advance=nbytes)
