@@ -44,7 +44,7 @@ def _stack_lock(s: Any) -> Any:
     return locks.held(s.stack.env_file + ".lock", f"the stack {s.stack.project}")
 
 
-def _finish(report: Any, as_json: bool = False, plan: list[str] | None = None,
+def finish(report: Any, as_json: bool = False, plan: list[str] | None = None,
             render: bool = True) -> Any:
     """Render once (unless a composing caller renders); exit non-zero when anything failed."""
     from . import ui
@@ -74,10 +74,10 @@ def up(c: Any, build: bool = False, as_json: bool = False, render: bool = True) 
     if not stack.dry:
         report.notes.append("endpoints: " + ", ".join(
             f"{row['service']} {' '.join(row['ports'])}" for row in stack.status()))
-    return _finish(report, as_json, stack.plan, render)
+    return finish(report, as_json, stack.plan, render)
 
 
-def down(c: Any, as_json: bool = False) -> Any:
+def down(c: Any, as_json: bool = False, render: bool = True) -> Any:
     """Stop the stack; every volume is kept."""
     from .outcome import Report
 
@@ -87,7 +87,7 @@ def down(c: Any, as_json: bool = False) -> Any:
     with _stack_lock(s):
         stack.check_docker()
         report.extend(stack.down())
-    return _finish(report, as_json, stack.plan)
+    return finish(report, as_json, stack.plan, render)
 
 
 def _confirm_deletion(what: list[str], yes: bool, dry: bool) -> None:
@@ -102,7 +102,8 @@ def _confirm_deletion(what: list[str], yes: bool, dry: bool) -> None:
 
 
 def reset(c: Any, registry: bool = False, db: bool = False, service: str | None = None,
-          build: bool = False, yes: bool = False, as_json: bool = False) -> Any:
+          build: bool = False, yes: bool = False, as_json: bool = False,
+          render: bool = True) -> Any:
     """down + up; registry images and databases survive unless a flag says otherwise."""
     from .errors import FlopsError
     from .outcome import Report, changed
@@ -129,7 +130,7 @@ def reset(c: Any, registry: bool = False, db: bool = False, service: str | None 
         report.extend(outcomes)
         if service:
             report.extend(stack.up(build=True, services=[service], no_deps=True))
-            return _finish(report, as_json, stack.plan)
+            return finish(report, as_json, stack.plan, render)
         report.extend(stack.down())
         if registry:
             stack.remove_volume("registry_data")
@@ -139,10 +140,10 @@ def reset(c: Any, registry: bool = False, db: bool = False, service: str | None 
             report.extend([changed("stack", "clear-registry", "registry storage emptied")])
         if db:
             report.extend(stack.redb())
-    return _finish(report, as_json, stack.plan)
+    return finish(report, as_json, stack.plan, render)
 
 
-def clear_registry(c: Any, yes: bool = False, as_json: bool = False) -> Any:
+def clear_registry(c: Any, yes: bool = False, as_json: bool = False, render: bool = True) -> Any:
     """Empty the FLOps registry's storage and restart it."""
     from .outcome import Report
 
@@ -154,10 +155,10 @@ def clear_registry(c: Any, yes: bool = False, as_json: bool = False) -> Any:
     with _stack_lock(s):
         stack.check_docker()
         report.extend(stack.clear_registry())
-    return _finish(report, as_json, stack.plan)
+    return finish(report, as_json, stack.plan, render)
 
 
-def redb(c: Any, yes: bool = False, as_json: bool = False) -> Any:
+def redb(c: Any, yes: bool = False, as_json: bool = False, render: bool = True) -> Any:
     """Empty the FLOps manager database (Mongo database 'flops') only."""
     from .outcome import Report
 
@@ -168,7 +169,7 @@ def redb(c: Any, yes: bool = False, as_json: bool = False) -> Any:
     report = Report("redb", dry=stack.dry)
     with _stack_lock(s):
         report.extend(stack.redb())
-    return _finish(report, as_json, stack.plan)
+    return finish(report, as_json, stack.plan, render)
 
 
 def status(c: Any, as_json: bool = False) -> list[dict]:
@@ -273,7 +274,7 @@ def prepare(c: Any, roles: set[str] | None = None, host: str | None = None,
         report.extend(fan_out(
             targets, lambda session: prepare_host(session, role_of[session.label], ctx),
             ssh=s.ssh, config=c.config, dry=is_dry(c), observer=live))
-    return _finish(report, as_json, render=render)
+    return finish(report, as_json, render=render)
 
 
 # -- workflows ------------------------------------------------------------------------------
@@ -295,7 +296,7 @@ def doctor(c: Any, as_json: bool = False, render: bool = True) -> Any:
         report.extend(fan_out(targets, lambda session: doctor_host(
             session, set(session.target.roles), ctx), ssh=s.ssh, config=c.config,
             observer=live))
-    return _finish(report, as_json, render=render)
+    return finish(report, as_json, render=render)
 
 
 def bootstrap(c: Any, as_json: bool = False, render: bool = True) -> Any:
@@ -308,13 +309,13 @@ def bootstrap(c: Any, as_json: bool = False, render: bool = True) -> Any:
     report.extend(stack_report.outcomes)
     report.notes.extend(stack_report.notes)
     if not stack_report.ok:
-        return _finish(report, as_json, render=render)
+        return finish(report, as_json, render=render)
     report.extend(prepare(c, roles=None, push_check=True, render=False).outcomes)
     if dry:
         report.notes.append("doctor skipped in a dry run (nothing was changed to check)")
     else:
         report.extend(doctor(c, render=False).summary("doctor"))
-    return _finish(report, as_json, render=render)
+    return finish(report, as_json, render=render)
 
 
 def demo(c: Any, workers: int = 2, as_json: bool = False) -> Any:
@@ -333,7 +334,7 @@ def demo(c: Any, workers: int = 2, as_json: bool = False) -> Any:
         f"  inv -f {config} reset --registry  # wipe the registry between experiments",
         "  inv testbed.down                    # remove everything the testbed created",
     ])
-    return _finish(report, as_json)
+    return finish(report, as_json)
 
 
 def learner_data(c: Any, host: str | None = None, src: str = "", force: bool = False,
@@ -354,7 +355,7 @@ def learner_data(c: Any, host: str | None = None, src: str = "", force: bool = F
             targets, lambda session: data.copy_data(session, files, s.learner_data_dir,
                                                     progress=bar.advance),
             ssh=s.ssh, config=c.config, dry=is_dry(c), step="learner-data"))
-    return _finish(report, as_json)
+    return finish(report, as_json)
 
 
 def clear_images(c: Any, host: str | None = None, yes: bool = False,
@@ -391,4 +392,4 @@ def clear_images(c: Any, host: str | None = None, yes: bool = False,
     finally:
         for session in sessions.values():
             session.close()
-    return _finish(report, as_json)
+    return finish(report, as_json)
