@@ -50,7 +50,7 @@ def sudo(command: str, prompt: str | None) -> str:
 def write_file(path: str, content: str, mode: str = "0644") -> str:
     """Write ``content`` to ``path`` atomically (temp file + rename), creating its folder."""
     tmp = f"{path}.flops-tmp"
-    folder = path.rsplit("/", 1)[0] or "/"
+    folder = (path.rsplit("/", 1)[0] or "/") if "/" in path else "."
     return all_of(
         cmd("mkdir", "-p", folder),
         f"printf '%s' {q(content)} > {q(tmp)}",
@@ -119,12 +119,8 @@ def if_else(test: str, then: str, otherwise: str) -> str:
     return f"if {test}; then {then}; else {otherwise}; fi"
 
 
-def cat_if_exists(path: str) -> str:
-    return if_else(cmd("test", "-f", path), cmd("cat", path), "true")
-
-
 def has_command(name: str) -> str:
-    return cmd("command", "-v", name)
+    return cmd("command", "-v", "--", name)
 
 
 def mount_binfmt() -> str:
@@ -294,10 +290,6 @@ def docker0_address() -> str:
     return "ip -4 -o addr show docker0 | awk '{print $4}' | cut -d/ -f1"
 
 
-def tcp_check(host: str, port: int, seconds: int = 3) -> str:
-    return cmd("timeout", str(seconds), "bash", "-c", f"exec 3<>/dev/tcp/{host}/{port}")
-
-
 def tcp_check_docker0(port: int, seconds: int = 3) -> str:
     return (f"a=$({docker0_address()}) && test -n \"$a\" && echo \"$a\" && "
             f"timeout {int(seconds)} bash -c \"exec 3<>/dev/tcp/$a/{int(port)}\"")
@@ -337,3 +329,8 @@ def remove_images_docker(refs: Sequence[str]) -> str:
 
 def remove_images_ctr(namespace: str, refs: Sequence[str]) -> str:
     return cmd("ctr", "-n", namespace, "images", "rm", *refs)
+
+
+def cat_or_mark(path: str, mark: str) -> str:
+    """The file's contents, or ``mark`` when it does not exist."""
+    return if_else(cmd("test", "-f", path), cmd("cat", path), cmd("echo", mark))

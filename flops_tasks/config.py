@@ -1,7 +1,7 @@
 """Settings on Invoke's own config system, namespace ``flops``.
 
-Precedence (Invoke's): defaults in ``tasks.py`` < ``invoke.yaml`` < ``-f FILE`` <
-``INVOKE_FLOPS_*`` variables. The six address variables of the FLOps docs
+Precedence (Invoke's own): defaults in ``tasks.py`` < ``invoke.yaml`` < ``INVOKE_FLOPS_*``
+variables < ``-f FILE`` < command-line flags. The six address variables of the FLOps docs
 (``FLOPS_MANAGER_IP`` ...) override the config when set in the environment.
 ``settings(c)`` validates everything at once and names the key and its source on error.
 """
@@ -38,9 +38,9 @@ DEFAULTS: dict[str, Any] = {
         "key": None,
         "known_hosts": "~/.ssh/known_hosts",
         "host_keys": "strict",
-        "connect_timeout": 10,
-        "command_timeout": 900,
-        "host_timeout": 1800,
+        "connect_timeout": 10.0,
+        "command_timeout": 900.0,
+        "host_timeout": 1800.0,
         "parallel": 16,
         "sudo_password_env": "FLOPS_SUDO_PASSWORD",
     },
@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "network": "",
         "bind_address": "0.0.0.0",
         "manager_image": "flops_manager:local",
-        "health_timeout": 300,
+        "health_timeout": 300.0,
     },
     "addon": {
         "path": "~/.cache/flops-tasks/addon-FLOps",
@@ -116,22 +116,23 @@ def source_of(config: Any, *path: str) -> str:
     """Name where a ``flops`` key's value came from, for error messages."""
     full = ("flops", *path)
     env_name = "INVOKE_" + "_".join(full).upper()
-    levels = (
+    levels = (  # Invoke's precedence, highest first
         ("_overrides", "a command-line flag"),
-        ("_env", f"environment variable {env_name}"),
         ("_runtime", f"-f {getattr(config, '_runtime_path', None) or 'FILE'}"),
+        ("_env", f"environment variable {env_name}"),
         ("_project", f"{getattr(config, '_project_path', None) or 'invoke.yaml'}"),
         ("_user", f"{getattr(config, '_user_path', None) or 'user config'}"),
         ("_system", f"{getattr(config, '_system_path', None) or 'system config'}"),
     )
     for attr, label in levels:
         node = getattr(config, attr, None) or {}
+        found = True
         for key in full:
             if not isinstance(node, dict) or key not in node:
-                node = None
+                found = False
                 break
             node = node[key]
-        if node is not None:
+        if found:
             return label
     return "the defaults in tasks.py"
 
@@ -162,7 +163,8 @@ def _number(section: dict, config: Any, name: str, key: str, low: float, high: f
 
 def _string(section: dict, config: Any, name: str, key: str, empty_ok: bool = True) -> str:
     value = section.get(key)
-    ok = isinstance(value, str) and (empty_ok or value.strip() != "") and "\n" not in value
+    ok = (isinstance(value, str) and (empty_ok or value.strip() != "")
+          and not any(ch in value for ch in "\n\r\0"))
     _expect(ok, config, (name, key), "a single-line string" + ("" if empty_ok else ", not empty"),
             value)
     return value
@@ -288,14 +290,23 @@ def settings(c: Any) -> Settings:
         addon_ref=_string(addon, config, "addon", "ref", empty_ok=False),
         builder_name=_string(builder, config, "builder", "name", empty_ok=False),
         builder_driver=driver,
-        learner_image=_string(learner, config, "learner", "image", empty_ok=False),
+        learner_image=_image(learner, config),
         learner_data_dir=data_dir,
     )
+
+
+def _image(learner: dict, config: Any) -> str:
+    image = _string(learner, config, "learner", "image", empty_ok=False)
+    _expect(not image.startswith("-") and not any(ch.isspace() for ch in image), config,
+            ("learner", "image"), "an image reference such as registry:5073/name:tag", image)
+    return image
 
 
 def _is_ip(value: str) -> bool:
     import ipaddress
 
+    if "%" in value:
+        return False
     try:
         ipaddress.ip_address(value)
         return True
@@ -307,6 +318,36 @@ def resolve_path(path: str) -> Path:
     """Config paths are relative to the project root (where tasks.py lives)."""
     p = Path(os.path.expanduser(path))
     return p if p.is_absolute() else PROJECT_ROOT / p
+
+
+def _merge_conflict(config: Any) -> str:
+    """Name the key whose type differs between the defaults and a config level."""
+
+    def walk(base: Any, new: Any, path: tuple[str, ...]) -> tuple[str, ...] | None:
+        if isinstance(base, dict) and isinstance(new, dict):
+            for key, value in new.items():
+                if key in base:
+                    found = walk(base[key], value, (*path, str(key)))
+                    if found is not None:
+                        return found
+            return None
+        if isinstance(base, dict) != isinstance(new, dict):
+            return path
+        return None
+
+    bases = [getattr(config, "_defaults", None) or {}, getattr(config, "_collection", None) or {}]
+    for attr in ("_system", "_user", "_project", "_env", "_runtime", "_overrides"):
+        level = getattr(config, attr, None) or {}
+        found = [(b, p) for b in bases if (p := walk(b, level, ()))]
+        if found:
+            base, path = found[0]
+            where = getattr(config, f"{attr}_path", None) or attr.strip("_")
+            node = base
+            for key in path:
+                node = node[key]
+            want = "a mapping" if isinstance(node, dict) else "a single value, not a mapping"
+            return f"{'.'.join(path)} (from {where}): expected {want}"
+    return "config: a section has the wrong type (a mapping given as a single value)"
 
 
 def install_friendly_loaders() -> None:
@@ -352,6 +393,34 @@ def install_friendly_loaders() -> None:
             raise ConfigError(f"{name}={value!r}: expected a {type(old).__name__} value; "
                               "lists and mappings are set in a config file") from None
 
+    original_load_file = invoke.config.Config._load_file
+
+    def _load_file(self: Any, prefix: str, absolute: bool = False, merge: bool = True) -> None:
+        from invoke.exceptions import UnknownFileType
+
+        try:
+            original_load_file(self, prefix, absolute, merge)
+        except UnknownFileType as exc:
+            raise ConfigError(f"{exc}: use a .yaml, .yml or .json file") from None
+        except UnicodeDecodeError:
+            where = getattr(self, f"_{prefix}_path", None) or f"the {prefix} config file"
+            raise ConfigError(f"{where}: not UTF-8 text; save it as UTF-8 YAML") from None
+        except ValueError as exc:  # JSON errors, and merge errors below
+            if isinstance(exc, ConfigError):
+                raise
+            where = getattr(self, f"_{prefix}_path", None) or f"the {prefix} config file"
+            raise ConfigError(f"{where}: {str(exc).splitlines()[0]}") from None
+
+    original_merge = invoke.config.Config.merge
+
+    def merge(self: Any) -> None:
+        try:
+            original_merge(self)
+        except invoke.config.AmbiguousMergeError:
+            raise ConfigError(_merge_conflict(self)) from None
+
+    invoke.config.Config._load_file = _load_file
+    invoke.config.Config.merge = merge
     invoke.config.Config._load_yaml = _load_yaml
     invoke.config.Config._load_yml = _load_yaml
     invoke.env.Environment._path_set = _path_set

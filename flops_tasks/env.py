@@ -44,6 +44,8 @@ def primary_ip() -> str:
 
 def check_address(var: str, value: str, source: str) -> str:
     fix = f"set {var} (or flops.addresses.{var.lower()}) to an address workers can reach"
+    if "%" in value:
+        raise FlopsError(f"{var}={value!r} ({source}): zone IDs are not supported: {fix}", code=2)
     if not value:
         raise FlopsError(f"{var} is empty ({source}): {fix}", code=2)
     try:
@@ -87,9 +89,14 @@ def registry_host(s: Settings, addresses: Addresses) -> str:
 def read_env_file(path: str | Path) -> dict[str, str]:
     data: dict[str, str] = {}
     p = Path(path)
-    if not p.exists():
-        return data
-    for line in p.read_text().splitlines():
+    try:
+        if not p.is_file():
+            return data
+        text = p.read_text()
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise FlopsError(f"cannot read the env file {str(p)!r} ({exc}): set "
+                         "flops.stack.env_file to a readable file path", code=2) from None
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
@@ -125,17 +132,22 @@ def write_env_file(path: str | Path, values: dict[str, str]) -> bool:
     body = "# Written by flops-tasks (inv env). Holds secrets: keep it private.\n" + "".join(
         f"{k}={v}\n" for k, v in values.items()
     )
-    if p.exists() and p.read_text() == body:
+    if p.is_file() and p.read_text() == body:
         if p.stat().st_mode & 0o077:
             os.chmod(p, 0o600)
         return False
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(body)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, p)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(body)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, p)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise FlopsError(f"cannot write the env file {str(p)!r} ({reason}): set "
+                         "flops.stack.env_file to a writable file path", code=2) from None
     return True
 
 

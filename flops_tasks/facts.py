@@ -18,7 +18,11 @@ MISSING = "@@flops-missing"
 
 
 def _cat(path: str) -> str:
-    return C.if_else(C.cmd("test", "-f", path), C.cmd("cat", path), C.cmd("echo", MISSING))
+    return C.cat_or_mark(path, MISSING)
+
+
+def handler_probe(machine: str) -> tuple[str, str]:
+    return f"handler_{machine}", _cat(f"{C.BINFMT}/qemu-{machine}")
 
 
 def _dpkg_status(package: str) -> str:
@@ -67,7 +71,7 @@ def builder_probes(builder: str, machine_hint: str | None = None) -> list[tuple[
         ("buildkitd", _cat(C.BUILDKITD_TOML)),
     ]
     for machine, (_, program) in MACHINES.items():
-        probes.append((f"handler_{machine}", _cat(f"{C.BINFMT}/qemu-{machine}")))
+        probes.append(handler_probe(machine))
         probes.append((f"run_{machine}", C.run_binary_b64(program)))
     return probes
 

@@ -39,6 +39,8 @@ class Target:
 
 def valid_hostname(host: str) -> bool:
     """True for an IPv4/IPv6 address or a DNS name made of letters, digits, dots and hyphens."""
+    if "%" in host:  # IPv6 zone IDs may hold any character
+        return False
     try:
         ipaddress.ip_address(host)
         return True
@@ -85,7 +87,7 @@ def parse_host(text: str) -> Target:
 
 
 def _port(text: str, raw: str, fix: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
         raise FlopsError(f"bad host {raw!r}: port must be 1-65535, got {text!r}; {fix}", code=2)
     return int(text)
 
@@ -142,7 +144,10 @@ def inventory_targets(inventory: dict, source: str = "flops.inventory") -> list[
 
 def select_targets(host_arg: str | None, inventory: list[Target], role: str | None) -> list[Target]:
     """``--host`` when given (inventory settings apply to hosts it names), else the role's hosts."""
-    if host_arg:
+    if host_arg is not None:
+        if not host_arg.strip():
+            raise FlopsError("bad --host '': give [user@]host[:port], comma-separated, or leave "
+                             "--host out to use the inventory", code=2)
         chosen = []
         for target in parse_host_list(host_arg):
             match = next((t for t in inventory if target.host in (t.host, t.name)), None)

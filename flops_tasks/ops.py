@@ -22,6 +22,7 @@ from .facts import (
     builder_probes,
     foreign_machine,
     gather,
+    handler_probe,
     learner_probes,
     registry_probes,
 )
@@ -98,8 +99,7 @@ def act_qemu(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
         s.change(C.mount_binfmt(), f"mount binfmt_misc at {C.BINFMT}")
         done.append("mounted binfmt_misc")
     if not s.dry:
-        again = gather(s, [(f"handler_{foreign}", f"cat {C.BINFMT}/qemu-{foreign} 2>/dev/null "
-                                                  "|| echo @@flops-missing")])
+        again = gather(s, [handler_probe(foreign)])
         enabled, _ = again.handler(foreign)
     else:
         enabled = f.handler(foreign)[0]

@@ -76,8 +76,8 @@ def _policies(known_hosts: Path, accept_new: bool) -> Any:
             raise HostUnreachable(
                 f"host key of {hostname} ({key.get_name()} {_fingerprint(key)}) is not in "
                 f"{known_hosts}: check the fingerprint, then add it with "
-                f"'ssh-keyscan {port_flag}{host} >> {known_hosts}' or rerun with "
-                "--accept-new-host-keys"
+                f"'ssh-keyscan {port_flag}{host} >> {known_hosts}', or set "
+                "flops.ssh.host_keys: accept-new to record new keys on first contact"
             )
 
     class AcceptNew(MissingHostKeyPolicy):
@@ -138,6 +138,7 @@ class HostSession:
         config.run.in_stream = False
         timeout = self.ssh.connect_timeout
         key = os.path.expanduser(self.ssh.key) if self.ssh.key else None
+        auth: dict[str, Any] = {"key_filename": [key]} if key else {}
         cxn = Connection(
             host=self.target.host,
             user=self.user,
@@ -145,7 +146,7 @@ class HostSession:
             config=config,
             connect_timeout=timeout,
             connect_kwargs={
-                "key_filename": key,
+                **auth,
                 "look_for_keys": key is None,
                 "allow_agent": key is None,
                 "banner_timeout": timeout,

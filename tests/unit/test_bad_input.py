@@ -1,0 +1,476 @@
+"""The bad-input catalogue: every task, flag and config key fed malformed values.
+
+Each case runs the real ``inv`` CLI as a subprocess and must be refused before anything
+touches Docker or SSH: a non-zero exit, exactly one non-empty output line that names the
+problem (the key, flag or value, and for config keys the file it came from), no traceback,
+and nothing written (the case's directory holds only its config file afterwards).
+
+Safety nets, so that a regression cannot reach shared resources: every subprocess runs in
+its own temporary directory (``--search-root`` finds tasks.py) with ``HOME`` there,
+``DOCKER_HOST`` pointing at a socket that does not exist, the env file inside that
+directory (in the config, or in ``INVOKE_FLOPS_STACK_ENV_FILE`` for raw config files),
+and hosts that cannot be reached. The subprocesses run in parallel, once per module (see
+``outputs``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flops_tasks.config import ADDRESS_VARS, DEFAULTS
+
+ROOT = Path(__file__).resolve().parents[2]
+_VENV_INV = Path(sys.executable).parent / "inv"
+INV = str(_VENV_INV if _VENV_INV.exists() else ROOT / ".venv" / "bin" / "inv")
+GOOD_IP = "192.0.2.10"  # TEST-NET-1: a valid unicast address that is never this host
+UNREACHABLE = "worker.invalid"  # RFC 6761: never resolves
+CFG = "{cfg}"  # placeholder in needles: the path of the case's config file
+
+
+@dataclass(frozen=True)
+class Case:
+    args: tuple[str, ...]
+    needles: tuple[str, ...]
+    flops: dict = field(default_factory=dict)  # merged into the base config, per section
+    raw: bytes | None = None  # the config file's bytes instead of the base config
+    env: dict = field(default_factory=dict)
+    config_name: str | None = "c.yaml"  # None: no -f at all
+    write_config: bool = True
+
+
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    output: str
+    before: frozenset[str]
+    after: frozenset[str]
+    cfg: str
+
+
+def base_config(workdir: Path) -> dict:
+    return {
+        "addresses": {var.lower(): GOOD_IP for var in ADDRESS_VARS},
+        "stack": {"env_file": str(workdir / "flops.env")},
+        "ssh": {"known_hosts": str(workdir / "known_hosts")},
+    }
+
+
+def child_env(workdir: Path, case: Case) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("INVOKE_", "DOCKER_")) and k not in ADDRESS_VARS
+           and k != DEFAULTS["ssh"]["sudo_password_env"]}
+    env.update(COLUMNS="200", HOME=str(workdir), DOCKER_HOST=f"unix://{workdir}/no-docker.sock")
+    if case.raw is not None or case.config_name is None:
+        # the config may not name an env file: keep the project's out of reach
+        env["INVOKE_FLOPS_STACK_ENV_FILE"] = str(workdir / "flops.env")
+    env.update(case.env)
+    return env
+
+
+def run_case(case: Case, workdir: Path) -> Ran:
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = [INV, "--search-root", str(ROOT)]
+    cfg = ""
+    if case.config_name is not None:
+        cfg = str(workdir / case.config_name)
+        argv += ["-f", cfg]
+        if case.write_config:
+            if case.raw is not None:
+                data = case.raw
+            else:
+                flops = base_config(workdir)
+                for section, values in case.flops.items():
+                    if isinstance(values, dict) and isinstance(flops.get(section), dict):
+                        flops[section].update(values)
+                    else:
+                        flops[section] = values
+                data = yaml.safe_dump({"flops": flops}).encode()
+            # "{dir}" in a value stands for the case's directory
+            Path(cfg).write_bytes(data.replace(b"{dir}", str(workdir).encode()))
+    before = frozenset(p.name for p in workdir.iterdir())
+    proc = subprocess.run([*argv, *case.args], cwd=workdir, env=child_env(workdir, case),
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    output = (proc.stdout + proc.stderr).decode(errors="replace")
+    after = frozenset(p.name for p in workdir.iterdir())
+    return Ran(proc.returncode, output, before, after, cfg)
+
+
+def assert_refused(ran: Ran, needles: tuple[str, ...]) -> None:
+    assert "Traceback" not in ran.output, ran.output
+    assert ran.returncode != 0, ran.output
+    lines = ran.output.strip("\n").split("\n")
+    assert len(lines) == 1 and lines[0].strip(), f"expected one line, got:\n{ran.output}"
+    for needle in needles:
+        needle = needle.replace(CFG, ran.cfg)
+        assert needle in lines[0], f"{needle!r} not named in: {lines[0]}"
+    assert ran.after == ran.before, f"files appeared: {sorted(ran.after - ran.before)}"
+
+
+
+
+def p(case_id: str, *args: str, needles: tuple[str, ...] | str, marks=(), **kw):
+    needles = (needles,) if isinstance(needles, str) else needles
+    return pytest.param(Case(tuple(args), needles, **kw), id=case_id, marks=marks)
+
+
+def cfg_case(case_id: str, flops: dict, key: str, marks=(), task: str = "env", **kw):
+    """A config value refused at load: the line names the key and the config file."""
+    return p(case_id, task, needles=(key, CFG), flops=flops, marks=marks, **kw)
+
+
+def yaml_case(case_id: str, raw: bytes, *needles: str, marks=(), name: str = "c.yaml"):
+    return p(case_id, "env", needles=needles or (CFG,), raw=raw, marks=marks, config_name=name)
+
+
+# -- flags ----------------------------------------------------------------------------
+
+HOST_CASES = [
+    p("builder-host-semicolon", "prepare-builder", "--host", "a;b", needles="'a;b'"),
+    p("builder-host-empty-no-inventory", "prepare-builder", "--host", "", needles="--host"),
+    p("builder-host-port-99999", "prepare-builder", "--host", "u@h:99999", needles="99999"),
+    p("builder-host-port-0", "prepare-builder", "--host", "h:0", needles="port must be 1-65535"),
+    p("builder-host-command-substitution", "prepare-builder", "--host", "$(touch PWNED)",
+      needles="$(touch PWNED)"),
+    p("builder-host-backticks", "prepare-builder", "--host", "`touch PWNED`",
+      needles="`touch PWNED`"),
+    p("builder-host-pipe", "prepare-builder", "--host", "a|touch PWNED", needles="a|touch"),
+    p("builder-host-path-traversal", "prepare-builder", "--host", "../../etc/passwd",
+      needles="../../etc/passwd"),
+    p("builder-host-newline", "prepare-builder", "--host", "a\nb", needles="'a\\nb'"),
+    p("builder-host-option-injection", "prepare-builder", "--host=-oProxyCommand=touch_PWNED",
+      needles="-oProxyCommand"),
+    p("builder-host-too-long", "prepare-builder", "--host", "h" * 300, needles="h" * 300),
+    p("builder-host-superscript-port", "prepare-builder", "--host", "h:\u00b2",
+      needles="port must be 1-65535"),
+    p("builder-host-list-empty-entry", "prepare-builder", "--host", "a,,b",
+      needles="empty entry"),
+    p("builder-host-list-duplicate", "prepare-builder", "--host", "a,root@a",
+      needles="listed twice"),
+    p("builder-host-user-backticks", "prepare-builder", "--host", "`id`@h",
+      needles="invalid user"),
+    p("builder-push-check-bad-host", "prepare-builder", "--push-check", "--host", "h;id",
+      needles="'h;id'"),
+    p("learner-host-semicolon", "prepare-learner", "--host", "h;id", needles="'h;id'"),
+]
+
+LEARNER_FLAG_CASES = [
+    p("learner-data-dir-relative", "prepare-learner", "--host", UNREACHABLE, "--data-dir",
+      "relative", needles="--data-dir 'relative'"),
+    p("learner-data-dir-dotdot", "prepare-learner", "--host", UNREACHABLE, "--data-dir",
+      "/a/../b", needles="'/a/../b'"),
+    p("learner-data-dir-tilde", "prepare-learner", "--host", UNREACHABLE, "--data-dir",
+      "~/data", needles="'~/data'"),
+    p("learner-data-dir-newline", "prepare-learner", "--host", UNREACHABLE, "--data-dir",
+      "/a\nb", needles="--data-dir"),
+    p("learner-image-empty", "prepare-learner", "--host", UNREACHABLE, "--image", "",
+      needles="--image ''"),
+    p("learner-image-space", "prepare-learner", "--host", UNREACHABLE, "--image",
+      "img --privileged", needles="'img --privileged'"),
+    p("learner-image-option", "prepare-learner", "--host", UNREACHABLE,
+      "--image=--privileged", needles="'--privileged'"),
+    p("learner-image-newline", "prepare-learner", "--host", UNREACHABLE, "--image",
+      "img\n--privileged", needles="--image"),
+]
+
+STACK_FLAG_CASES = [
+    p("reset-service-unknown", "reset", "--service", "nope", needles="'nope'"),
+    p("reset-service-empty", "reset", "--service", "", needles="unknown service ''"),
+    p("reset-service-traversal", "reset", "--service", "../x", needles="'../x'"),
+    p("reset-service-with-registry", "reset", "--service", "flops_db", "--registry",
+      needles="--registry"),
+    p("reset-service-with-db", "reset", "--service", "flops_db", "--db", needles="--db"),
+    # DOCKER_HOST points nowhere: while this is a bug the docker CLI fails to connect
+    p("reset-service-with-recreate", "reset", "--service", "flops_db", "--recreate",
+      needles="--recreate"),
+    p("logs-service-traversal", "logs", "--service", "../x", needles="'../x'"),
+    p("logs-service-command-substitution", "logs", "--service", "$(touch PWNED)",
+      needles="$(touch PWNED)"),
+    p("testbed-workers-0", "testbed.up", "--workers", "0", needles="--workers"),
+    p("testbed-workers-99", "testbed.up", "--workers", "99", needles="got 99"),
+    p("testbed-workers-huge", "testbed.up", "--workers", "9" * 30, needles="9" * 30),
+    p("testbed-workers-abc", "testbed.up", "--workers", "abc", needles="--workers"),
+    p("testbed-workers-float", "testbed.up", "--workers", "1.5", needles="--workers"),
+    p("testbed-workers-empty", "testbed.up", "--workers", "", needles="--workers"),
+    p("unknown-flag", "prepare-builder", "--bogus", needles="--bogus"),
+    p("unknown-task", "no-such-task", needles="no-such-task"),
+]
+
+WORKFLOW_CASES = [
+    p("learner-data-src-missing", "learner-data", needles="'src'"),
+    p("learner-data-src-empty", "learner-data", "--src=", needles="--src"),
+    p("learner-data-src-empty-entry", "learner-data", "--src", "/etc/hostname,,x",
+      needles="empty entry"),
+    p("learner-data-src-no-such-file", "learner-data", "--src", "/no-such-dir/$(touch PWNED)",
+      needles="/no-such-dir/$(touch PWNED)"),
+    p("learner-data-src-glob-no-match", "learner-data", "--src", "/no-such-dir/*.parquet",
+      needles="matches no file"),
+    p("learner-data-src-folder-without-parquet", "learner-data", "--src", "/etc",
+      needles="no parquet files"),
+    p("learner-data-src-not-parquet", "learner-data", "--src", "/etc/hostname",
+      needles="--force"),
+    p("learner-data-bad-host", "learner-data", "--src", "/etc/hostname", "--force", "--host",
+      "a;touch PWNED", needles="'a;touch PWNED'"),
+    p("clear-images-bad-host", "clear-images", "--host", "a|b", needles="'a|b'"),
+    p("clear-images-no-inventory", "clear-images", needles="--host"),
+    p("clear-images-bad-address", "clear-images", "--host", UNREACHABLE, needles="0.0.0.0",
+      env={"FLOPS_IMAGE_REGISTRY_IP": "0.0.0.0"}),
+    p("demo-workers-0", "demo", "--workers", "0", needles="--workers"),
+    p("demo-workers-abc", "demo", "--workers", "abc", needles="--workers"),
+    cfg_case("doctor-bad-config", {"ssh": {"host_keys": "off"}}, "flops.ssh.host_keys",
+             task="doctor"),
+    cfg_case("bootstrap-bad-config", {"stack": {"bind_address": "any"}},
+             "flops.stack.bind_address", task="bootstrap"),
+]
+
+# -- config files ---------------------------------------------------------------------
+FILE_CASES = [
+    p("config-file-missing", "env", needles=("not found", CFG), write_config=False),
+    yaml_case("yaml-unclosed-bracket", b"flops: [unclosed\n", CFG, "YAML"),
+    yaml_case("yaml-top-level-list", b"- flops\n- x\n", CFG, "mapping"),
+    yaml_case("yaml-not-utf8", b"flops:\n  ssh: {user: \"\xff\xfe\"}\n", CFG),
+    yaml_case("config-unsupported-extension", b"flops: {}\n", CFG,
+              name="flops.conf"),
+    yaml_case("json-syntax-error", b'{"flops": ', CFG, name="c.json"),
+    yaml_case("flops-is-a-number", b"flops: 5\n", "flops"),
+    cfg_case("section-ssh-is-a-number", {"ssh": 5}, "flops.ssh"),
+    cfg_case("section-inventory-is-a-list", {"inventory": ["a"]}, "flops.inventory"),
+    cfg_case("section-addresses-is-a-string", {"addresses": GOOD_IP}, "flops.addresses"),
+    cfg_case("leaf-known-hosts-is-a-mapping", {"ssh": {"known_hosts": {"a": 1}}},
+             "flops.ssh.known_hosts"),
+    cfg_case("unknown-top-level-key", {"bogus": 1}, "flops.bogus"),
+    cfg_case("unknown-ssh-key", {"ssh": {"password": "x"}}, "flops.ssh.password"),
+    cfg_case("unknown-inventory-setting", {"inventory": {"w1": {"password": "x"}}},
+             "flops.inventory.w1"),
+]
+
+# one wrong type for every leaf key of DEFAULTS (a number where a string is expected, etc.)
+WRONG_TYPES = {
+    ("ssh", "user"): 5, ("ssh", "key"): 5, ("ssh", "known_hosts"): 5,
+    ("ssh", "host_keys"): True, ("ssh", "connect_timeout"): "10",
+    ("ssh", "command_timeout"): [900], ("ssh", "host_timeout"): "1800",
+    ("ssh", "parallel"): 2.5, ("ssh", "sudo_password_env"): 5,
+    **{("addresses", var.lower()): [GOOD_IP] for var in ADDRESS_VARS},
+    ("registry", "address"): 5, ("registry", "port"): "5073",
+    ("stack", "project"): 5, ("stack", "compose_file"): ["a.yml"],
+    ("stack", "overrides"): "x.yml", ("stack", "env_file"): 5, ("stack", "network"): 5,
+    ("stack", "bind_address"): 0, ("stack", "manager_image"): 5,
+    ("stack", "health_timeout"): "300",
+    ("addon", "path"): 5, ("addon", "url"): 5, ("addon", "ref"): 2,
+    ("builder", "name"): 5, ("builder", "driver"): 5,
+    ("learner", "image"): 5, ("learner", "data_dir"): 5,
+}
+TYPE_CASES = [
+    cfg_case(f"type-{section}.{key}", {section: {key: value}}, f"flops.{section}.{key}")
+    for (section, key), value in WRONG_TYPES.items()
+]
+
+VALUE_CASES = [
+    cfg_case("ssh.user-semicolon", {"ssh": {"user": "a;b"}}, "flops.ssh.user"),
+    cfg_case("ssh.known_hosts-null", {"ssh": {"known_hosts": None}}, "flops.ssh.known_hosts"),
+    cfg_case("ssh.host_timeout-huge", {"ssh": {"host_timeout": 1e9}}, "flops.ssh.host_timeout"),
+    cfg_case("ssh.parallel-zero", {"ssh": {"parallel": 0}}, "flops.ssh.parallel"),
+    cfg_case("registry.address-traversal", {"registry": {"address": "../x"}},
+             "flops.registry.address"),
+    cfg_case("registry.address-command", {"registry": {"address": "$(id)"}},
+             "flops.registry.address"),
+    cfg_case("registry.address-ipv6-zone-id", {"registry": {"address": "fe80::1%a;b|c"}},
+             "flops.registry.address"),
+    cfg_case("registry.port-65536", {"registry": {"port": 65536}}, "flops.registry.port"),
+    cfg_case("stack.project-traversal", {"stack": {"project": "../x"}}, "flops.stack.project"),
+    cfg_case("stack.env_file-newline", {"stack": {"env_file": "/tmp/a\nb"}},
+             "flops.stack.env_file"),
+    cfg_case("stack.bind_address-name", {"stack": {"bind_address": "localhost"}},
+             "flops.stack.bind_address"),
+    cfg_case("stack.bind_address-hostile", {"stack": {"bind_address": "0.0.0.0;rm"}},
+             "flops.stack.bind_address"),
+    cfg_case("addon.ref-newline", {"addon": {"ref": "main\nx"}}, "flops.addon.ref"),
+    cfg_case("learner.data_dir-dotdot", {"learner": {"data_dir": "/data/../etc"}},
+             "flops.learner.data_dir"),
+    cfg_case("learner.data_dir-newline", {"learner": {"data_dir": "/data\n/etc"}},
+             "flops.learner.data_dir"),
+    cfg_case("inventory-name-traversal", {"inventory": {"../x": {}}}, "flops.inventory.../x"),
+    cfg_case("inventory-host-semicolon", {"inventory": {"w1": {"host": "a;b"}}},
+             "flops.inventory.w1.host"),
+    cfg_case("inventory-roles-unknown", {"inventory": {"w1": {"roles": ["chef"]}}},
+             "'chef'"),
+    cfg_case("config-error-wins-over-host-flag", {"ssh": {"parallel": 0}},
+             "flops.ssh.parallel", task="prepare-builder"),
+    # the source named must be the one whose value is used: Invoke ranks -f above INVOKE_*
+    cfg_case("file-value-shadows-env-var", {"ssh": {"host_keys": "yolo"}},
+             "flops.ssh.host_keys", env={"INVOKE_FLOPS_SSH_HOST_KEYS": "strict"}),
+    # NUL bytes can only arrive through a config file (argv and environ cannot hold them)
+    cfg_case("learner.data_dir-nul", {"learner": {"data_dir": "/data\0x"}},
+             "flops.learner.data_dir"),
+    cfg_case("stack.manager_image-nul", {"stack": {"manager_image": "img\0x"}},
+             "flops.stack.manager_image"),
+    cfg_case("stack.env_file-nul", {"stack": {"env_file": "{dir}/flops\0.env"}},
+             "flops.stack.env_file"),
+    cfg_case("learner.image-option", {"learner": {"image": "--privileged"}},
+             "flops.learner.image"),
+]
+
+ENV_FILE_CASES = [
+    p("env_file-is-a-directory", "env", needles="director",
+      flops={"stack": {"env_file": "{dir}"}}),
+    p("env_file-parent-in-proc", "env", needles="/proc/no-such-pid/flops.env",
+      flops={"stack": {"env_file": "/proc/no-such-pid/flops.env"}}),
+]
+
+# INVOKE_FLOPS_* variables: uncastable, out of range, hostile
+ENV_VAR_CASES = [
+    p("env-ssh.parallel-abc", "env", needles="INVOKE_FLOPS_SSH_PARALLEL",
+      env={"INVOKE_FLOPS_SSH_PARALLEL": "abc"}),
+    p("env-registry.port-x", "env", needles="INVOKE_FLOPS_REGISTRY_PORT",
+      env={"INVOKE_FLOPS_REGISTRY_PORT": "x"}),
+    p("env-ssh.command_timeout-nan", "env", needles="INVOKE_FLOPS_SSH_COMMAND_TIMEOUT",
+      env={"INVOKE_FLOPS_SSH_COMMAND_TIMEOUT": "nan"}),
+    p("env-stack.overrides-list", "env", needles="INVOKE_FLOPS_STACK_OVERRIDES",
+      env={"INVOKE_FLOPS_STACK_OVERRIDES": "a.yml,b.yml"}),
+    p("env-ssh.user-hostile", "env", needles="INVOKE_FLOPS_SSH_USER",
+      env={"INVOKE_FLOPS_SSH_USER": "root;id"}),
+    p("env-stack.bind_address-hostile", "env", needles="INVOKE_FLOPS_STACK_BIND_ADDRESS",
+      env={"INVOKE_FLOPS_STACK_BIND_ADDRESS": "0.0.0.0;rm -rf /"}),
+    p("env-learner.data_dir-traversal", "env", needles="INVOKE_FLOPS_LEARNER_DATA_DIR",
+      env={"INVOKE_FLOPS_LEARNER_DATA_DIR": "../../etc"}),
+    p("env-registry.address-backticks", "env", needles="INVOKE_FLOPS_REGISTRY_ADDRESS",
+      env={"INVOKE_FLOPS_REGISTRY_ADDRESS": "`touch PWNED`"}),
+]
+
+# the six address variables of the FLOps docs, for `inv env`
+ADDRESS_VALUES = {
+    "unspecified": "0.0.0.0",
+    "loopback": "127.0.0.1",
+    "name": "localhost",
+    "hostile": "1.2.3.4;rm -rf /",
+}
+ADDRESS_CASES = [
+    p(f"{var}-{label}", "env", needles=(var, value), env={var: value})
+    for var in ADDRESS_VARS for label, value in ADDRESS_VALUES.items()
+] + [
+    p("FLOPS_MANAGER_IP-ipv6-loopback", "env", needles="loopback",
+      env={"FLOPS_MANAGER_IP": "::1"}),
+    p("FLOPS_MANAGER_IP-multicast", "env", needles="224.0.0.1",
+      env={"FLOPS_MANAGER_IP": "224.0.0.1"}),
+    p("FLOPS_MANAGER_IP-newline", "env", needles="'1.2.3.4\\nrm'",
+      env={"FLOPS_MANAGER_IP": "1.2.3.4\nrm"}),
+    p("FLOPS_MANAGER_IP-ipv6-zone-id", "env", needles="FLOPS_MANAGER_IP",
+      env={"FLOPS_MANAGER_IP": "2001:db8::1%a;b|c"}),
+    p("FLOPS_MANAGER_IP-long", "env", needles="1" * 5000, env={"FLOPS_MANAGER_IP": "1" * 5000}),
+    cfg_case("config-address-hostile", {"addresses": {"artifact_store_ip": "$(touch PWNED)"}},
+             "ARTIFACT_STORE_IP"),
+    cfg_case("address-checked-for-prepare", {"addresses": {"flops_manager_ip": "0.0.0.0"}},
+             "FLOPS_MANAGER_IP", task="prepare-builder"),
+]
+
+ALL_CASES = (HOST_CASES + LEARNER_FLAG_CASES + STACK_FLAG_CASES + WORKFLOW_CASES
+             + FILE_CASES + TYPE_CASES
+             + VALUE_CASES + ENV_FILE_CASES + ENV_VAR_CASES + ADDRESS_CASES)
+
+
+@pytest.fixture(scope="module")
+def outputs(request, tmp_path_factory) -> dict[str, Ran]:
+    """Run the selected cases once, in parallel (each ``inv`` start costs ~0.3 s)."""
+    wanted = {}
+    for item in request.session.items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and isinstance(callspec.params.get("case"), Case):
+            wanted[callspec.id] = callspec.params["case"]
+    root = tmp_path_factory.mktemp("bad-input")
+    with ThreadPoolExecutor(max_workers=max(4, 2 * (os.cpu_count() or 1))) as pool:
+        futures = {cid: pool.submit(run_case, case, root / f"case{n}")
+                   for n, (cid, case) in enumerate(wanted.items())}
+        return {cid: fut.result() for cid, fut in futures.items()}
+
+
+def test_every_defaults_key_has_a_wrong_type_case():
+    leaves = {(section, key) for section, value in DEFAULTS.items() if isinstance(value, dict)
+              for key in value}
+    assert leaves == set(WRONG_TYPES)
+
+
+@pytest.mark.parametrize("case", ALL_CASES)
+def test_bad_input_is_refused_in_one_line(case, outputs, request):
+    assert_refused(outputs[request.node.callspec.id], case.needles)
+
+
+# -- behaviour around the catalogue ---------------------------------------------------
+def test_base_config_is_accepted(tmp_path):
+    """The control: without the bad value, the same config passes (nothing is written)."""
+    ran = run_case(Case(("--dry", "env"), ()), tmp_path)
+    assert ran.returncode == 0, ran.output
+    assert "Traceback" not in ran.output
+    assert not (tmp_path / "flops.env").exists()
+
+
+def test_empty_address_variable_means_unset(tmp_path):
+    """``FLOPS_MANAGER_IP=`` is not an address: the config's value is used."""
+    ran = run_case(Case(("env", "--json"), (), env={"FLOPS_MANAGER_IP": ""}), tmp_path)
+    assert ran.returncode == 0, ran.output
+    assert f'"value": "{GOOD_IP}"' in ran.output
+    assert (tmp_path / "flops.env").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("args, what", [
+    (("redb",), "FLOps manager database"),
+    (("clear-registry",), "volume flops_management_registry_data"),
+    (("reset", "--registry"), "volume flops_management_registry_data"),
+    (("reset", "--db"), "FLOps manager database"),
+], ids=["redb", "clear-registry", "reset-registry", "reset-db"])
+def test_destructive_task_without_tty_lists_and_refuses(tmp_path, args, what):
+    """No terminal and no --yes: say what would be deleted, then refuse (exit 3)."""
+    ran = run_case(Case(args, ()), tmp_path)
+    assert ran.returncode == 3, ran.output
+    assert "Traceback" not in ran.output
+    lines = ran.output.strip().splitlines()
+    assert len(lines) == 2, ran.output
+    assert lines[0].startswith("This will delete: ") and what in lines[0]
+    assert "--yes" in lines[1]
+    assert ran.after == ran.before
+
+
+def test_empty_host_flag_does_not_select_the_inventory(tmp_path):
+    inventory = {"w1": {"host": "127.0.0.1", "port": 1, "roles": ["builder"]}}
+    ran = run_case(Case(("prepare-builder", "--host", ""), (), flops={"inventory": inventory}),
+                   tmp_path)
+    assert_refused(ran, ("--host",))
+
+
+def test_default_ssh_key_reaches_the_connection(tmp_path):
+    """With the default (no key), a closed port is reported as unreachable, not a TypeError."""
+    ran = run_case(Case(("prepare-builder", "--host", "127.0.0.1:1", "--json"), ()), tmp_path)
+    assert "TypeError" not in ran.output, ran.output
+    assert '"unreachable"' in ran.output
+
+
+def test_fractional_timeout_from_environment_is_accepted(tmp_path):
+    ran = run_case(Case(("--dry", "env"), (), env={"INVOKE_FLOPS_SSH_CONNECT_TIMEOUT": "1.5"}),
+                   tmp_path)
+    assert ran.returncode == 0, ran.output
+
+
+def test_unknown_host_key_advice_names_a_real_option():
+    import re
+
+    from flops_tasks.ssh import HostUnreachable, _policies
+
+    class Key:
+        def get_name(self):
+            return "ssh-ed25519"
+
+        def asbytes(self):
+            return b"key"
+
+    with pytest.raises(HostUnreachable) as err:
+        _policies(Path("/nonexistent/known_hosts"), accept_new=False).missing_host_key(
+            None, "[10.0.0.5]:2222", Key())
+    tasks_py = (ROOT / "tasks.py").read_text()
+    for flag in re.findall(r"(?<![\w-])--([a-z][a-z-]+)", str(err.value)):
+        assert re.search(rf"\b{flag.replace('-', '_')}\b", tasks_py), f"--{flag} does not exist"

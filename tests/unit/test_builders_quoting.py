@@ -1,0 +1,640 @@
+"""No value reaches a shell unquoted: property tests for every builder in commands.py.
+
+Two oracles:
+
+- simple commands (``cmd``-style builders) are parsed back with ``shlex.split`` and must
+  give exactly the argv the builder was asked for, every value one intact token;
+- builders with shell structure are executed by ``/bin/sh`` in a sandbox whose ``PATH``
+  holds only recording stubs for the external programs (``docker``, ``apt-get``,
+  ``NodeEngine``, ``sudo``, ``systemctl`` ...) and a few harmless tools (``touch``
+  included, so a broken quote *would* create ``PWNED``). A stub writes its argv,
+  NUL-separated, to one file per call; the test compares it with the expected argv and
+  checks that nothing else appeared in the working directory.
+
+Host-specific constants (``/run/systemd/system``, binfmt paths) are redirected into the
+sandbox before a script runs, and a script that still names ``/proc`` is never run.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import inspect
+import json
+import shlex
+import shutil
+import subprocess
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flops_tasks import commands as C
+from flops_tasks import ops
+from flops_tasks.env import check_address
+from flops_tasks.errors import FlopsError
+from flops_tasks.hosts import Target, parse_host
+
+HOSTILE = [
+    "$(touch PWNED)", "`touch PWNED`", ";touch PWNED", "a; touch PWNED #", "|touch PWNED",
+    "&& touch PWNED", "& touch PWNED &", ">PWNED", "x 2>PWNED", "'; touch PWNED; '",
+    '"; touch PWNED; "', "\\'; touch PWNED #", "a\ntouch PWNED", "a\rtouch PWNED",
+    "${IFS}touch${IFS}PWNED", "$HOME", "*", "?", "[a]", "~", "{a,b}", "!!", "%s%n",
+    "../../etc/passwd", "-rf", "--help", " lead and trail ", "\t", "é ü 中 \u2028",
+    "x" * 3000, "",
+]
+# any text a POSIX argv can carry (no NUL), hostile values mixed in often
+VALUE = st.one_of(
+    st.sampled_from(HOSTILE),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+            max_size=40),
+)
+NON_EMPTY = VALUE.filter(bool)
+SETTINGS = settings(max_examples=150, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+EXEC_SETTINGS = settings(max_examples=60, deadline=None,
+                         suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+STUBS = ("docker", "apt-get", "apt-cache", "NodeEngine", "curl", "systemctl", "service",
+         "update-binfmts", "mount", "pidof", "ip", "timeout", "sudo", "ctr")
+TOOLS = ("sh", "bash", "touch", "mkdir", "chmod", "mv", "mktemp", "base64", "rm", "grep", "head",
+         "cat", "cp", "sleep", "sed", "ls", "true", "false", "id", "sha256sum")
+
+RECORDER = r"""#!/bin/sh
+# a stand-in for an external program: record argv (NUL-separated), one file per call
+n=0
+while [ -e "$FLOPS_REC/call.$n" ]; do n=$((n+1)); done
+name=${0##*/}
+{ printf '%s\0' "$name"; for a in "$@"; do printf '%s\0' "$a"; done; } > "$FLOPS_REC/call.$n"
+last=
+for a in "$@"; do last=$a; done
+case $last in /tmp/flops-push.*) [ -d "$last" ] && cp -R "$last" "$FLOPS_REC/ctx.$n" ;; esac
+[ -f "$FLOPS_REC/out.$name" ] && cat "$FLOPS_REC/out.$name"
+[ -f "$FLOPS_REC/rc.$name" ] && exit "$(cat "$FLOPS_REC/rc.$name")"
+"""
+EXEC_AFTER = {
+    # sudo runs what follows "--"; timeout runs what follows its duration
+    "sudo": 'while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do shift; done; shift; exec "$@"\n',
+    "timeout": 'shift; exec "$@"\n',
+}
+
+
+@dataclass
+class Ran:
+    rc: int
+    stdout: bytes
+    stderr: bytes
+    calls: list[list[str]]
+    work: Path
+    sandbox: Path
+
+
+class Sandbox:
+    """A bin dir of stubs and tools; every ``run`` gets fresh record and work dirs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.stubs = root / "stubs"
+        self.tools = root / "tools"
+        self.stubs.mkdir()
+        self.tools.mkdir()
+        for name in STUBS:
+            path = self.stubs / name
+            path.write_text(RECORDER + EXEC_AFTER.get(name, "exit 0\n"))
+            path.chmod(0o755)
+        for name in TOOLS:
+            found = shutil.which(name)
+            if found:
+                (self.tools / name).symlink_to(found)
+        assert (self.tools / "touch").exists(), "touch is needed to detect injections"
+
+    def run(self, script: str, out: dict[str, bytes] | None = None,
+            rc: dict[str, int] | None = None, files: dict[str, bytes] | None = None,
+            extra_path: Path | None = None) -> Ran:
+        base = Path(tempfile.mkdtemp(dir=self.root))
+        rec, work = base / "rec", base / "work"
+        rec.mkdir()
+        work.mkdir()
+        script = script.replace("/run/systemd/system", str(base / "no-systemd"))
+        script = script.replace("/usr/lib/binfmt.d/", f"{base}/binfmt.d/")
+        script = script.replace(C.BINFMT + "/register", str(base / "binfmt-register"))
+        assert "/proc/" not in script, script  # never touch the kernel's binfmt_misc
+        for name, data in (out or {}).items():
+            (rec / f"out.{name}").write_bytes(data)
+        for name, code in (rc or {}).items():
+            (rec / f"rc.{name}").write_text(str(code))
+        for name, data in (files or {}).items():
+            (base / name).parent.mkdir(parents=True, exist_ok=True)
+            (base / name).write_bytes(data)
+        path = (f"{extra_path}:" if extra_path else "") + f"{self.stubs}:{self.tools}"
+        proc = subprocess.run(["/bin/sh", "-c", script], cwd=work, capture_output=True,
+                              timeout=30, env={"PATH": path, "FLOPS_REC": str(rec),
+                                               "HOME": str(work), "LC_ALL": "C.UTF-8"})
+        calls = []
+        n = 0
+        while (rec / f"call.{n}").exists():
+            raw = (rec / f"call.{n}").read_bytes().split(b"\0")[:-1]
+            calls.append([part.decode("utf-8", "surrogateescape") for part in raw])
+            n += 1
+        return Ran(proc.returncode, proc.stdout, proc.stderr, calls, work, base)
+
+
+@pytest.fixture(scope="module")
+def box():
+    # a short path of safe characters: it is substituted into scripts unquoted
+    root = Path(tempfile.mkdtemp(prefix="flops-quoting-"))
+    yield Sandbox(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def assert_clean(ran: Ran, allowed: set[str] | None = None) -> None:
+    """No stray file (PWNED or a redirect target) in the working directory."""
+    left = {p.name for p in ran.work.iterdir()}
+    assert left <= (allowed or set()), f"side effect: {sorted(left)} ({ran.stderr[-300:]!r})"
+
+
+def enc(value: str) -> bytes:
+    return value.encode("utf-8", "surrogateescape")
+
+
+# -- 1. simple commands: shlex gives back exactly the requested argv ------------------------
+SIMPLE = {
+    "q": (lambda a, b, c: C.q(a), lambda a, b, c: [a]),
+    "cmd": (lambda a, b, c: C.cmd("docker", a, b, c), lambda a, b, c: ["docker", a, b, c]),
+    "sh": (lambda a, b, c: C.sh(a), lambda a, b, c: ["sh", "-c", a]),
+    "sudo-n": (lambda a, b, c: C.sudo(a, None),
+               lambda a, b, c: ["sudo", "-n", "-H", "--", "sh", "-c", a]),
+    "sudo-S": (lambda a, b, c: C.sudo(a, b),
+               lambda a, b, c: ["sudo", "-S", "-p", b, "-H", "--", "sh", "-c", a]),
+    "echo_args": (lambda a, b, c: C.echo_args([a, b, c]),
+                  lambda a, b, c: ["printf", "%s\\n", a, b, c]),
+    "has_command": (lambda a, b, c: C.has_command(a), lambda a, b, c: ["command", "-v", "--", a]),
+    "nodeengine_addon": (lambda a, b, c: C.nodeengine_addon(a, b),
+                         lambda a, b, c: ["NodeEngine", "config", "addon", a, b]),
+    "docker_volume_exists": (lambda a, b, c: C.docker_volume_exists(a), lambda a, b, c: [
+        "docker", "volume", "inspect", "--format", "{{.Name}}", a]),
+    "docker_volume_create": (lambda a, b, c: C.docker_volume_create(a),
+                             lambda a, b, c: ["docker", "volume", "create", a]),
+    "container_inspect": (lambda a, b, c: C.container_inspect(a), lambda a, b, c: [
+        "docker", "container", "inspect", "--format", "{{json .}}", a]),
+    "buildx_inspect": (lambda a, b, c: C.buildx_inspect(a),
+                       lambda a, b, c: ["docker", "buildx", "inspect", a]),
+    "buildx_create_container": (
+        lambda a, b, c: C.buildx_create_container(a, b, c), lambda a, b, c: [
+            "docker", "buildx", "create", "--name", a, "--driver", "docker-container",
+            "--platform", c, "--buildkitd-config", b, "--bootstrap"]),
+    "volume_mountpoint": (lambda a, b, c: C.volume_mountpoint(a), lambda a, b, c: [
+        "docker", "volume", "inspect", "--format", "{{.Mountpoint}}", a]),
+    "remove_images_docker": (lambda a, b, c: C.remove_images_docker([a, b, c]),
+                             lambda a, b, c: ["docker", "image", "rm", "-f", a, b, c]),
+    "remove_images_ctr": (lambda a, b, c: C.remove_images_ctr(a, [b, c]),
+                          lambda a, b, c: ["ctr", "-n", a, "images", "rm", b, c]),
+    "docker_context_create": (lambda a, b, c: C.docker_context_create(a), lambda a, b, c: [
+        "docker", "context", "create", a, "--description", "FLOps image builder (docker driver)",
+        "--docker", "host=unix:///var/run/docker.sock"]),
+}
+
+
+@pytest.mark.parametrize("name", SIMPLE)
+@SETTINGS
+@given(a=VALUE, b=VALUE, c=VALUE)
+def test_simple_builders_parse_back_to_their_argv(name, a, b, c):
+    build, expected = SIMPLE[name]
+    assert shlex.split(build(a, b, c)) == expected(a, b, c)
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_simple_builders_run_with_intact_argv(box, value):
+    """The same builders executed: each stub sees exactly the requested argv, nothing else."""
+    other = "second value"
+    cases = [
+        (C.cmd("docker", value, other), [["docker", value, other]]),
+        (C.sh(C.cmd("docker", value)), [["docker", value]]),
+        (C.sudo(C.cmd("docker", value), None),
+         [["sudo", "-n", "-H", "--", "sh", "-c", C.cmd("docker", value)], ["docker", value]]),
+        (C.sudo(C.cmd("docker", other), value),
+         [["sudo", "-S", "-p", value, "-H", "--", "sh", "-c", C.cmd("docker", other)],
+          ["docker", other]]),
+        (C.nodeengine_addon(value, other), [["NodeEngine", "config", "addon", value, other]]),
+        (C.docker_volume_exists(value),
+         [["docker", "volume", "inspect", "--format", "{{.Name}}", value]]),
+        (C.docker_volume_create(value), [["docker", "volume", "create", value]]),
+        (C.container_inspect(value),
+         [["docker", "container", "inspect", "--format", "{{json .}}", value]]),
+        (C.buildx_inspect(value), [["docker", "buildx", "inspect", value]]),
+        (C.buildx_rm(value), [["docker", "buildx", "rm", "-f", value]]),
+        (C.buildx_create_container(value, other, value), [[
+            "docker", "buildx", "create", "--name", value, "--driver", "docker-container",
+            "--platform", value, "--buildkitd-config", other, "--bootstrap"]]),
+        (C.docker_context_create(value), [[
+            "docker", "context", "create", value, "--description",
+            "FLOps image builder (docker driver)", "--docker",
+            "host=unix:///var/run/docker.sock"]]),
+        (C.apt_install([value, other]), [
+            ["apt-get", "update", "-qq"],
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", value, other]]),
+        (C.restart_service(value), [["service", value, "restart"]]),
+        (C.volume_mountpoint(value),
+         [["docker", "volume", "inspect", "--format", "{{.Mountpoint}}", value]]),
+        (C.remove_images_docker([value, other]), [["docker", "image", "rm", "-f", value, other]]),
+        (C.list_images_ctr(value), [["ctr", "-n", value, "images", "ls", "-q"]]),
+        (C.remove_images_ctr(value, [other, value]),
+         [["ctr", "-n", value, "images", "rm", other, value]]),
+    ]
+    for script, expected in cases:
+        ran = box.run(script)
+        assert ran.rc == 0, (script, ran.stderr)
+        assert ran.calls == expected, script
+        assert_clean(ran)
+
+
+# -- 2. builders with shell structure, executed -----------------------------------------------
+@EXEC_SETTINGS
+@given(image=VALUE, source=VALUE, port=st.one_of(st.integers(1, 65535), VALUE))
+def test_sidecar_run(box, image, source, port):
+    ran = box.run(C.sidecar_run(image, source, port))
+    assert ran.calls == [
+        ["docker", "rm", "-f", C.SIDECAR],
+        ["docker", "run", "-d", "--name", C.SIDECAR, "--restart", "unless-stopped",
+         "-p", f"{port}:{port}", "-v", f"{source}:{C.DATA_MOUNT}", image],
+    ]
+    assert_clean(ran)
+
+
+@EXEC_SETTINGS
+@given(packages=st.lists(VALUE, min_size=1, max_size=4))
+def test_apt_install(box, packages):
+    ran = box.run(C.apt_install(packages))
+    assert ran.calls == [["apt-get", "update", "-qq"],
+                         ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                          *packages]]
+    assert_clean(ran)
+
+
+@EXEC_SETTINGS
+@given(package=VALUE)
+def test_apt_candidate(box, package):
+    policy = b"x:\n  Installed: (none)\n  Candidate: 1:2.0-1\n"
+    ran = box.run(C.apt_candidate(package), out={"apt-cache": policy})
+    assert ran.calls == [["apt-cache", "policy", package]]
+    assert ran.stdout == b"1:2.0-1\n"
+    assert_clean(ran)
+
+
+@EXEC_SETTINGS
+@given(registry=VALUE, repo=VALUE, tag=VALUE)
+def test_manifest_get_falls_back_to_curl(box, registry, repo, tag):
+    ran = box.run(C.manifest_get(registry, repo, tag), rc={"docker": 1})
+    accept = ("Accept: application/vnd.oci.image.index.v1+json,"
+              "application/vnd.docker.distribution.manifest.list.v2+json")
+    assert ran.calls == [
+        ["docker", "buildx", "imagetools", "inspect", "--raw", f"{registry}/{repo}:{tag}"],
+        ["curl", "-fsS", "-H", accept, f"http://{registry}/v2/{repo}/manifests/{tag}"],
+    ]
+    assert_clean(ran)
+
+
+@EXEC_SETTINGS
+@given(registry=VALUE)
+def test_wait_docker_trusts_matches_the_literal_registry(box, registry):
+    listed = b'{"' + enc(registry) + b'":{"Secure":false}}\n'
+    found = box.run(C.wait_docker_trusts(registry, seconds=0), out={"docker": listed})
+    assert found.rc == 0
+    assert found.calls == [["docker", "info", "--format",
+                            "{{json .RegistryConfig.IndexConfigs}}"]]
+    assert_clean(found)
+    if "\n" in registry:
+        return  # grep -F takes one pattern per line; registry addresses are one line
+    absent = box.run(C.wait_docker_trusts(registry, seconds=0), out={"docker": b"{}\n"})
+    assert absent.rc == 1
+    assert_clean(absent)
+
+
+@EXEC_SETTINGS
+@given(registry=VALUE, ref=VALUE, platforms=VALUE, builder=VALUE,
+       driver=st.sampled_from(["docker", "docker-container"]),
+       amd64=st.binary(max_size=64), arm64=st.binary(max_size=64))
+def test_buildx_push_probe(box, registry, ref, platforms, builder, driver, amd64, arm64):
+    script = C.buildx_push_probe(registry, ref, platforms, builder, driver,
+                                 base64.b64encode(amd64).decode(),
+                                 base64.b64encode(arm64).decode())
+    ran = box.run(script)
+    assert ran.rc == 0, ran.stderr
+    assert len(ran.calls) == 1
+    argv = ran.calls[0]
+    head = (["docker", "--context", builder, "buildx", "build"] if driver == "docker"
+            else ["docker", "buildx", "build", "--builder", builder])
+    assert argv[:-1] == [*head, "--progress=plain", "--provenance=false", "--platform",
+                         platforms, "--push", "-t", f"{registry}/{ref}"]
+    context = argv[-1]
+    assert context.startswith("/tmp/flops-push.") and not Path(context).exists()
+    copy = next(ran.sandbox.glob("rec/ctx.*"))
+    assert (copy / "uname-amd64").read_bytes() == amd64
+    assert (copy / "uname-arm64").read_bytes() == arm64
+    assert b'COPY uname-${TARGETARCH} /uname' in (copy / "Dockerfile").read_bytes()
+    assert_clean(ran)
+
+
+def _is_base64(value: str) -> bool:
+    try:
+        base64.b64decode(value, validate=True)
+        return True
+    except ValueError:
+        return False
+
+
+NOT_BASE64 = [v for v in HOSTILE if not _is_base64(v)]
+
+
+@pytest.mark.parametrize("value", NOT_BASE64, ids=range(len(NOT_BASE64)))
+def test_push_probe_and_binary_runner_refuse_hostile_base64(box, value):
+    """A payload that is not base64 stops the chain: nothing is built, nothing runs."""
+    good = base64.b64encode(b"x").decode()
+    for script in (C.buildx_push_probe("r:5073", "p/x:1", "linux/amd64", "b", "auto", value,
+                                       good),
+                   C.buildx_push_probe("r:5073", "p/x:1", "linux/amd64", "b", "auto", good,
+                                       value),
+                   C.run_binary_b64(value)):
+        ran = box.run(script)
+        assert ran.rc != 0, (value, ran.stdout)
+        assert ran.calls == []
+        assert_clean(ran)
+
+
+@EXEC_SETTINGS
+@given(body=VALUE.filter(lambda v: "\n" not in v and "\r" not in v))
+def test_run_binary_b64_runs_exactly_the_payload(box, body):
+    program = b"#!/bin/sh\nprintf '%s' " + enc(shlex.quote(body)) + b"\n"
+    ran = box.run(C.run_binary_b64(base64.b64encode(program).decode()))
+    assert ran.rc == 0, ran.stderr
+    assert ran.stdout == enc(body)
+    assert_clean(ran)
+
+
+FILE_NAME = VALUE.filter(lambda v: v not in ("", ".", "..") and "/" not in v
+                         and len(v.encode()) <= 200)
+
+
+@EXEC_SETTINGS
+@given(folder=FILE_NAME, name=FILE_NAME, content=VALUE)
+def test_write_file_hostile_path(box, folder, name, content):
+    base = Path(tempfile.mkdtemp(dir=box.root))
+    target = base / folder / name
+    ran = box.run(C.write_file(str(target), content, "0600"))
+    assert ran.rc == 0, ran.stderr
+    assert target.read_bytes() == enc(content)
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in target.parent.iterdir()) == [name]
+    assert_clean(ran)
+
+
+@pytest.mark.parametrize("mode", ["0644; touch PWNED", "$(touch PWNED)", "u+x`touch PWNED`"])
+def test_write_file_hostile_mode_stops_the_chain(box, mode):
+    base = Path(tempfile.mkdtemp(dir=box.root))
+    ran = box.run(C.write_file(str(base / "f"), "data", mode))
+    assert ran.rc != 0
+    assert not (base / "f").exists()
+    assert_clean(ran)
+
+
+def test_write_file_relative_name(box):
+    ran = box.run(C.write_file("settings.json", "{}"))
+    assert (ran.work / "settings.json").is_file()
+
+
+@EXEC_SETTINGS
+@given(folder=FILE_NAME, names=st.lists(FILE_NAME, min_size=1, max_size=4, unique=True),
+       missing=FILE_NAME)
+def test_sha256_of_hashes_exactly_the_named_files(box, folder, names, missing):
+    base = Path(tempfile.mkdtemp(dir=box.root)) / folder
+    base.mkdir()
+    for n in names:
+        (base / n).write_bytes(enc(n))
+    asked = [*names, missing] if missing not in names else names
+    ran = box.run(C.sha256_of(str(base), asked))
+    assert ran.rc == 0, ran.stderr
+    # GNU sha256sum escapes names holding '\\' or a line break: compare the others exactly
+    plain = [n for n in names if not set(n) & {"\\", "\n", "\r"}]
+    lines = ran.stdout.split(b"\n")
+    for n in plain:
+        assert enc(f"{hashlib.sha256(enc(n)).hexdigest()}  {n}") in lines
+    assert len([ln for ln in lines if ln]) == len(names)
+    assert sorted(p.name for p in base.iterdir()) == sorted(names)
+    assert_clean(ran)
+
+
+@EXEC_SETTINGS
+@given(src=FILE_NAME, dest=FILE_NAME, content=VALUE)
+def test_install_file_moves_the_literal_paths(box, src, dest, content):
+    base = Path(tempfile.mkdtemp(dir=box.root))
+    (base / "in").mkdir()
+    (base / "out").mkdir()
+    (base / "in" / src).write_bytes(enc(content))
+    ran = box.run(C.install_file(str(base / "in" / src), str(base / "out" / dest)))
+    assert ran.rc == 0, ran.stderr
+    assert (base / "out" / dest).read_bytes() == enc(content)
+    assert (base / "out" / dest).stat().st_mode & 0o777 == 0o644
+    assert list((base / "in").iterdir()) == []
+    assert [p.name for p in (base / "out").iterdir()] == [dest]
+    assert_clean(ran)
+
+
+@EXEC_SETTINGS
+@given(name=FILE_NAME, content=VALUE)
+def test_cat_or_mark(box, name, content):
+    absent = box.run(C.cat_or_mark(name, "@@missing $(touch PWNED)"))
+    assert absent.rc == 0 and absent.stdout == b"@@missing $(touch PWNED)\n"
+    assert_clean(absent)
+    base = Path(tempfile.mkdtemp(dir=box.root))
+    (base / name).write_bytes(enc(content))
+    ran = box.run(C.cat_or_mark(str(base / name), "@@missing"))
+    assert ran.rc == 0 and ran.stdout == enc(content)
+    assert_clean(ran)
+
+
+@EXEC_SETTINGS
+@given(name=FILE_NAME.filter(lambda v: not v.startswith("-")))
+def test_has_command_looks_up_the_literal_name(box, name):
+    bindir = Path(tempfile.mkdtemp(dir=box.root))
+    (bindir / name).write_text("#!/bin/sh\n")
+    (bindir / name).chmod(0o755)
+    ran = box.run(C.has_command(name), extra_path=bindir)
+    assert ran.rc == 0
+    # a shell builtin or keyword of the same name is reported by name
+    assert ran.stdout in (enc(f"{bindir}/{name}\n"), enc(f"{name}\n"))
+    assert_clean(ran)
+
+
+@EXEC_SETTINGS
+@given(machine=VALUE)
+def test_register_binfmt_every_branch(box, machine):
+    script = C.register_binfmt(machine)
+    # no systemd (the sandbox hides it), update-binfmts present: it gets the literal name
+    ran = box.run(script)
+    assert ran.calls == [["update-binfmts", "--enable", f"qemu-{machine}"]]
+    assert_clean(ran)
+    # neither: the first rule of the literal binfmt.d file goes to the register file
+    if "/" in machine or len(machine.encode()) > 200:
+        return
+    without = script.replace(C.has_command("update-binfmts"), C.has_command("no-such-tool"))
+    rule = b":qemu-x:M::\\x7fELF::/usr/bin/qemu-x-static:F\n"
+    ran = box.run(without, files={f"binfmt.d/qemu-{machine}.conf": b"# c\n" + rule})
+    assert ran.calls == []
+    assert (ran.sandbox / "binfmt-register").read_bytes() == rule
+    assert_clean(ran)
+
+
+@EXEC_SETTINGS
+@given(name=VALUE)
+def test_restart_service_with_systemd(box, name):
+    script = C.restart_service(name).replace("/run/systemd/system", "/")
+    ran = box.run(script)
+    assert ran.calls == [["systemctl", "restart", name]]
+    assert_clean(ran)
+
+
+@pytest.mark.parametrize("bad", ["1; touch PWNED", "$(touch PWNED)", None, "1.5"])
+def test_numeric_arguments_are_coerced(bad):
+    """Ports and durations are put in scripts through int(): anything else is refused."""
+    for build in (lambda v: C.wait_docker_trusts("r:5073", v), lambda v: C.wait_tcp_docker0(v),
+                  lambda v: C.wait_tcp_docker0(11027, v), lambda v: C.tcp_check_docker0(v),
+                  lambda v: C.tcp_check_docker0(11027, v)):
+        with pytest.raises((TypeError, ValueError)):
+            build(bad)
+
+
+@EXEC_SETTINGS
+@given(names=st.lists(VALUE.filter(lambda v: v == " ".join(v.splitlines())), min_size=1,
+                      max_size=4, unique=True),
+       values=st.lists(VALUE.filter(lambda v: C.PROBE_MARK not in v), min_size=4, max_size=4))
+def test_probe_batch_round_trip(box, names, values):
+    probes = [(n, C.cmd("printf", "%s", v)) for n, v in zip(names, values, strict=False)]
+    ran = box.run(C.probe_batch(probes))
+    parsed = C.parse_probe_batch(ran.stdout.decode("utf-8", "surrogateescape"))
+    assert parsed == {n: (0, "\n".join(v.splitlines()).strip())
+                      for n, v in zip(names, values, strict=False)}
+    assert_clean(ran)
+
+
+# -- 3. host strings -------------------------------------------------------------------------
+SHELL_META = set(";|&$()`<>'\"\\*?!{}#~%,=") | {chr(c) for c in range(33)} | {"\x7f"}
+_label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
+HOSTNAME = st.lists(_label, min_size=1, max_size=4).map(".".join)
+HOST_PART = st.one_of(
+    HOSTNAME,
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(lambda a: f"[{a}]"),
+    st.ip_addresses(v=6).map(str),
+    st.text(max_size=12),
+)
+USER_PART = st.one_of(st.none(), st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}", fullmatch=True),
+                      st.text(max_size=8))
+PORT_PART = st.one_of(st.none(), st.integers(-5, 70000).map(str), st.text(max_size=6))
+HOST_TEXT = st.one_of(
+    st.builds(lambda u, h, p: (f"{u}@" if u is not None else "") + h
+              + (f":{p}" if p is not None else ""), USER_PART, HOST_PART, PORT_PART),
+    st.text(max_size=40),
+)
+
+
+def _known_bugs_free(text: str) -> bool:
+    # '%' (IPv6 zone ids) and digits that are not decimal ('\u00b2') have their own tests
+    return "%" not in text and not any(c.isdigit() and not c.isdecimal() for c in text)
+
+
+def _parse_or_error(text: str) -> Target | FlopsError:
+    try:
+        return parse_host(text)
+    except FlopsError as err:
+        return err
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=HOST_TEXT.filter(_known_bugs_free))
+def test_parse_host_accepts_only_shell_safe_hosts(text):
+    result = _parse_or_error(text)
+    if isinstance(result, FlopsError):
+        assert result.code == 2
+        assert result.message and "\n" not in result.message and "\r" not in result.message
+        return
+    assert parse_host(result.spec) == result
+    assert not SHELL_META & set(result.spec), result.spec
+    assert not any(ch.isspace() for ch in result.spec)
+    assert result.user is None or result.user in result.spec
+
+
+@settings(max_examples=200, deadline=None)
+@given(before=HOST_TEXT, meta=st.sampled_from(sorted(SHELL_META - {"%"})), after=HOST_TEXT)
+def test_parse_host_refuses_metacharacters_in_one_line(before, meta, after):
+    text = before + meta + after
+    if not _known_bugs_free(text):
+        return
+    result = _parse_or_error(text)
+    if not isinstance(result, FlopsError):
+        # ':' '[' ']' '@' are syntax, not metacharacters: the meta must not be in the result
+        assert meta not in result.spec, (text, result)
+        return
+    assert result.code == 2
+    assert "\n" not in result.message and result.message.strip() == result.message
+
+
+@pytest.mark.parametrize("text", ["fe80::1%;touch_PWNED", "u@[2001:db8::1%a|b]:22",
+                                  "[fe80::1%$(id)]:2222"])
+def test_parse_host_refuses_ipv6_zone_ids(text):
+    with pytest.raises(FlopsError):
+        parse_host(text)
+
+
+def test_parse_host_superscript_port_is_a_flops_error():
+    with pytest.raises(FlopsError):
+        parse_host("h:\u00b2")
+
+
+# -- 4. registry trust: the files written on workers name exactly the configured registry -----
+REGISTRY = st.builds(lambda h, port: f"{h}:{port}",
+                     st.one_of(HOSTNAME, st.ip_addresses(v=4).map(str)),
+                     st.integers(1, 65535))
+
+
+@settings(max_examples=150, deadline=None)
+@given(registry=REGISTRY, others=st.lists(REGISTRY, max_size=3, unique=True),
+       extra=st.dictionaries(st.sampled_from(["log-driver", "data-root", "features"]),
+                             st.text(max_size=10), max_size=3))
+def test_registry_trust_files_name_only_the_registry(registry, others, extra):
+    assert tomllib.loads(ops.buildkitd_toml(registry)) == {
+        "registry": {registry: {"http": True, "insecure": True}}}
+    hosts = tomllib.loads(ops.hosts_toml(registry))
+    assert hosts["server"] == f"http://{registry}"
+    assert list(hosts["host"]) == [f"http://{registry}"]
+    assert tomllib.loads(ops.registries_conf(registry)) == {
+        "registry": [{"location": registry, "insecure": True}]}
+    current = json.dumps({**extra, "insecure-registries": others})
+    merged = json.loads(ops.merged_daemon_json(current, registry))
+    added = [] if registry in others else [registry]
+    assert merged == {**extra, "insecure-registries": [*others, *added]}
+    assert not any("*" in r or "/" in r for r in merged["insecure-registries"])
+
+
+def test_zone_ids_never_reach_the_worker_toml_files():
+    with pytest.raises(FlopsError, match="zone IDs are not supported"):
+        check_address("FLOPS_IMAGE_REGISTRY_IP", '2001:db8::1%a"b', "test")
+    registry = check_address("FLOPS_IMAGE_REGISTRY_IP", "2001:db8::1", "test") + ":5073"
+    assert list(tomllib.loads(ops.buildkitd_toml(registry))["registry"]) == [registry]
+
+
+# -- 5. every builder that takes a value is exercised here ------------------------------------
+COMBINATORS = {"all_of", "any_of", "quiet", "if_else", "parse_probe_batch"}
+
+
+def test_every_value_taking_builder_is_covered():
+    """A new builder in commands.py must get a quoting test in this file."""
+    source = Path(__file__).read_text()
+    builders = [name for name, fn in inspect.getmembers(C, inspect.isfunction)
+                if fn.__module__ == C.__name__ and inspect.signature(fn).parameters
+                and name not in COMBINATORS]
+    missing = [name for name in builders if f"C.{name}(" not in source]
+    assert not missing, f"no quoting test for: {', '.join(missing)}"
