@@ -35,10 +35,14 @@ def down(c, json=False):
             "db": "also empty the FLOps manager database (Mongo database 'flops')",
             "service": "rebuild and restart only this service, keeping all data",
             "build": "rebuild images while restarting",
+            "recreate": "down + up: recreate every container and the network (slower)",
             "yes": YES, "json": JSON})
-def reset(c, registry=False, db=False, service=None, build=False, yes=False, json=False):
-    """Restart the stack (down + up); registry images and databases survive unless asked."""
-    cli.reset(c, registry=registry, db=db, service=service, build=build, yes=yes, as_json=json)
+def reset(c, registry=False, db=False, service=None, build=False, recreate=False, yes=False,
+          json=False):
+    """Restart the stack with fresh processes; registry images and databases survive unless
+    asked."""
+    cli.reset(c, registry=registry, db=db, service=service, build=build, recreate=recreate,
+              yes=yes, as_json=json)
 
 
 @task(name="clear-registry", help={"yes": YES, "json": JSON})
@@ -116,14 +120,14 @@ def bootstrap(c, json=False):
 
 
 @task(help={"workers": "number of testbed workers (default 2)", "json": JSON})
-def demo(c, workers=2, json=False):
+def demo(c, workers=None, json=False):
     """The whole rehearsal offline: testbed up, bootstrap against it, doctor, what now."""
     cli.demo(c, workers=workers, as_json=json)
 
 
 @task(name="up", help={"workers": "number of worker containers (1-16, default 2)",
                        "json": JSON})
-def testbed_up(c, workers=2, json=False):
+def testbed_up(c, workers=None, json=False):
     """Start the offline testbed: worker containers (sshd + dockerd) and the FLOps stack."""
     cli.testbed_up(c, workers=workers, as_json=json)
 

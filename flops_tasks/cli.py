@@ -102,9 +102,10 @@ def _confirm_deletion(what: list[str], yes: bool, dry: bool) -> None:
 
 
 def reset(c: Any, registry: bool = False, db: bool = False, service: str | None = None,
-          build: bool = False, yes: bool = False, as_json: bool = False,
-          render: bool = True) -> Any:
-    """down + up; registry images and databases survive unless a flag says otherwise."""
+          build: bool = False, recreate: bool = False, yes: bool = False,
+          as_json: bool = False, render: bool = True) -> Any:
+    """Fresh processes for the whole stack (``recreate``: down + up); registry images and
+    databases survive unless a flag says otherwise."""
     from .errors import FlopsError
     from .outcome import Report, changed
     from .stack import SERVICES
@@ -113,9 +114,9 @@ def reset(c: Any, registry: bool = False, db: bool = False, service: str | None 
     if service is not None and service not in SERVICES:
         raise FlopsError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}",
                          code=2)
-    if service and (registry or db):
+    if service and (registry or db or recreate):
         raise FlopsError("--service restarts one service and keeps all data: use it without "
-                         "--registry/--db", code=2)
+                         "--registry/--db/--recreate", code=2)
     stack = _stack(c, s)
     what = []
     if registry:
@@ -131,10 +132,11 @@ def reset(c: Any, registry: bool = False, db: bool = False, service: str | None 
         if service:
             report.extend(stack.up(build=True, services=[service], no_deps=True))
             return finish(report, as_json, stack.plan, render)
-        report.extend(stack.down())
+        if recreate:
+            report.extend(stack.down())
         if registry:
-            stack.remove_volume("registry_data")
-        report.extend(stack.up(build=build))
+            stack.drop_registry()
+        report.extend(stack.up(build=build) if recreate else stack.restart(build=build))
         if registry and not stack.dry:
             stack.verify_registry_empty()
             report.extend([changed("stack", "clear-registry", "registry storage emptied")])
@@ -205,11 +207,25 @@ def logs(c: Any, service: str | None = None, follow: bool = False, tail: str = "
 
 
 # -- the offline testbed ------------------------------------------------------------------
-def testbed_up(c: Any, workers: int = 2, as_json: bool = False) -> dict:
+def _workers(value: Any) -> int:
+    """``--workers`` (a string from the command line, an int from Python; None: 2)."""
+    from .errors import FlopsError
+    from .testbed import MAX_WORKERS
+
+    if value is None:
+        return 2
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_WORKERS:
+        raise FlopsError(f"--workers must be a whole number from 1 to {MAX_WORKERS}, got {value}",
+                         code=2)
+    return int(text)
+
+
+def testbed_up(c: Any, workers: int | str | None = None, as_json: bool = False) -> dict:
     """Start (or reuse) the offline testbed and write .testbed/invoke.yaml."""
     from . import testbed, ui
 
-    summary = testbed.up(workers=int(workers), progress=ui.info)
+    summary = testbed.up(workers=_workers(workers), progress=ui.info)
     ui.render_testbed(summary, as_json=as_json)
     return summary
 
@@ -318,11 +334,11 @@ def bootstrap(c: Any, as_json: bool = False, render: bool = True) -> Any:
     return finish(report, as_json, render=render)
 
 
-def demo(c: Any, workers: int = 2, as_json: bool = False) -> Any:
+def demo(c: Any, workers: int | str | None = None, as_json: bool = False) -> Any:
     """Testbed up, bootstrap against it, doctor; then say how to go on."""
     from . import testbed, ui
 
-    summary = testbed.up(workers=int(workers), progress=ui.info)
+    summary = testbed.up(workers=_workers(workers), progress=ui.info)
     tb_ctx = testbed.context_for(testbed.default_paths(), dry=is_dry(c))
     report = bootstrap(tb_ctx, render=False)
     report.title = f"demo: bootstrap of a {len(summary['workers'])}-worker testbed"

@@ -281,6 +281,29 @@ class Stack:
         detail = f"{len(states)} services healthy{with_build}" + (f" ({which})" if which else "")
         return [(changed if started else ok)(STACK, "up", detail)]
 
+    def restart(self, build: bool = False) -> list[Outcome]:
+        """Fresh processes for every service, all data kept; then wait until healthy.
+
+        ``up -d`` recreates only services whose definition changed (or that are missing);
+        the containers it leaves in place are restarted. Volumes are never touched.
+        """
+        before = {_service_of(c): c.id for c in self.containers()}
+        summary = self.compose_cmd("up", "-d", *(["--build"] if build else []))
+        self._act(summary, lambda: self.docker.compose.up(
+            detach=True, build=build, quiet=True, pull=None if build else "missing"))
+        if self.dry:
+            self.plan.append(self.compose_cmd("restart") + " (services left in place)")
+            return [ok(STACK, "reset", f"would run: {summary}, then restart the others")]
+        kept = [_service_of(c) for c in self.containers()
+                if before.get(_service_of(c)) == c.id and _service_of(c) in SERVICES]
+        if kept:
+            self._act(self.compose_cmd("restart", *kept),
+                      lambda: self.docker.compose.restart(services=kept))
+        states = self.wait_healthy()
+        recreated = len(states) - len(kept)
+        return [changed(STACK, "reset", f"{len(kept)} services restarted, {recreated} "
+                                        f"recreated; {len(states)} healthy; data kept")]
+
     def build(self, services: list[str] | None = None) -> None:
         self._act(self.compose_cmd("build", *(services or [])),
                   lambda: self.docker.compose.build(services=services, quiet=True))
@@ -301,12 +324,17 @@ class Stack:
             return
         self._act(f"docker volume rm {name}", lambda: self.docker.volume.remove(name))
 
-    def clear_registry(self) -> list[Outcome]:
-        """Empty registry storage and restart the registry (its blob cache is in memory)."""
+    def drop_registry(self) -> None:
+        """Remove the registry container and its storage volume (``up`` brings both back)."""
         svc = "flops_image_registry"
         self._act(self.compose_cmd("rm", "--stop", "--force", svc),
                   lambda: self.docker.compose.rm(services=[svc], stop=True))
         self.remove_volume("registry_data")
+
+    def clear_registry(self) -> list[Outcome]:
+        """Empty registry storage and restart the registry (its blob cache is in memory)."""
+        svc = "flops_image_registry"
+        self.drop_registry()
         out = self.up(services=[svc], no_deps=True)
         if self.dry:
             return [ok(STACK, "clear-registry",

@@ -128,6 +128,8 @@ def test_down_then_up_keeps_everything(stores):
 def test_reset_keeps_everything(stores):
     ok(inv("reset"))
     assert stores.held() == ALL
+    ok(inv("reset", "--recreate"))
+    assert stores.held() == ALL
 
 
 def test_redb_empties_only_the_flops_db(stores):
@@ -191,7 +193,7 @@ def test_dry_reset_prints_a_plan_and_touches_nothing(stores):
     before = {c.name: c.id for c in docker.container.list(filters=[("label", tb.LABEL)])}
     res = inv("--dry", "reset", "--registry", "--db", "--yes")
     ok(res)
-    assert "plan: docker compose" in res.stdout and "down" in res.stdout
+    assert "plan: docker compose" in res.stdout and " restart " in res.stdout
     assert "docker volume rm flops_testbed_registry_data" in res.stdout
     assert "DELETE" in res.stdout
     assert secrets()["MYSQL_ROOT_PASSWORD"] not in res.stdout + res.stderr
