@@ -289,7 +289,7 @@ def prepare(c: Any, roles: set[str] | None = None, host: str | None = None,
     with ui.LiveHosts(title, [t.label for t in targets]) as live:
         report.extend(fan_out(
             targets, lambda session: prepare_host(session, role_of[session.label], ctx),
-            ssh=s.ssh, config=c.config, dry=is_dry(c), observer=live))
+            ssh=s.ssh, config=c.config, dry=is_dry(c), observer=live, lock=not is_dry(c)))
     return finish(report, as_json, render=render)
 
 
@@ -370,7 +370,7 @@ def learner_data(c: Any, host: str | None = None, src: str = "", force: bool = F
         report.extend(fan_out(
             targets, lambda session: data.copy_data(session, files, s.learner_data_dir,
                                                     progress=bar.advance),
-            ssh=s.ssh, config=c.config, dry=is_dry(c), step="learner-data"))
+            ssh=s.ssh, config=c.config, dry=is_dry(c), step="learner-data", lock=not is_dry(c)))
     return finish(report, as_json)
 
 
@@ -404,7 +404,7 @@ def clear_images(c: Any, host: str | None = None, yes: bool = False,
         reachable = [t for t in targets if t.label in found]
         report.extend(fan_out(reachable, lambda session: data.remove_images(
             session, found[session.label], registry), ssh=s.ssh, config=c.config,
-            dry=is_dry(c), sessions=sessions, step="clear-images"))
+            dry=is_dry(c), sessions=sessions, step="clear-images", lock=not is_dry(c)))
     finally:
         for session in sessions.values():
             session.close()

@@ -60,7 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "addon": {
         "path": "~/.cache/flops-tasks/addon-FLOps",
         "url": "https://github.com/oakestra/addon-FLOps.git",
-        "ref": "2fa0ab9",
+        "ref": "2fa0ab973b9d893b1d645b91d34297c468bdd36a",
     },
     "builder": {"name": "flops-builder", "driver": "auto"},
     "learner": {

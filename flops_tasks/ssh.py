@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import sys
@@ -339,6 +340,15 @@ def password_source(ssh: SshSettings) -> Callable[[], str | None]:
 
 
 Work = Callable[[HostSession], list[Outcome]]
+LOCK_DIR = Path(os.path.expanduser("~/.cache/flops-tasks/locks"))
+
+
+def host_lock(target: Target) -> Any:
+    """This controller's lock on one host (released by the kernel if the run dies)."""
+    from .locks import held
+
+    name = f"{target.host}_{target.port}.lock".replace(":", "_").replace("/", "_")
+    return held(LOCK_DIR / name, f"host {target.label}")
 
 
 def fan_out(
@@ -351,12 +361,14 @@ def fan_out(
     observer: Observer | None = None,
     step: str = "connect",
     sessions: dict[str, HostSession] | None = None,
+    lock: bool = False,
 ) -> list[Outcome]:
     """Run ``work`` for every target in a bounded pool; every host ends with outcomes.
 
     A host that cannot be reached is reported ``unreachable``; a host past
     ``ssh.host_timeout`` has its connection cut and is reported ``failed``. Outcomes come
     back in target order. Pass ``sessions`` to keep the connections open for later work.
+    With ``lock``, a host another flops-tasks run is changing is refused, never interleaved.
     """
     if not targets:
         return []
@@ -377,8 +389,9 @@ def fan_out(
                                   sudo_password=get_password)
             sessions[label] = session
         try:
-            session.connection()
-            outcomes = work(session)
+            with host_lock(target) if lock else contextlib.nullcontext():
+                session.connection()
+                outcomes = work(session)
         except HostUnreachable as exc:
             outcomes = [unreachable(label, step, str(exc))]
         except RemoteFailure as exc:

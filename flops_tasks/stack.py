@@ -210,12 +210,25 @@ class Stack:
             STACK, "env", f"{self.s.stack.env_file} {verb}"))
         created = self.ensure_network(network)
         outcomes.append((changed if created else ok)(STACK, "network", how))
+        if build and self.builds_from_addon():
+            from .addon import ensure_checkout
+
+            outcomes.append(ensure_checkout(self.s, dry=self.dry, plan=self.plan))
         if not build and not self.dry:
             missing = self.missing_images()
             if missing:
                 raise FlopsError(f"image {missing[0]} is not on this host and is not pulled "
                                  "implicitly: run 'inv up --build' (or pull it)", code=2)
         return values, outcomes
+
+    def builds_from_addon(self) -> bool:
+        """True when the manager is built from the addon-FLOps checkout (not an override)."""
+        import os
+
+        config = _docker_call(lambda: self.docker.compose.config(return_json=True))
+        build = ((config.get("services") or {}).get("flops_manager") or {}).get("build") or {}
+        context = str(build.get("context", "")) if isinstance(build, dict) else str(build)
+        return context.startswith(os.path.expanduser(self.s.addon_path))
 
     def missing_images(self) -> list[str]:
         config = _docker_call(lambda: self.docker.compose.config(return_json=True))

@@ -16,14 +16,35 @@ def sshd(tmp_path_factory):
     server.stop()
 
 
+_state = {"workers_touched": False}
+
+
+def _progress(line: str) -> None:
+    print(f"[testbed] {line}", flush=True)
+
+
 @pytest.fixture(scope="session")
 def testbed():
     """A fresh 2-worker testbed for this session (built images are reused)."""
     from flops_tasks import testbed as tb
 
     tb.down(keep_images=True)
-    summary = tb.up(workers=2, progress=lambda line: print(f"[testbed] {line}", flush=True))
+    summary = tb.up(workers=2, progress=_progress)
+    _state["workers_touched"] = False
     yield summary
+
+
+@pytest.fixture(scope="module")
+def fresh(testbed):
+    """Workers as new for a module that changes them (recreated if an earlier module did)."""
+    from flops_tasks import testbed as tb
+
+    summary = testbed
+    if _state["workers_touched"]:
+        tb.down(keep_images=True)
+        summary = tb.up(workers=2, progress=_progress)
+    _state["workers_touched"] = True
+    return summary
 
 
 @pytest.fixture(scope="session")

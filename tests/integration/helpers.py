@@ -9,12 +9,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTBED_CONFIG = ROOT / ".testbed" / "invoke.yaml"
+INV = str(Path(sys.executable).parent / "inv")
 
 
 def inv(*args: str, testbed: bool = True, env: dict | None = None,
         timeout: float = 900) -> subprocess.CompletedProcess:
     """Run the real `inv` CLI (no TTY, no stdin) from the project root."""
-    cmd = [str(Path(sys.executable).parent / "inv")]
+    cmd = [INV]
     if testbed:
         cmd += ["-f", str(TESTBED_CONFIG)]
     return subprocess.run([*cmd, *args], cwd=ROOT, capture_output=True, text=True,

@@ -55,7 +55,7 @@ def start_sshd(folder: Path) -> Sshd:
     config = folder / "sshd_config"
     config.write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
-        f"AuthorizedKeysFile {authorized}\nPidFile {folder / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {authorized} .ssh/authorized_keys\nPidFile {folder / 'sshd.pid'}\n"
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
         "Subsystem sftp internal-sftp\n"

@@ -28,11 +28,11 @@ def steps(data: dict, host: str) -> dict[str, dict]:
     return {s["step"]: s for s in data["hosts"][host]["steps"]}
 
 
-def registry(testbed) -> str:
-    return f"{testbed['gateway']}:5073"
+def registry(fresh) -> str:
+    return f"{fresh['gateway']}:5073"
 
 
-def test_dry_run_on_fresh_workers_plans_and_changes_nothing(testbed):
+def test_dry_run_on_fresh_workers_plans_and_changes_nothing(fresh):
     data = run_json("--dry", "prepare-builder")
     assert data["rc"] == 0 and data["dry"] and data["changed"]
     for host in ("w1", "w2"):
@@ -48,7 +48,7 @@ def test_dry_run_on_fresh_workers_plans_and_changes_nothing(testbed):
 
 
 @pytest.fixture(scope="module")
-def prepared(testbed):
+def prepared(fresh):
     """The first run on the session's fresh workers (after the dry-run test, in file order)."""
     return run_json("prepare-builder"), run_json("prepare-learner")
 
@@ -65,8 +65,8 @@ def test_first_run_prepares_everything(prepared):
         assert lrn["sidecar"]["status"] == "changed" and lrn["data"]["status"] == "changed"
 
 
-def test_workers_are_ready_when_checked_independently(testbed, prepared):
-    reg = registry(testbed)
+def test_workers_are_ready_when_checked_independently(fresh, prepared):
+    reg = registry(fresh)
     for i in (1, 2):
         w = worker(i)
         in_worker(w, "dpkg -s qemu-user-static | grep -qx 'Status: install ok installed'")
@@ -86,7 +86,7 @@ def test_workers_are_ready_when_checked_independently(testbed, prepared):
         in_worker(w, "timeout 3 bash -c 'exec 3<>/dev/tcp/172.17.0.1/11027'")
 
 
-def test_builders_push_a_two_platform_image(testbed, prepared):
+def test_builders_push_a_two_platform_image(fresh, prepared):
     data = run_json("prepare-builder", "--push-check")
     assert data["rc"] == 0, data
     for host in ("w1", "w2"):
@@ -95,10 +95,10 @@ def test_builders_push_a_two_platform_image(testbed, prepared):
         repo, tag = push["detail"].split("pushed ")[1].split(" ")[0].split(":")
         # read the index from the registry directly, not through the task
         assert {"linux/amd64", "linux/arm64"} <= set(
-            manifest_platforms(registry(testbed), repo, tag))
+            manifest_platforms(registry(fresh), repo, tag))
 
 
-def test_second_run_changes_nothing_and_says_so(testbed, prepared):
+def test_second_run_changes_nothing_and_says_so(fresh, prepared):
     for task in ("prepare-builder", "prepare-learner"):
         data = run_json(task)
         assert data["rc"] == 0 and data["changed"] is False, data
@@ -108,7 +108,7 @@ def test_second_run_changes_nothing_and_says_so(testbed, prepared):
     assert "(no changes)" in res.stdout
 
 
-def test_a_broken_worker_is_repaired_and_the_other_left_alone(testbed, prepared):
+def test_a_broken_worker_is_repaired_and_the_other_left_alone(fresh, prepared):
     w1 = worker(1)
     in_worker(w1, "docker stop ml_data_server >/dev/null")
     in_worker(w1, "python3 -c \"import json; p='/etc/docker/daemon.json'; d=json.load(open(p)); "
@@ -125,8 +125,8 @@ def test_a_broken_worker_is_repaired_and_the_other_left_alone(testbed, prepared)
     assert again["changed"] is False
 
 
-def test_unreachable_host_is_reported_and_others_finish(testbed, prepared):
-    data = run_json("prepare-learner", "--host", f"w1,root@{testbed['gateway']}:1")
+def test_unreachable_host_is_reported_and_others_finish(fresh, prepared):
+    data = run_json("prepare-learner", "--host", f"w1,root@{fresh['gateway']}:1")
     assert data["rc"] == 1
     assert data["hosts"]["w1"]["status"] == "ok"
     bad = [h for h in data["hosts"] if h != "w1"][0]

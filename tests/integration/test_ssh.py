@@ -164,3 +164,92 @@ def test_dry_change_is_planned_not_run(sshd, tmp_path):
     finally:
         session.close()
     assert not marker.exists()
+
+
+SUDO_USER = "flops-sudo-test"
+
+
+@pytest.fixture
+def sudo_user(sshd):
+    """A non-root user whose sudo needs a password (created once on this test machine)."""
+    import secrets
+    import shutil
+    import subprocess
+
+    if not shutil.which("sudo"):
+        pytest.fail("sudo is not installed: run .ci/setup")
+    if subprocess.run(["id", SUDO_USER], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "-m", "-s", "/bin/sh", SUDO_USER], check=True)
+    password = secrets.token_hex(12)
+    subprocess.run(["chpasswd"], input=f"{SUDO_USER}:{password}\n", text=True, check=True)
+    home = subprocess.run(["sh", "-c", f"getent passwd {SUDO_USER} | cut -d: -f6"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(["install", "-d", "-m", "700", "-o", SUDO_USER, f"{home}/.ssh"], check=True)
+    keys = f"{home}/.ssh/authorized_keys"
+    with open(keys, "w") as fh:
+        fh.write(open(f"{sshd.client_key}.pub").read())
+    subprocess.run(["chown", SUDO_USER, keys], check=True)
+    rule = f"/etc/sudoers.d/{SUDO_USER}"
+    with open(rule, "w") as fh:
+        fh.write(f"{SUDO_USER} ALL=(ALL) ALL\n")
+    return password
+
+
+def test_sudo_password_from_the_environment_is_used_and_never_shown(sshd, sudo_user, tmp_path,
+                                                                    monkeypatch):
+    from flops_tasks.ssh import password_source
+
+    kh = tmp_path / "known_hosts"
+    kh.write_text(sshd.known_hosts_line())
+    s = ssh_settings(sshd, kh, user=None)
+    monkeypatch.setenv(s.sudo_password_env, sudo_user)
+    session = HostSession(Target(host="127.0.0.1", port=sshd.port, user=SUDO_USER), s,
+                          sudo_password=password_source(s))
+    try:
+        assert not session.is_root()
+        res = session.probe(commands.all_of("id -u", commands.cmd("echo", "a b")))
+        marker = tmp_path / "made-as-root"
+        session.change(commands.cmd("touch", str(marker)), "touch a file as root")
+    finally:
+        session.close()
+    assert res.stdout.split("\n")[:2] == ["0", "a b"]  # the whole compound ran as root
+    assert sudo_user not in res.stdout + res.stderr
+    import os
+
+    assert os.stat(marker).st_uid == 0
+
+
+def test_sudo_without_a_password_is_one_clear_failure(sshd, sudo_user, tmp_path, monkeypatch):
+    from flops_tasks.ssh import RemoteFailure, password_source
+
+    kh = tmp_path / "known_hosts"
+    kh.write_text(sshd.known_hosts_line())
+    s = ssh_settings(sshd, kh, user=None)
+    monkeypatch.delenv(s.sudo_password_env, raising=False)
+    session = HostSession(Target(host="127.0.0.1", port=sshd.port, user=SUDO_USER), s,
+                          sudo_password=password_source(s))
+    try:
+        with pytest.raises(RemoteFailure, match="needs a password: export FLOPS_SUDO_PASSWORD"):
+            session.probe("id -u")
+    finally:
+        session.close()
+
+
+def test_a_host_locked_by_another_run_is_refused(sshd, tmp_path, monkeypatch):
+    from flops_tasks import ssh as sshmod
+
+    monkeypatch.setattr(sshmod, "LOCK_DIR", tmp_path / "locks")
+    kh = tmp_path / "known_hosts"
+    kh.write_text(sshd.known_hosts_line())
+    s = ssh_settings(sshd, kh)
+    ran = []
+
+    def work(session):
+        ran.append(session.label)
+        return [ok(session.label, "work")]
+
+    with sshmod.host_lock(target(sshd)):
+        outcomes = fan_out([target(sshd)], work, ssh=s, lock=True)
+    assert outcomes[0].status is Status.FAILED
+    assert "another flops-tasks run" in outcomes[0].detail and ran == []
+    assert fan_out([target(sshd)], work, ssh=s, lock=True)[0].status is Status.OK

@@ -6,18 +6,9 @@ import json
 
 import pytest
 
-from flops_tasks import testbed as tb
-
 from .helpers import in_worker, inv, worker
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def fresh(testbed):
-    """Workers as new (earlier modules prepared them); built images are reused."""
-    tb.down(keep_images=True)
-    return tb.up(workers=2)
 
 
 def test_dry_bootstrap_on_fresh_workers_plans_and_changes_nothing(fresh):

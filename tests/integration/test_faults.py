@@ -1,0 +1,169 @@
+"""Faults survived: hosts that vanish or stall, dockerd down, stack services down, Ctrl-C,
+two runs at once. Each run ends in a clear report, and a re-run converges."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from flops_tasks import testbed as tb
+
+from .helpers import INV, ROOT, TESTBED_CONFIG, in_worker, inv, worker
+
+pytestmark = pytest.mark.integration
+
+
+def run_json(*args: str, env: dict | None = None) -> dict:
+    res = inv(*args, "--json", env=env)
+    assert "Traceback" not in res.stderr, res.stderr
+    return {"rc": res.returncode, **json.loads(res.stdout)}
+
+
+def docker(*args: str) -> None:
+    subprocess.run(["docker", *args], check=True, capture_output=True)
+
+
+def test_a_host_that_stops_speaking_is_cut_off_and_the_other_finishes(fresh):
+    docker("pause", worker(2))  # the kernel still accepts TCP, sshd never answers
+    try:
+        start = time.monotonic()
+        data = run_json("prepare-learner", env={"INVOKE_FLOPS_SSH_CONNECT_TIMEOUT": "3"})
+        elapsed = time.monotonic() - start
+    finally:
+        docker("unpause", worker(2))
+    assert data["rc"] == 1
+    assert data["hosts"]["w1"]["status"] == "changed"
+    assert data["hosts"]["w2"]["status"] == "unreachable"
+    assert "no SSH banner within 3s" in data["hosts"]["w2"]["steps"][0]["detail"]
+    assert elapsed < 60
+    again = run_json("prepare-learner")
+    assert again["rc"] == 0 and again["hosts"]["w1"]["changed"] is False
+    assert again["hosts"]["w2"]["status"] == "changed"
+
+
+def test_a_worker_that_disappears_mid_run_is_reported_and_a_rerun_converges(fresh):
+    proc = subprocess.Popen([INV, "-f", str(TESTBED_CONFIG), "prepare-builder", "--json"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    # wait until w2 is installing packages, then take it away
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if in_worker(worker(2), "pgrep -f 'apt-get' >/dev/null", check=False).returncode == 0:
+            break
+        time.sleep(0.2)
+    docker("stop", "-t", "1", worker(2))
+    out, err = proc.communicate(timeout=900)
+    assert "Traceback" not in err
+    data = json.loads(out)
+    assert proc.returncode == 1
+    assert data["hosts"]["w2"]["status"] in ("unreachable", "failed")
+    assert data["hosts"]["w1"]["status"] == "changed"
+    docker("start", worker(2))
+    tb.wait_ssh_ready(tb.context_for(tb.default_paths()), lambda _: None)
+    again = run_json("prepare-builder")
+    assert again["rc"] == 0, again
+    assert again["hosts"]["w1"]["changed"] is False
+
+
+def test_dockerd_stopped_preflight_says_so_and_changes_nothing(fresh):
+    in_worker(worker(1), "worker-dockerd stop")
+    try:
+        before = in_worker(worker(1), "md5sum /etc/docker/daemon.json").stdout
+        data = run_json("prepare-learner", "--host", "w1")
+        assert data["rc"] == 1
+        (step,) = data["hosts"]["w1"]["steps"]
+        assert step["step"] == "preflight" and "Docker engine is not running" in step["detail"]
+        assert in_worker(worker(1), "md5sum /etc/docker/daemon.json").stdout == before
+    finally:
+        in_worker(worker(1), "worker-dockerd start")
+
+
+def test_two_runs_at_once_on_one_host_never_interleave(fresh):
+    from flops_tasks.hosts import Target
+    from flops_tasks.ssh import host_lock
+
+    w1 = next(w for w in fresh["workers"] if w["name"] == worker(1))
+    with host_lock(Target(host=w1["ip"], port=22)):
+        data = run_json("prepare-learner", "--host", "w1")
+    assert data["rc"] == 1
+    assert "another flops-tasks run" in data["hosts"]["w1"]["steps"][0]["detail"]
+
+
+def test_two_runs_at_once_on_the_stack_the_second_refuses(fresh):
+    proc = subprocess.Popen([INV, "-f", str(TESTBED_CONFIG), "reset"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    lock = tb.default_paths().env_file.with_name("flops.env.lock")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        if lock.exists() and lock.read_text().strip() == str(proc.pid):
+            break
+        time.sleep(0.05)
+    res = inv("redb", "--yes")
+    proc.wait(timeout=300)
+    assert res.returncode != 0
+    assert "another flops-tasks run" in res.stderr and res.stderr.strip().count("\n") == 0
+    assert proc.returncode == 0
+
+
+def test_ctrl_c_during_reset_leaves_a_state_the_next_run_repairs(fresh):
+    proc = subprocess.Popen([INV, "-f", str(TESTBED_CONFIG), "reset", "--recreate"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(1.5)  # mid-way: containers are being stopped or recreated
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole process group
+    proc.wait(timeout=120)
+    res = inv("reset")
+    assert res.returncode == 0, res.stdout + res.stderr
+    status = json.loads(inv("status", "--json").stdout)["services"]
+    assert {row["health"] for row in status} == {"healthy"}
+    tb.push_sidecar(lambda _: None)
+
+
+def test_database_down_redb_fails_clearly_and_touches_nothing_else(fresh):
+    import pymongo
+
+    client = pymongo.MongoClient("127.0.0.1", 10027, directConnection=True,
+                                 serverSelectionTimeoutMS=5000)
+    client.flops.faults.insert_one({"kept": True})
+    docker("stop", f"{tb.PROJECT}-flops_db-1")
+    try:
+        res = inv("redb", "--yes")
+        assert res.returncode == 1
+        assert "nothing was deleted" in res.stderr and "Traceback" not in res.stderr
+        assert res.stderr.strip().count("\n") == 0 or "DELETE" in res.stderr
+    finally:
+        docker("start", f"{tb.PROJECT}-flops_db-1")
+    assert inv("up").returncode == 0
+    assert client.flops.faults.find_one({"kept": True}) is not None
+
+
+def test_registry_down_clear_registry_brings_it_back_empty(fresh):
+    docker("stop", f"{tb.PROJECT}-flops_image_registry-1")
+    res = inv("clear-registry", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    import urllib.request
+
+    with urllib.request.urlopen("http://127.0.0.1:5073/v2/_catalog", timeout=10) as resp:
+        assert json.load(resp)["repositories"] == []
+    tb.push_sidecar(lambda _: None)
+
+
+def test_no_secret_in_any_output(fresh):
+    from flops_tasks.env import read_env_file
+
+    secrets = [v for k, v in read_env_file(tb.default_paths().env_file).items()
+               if k in ("MYSQL_ROOT_PASSWORD", "FTP_PASSWORD")]
+    outputs = [inv(*args) for args in (("env", "--json"), ("env",), ("status", "--json"),
+                                       ("--dry", "reset", "--registry", "--db", "--yes"),
+                                       ("--dry", "bootstrap"), ("doctor", "--json"),
+                                       ("logs", "--tail", "200"))]
+    for res in outputs:
+        for secret in secrets:
+            assert secret not in res.stdout + res.stderr
+    assert oct(os.stat(tb.default_paths().env_file).st_mode & 0o777) == "0o600"
