@@ -124,9 +124,9 @@ def reset(c: Any, registry: bool = False, db: bool = False, service: str | None 
         what.append(f"every image in the FLOps registry (volume {volume})")
     if db:
         what.append("every collection of the FLOps manager database 'flops'")
-    _confirm_deletion(what, yes, stack.dry)
     report = Report("reset", dry=stack.dry)
     with _stack_lock(s):
+        _confirm_deletion(what, yes, stack.dry)
         _, outcomes = stack.preflight(build=build or bool(service))
         report.extend(outcomes)
         if service:
@@ -151,10 +151,10 @@ def clear_registry(c: Any, yes: bool = False, as_json: bool = False, render: boo
 
     s = settings(c)
     stack = _stack(c, s)
-    _confirm_deletion([f"every image in the FLOps registry (volume "
-                       f"{stack.volume_name('registry_data')})"], yes, stack.dry)
     report = Report("clear-registry", dry=stack.dry)
     with _stack_lock(s):
+        _confirm_deletion([f"every image in the FLOps registry (volume "
+                           f"{stack.volume_name('registry_data')})"], yes, stack.dry)
         stack.check_docker()
         report.extend(stack.clear_registry())
     return finish(report, as_json, stack.plan, render)
@@ -166,10 +166,10 @@ def redb(c: Any, yes: bool = False, as_json: bool = False, render: bool = True) 
 
     s = settings(c)
     stack = _stack(c, s)
-    _confirm_deletion(["every collection of the FLOps manager database 'flops' (MLflow, "
-                       "registry and artifacts are kept)"], yes, stack.dry)
     report = Report("redb", dry=stack.dry)
     with _stack_lock(s):
+        _confirm_deletion(["every collection of the FLOps manager database 'flops' (MLflow, "
+                           "registry and artifacts are kept)"], yes, stack.dry)
         report.extend(stack.redb())
     return finish(report, as_json, stack.plan, render)
 

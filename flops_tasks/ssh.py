@@ -59,6 +59,17 @@ class Result:
         return self.exited == 0
 
 
+def _quiet_paramiko() -> None:
+    """Paramiko logs transport errors with tracebacks to stderr when logging is unset; we
+    report every failure ourselves, in one line, so its log stays out of the output."""
+    import logging
+
+    log = logging.getLogger("paramiko")
+    if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
+        log.addHandler(logging.NullHandler())
+        log.propagate = False
+
+
 def _fingerprint(key: Any) -> str:
     import base64
     import hashlib
@@ -124,6 +135,7 @@ class HostSession:
             return self._cxn
         if self._aborted:
             raise HostUnreachable("aborted: per-host timeout exceeded")
+        _quiet_paramiko()
         from fabric import Config, Connection
         from paramiko.ssh_exception import (
             AuthenticationException,
