@@ -41,7 +41,7 @@ def _stack(c: Any, s: Any = None) -> Any:
 def _stack_lock(s: Any) -> Any:
     from . import locks
 
-    return locks.held(s.stack.env_file + ".lock", f"the stack {s.stack.project}")
+    return locks.held(locks.stack_lock_path(s.stack.project), f"the stack {s.stack.project}")
 
 
 def finish(report: Any, as_json: bool = False, plan: list[str] | None = None,

@@ -10,6 +10,12 @@ from pathlib import Path
 
 from .errors import FlopsError
 
+LOCK_DIR = Path(os.path.expanduser("~/.cache/flops-tasks/locks"))
+
+
+def stack_lock_path(project: str) -> Path:
+    return LOCK_DIR / f"stack-{project}.lock"
+
 
 @contextmanager
 def held(path: str | Path, what: str, wait: float = 0.0) -> Iterator[None]:

@@ -352,14 +352,13 @@ def password_source(ssh: SshSettings) -> Callable[[], str | None]:
 
 
 Work = Callable[[HostSession], list[Outcome]]
-LOCK_DIR = Path(os.path.expanduser("~/.cache/flops-tasks/locks"))
 
 
 def host_lock(target: Target) -> Any:
     """This controller's lock on one host (released by the kernel if the run dies)."""
-    from .locks import held
+    from .locks import LOCK_DIR, held
 
-    name = f"{target.host}_{target.port}.lock".replace(":", "_").replace("/", "_")
+    name = f"host-{target.host}_{target.port}.lock".replace(":", "_").replace("/", "_")
     return held(LOCK_DIR / name, f"host {target.label}")
 
 

@@ -98,7 +98,9 @@ def test_two_runs_at_once_on_the_stack_the_second_refuses(fresh):
     proc = subprocess.Popen([INV, "-f", str(TESTBED_CONFIG), "reset"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)
-    lock = tb.default_paths().env_file.with_name("flops.env.lock")
+    from flops_tasks.locks import stack_lock_path
+
+    lock = stack_lock_path(tb.PROJECT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:
         if lock.exists() and lock.read_text().strip() == str(proc.pid):

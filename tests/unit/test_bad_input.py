@@ -99,7 +99,11 @@ def run_case(case: Case, workdir: Path) -> Ran:
     proc = subprocess.run([*argv, *case.args], cwd=workdir, env=child_env(workdir, case),
                           stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
     output = (proc.stdout + proc.stderr).decode(errors="replace")
-    after = frozenset(p.name for p in workdir.iterdir())
+    # HOME is the case's directory: ~/.cache/flops-tasks/locks holds run locks (released,
+    # empty files), which are not a change to anything the task manages
+    locks_only = [workdir / ".cache" / "flops-tasks" / "locks"]
+    after = frozenset(p.name for p in workdir.iterdir()
+                      if p.name != ".cache" or list((p / "flops-tasks").iterdir()) != locks_only)
     return Ran(proc.returncode, output, before, after, cfg)
 
 
