@@ -46,15 +46,32 @@ def stats(samples: list[float]) -> dict:
             "n": len(samples), "samples": samples}
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time used by the whole machine so far (all cores, /proc/stat, busy states)."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    busy = sum(fields) - fields[3] - fields[4]  # minus idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def timed(fn: Callable[[], object], repeat: int, warmup: int = 1) -> dict:
+    """Wall time of ``fn`` (median etc.), plus the machine's and this process's CPU time."""
+    import resource
+
     for _ in range(warmup):
         fn()
-    samples = []
+    samples, machine_cpu, own_cpu = [], [], []
     for _ in range(repeat):
+        cpu0 = machine_cpu_seconds()
+        own0 = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - start)
-    return stats(samples)
+        own1 = resource.getrusage(resource.RUSAGE_SELF)
+        machine_cpu.append(machine_cpu_seconds() - cpu0)
+        own_cpu.append(own1.ru_utime - own0.ru_utime + own1.ru_stime - own0.ru_stime)
+    return {**stats(samples), "machine_cpu_s_median": statistics.median(machine_cpu),
+            "controller_cpu_s_median": statistics.median(own_cpu)}
 
 
 def run(*args: str, cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
@@ -156,7 +173,8 @@ def bench_rerun(repeat: int, sizes: list[int]) -> None:
         ratio = st["median"] / base["median"]
         trips = sorted(set(counts.values()))
         rows.append((f"{n} host(s), in-process, one connection per host", st,
-                     f"{ratio:.2f}x 1 host"))
+                     f"{ratio:.2f}x 1 host; CPU used: machine {st['machine_cpu_s_median']:.2f} s, "
+                     f"controller {st['controller_cpu_s_median']:.2f} s"))
         data[f"hosts_{n}"] = {**st, "ssh_connections_per_host": 1,
                               "round_trips_per_host": trips}
     cli_b = timed(lambda: run(INV, "-f", str(ROOT / ".testbed/invoke.yaml"), "prepare-builder",
@@ -169,7 +187,10 @@ def bench_rerun(repeat: int, sizes: list[int]) -> None:
     eight = data.get("hosts_8", {}).get("median")
     text = table("No-change re-run, both roles (bars: 1 host <= 1.0 s; 8 hosts <= 1.5x 1 host)",
                  rows) + "\n\nSSH: one connection per host; round trips per host: " + ", ".join(
-        f"{k}: {v['round_trips_per_host']}" for k, v in data.items())
+        f"{k}: {v['round_trips_per_host']}" for k, v in data.items()) + (
+        f"\n\nThe machine has {os.cpu_count()} cores and the testbed workers run on them too: "
+        "the machine CPU column is the work of the controller and every worker together, so "
+        "on this machine a run cannot take less than that divided by the core count.")
     save("rerun", {"sizes": data, "cli_builder_1": cli_b, "cli_learner_1": cli_l,
                    "bar_one_host_met": one <= 1.0,
                    "bar_eight_hosts_met": None if eight is None else eight <= 1.5 * one}, text)
@@ -269,7 +290,8 @@ def bench_memory(hosts: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["startup", "rerun", "first", "reset", "memory", "all"])
+    parser.add_argument("what", nargs="?", default="all",
+                        choices=["startup", "rerun", "first", "reset", "memory", "all"])
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--smoke", action="store_true", help="once each, smallest sizes")
     args = parser.parse_args()

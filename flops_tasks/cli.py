@@ -79,15 +79,8 @@ def up(c: Any, build: bool = False, as_json: bool = False, render: bool = True) 
 
 def down(c: Any, as_json: bool = False, render: bool = True) -> Any:
     """Stop the stack; every volume is kept."""
-    from .outcome import Report
-
-    s = settings(c)
-    stack = _stack(c, s)
-    report = Report("down", dry=stack.dry)
-    with _stack_lock(s):
-        stack.check_docker()
-        report.extend(stack.down())
-    return finish(report, as_json, stack.plan, render)
+    return _stack_task(c, "down", lambda stack: stack.down(),
+                       as_json=as_json, render=render)
 
 
 def _confirm_deletion(what: list[str], yes: bool, dry: bool) -> None:
@@ -136,7 +129,8 @@ def reset(c: Any, registry: bool = False, db: bool = False, service: str | None 
             report.extend(stack.down())
         if registry:
             stack.drop_registry()
-        report.extend(stack.up(build=build) if recreate else stack.restart(build=build))
+        report.extend(stack.up(build=build) if recreate else stack.restart(
+            build=build, recreate=("flops_image_registry",) if registry else ()))
         if registry and not stack.dry:
             stack.verify_registry_empty()
             report.extend([changed("stack", "clear-registry", "registry storage emptied")])
@@ -145,33 +139,37 @@ def reset(c: Any, registry: bool = False, db: bool = False, service: str | None 
     return finish(report, as_json, stack.plan, render)
 
 
-def clear_registry(c: Any, yes: bool = False, as_json: bool = False, render: bool = True) -> Any:
-    """Empty the FLOps registry's storage and restart it."""
+def _stack_task(c: Any, title: str, action: Any, deletes: Any = None, yes: bool = False,
+                as_json: bool = False, render: bool = True) -> Any:
+    """Lock the stack, list what ``action`` deletes and ask, run it, render once."""
     from .outcome import Report
 
     s = settings(c)
     stack = _stack(c, s)
-    report = Report("clear-registry", dry=stack.dry)
+    report = Report(title, dry=stack.dry)
     with _stack_lock(s):
-        _confirm_deletion([f"every image in the FLOps registry (volume "
-                           f"{stack.volume_name('registry_data')})"], yes, stack.dry)
-        stack.check_docker()
-        report.extend(stack.clear_registry())
+        if deletes is not None:
+            _confirm_deletion(deletes(stack), yes, stack.dry)
+        report.extend(action(stack))
     return finish(report, as_json, stack.plan, render)
+
+
+def clear_registry(c: Any, yes: bool = False, as_json: bool = False, render: bool = True) -> Any:
+    """Empty the FLOps registry's storage and restart it."""
+    return _stack_task(
+        c, "clear-registry", lambda stack: stack.clear_registry(),
+        deletes=lambda stack: [f"every image in the FLOps registry (volume "
+                               f"{stack.volume_name('registry_data')})"],
+        yes=yes, as_json=as_json, render=render)
 
 
 def redb(c: Any, yes: bool = False, as_json: bool = False, render: bool = True) -> Any:
     """Empty the FLOps manager database (Mongo database 'flops') only."""
-    from .outcome import Report
-
-    s = settings(c)
-    stack = _stack(c, s)
-    report = Report("redb", dry=stack.dry)
-    with _stack_lock(s):
-        _confirm_deletion(["every collection of the FLOps manager database 'flops' (MLflow, "
-                           "registry and artifacts are kept)"], yes, stack.dry)
-        report.extend(stack.redb())
-    return finish(report, as_json, stack.plan, render)
+    return _stack_task(
+        c, "redb", lambda stack: stack.redb(),
+        deletes=lambda stack: ["every collection of the FLOps manager database 'flops' "
+                               "(MLflow, registry and artifacts are kept)"],
+        yes=yes, as_json=as_json, render=render)
 
 
 def status(c: Any, as_json: bool = False) -> list[dict]:

@@ -66,8 +66,9 @@ def builder_probes(builder: str, machine_hint: str | None = None) -> list[tuple[
         ("buildx", C.cmd("docker", "buildx", "version")),
         ("context", C.cmd("docker", "context", "inspect", builder, "--format",
                           "{{.Endpoints.docker.Host}}")),
-        ("builder", C.cmd("docker", "--context", builder, "buildx", "inspect", builder)),
-        ("builder_container", C.cmd("docker", "buildx", "inspect", builder)),
+        # the docker-driver builder is a context of that name; else a container builder
+        ("builder", C.any_of(C.cmd("docker", "--context", builder, "buildx", "inspect", builder)
+                             + " 2>/dev/null", C.cmd("docker", "buildx", "inspect", builder))),
         ("buildkitd", _cat(C.BUILDKITD_TOML)),
     ]
     for machine, (_, program) in MACHINES.items():
@@ -172,17 +173,16 @@ class WorkerFacts:
         return self.ok(f"run_{machine}") and self.out(f"run_{machine}").strip() == machine
 
     def builder_platforms(self, driver: str) -> list[str]:
-        probe = "builder" if driver == "docker" else "builder_container"
-        if not self.ok(probe):
+        """The named builder's platforms, when it exists with ``driver``."""
+        if not self.ok("builder") or self.builder_driver() != driver:
             return []
-        for line in self.out(probe).splitlines():
+        for line in self.out("builder").splitlines():
             if line.strip().startswith("Platforms:"):
                 return [p.strip() for p in line.split(":", 1)[1].split(",") if p.strip()]
         return []
 
-    def builder_driver(self, driver: str) -> str:
-        probe = "builder" if driver == "docker" else "builder_container"
-        for line in self.out(probe).splitlines():
+    def builder_driver(self) -> str:
+        for line in self.out("builder").splitlines():
             if line.strip().startswith("Driver:"):
                 return line.split(":", 1)[1].strip()
         return ""

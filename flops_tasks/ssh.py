@@ -262,6 +262,8 @@ class HostSession:
         return Result(command=command, exited=res.exited, stdout=res.stdout, stderr=stderr)
 
     def is_root(self) -> bool:
+        if self._is_root is None and self.user == "root":
+            self._is_root = True  # uid 0 by definition: saves a round trip
         if self._is_root is None:
             res = self._raw(commands.cmd("id", "-u"), timeout=self.ssh.connect_timeout + 5)
             self._is_root = res.ok and res.stdout.strip() == "0"

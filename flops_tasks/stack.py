@@ -58,6 +58,43 @@ def _quiet(_: str) -> None:
     return None
 
 
+@dataclass(frozen=True)
+class ContainerView:
+    """What flops-tasks needs of one container, read once from ``docker inspect``."""
+
+    id: str
+    name: str
+    project: str
+    service: str
+    state: str
+    health: str
+    published: tuple[tuple[str, int], ...]
+    config_hash: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @classmethod
+    def from_inspect(cls, data: dict) -> ContainerView:
+        labels = (data.get("Config") or {}).get("Labels") or {}
+        state = data.get("State") or {}
+        ports = ((data.get("NetworkSettings") or {}).get("Ports") or {})
+        published = tuple(sorted({(b.get("HostIp") or "0.0.0.0", int(b["HostPort"]))
+                                  for binds in ports.values() for b in (binds or [])
+                                  if b.get("HostPort")}))
+        return cls(
+            id=data.get("Id", ""),
+            name=(data.get("Name") or "").lstrip("/"),
+            project=labels.get("com.docker.compose.project", ""),
+            service=labels.get("com.docker.compose.service", ""),
+            state=state.get("Status", ""),
+            health=((state.get("Health") or {}).get("Status") or ""),
+            published=published,
+            config_hash=labels.get("com.docker.compose.config-hash", ""),
+        )
+
+
 @dataclass
 class Stack:
     """The compose project of the FLOps management suite."""
@@ -116,33 +153,48 @@ class Stack:
         from python_on_whales.exceptions import DockerException
 
         try:
-            self.docker.system.info()
+            self.docker.version()  # client and server; cheaper than a full docker info
         except DockerException as exc:
-            raise FlopsError("the Docker engine does not answer (docker info failed): start "
+            raise FlopsError("the Docker engine does not answer (docker version failed): start "
                              f"dockerd or check DOCKER_HOST ({_last_line(exc)})") from None
         except FileNotFoundError:
             raise FlopsError("the docker CLI is not installed: install Docker "
                              "(Debian: apt-get install docker.io)") from None
 
-    def containers(self, all_: bool = True) -> list[Any]:
-        """The stack's containers, by compose's project label (works before the env file)."""
-        label = f"com.docker.compose.project={self.s.stack.project}"
-        return _docker_call(lambda: self.docker.container.list(all=all_,
-                                                               filters=[("label", label)]))
+    def snapshot(self, all_: bool = True, project_only: bool = True) -> list[ContainerView]:
+        """One consistent look at containers: one ``ps`` and one ``inspect`` call.
+
+        (python-on-whales objects re-inspect on nearly every attribute access.)
+        """
+        from python_on_whales.utils import run
+
+        base = list(self.docker.client_config.docker_cmd)
+        ps = [*base, "container", "ls", "-q", "--no-trunc"]
+        if all_:
+            ps.append("-a")
+        if project_only:  # compose's project label: works before the env file exists
+            ps += ["--filter", f"label=com.docker.compose.project={self.s.stack.project}"]
+        ids = _docker_call(lambda: run(ps)).split()
+        if not ids:
+            return []
+        raw = _docker_call(lambda: run([*base, "container", "inspect", *ids]))
+        return [ContainerView.from_inspect(item) for item in json.loads(raw)]
+
+    def containers(self, all_: bool = True) -> list[ContainerView]:
+        """The stack's containers."""
+        return self.snapshot(all_=all_)
 
     def ports_in_use(self) -> list[str]:
         """Required ports held by something other than this stack: one line each."""
-        ours = {_service_of(c) for c in self.containers() if c.state.running}
+        ours = {c.service for c in self.containers() if c.running}
         bind = self.s.stack.bind_address
         published: dict[int, str] = {}
-        for c in _docker_call(lambda: self.docker.container.list()):
-            if c.config.labels.get("com.docker.compose.project") == self.s.stack.project:
+        for c in self.snapshot(all_=False, project_only=False):
+            if c.project == self.s.stack.project:
                 continue
-            for binds in (c.network_settings.ports or {}).values():
-                for b in binds or []:
-                    ip = b.get("HostIp") or "0.0.0.0"
-                    if "0.0.0.0" in (ip, bind) or "::" in (ip, bind) or ip == bind:
-                        published.setdefault(int(b.get("HostPort") or 0), c.name)
+            for ip, port in c.published:
+                if "0.0.0.0" in (ip, bind) or "::" in (ip, bind) or ip == bind:
+                    published.setdefault(port, c.name)
         problems = []
         for service, ports in PORTS.items():
             if service in ours:
@@ -197,7 +249,9 @@ class Stack:
         outcomes.append(ok(STACK, "compose", f"docker compose {version}"))
         network, how = self.network()
         envmod.resolve_addresses(self.s)  # validate before touching anything
-        busy = self.ports_in_use()
+        running = {c.service for c in self.containers() if c.running}
+        complete = running >= set(SERVICES)  # the stack holds its ports; nothing to pull
+        busy = [] if complete else self.ports_in_use()
         if busy:
             more = f" (and {len(busy) - 1} more)" if len(busy) > 1 else ""
             raise FlopsError(f"{busy[0]}{more}: stop it or change flops.stack.bind_address; "
@@ -214,7 +268,7 @@ class Stack:
             from .addon import ensure_checkout
 
             outcomes.append(ensure_checkout(self.s, dry=self.dry, plan=self.plan))
-        if not build and not self.dry:
+        if not build and not self.dry and not complete:
             missing = self.missing_images()
             if missing:
                 raise FlopsError(f"image {missing[0]} is not on this host and is not pulled "
@@ -245,11 +299,8 @@ class Stack:
         """service -> running/healthy/starting/unhealthy/exited/missing."""
         states = {svc: "missing" for svc in SERVICES}
         for c in self.containers():
-            svc = _service_of(c)
-            if svc not in states:
-                continue
-            health = c.state.health.status if c.state.health else None
-            states[svc] = health or c.state.status or "unknown"
+            if c.service in states:
+                states[c.service] = c.health or c.state or "unknown"
         return states
 
     def wait_healthy(self, services: list[str] | None = None,
@@ -274,7 +325,7 @@ class Stack:
                 culprit = bad[0] if bad else next(s for s, st in wanted.items() if st != "healthy")
                 raise FlopsError(f"{culprit} {reason} ({wanted[culprit]}): see "
                                  f"'inv logs --service {culprit}'")
-            time.sleep(0.5)
+            time.sleep(0.25)
 
     # -- actions ----------------------------------------------------------------------
     def up(self, build: bool = False, services: list[str] | None = None,
@@ -294,27 +345,38 @@ class Stack:
         detail = f"{len(states)} services healthy{with_build}" + (f" ({which})" if which else "")
         return [(changed if started else ok)(STACK, "up", detail)]
 
-    def restart(self, build: bool = False) -> list[Outcome]:
+    def config_hashes(self) -> dict[str, str]:
+        """service -> the config hash compose would give its container now."""
+        from python_on_whales.utils import run
+
+        cmd = [*self.docker.client_config.docker_compose_cmd, "config", "--hash", "*"]
+        out = _docker_call(lambda: run(cmd))
+        return dict(line.split(None, 1) for line in out.splitlines() if " " in line)
+
+    def restart(self, build: bool = False, recreate: tuple[str, ...] = ()) -> list[Outcome]:
         """Fresh processes for every service, all data kept; then wait until healthy.
 
-        ``up -d`` recreates only services whose definition changed (or that are missing);
-        the containers it leaves in place are restarted. Volumes are never touched.
+        Services whose definition changed (by compose's config hash), or that are missing
+        or stopped, go through ``up -d``; the others are restarted in place. Volumes are
+        never touched.
         """
-        before = {_service_of(c): c.id for c in self.containers()}
-        summary = self.compose_cmd("up", "-d", *(["--build"] if build else []))
-        self._act(summary, lambda: self.docker.compose.up(
-            detach=True, build=build, quiet=True, pull=None if build else "missing"))
-        if self.dry:
-            self.plan.append(self.compose_cmd("restart") + " (services left in place)")
-            return [ok(STACK, "reset", f"would run: {summary}, then restart the others")]
-        kept = [_service_of(c) for c in self.containers()
-                if before.get(_service_of(c)) == c.id and _service_of(c) in SERVICES]
+        current = {c.service: c for c in self.containers()}
+        hashes = {} if build else self.config_hashes()
+        stale = [svc for svc in SERVICES if build or svc in recreate or svc not in current
+                 or not current[svc].running or current[svc].config_hash != hashes.get(svc)]
+        kept = [svc for svc in SERVICES if svc not in stale]
+        if stale:
+            summary = self.compose_cmd("up", "-d", *(["--build"] if build else []))
+            self._act(summary, lambda: self.docker.compose.up(
+                detach=True, build=build, quiet=True, pull=None if build else "missing"))
         if kept:
             self._act(self.compose_cmd("restart", *kept),
                       lambda: self.docker.compose.restart(services=kept))
+        if self.dry:
+            return [ok(STACK, "reset", f"would recreate {len(stale)} and restart {len(kept)} "
+                                       "services; data kept")]
         states = self.wait_healthy()
-        recreated = len(states) - len(kept)
-        return [changed(STACK, "reset", f"{len(kept)} services restarted, {recreated} "
+        return [changed(STACK, "reset", f"{len(kept)} services restarted, {len(stale)} "
                                         f"recreated; {len(states)} healthy; data kept")]
 
     def build(self, services: list[str] | None = None) -> None:
@@ -322,6 +384,7 @@ class Stack:
                   lambda: self.docker.compose.build(services=services, quiet=True))
 
     def down(self) -> list[Outcome]:
+        self.check_docker()
         running = [svc for svc, st in self.health().items() if st != "missing"]
         summary = self.compose_cmd("down")
         self._act(summary, lambda: self.docker.compose.down(quiet=True))
@@ -346,6 +409,7 @@ class Stack:
 
     def clear_registry(self) -> list[Outcome]:
         """Empty registry storage and restart the registry (its blob cache is in memory)."""
+        self.check_docker()
         svc = "flops_image_registry"
         self.drop_registry()
         out = self.up(services=[svc], no_deps=True)
@@ -463,22 +527,18 @@ class Stack:
 
     def status(self) -> list[dict]:
         rows = []
-        by_service = {_service_of(c): c for c in self.containers()}
+        by_service = {c.service: c for c in self.containers()}
         for svc in SERVICES:
             c = by_service.get(svc)
             if c is None:
                 rows.append({"service": svc, "state": "missing", "health": "", "ports": []})
                 continue
-            published = {(b.get("HostIp") or "0.0.0.0", int(b["HostPort"]))
-                         for binds in (c.network_settings.ports or {}).values()
-                         for b in (binds or []) if b.get("HostPort")}
-            ports = _port_ranges(published)
             rows.append({
                 "service": svc,
                 "container": c.name,
-                "state": c.state.status,
-                "health": c.state.health.status if c.state.health else "",
-                "ports": ports,
+                "state": c.state,
+                "health": c.health,
+                "ports": _port_ranges(set(c.published)),
             })
         return rows
 
@@ -510,10 +570,6 @@ def _port_ranges(published: set[tuple[str, int]]) -> list[str]:
             if port is not None:
                 start = prev = port
     return out
-
-
-def _service_of(container: Any) -> str:
-    return (container.config.labels or {}).get("com.docker.compose.service", "")
 
 
 def _local_address(bind: str) -> str:

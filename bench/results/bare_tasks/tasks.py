@@ -1,0 +1,6 @@
+from invoke import task
+
+
+@task
+def hello(c):
+    pass
