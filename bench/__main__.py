@@ -104,8 +104,9 @@ def save(name: str, data: dict, text: str) -> None:
 # -- measurements ---------------------------------------------------------------------------
 def bench_startup(repeat: int) -> None:
     """`inv --list` against a bare Invoke collection (Invoke's own start-up)."""
-    bare = RESULTS / "bare_tasks"
-    bare.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
+    bare = Path(tempfile.mkdtemp(prefix="flops-bench-bare-"))
     (bare / "tasks.py").write_text("from invoke import task\n\n\n@task\ndef hello(c):\n"
                                    "    pass\n")
     ours = timed(lambda: run(INV, "--list"), repeat)

@@ -1,6 +1,0 @@
-from invoke import task
-
-
-@task
-def hello(c):
-    pass
