@@ -23,13 +23,18 @@ def _progress(line: str) -> None:
     print(f"[testbed] {line}", flush=True)
 
 
-@pytest.fixture(scope="session")
-def testbed():
-    """A fresh 2-worker testbed for this session (built images are reused)."""
+def _new_testbed() -> dict:
+    """Remove the testbed (built images kept) and bring up two new workers."""
     from flops_tasks import testbed as tb
 
     tb.down(keep_images=True)
-    summary = tb.up(workers=2, progress=_progress)
+    return tb.up(workers=2, progress=_progress)
+
+
+@pytest.fixture(scope="session")
+def testbed():
+    """A fresh 2-worker testbed for this session (built images are reused)."""
+    summary = _new_testbed()
     _state["workers_touched"] = False
     yield summary
 
@@ -37,12 +42,7 @@ def testbed():
 @pytest.fixture(scope="module")
 def fresh(testbed):
     """Workers as new for a module that changes them (recreated if an earlier module did)."""
-    from flops_tasks import testbed as tb
-
-    summary = testbed
-    if _state["workers_touched"]:
-        tb.down(keep_images=True)
-        summary = tb.up(workers=2, progress=_progress)
+    summary = _new_testbed() if _state["workers_touched"] else testbed
     _state["workers_touched"] = True
     return summary
 
