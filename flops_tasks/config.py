@@ -275,8 +275,8 @@ def settings(c: Any) -> Settings:
             "auto, docker or docker-container", driver)
     learner = _section(flops, config, "learner")
     data_dir = _string(learner, config, "learner", "data_dir")
-    _expect(data_dir == "" or data_dir.startswith("/") and ".." not in data_dir.split("/"),
-            config, ("learner", "data_dir"), "an absolute path without '..', or empty", data_dir)
+    _expect(data_dir == "" or valid_data_dir(data_dir), config, ("learner", "data_dir"),
+            "an absolute path without '..', or empty", data_dir)
     return Settings(
         inventory=tuple(targets),
         ssh=ssh_settings,
@@ -297,9 +297,21 @@ def settings(c: Any) -> Settings:
 
 def _image(learner: dict, config: Any) -> str:
     image = _string(learner, config, "learner", "image", empty_ok=False)
-    _expect(not image.startswith("-") and not any(ch.isspace() for ch in image), config,
-            ("learner", "image"), "an image reference such as registry:5073/name:tag", image)
+    _expect(valid_image(image), config, ("learner", "image"),
+            "an image reference such as registry:5073/name:tag", image)
     return image
+
+
+def valid_data_dir(path: str) -> bool:
+    """An absolute path without '..' or control characters (config and --data-dir)."""
+    return (path.startswith("/") and ".." not in path.split("/")
+            and not any(ch in path for ch in "\n\r\0"))
+
+
+def valid_image(ref: str) -> bool:
+    """An image reference that cannot be mistaken for an option (config and --image)."""
+    return bool(ref.strip()) and not ref.startswith("-") and not any(
+        ch.isspace() or ch == "\0" for ch in ref)
 
 
 def _is_ip(value: str) -> bool:
