@@ -35,9 +35,6 @@ def quiet(command: str) -> str:
     return f"{{ {command}; }} >/dev/null 2>&1"
 
 
-def sh(script: str) -> str:
-    """Run ``script`` (already built from quoted pieces) under ``sh -c``."""
-    return cmd("sh", "-c", script)
 
 
 def sudo(command: str, prompt: str | None) -> str:
@@ -137,10 +134,6 @@ def apt_install(packages: Sequence[str]) -> str:
     )
 
 
-def apt_candidate(package: str) -> str:
-    """Prints the candidate version, empty when the package is unknown to apt."""
-    return (f"apt-cache policy {q(package)} 2>/dev/null | "
-            "sed -n 's/^ *Candidate: *//p' | grep -v '(none)' || true")
 
 
 def run_binary_b64(data_b64: str) -> str:
@@ -159,22 +152,14 @@ def docker_reload() -> str:
                    'kill -HUP "$(pidof dockerd)"')
 
 
-def restart_service(name: str) -> str:
-    return if_else(cmd("test", "-d", "/run/systemd/system"),
-                   cmd("systemctl", "restart", name),
-                   cmd("service", name, "restart"))
 
 
-def docker_insecure_registries() -> str:
-    return cmd("docker", "info", "--format", "{{json .RegistryConfig.IndexConfigs}}")
 
 
 def docker_info_json() -> str:
     return cmd("docker", "info", "--format", "{{json .}}")
 
 
-def buildx_inspect(name: str) -> str:
-    return cmd("docker", "buildx", "inspect", name)
 
 
 def buildx_create_container(name: str, config: str, platforms: str) -> str:
@@ -254,12 +239,6 @@ def wait_tcp_docker0(port: int, seconds: int = 30) -> str:
             f"i=$((i+1)); [ $i -ge {int(seconds) * 5} ] && exit 1; sleep 0.2; done")
 
 
-def manifest_get(registry: str, repo: str, tag: str) -> str:
-    accept = ("application/vnd.oci.image.index.v1+json,"
-              "application/vnd.docker.distribution.manifest.list.v2+json")
-    return cmd("docker", "buildx", "imagetools", "inspect", "--raw", f"{registry}/{repo}:{tag}") \
-        + " 2>/dev/null || " + cmd("curl", "-fsS", "-H", f"Accept: {accept}",
-                                   f"http://{registry}/v2/{repo}/manifests/{tag}")
 
 
 def nodeengine_addon(name: str, state: str) -> str:
@@ -303,8 +282,9 @@ def sha256_of(folder: str, names: Sequence[str]) -> str:
     """``sha256sum`` of the files that exist among ``names`` in ``folder``."""
     if not names:
         return "true"
+    # "./$f": a file named "-" is a file, not stdin; sed drops the "./" again
     return f"cd {q(folder)} && for f in {' '.join(q(n) for n in names)}; do " \
-           '[ -f "$f" ] && sha256sum -- "$f"; done; true'
+           '[ -f "$f" ] && sha256sum -- "./$f" | sed "s#  \\./#  #"; done; true'
 
 
 def install_file(src: str, dest: str) -> str:
