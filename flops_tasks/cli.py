@@ -140,8 +140,8 @@ def reset(c: Any, registry: bool = False, db: bool = False, service: str | None 
 
 
 def _stack_task(c: Any, title: str, action: Any, deletes: Any = None, yes: bool = False,
-                as_json: bool = False, render: bool = True) -> Any:
-    """Lock the stack, list what ``action`` deletes and ask, run it, render once."""
+                as_json: bool = False, render: bool = True, needs_docker: bool = True) -> Any:
+    """Lock the stack, list what ``action`` deletes and ask, check Docker, run it, render."""
     from .outcome import Report
 
     s = settings(c)
@@ -150,6 +150,8 @@ def _stack_task(c: Any, title: str, action: Any, deletes: Any = None, yes: bool 
     with _stack_lock(s):
         if deletes is not None:
             _confirm_deletion(deletes(stack), yes, stack.dry)
+        if needs_docker:
+            stack.check_docker()
         report.extend(action(stack))
     return finish(report, as_json, stack.plan, render)
 
@@ -166,7 +168,7 @@ def clear_registry(c: Any, yes: bool = False, as_json: bool = False, render: boo
 def redb(c: Any, yes: bool = False, as_json: bool = False, render: bool = True) -> Any:
     """Empty the FLOps manager database (Mongo database 'flops') only."""
     return _stack_task(
-        c, "redb", lambda stack: stack.redb(),
+        c, "redb", lambda stack: stack.redb(), needs_docker=False,
         deletes=lambda stack: ["every collection of the FLOps manager database 'flops' "
                                "(MLflow, registry and artifacts are kept)"],
         yes=yes, as_json=as_json, render=render)

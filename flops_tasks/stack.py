@@ -184,9 +184,13 @@ class Stack:
         """The stack's containers."""
         return self.snapshot(all_=all_)
 
-    def ports_in_use(self) -> list[str]:
-        """Required ports held by something other than this stack: one line each."""
-        ours = {c.service for c in self.containers() if c.running}
+    def ports_in_use(self, ours: set[str] | None = None) -> list[str]:
+        """Required ports held by something other than this stack: one line each.
+
+        ``ours``: the stack's running services, when the caller has already looked.
+        """
+        if ours is None:
+            ours = {c.service for c in self.containers() if c.running}
         bind = self.s.stack.bind_address
         published: dict[int, str] = {}
         for c in self.snapshot(all_=False, project_only=False):
@@ -251,7 +255,7 @@ class Stack:
         envmod.resolve_addresses(self.s)  # validate before touching anything
         running = {c.service for c in self.containers() if c.running}
         complete = running >= set(SERVICES)  # the stack holds its ports; nothing to pull
-        busy = [] if complete else self.ports_in_use()
+        busy = [] if complete else self.ports_in_use(ours=running)
         if busy:
             more = f" (and {len(busy) - 1} more)" if len(busy) > 1 else ""
             raise FlopsError(f"{busy[0]}{more}: stop it or change flops.stack.bind_address; "
@@ -384,7 +388,6 @@ class Stack:
                   lambda: self.docker.compose.build(services=services, quiet=True))
 
     def down(self) -> list[Outcome]:
-        self.check_docker()
         running = [svc for svc, st in self.health().items() if st != "missing"]
         summary = self.compose_cmd("down")
         self._act(summary, lambda: self.docker.compose.down(quiet=True))
@@ -409,7 +412,6 @@ class Stack:
 
     def clear_registry(self) -> list[Outcome]:
         """Empty registry storage and restart the registry (its blob cache is in memory)."""
-        self.check_docker()
         svc = "flops_image_registry"
         self.drop_registry()
         out = self.up(services=[svc], no_deps=True)
