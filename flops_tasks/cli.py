@@ -407,3 +407,32 @@ def clear_images(c: Any, host: str | None = None, yes: bool = False,
         for session in sessions.values():
             session.close()
     return finish(report, as_json)
+
+
+# -- Oakestra ---------------------------------------------------------------------------------
+def oakestra_apps(c: Any, as_json: bool = False, render: bool = True) -> Any:
+    """List Oakestra's applications and say which are FLOps' (read-only)."""
+    from . import ui
+    from .oakestra_apps import flops_apps_plan
+
+    plan = flops_apps_plan(settings(c), strict=False)
+    if render:
+        ui.render_apps(plan.to_dict(), as_json=as_json)
+    return plan
+
+
+def clear_apps(c: Any, yes: bool = False, without_db: bool = False, as_json: bool = False,
+               render: bool = True) -> Any:
+    """Undeploy and delete FLOps' applications in Oakestra; every other app is kept."""
+    from . import oakestra_apps
+    from .outcome import Report
+
+    s = settings(c)
+    dry = is_dry(c)
+    plan = oakestra_apps.flops_apps_plan(s, without_db=without_db)
+    _confirm_deletion(plan.deletes(), yes, dry)
+    report = Report("clear-apps", dry=dry)
+    report.extend(oakestra_apps.clear_apps(s, plan, dry=dry))
+    report.notes.append(f"System Manager {plan.url}, user {plan.user}; FLOps' apps recognised "
+                        f"by {plan.identification}")
+    return finish(report, as_json, render=render)

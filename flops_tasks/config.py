@@ -67,6 +67,15 @@ DEFAULTS: dict[str, Any] = {
         "image": "ghcr.io/oakestra/addon-flops/ml-data-server:latest",
         "data_dir": "",
     },
+    # Oakestra's System Manager (SYSTEM_MANAGER_IP:port) for oakestra-apps / clear-apps. The
+    # password comes from the variable named here; unset: Oakestra's default admin password,
+    # the account FLOps' manager itself logs in with (flops_manager/api/utils/login.py).
+    "oakestra": {
+        "user": "Admin",
+        "password_env": "FLOPS_OAKESTRA_PASSWORD",
+        "port": 10000,
+        "timeout": 15.0,
+    },
 }
 
 
@@ -110,6 +119,10 @@ class Settings:
     builder_driver: str
     learner_image: str
     learner_data_dir: str
+    oakestra_user: str = "Admin"
+    oakestra_password_env: str = "FLOPS_OAKESTRA_PASSWORD"
+    oakestra_port: int = 10000
+    oakestra_timeout: float = 15.0
 
 
 def source_of(config: Any, *path: str) -> str:
@@ -277,6 +290,13 @@ def settings(c: Any) -> Settings:
     data_dir = _string(learner, config, "learner", "data_dir")
     _expect(data_dir == "" or valid_data_dir(data_dir), config, ("learner", "data_dir"),
             "an absolute path without '..', or empty", data_dir)
+    oak = _section(flops, config, "oakestra")
+    oak_user = _string(oak, config, "oakestra", "user", empty_ok=False)
+    oak_env = _string(oak, config, "oakestra", "password_env", empty_ok=False)
+    _expect(oak_env.isascii() and oak_env.replace("_", "a").isalnum() and not oak_env[0].isdigit(),
+            config, ("oakestra", "password_env"), "an environment variable name", oak_env)
+    oak_port = _number(oak, config, "oakestra", "port", 1, 65535)
+    _expect(isinstance(oak_port, int), config, ("oakestra", "port"), "a whole number", oak_port)
     return Settings(
         inventory=tuple(targets),
         ssh=ssh_settings,
@@ -292,6 +312,10 @@ def settings(c: Any) -> Settings:
         builder_driver=driver,
         learner_image=_image(learner, config),
         learner_data_dir=data_dir,
+        oakestra_user=oak_user,
+        oakestra_password_env=oak_env,
+        oakestra_port=int(oak_port),
+        oakestra_timeout=_number(oak, config, "oakestra", "timeout", 1, 600),
     )
 
 
