@@ -101,10 +101,12 @@ def learner_data(c, src, host=None, force=False, json=False):
 
 
 @task(name="clear-images", help={"host": "[user@]host[:port], comma-separated; default: every "
-                                 "inventory host", "yes": YES, "json": JSON})
-def clear_images(c, host=None, yes=False, json=False):
-    """Remove images of the FLOps registry from workers' docker and containerd stores."""
-    cli.clear_images(c, host=host, yes=yes, as_json=json)
+                                 "inventory host", "registry_only": "remove only images of "
+                                 "the FLOps registry, keep FLOps' upstream ghcr.io images",
+                                 "yes": YES, "json": JSON})
+def clear_images(c, host=None, registry_only=False, yes=False, json=False):
+    """Remove unused FLOps images (registry and upstream) from workers' docker and containerd."""
+    cli.clear_images(c, host=host, registry_only=registry_only, yes=yes, as_json=json)
 
 
 @task(name="oakestra-apps", help={"json": JSON})

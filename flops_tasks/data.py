@@ -1,9 +1,8 @@
-"""Training data for learners, and FLOps images on workers.
+"""Training data for learners.
 
 ``copy_data`` puts parquet files into a learner's data mount (the docker volume
 ``ml_data_server_volume`` or the configured data dir), skipping files already there with
-the same content. ``list_images``/``remove_images`` find and delete images of the FLOps
-registry in a worker's Docker and containerd stores.
+the same content.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from .outcome import Outcome, changed, ok
 from .ssh import HostSession, RemoteFailure
 
 PARQUET_MAGIC = b"PAR1"
-NAMESPACES = ("default", "oakestra")
 
 
 @dataclass(frozen=True)
@@ -135,37 +133,3 @@ def copy_data(session: HostSession, files: list[DataFile], data_dir: str,
         raise RemoteFailure(f"checksum mismatch after copy: {', '.join(bad)}")
     return [changed(host, "learner-data", f"copied {len(todo)} files ({sent} bytes) to {dest}, "
                                           f"{skipped} unchanged skipped; checksums verified")]
-
-
-def list_images(session: HostSession, registry: str) -> dict[str, list[str]]:
-    """store ("docker", "containerd:NS") -> image refs from the FLOps registry."""
-    probes = [("docker", C.list_images_docker())] + [
-        (f"containerd:{ns}", C.list_images_ctr(ns)) for ns in NAMESPACES]
-    found = session.probes(probes)
-    prefix = registry + "/"
-    return {store: sorted({ln.strip() for ln in out.splitlines()
-                           if ln.strip().startswith(prefix)})
-            for store, (_, out) in found.items()}
-
-
-def remove_images(session: HostSession, found: dict[str, list[str]],
-                  registry: str) -> list[Outcome]:
-    host = session.label
-    total = sum(len(v) for v in found.values())
-    if not total:
-        return [ok(host, "clear-images", f"no images from {registry}")]
-    for store, refs in found.items():
-        if not refs:
-            continue
-        if store == "docker":
-            session.change(C.remove_images_docker(refs), f"docker image rm {len(refs)} images")
-        else:
-            ns = store.split(":", 1)[1]
-            session.change(C.remove_images_ctr(ns, refs), f"ctr -n {ns} images rm "
-                                                          f"{len(refs)} images")
-    if session.dry:
-        return [changed(host, "clear-images", f"would remove {total} images")]
-    left = sum(len(v) for v in list_images(session, registry).values())
-    if left:
-        raise RemoteFailure(f"{left} images from {registry} are still there")
-    return [changed(host, "clear-images", f"removed {total} images from {registry}")]

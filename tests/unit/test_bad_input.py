@@ -231,6 +231,8 @@ WORKFLOW_CASES = [
     p("oakestra-apps-loopback-address", "oakestra-apps", needles=("SYSTEM_MANAGER_IP",
                                                                     "loopback"),
       env={"SYSTEM_MANAGER_IP": "127.0.0.1"}),
+    p("clear-images-registry-only-bad-host", "clear-images", "--registry-only", "--host",
+      "a;b", needles="'a;b'"),
     p("demo-workers-0", "demo", "--workers", "0", needles="--workers"),
     p("demo-workers-abc", "demo", "--workers", "abc", needles="--workers"),
     cfg_case("doctor-bad-config", {"ssh": {"host_keys": "off"}}, "flops.ssh.host_keys",

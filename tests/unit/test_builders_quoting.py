@@ -235,7 +235,9 @@ def test_simple_builders_run_with_intact_argv(box, value):
         (C.volume_mountpoint(value),
          [["docker", "volume", "inspect", "--format", "{{.Mountpoint}}", value]]),
         (C.remove_images_docker([value, other]), [["docker", "image", "rm", "-f", value, other]]),
-        (C.list_images_ctr(value), [["ctr", "-n", value, "images", "ls", "-q"]]),
+        (C.ctr_images_state(value), [
+            ["ctr", "--connect-timeout", C.CTR_CONNECT_TIMEOUT, "-n", value, *args]
+            for args in (["images", "ls", "-q"], ["containers", "ls"], ["tasks", "ls"])]),
         (C.remove_images_ctr(value, [other, value]),
          [["ctr", "-n", value, "images", "rm", other, value]]),
     ]
