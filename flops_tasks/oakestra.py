@@ -189,7 +189,7 @@ class SystemManager:
                              "System Manager? nothing was deleted")
         self._token = token
 
-    def _authorised(self, method: str, path: str, what: str) -> tuple[int, bytes]:
+    def _authorised(self, method: str, path: str) -> tuple[int, bytes]:
         """A call with the token; log in (again) when there is none or it expired."""
         if not self._token:
             self.login()
@@ -197,15 +197,15 @@ class SystemManager:
         if status in (401, 422):  # flask-jwt-extended: missing/expired (401), invalid (422)
             self.login()
             status, body = self._call(method, path)
+        return status, body
+
+    def _list(self, path: str, what: str) -> list[dict]:
+        status, body = self._authorised("GET", path)
         if status == 403:
             raise ApiError(f"user {self.user!r} may not {what} on {self.url} (HTTP 403, "
                            f"{_message(body) or 'forbidden'}): the System Manager lists every "
                            "app only for the role Admin; set flops.oakestra.user to an admin "
                            "(FLOps' manager uses Admin); nothing was deleted", 403)
-        return status, body
-
-    def _list(self, path: str, what: str) -> list[dict]:
-        status, body = self._authorised("GET", path, what)
         if status != 200:
             raise ApiError(f"{what} on {self.url} failed: HTTP {status} {_message(body)}; "
                            "nothing was deleted", status)
@@ -247,8 +247,7 @@ class SystemManager:
 
         Raises ``ApiError`` with the status (501 for an id unknown to this user).
         """
-        status, body = self._authorised("DELETE", f"/api/application/{app_id}",
-                                        "delete applications")
+        status, body = self._authorised("DELETE", f"/api/application/{app_id}")
         if status != 200:
             raise ApiError(f"HTTP {status} {_message(body)}".strip(), status)
         return _message(body) or "deleted"

@@ -265,7 +265,12 @@ def clear_apps(s: Any, plan: AppsPlan, dry: bool = False) -> list[Outcome]:
         outcomes.append(changed(HOST, "clear-apps", f"undeployed and deleted {v.app.label} "
                                                     f"with its {_services(v.app)}"))
     if deleted:
-        listed = {a.id for a in sm.applications()}
+        try:
+            listed = {a.id for a in sm.applications()}
+        except FlopsError as exc:
+            outcomes.append(failed(HOST, "verify", f"cannot list the apps again to verify: "
+                                                   f"{exc.message}"))
+            listed = set()
         for v in deleted:
             if v.app.id in listed:
                 outcomes.append(failed(HOST, "verify", f"{v.app.label} is still listed after "

@@ -64,16 +64,24 @@ def test_learner_data_twice_copies_once(fresh, tmp_path):
     assert res.returncode == 2 and "not a parquet file" in res.stderr
 
 
-def test_clear_images_lists_asks_and_removes(fresh):
+def test_clear_images_lists_asks_and_keeps_the_running_sidecars_image(fresh):
+    registry = f"{fresh['gateway']}:5073"
+    in_worker(worker(1), f"docker tag {registry}/flops/ml-data-server:offline "
+                         f"{registry}/flops/stale:1")
     res = inv("clear-images", "--host", "w1")
     assert res.returncode == 3 and "This will delete:" in res.stderr
-    assert "ml-data-server" in res.stderr
+    assert f"{registry}/flops/stale:1 (docker)" in res.stderr
     res = inv("clear-images", "--host", "w1", "--yes", "--json")
-    assert res.returncode == 0
-    assert json.loads(res.stdout)["hosts"]["w1"]["changed"] is True
-    left = in_worker(worker(1), f"docker image ls --format '{{{{.Repository}}}}' | "
-                                f"grep -c '^{fresh['gateway']}:5073/' || true").stdout.strip()
-    assert left == "0"
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = json.loads(res.stdout)["hosts"]["w1"]["steps"]
+    assert rows[0]["status"] == "changed" and f"{registry}/flops/stale:1" in rows[0]["detail"]
+    assert {"step": "kept", "status": "ok", "changed": False, "host": "w1",
+            "detail": f"{registry}/flops/ml-data-server:offline (docker): in use by running "
+                      "container ml_data_server"} in rows
+    left = in_worker(worker(1), f"docker image ls --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | "
+                                f"grep '^{registry}/' || true").stdout.split()
+    assert left == [f"{registry}/flops/ml-data-server:offline"]
+    in_worker(worker(1), "docker inspect -f '{{.State.Running}}' ml_data_server | grep -qx true")
 
 
 def test_demo_runs_end_to_end(fresh):

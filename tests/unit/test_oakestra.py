@@ -403,3 +403,14 @@ def test_default_seed_has_flops_and_other_apps():
         assert len(plan.kept) == 3
     finally:
         running.stop()
+
+
+def test_a_delete_the_system_manager_accepted_but_did_not_do_is_a_failure():
+    deletes = {("DELETE", f"/api/application/{i}"): [(200, recorded("delete_ok.json"))]
+               for i in ("6650a1b2c3d4e5f601020301", "6650a1b2c3d4e5f601020303")}
+    replay = Replay({**ok_answers(), **deletes})  # the listing never changes
+    plan = OA.flops_apps_plan(SETTINGS, system_manager=client(replay), without_db=True)
+    outcomes = OA.clear_apps(SETTINGS, plan)
+    verify = [o for o in outcomes if o.step == "verify"]
+    assert len(verify) == 2 and all(o.status is Status.FAILED for o in verify)
+    assert "still listed after its delete was accepted" in verify[0].detail
