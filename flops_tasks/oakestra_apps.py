@@ -241,7 +241,7 @@ def clear_apps(s: Any, plan: AppsPlan, dry: bool = False) -> list[Outcome]:
                                        f"{plan.url}"), *blocked, *kept]
     if dry:
         return [changed(HOST, "clear-apps", f"would undeploy and delete {v.app.label} with its "
-                                            f"{_services(v.app)}")
+                                            f"{_services(v.app)} ({v.reason})")
                 for v in plan.doomed] + blocked + kept
     listed = {a.id for a in sm.applications()}
     gone = [v.app.label for v in plan.doomed if v.app.id not in listed]
@@ -263,7 +263,7 @@ def clear_apps(s: Any, plan: AppsPlan, dry: bool = False) -> list[Outcome]:
             break
         deleted.append(v)
         outcomes.append(changed(HOST, "clear-apps", f"undeployed and deleted {v.app.label} "
-                                                    f"with its {_services(v.app)}"))
+                                                    f"with its {_services(v.app)} ({v.reason})"))
     if deleted:
         try:
             listed = {a.id for a in sm.applications()}
