@@ -90,9 +90,10 @@ class Verdict:
 
 
 def _services(app: Application) -> str:
+    """``with services a/ns, b/ns`` or ``with no services``."""
     if not app.services:
-        return "no services"
-    return "services " + ", ".join(f"{s.name}/{s.namespace}" for s in app.services)
+        return "with no services"
+    return "with services " + ", ".join(f"{s.name}/{s.namespace}" for s in app.services)
 
 
 @dataclass
@@ -122,7 +123,7 @@ class AppsPlan:
 
     def deletes(self) -> list[str]:
         """What clear-apps deletes, one entry per app (for the confirmation)."""
-        return [f"Oakestra app {v.app.label} with its {_services(v.app)} ({v.reason})"
+        return [f"Oakestra app {v.app.label} {_services(v.app)} ({v.reason})"
                 for v in self.doomed]
 
     def to_dict(self) -> dict:
@@ -240,7 +241,7 @@ def clear_apps(s: Any, plan: AppsPlan, dry: bool = False) -> list[Outcome]:
         return [ok(HOST, "clear-apps", f"no FLOps apps among {len(plan.verdicts)} apps at "
                                        f"{plan.url}"), *blocked, *kept]
     if dry:
-        return [changed(HOST, "clear-apps", f"would undeploy and delete {v.app.label} with its "
+        return [changed(HOST, "clear-apps", f"would undeploy and delete {v.app.label} "
                                             f"{_services(v.app)} ({v.reason})")
                 for v in plan.doomed] + blocked + kept
     listed = {a.id for a in sm.applications()}
@@ -263,7 +264,7 @@ def clear_apps(s: Any, plan: AppsPlan, dry: bool = False) -> list[Outcome]:
             break
         deleted.append(v)
         outcomes.append(changed(HOST, "clear-apps", f"undeployed and deleted {v.app.label} "
-                                                    f"with its {_services(v.app)} ({v.reason})"))
+                                                    f"{_services(v.app)} ({v.reason})"))
     if deleted:
         try:
             listed = {a.id for a in sm.applications()}

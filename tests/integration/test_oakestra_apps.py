@@ -265,12 +265,18 @@ def test_clear_apps_before_redb_prevents_the_409(testbed, tmp_path):
     assert status == 200 and state(testbed)["refused"] == []
 
 
-def assert_one_line(res: subprocess.CompletedProcess, *needles: str) -> None:
+def assert_one_line(res: subprocess.CompletedProcess, *needles: str,
+                    after_listing: bool = False) -> None:
+    """Exit 1 with one line naming the problem (after the list of what --yes would delete)."""
     assert res.returncode == 1, res.stdout + res.stderr
     lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
-    assert len(lines) == 1 and "Traceback" not in lines[0], res.stdout + res.stderr
+    assert "Traceback" not in res.stdout + res.stderr
+    if after_listing:
+        assert lines[0].startswith("This will delete: Oakestra app "), lines[0]
+    else:
+        assert len(lines) == 1, res.stdout + res.stderr
     for needle in needles:
-        assert needle in lines[0], lines[0]
+        assert needle in lines[-1], lines[-1]
 
 
 def test_bad_input_is_one_line_and_deletes_nothing(testbed):
@@ -286,7 +292,8 @@ def test_bad_input_is_one_line_and_deletes_nothing(testbed):
     http(sm_url(testbed) + "/_standin/vanish", "POST",
          {"applicationID": HELPER_ID, "after_lists": 2})
     res = inv("clear-apps", "--yes")
-    assert_one_line(res, "vanished since the listing (helper", "nothing was deleted")
+    assert_one_line(res, "vanished since the listing (helper", "nothing was deleted",
+                    after_listing=True)
     assert state(testbed)["deleted"] == []
 
     seed(testbed)
