@@ -303,10 +303,27 @@ def parse_sha256_of(stdout: str, names: Sequence[str]) -> dict[str, str]:
 
 
 def install_file(src: str, dest: str) -> str:
-    """Move an uploaded temp file into place (atomic rename within the destination folder)."""
-    tmp = f"{dest}.flops-tmp"
-    return all_of(cmd("cp", "--", src, tmp), cmd("chmod", "0644", tmp),
-                  cmd("mv", "-f", "--", tmp, dest), cmd("rm", "-f", "--", src))
+    """Move an uploaded file to ``dest`` (runs as root in a folder others may write to).
+
+    The bytes go to a fresh random name beside ``dest``, created with O_CREAT|O_EXCL and
+    O_NOFOLLOW (``dd conv=excl oflag=nofollow``): anything planted there, a symbolic link
+    included, makes the copy fail instead of being written through. The mode comes from the
+    umask (0644), so nothing is ever chmod-ed through a link. ``mv -T`` renames the new file
+    over ``dest`` atomically; rename(2) replaces a directory entry and never follows it. A
+    ``dest`` that is a symbolic link, or not a regular file, is refused. The uploaded file
+    is removed in every case.
+    """
+    folder = (dest.rsplit("/", 1)[0] or "/") if "/" in dest else "."
+    return (
+        f"umask 022; s={q(src)}; d={q(folder)}; f={q(dest)}; rc=1; "
+        'if [ ! -d "$d" ]; then echo "$d is not a directory" >&2; '
+        'elif [ -L "$f" ]; then echo "refusing to replace the symbolic link $f" >&2; '
+        'elif [ -e "$f" ] && [ ! -f "$f" ]; then echo "$f exists and is not a file" >&2; '
+        'elif t=$(mktemp -u "$d/.flops-tmp.XXXXXXXXXX"); then '
+        'if dd if="$s" of="$t" bs=1M conv=excl,fsync oflag=nofollow status=none '
+        '&& mv -f -T -- "$t" "$f"; then rc=0; else rm -f -- "$t"; fi; '
+        'fi; rm -f -- "$s"; [ "$rc" -eq 0 ]'
+    )
 
 
 def list_mount(folder: str) -> str:

@@ -450,3 +450,83 @@ def test_copy_task_over_two_learners(tmp_path, two_learners, src):
 def test_recordings_are_what_docker_said():
     info = recorded_inspect("volume", Path("/x"))
     assert info["Name"] == "/ml_data_server" and info["State"]["Running"] is True
+
+
+# -- install_file as root in a folder the sidecar can write to (symlink attacks) --------------
+def run_sh(script: str, path_first: Path | None = None) -> tuple[int, str]:
+    import subprocess
+
+    env = {"PATH": (f"{path_first}:" if path_first else "") + os.environ["PATH"],
+           "LC_ALL": "C"}
+    proc = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=env,
+                          timeout=30)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def victim(tmp_path):
+    """A host file the attacker wants overwritten and made world-readable."""
+    path = write(tmp_path / "etc", "shadow", b"root:secret")
+    path.chmod(0o600)
+    return path
+
+
+def untouched(victim: Path) -> bool:
+    return victim.read_bytes() == b"root:secret" and victim.stat().st_mode & 0o777 == 0o600
+
+
+def upload(tmp_path: Path, body: bytes = b"PAR1 new PAR1") -> Path:
+    return write(tmp_path / "tmp", "flops-upload.x", body)
+
+
+def test_install_file_never_writes_through_a_planted_temp_link(tmp_path, victim):
+    """Before: cp to the predictable '<dest>.flops-tmp' followed a planted link, and chmod
+    0644 made the target world-readable."""
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    dest = mount / "mnist.a.parquet"
+    (mount / "mnist.a.parquet.flops-tmp").symlink_to(victim)
+    rc, out = run_sh(C.install_file(str(upload(tmp_path)), str(dest)))
+    assert untouched(victim), out
+    assert rc == 0 and dest.read_bytes() == b"PAR1 new PAR1" and not dest.is_symlink()
+
+
+def test_install_file_refuses_a_temp_name_taken_even_when_predicted(tmp_path, victim):
+    """An attacker who wins the race to the random name (mktemp made to answer a name they
+    planted a link at) gets a refusal, not a write through the link."""
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    planted = mount / ".flops-tmp.PREDICTED"
+    planted.symlink_to(victim)
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    (stubs / "mktemp").write_text(f"#!/bin/sh\necho {planted}\n")
+    (stubs / "mktemp").chmod(0o755)
+    src = upload(tmp_path)
+    rc, out = run_sh(C.install_file(str(src), str(mount / "mnist.a.parquet")), path_first=stubs)
+    assert rc != 0 and "File exists" in out
+    assert untouched(victim) and not (mount / "mnist.a.parquet").exists()
+    assert not src.exists()  # the upload is removed in every case
+
+
+def test_install_file_refuses_a_destination_that_is_a_link(tmp_path, victim):
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    dest = mount / "mnist.a.parquet"
+    dest.symlink_to(victim)
+    rc, out = run_sh(C.install_file(str(upload(tmp_path)), str(dest)))
+    assert rc != 0 and "symbolic link" in out
+    assert untouched(victim) and dest.is_symlink()
+    assert [p.name for p in mount.iterdir()] == ["mnist.a.parquet"]  # no temp left behind
+
+
+def test_install_file_replaces_a_file_atomically_with_mode_0644(tmp_path):
+    mount = tmp_path / "mount"
+    dest = write(mount, "mnist.a.parquet", b"old")
+    dest.chmod(0o600)
+    before = dest.stat().st_ino
+    rc, out = run_sh(C.install_file(str(upload(tmp_path)), str(dest)))
+    assert rc == 0, out
+    assert dest.read_bytes() == b"PAR1 new PAR1" and dest.stat().st_mode & 0o777 == 0o644
+    assert dest.stat().st_ino != before  # a new inode renamed over the old name
+    assert [p.name for p in mount.iterdir()] == ["mnist.a.parquet"]
