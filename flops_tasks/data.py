@@ -266,14 +266,14 @@ class Entry:
             return ("a temporary file of learner-data, left over unless a copy is running "
                     "now: remove it", False)
         if not requestable(self.tag):
-            return (f"never served: no learner can ask for the tag {self.tag!r} (the name "
+            return (f"never served: no learner can ask for the tag '{shown(self.tag)}' (the name "
                     "before its first dot); store it with inv learner-data --tag", False)
-        breaks = f"list_flights for tag {self.tag!r} fails while it is there: remove it"
+        breaks = f"list_flights for tag '{shown(self.tag)}' fails while it is there: remove it"
         if self.kind == "l":
             return (f"a symbolic link, not followed here (learner-data never makes one): the "
                     f"sidecar reads what it points to inside its container, and list_flights "
-                    f"for tag {self.tag!r} fails unless that is Parquet: replace it with the "
-                    "file", False)
+                    f"for tag '{shown(self.tag)}' fails unless that is Parquet: replace it "
+                    "with the file", False)
         if self.kind != "f":
             return f"a {KINDS.get(self.kind, self.kind)}, not a Parquet file: {breaks}", True
         if self.size < 8 or self.head != magic or self.tail != magic:
@@ -379,6 +379,10 @@ def _sidecar_note(mount: Mount) -> str:
     return f"; {C.SIDECAR} is {mount.sidecar}: served once it runs (inv prepare-learner)"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def listing_outcomes(host: str, data: HostData) -> list[Outcome]:
     """The table view of one host's listing: the mount, one row per tag, one per problem."""
     m = data.mount
@@ -389,7 +393,7 @@ def listing_outcomes(host: str, data: HostData) -> list[Outcome]:
         size = sum(e.size for e in files)
         names = ", ".join(e.name for e in files) or "no Parquet file"
         broken = [e.name for e in data.problems() if e.breaks == tag]
-        detail = f"{len(files)} files, {size} bytes: {names}"
+        detail = f"{_count(len(files), 'file')}, {size} bytes: {names}"
         step = f"tag {shown(tag)}"
         rows.append(failed(host, step, f"{detail}; list_flights fails because of "
                                        f"{', '.join(broken)}") if broken
@@ -444,15 +448,15 @@ def copy_data(session: HostSession, files: list[DataFile], data_dir: str,
         session.change(C.install_file(tmp, f"{dest}/{f.name}"), f"install {f.name} in {dest}")
         sent += f.size
     if session.dry:
-        return [changed(host, "learner-data", f"would copy {len(todo)} files to {dest}, skip "
-                                              f"{skipped} unchanged"), *extra]
+        return [changed(host, "learner-data", f"would copy {_count(len(todo), 'file')} to "
+                                              f"{dest}, skip {skipped} unchanged"), *extra]
     check = session.probe(C.sha256_of(dest, [f.name for f in todo]))
     got = C.parse_sha256_of(check.stdout, [f.name for f in todo])
     bad = [f.name for f in todo if got.get(f.name) != f.sha256]
     if bad:
         raise RemoteFailure(f"checksum mismatch after copy: {', '.join(bad)}")
     return [changed(host, "learner-data",
-                    f"copied {len(todo)} files ({sent} bytes) to {dest} as "
+                    f"copied {_count(len(todo), 'file')} ({sent} bytes) to {dest} as "
                     f"{', '.join(f.name for f in todo)}; {skipped} unchanged skipped; checksums "
                     f"verified{note}"), *extra]
 

@@ -228,7 +228,7 @@ def test_only_what_differs_is_copied(tmp_path, src):
     w.changes.clear()
     [out] = data.copy_data(w, data.collect(str(src), "mnist"), "")
     assert out.status is Status.CHANGED
-    assert "copied 1 files" in out.detail and "1 unchanged skipped" in out.detail
+    assert "copied 1 file " in out.detail and "1 unchanged skipped" in out.detail
     assert len(w.changes) == 1 and "mnist.test.parquet" in w.changes[0]
     assert (tmp_path / "mount" / "mnist.test.parquet").read_bytes() == parquet_bytes(b"new rows")
 
@@ -353,7 +353,7 @@ def test_listing_outcomes(tmp_path):
     assert [(o.step, o.status) for o in rows] == [
         ("mount", Status.OK), ("tag cifar", Status.FAILED), ("tag mnist", Status.OK),
         ("cifar.notes", Status.FAILED)]
-    assert rows[2].detail == "1 files, 12 bytes: mnist.a.parquet"
+    assert rows[2].detail == "1 file, 12 bytes: mnist.a.parquet"
     assert "fails because of cifar.notes" in rows[1].detail
     empty = data.listing_outcomes("w1", data.read_mount(learner(tmp_path / "e"), ""))
     assert [(o.step, o.detail) for o in empty][1:] == [("data", "no files")]
@@ -530,3 +530,21 @@ def test_install_file_replaces_a_file_atomically_with_mode_0644(tmp_path):
     assert dest.read_bytes() == b"PAR1 new PAR1" and dest.stat().st_mode & 0o777 == 0o644
     assert dest.stat().st_ino != before  # a new inode renamed over the old name
     assert [p.name for p in mount.iterdir()] == ["mnist.a.parquet"]
+
+
+def test_a_mount_that_cannot_be_read_fails_the_host(tmp_path):
+    w = learner(tmp_path)
+    (tmp_path / "mount").rmdir()  # the volume vanished between the two probes
+    with pytest.raises(RemoteFailure, match=r"reading .*/mount failed: .*"):
+        data.read_mount(w, "")
+
+
+def test_copy_before_the_sidecar_exists_says_when_it_is_served(tmp_path, src):
+    (tmp_path / "vol").mkdir()
+    w = FakeLearner(tmp_path, sidecar=None, volume=tmp_path / "vol")
+    [out] = data.copy_data(w, data.collect(str(src), "m"), "")
+    assert out.status is Status.CHANGED
+    assert "ml_data_server is not there yet: served once inv prepare-learner starts it" in \
+        out.detail
+    assert sorted(p.name for p in (tmp_path / "vol").iterdir()) == ["m.test.parquet",
+                                                                   "m.train.parquet"]
