@@ -324,16 +324,27 @@ def demo(c: Any, workers: int | str | None = None, as_json: bool = False) -> Any
     return finish(report, as_json)
 
 
-def learner_data(c: Any, host: str | None = None, src: str = "", force: bool = False,
-                 as_json: bool = False) -> Any:
-    """Copy parquet files into learners' data mounts; unchanged files are skipped."""
+def learner_data(c: Any, host: str | None = None, src: str | None = None,
+                 tag: str | None = None, listing: bool = False, as_json: bool = False,
+                 render: bool = True) -> Any:
+    """Copy Parquet files into learners' data mounts under ``tag`` (unchanged files are
+    skipped), or with ``listing`` show per learner what its sidecar will serve."""
     from . import data, ui
+    from .errors import FlopsError
     from .hosts import select_targets
     from .outcome import Report
     from .ssh import fan_out
 
     s = settings(c)
-    files = data.collect(src, force=force)
+    if listing:
+        if src is not None:
+            raise FlopsError("--src copies files and --list only shows them: use one of them",
+                             code=2)
+        return _learner_data_list(c, s, host, tag, as_json, render)
+    data.check_tag(tag)
+    if src is None:
+        raise FlopsError("--src is missing: give parquet files, folders or globs", code=2)
+    files = data.collect(src, tag)
     targets = select_targets(host, list(s.inventory), "learner")
     report = Report("learner-data", dry=is_dry(c))
     total = sum(f.size for f in files) * len(targets)
@@ -342,7 +353,52 @@ def learner_data(c: Any, host: str | None = None, src: str = "", force: bool = F
             targets, lambda session: data.copy_data(session, files, s.learner_data_dir,
                                                     progress=bar.advance),
             ssh=s.ssh, config=c.config, dry=is_dry(c), step="learner-data", lock=not is_dry(c)))
-    return finish(report, as_json)
+    return finish(report, as_json, render=render)
+
+
+def _learner_data_list(c: Any, s: Any, host: str | None, tag: str | None, as_json: bool,
+                       render: bool) -> Any:
+    from . import data, ui
+    from .errors import FlopsError
+    from .hosts import select_targets
+    from .outcome import Report
+    from .ssh import fan_out
+
+    if tag is not None:
+        data.check_tag(tag)
+    targets = select_targets(host, list(s.inventory), "learner")
+    found: dict[str, Any] = {}
+
+    def work(session: Any) -> list:
+        found[session.label] = data.read_mount(session, s.learner_data_dir)
+        return data.listing_outcomes(session.label, found[session.label].only(tag))
+
+    report = Report("learner-data --list" + (f" --tag {tag}" if tag else ""))
+    report.extend(fan_out(targets, work, ssh=s.ssh, config=c.config, step="list"))
+    if tag is not None and found and not any(tag in d.tags() for d in found.values()):
+        held = sorted({t for d in found.values() for t in d.tags()})
+        silent = [t.label for t in targets if t.label not in found]
+        raise FlopsError(
+            f"unknown tag {tag!r}: the learners hold " + (
+                f"the tags {', '.join(held)}" if held else "no tagged data") +
+            (f" ({', '.join(silent)} did not answer)" if silent else ""), code=2)
+    result = {
+        "title": report.title, "ok": report.ok, "tag": tag,
+        "hosts": {label: {"status": report.host_status(label).value,
+                          **(found[label].only(tag).to_dict() if label in found else {
+                              "detail": "; ".join(o.detail for o in report.outcomes
+                                                  if o.host == label)})}
+                  for label in report.hosts()},
+    }
+    if not render:
+        return result
+    if as_json:
+        ui.print_json(result)
+    else:
+        ui.render_report(report)
+    if not report.ok:
+        raise FlopsError("", code=report.exit_code)
+    return result
 
 
 def clear_images(c: Any, host: str | None = None, yes: bool = False,
