@@ -39,8 +39,7 @@ def down(c, json=False):
             "yes": YES, "json": JSON})
 def reset(c, registry=False, db=False, service=None, build=False, recreate=False, yes=False,
           json=False):
-    """Restart the stack with fresh processes; registry images and databases survive unless
-    asked."""
+    """Restart the stack with fresh processes (data kept unless a flag says otherwise)."""
     cli.reset(c, registry=registry, db=db, service=service, build=build, recreate=recreate,
               yes=yes, as_json=json)
 
@@ -93,11 +92,14 @@ def prepare_learner(c, host=None, data_dir=None, image=None, json=False):
 
 
 @task(name="learner-data", help={
-    "host": HOST, "src": "parquet files, folders or globs, comma-separated",
-    "force": "copy files that are not parquet too", "json": JSON})
-def learner_data(c, src, host=None, force=False, json=False):
-    """Copy training data (parquet) into learners' data mounts, skipping unchanged files."""
-    cli.learner_data(c, host=host, src=src, force=force, as_json=json)
+    "tag": "the data tag learners request (FLOps' data_tags); files are stored as "
+    "<tag>.<stem>.parquet, the name the sidecar serves for it; with --list: only this tag",
+    "src": "parquet files, folders or globs, comma-separated",
+    "host": HOST, "list": "show per learner the tags and files its sidecar will serve, and "
+    "files that break it (non-zero exit if any)", "json": JSON})
+def learner_data(c, tag=None, src=None, host=None, list_=False, json=False):
+    """Copy Parquet data to learners under a data tag, or --list what their sidecars serve."""
+    cli.learner_data(c, host=host, src=src, tag=tag, listing=list_, as_json=json)
 
 
 @task(name="clear-images", help={"host": "[user@]host[:port], comma-separated; default: every "

@@ -279,19 +279,71 @@ def volume_mountpoint(name: str) -> str:
 
 
 def sha256_of(folder: str, names: Sequence[str]) -> str:
-    """``sha256sum`` of the files that exist among ``names`` in ``folder``."""
+    """SHA-256 of each of ``names`` that is a regular file in ``folder`` (a symbolic link is
+    skipped, never followed): one ``INDEX HASH`` line per file, INDEX its place in ``names``.
+
+    Names never reach the output, so any name parses back (``sha256sum`` would escape
+    names holding a backslash or a line break). Read it with ``parse_sha256_of``.
+    """
     if not names:
         return "true"
-    # "./$f": a file named "-" is a file, not stdin; sed drops the "./" again
-    return f"cd {q(folder)} && for f in {' '.join(q(n) for n in names)}; do " \
-           '[ -f "$f" ] && sha256sum -- "./$f" | sed "s#  \\./#  #"; done; true'
+    return (f"cd {q(folder)} && {{ i=0; for f in {' '.join(q(n) for n in names)}; do "
+            'if [ -f "$f" ] && [ ! -L "$f" ]; then h=$(sha256sum < "$f") && '
+            'printf \'%s %s\\n\' "$i" "${h%% *}"; fi; i=$((i+1)); done; true; }')
+
+
+def parse_sha256_of(stdout: str, names: Sequence[str]) -> dict[str, str]:
+    """``sha256_of`` output as ``name -> hex digest`` (files that were not there are absent)."""
+    found: dict[str, str] = {}
+    for line in stdout.splitlines():
+        index, _, digest = line.strip().partition(" ")
+        if index.isdigit() and int(index) < len(names) and len(digest) == 64:
+            found[names[int(index)]] = digest
+    return found
 
 
 def install_file(src: str, dest: str) -> str:
-    """Move an uploaded temp file into place (atomic rename within the destination folder)."""
-    tmp = f"{dest}.flops-tmp"
-    return all_of(cmd("cp", "--", src, tmp), cmd("chmod", "0644", tmp),
-                  cmd("mv", "-f", "--", tmp, dest), cmd("rm", "-f", "--", src))
+    """Move an uploaded file to ``dest`` (runs as root in a folder others may write to).
+
+    The bytes go to a fresh random name beside ``dest``, created with O_CREAT|O_EXCL and
+    O_NOFOLLOW (``dd conv=excl oflag=nofollow``): anything planted there, a symbolic link
+    included, makes the copy fail instead of being written through. The mode comes from the
+    umask (0644), so nothing is ever chmod-ed through a link. ``mv -T`` renames the new file
+    over ``dest`` atomically; rename(2) replaces a directory entry and never follows it. A
+    ``dest`` that is a symbolic link, or not a regular file, is refused. The uploaded file
+    is removed in every case.
+    """
+    folder = (dest.rsplit("/", 1)[0] or "/") if "/" in dest else "."
+    return (
+        f"umask 022; s={q(src)}; d={q(folder)}; f={q(dest)}; rc=1; "
+        'if [ ! -d "$d" ]; then echo "$d is not a directory" >&2; '
+        'elif [ -L "$f" ]; then echo "refusing to replace the symbolic link $f" >&2; '
+        'elif [ -e "$f" ] && [ ! -f "$f" ]; then echo "$f exists and is not a file" >&2; '
+        'elif t=$(mktemp -u "$d/.flops-tmp.XXXXXXXXXX"); then '
+        'if dd if="$s" of="$t" bs=1M conv=excl,fsync oflag=nofollow status=none '
+        '&& mv -f -T -- "$t" "$f"; then rc=0; else rm -f -- "$t"; fi; '
+        'fi; rm -f -- "$s"; [ "$rc" -eq 0 ]'
+    )
+
+
+def list_mount(folder: str) -> str:
+    """Every entry of ``folder``, dot files included, one line each, nothing followed:
+
+    ``KIND SIZE HEAD TAIL NAME``: KIND ``f`` regular file, ``l`` symbolic link, ``d``
+    directory, ``o`` anything else; SIZE in bytes (files only, else 0); HEAD and TAIL the
+    first and last four bytes of a file of at least 4 bytes, in hex (``-`` otherwise); NAME
+    in hex, so any name parses back. Read it with ``data.parse_listing``.
+    """
+    return (
+        f"cd {q(folder)} && for f in * .[!.]* ..?*; do "
+        'if [ -L "$f" ]; then k=l; elif [ -d "$f" ]; then k=d; elif [ -f "$f" ]; then k=f; '
+        'elif [ -e "$f" ]; then k=o; else continue; fi; s=0; h=-; e=-; '
+        'if [ "$k" = f ]; then s=$(wc -c < "$f" | tr -d " "); '
+        'if [ "$s" -ge 4 ]; then h=$(od -An -tx1 -N4 < "$f" | tr -d " \\n"); '
+        'e=$(tail -c 4 < "$f" | od -An -tx1 | tr -d " \\n"); fi; fi; '
+        'n=$(printf "%s" "$f" | od -An -tx1 | tr -d " \\n"); '
+        'printf "%s %s %s %s %s\\n" "$k" "$s" "$h" "$e" "$n"; done'
+    )
 
 
 MISSING_MARK = "@@flops-missing"

@@ -170,12 +170,12 @@ def recognise(apps: list[Application], ids: FlopsIds | None, user: str) -> list[
 
 def read_flops_db(s: Any) -> FlopsIds:
     """The ids in the stack's FLOps DB (raises pymongo's ``PyMongoError``)."""
-    from .stack import FLOPS_DB as DB
-    from .stack import Stack
+    from .stack import flopsdb
+    from .stack.project import FLOPS_DB, Project
 
-    client = Stack(s).mongo_client()
+    client = flopsdb.client(Project(s))
     try:
-        return read_flops_ids(client[DB])
+        return read_flops_ids(client[FLOPS_DB])
     finally:
         client.close()
 

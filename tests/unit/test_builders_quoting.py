@@ -62,7 +62,8 @@ EXEC_SETTINGS = settings(max_examples=60, deadline=None,
 STUBS = ("docker", "apt-get", "apt-cache", "NodeEngine", "curl", "systemctl", "service",
          "update-binfmts", "mount", "pidof", "ip", "timeout", "sudo", "ctr")
 TOOLS = ("sh", "bash", "touch", "mkdir", "chmod", "mv", "mktemp", "base64", "rm", "grep", "head",
-         "cat", "cp", "sleep", "sed", "ls", "true", "false", "id", "sha256sum")
+         "cat", "cp", "sleep", "sed", "ls", "true", "false", "id", "sha256sum", "od", "tr",
+         "tail", "wc", "dd")
 
 RECORDER = r"""#!/bin/sh
 # a stand-in for an external program: record argv (NUL-separated), one file per call
@@ -391,16 +392,48 @@ def test_sha256_of_hashes_exactly_the_named_files(box, folder, names, missing):
     base.mkdir()
     for n in names:
         (base / n).write_bytes(enc(n))
-    asked = [*names, missing] if missing not in names else names
+    (base / "link").symlink_to(base / names[0])
+    asked = [*names, missing, "link"] if missing not in names else [*names, "link"]
     ran = box.run(C.sha256_of(str(base), asked))
     assert ran.rc == 0, ran.stderr
-    # GNU sha256sum escapes names holding '\\' or a line break: compare the others exactly
-    plain = [n for n in names if not set(n) & {"\\", "\n", "\r"}]
-    lines = ran.stdout.split(b"\n")
-    for n in plain:
-        assert enc(f"{hashlib.sha256(enc(n)).hexdigest()}  {n}") in lines
-    assert len([ln for ln in lines if ln]) == len(names)
-    assert sorted(p.name for p in base.iterdir()) == sorted(names)
+    # every name parses back, backslashes and line breaks included; links are not followed
+    got = C.parse_sha256_of(ran.stdout.decode(), asked)
+    assert got == {n: hashlib.sha256(enc(n)).hexdigest() for n in names}
+    assert sorted(p.name for p in base.iterdir()) == sorted([*names, "link"])
+    assert_clean(ran)
+
+
+@EXEC_SETTINGS
+@given(names=st.lists(FILE_NAME, min_size=1, max_size=4, unique=True),
+       bodies=st.lists(st.binary(max_size=12), min_size=4, max_size=4))
+def test_list_mount_reports_every_entry_without_following_links(box, names, bodies):
+    from flops_tasks.data import parse_listing
+
+    base = Path(tempfile.mkdtemp(dir=box.root)) / "mount"
+    base.mkdir()
+    for n, body in zip(names, bodies, strict=False):
+        (base / n).write_bytes(body)
+    outside = base.parent / "outside"
+    outside.write_bytes(b"PAR1 secret PAR1")
+    (base / "zz-link").symlink_to(outside)
+    (base / "zz-dir").mkdir()
+    ran = box.run(C.list_mount(str(base)))
+    assert ran.rc == 0, ran.stderr
+    got = {e.raw: e for e in parse_listing(ran.stdout.decode())}
+    assert set(got) == {enc(n) for n in names} | {b"zz-link", b"zz-dir"}
+    for n, body in zip(names, bodies, strict=False):
+        e = got[enc(n)]
+        assert (e.kind, e.size) == ("f", len(body))
+        assert (e.head, e.tail) == ((body[:4].hex(), body[-4:].hex()) if len(body) >= 4
+                                    else ("-", "-"))
+    assert (got[b"zz-link"].kind, got[b"zz-link"].size, got[b"zz-link"].head) == ("l", 0, "-")
+    assert got[b"zz-dir"].kind == "d"
+    assert_clean(ran)
+
+
+def test_list_mount_of_a_missing_folder_fails(box):
+    ran = box.run(C.list_mount("/no/such/folder $(touch PWNED)"))
+    assert ran.rc != 0 and ran.stdout == b""
     assert_clean(ran)
 
 
