@@ -177,7 +177,7 @@ def ensure_workers(count: int, pubkey: str, progress: Progress,
         all=True, filters=[("label", f"{ROLE_LABEL}=worker")]))}
     wanted = dict(zip([worker_name(i) for i in range(1, count + 1)],
                       worker_kinds(count, kinds), strict=True))
-    for name, c in existing.items():
+    for name, c in list(existing.items()):
         kind = (c.config.labels or {}).get(KIND_LABEL, "docker")
         if wanted.get(name) != kind:
             progress(f"removing worker {name} ({kind})")
