@@ -88,9 +88,9 @@ def _docker() -> Any:
 
 
 def _call(action: Callable[[], Any]) -> Any:
-    from .stack import _docker_call
+    from .stack.project import docker_call
 
-    return _docker_call(action)
+    return docker_call(action)
 
 
 def worker_name(i: int) -> str:
@@ -340,7 +340,8 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
         raise FlopsError(f"--workers must be 1-{MAX_WORKERS}, got {workers}", code=2)
     paths = paths or default_paths()
     from . import locks
-    from .stack import Stack
+    from .stack.preflight import preflight
+    from .stack.project import Project
 
     started = time.monotonic()
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -364,10 +365,10 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
         from .config import settings
 
         s = settings(c)
-        stack = Stack(s, progress=progress)
-        stack.preflight(build=True)
-        stack.build()
-        stack.up()
+        project = Project(s, progress=progress)
+        preflight(project, build=True)
+        project.build()
+        project.start()
         push_sidecar(progress)
     return {
         "workers": [{"name": n, "ip": ip, "kind": kind} for n, ip, kind in nodes],
