@@ -216,8 +216,9 @@ def buildx_push_probe(registry: str, ref: str, platforms: str, builder: str, dri
         build = cmd("docker", "--context", builder, "buildx", "build")
     else:
         build = cmd("docker", "buildx", "build", "--builder", builder)
-    build += " " + cmd("--progress=plain", "--provenance=false", "--platform", platforms,
-                       "--push", "-t", f"{registry}/{ref}")
+    # --no-cache: a cached RUN step prints nothing, and proves nothing about QEMU today
+    build += " " + cmd("--progress=plain", "--provenance=false", "--no-cache", "--platform",
+                       platforms, "--push", "-t", f"{registry}/{ref}")
     # the docker driver also keeps the image in the engine's store: remove it again
     drop = quiet(cmd("docker", "image", "rm", "-f", f"{registry}/{ref}")) + "; " \
         if driver == "docker" else ""

@@ -313,8 +313,8 @@ def test_buildx_push_probe(box, registry, ref, platforms, builder, driver, amd64
     argv = ran.calls[0]
     head = (["docker", "--context", builder, "buildx", "build"] if driver == "docker"
             else ["docker", "buildx", "build", "--builder", builder])
-    assert argv[:-1] == [*head, "--progress=plain", "--provenance=false", "--platform",
-                         platforms, "--push", "-t", f"{registry}/{ref}"]
+    assert argv[:-1] == [*head, "--progress=plain", "--provenance=false", "--no-cache",
+                         "--platform", platforms, "--push", "-t", f"{registry}/{ref}"]
     context = argv[-1]
     assert context.startswith("/tmp/flops-push.") and not Path(context).exists()
     copy = next(ran.sandbox.glob("rec/ctx.*"))
