@@ -192,11 +192,26 @@ def _workers(value: Any) -> int:
     return int(text)
 
 
-def testbed_up(c: Any, workers: int | str | None = None, as_json: bool = False) -> dict:
+def _kinds(value: Any) -> list[str] | None:
+    """``--kind``: docker, containerd, or a comma list applied to the workers in order."""
+    from .errors import FlopsError
+    from .testbed import KINDS
+
+    if value is None:
+        return None
+    kinds = [k.strip() for k in str(value).split(",")]
+    if not kinds or any(k not in KINDS for k in kinds):
+        raise FlopsError(f"--kind must be {' or '.join(KINDS)} (or a comma list of them, one "
+                         f"per worker), got {value!r}", code=2)
+    return kinds
+
+
+def testbed_up(c: Any, workers: int | str | None = None, kind: str | None = None,
+               as_json: bool = False) -> dict:
     """Start (or reuse) the offline testbed and write .testbed/invoke.yaml."""
     from . import testbed, ui
 
-    summary = testbed.up(workers=_workers(workers), progress=ui.info)
+    summary = testbed.up(workers=_workers(workers), kinds=_kinds(kind), progress=ui.info)
     ui.render_testbed(summary, as_json=as_json)
     return summary
 
@@ -240,14 +255,21 @@ def _prep_context(s: Any, image: str | None = None, data_dir: str | None = None,
 
 def prepare(c: Any, roles: set[str] | None = None, host: str | None = None,
             data_dir: str | None = None, image: str | None = None, push_check: bool = False,
-            as_json: bool = False, title: str = "prepare", render: bool = True) -> Any:
-    """Prepare hosts for ``roles`` (None: each inventory host's own roles), in parallel."""
-    from . import ui
+            remove_check_tools: bool = False, as_json: bool = False, title: str = "prepare",
+            render: bool = True) -> Any:
+    """Prepare hosts for ``roles`` (None: each inventory host's own roles), in parallel.
+
+    ``remove_check_tools``: instead, purge what earlier push checks installed (buildah ...).
+    """
+    from . import ops, ui
+    from .errors import FlopsError
     from .hosts import select_targets
-    from .ops import prepare_host
     from .outcome import Report
     from .ssh import fan_out
 
+    if remove_check_tools and push_check:
+        raise FlopsError("--remove-check-tools removes what --push-check installs: give one "
+                         "of them", code=2)
     s = settings(c)
     ctx = _prep_context(s, image=image, data_dir=data_dir, push_check=push_check)
     role = next(iter(roles)) if roles and len(roles) == 1 else None
@@ -255,11 +277,20 @@ def prepare(c: Any, roles: set[str] | None = None, host: str | None = None,
     role_of = {t.label: (set(roles) if roles else set(t.roles)) for t in targets}
     targets = [t for t in targets if role_of[t.label]]
     report = Report(title, dry=is_dry(c))
+    plan: list[str] = []
+
+    def work(session: Any) -> list:
+        if remove_check_tools:
+            outcomes = ops.remove_check_tools(session)
+        else:
+            outcomes = ops.prepare_host(session, role_of[session.label], ctx)
+        plan.extend(f"{session.label}: {step}" for step in session.plan)
+        return outcomes
+
     with ui.LiveHosts(title, [t.label for t in targets]) as live:
-        report.extend(fan_out(
-            targets, lambda session: prepare_host(session, role_of[session.label], ctx),
-            ssh=s.ssh, config=c.config, dry=is_dry(c), observer=live, lock=not is_dry(c)))
-    return finish(report, as_json, render=render)
+        report.extend(fan_out(targets, work, ssh=s.ssh, config=c.config, dry=is_dry(c),
+                              observer=live, lock=not is_dry(c)))
+    return finish(report, as_json, plan=plan, render=render)
 
 
 # -- workflows ------------------------------------------------------------------------------
@@ -297,7 +328,9 @@ def bootstrap(c: Any, as_json: bool = False, render: bool = True) -> Any:
     report.notes.extend(stack_report.notes)
     if not stack_report.ok:
         return finish(report, as_json, render=render)
-    report.extend(prepare(c, roles=None, push_check=True, render=False).outcomes)
+    prepared = prepare(c, roles=None, push_check=True, render=False)
+    report.extend(prepared.outcomes)
+    report.notes.extend(prepared.notes)
     if dry:
         report.notes.append("doctor skipped in a dry run (nothing was changed to check)")
     else:
