@@ -175,6 +175,10 @@ def list_images(session: HostSession, registry: str, upstream: bool = True) -> H
     return HostImages(session.label, registry, upstream, tuple(stores))
 
 
+def _images(count: int) -> str:
+    return f"{count} image" + ("" if count == 1 else "s")
+
+
 def _what(listing: HostImages) -> str:
     return "; ".join(f"{s.name}: {', '.join(s.remove)}" for s in listing.stores if s.remove)
 
@@ -191,18 +195,18 @@ def remove_images(session: HostSession, listing: HostImages) -> list[Outcome]:
             continue
         if store.name == DOCKER:
             session.change(C.remove_images_docker(store.remove),
-                           f"docker image rm {len(store.remove)} images")
+                           f"docker image rm {_images(len(store.remove))}")
         else:
             session.change(C.remove_images_ctr(store.namespace, store.remove),
-                           f"ctr -n {store.namespace} images rm {len(store.remove)} images")
+                           f"ctr -n {store.namespace} images rm {_images(len(store.remove))}")
     if session.dry:
         return [changed(host, "clear-images",
-                        f"would remove {listing.to_remove} images: {_what(listing)}"), *kept]
+                        f"would remove {_images(listing.to_remove)}: {_what(listing)}"), *kept]
     again = list_images(session, listing.registry, listing.upstream)
     doomed = {(s.name, ref) for s in listing.stores for ref in s.remove}
     left = sorted(f"{ref} ({s.name})" for s in again.stores for ref in (*s.remove, *(
         r for r, _ in s.kept)) if (s.name, ref) in doomed)
     if left:
-        raise RemoteFailure(f"{len(left)} images are still there after removal: {left[0]}")
+        raise RemoteFailure(f"{_images(len(left))} still there after removal: {left[0]}")
     return [changed(host, "clear-images",
-                    f"removed {listing.to_remove} images: {_what(listing)}"), *kept]
+                    f"removed {_images(listing.to_remove)}: {_what(listing)}"), *kept]

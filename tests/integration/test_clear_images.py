@@ -87,7 +87,7 @@ def test_upstream_and_registry_images_go_images_in_use_stay(fresh, busybox):
     assert images_of(worker(1)) == before
 
     only = steps(inv("clear-images", "--host", "w1", "--registry-only", "--yes", "--json"), "w1")
-    assert only[0]["detail"] == f"removed 1 images: docker: {registry}/flops/learner:old"
+    assert only[0]["detail"] == f"removed 1 image: docker: {registry}/flops/learner:old"
     after_only = images_of(worker(1))
     assert after_only["docker"] == before["docker"] - {f"{registry}/flops/learner:old"}
     assert after_only["oakestra"] == before["oakestra"]

@@ -64,18 +64,24 @@ def test_doctor_names_a_learner_whose_sidecar_stopped_and_bootstrap_repairs_it(f
 
 
 def test_clear_images_lists_asks_and_keeps_the_running_sidecars_image(fresh_mixed):
-    """After bootstrap w1 holds the push probes' images (unused) and the sidecar's (in use);
-    w2 has no Docker at all."""
+    """After bootstrap w1 holds the sidecar's image (in use) and here a stale one from the
+    registry; w2 has no Docker at all."""
     registry = f"{fresh_mixed['gateway']}:5073"
     sidecar = f"{registry}/flops/ml-data-server:offline"
+    in_worker(worker(1), "d=$(mktemp -d) && cd $d && echo stale > f && "
+                         "printf 'FROM scratch\\nCOPY f /f\\n' > Dockerfile && "
+                         f"docker build -q -t {registry}/flops/stale:1 . >/dev/null && "
+                         "cd / && rm -rf $d")
     res = inv("clear-images", "--host", "w1")
-    assert res.returncode == 3 and "This will delete: w1: " in res.stderr
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert f"This will delete: w1: {registry}/flops/stale:1 (docker)" in res.stderr
     assert sidecar not in res.stderr
     res = inv("clear-images", "--host", "w1,w2", "--yes", "--json")
     assert res.returncode == 0, res.stdout + res.stderr
     hosts = json.loads(res.stdout)["hosts"]
     rows = hosts["w1"]["steps"]
-    assert rows[0]["status"] == "changed" and rows[0]["detail"].startswith("removed ")
+    assert rows[0]["status"] == "changed"
+    assert rows[0]["detail"] == f"removed 1 image: docker: {registry}/flops/stale:1"
     assert {"step": "kept", "status": "ok", "changed": False, "host": "w1",
             "detail": f"{sidecar} (docker): in use by running container ml_data_server"} in rows
     left = in_worker(worker(1), f"docker image ls --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | "

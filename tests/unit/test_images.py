@@ -185,5 +185,11 @@ def test_dry_run_plans_and_removes_nothing():
 
 def test_images_still_there_after_removal_fail_the_host():
     s = session(broken_rm=True)
-    with pytest.raises(RemoteFailure, match="3 images are still there after removal"):
+    with pytest.raises(RemoteFailure, match="3 images still there after removal"):
         I.remove_images(s, I.list_images(s, REG))
+
+
+def test_one_image_is_one_image():
+    s = FakeSession(docker={f"{GH}image-builder:latest": ID_A}, running=[], ctr={})
+    (row,) = I.remove_images(s, I.list_images(s, REG))
+    assert row.detail == f"removed 1 image: docker: {GH}image-builder:latest"
