@@ -403,11 +403,14 @@ def ensure_system_manager(gateway: str, progress: Progress, timeout: float = 30)
     image_id = _call(lambda: docker.image.inspect(SYSTEM_MANAGER_IMAGE)).id
     if _call(lambda: docker.container.exists(SYSTEM_MANAGER)):
         current = _call(lambda: docker.container.inspect(SYSTEM_MANAGER))
+        bindings = (current.host_config.port_bindings or {}).get(f"{SYSTEM_MANAGER_PORT}/tcp")
         fine = (current.state.running and current.image == image_id
-                and NETWORK in (current.network_settings.networks or {}))
+                and NETWORK in (current.network_settings.networks or {})
+                and [b.host_ip for b in bindings or []] == [gateway])
         if fine:
             return wait_system_manager(gateway, timeout)
-        progress(f"replacing container {SYSTEM_MANAGER} (stand-in image changed or stopped)")
+        progress(f"replacing container {SYSTEM_MANAGER} (stand-in image, network or address "
+                 "changed, or it stopped)")
         _call(lambda: docker.container.remove(SYSTEM_MANAGER, force=True))
     progress(f"starting the System Manager stand-in {SYSTEM_MANAGER} on "
              f"{gateway}:{SYSTEM_MANAGER_PORT}")

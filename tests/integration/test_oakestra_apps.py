@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pymongo
 import pytest
+import yaml
 
 from flops_tasks import testbed as tb
 
-from .helpers import ROOT, inv
+from .helpers import ROOT, TESTBED_CONFIG, inv
 
 pytestmark = pytest.mark.integration
 
@@ -62,8 +63,15 @@ KEPT = {SHOP_ID, MYPROJ_ID, ALICE_ID}
 
 
 # -- the stand-in and the FLOps DB ---------------------------------------------------------
-def sm_url(testbed) -> str:
-    return f"http://{testbed['gateway']}:{tb.SYSTEM_MANAGER_PORT}"
+def gateway() -> str:
+    """SYSTEM_MANAGER_IP of the current testbed config (an earlier module may have made a
+    new testbed, on a new network, since the session's fixture started)."""
+    config = yaml.safe_load(TESTBED_CONFIG.read_text())
+    return config["flops"]["addresses"]["system_manager_ip"]
+
+
+def sm_url(_testbed=None) -> str:
+    return f"http://{gateway()}:{tb.SYSTEM_MANAGER_PORT}"
 
 
 def http(url: str, method: str = "GET", payload=None, token: str | None = None):
@@ -175,7 +183,7 @@ def test_the_stand_in_is_the_testbeds_system_manager(testbed):
     assert info["Config"]["Labels"]["org.flops-tasks.stand-in"] == "oakestra system manager"
     assert tb.NETWORK in info["NetworkSettings"]["Networks"]
     bindings = info["HostConfig"]["PortBindings"]["10000/tcp"]
-    assert bindings == [{"HostIp": testbed["gateway"], "HostPort": "10000"}]
+    assert bindings == [{"HostIp": gateway(), "HostPort": "10000"}]
     # the FLOps manager (its container on the same network) reaches it by name
     manager = subprocess.run(["docker", "ps", "-q", "--filter",
                               "label=com.docker.compose.service=flops_manager", "--filter",
@@ -303,7 +311,7 @@ def test_bad_input_is_one_line_and_deletes_nothing(testbed):
         assert_one_line(res, f"{sm_url(testbed)} does not answer", "SYSTEM_MANAGER_IP")
     finally:
         subprocess.run(["docker", "start", tb.SYSTEM_MANAGER], check=True, capture_output=True)
-        tb.wait_system_manager(testbed["gateway"])
+        tb.wait_system_manager(gateway())
     assert state(testbed)["deleted"] == []
 
     db = subprocess.run(["docker", "ps", "-q", "--filter",
