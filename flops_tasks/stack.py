@@ -70,6 +70,8 @@ class ContainerView:
     health: str
     published: tuple[tuple[str, int], ...]
     config_hash: str = ""
+    addon_ref: str = ""  # image label: the addon-FLOps ref a FLOps image was built from
+    stand_in: str = ""  # image label: what a testbed stand-in stands in for
 
     @property
     def running(self) -> bool:
@@ -92,6 +94,8 @@ class ContainerView:
             health=((state.get("Health") or {}).get("Status") or ""),
             published=published,
             config_hash=labels.get("com.docker.compose.config-hash", ""),
+            addon_ref=labels.get("org.flops-tasks.addon-ref", ""),
+            stand_in=labels.get("org.flops-tasks.stand-in", ""),
         )
 
 
@@ -270,8 +274,10 @@ class Stack:
         outcomes.append((changed if created else ok)(STACK, "network", how))
         if build and self.builds_from_addon():
             from .addon import ensure_checkout
+            from .build_context import ensure_manager_context
 
             outcomes.append(ensure_checkout(self.s, dry=self.dry, plan=self.plan))
+            outcomes.append(ensure_manager_context(self.s, dry=self.dry, plan=self.plan))
         if not build and not self.dry and not complete:
             missing = self.missing_images()
             if missing:
@@ -281,12 +287,12 @@ class Stack:
 
     def builds_from_addon(self) -> bool:
         """True when the manager is built from the addon-FLOps checkout (not an override)."""
-        import os
+        from .build_context import manager_context_dir
 
         config = _docker_call(lambda: self.docker.compose.config(return_json=True))
         build = ((config.get("services") or {}).get("flops_manager") or {}).get("build") or {}
         context = str(build.get("context", "")) if isinstance(build, dict) else str(build)
-        return context.startswith(os.path.expanduser(self.s.addon_path))
+        return context == str(manager_context_dir(self.s))
 
     def missing_images(self) -> list[str]:
         config = _docker_call(lambda: self.docker.compose.config(return_json=True))
@@ -541,6 +547,8 @@ class Stack:
                 "state": c.state,
                 "health": c.health,
                 "ports": _port_ranges(set(c.published)),
+                "addon_ref": c.addon_ref,
+                "stand_in": c.stand_in,
             })
         return rows
 

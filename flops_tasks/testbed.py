@@ -1,9 +1,12 @@
 """The offline testbed: worker nodes as containers (sshd + dockerd) and the management stack.
 
-Everything is built locally from Debian packages (no container registry is needed): Debian
-base images with debootstrap, a worker image, and offline stand-ins for the stack's images.
-Everything created carries the label ``org.flops-tasks.testbed``; ``down`` removes exactly
-that. ``up`` writes ``.testbed/invoke.yaml``, a config that points every task at the testbed.
+Everything is built locally (no container registry is needed): Debian base images with
+debootstrap, a worker image, the stack's images from Debian packages (testbed/), and
+upstream's real FLOps manager and ml_data_server from the upstream addon-FLOps tarball, with
+Python packages from a wheelhouse this host's pip fills (flops_tasks/wheelhouse.py). Only
+flops_db is a stand-in (MongoDB is not in Debian). Everything created carries the label
+``org.flops-tasks.testbed``; ``down`` removes exactly that. ``up`` writes
+``.testbed/invoke.yaml``, a config that points every task at the testbed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import build_context, wheelhouse
 from .config import ADDRESS_VARS, DEFAULTS, PROJECT_ROOT
 from .errors import FlopsError
 
@@ -27,8 +31,13 @@ NETWORK = "flops-testbed"
 PREFIX = "flops-testbed"
 BASE_IMAGE = "flops-testbed/base:{suite}"
 WORKER_IMAGE = "flops-testbed/worker:1"
-SIDECAR_IMAGE = "flops-offline/ml_data_server:1"
+MANAGER_IMAGE = "flops-testbed/flops_manager:1"  # built by compose (testbed/testbed.compose.yml)
+SIDECAR_IMAGE = "flops-testbed/ml_data_server:1"
 SIDECAR_REPO = "flops/ml-data-server:offline"
+MANAGER = "flops_manager"
+# Upstream addon-FLOps at the pinned ref, kept beside the project as test data.
+UPSTREAM_DIR_VAR = "FLOPS_UPSTREAM_DIR"
+UPSTREAM_DIR = PROJECT_ROOT.parent / "shared" / "upstream"
 PROJECT = "flops_testbed"
 MIRROR = "http://deb.debian.org/debian"
 MAX_WORKERS = 16
@@ -66,6 +75,11 @@ class Paths:
     @property
     def env_file(self) -> Path:
         return self.root / "flops.env"
+
+    @property
+    def build(self) -> Path:
+        """Build contexts staged by ``up`` (testbed/testbed.compose.yml names the manager's)."""
+        return self.root / "build"
 
 
 def default_paths() -> Paths:
@@ -118,13 +132,75 @@ def ensure_base_image(suite: str, progress: Progress, mirror: str = MIRROR) -> b
     return True
 
 
-def build_image(context: Path, tag: str, progress: Progress) -> None:
+def build_image(context: Path, tag: str, progress: Progress,
+                build_args: dict[str, str] | None = None) -> None:
     """Build (cached by Docker) with the testbed label."""
     docker = _docker()
     exists = _call(lambda: docker.image.exists(tag))
     progress(f"{'checking' if exists else 'building'} image {tag}")
     _call(lambda: docker.build(str(context), tags=[tag], labels={LABEL: "1"}, progress=False,
-                               load=True))
+                               load=True, build_args=build_args or {}))
+
+
+# -- images from upstream's code ---------------------------------------------------------
+def upstream_tarball() -> Path:
+    """Where the upstream addon-FLOps source at the pinned ref is expected."""
+    folder = Path(os.environ.get(UPSTREAM_DIR_VAR) or UPSTREAM_DIR)
+    return folder / f"addon-FLOps-{DEFAULTS['addon']['ref'][:7]}.tar.gz"
+
+
+def unpack_upstream(tarball: Path, dest: Path) -> Path:
+    """Unpack the tarball into ``dest`` (emptied first); returns the addon-FLOps tree."""
+    import tarfile
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    try:
+        with tarfile.open(tarball) as tar:
+            tar.extractall(dest, filter="data")
+    except (OSError, tarfile.TarError) as exc:
+        raise FlopsError(f"cannot unpack {tarball} ({exc}): replace it with the addon-FLOps "
+                         "source tarball of the pinned ref") from None
+    roots = [p for p in dest.iterdir() if p.is_dir()]
+    if len(roots) != 1:
+        raise FlopsError(f"{tarball} does not hold one addon-FLOps folder: replace it")
+    return roots[0]
+
+
+def upstream_images(paths: Paths, progress: Progress) -> dict[str, str]:
+    """Prepare the images made from upstream's code: service/image -> how it is provided.
+
+    ``build``: the manager's context is staged, compose builds it with the stack;
+    ``built``: the ml_data_server image was built here; ``reused``: no tarball, but an
+    image from an earlier run exists; ``missing``: neither (the testbed runs without it).
+    """
+    docker = _docker()
+    tarball = upstream_tarball()
+    ref = DEFAULTS["addon"]["ref"]
+    if not tarball.is_file():
+        have = {MANAGER: _call(lambda: docker.image.exists(MANAGER_IMAGE)),
+                "ml_data_server": _call(lambda: docker.image.exists(SIDECAR_IMAGE))}
+        states = {name: "reused" if ok else "missing" for name, ok in have.items()}
+        reused = [n for n, st in states.items() if st == "reused"]
+        missing = [n for n, st in states.items() if st == "missing"]
+        progress(f"upstream addon-FLOps source not found at {tarball} (set {UPSTREAM_DIR_VAR} "
+                 "to the folder holding it): "
+                 + "; ".join([*([f"reusing the built {', '.join(reused)}"] if reused else []),
+                              *([f"running without {' and '.join(missing)}"] if missing
+                                else [])]))
+        return states
+    root = unpack_upstream(tarball, paths.build / "upstream")
+    contexts = {}
+    for recipe in (build_context.MANAGER, build_context.SIDECAR):
+        wheels, filled = wheelhouse.ensure(recipe.requirements, progress)
+        if not filled:
+            progress(f"wheelhouse for {recipe.name} in place ({wheels})")
+        contexts[recipe.name] = paths.build / recipe.name
+        build_context.stage(recipe, root, contexts[recipe.name], wheels)
+    build_image(contexts["ml_data_server"], SIDECAR_IMAGE, progress,
+                build_args={"FLOPS_ADDON_REF": ref})
+    return {MANAGER: "build", "ml_data_server": "built"}
 
 
 # -- workers --------------------------------------------------------------------------
@@ -243,8 +319,7 @@ def testbed_config(paths: Paths, workers: list[tuple[str, str]], gateway: str) -
             "addresses": {var.lower(): gateway for var in ADDRESS_VARS},
             "stack": {
                 "project": PROJECT,
-                "overrides": [str(PROJECT_ROOT / "compose" / "offline.compose.yml"),
-                              str(PROJECT_ROOT / "testbed" / "testbed.compose.yml")],
+                "overrides": [str(PROJECT_ROOT / "testbed" / "testbed.compose.yml")],
                 "env_file": str(paths.env_file),
                 "network": NETWORK,
             },
@@ -325,8 +400,7 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
         for suite in ("bookworm", "trixie"):
             ensure_base_image(suite, progress, mirror)
         build_image(PROJECT_ROOT / "testbed" / "worker", WORKER_IMAGE, progress)
-        build_image(PROJECT_ROOT / "compose" / "offline" / "ml_data_server", SIDECAR_IMAGE,
-                    progress)
+        upstream = upstream_images(paths, progress)
         pubkey = ensure_key(paths)
         _, gateway = ensure_network()
         nodes = ensure_workers(workers, pubkey, progress)
@@ -338,20 +412,30 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
 
         s = settings(c)
         stack = Stack(s, progress=progress)
-        stack.preflight(build=True)
-        stack.build()
-        stack.up()
-        push_sidecar(progress)
+        start_stack(stack, upstream)
+        if upstream["ml_data_server"] != "missing":
+            push_sidecar(progress)
     return {
         "workers": [{"name": n, "ip": ip} for n, ip in nodes],
         "gateway": gateway,
         "config": str(paths.config),
+        "upstream": upstream,
         "seconds": round(time.monotonic() - started, 1),
     }
 
 
+def start_stack(stack: Any, upstream: dict[str, str]) -> None:
+    """Build the stack's images (the manager too when its context is staged) and start it."""
+    from .stack import SERVICES
+
+    others = [svc for svc in SERVICES if svc != MANAGER]
+    stack.preflight(build=True)
+    stack.build(services=None if upstream[MANAGER] == "build" else others)
+    stack.up(services=others if upstream[MANAGER] == "missing" else None)
+
+
 def push_sidecar(progress: Progress) -> None:
-    """Serve the ml_data_server stand-in from the FLOps registry (learners pull it)."""
+    """Serve upstream's ml_data_server from the FLOps registry (learners pull it)."""
     docker = _docker()
     local = f"127.0.0.1:{DEFAULTS['registry']['port']}/{SIDECAR_REPO}"
     _call(lambda: docker.image.tag(SIDECAR_IMAGE, local))
