@@ -39,8 +39,7 @@ def down(c, json=False):
             "yes": YES, "json": JSON})
 def reset(c, registry=False, db=False, service=None, build=False, recreate=False, yes=False,
           json=False):
-    """Restart the stack with fresh processes; registry images and databases survive unless
-    asked."""
+    """Restart the stack with fresh processes (data kept unless a flag says otherwise)."""
     cli.reset(c, registry=registry, db=db, service=service, build=build, recreate=recreate,
               yes=yes, as_json=json)
 

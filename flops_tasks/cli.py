@@ -31,11 +31,11 @@ def env(c: Any, as_json: bool = False, quiet: bool = False) -> dict[str, str]:
 
 
 # -- the management stack ---------------------------------------------------------------
-def _stack(c: Any, s: Any = None) -> Any:
+def _project(c: Any, s: Any = None) -> Any:
     from . import ui
-    from .stack import Stack
+    from .stack.project import Project
 
-    return Stack(s or settings(c), dry=is_dry(c), progress=ui.info)
+    return Project(s or settings(c), dry=is_dry(c), progress=ui.info)
 
 
 def _stack_lock(s: Any) -> Any:
@@ -45,7 +45,7 @@ def _stack_lock(s: Any) -> Any:
 
 
 def finish(report: Any, as_json: bool = False, plan: list[str] | None = None,
-            render: bool = True) -> Any:
+           render: bool = True) -> Any:
     """Render once (unless a composing caller renders); exit non-zero when anything failed."""
     from . import ui
     from .errors import FlopsError
@@ -60,29 +60,6 @@ def finish(report: Any, as_json: bool = False, plan: list[str] | None = None,
     return report
 
 
-def up(c: Any, build: bool = False, as_json: bool = False, render: bool = True) -> Any:
-    """Env + preflight, start the stack, wait until every service is healthy."""
-    from .outcome import Report
-
-    s = settings(c)
-    stack = _stack(c, s)
-    report = Report("up", dry=stack.dry)
-    with _stack_lock(s):
-        _, outcomes = stack.preflight(build=build)
-        report.extend(outcomes)
-        report.extend(stack.up(build=build))
-    if not stack.dry:
-        report.notes.append("endpoints: " + ", ".join(
-            f"{row['service']} {' '.join(row['ports'])}" for row in stack.status()))
-    return finish(report, as_json, stack.plan, render)
-
-
-def down(c: Any, as_json: bool = False, render: bool = True) -> Any:
-    """Stop the stack; every volume is kept."""
-    return _stack_task(c, "down", lambda stack: stack.down(),
-                       as_json=as_json, render=render)
-
-
 def _confirm_deletion(what: list[str], yes: bool, dry: bool) -> None:
     from . import ui
     from .errors import FlopsError
@@ -94,116 +71,110 @@ def _confirm_deletion(what: list[str], yes: bool, dry: bool) -> None:
         raise FlopsError("nothing deleted: confirm on a terminal or pass --yes", code=3)
 
 
-def reset(c: Any, registry: bool = False, db: bool = False, service: str | None = None,
-          build: bool = False, recreate: bool = False, yes: bool = False,
-          as_json: bool = False, render: bool = True) -> Any:
-    """Fresh processes for the whole stack (``recreate``: down + up); registry images and
-    databases survive unless a flag says otherwise."""
-    from .errors import FlopsError
-    from .outcome import Report, changed
-    from .stack import SERVICES
-
-    s = settings(c)
-    if service is not None and service not in SERVICES:
-        raise FlopsError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}",
-                         code=2)
-    if service and (registry or db or recreate):
-        raise FlopsError("--service restarts one service and keeps all data: use it without "
-                         "--registry/--db/--recreate", code=2)
-    stack = _stack(c, s)
-    what = []
-    if registry:
-        volume = stack.volume_name("registry_data")
-        what.append(f"every image in the FLOps registry (volume {volume})")
-    if db:
-        what.append("every collection of the FLOps manager database 'flops'")
-    report = Report("reset", dry=stack.dry)
-    with _stack_lock(s):
-        _confirm_deletion(what, yes, stack.dry)
-        _, outcomes = stack.preflight(build=build or bool(service))
-        report.extend(outcomes)
-        if service:
-            report.extend(stack.up(build=True, services=[service], no_deps=True))
-            return finish(report, as_json, stack.plan, render)
-        if recreate:
-            report.extend(stack.down())
-        if registry:
-            stack.drop_registry()
-        report.extend(stack.up(build=build) if recreate else stack.restart(
-            build=build, recreate=("flops_image_registry",) if registry else ()))
-        if registry and not stack.dry:
-            stack.verify_registry_empty()
-            report.extend([changed("stack", "clear-registry", "registry storage emptied")])
-        if db:
-            report.extend(stack.redb())
-    return finish(report, as_json, stack.plan, render)
-
-
 def _stack_task(c: Any, title: str, action: Any, deletes: Any = None, yes: bool = False,
                 as_json: bool = False, render: bool = True, needs_docker: bool = True) -> Any:
     """Lock the stack, list what ``action`` deletes and ask, check Docker, run it, render."""
     from .outcome import Report
 
     s = settings(c)
-    stack = _stack(c, s)
-    report = Report(title, dry=stack.dry)
+    project = _project(c, s)
+    report = Report(title, dry=project.dry)
     with _stack_lock(s):
         if deletes is not None:
-            _confirm_deletion(deletes(stack), yes, stack.dry)
+            _confirm_deletion(deletes(project), yes, project.dry)
         if needs_docker:
-            stack.check_docker()
-        report.extend(action(stack))
-    return finish(report, as_json, stack.plan, render)
+            project.check_docker()
+        report.extend(action(project))
+    return finish(report, as_json, project.plan, render)
+
+
+def up(c: Any, build: bool = False, as_json: bool = False, render: bool = True) -> Any:
+    """Env + preflight, start the stack, wait until every service is healthy."""
+    from .stack import health, lifecycle
+
+    report = _stack_task(c, "up", lambda project: lifecycle.up(project, build=build),
+                         needs_docker=False, render=False)
+    if not report.dry and report.ok:
+        rows = health.status(_project(c))
+        report.notes.append("endpoints: " + ", ".join(
+            f"{row['service']} {' '.join(map(str, row['ports']))}" for row in rows))
+    return finish(report, as_json, render=render)
+
+
+def down(c: Any, as_json: bool = False, render: bool = True) -> Any:
+    """Stop the stack; every volume is kept."""
+    from .stack import lifecycle
+
+    return _stack_task(c, "down", lifecycle.down, as_json=as_json, render=render)
+
+
+def reset(c: Any, registry: bool = False, db: bool = False, service: str | None = None,
+          build: bool = False, recreate: bool = False, yes: bool = False,
+          as_json: bool = False, render: bool = True) -> Any:
+    """Fresh processes for the whole stack (``recreate``: down + up); registry images and
+    databases survive unless a flag says otherwise."""
+    from .errors import FlopsError
+    from .stack import lifecycle
+    from .stack.project import unknown_service
+
+    unknown_service(service)
+    if service and (registry or db or recreate):
+        raise FlopsError("--service restarts one service and keeps all data: use it without "
+                         "--registry/--db/--recreate", code=2)
+    if service:
+        return _stack_task(c, "reset", lambda project: lifecycle.rebuild_service(
+            project, service), as_json=as_json, render=render, needs_docker=False)
+    return _stack_task(
+        c, "reset", lambda project: lifecycle.reset(project, registry_too=registry, db=db,
+                                                    build=build, recreate=recreate),
+        deletes=lambda project: lifecycle.what_reset_deletes(project, registry, db),
+        yes=yes, as_json=as_json, render=render, needs_docker=False)
 
 
 def clear_registry(c: Any, yes: bool = False, as_json: bool = False, render: bool = True) -> Any:
     """Empty the FLOps registry's storage and restart it."""
-    return _stack_task(
-        c, "clear-registry", lambda stack: stack.clear_registry(),
-        deletes=lambda stack: [f"every image in the FLOps registry (volume "
-                               f"{stack.volume_name('registry_data')})"],
-        yes=yes, as_json=as_json, render=render)
+    from .stack import registry
+
+    return _stack_task(c, "clear-registry", registry.clear,
+                       deletes=lambda project: [registry.what_clear_deletes(project)],
+                       yes=yes, as_json=as_json, render=render)
 
 
 def redb(c: Any, yes: bool = False, as_json: bool = False, render: bool = True) -> Any:
     """Empty the FLOps manager database (Mongo database 'flops') only."""
-    return _stack_task(
-        c, "redb", lambda stack: stack.redb(), needs_docker=False,
-        deletes=lambda stack: ["every collection of the FLOps manager database 'flops' "
-                               "(MLflow, registry and artifacts are kept)"],
-        yes=yes, as_json=as_json, render=render)
+    from .stack import flopsdb
+
+    return _stack_task(c, "redb", flopsdb.redb, deletes=lambda project: [flopsdb.WHAT],
+                       yes=yes, as_json=as_json, render=render)
 
 
 def status(c: Any, as_json: bool = False) -> list[dict]:
     """Every service with state, health and published ports."""
     from . import ui
+    from .stack import health
 
-    stack = _stack(c)
-    stack.check_docker()
-    rows = stack.status()
+    project = _project(c)
+    project.check_docker()
+    rows = health.status(project)
     ui.render_status(rows, as_json=as_json)
     return rows
 
 
 def logs(c: Any, service: str | None = None, follow: bool = False, tail: str = "200") -> None:
     """Show the stack's logs (one service, or all)."""
-    from .errors import FlopsError
-    from .stack import SERVICES, _docker_call
-
-    if service is not None and service not in SERVICES:
-        raise FlopsError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}",
-                         code=2)
-    stack = _stack(c)
-    stack.check_docker()
     from . import ui
+    from .stack.project import docker_call, unknown_service
 
+    unknown_service(service)
+    project = _project(c)
+    project.check_docker()
+    services = [service] if service else []
     if follow:
-        for _, line in _docker_call(lambda: stack.docker.compose.logs(
-                services=[service] if service else [], follow=True, stream=True, tail=tail)):
+        for _, line in docker_call(lambda: project.docker.compose.logs(
+                services=services, follow=True, stream=True, tail=tail)):
             ui.raw(line)
         return
-    ui.raw(_docker_call(lambda: stack.docker.compose.logs(
-        services=[service] if service else [], tail=tail)))
+    ui.raw(docker_call(lambda: project.docker.compose.logs(services=services, tail=tail)))
 
 
 # -- the offline testbed ------------------------------------------------------------------
@@ -301,7 +272,9 @@ def doctor(c: Any, as_json: bool = False, render: bool = True) -> Any:
 
     s = settings(c)
     report = Report("doctor")
-    report.extend(_stack(c, s).doctor())
+    from .stack import health
+
+    report.extend(health.doctor(_project(c, s)))
     ctx = _prep_context(s)
     targets = [t for t in s.inventory if t.roles]
     if not targets:

@@ -93,9 +93,9 @@ def _docker() -> Any:
 
 
 def _call(action: Callable[[], Any]) -> Any:
-    from .stack import _docker_call
+    from .stack.project import docker_call
 
-    return _docker_call(action)
+    return docker_call(action)
 
 
 def worker_name(i: int) -> str:
@@ -390,7 +390,7 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
         raise FlopsError(f"--workers must be 1-{MAX_WORKERS}, got {workers}", code=2)
     paths = paths or default_paths()
     from . import locks
-    from .stack import Stack
+    from .stack.project import Project
 
     started = time.monotonic()
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -411,8 +411,8 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
         from .config import settings
 
         s = settings(c)
-        stack = Stack(s, progress=progress)
-        start_stack(stack, upstream)
+        project = Project(s, progress=progress)
+        start_stack(project, upstream)
         if upstream["ml_data_server"] != "missing":
             push_sidecar(progress)
     return {
@@ -424,14 +424,15 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
     }
 
 
-def start_stack(stack: Any, upstream: dict[str, str]) -> None:
+def start_stack(project: Any, upstream: dict[str, str]) -> None:
     """Build the stack's images (the manager too when its context is staged) and start it."""
-    from .stack import SERVICES
+    from .stack.preflight import preflight
+    from .stack.project import SERVICES
 
     others = [svc for svc in SERVICES if svc != MANAGER]
-    stack.preflight(build=True)
-    stack.build(services=None if upstream[MANAGER] == "build" else others)
-    stack.up(services=others if upstream[MANAGER] == "missing" else None)
+    preflight(project, build=True)
+    project.build(services=None if upstream[MANAGER] == "build" else others)
+    project.start(services=others if upstream[MANAGER] == "missing" else None)
 
 
 def push_sidecar(progress: Progress) -> None:
