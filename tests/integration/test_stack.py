@@ -386,3 +386,33 @@ def test_manager_is_unhealthy_while_its_broker_is_down(testbed):
     # manager back, and it is healthy again once the broker is
     wait_for("flops_manager", {"healthy"}, 120)
     assert inspect("flops_manager")["RestartCount"] > restarts
+
+
+def test_the_testbeds_ml_data_server_is_upstreams_flight_server(testbed):
+    """The image the testbed pushes for learners runs upstream's Arrow Flight server."""
+    rel = "ml_data_server/flight_server/main.py"
+    name = f"flops-sidecar-probe-{uuid.uuid4().hex[:6]}"
+    sh("docker", "run", "-d", "--name", name, "--label", f"{tb.LABEL}=1", tb.SIDECAR_IMAGE)
+    try:
+        inside = sh("docker", "exec", name, "sha256sum", f"/{rel}").split()[0]
+        assert inside == hashlib.sha256(upstream_file(rel)).hexdigest()
+        client = """
+import json, time
+import pyarrow as pa, pyarrow.flight as flight, pyarrow.parquet as pq
+for tag, rows in (("mnist", [1, 2, 3]), ("other", [9])):
+    pq.write_table(pa.table({"x": rows}), f"/ml_data_server_volume/{tag}.part1.parquet")
+for _ in range(100):
+    try:
+        client = flight.connect("grpc://127.0.0.1:11027")
+        infos = list(client.list_flights(json.dumps({"data_tags": ["mnist"]}).encode()))
+        break
+    except flight.FlightUnavailableError:
+        time.sleep(0.1)
+[info] = infos
+table = client.do_get(info.endpoints[0].ticket).read_all()
+print(info.descriptor.path[0].decode(), table.column("x").to_pylist())
+"""
+        out = sh("docker", "exec", name, "python", "-c", client).strip()
+        assert out == "mnist.part1.parquet [1, 2, 3]"
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
