@@ -192,11 +192,26 @@ def _workers(value: Any) -> int:
     return int(text)
 
 
-def testbed_up(c: Any, workers: int | str | None = None, as_json: bool = False) -> dict:
+def _kinds(value: Any) -> list[str] | None:
+    """``--kind``: docker, containerd, or a comma list applied to the workers in order."""
+    from .errors import FlopsError
+    from .testbed import KINDS
+
+    if value is None:
+        return None
+    kinds = [k.strip() for k in str(value).split(",")]
+    if not kinds or any(k not in KINDS for k in kinds):
+        raise FlopsError(f"--kind must be {' or '.join(KINDS)} (or a comma list of them, one "
+                         f"per worker), got {value!r}", code=2)
+    return kinds
+
+
+def testbed_up(c: Any, workers: int | str | None = None, kind: str | None = None,
+               as_json: bool = False) -> dict:
     """Start (or reuse) the offline testbed and write .testbed/invoke.yaml."""
     from . import testbed, ui
 
-    summary = testbed.up(workers=_workers(workers), progress=ui.info)
+    summary = testbed.up(workers=_workers(workers), kinds=_kinds(kind), progress=ui.info)
     ui.render_testbed(summary, as_json=as_json)
     return summary
 
@@ -240,14 +255,21 @@ def _prep_context(s: Any, image: str | None = None, data_dir: str | None = None,
 
 def prepare(c: Any, roles: set[str] | None = None, host: str | None = None,
             data_dir: str | None = None, image: str | None = None, push_check: bool = False,
-            as_json: bool = False, title: str = "prepare", render: bool = True) -> Any:
-    """Prepare hosts for ``roles`` (None: each inventory host's own roles), in parallel."""
-    from . import ui
+            remove_check_tools: bool = False, as_json: bool = False, title: str = "prepare",
+            render: bool = True) -> Any:
+    """Prepare hosts for ``roles`` (None: each inventory host's own roles), in parallel.
+
+    ``remove_check_tools``: instead, purge what earlier push checks installed (buildah ...).
+    """
+    from . import ops, ui
+    from .errors import FlopsError
     from .hosts import select_targets
-    from .ops import prepare_host
     from .outcome import Report
     from .ssh import fan_out
 
+    if remove_check_tools and push_check:
+        raise FlopsError("--remove-check-tools removes what --push-check installs: give one "
+                         "of them", code=2)
     s = settings(c)
     ctx = _prep_context(s, image=image, data_dir=data_dir, push_check=push_check)
     role = next(iter(roles)) if roles and len(roles) == 1 else None
@@ -255,11 +277,20 @@ def prepare(c: Any, roles: set[str] | None = None, host: str | None = None,
     role_of = {t.label: (set(roles) if roles else set(t.roles)) for t in targets}
     targets = [t for t in targets if role_of[t.label]]
     report = Report(title, dry=is_dry(c))
+    plan: list[str] = []
+
+    def work(session: Any) -> list:
+        if remove_check_tools:
+            outcomes = ops.remove_check_tools(session)
+        else:
+            outcomes = ops.prepare_host(session, role_of[session.label], ctx)
+        plan.extend(f"{session.label}: {step}" for step in session.plan)
+        return outcomes
+
     with ui.LiveHosts(title, [t.label for t in targets]) as live:
-        report.extend(fan_out(
-            targets, lambda session: prepare_host(session, role_of[session.label], ctx),
-            ssh=s.ssh, config=c.config, dry=is_dry(c), observer=live, lock=not is_dry(c)))
-    return finish(report, as_json, render=render)
+        report.extend(fan_out(targets, work, ssh=s.ssh, config=c.config, dry=is_dry(c),
+                              observer=live, lock=not is_dry(c)))
+    return finish(report, as_json, plan=plan, render=render)
 
 
 # -- workflows ------------------------------------------------------------------------------
@@ -297,7 +328,9 @@ def bootstrap(c: Any, as_json: bool = False, render: bool = True) -> Any:
     report.notes.extend(stack_report.notes)
     if not stack_report.ok:
         return finish(report, as_json, render=render)
-    report.extend(prepare(c, roles=None, push_check=True, render=False).outcomes)
+    prepared = prepare(c, roles=None, push_check=True, render=False)
+    report.extend(prepared.outcomes)
+    report.notes.extend(prepared.notes)
     if dry:
         report.notes.append("doctor skipped in a dry run (nothing was changed to check)")
     else:
@@ -324,16 +357,27 @@ def demo(c: Any, workers: int | str | None = None, as_json: bool = False) -> Any
     return finish(report, as_json)
 
 
-def learner_data(c: Any, host: str | None = None, src: str = "", force: bool = False,
-                 as_json: bool = False) -> Any:
-    """Copy parquet files into learners' data mounts; unchanged files are skipped."""
+def learner_data(c: Any, host: str | None = None, src: str | None = None,
+                 tag: str | None = None, listing: bool = False, as_json: bool = False,
+                 render: bool = True) -> Any:
+    """Copy Parquet files into learners' data mounts under ``tag`` (unchanged files are
+    skipped), or with ``listing`` show per learner what its sidecar will serve."""
     from . import data, ui
+    from .errors import FlopsError
     from .hosts import select_targets
     from .outcome import Report
     from .ssh import fan_out
 
     s = settings(c)
-    files = data.collect(src, force=force)
+    if listing:
+        if src is not None:
+            raise FlopsError("--src copies files and --list only shows them: use one of them",
+                             code=2)
+        return _learner_data_list(c, s, host, tag, as_json, render)
+    data.check_tag(tag)
+    if src is None:
+        raise FlopsError("--src is missing: give parquet files, folders or globs", code=2)
+    files = data.collect(src, tag)
     targets = select_targets(host, list(s.inventory), "learner")
     report = Report("learner-data", dry=is_dry(c))
     total = sum(f.size for f in files) * len(targets)
@@ -342,7 +386,52 @@ def learner_data(c: Any, host: str | None = None, src: str = "", force: bool = F
             targets, lambda session: data.copy_data(session, files, s.learner_data_dir,
                                                     progress=bar.advance),
             ssh=s.ssh, config=c.config, dry=is_dry(c), step="learner-data", lock=not is_dry(c)))
-    return finish(report, as_json)
+    return finish(report, as_json, render=render)
+
+
+def _learner_data_list(c: Any, s: Any, host: str | None, tag: str | None, as_json: bool,
+                       render: bool) -> Any:
+    from . import data, ui
+    from .errors import FlopsError
+    from .hosts import select_targets
+    from .outcome import Report
+    from .ssh import fan_out
+
+    if tag is not None:
+        data.check_tag(tag)
+    targets = select_targets(host, list(s.inventory), "learner")
+    found: dict[str, Any] = {}
+
+    def work(session: Any) -> list:
+        found[session.label] = data.read_mount(session, s.learner_data_dir)
+        return data.listing_outcomes(session.label, found[session.label].only(tag))
+
+    report = Report("learner-data --list" + (f" --tag {tag}" if tag else ""))
+    report.extend(fan_out(targets, work, ssh=s.ssh, config=c.config, step="list"))
+    if tag is not None and found and not any(tag in d.tags() for d in found.values()):
+        held = sorted({t for d in found.values() for t in d.tags()})
+        silent = [t.label for t in targets if t.label not in found]
+        raise FlopsError(
+            f"unknown tag {tag!r}: the learners hold " + (
+                f"the tags {', '.join(held)}" if held else "no tagged data") +
+            (f" ({', '.join(silent)} did not answer)" if silent else ""), code=2)
+    result = {
+        "title": report.title, "ok": report.ok, "tag": tag,
+        "hosts": {label: {"status": report.host_status(label).value,
+                          **(found[label].only(tag).to_dict() if label in found else {
+                              "detail": "; ".join(o.detail for o in report.outcomes
+                                                  if o.host == label)})}
+                  for label in report.hosts()},
+    }
+    if not render:
+        return result
+    if as_json:
+        ui.print_json(result)
+    else:
+        ui.render_report(report)
+    if not report.ok:
+        raise FlopsError("", code=report.exit_code)
+    return result
 
 
 def clear_images(c: Any, host: str | None = None, yes: bool = False,

@@ -31,13 +31,22 @@ NETWORK = "flops-testbed"
 PREFIX = "flops-testbed"
 BASE_IMAGE = "flops-testbed/base:{suite}"
 WORKER_IMAGE = "flops-testbed/worker:1"
+CONTAINERD_WORKER_IMAGE = "flops-testbed/worker-containerd:1"
+KIND_LABEL = "org.flops-tasks.kind"
+# worker kind -> (image, its volumes, inventory roles): a learner needs Docker (NodeEngine
+# starts the ml_data_server sidecar with docker run), so a containerd worker only builds
+KINDS = {
+    "docker": (WORKER_IMAGE, ("containerd", "docker"), ["builder", "learner"]),
+    "containerd": (CONTAINERD_WORKER_IMAGE, ("containerd",), ["builder"]),
+}
+VOLUME_PATHS = {"docker": "/var/lib/docker", "containerd": "/var/lib/containerd"}
 MANAGER_IMAGE = "flops-testbed/flops_manager:1"  # built by compose (testbed/testbed.compose.yml)
 SIDECAR_IMAGE = "flops-testbed/ml_data_server:1"
 SIDECAR_REPO = "flops/ml-data-server:offline"
 MANAGER = "flops_manager"
-# Upstream addon-FLOps at the pinned ref, kept beside the project as test data.
-UPSTREAM_DIR_VAR = "FLOPS_UPSTREAM_DIR"
-UPSTREAM_DIR = PROJECT_ROOT.parent / "shared" / "upstream"
+# Upstream addon-FLOps at the pinned ref, kept beside the project as test data
+# (shared/upstream/ beside the project or above it), or the file this variable names.
+UPSTREAM_VAR = "FLOPS_UPSTREAM_TARBALL"
 PROJECT = "flops_testbed"
 MIRROR = "http://deb.debian.org/debian"
 MAX_WORKERS = 16
@@ -144,9 +153,19 @@ def build_image(context: Path, tag: str, progress: Progress,
 
 # -- images from upstream's code ---------------------------------------------------------
 def upstream_tarball() -> Path:
-    """Where the upstream addon-FLOps source at the pinned ref is expected."""
-    folder = Path(os.environ.get(UPSTREAM_DIR_VAR) or UPSTREAM_DIR)
-    return folder / f"addon-FLOps-{DEFAULTS['addon']['ref'][:7]}.tar.gz"
+    """The upstream addon-FLOps source tarball at the pinned ref (where expected, if missing).
+
+    ``FLOPS_UPSTREAM_TARBALL``, else ``shared/upstream/`` beside the project or above it (a
+    worktree sits deeper than the main checkout); when none exists, the path beside it.
+    """
+    if os.environ.get(UPSTREAM_VAR):
+        return Path(os.environ[UPSTREAM_VAR])
+    name = f"addon-FLOps-{DEFAULTS['addon']['ref'][:7]}.tar.gz"
+    for parent in PROJECT_ROOT.parents:
+        candidate = parent / "shared" / "upstream" / name
+        if candidate.is_file():
+            return candidate
+    return PROJECT_ROOT.parent / "shared" / "upstream" / name
 
 
 def unpack_upstream(tarball: Path, dest: Path) -> Path:
@@ -184,8 +203,8 @@ def upstream_images(paths: Paths, progress: Progress) -> dict[str, str]:
         states = {name: "reused" if ok else "missing" for name, ok in have.items()}
         reused = [n for n, st in states.items() if st == "reused"]
         missing = [n for n, st in states.items() if st == "missing"]
-        progress(f"upstream addon-FLOps source not found at {tarball} (set {UPSTREAM_DIR_VAR} "
-                 "to the folder holding it): "
+        progress(f"upstream addon-FLOps source not found at {tarball} (set {UPSTREAM_VAR} "
+                 "to the tarball): "
                  + "; ".join([*([f"reusing the built {', '.join(reused)}"] if reused else []),
                               *([f"running without {' and '.join(missing)}"] if missing
                                 else [])]))
@@ -229,47 +248,58 @@ def ensure_network() -> tuple[str, str]:
     return NETWORK, gateway
 
 
-def ensure_workers(count: int, pubkey: str, progress: Progress) -> list[tuple[str, str]]:
-    """Start ``count`` workers (reusing running ones); remove extra ones. -> [(name, ip)]."""
+def worker_kinds(count: int, kinds: list[str] | None) -> list[str]:
+    """One kind per worker: ``kinds`` in order, its last entry repeated (default docker)."""
+    kinds = kinds or ["docker"]
+    return [kinds[min(i, len(kinds) - 1)] for i in range(count)]
+
+
+def ensure_workers(count: int, pubkey: str, progress: Progress,
+                   kinds: list[str] | None = None) -> list[tuple[str, str, str]]:
+    """Start ``count`` workers of ``kinds`` (reusing running ones of the right kind); remove
+    extra ones and ones of another kind. -> [(name, ip, kind)]."""
     docker = _docker()
     existing = {c.name: c for c in _call(lambda: docker.container.list(
         all=True, filters=[("label", f"{ROLE_LABEL}=worker")]))}
-    wanted = [worker_name(i) for i in range(1, count + 1)]
-    for name, c in existing.items():
-        if name not in wanted:
-            progress(f"removing extra worker {name}")
+    wanted = dict(zip([worker_name(i) for i in range(1, count + 1)],
+                      worker_kinds(count, kinds), strict=True))
+    for name, c in list(existing.items()):
+        kind = (c.config.labels or {}).get(KIND_LABEL, "docker")
+        if wanted.get(name) != kind:
+            progress(f"removing worker {name} ({kind})")
             _call(lambda c=c: docker.container.remove(c, force=True, volumes=True))
             _remove_worker_volumes(name)
+            existing.pop(name)
     result = []
-    for name in wanted:
+    for name, kind in wanted.items():
         c = existing.get(name)
+        image, stores, _ = KINDS[kind]
         if c is not None and not c.state.running:
             progress(f"starting stopped worker {name}")
             _call(lambda c=c: docker.container.start(c))
         elif c is None:
-            progress(f"starting worker {name}")
+            progress(f"starting worker {name} ({kind})")
             volumes = []
-            for suffix, path in (("docker", "/var/lib/docker"),
-                                 ("containerd", "/var/lib/containerd")):
+            for suffix in stores:
                 vol = f"{name}-{suffix}"
                 if not _call(lambda v=vol: docker.volume.exists(v)):
                     _call(lambda v=vol: docker.volume.create(v, labels={LABEL: "1"}))
-                volumes.append((vol, path))
+                volumes.append((vol, VOLUME_PATHS[suffix]))
             volumes.append(("/sys/fs/cgroup", "/sys/fs/cgroup", "rw"))
-            _call(lambda name=name, volumes=volumes: docker.run(
-                WORKER_IMAGE, name=name, hostname=name, detach=True, networks=[NETWORK],
+            _call(lambda name=name, volumes=volumes, image=image, kind=kind: docker.run(
+                image, name=name, hostname=name, detach=True, networks=[NETWORK],
                 envs={"SSH_AUTHORIZED_KEYS": pubkey},
-                labels={LABEL: "1", ROLE_LABEL: "worker"},
+                labels={LABEL: "1", ROLE_LABEL: "worker", KIND_LABEL: kind},
                 volumes=volumes, **WORKER_FLAGS))
         c = _call(lambda name=name: docker.container.inspect(name))
         ip = c.network_settings.networks[NETWORK].ip_address
-        result.append((name, ip))
+        result.append((name, ip, kind))
     return result
 
 
 def _remove_worker_volumes(name: str) -> None:
     docker = _docker()
-    for suffix in ("docker", "containerd"):
+    for suffix in VOLUME_PATHS:
         vol = f"{name}-{suffix}"
         if _call(lambda v=vol: docker.volume.exists(v)):
             _call(lambda v=vol: docker.volume.remove(v))
@@ -293,8 +323,8 @@ def host_key(name: str, timeout: float = 60) -> str:
             time.sleep(0.3)
 
 
-def pin_host_keys(paths: Paths, workers: list[tuple[str, str]]) -> None:
-    lines = [f"{ip} {host_key(name)}\n" for name, ip in workers]
+def pin_host_keys(paths: Paths, workers: list[tuple[str, str, str]]) -> None:
+    lines = [f"{ip} {host_key(name)}\n" for name, ip, _ in workers]
     tmp = paths.known_hosts.with_suffix(".tmp")
     tmp.write_text("".join(lines))
     os.chmod(tmp, 0o600)
@@ -302,13 +332,13 @@ def pin_host_keys(paths: Paths, workers: list[tuple[str, str]]) -> None:
 
 
 # -- the config the testbed hands to every task -----------------------------------------
-def testbed_config(paths: Paths, workers: list[tuple[str, str]], gateway: str) -> dict:
+def testbed_config(paths: Paths, workers: list[tuple[str, str, str]], gateway: str) -> dict:
     return {
         "flops": {
             "inventory": {
                 name.removeprefix(f"{PREFIX}-"): {
-                    "host": ip, "user": "root", "port": 22, "roles": ["builder", "learner"]}
-                for name, ip in workers
+                    "host": ip, "user": "root", "port": 22, "roles": list(KINDS[kind][2])}
+                for name, ip, kind in workers
             },
             "ssh": {
                 "user": "root",
@@ -354,7 +384,8 @@ def context_for(paths: Paths, dry: bool = False) -> Any:
 
 # -- up / down ----------------------------------------------------------------------------
 def wait_ssh_ready(c: Any, progress: Progress, timeout: float = 120) -> list:
-    """Poll until every worker answers SSH (pinned key) and ``docker info``."""
+    """Poll until every worker answers SSH (pinned key), containerd and ``docker info``
+    (on the workers that have Docker)."""
     from . import commands
     from .config import settings
     from .outcome import ok
@@ -363,14 +394,18 @@ def wait_ssh_ready(c: Any, progress: Progress, timeout: float = 120) -> list:
     s = settings(c)
     deadline = time.monotonic() + timeout
     pending = list(s.inventory)
-    progress(f"waiting for SSH and Docker on {len(pending)} workers")
+    progress(f"waiting for SSH, containerd and Docker on {len(pending)} workers")
+    ready = commands.all_of(
+        commands.quiet(commands.cmd("ctr", "version")),
+        commands.if_else(commands.has_command("dockerd") + " >/dev/null",
+                         commands.cmd("docker", "info", "--format", "docker {{.ServerVersion}}"),
+                         commands.cmd("echo", "containerd (no Docker)")))
     while True:
         def probe(session: Any) -> list:
-            res = session.probe(commands.cmd("docker", "info", "--format",
-                                             "{{.ServerVersion}}"))
+            res = session.probe(ready)
             if not res.ok:
-                raise RemoteFailure("docker info failed")
-            return [ok(session.label, "ready", f"docker {res.stdout.strip()}")]
+                raise RemoteFailure("containerd or docker does not answer")
+            return [ok(session.label, "ready", res.stdout.strip())]
 
         outcomes = fan_out(pending, probe, ssh=s.ssh, config=c.config, step="ready")
         bad = {o.host for o in outcomes if o.bad}
@@ -384,7 +419,7 @@ def wait_ssh_ready(c: Any, progress: Progress, timeout: float = 120) -> list:
 
 
 def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | None = None,
-       mirror: str = MIRROR) -> dict:
+       mirror: str = MIRROR, kinds: list[str] | None = None) -> dict:
     """Bring the testbed up (idempotent); returns a summary dict."""
     if not 1 <= workers <= MAX_WORKERS:
         raise FlopsError(f"--workers must be 1-{MAX_WORKERS}, got {workers}", code=2)
@@ -399,11 +434,13 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
         _check_engine(docker)
         for suite in ("bookworm", "trixie"):
             ensure_base_image(suite, progress, mirror)
+        build_image(PROJECT_ROOT / "testbed" / "worker-containerd", CONTAINERD_WORKER_IMAGE,
+                    progress)
         build_image(PROJECT_ROOT / "testbed" / "worker", WORKER_IMAGE, progress)
         upstream = upstream_images(paths, progress)
         pubkey = ensure_key(paths)
         _, gateway = ensure_network()
-        nodes = ensure_workers(workers, pubkey, progress)
+        nodes = ensure_workers(workers, pubkey, progress, kinds)
         pin_host_keys(paths, nodes)
         write_config(paths, testbed_config(paths, nodes, gateway))
         c = context_for(paths)
@@ -416,7 +453,7 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
         if upstream["ml_data_server"] != "missing":
             push_sidecar(progress)
     return {
-        "workers": [{"name": n, "ip": ip} for n, ip in nodes],
+        "workers": [{"name": n, "ip": ip, "kind": kind} for n, ip, kind in nodes],
         "gateway": gateway,
         "config": str(paths.config),
         "upstream": upstream,

@@ -283,7 +283,7 @@ def upstream_file(rel: str) -> bytes:
     tarball = tb.upstream_tarball()
     if not tarball.is_file():
         pytest.fail(f"the upstream tarball {tarball} is missing: the testbed cannot have built "
-                    f"the real manager (set {tb.UPSTREAM_DIR_VAR})")
+                    f"the real manager (set {tb.UPSTREAM_VAR})")
     with tarfile.open(tarball) as tar:
         member = next(m for m in tar.getmembers() if m.name.endswith(rel))
         return tar.extractfile(member).read()

@@ -236,20 +236,22 @@ class FakeDocker:
 ])
 def test_without_the_tarball_the_testbed_says_so_in_one_line(tmp_path, monkeypatch, present,
                                                               expected, says):
-    monkeypatch.setenv(tb.UPSTREAM_DIR_VAR, str(tmp_path / "nowhere"))
+    monkeypatch.setenv(tb.UPSTREAM_VAR, str(tmp_path / "nowhere" / "addon-FLOps.tar.gz"))
     monkeypatch.setattr(tb, "_docker", lambda: FakeDocker(present))
     lines: list[str] = []
     states = tb.upstream_images(tb.Paths(tmp_path / "tb"), lines.append)
     assert states == expected
     assert len(lines) == 1 and "\n" not in lines[0]
-    assert str(tmp_path / "nowhere" / "addon-FLOps-2fa0ab9.tar.gz") in lines[0]
-    assert tb.UPSTREAM_DIR_VAR in lines[0] and lines[0].endswith(says)
+    assert str(tmp_path / "nowhere" / "addon-FLOps.tar.gz") in lines[0]
+    assert tb.UPSTREAM_VAR in lines[0] and lines[0].endswith(says)
 
 
-def test_the_tarball_is_looked_for_beside_the_project_by_default(monkeypatch):
-    monkeypatch.delenv(tb.UPSTREAM_DIR_VAR, raising=False)
-    assert tb.upstream_tarball() == PROJECT_ROOT.parent / "shared" / "upstream" / \
-        "addon-FLOps-2fa0ab9.tar.gz"
+def test_the_tarball_is_looked_for_in_shared_upstream_above_the_project(monkeypatch, tmp_path):
+    monkeypatch.delenv(tb.UPSTREAM_VAR, raising=False)
+    found = tb.upstream_tarball()
+    assert found.name == "addon-FLOps-2fa0ab9.tar.gz"
+    assert found.parent.parts[-2:] == ("shared", "upstream")
+    assert PROJECT_ROOT.is_relative_to(found.parent.parent.parent)
 
 
 def test_a_broken_tarball_is_one_line(tmp_path):
