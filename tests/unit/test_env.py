@@ -48,7 +48,7 @@ def test_no_detectable_ip_is_one_clear_line():
         env.resolve_addresses(s, detect=lambda: "")
 
 
-def test_env_file_is_private_and_keeps_secrets(tmp_path):
+def test_env_file_is_private_and_stable(tmp_path):
     path = tmp_path / "flops.env"
     s = settings(make_context({"stack": {"env_file": str(path)},
                                "addresses": {v.lower(): "10.0.0.7" for v in ADDRESS_VARS}}))
@@ -57,8 +57,7 @@ def test_env_file_is_private_and_keeps_secrets(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     first = env.read_env_file(path)
     assert first["FLOPS_IMAGE_REGISTRY_IP"] == "10.0.0.7"
-    assert len(first["MYSQL_ROOT_PASSWORD"]) == 32
-    # second write: same secrets, nothing changed
+    # second write: nothing changed
     _, _, changed = env.ensure_env(s)
     assert not changed
     assert env.read_env_file(path) == first
@@ -68,7 +67,19 @@ def test_env_file_is_private_and_keeps_secrets(tmp_path):
     _, _, changed = env.ensure_env(s2, dry=True)
     assert changed
     assert env.read_env_file(path) == first
-    assert env.public_view(values)["FTP_PASSWORD"] == "********"
+
+
+def test_env_file_holds_upstreams_credentials_even_over_old_generated_ones(tmp_path):
+    """The FLOps manager hard-codes root/oakestra and flops/flops: the stores must use them."""
+    path = tmp_path / "flops.env"
+    path.write_text("MYSQL_ROOT_PASSWORD=3f9c0a1b2c3d4e5f\nFTP_PASSWORD=0a1b2c3d4e5f6a7b\n")
+    s = settings(make_context({"stack": {"env_file": str(path)},
+                               "addresses": {v.lower(): "10.0.0.7" for v in ADDRESS_VARS}}))
+    _, _, changed = env.ensure_env(s)
+    assert changed
+    written = env.read_env_file(path)
+    assert written["MYSQL_ROOT_PASSWORD"] == "oakestra"
+    assert written["FTP_PASSWORD"] == "flops"
 
 
 def test_env_task_json(tmp_path, capsys, monkeypatch):
@@ -84,5 +95,6 @@ def test_env_task_json(tmp_path, capsys, monkeypatch):
     data = json.loads(capsys.readouterr().out)
     assert data["addresses"]["FLOPS_MANAGER_IP"] == {
         "value": "10.4.4.4", "source": "environment variable FLOPS_MANAGER_IP"}
-    assert data["other"]["MYSQL_ROOT_PASSWORD"] == "********"
-    assert env.read_env_file(path)["MYSQL_ROOT_PASSWORD"] not in json.dumps(data)
+    # upstream's public, fixed values are shown as they are
+    assert data["other"]["MYSQL_ROOT_PASSWORD"] == "oakestra"
+    assert data["other"]["FTP_PASSWORD"] == "flops"
