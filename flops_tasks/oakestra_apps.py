@@ -66,8 +66,7 @@ def read_flops_ids(db: Any) -> FlopsIds:
     # the apps' own collections first: they name where an id comes from
     for name in sorted(names, key=lambda n: (n not in APP_COLLECTIONS, n)):
         fields = APP_COLLECTIONS.get(name, ("flops_project_id",))
-        wanted = {f: 1 for f in (*fields, "service_id")}
-        for doc in db[name].find({}, wanted):
+        for doc in db[name].find({}):  # small documents: no projection needed
             for f in fields:
                 value = doc.get(f)
                 if isinstance(value, str) and value:

@@ -189,9 +189,9 @@ class FakeCollection:
     def __init__(self, docs):
         self.docs = docs
 
-    def find(self, flt, projection):
+    def find(self, flt):
         assert flt == {}
-        return [{k: v for k, v in d.items() if k in projection} for d in self.docs]
+        return [dict(d) for d in self.docs]
 
 
 class FakeDb(dict):
@@ -414,3 +414,26 @@ def test_a_delete_the_system_manager_accepted_but_did_not_do_is_a_failure():
     verify = [o for o in outcomes if o.step == "verify"]
     assert len(verify) == 2 and all(o.status is Status.FAILED for o in verify)
     assert "still listed after its delete was accepted" in verify[0].detail
+
+
+def test_read_flops_ids_through_pymongo_against_the_testbeds_flops_db(tmp_path):
+    """The same read against the flops_db stand-in the testbed runs (it refuses what it does
+    not support, e.g. projections, instead of answering wrongly)."""
+    import pymongo
+
+    from .test_mongod_standin import Server
+
+    server = Server(tmp_path).start()
+    try:
+        client = pymongo.MongoClient("127.0.0.1", server.port, directConnection=True,
+                                     serverSelectionTimeoutMS=5000)
+        db = client["flops"]
+        db["FLOpsObservatory"].insert_one({"customer_id": "Admin", "app_id": "o1",
+                                           "app_name": "observatory"})
+        db["TrackingServer"].insert_one({"customer_id": "Admin", "service_id": "t1", "ip": ""})
+        ids = OA.read_flops_ids(db)
+        client.close()
+    finally:
+        server.stop()
+    assert ids == OA.FlopsIds({"o1": "FLOpsObservatory.app_id"},
+                              {"t1": "TrackingServer.service_id"})
