@@ -273,6 +273,60 @@ def test_clear_apps_before_redb_prevents_the_409(testbed, tmp_path):
     assert status == 200 and state(testbed)["refused"] == []
 
 
+UPSTREAM_CREATE = """
+import json
+from flops_manager.api.app_management import create_app
+from flops_manager.utils.exceptions.main import FLOpsManagerException
+from flops_manager.utils.sla.components import SlaComponentsWrapper, SlaCore, SlaNames
+from flops_manager.utils.sla.generator import generate_sla
+sla = generate_sla(SlaComponentsWrapper(core=SlaCore(
+    customerID="Admin", names=SlaNames(app_name="observatory", app_namespace="observatory"))))
+try:
+    print(json.dumps({"created": create_app(sla)["applicationID"]}))
+except FLOpsManagerException as exc:
+    print(json.dumps({"status": int(exc.http_status or 0), "text": exc.text}))
+"""
+
+
+def upstream_manager() -> str:
+    """The testbed's manager container, which must run upstream's code."""
+    found = subprocess.run(["docker", "ps", "-q", "--filter",
+                            "label=com.docker.compose.service=flops_manager", "--filter",
+                            f"label=com.docker.compose.project={tb.PROJECT}"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert len(found) == 1, "the testbed's flops_manager is not running"
+    image = subprocess.run(["docker", "inspect", "-f",
+                            '{{index .Config.Labels "org.flops-tasks.addon-ref"}}', found[0]],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    if not image or image == "<no value>":
+        pytest.fail("the testbed's flops_manager is not built from upstream's code (no "
+                    "org.flops-tasks.addon-ref label): is the addon-FLOps tarball missing?")
+    return found[0]
+
+
+def test_upstreams_own_client_meets_the_409_and_creates_after_clear_apps(testbed):
+    """The manager's real code (api/utils/login.py, api/app_management.py create_app, run in
+    its container against system_manager:10000) logs in and re-creates its observatory."""
+    manager = upstream_manager()
+    seed(testbed, {"users": [ADMIN], "applications": [SEED["applications"][0]]})
+    write_flops_db({})  # after redb: the FLOps DB forgot the observatory
+
+    def create() -> dict:
+        res = subprocess.run(["docker", "exec", manager, "python", "-c", UPSTREAM_CREATE],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return json.loads(res.stdout.strip().splitlines()[-1])
+
+    refused = create()
+    # upstream's client cannot name the status (custom_requests.py tests the Response's truth,
+    # False for any error status); the System Manager's log says it was the 409
+    assert "application request failed" in refused.get("text", ""), refused
+    assert [r["status"] for r in state(testbed)["refused"]] == [409]
+    assert inv("clear-apps", "--yes").returncode == 0
+    created = create()
+    assert created["created"] in listed(testbed) and OBS_ID not in listed(testbed)
+
+
 def assert_one_line(res: subprocess.CompletedProcess, *needles: str,
                     after_listing: bool = False) -> None:
     """Exit 1 with one line naming the problem (after the list of what --yes would delete)."""
