@@ -12,7 +12,7 @@ from flops_tasks.config import DEFAULTS, install_friendly_loaders
 install_friendly_loaders()
 
 
-def make_context(overrides: dict | None = None, **run: object) -> MockContext:
+def _make_context(overrides: dict | None = None, **run: object) -> MockContext:
     """A MockContext whose config has the project defaults plus ``overrides`` under flops."""
     flops = copy.deepcopy(DEFAULTS)
     for section, values in (overrides or {}).items():
@@ -26,5 +26,6 @@ def make_context(overrides: dict | None = None, **run: object) -> MockContext:
 
 
 @pytest.fixture
-def ctx_factory():
-    return make_context
+def make_context():
+    """``make_context(overrides, **run)``: a MockContext with the project defaults."""
+    return _make_context

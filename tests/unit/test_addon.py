@@ -6,7 +6,6 @@ from flops_tasks.addon import ensure_checkout
 from flops_tasks.config import settings
 from flops_tasks.errors import FlopsError
 from flops_tasks.outcome import Status
-from tests.conftest import make_context
 
 
 def git(*args, cwd):
@@ -30,7 +29,7 @@ def upstream(tmp_path):
     return repo, first
 
 
-def test_clones_at_the_pinned_ref_once(upstream, tmp_path):
+def test_clones_at_the_pinned_ref_once(upstream, tmp_path, make_context):
     repo, first = upstream
     path = tmp_path / "checkout"
     s = settings(make_context({"addon": {"url": str(repo), "ref": first, "path": str(path)}}))
@@ -44,7 +43,7 @@ def test_clones_at_the_pinned_ref_once(upstream, tmp_path):
     assert again.status is Status.OK and first[:12] in again.detail
 
 
-def test_unreachable_url_is_one_line(tmp_path):
+def test_unreachable_url_is_one_line(tmp_path, make_context):
     s = settings(make_context({"addon": {"url": str(tmp_path / "nope"), "path":
                                          str(tmp_path / "co")}}))
     with pytest.raises(FlopsError) as err:
@@ -52,7 +51,7 @@ def test_unreachable_url_is_one_line(tmp_path):
     assert "cannot clone" in err.value.message and "\n" not in err.value.message
 
 
-def test_a_folder_that_is_not_a_checkout_is_refused(tmp_path):
+def test_a_folder_that_is_not_a_checkout_is_refused(tmp_path, make_context):
     (tmp_path / "co").mkdir()
     (tmp_path / "co" / "file").write_text("x")
     s = settings(make_context({"addon": {"path": str(tmp_path / "co")}}))

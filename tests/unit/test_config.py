@@ -2,10 +2,9 @@ import pytest
 
 from flops_tasks.config import settings
 from flops_tasks.errors import ConfigError
-from tests.conftest import make_context
 
 
-def test_defaults_are_valid():
+def test_defaults_are_valid(make_context):
     s = settings(make_context())
     assert s.ssh.host_keys == "strict"
     assert s.registry_port == 5073
@@ -13,7 +12,7 @@ def test_defaults_are_valid():
     assert s.inventory == ()
 
 
-def test_inventory_in_config():
+def test_inventory_in_config(make_context):
     s = settings(make_context({"inventory": {"w1": {"host": "10.1.1.1", "roles": ["builder"]}}}))
     assert s.inventory[0].host == "10.1.1.1"
     assert s.inventory[0].roles == ("builder",)
@@ -40,7 +39,7 @@ def test_inventory_in_config():
         ({"inventory": {"w1": {"roles": ["chef"]}}}, "unknown role"),
     ],
 )
-def test_bad_values_name_the_key_and_source(overrides, needle):
+def test_bad_values_name_the_key_and_source(overrides, needle, make_context):
     with pytest.raises(ConfigError) as err:
         settings(make_context(overrides))
     assert needle in err.value.message
@@ -48,7 +47,7 @@ def test_bad_values_name_the_key_and_source(overrides, needle):
     assert err.value.code == 2
 
 
-def test_address_env_vars_override_config(monkeypatch):
+def test_address_env_vars_override_config(monkeypatch, make_context):
     monkeypatch.setenv("FLOPS_MANAGER_IP", "10.9.9.9")
     s = settings(make_context({"addresses": {"flops_manager_ip": "10.1.1.1"}}))
     assert s.addresses["FLOPS_MANAGER_IP"] == "10.9.9.9"

@@ -6,7 +6,6 @@ import pytest
 from flops_tasks import env
 from flops_tasks.config import ADDRESS_VARS, settings
 from flops_tasks.errors import FlopsError
-from tests.conftest import make_context
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +31,7 @@ def test_check_address_refuses(value, needle):
         env.check_address("FLOPS_MANAGER_IP", value, "test")
 
 
-def test_resolve_falls_back_to_detected_ip(monkeypatch):
+def test_resolve_falls_back_to_detected_ip(monkeypatch, make_context):
     monkeypatch.setenv("FLOPS_MQTT_BROKER_IP", "10.2.2.2")
     s = settings(make_context({"addresses": {"backend_store_ip": "10.3.3.3"}}))
     addrs = env.resolve_addresses(s, detect=lambda: "10.1.1.1")
@@ -42,13 +41,13 @@ def test_resolve_falls_back_to_detected_ip(monkeypatch):
     assert addrs.sources["FLOPS_MANAGER_IP"].startswith("auto-detected")
 
 
-def test_no_detectable_ip_is_one_clear_line():
+def test_no_detectable_ip_is_one_clear_line(make_context):
     s = settings(make_context())
     with pytest.raises(FlopsError, match="SYSTEM_MANAGER_IP is empty"):
         env.resolve_addresses(s, detect=lambda: "")
 
 
-def test_env_file_is_private_and_keeps_secrets(tmp_path):
+def test_env_file_is_private_and_keeps_secrets(tmp_path, make_context):
     path = tmp_path / "flops.env"
     s = settings(make_context({"stack": {"env_file": str(path)},
                                "addresses": {v.lower(): "10.0.0.7" for v in ADDRESS_VARS}}))
@@ -71,7 +70,7 @@ def test_env_file_is_private_and_keeps_secrets(tmp_path):
     assert env.public_view(values)["FTP_PASSWORD"] == "********"
 
 
-def test_env_task_json(tmp_path, capsys, monkeypatch):
+def test_env_task_json(tmp_path, capsys, monkeypatch, make_context):
     from flops_tasks import cli
 
     path = tmp_path / "x.env"
