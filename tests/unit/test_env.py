@@ -85,3 +85,111 @@ def test_env_task_json(tmp_path, capsys, monkeypatch, make_context):
         "value": "10.4.4.4", "source": "environment variable FLOPS_MANAGER_IP"}
     assert data["other"]["MYSQL_ROOT_PASSWORD"] == "********"
     assert env.read_env_file(path)["MYSQL_ROOT_PASSWORD"] not in json.dumps(data)
+
+
+@pytest.mark.parametrize("value, needle", [
+    ("::ffff:127.0.0.1", "IPv4-mapped"),
+    ("::ffff:10.0.0.5", "IPv4-mapped"),
+    ("::ffff:0.0.0.0", "IPv4-mapped"),
+    ("255.255.255.255", "broadcast"),
+    ("240.0.0.1", "reserved"),
+    ("0.1.2.3", "reserved"),
+    ("::", "unspecified"),
+    ("::127.0.0.1", "reserved"),
+    ("fe80::1", "not a unicast"),
+    ("ff02::1", "not a unicast"),
+])
+def test_check_address_refuses_addresses_no_worker_can_use(value, needle):
+    with pytest.raises(FlopsError, match=needle) as err:
+        env.check_address("FLOPS_MANAGER_IP", value, "test")
+    assert err.value.code == 2 and "\n" not in err.value.message
+
+
+@pytest.mark.parametrize("value", ["10.0.0.5", "192.0.2.10", "2001:db8::5", "100.64.1.1"])
+def test_check_address_accepts_unicast_host_addresses(value):
+    assert env.check_address("FLOPS_MANAGER_IP", value, "test") == value
+
+
+# -- the env file holds secrets: how it is written ------------------------------------------
+VALUES = {"FLOPS_MANAGER_IP": "10.0.0.7", "MYSQL_ROOT_PASSWORD": "0123abcd"}
+OTHER_UID = 65534  # nobody
+
+
+def _files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_planted_temp_symlink_is_not_followed(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    folder = tmp_path / "compose"
+    folder.mkdir()
+    (folder / "flops.env.tmp").symlink_to(victim)
+    assert env.write_env_file(folder / "flops.env", VALUES)
+    assert victim.read_text() == "keep me\n"
+    assert env.read_env_file(folder / "flops.env") == VALUES
+    assert _files(folder) == ["flops.env", "flops.env.tmp"]  # the planted link, untouched
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a file of another owner needs root")
+def test_a_pre_created_temp_file_never_becomes_the_env_file(tmp_path):
+    planted = tmp_path / "flops.env.tmp"
+    planted.write_text("")
+    os.chown(planted, OTHER_UID, OTHER_UID)
+    assert env.write_env_file(tmp_path / "flops.env", VALUES)
+    info = os.stat(tmp_path / "flops.env")
+    assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (os.geteuid(), 0o600)
+    assert planted.read_text() == ""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a file of another owner needs root")
+def test_an_env_file_of_another_owner_is_replaced_even_when_its_content_is_right(tmp_path):
+    path = tmp_path / "flops.env"
+    env.write_env_file(path, VALUES)
+    os.chown(path, OTHER_UID, OTHER_UID)
+    os.chmod(path, 0o644)
+    assert env.write_env_file(path, VALUES)
+    info = os.stat(path)
+    assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (os.geteuid(), 0o600)
+    assert not env.write_env_file(path, VALUES)  # now ours and right: nothing to do
+
+
+def test_a_looser_mode_is_tightened_without_rewriting(tmp_path):
+    path = tmp_path / "flops.env"
+    env.write_env_file(path, VALUES)
+    os.chmod(path, 0o644)
+    inode = os.stat(path).st_ino
+    assert not env.write_env_file(path, VALUES)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and os.stat(path).st_ino == inode
+
+
+def test_an_env_file_that_is_a_symlink_is_replaced_not_followed(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    path = tmp_path / "flops.env"
+    path.symlink_to(victim)
+    assert env.write_env_file(path, VALUES)
+    assert victim.read_text() == "keep me\n"
+    assert not path.is_symlink() and env.read_env_file(path) == VALUES
+
+
+def test_a_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(FlopsError, match="No space left on device"):
+        env.write_env_file(tmp_path / "flops.env", VALUES)
+    assert _files(tmp_path) == []
+
+
+def test_a_secret_never_appears_in_an_error_message(tmp_path, make_context):
+    path = tmp_path / "flops.env"
+    path.write_text("MYSQL_ROOT_PASSWORD=hunter2 $(x)\n")
+    s = settings(make_context({"stack": {"env_file": str(path)},
+                               "addresses": {v.lower(): "10.0.0.7" for v in ADDRESS_VARS}}))
+    with pytest.raises(FlopsError) as err:
+        env.ensure_env(s)
+    assert "MYSQL_ROOT_PASSWORD" in err.value.message
+    assert "hunter2" not in err.value.message
+    assert path.read_text() == "MYSQL_ROOT_PASSWORD=hunter2 $(x)\n"
