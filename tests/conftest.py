@@ -5,11 +5,10 @@ from __future__ import annotations
 import copy
 
 import pytest
-from invoke import Config, MockContext
+from invoke import MockContext
 
-from flops_tasks.config import DEFAULTS, install_friendly_loaders
-
-install_friendly_loaders()
+from flops_tasks.config import DEFAULTS
+from flops_tasks.invoke_config import FlopsConfig
 
 
 def _make_context(overrides: dict | None = None, **run: object) -> MockContext:
@@ -21,7 +20,7 @@ def _make_context(overrides: dict | None = None, **run: object) -> MockContext:
             flops[section].update(values)
         else:
             flops[section] = values
-    config = Config(overrides={"flops": flops, "run": {"in_stream": False, **run}})
+    config = FlopsConfig(overrides={"flops": flops, "run": {"in_stream": False, **run}})
     return MockContext(config=config)
 
 

@@ -165,7 +165,16 @@ HOST_CASES = [
     p("learner-host-semicolon", "prepare-learner", "--host", "h;id", needles="'h;id'"),
 ]
 
+# mounted read-write into the sidecar: refused as learner data dirs
+DANGEROUS_DATA_DIRS = ["/", "/etc", "/etc/flops", "/proc/1/root", "/sys", "/dev", "/boot",
+                       "/usr", "/usr/local/data", "/bin", "/sbin", "/lib", "/lib64",
+                       "/var/lib/docker", "/var/lib/docker/volumes", "/run", "/var/run",
+                       "/root", "/home", "/var", "//etc/", "/./etc", "/data:/etc",
+                       "/srv/data:ro"]
+
 LEARNER_FLAG_CASES = [
+    *[p(f"learner-data-dir-system-{d}", "prepare-learner", "--host", UNREACHABLE,
+        "--data-dir", d, needles=f"--data-dir {d!r}") for d in DANGEROUS_DATA_DIRS],
     p("learner-data-dir-relative", "prepare-learner", "--host", UNREACHABLE, "--data-dir",
       "relative", needles="--data-dir 'relative'"),
     p("learner-data-dir-dotdot", "prepare-learner", "--host", UNREACHABLE, "--data-dir",
@@ -235,8 +244,24 @@ WORKFLOW_CASES = [
 ]
 
 # -- config files ---------------------------------------------------------------------
+ALIAS_BOMB = b"flops:\n  builder: {name: x}\n" + b"".join(
+    b"l%d: &l%d [%s]\n" % (i, i, b",".join([b"*l%d" % (i - 1) if i else b"x"] * 9))
+    for i in range(9))
+PY_CONFIG = b"open('PWNED', 'w').write('ran')\nflops = {}\n"
+
 FILE_CASES = [
     p("config-file-missing", "env", needles=("not found", CFG), write_config=False),
+    # Invoke copies and formats the whole config: 9 levels of 9 aliases hung every run
+    yaml_case("yaml-alias-bomb", ALIAS_BOMB, CFG, "aliases"),
+    yaml_case("yaml-self-referencing-alias", b"flops: &a {x: *a}\n", CFG, "nested"),
+    yaml_case("yaml-nested-thousands-deep", b"flops: " + b"[" * 5000 + b"]" * 5000 + b"\n",
+              CFG, "nested"),
+    yaml_case("json-nested-thousands-deep", b'{"flops": ' + b"[" * 100000 + b"]" * 100000
+              + b"}", CFG, "nested", name="c.json"),
+    yaml_case("yaml-integer-key", b"flops:\n  ssh:\n    1: x\n", CFG, "key 1",
+              "flops.ssh"),
+    yaml_case("yaml-boolean-key", b"flops:\n  yes: 1\n", CFG, "key True"),
+    yaml_case("python-config-file-is-not-run", PY_CONFIG, CFG, "not read", name="c.py"),
     yaml_case("yaml-unclosed-bracket", b"flops: [unclosed\n", CFG, "YAML"),
     yaml_case("yaml-top-level-list", b"- flops\n- x\n", CFG, "mapping"),
     yaml_case("yaml-not-utf8", b"flops:\n  ssh: {user: \"\xff\xfe\"}\n", CFG),
@@ -269,7 +294,7 @@ WRONG_TYPES = {
     ("stack", "health_timeout"): "300",
     ("addon", "path"): 5, ("addon", "url"): 5, ("addon", "ref"): 2,
     ("builder", "name"): 5, ("builder", "driver"): 5,
-    ("learner", "image"): 5, ("learner", "data_dir"): 5,
+    ("learner", "image"): 5, ("learner", "data_dir"): 5, ("learner", "publish_address"): 5,
 }
 TYPE_CASES = [
     cfg_case(f"type-{section}.{key}", {section: {key: value}}, f"flops.{section}.{key}")
@@ -319,6 +344,28 @@ VALUE_CASES = [
              "flops.stack.env_file"),
     cfg_case("learner.image-option", {"learner": {"image": "--privileged"}},
              "flops.learner.image"),
+    # values that reach docker or git as arguments must not be options
+    cfg_case("builder.name-option", {"builder": {"name": "--driver-opt=x"}},
+             "flops.builder.name"),
+    cfg_case("stack.network-option", {"stack": {"network": "--internal"}},
+             "flops.stack.network"),
+    cfg_case("stack.project-option", {"stack": {"project": "-p"}}, "flops.stack.project"),
+    cfg_case("stack.manager_image-option", {"stack": {"manager_image": "--rm"}},
+             "flops.stack.manager_image"),
+    cfg_case("addon.ref-option", {"addon": {"ref": "--orphan=x"}}, "flops.addon.ref"),
+    cfg_case("addon.url-option", {"addon": {"url": "--upload-pack=touch PWNED"}},
+             "flops.addon.url"),
+    cfg_case("addon.path-option", {"addon": {"path": "-x"}}, "flops.addon.path"),
+    # below 1 s Fabric's int() made it no timeout at all
+    cfg_case("ssh.connect_timeout-half-a-second", {"ssh": {"connect_timeout": 0.5}},
+             "flops.ssh.connect_timeout"),
+    cfg_case("learner.publish_address-name", {"learner": {"publish_address": "docker0"}},
+             "flops.learner.publish_address"),
+    cfg_case("learner.publish_address-hostile",
+             {"learner": {"publish_address": "172.17.0.1:1:1 -v /:/x"}},
+             "flops.learner.publish_address"),
+    *[cfg_case(f"learner.data_dir-system-{d}", {"learner": {"data_dir": d}},
+               "flops.learner.data_dir") for d in DANGEROUS_DATA_DIRS],
 ]
 
 ENV_FILE_CASES = [
@@ -483,3 +530,20 @@ def test_unknown_host_key_advice_names_a_real_setting():
         assert key in DEFAULTS.get(section, {}), f"flops.{section}.{key} does not exist"
         if (section, key) == ("ssh", "host_keys"):
             assert value in HOST_KEY_POLICIES
+
+
+def test_the_projects_invoke_yaml_is_read_safely_by_the_stock_inv(tmp_path):
+    """tasks.py gives the stock inv a FlopsConfig before it reads the project's invoke.yaml."""
+    import shutil
+
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / "tasks.py", project / "tasks.py")
+    (project / "flops_tasks").symlink_to(ROOT / "flops_tasks")
+    (project / "invoke.yaml").write_bytes(ALIAS_BOMB)
+    proc = subprocess.run([INV, "--search-root", str(project), "--dry", "env"], cwd=project,
+                          env=child_env(tmp_path, Case((), ())), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip() == (f"{project}/invoke.yaml: expands to more than 10000 values "
+                                   "(YAML aliases?); write the config out without aliases")
