@@ -264,6 +264,7 @@ def _prep_context(s: Any, image: str | None = None, data_dir: str | None = None,
         learner_image=image or s.learner_image,
         data_dir=s.learner_data_dir if data_dir is None else data_dir,
         push_check=push_check,
+        publish_address=s.learner_publish_address,
     )
 
 
