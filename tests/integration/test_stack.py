@@ -1,4 +1,4 @@
-"""Data safety of the management stack, one test per row of DESIGN.md's table.
+"""Data safety of the management stack, one test per row of the table in README.md ("Data safety").
 
 Real data is written to each store (registry image, FLOps DB record, MLflow MySQL row, FTP
 artifact, retained MQTT message) and read back after each action.
