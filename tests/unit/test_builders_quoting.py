@@ -261,7 +261,7 @@ def test_sidecar_run(box, image, source, address, port):
 
 
 @pytest.mark.parametrize("build", [lambda: C.tcp_check_docker0(11027, 1),
-                                   lambda: C.wait_tcp_docker0(11027, 1)],
+                                   lambda: C.wait_tcp_docker0(11027, 0)],
                          ids=["tcp_check_docker0", "wait_tcp_docker0"])
 @pytest.mark.parametrize("address", ["$(touch${IFS}PWNED)", "`touch${IFS}PWNED`",
                                      "1.2.3.4\"${IFS}&&touch${IFS}PWNED${IFS}\""])
