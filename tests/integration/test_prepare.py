@@ -84,6 +84,13 @@ def test_workers_are_ready_when_checked_independently(fresh, prepared):
                              "{{.HostConfig.RestartPolicy.Name}}' ml_data_server").stdout.split()
         assert state == ["true", "unless-stopped"]
         in_worker(w, "timeout 3 bash -c 'exec 3<>/dev/tcp/172.17.0.1/11027'")
+        # published on docker0's address only: not on the worker's own address
+        bindings = json.loads(in_worker(w, "docker inspect -f '{{json .HostConfig.PortBindings}}' "
+                                           "ml_data_server").stdout)
+        assert bindings == {"11027/tcp": [{"HostIp": "172.17.0.1", "HostPort": "11027"}]}
+        own = in_worker(w, "hostname -i").stdout.split()[0]
+        assert in_worker(w, f"timeout 3 bash -c 'exec 3<>/dev/tcp/{own}/11027'",
+                         check=False).returncode != 0
 
 
 def test_builders_push_a_two_platform_image(fresh, prepared):
