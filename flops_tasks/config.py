@@ -14,10 +14,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .hosts import Target, inventory_targets, valid_hostname, valid_user
+
+if TYPE_CHECKING:
+    from invoke.config import Config
+    from invoke.context import Context
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,7 +123,7 @@ class Settings:
     learner_publish_address: str  # "" = the worker's docker0 address
 
 
-def source_of(config: Any, *path: str) -> str:
+def source_of(config: Config, *path: str) -> str:
     """Name where a ``flops`` key's value came from, for error messages."""
     full = ("flops", *path)
     env_name = "INVOKE_" + "_".join(full).upper()
@@ -144,13 +148,13 @@ def source_of(config: Any, *path: str) -> str:
     return "the defaults in tasks.py"
 
 
-def _expect(cond: bool, config: Any, path: tuple[str, ...], what: str, value: object) -> None:
+def _expect(cond: bool, config: Config, path: tuple[str, ...], what: str, value: object) -> None:
     if not cond:
         key = "flops." + ".".join(path)
         raise ConfigError(f"{key} = {value!r} (from {source_of(config, *path)}): expected {what}")
 
 
-def _section(flops: Any, config: Any, name: str) -> dict[str, Any]:
+def _section(flops: Any, config: Config, name: str) -> dict[str, Any]:
     value = flops.get(name, {})
     value = dict(value) if hasattr(value, "items") else value
     _expect(isinstance(value, dict), config, (name,), "a mapping", value)
@@ -161,7 +165,7 @@ def _section(flops: Any, config: Any, name: str) -> dict[str, Any]:
     return value
 
 
-def _number(section: dict[str, Any], config: Any, name: str, key: str, low: float,
+def _number(section: dict[str, Any], config: Config, name: str, key: str, low: float,
             high: float) -> float:
     value = section.get(key)
     ok = isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
@@ -169,7 +173,7 @@ def _number(section: dict[str, Any], config: Any, name: str, key: str, low: floa
     return float(value) if isinstance(value, float) else int(value)  # type: ignore[arg-type]
 
 
-def _string(section: dict[str, Any], config: Any, name: str, key: str,
+def _string(section: dict[str, Any], config: Config, name: str, key: str,
             empty_ok: bool = True) -> str:
     value = section.get(key)
     ok = (isinstance(value, str) and (empty_ok or value.strip() != "")
@@ -179,7 +183,7 @@ def _string(section: dict[str, Any], config: Any, name: str, key: str,
     return str(value)
 
 
-def _name(section: dict[str, Any], config: Any, name: str, key: str,
+def _name(section: dict[str, Any], config: Config, name: str, key: str,
           empty_ok: bool = False) -> str:
     """A value that ends up as an argument of docker or git: never an option."""
     value = _string(section, config, name, key, empty_ok)
@@ -188,14 +192,14 @@ def _name(section: dict[str, Any], config: Any, name: str, key: str,
     return value
 
 
-def check_runtime_file(config: Any) -> None:
+def check_runtime_file(config: Config) -> None:
     """Invoke skips a missing ``-f FILE`` silently; we refuse it."""
     path = getattr(config, "_runtime_path", None)
     if path and getattr(config, "_runtime_found", None) is not True:
         raise ConfigError(f"config file {path} not found (given with -f): check the path")
 
 
-def settings(c: Any) -> Settings:
+def settings(c: Context) -> Settings:
     """Validate ``c.config.flops`` and return it as frozen settings."""
     config = c.config
     check_runtime_file(config)
@@ -322,7 +326,7 @@ def settings(c: Any) -> Settings:
     )
 
 
-def _image(section: dict[str, Any], config: Any, name: str, key: str) -> str:
+def _image(section: dict[str, Any], config: Config, name: str, key: str) -> str:
     image = _string(section, config, name, key, empty_ok=False)
     _expect(valid_image(image), config, (name, key),
             "an image reference such as registry:5073/name:tag", image)

@@ -42,7 +42,7 @@ def primary_ip() -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:
             sock.connect(("10.255.255.255", 9))
-            return sock.getsockname()[0]
+            return str(sock.getsockname()[0])
         except OSError:
             return ""
 

@@ -199,7 +199,7 @@ def raw(text: str | bytes) -> None:
     sys.stdout.flush()
 
 
-def render_status(rows: list[dict], as_json: bool = False) -> None:
+def render_status(rows: list[dict[str, Any]], as_json: bool = False) -> None:
     if as_json:
         print_json({"services": rows})
         return
@@ -218,7 +218,7 @@ def render_status(rows: list[dict], as_json: bool = False) -> None:
     _console().print(table)
 
 
-def render_testbed(summary: dict, as_json: bool = False) -> None:
+def render_testbed(summary: dict[str, Any], as_json: bool = False) -> None:
     if as_json:
         print_json(summary)
         return
