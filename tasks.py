@@ -40,8 +40,7 @@ def down(c, json=False):
             "yes": YES, "json": JSON})
 def reset(c, registry=False, db=False, service=None, build=False, recreate=False, yes=False,
           json=False):
-    """Restart the stack with fresh processes; registry images and databases survive unless
-    asked."""
+    """Restart the stack with fresh processes (data kept unless a flag says otherwise)."""
     cli.reset(c, registry=registry, db=db, service=service, build=build, recreate=recreate,
               yes=yes, as_json=json)
 
@@ -75,12 +74,15 @@ HOST = "[user@]host[:port], comma-separated; default: the inventory hosts of thi
 
 
 @task(name="prepare-builder", help={
-    "host": HOST, "push_check": "also build a linux/amd64+arm64 image and push it to the FLOps "
-    "registry", "json": JSON})
-def prepare_builder(c, host=None, push_check=False, json=False):
-    """Prepare image-builder workers: QEMU, buildx + a multi-platform builder, registry trust."""
-    cli.prepare(c, roles={"builder"}, host=host, push_check=push_check, as_json=json,
-                title="prepare-builder")
+    "host": HOST, "push_check": "also build a linux/amd64+arm64 image as FLOps' image builder "
+    "does (buildah; and docker buildx where Docker runs) and push it to the FLOps registry",
+    "remove_check_tools": "only remove what --push-check installed on the hosts (buildah and "
+    "its dependencies)", "json": JSON})
+def prepare_builder(c, host=None, push_check=False, remove_check_tools=False, json=False):
+    """Prepare image-builder workers: QEMU, registry trust, NodeEngine's imageBuilder add-on;
+    buildx + a multi-platform builder where Docker runs."""
+    cli.prepare(c, roles={"builder"}, host=host, push_check=push_check,
+                remove_check_tools=remove_check_tools, as_json=json, title="prepare-builder")
 
 
 @task(name="prepare-learner", help={
@@ -94,11 +96,14 @@ def prepare_learner(c, host=None, data_dir=None, image=None, json=False):
 
 
 @task(name="learner-data", help={
-    "host": HOST, "src": "parquet files, folders or globs, comma-separated",
-    "force": "copy files that are not parquet too", "json": JSON})
-def learner_data(c, src, host=None, force=False, json=False):
-    """Copy training data (parquet) into learners' data mounts, skipping unchanged files."""
-    cli.learner_data(c, host=host, src=src, force=force, as_json=json)
+    "tag": "the data tag learners request (FLOps' data_tags); files are stored as "
+    "<tag>.<stem>.parquet, the name the sidecar serves for it; with --list: only this tag",
+    "src": "parquet files, folders or globs, comma-separated",
+    "host": HOST, "list": "show per learner the tags and files its sidecar will serve, and "
+    "files that break it (non-zero exit if any)", "json": JSON})
+def learner_data(c, tag=None, src=None, host=None, list_=False, json=False):
+    """Copy Parquet data to learners under a data tag, or --list what their sidecars serve."""
+    cli.learner_data(c, host=host, src=src, tag=tag, listing=list_, as_json=json)
 
 
 @task(name="clear-images", help={"host": "[user@]host[:port], comma-separated; default: every "
@@ -127,10 +132,13 @@ def demo(c, workers=None, json=False):
 
 
 @task(name="up", help={"workers": "number of worker containers (1-16, default 2)",
+                       "kind": "docker (sshd + containerd + dockerd; builder and learner) or "
+                       "containerd (sshd + containerd, no Docker; builder only), or a comma "
+                       "list, one per worker in order (the last repeats); default docker",
                        "json": JSON})
-def testbed_up(c, workers=None, json=False):
-    """Start the offline testbed: worker containers (sshd + dockerd) and the FLOps stack."""
-    cli.testbed_up(c, workers=workers, as_json=json)
+def testbed_up(c, workers=None, kind=None, json=False):
+    """Start the offline testbed: worker containers (sshd, containerd, dockerd) and the stack."""
+    cli.testbed_up(c, workers=workers, kind=kind, as_json=json)
 
 
 @task(name="down", help={"keep_images": "keep the built images (faster next testbed.up)",

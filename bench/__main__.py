@@ -245,11 +245,11 @@ def bench_reset(repeat: int) -> None:
     """`inv reset` of a healthy stack vs `docker compose down && up --build -d` + healthy."""
     from flops_tasks import testbed as tb
     from flops_tasks.config import settings
-    from flops_tasks.stack import Stack
+    from flops_tasks.stack.project import Project
 
     ctx = _testbed(1, prepared=False)
     s = settings(ctx)
-    stack = Stack(s)
+    stack = Project(s)
     compose = ["docker", "compose", "-p", s.stack.project, "--env-file", s.stack.env_file]
     for f in s.stack.compose_files:
         compose += ["-f", f]

@@ -31,11 +31,11 @@ def env(c: Any, as_json: bool = False, quiet: bool = False) -> dict[str, str]:
 
 
 # -- the management stack ---------------------------------------------------------------
-def _stack(c: Any, s: Any = None) -> Any:
+def _project(c: Any, s: Any = None) -> Any:
     from . import ui
-    from .stack import Stack
+    from .stack.project import Project
 
-    return Stack(s or settings(c), dry=is_dry(c), progress=ui.info)
+    return Project(s or settings(c), dry=is_dry(c), progress=ui.info)
 
 
 def _stack_lock(s: Any) -> Any:
@@ -45,7 +45,7 @@ def _stack_lock(s: Any) -> Any:
 
 
 def finish(report: Any, as_json: bool = False, plan: list[str] | None = None,
-            render: bool = True) -> Any:
+           render: bool = True) -> Any:
     """Render once (unless a composing caller renders); exit non-zero when anything failed."""
     from . import ui
     from .errors import FlopsError
@@ -60,29 +60,6 @@ def finish(report: Any, as_json: bool = False, plan: list[str] | None = None,
     return report
 
 
-def up(c: Any, build: bool = False, as_json: bool = False, render: bool = True) -> Any:
-    """Env + preflight, start the stack, wait until every service is healthy."""
-    from .outcome import Report
-
-    s = settings(c)
-    stack = _stack(c, s)
-    report = Report("up", dry=stack.dry)
-    with _stack_lock(s):
-        _, outcomes = stack.preflight(build=build)
-        report.extend(outcomes)
-        report.extend(stack.up(build=build))
-    if not stack.dry:
-        report.notes.append("endpoints: " + ", ".join(
-            f"{row['service']} {' '.join(row['ports'])}" for row in stack.status()))
-    return finish(report, as_json, stack.plan, render)
-
-
-def down(c: Any, as_json: bool = False, render: bool = True) -> Any:
-    """Stop the stack; every volume is kept."""
-    return _stack_task(c, "down", lambda stack: stack.down(),
-                       as_json=as_json, render=render)
-
-
 def _confirm_deletion(what: list[str], yes: bool, dry: bool) -> None:
     from . import ui
     from .errors import FlopsError
@@ -94,116 +71,110 @@ def _confirm_deletion(what: list[str], yes: bool, dry: bool) -> None:
         raise FlopsError("nothing deleted: confirm on a terminal or pass --yes", code=3)
 
 
-def reset(c: Any, registry: bool = False, db: bool = False, service: str | None = None,
-          build: bool = False, recreate: bool = False, yes: bool = False,
-          as_json: bool = False, render: bool = True) -> Any:
-    """Fresh processes for the whole stack (``recreate``: down + up); registry images and
-    databases survive unless a flag says otherwise."""
-    from .errors import FlopsError
-    from .outcome import Report, changed
-    from .stack import SERVICES
-
-    s = settings(c)
-    if service is not None and service not in SERVICES:
-        raise FlopsError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}",
-                         code=2)
-    if service and (registry or db or recreate):
-        raise FlopsError("--service restarts one service and keeps all data: use it without "
-                         "--registry/--db/--recreate", code=2)
-    stack = _stack(c, s)
-    what = []
-    if registry:
-        volume = stack.volume_name("registry_data")
-        what.append(f"every image in the FLOps registry (volume {volume})")
-    if db:
-        what.append("every collection of the FLOps manager database 'flops'")
-    report = Report("reset", dry=stack.dry)
-    with _stack_lock(s):
-        _confirm_deletion(what, yes, stack.dry)
-        _, outcomes = stack.preflight(build=build or bool(service))
-        report.extend(outcomes)
-        if service:
-            report.extend(stack.up(build=True, services=[service], no_deps=True))
-            return finish(report, as_json, stack.plan, render)
-        if recreate:
-            report.extend(stack.down())
-        if registry:
-            stack.drop_registry()
-        report.extend(stack.up(build=build) if recreate else stack.restart(
-            build=build, recreate=("flops_image_registry",) if registry else ()))
-        if registry and not stack.dry:
-            stack.verify_registry_empty()
-            report.extend([changed("stack", "clear-registry", "registry storage emptied")])
-        if db:
-            report.extend(stack.redb())
-    return finish(report, as_json, stack.plan, render)
-
-
 def _stack_task(c: Any, title: str, action: Any, deletes: Any = None, yes: bool = False,
                 as_json: bool = False, render: bool = True, needs_docker: bool = True) -> Any:
     """Lock the stack, list what ``action`` deletes and ask, check Docker, run it, render."""
     from .outcome import Report
 
     s = settings(c)
-    stack = _stack(c, s)
-    report = Report(title, dry=stack.dry)
+    project = _project(c, s)
+    report = Report(title, dry=project.dry)
     with _stack_lock(s):
         if deletes is not None:
-            _confirm_deletion(deletes(stack), yes, stack.dry)
+            _confirm_deletion(deletes(project), yes, project.dry)
         if needs_docker:
-            stack.check_docker()
-        report.extend(action(stack))
-    return finish(report, as_json, stack.plan, render)
+            project.check_docker()
+        report.extend(action(project))
+    return finish(report, as_json, project.plan, render)
+
+
+def up(c: Any, build: bool = False, as_json: bool = False, render: bool = True) -> Any:
+    """Env + preflight, start the stack, wait until every service is healthy."""
+    from .stack import health, lifecycle
+
+    report = _stack_task(c, "up", lambda project: lifecycle.up(project, build=build),
+                         needs_docker=False, render=False)
+    if not report.dry and report.ok:
+        rows = health.status(_project(c))
+        report.notes.append("endpoints: " + ", ".join(
+            f"{row['service']} {' '.join(map(str, row['ports']))}" for row in rows))
+    return finish(report, as_json, render=render)
+
+
+def down(c: Any, as_json: bool = False, render: bool = True) -> Any:
+    """Stop the stack; every volume is kept."""
+    from .stack import lifecycle
+
+    return _stack_task(c, "down", lifecycle.down, as_json=as_json, render=render)
+
+
+def reset(c: Any, registry: bool = False, db: bool = False, service: str | None = None,
+          build: bool = False, recreate: bool = False, yes: bool = False,
+          as_json: bool = False, render: bool = True) -> Any:
+    """Fresh processes for the whole stack (``recreate``: down + up); registry images and
+    databases survive unless a flag says otherwise."""
+    from .errors import FlopsError
+    from .stack import lifecycle
+    from .stack.project import unknown_service
+
+    unknown_service(service)
+    if service and (registry or db or recreate):
+        raise FlopsError("--service restarts one service and keeps all data: use it without "
+                         "--registry/--db/--recreate", code=2)
+    if service:
+        return _stack_task(c, "reset", lambda project: lifecycle.rebuild_service(
+            project, service), as_json=as_json, render=render, needs_docker=False)
+    return _stack_task(
+        c, "reset", lambda project: lifecycle.reset(project, registry_too=registry, db=db,
+                                                    build=build, recreate=recreate),
+        deletes=lambda project: lifecycle.what_reset_deletes(project, registry, db),
+        yes=yes, as_json=as_json, render=render, needs_docker=False)
 
 
 def clear_registry(c: Any, yes: bool = False, as_json: bool = False, render: bool = True) -> Any:
     """Empty the FLOps registry's storage and restart it."""
-    return _stack_task(
-        c, "clear-registry", lambda stack: stack.clear_registry(),
-        deletes=lambda stack: [f"every image in the FLOps registry (volume "
-                               f"{stack.volume_name('registry_data')})"],
-        yes=yes, as_json=as_json, render=render)
+    from .stack import registry
+
+    return _stack_task(c, "clear-registry", registry.clear,
+                       deletes=lambda project: [registry.what_clear_deletes(project)],
+                       yes=yes, as_json=as_json, render=render)
 
 
 def redb(c: Any, yes: bool = False, as_json: bool = False, render: bool = True) -> Any:
     """Empty the FLOps manager database (Mongo database 'flops') only."""
-    return _stack_task(
-        c, "redb", lambda stack: stack.redb(), needs_docker=False,
-        deletes=lambda stack: ["every collection of the FLOps manager database 'flops' "
-                               "(MLflow, registry and artifacts are kept)"],
-        yes=yes, as_json=as_json, render=render)
+    from .stack import flopsdb
+
+    return _stack_task(c, "redb", flopsdb.redb, deletes=lambda project: [flopsdb.WHAT],
+                       yes=yes, as_json=as_json, render=render)
 
 
 def status(c: Any, as_json: bool = False) -> list[dict]:
     """Every service with state, health and published ports."""
     from . import ui
+    from .stack import health
 
-    stack = _stack(c)
-    stack.check_docker()
-    rows = stack.status()
+    project = _project(c)
+    project.check_docker()
+    rows = health.status(project)
     ui.render_status(rows, as_json=as_json)
     return rows
 
 
 def logs(c: Any, service: str | None = None, follow: bool = False, tail: str = "200") -> None:
     """Show the stack's logs (one service, or all)."""
-    from .errors import FlopsError
-    from .stack import SERVICES, _docker_call
-
-    if service is not None and service not in SERVICES:
-        raise FlopsError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}",
-                         code=2)
-    stack = _stack(c)
-    stack.check_docker()
     from . import ui
+    from .stack.project import docker_call, unknown_service
 
+    unknown_service(service)
+    project = _project(c)
+    project.check_docker()
+    services = [service] if service else []
     if follow:
-        for _, line in _docker_call(lambda: stack.docker.compose.logs(
-                services=[service] if service else [], follow=True, stream=True, tail=tail)):
+        for _, line in docker_call(lambda: project.docker.compose.logs(
+                services=services, follow=True, stream=True, tail=tail)):
             ui.raw(line)
         return
-    ui.raw(_docker_call(lambda: stack.docker.compose.logs(
-        services=[service] if service else [], tail=tail)))
+    ui.raw(docker_call(lambda: project.docker.compose.logs(services=services, tail=tail)))
 
 
 # -- the offline testbed ------------------------------------------------------------------
@@ -221,11 +192,26 @@ def _workers(value: Any) -> int:
     return int(text)
 
 
-def testbed_up(c: Any, workers: int | str | None = None, as_json: bool = False) -> dict:
+def _kinds(value: Any) -> list[str] | None:
+    """``--kind``: docker, containerd, or a comma list applied to the workers in order."""
+    from .errors import FlopsError
+    from .testbed import KINDS
+
+    if value is None:
+        return None
+    kinds = [k.strip() for k in str(value).split(",")]
+    if not kinds or any(k not in KINDS for k in kinds):
+        raise FlopsError(f"--kind must be {' or '.join(KINDS)} (or a comma list of them, one "
+                         f"per worker), got {value!r}", code=2)
+    return kinds
+
+
+def testbed_up(c: Any, workers: int | str | None = None, kind: str | None = None,
+               as_json: bool = False) -> dict:
     """Start (or reuse) the offline testbed and write .testbed/invoke.yaml."""
     from . import testbed, ui
 
-    summary = testbed.up(workers=_workers(workers), progress=ui.info)
+    summary = testbed.up(workers=_workers(workers), kinds=_kinds(kind), progress=ui.info)
     ui.render_testbed(summary, as_json=as_json)
     return summary
 
@@ -270,14 +256,21 @@ def _prep_context(s: Any, image: str | None = None, data_dir: str | None = None,
 
 def prepare(c: Any, roles: set[str] | None = None, host: str | None = None,
             data_dir: str | None = None, image: str | None = None, push_check: bool = False,
-            as_json: bool = False, title: str = "prepare", render: bool = True) -> Any:
-    """Prepare hosts for ``roles`` (None: each inventory host's own roles), in parallel."""
-    from . import ui
+            remove_check_tools: bool = False, as_json: bool = False, title: str = "prepare",
+            render: bool = True) -> Any:
+    """Prepare hosts for ``roles`` (None: each inventory host's own roles), in parallel.
+
+    ``remove_check_tools``: instead, purge what earlier push checks installed (buildah ...).
+    """
+    from . import ops, ui
+    from .errors import FlopsError
     from .hosts import select_targets
-    from .ops import prepare_host
     from .outcome import Report
     from .ssh import fan_out
 
+    if remove_check_tools and push_check:
+        raise FlopsError("--remove-check-tools removes what --push-check installs: give one "
+                         "of them", code=2)
     s = settings(c)
     ctx = _prep_context(s, image=image, data_dir=data_dir, push_check=push_check)
     role = next(iter(roles)) if roles and len(roles) == 1 else None
@@ -285,11 +278,20 @@ def prepare(c: Any, roles: set[str] | None = None, host: str | None = None,
     role_of = {t.label: (set(roles) if roles else set(t.roles)) for t in targets}
     targets = [t for t in targets if role_of[t.label]]
     report = Report(title, dry=is_dry(c))
+    plan: list[str] = []
+
+    def work(session: Any) -> list:
+        if remove_check_tools:
+            outcomes = ops.remove_check_tools(session)
+        else:
+            outcomes = ops.prepare_host(session, role_of[session.label], ctx)
+        plan.extend(f"{session.label}: {step}" for step in session.plan)
+        return outcomes
+
     with ui.LiveHosts(title, [t.label for t in targets]) as live:
-        report.extend(fan_out(
-            targets, lambda session: prepare_host(session, role_of[session.label], ctx),
-            ssh=s.ssh, config=c.config, dry=is_dry(c), observer=live, lock=not is_dry(c)))
-    return finish(report, as_json, render=render)
+        report.extend(fan_out(targets, work, ssh=s.ssh, config=c.config, dry=is_dry(c),
+                              observer=live, lock=not is_dry(c)))
+    return finish(report, as_json, plan=plan, render=render)
 
 
 # -- workflows ------------------------------------------------------------------------------
@@ -302,7 +304,9 @@ def doctor(c: Any, as_json: bool = False, render: bool = True) -> Any:
 
     s = settings(c)
     report = Report("doctor")
-    report.extend(_stack(c, s).doctor())
+    from .stack import health
+
+    report.extend(health.doctor(_project(c, s)))
     ctx = _prep_context(s)
     targets = [t for t in s.inventory if t.roles]
     if not targets:
@@ -325,7 +329,9 @@ def bootstrap(c: Any, as_json: bool = False, render: bool = True) -> Any:
     report.notes.extend(stack_report.notes)
     if not stack_report.ok:
         return finish(report, as_json, render=render)
-    report.extend(prepare(c, roles=None, push_check=True, render=False).outcomes)
+    prepared = prepare(c, roles=None, push_check=True, render=False)
+    report.extend(prepared.outcomes)
+    report.notes.extend(prepared.notes)
     if dry:
         report.notes.append("doctor skipped in a dry run (nothing was changed to check)")
     else:
@@ -352,16 +358,27 @@ def demo(c: Any, workers: int | str | None = None, as_json: bool = False) -> Any
     return finish(report, as_json)
 
 
-def learner_data(c: Any, host: str | None = None, src: str = "", force: bool = False,
-                 as_json: bool = False) -> Any:
-    """Copy parquet files into learners' data mounts; unchanged files are skipped."""
+def learner_data(c: Any, host: str | None = None, src: str | None = None,
+                 tag: str | None = None, listing: bool = False, as_json: bool = False,
+                 render: bool = True) -> Any:
+    """Copy Parquet files into learners' data mounts under ``tag`` (unchanged files are
+    skipped), or with ``listing`` show per learner what its sidecar will serve."""
     from . import data, ui
+    from .errors import FlopsError
     from .hosts import select_targets
     from .outcome import Report
     from .ssh import fan_out
 
     s = settings(c)
-    files = data.collect(src, force=force)
+    if listing:
+        if src is not None:
+            raise FlopsError("--src copies files and --list only shows them: use one of them",
+                             code=2)
+        return _learner_data_list(c, s, host, tag, as_json, render)
+    data.check_tag(tag)
+    if src is None:
+        raise FlopsError("--src is missing: give parquet files, folders or globs", code=2)
+    files = data.collect(src, tag)
     targets = select_targets(host, list(s.inventory), "learner")
     report = Report("learner-data", dry=is_dry(c))
     total = sum(f.size for f in files) * len(targets)
@@ -370,7 +387,52 @@ def learner_data(c: Any, host: str | None = None, src: str = "", force: bool = F
             targets, lambda session: data.copy_data(session, files, s.learner_data_dir,
                                                     progress=bar.advance),
             ssh=s.ssh, config=c.config, dry=is_dry(c), step="learner-data", lock=not is_dry(c)))
-    return finish(report, as_json)
+    return finish(report, as_json, render=render)
+
+
+def _learner_data_list(c: Any, s: Any, host: str | None, tag: str | None, as_json: bool,
+                       render: bool) -> Any:
+    from . import data, ui
+    from .errors import FlopsError
+    from .hosts import select_targets
+    from .outcome import Report
+    from .ssh import fan_out
+
+    if tag is not None:
+        data.check_tag(tag)
+    targets = select_targets(host, list(s.inventory), "learner")
+    found: dict[str, Any] = {}
+
+    def work(session: Any) -> list:
+        found[session.label] = data.read_mount(session, s.learner_data_dir)
+        return data.listing_outcomes(session.label, found[session.label].only(tag))
+
+    report = Report("learner-data --list" + (f" --tag {tag}" if tag else ""))
+    report.extend(fan_out(targets, work, ssh=s.ssh, config=c.config, step="list"))
+    if tag is not None and found and not any(tag in d.tags() for d in found.values()):
+        held = sorted({t for d in found.values() for t in d.tags()})
+        silent = [t.label for t in targets if t.label not in found]
+        raise FlopsError(
+            f"unknown tag {tag!r}: the learners hold " + (
+                f"the tags {', '.join(held)}" if held else "no tagged data") +
+            (f" ({', '.join(silent)} did not answer)" if silent else ""), code=2)
+    result = {
+        "title": report.title, "ok": report.ok, "tag": tag,
+        "hosts": {label: {"status": report.host_status(label).value,
+                          **(found[label].only(tag).to_dict() if label in found else {
+                              "detail": "; ".join(o.detail for o in report.outcomes
+                                                  if o.host == label)})}
+                  for label in report.hosts()},
+    }
+    if not render:
+        return result
+    if as_json:
+        ui.print_json(result)
+    else:
+        ui.render_report(report)
+    if not report.ok:
+        raise FlopsError("", code=report.exit_code)
+    return result
 
 
 def clear_images(c: Any, host: str | None = None, yes: bool = False,

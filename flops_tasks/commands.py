@@ -103,9 +103,14 @@ def echo_args(values: Iterable[str]) -> str:
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"
+CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 CERTS_D = "/etc/containerd/certs.d"
 BUILDKITD_TOML = "/etc/buildkit/flops-buildkitd.toml"
 REGISTRIES_CONF_D = "/etc/containers/registries.conf.d"
+REGISTRIES_CONF = f"{REGISTRIES_CONF_D}/50-flops-registry.conf"
+STATE_DIR = "/var/lib/flops-tasks"
+# packages the push check installed (one per line), so they can be removed again
+CHECK_TOOLS_LIST = f"{STATE_DIR}/check-tools.list"
 BINFMT = "/proc/sys/fs/binfmt_misc"
 SIDECAR = "ml_data_server"
 SIDECAR_PORT = 11027
@@ -119,6 +124,24 @@ def if_else(test: str, then: str, otherwise: str) -> str:
 
 def has_command(name: str) -> str:
     return cmd("command", "-v", "--", name)
+
+
+def hosts_toml_path(registry: str) -> str:
+    """containerd's hosts file of ``registry`` (``host:port``, IPv6 hosts in brackets)."""
+    return f"{CERTS_D}/{registry}/hosts.toml"
+
+
+def binfmt_supported() -> str:
+    """Exit 0 when the kernel can do binfmt_misc: mounted, built in, or a loadable module."""
+    return any_of(cmd("test", "-e", f"{BINFMT}/status"),
+                  cmd("grep", "-qw", "binfmt_misc", "/proc/filesystems"),
+                  cmd("modprobe", "-nq", "binfmt_misc") + " 2>/dev/null")
+
+
+def dpkg_status(packages: Sequence[str]) -> str:
+    """``PACKAGE WANT OK STATUS`` per line for the packages dpkg knows (the others: nothing)."""
+    return cmd("dpkg-query", "-W", "-f", "${Package} ${Status}\n", "--", *packages) \
+        + " 2>/dev/null"
 
 
 def mount_binfmt() -> str:
@@ -178,26 +201,35 @@ def buildx_rm(name: str) -> str:
     return any_of(cmd("docker", "buildx", "rm", "-f", name), "true")
 
 
+# a two-platform image whose RUN step executes a tiny per-arch program (probe_binaries)
+PROBE_DOCKERFILE = ('FROM scratch\nARG TARGETARCH\nCOPY uname-${TARGETARCH} /uname\n'
+                    'RUN ["/uname"]\n')
+
+
 def buildx_push_probe(registry: str, ref: str, platforms: str, builder: str, driver: str,
                       amd64_b64: str, arm64_b64: str) -> str:
     """Build a two-platform image whose RUN step executes a tiny per-arch program, and push it.
 
     The arm64 RUN can only succeed through QEMU on an amd64 worker (and the other way round).
     """
-    dockerfile = 'FROM scratch\nARG TARGETARCH\nCOPY uname-${TARGETARCH} /uname\nRUN ["/uname"]\n'
+    dockerfile = PROBE_DOCKERFILE
     if driver == "docker":
         build = cmd("docker", "--context", builder, "buildx", "build")
     else:
         build = cmd("docker", "buildx", "build", "--builder", builder)
-    build += " " + cmd("--progress=plain", "--provenance=false", "--platform", platforms,
-                       "--push", "-t", f"{registry}/{ref}")
+    # --no-cache: a cached RUN step prints nothing, and proves nothing about QEMU today
+    build += " " + cmd("--progress=plain", "--provenance=false", "--no-cache", "--platform",
+                       platforms, "--push", "-t", f"{registry}/{ref}")
+    # the docker driver also keeps the image in the engine's store: remove it again
+    drop = quiet(cmd("docker", "image", "rm", "-f", f"{registry}/{ref}")) + "; " \
+        if driver == "docker" else ""
     return (
         "d=$(mktemp -d /tmp/flops-push.XXXXXX) && "
         f"printf '%s' {q(dockerfile)} > \"$d/Dockerfile\" && "
         f"printf '%s' {q(amd64_b64)} | base64 -d > \"$d/uname-amd64\" && "
         f"printf '%s' {q(arm64_b64)} | base64 -d > \"$d/uname-arm64\" && "
         "chmod 755 \"$d\"/uname-* && "
-        f"{build} \"$d\" 2>&1; rc=$?; rm -rf \"$d\"; exit $rc"
+        f"{build} \"$d\" 2>&1; rc=$?; {drop}rm -rf \"$d\"; exit $rc"
     )
 
 
@@ -211,17 +243,6 @@ def register_binfmt(machine: str) -> str:
                 cmd("update-binfmts", "--enable", f"qemu-{machine}"),
                 # no init system and no binfmt-support: register the binfmt.d rule directly
                 f"grep -v '^#' {q(conf)} | head -n 1 > {q(BINFMT + '/register')}"),
-    )
-
-
-def install_buildx() -> str:
-    """docker-buildx-plugin where Docker's repository is configured, docker-buildx otherwise."""
-    env = "DEBIAN_FRONTEND=noninteractive"
-    install = f"{env} apt-get install -y -qq --no-install-recommends"
-    return all_of(
-        f"{env} {cmd('apt-get', 'update', '-qq')}",
-        if_else("apt-cache show docker-buildx-plugin >/dev/null 2>&1",
-                f"{install} docker-buildx-plugin", f"{install} docker-buildx"),
     )
 
 
@@ -250,6 +271,159 @@ def wait_tcp_docker0(port: int, seconds: int = 30) -> str:
 
 def nodeengine_addon(name: str, state: str) -> str:
     return cmd("NodeEngine", "config", "addon", name, state)
+
+
+def nodeengine_addon_list() -> str:
+    return cmd("NodeEngine", "config", "addon")
+
+
+def _wait(test: str, seconds: int) -> str:
+    """Poll ``test`` every 0.1 s; exit 1 after ``seconds``."""
+    return (f"i=0; until {test}; do i=$((i+1)); [ $i -ge {int(seconds) * 10} ] && exit 1; "
+            "sleep 0.1; done")
+
+
+def relaunch(process: str, ready: str, seconds: int = 30) -> str:
+    """Restart a daemon that no init system manages: SIGTERM, wait until it is gone, start it
+    again with its own argv (from /proc) and the same log file, wait until ``ready`` answers.
+
+    For containerd this keeps containers running: their shims are separate processes.
+    """
+    return (
+        f"p=$(pidof -s {q(process)}) || {{ echo {q(process + ' is not running')} >&2; exit 1; }}; "
+        'a=$(mktemp) && tr \'\\0\' \'\\n\' < "/proc/$p/cmdline" > "$a" && set -- && '
+        'while IFS= read -r x; do set -- "$@" "$x"; done < "$a"; rm -f "$a"; '
+        'o=$(readlink "/proc/$p/fd/1"); [ -f "$o" ] || o=/dev/null; '
+        # gone, or exited and not yet reaped by its parent (a zombie)
+        'kill -TERM "$p"; ' + _wait('{ ! kill -0 "$p" 2>/dev/null || grep -q '
+                                    '"^State:[[:space:]]*Z" "/proc/$p/status" 2>/dev/null; }',
+                                    seconds) + "; "
+        'setsid nohup "$@" </dev/null >>"$o" 2>&1 & '
+        + _wait(f"{{ {ready}; }} >/dev/null 2>&1", seconds)
+    )
+
+
+def restart_containerd(seconds: int = 30) -> str:
+    """Restart containerd so that running containers keep running, then wait until it (and
+    dockerd, which reconnects by itself) answers.
+
+    systemd: ``systemctl restart containerd`` (the unit has ``KillMode=process``: the shims
+    survive). Elsewhere: ``relaunch``.
+    """
+    ready = cmd("ctr", "version")
+    docker_back = if_else(has_command("dockerd") + " >/dev/null",
+                          _wait(quiet(cmd("docker", "info")), 60), "true")
+    return all_of(
+        if_else(cmd("test", "-d", "/run/systemd/system"),
+                cmd("systemctl", "restart", "containerd"),
+                f"( {relaunch('containerd', ready, seconds)} )"),
+        f"( {_wait(quiet(ready), seconds)} )",
+        f"( {docker_back} )",
+    )
+
+
+def running_tasks() -> str:
+    """``namespace/task`` of every running containerd task, sorted, one per line."""
+    return ("for n in $(ctr namespaces ls -q); do ctr -n \"$n\" tasks ls 2>/dev/null | "
+            "awk -v n=\"$n\" 'NR > 1 && $3 == \"RUNNING\" {print n \"/\" $1}'; done | sort")
+
+
+def apply_containerd_config(content: str) -> str:
+    """Write containerd's config and restart it, proving that every task that ran before
+    still runs after. If containerd does not come back, put the old file back and restart
+    again (exit 1): a node never stays on a config containerd refused."""
+    cfg = CONTAINERD_CONFIG
+    bak = f"{cfg}.flops-bak"
+    restore = if_else(cmd("test", "-e", bak), cmd("mv", "-f", bak, cfg), cmd("rm", "-f", cfg))
+    return (
+        f"t=$(mktemp) && {{ {running_tasks()}; }} > \"$t\" && "
+        f"{{ if [ -e {q(cfg)} ]; then cp -p {q(cfg)} {q(bak)}; else rm -f {q(bak)}; fi; }} && "
+        f"{{ {write_file(cfg, content)}; }} && "
+        f"if {{ {restart_containerd()}; }}; then rm -f {q(bak)}; else "
+        f"{restore}; {{ {restart_containerd()}; }} >/dev/null 2>&1; rm -f \"$t\"; "
+        f"echo {q('containerd did not come back with the new config: old config restored')} >&2; "
+        "exit 1; fi; "
+        f"gone=$({{ {running_tasks()}; }} | comm -23 \"$t\" -); "
+        'echo "containers running before and after: $(wc -l < "$t")"; rm -f "$t"; '
+        '[ -z "$gone" ] || { echo "stopped by the restart: $gone" >&2; exit 1; }'
+    )
+
+
+def restart_nodeengine() -> str:
+    """Apply NodeEngine's config: restart it where it runs (a stopped one reads it at start)."""
+    return if_else(cmd("test", "-d", "/run/systemd/system"),
+                   cmd("systemctl", "try-restart", "nodeengine.service"),
+                   if_else(cmd("pidof", "NodeEngine") + " >/dev/null",
+                           f"( {relaunch('NodeEngine', cmd('pidof', 'NodeEngine'))} )",
+                           "true"))
+
+
+def install_check_tools(packages: Sequence[str]) -> str:
+    """Install ``packages`` with apt and append every package this added (dependencies
+    included) to CHECK_TOOLS_LIST; print that list."""
+    listing = "dpkg-query -W -f '${Package}\\n' | sort"
+    return all_of(
+        cmd("mkdir", "-p", STATE_DIR),
+        f"b=$(mktemp) && {listing} > \"$b\"",
+        apt_install(packages),
+        f"{listing} | comm -13 \"$b\" - > \"$b.new\"",
+        f"cat \"$b.new\" >> {q(CHECK_TOOLS_LIST)} && sort -u -o {q(CHECK_TOOLS_LIST)} "
+        f"{q(CHECK_TOOLS_LIST)} && cat \"$b.new\" && rm -f \"$b\" \"$b.new\"",
+    )
+
+
+def check_tools_plan() -> str:
+    """The recorded check tools that are still installed, and what purging them would remove
+    (``apt-get -s``: nothing changes): lines ``listed P`` and ``Purg P ...``."""
+    return (
+        f"[ -s {q(CHECK_TOOLS_LIST)} ] || exit 0; "
+        f"l=$(dpkg-query -W -f '${{Package}} ${{Status}}\\n' $(cat {q(CHECK_TOOLS_LIST)}) "
+        "2>/dev/null | awk '$4 == \"installed\" {print $1}'); "
+        'for p in $l; do echo "listed $p"; done; [ -n "$l" ] || exit 0; '
+        "DEBIAN_FRONTEND=noninteractive apt-get -s purge $l | grep '^Purg '"
+    )
+
+
+def remove_check_tools(packages: Sequence[str]) -> str:
+    return all_of(
+        f"DEBIAN_FRONTEND=noninteractive {cmd('apt-get', 'purge', '-y', '-qq', '--', *packages)}",
+        cmd("rm", "-f", CHECK_TOOLS_LIST),
+    )
+
+
+def buildah_push_probe(ref: str, platforms: Sequence[str], amd64_b64: str,
+                       arm64_b64: str) -> str:
+    """Build and push a two-platform image the way FLOps' image builder does.
+
+    addon-FLOps image_builder_package/fl_image_builder/image_management.py runs
+    ``buildah build --platform P1 --platform P2 --isolation=chroot --tls-verify=false
+    --manifest NAME-manifest -t NAME`` and ``buildah manifest push --tls-verify=false --all
+    NAME-manifest docker://NAME``. Here buildah gets a storage of its own in a temp dir that
+    is removed afterwards (no image stays on the worker), with the vfs driver where that dir
+    is on overlayfs (overlay over overlayfs fails: a node that is itself a container), and
+    with the current hard ulimits where the node may not raise them (no CAP_SYS_RESOURCE:
+    buildah's chroot isolation raises nofile/nproc to 1048576 otherwise).
+    The RUN step executes a tiny per-arch program: the foreign one only runs through QEMU.
+    """
+    plat = " ".join(cmd("--platform", p) for p in platforms)
+    return (
+        "d=$(mktemp -d /var/tmp/flops-push.XXXXXX) && mkdir \"$d/ctx\" && "
+        f"printf '%s' {q(PROBE_DOCKERFILE)} > \"$d/ctx/Dockerfile\" && "
+        f"printf '%s' {q(amd64_b64)} | base64 -d > \"$d/ctx/uname-amd64\" && "
+        f"printf '%s' {q(arm64_b64)} | base64 -d > \"$d/ctx/uname-arm64\" && "
+        "chmod 755 \"$d\"/ctx/uname-* || exit 1; "
+        'sd=overlay; [ "$(stat -f -c %T "$d")" = overlayfs ] && sd=vfs; '
+        'lim=""; c=$(awk \'/^CapEff/ {print $2}\' /proc/self/status); '
+        '[ $(( 0x$c >> 24 & 1 )) = 1 ] || lim=$(awk \'/^Max open files/ {n=$5} '
+        '/^Max processes/ {p=$4} END {printf "--ulimit nofile=%s:%s --ulimit nproc=%s:%s", '
+        'n, n, p, p}\' /proc/self/limits); '
+        'echo "storage-driver: $sd${lim:+; ulimits: kept at the hard limits}"; '
+        'b() { buildah --root "$d/root" --runroot "$d/run" --storage-driver "$sd" "$@"; }; '
+        f'(cd "$d/ctx" && b build $lim {plat} --isolation=chroot --tls-verify=false '
+        f"--manifest {q(ref + '-manifest')} -t {q(ref)} .) 2>&1 && "
+        f"b manifest push --tls-verify=false --all {q(ref + '-manifest')} {q('docker://' + ref)} "
+        "2>&1; rc=$?; b rmi -a -f >/dev/null 2>&1; rm -rf \"$d\"; exit $rc"
+    )
 
 
 def docker_volume_exists(name: str) -> str:
@@ -292,19 +466,71 @@ def volume_mountpoint(name: str) -> str:
 
 
 def sha256_of(folder: str, names: Sequence[str]) -> str:
-    """``sha256sum`` of the files that exist among ``names`` in ``folder``."""
+    """SHA-256 of each of ``names`` that is a regular file in ``folder`` (a symbolic link is
+    skipped, never followed): one ``INDEX HASH`` line per file, INDEX its place in ``names``.
+
+    Names never reach the output, so any name parses back (``sha256sum`` would escape
+    names holding a backslash or a line break). Read it with ``parse_sha256_of``.
+    """
     if not names:
         return "true"
-    # "./$f": a file named "-" is a file, not stdin; sed drops the "./" again
-    return f"cd {q(folder)} && for f in {' '.join(q(n) for n in names)}; do " \
-           '[ -f "$f" ] && sha256sum -- "./$f" | sed "s#  \\./#  #"; done; true'
+    return (f"cd {q(folder)} && {{ i=0; for f in {' '.join(q(n) for n in names)}; do "
+            'if [ -f "$f" ] && [ ! -L "$f" ]; then h=$(sha256sum < "$f") && '
+            'printf \'%s %s\\n\' "$i" "${h%% *}"; fi; i=$((i+1)); done; true; }')
+
+
+def parse_sha256_of(stdout: str, names: Sequence[str]) -> dict[str, str]:
+    """``sha256_of`` output as ``name -> hex digest`` (files that were not there are absent)."""
+    found: dict[str, str] = {}
+    for line in stdout.splitlines():
+        index, _, digest = line.strip().partition(" ")
+        if index.isdigit() and int(index) < len(names) and len(digest) == 64:
+            found[names[int(index)]] = digest
+    return found
 
 
 def install_file(src: str, dest: str) -> str:
-    """Move an uploaded temp file into place (atomic rename within the destination folder)."""
-    tmp = f"{dest}.flops-tmp"
-    return all_of(cmd("cp", "--", src, tmp), cmd("chmod", "0644", tmp),
-                  cmd("mv", "-f", "--", tmp, dest), cmd("rm", "-f", "--", src))
+    """Move an uploaded file to ``dest`` (runs as root in a folder others may write to).
+
+    The bytes go to a fresh random name beside ``dest``, created with O_CREAT|O_EXCL and
+    O_NOFOLLOW (``dd conv=excl oflag=nofollow``): anything planted there, a symbolic link
+    included, makes the copy fail instead of being written through. The mode comes from the
+    umask (0644), so nothing is ever chmod-ed through a link. ``mv -T`` renames the new file
+    over ``dest`` atomically; rename(2) replaces a directory entry and never follows it. A
+    ``dest`` that is a symbolic link, or not a regular file, is refused. The uploaded file
+    is removed in every case.
+    """
+    folder = (dest.rsplit("/", 1)[0] or "/") if "/" in dest else "."
+    return (
+        f"umask 022; s={q(src)}; d={q(folder)}; f={q(dest)}; rc=1; "
+        'if [ ! -d "$d" ]; then echo "$d is not a directory" >&2; '
+        'elif [ -L "$f" ]; then echo "refusing to replace the symbolic link $f" >&2; '
+        'elif [ -e "$f" ] && [ ! -f "$f" ]; then echo "$f exists and is not a file" >&2; '
+        'elif t=$(mktemp -u "$d/.flops-tmp.XXXXXXXXXX"); then '
+        'if dd if="$s" of="$t" bs=1M conv=excl,fsync oflag=nofollow status=none '
+        '&& mv -f -T -- "$t" "$f"; then rc=0; else rm -f -- "$t"; fi; '
+        'fi; rm -f -- "$s"; [ "$rc" -eq 0 ]'
+    )
+
+
+def list_mount(folder: str) -> str:
+    """Every entry of ``folder``, dot files included, one line each, nothing followed:
+
+    ``KIND SIZE HEAD TAIL NAME``: KIND ``f`` regular file, ``l`` symbolic link, ``d``
+    directory, ``o`` anything else; SIZE in bytes (files only, else 0); HEAD and TAIL the
+    first and last four bytes of a file of at least 4 bytes, in hex (``-`` otherwise); NAME
+    in hex, so any name parses back. Read it with ``data.parse_listing``.
+    """
+    return (
+        f"cd {q(folder)} && for f in * .[!.]* ..?*; do "
+        'if [ -L "$f" ]; then k=l; elif [ -d "$f" ]; then k=d; elif [ -f "$f" ]; then k=f; '
+        'elif [ -e "$f" ]; then k=o; else continue; fi; s=0; h=-; e=-; '
+        'if [ "$k" = f ]; then s=$(wc -c < "$f" | tr -d " "); '
+        'if [ "$s" -ge 4 ]; then h=$(od -An -tx1 -N4 < "$f" | tr -d " \\n"); '
+        'e=$(tail -c 4 < "$f" | od -An -tx1 | tr -d " \\n"); fi; fi; '
+        'n=$(printf "%s" "$f" | od -An -tx1 | tr -d " \\n"); '
+        'printf "%s %s %s %s %s\\n" "$k" "$s" "$h" "$e" "$n"; done'
+    )
 
 
 def list_images_docker() -> str:

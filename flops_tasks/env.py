@@ -101,10 +101,16 @@ def resolve_addresses(s: Settings, detect: Callable[[], str] = primary_ip) -> Ad
     return Addresses(values, sources)
 
 
+def host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets (``fd00::1`` + 5073 is ``[fd00::1]:5073``;
+    unbracketed it would read as the address ``fd00::1:5073``)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
 def registry_host(s: Settings, addresses: Addresses) -> str:
-    """``IP:PORT`` of the FLOps image registry as workers address it."""
+    """``host:port`` of the FLOps image registry as workers address it."""
     address = s.registry_address or addresses.values["FLOPS_IMAGE_REGISTRY_IP"]
-    return f"{address}:{s.registry_port}"
+    return host_port(address, s.registry_port)
 
 
 def read_env_file(path: str | Path) -> dict[str, str]:

@@ -3,11 +3,16 @@
 Each probe is a (name, command) pair built in ``commands``; ``gather`` runs them all in one
 batch (with ``dry=False`` semantics: probes always run) and ``WorkerFacts`` parses the
 output. Operations decide from these facts what differs.
+
+Every probe here runs on every re-run of a preparation (also on small edge boards): add one
+only where no existing probe can answer, and prefer shell builtins (``test``, ``command -v``)
+to programs.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +20,12 @@ from . import commands as C
 from .probe_binaries import MACHINES
 
 MISSING = "@@flops-missing"
+# packages whose state decides a builder step, in one dpkg-query call
+PACKAGES = ("qemu-user-static", "qemu-user-binfmt", "docker-ce", "docker.io", "buildah",
+            "netavark")
+# NodeEngine's add-on names as `NodeEngine config addon` lists them (oakestra/oakestra
+# go_node_engine/model/Node.go: IMAGE_BUILDER "image-builder", FLOPS_LEARNER "FLOps-learner")
+ADDON_LISTED = {"imageBuilder": "image-builder", "FLOps": "FLOps-learner"}
 
 
 def _cat(path: str) -> str:
@@ -23,10 +34,6 @@ def _cat(path: str) -> str:
 
 def handler_probe(machine: str) -> tuple[str, str]:
     return f"handler_{machine}", _cat(f"{C.BINFMT}/qemu-{machine}")
-
-
-def _dpkg_status(package: str) -> str:
-    return C.cmd("dpkg-query", "-W", "-f", "${Status}", package)
 
 
 def foreign_machine(machine: str) -> str:
@@ -42,8 +49,9 @@ def base_probes() -> list[tuple[str, str]]:
         ("systemd", C.cmd("test", "-d", "/run/systemd/system")),
         ("docker", C.docker_info_json()),
         ("daemon_json", _cat(C.DAEMON_JSON)),
-        ("nodeengine", C.any_of(C.cmd("NodeEngine", "config", "addon"),
-                                C.cmd("echo", MISSING))),
+        ("nodeengine", C.if_else(C.has_command("NodeEngine") + " >/dev/null",
+                                 C.nodeengine_addon_list(), C.cmd("echo", MISSING))),
+        ("containerd", C.cmd("test", "-S", C.CONTAINERD_SOCKET)),
         ("containerd_config", _cat(C.CONTAINERD_CONFIG)),
         ("buildah", C.has_command("buildah")),
     ]
@@ -51,15 +59,15 @@ def base_probes() -> list[tuple[str, str]]:
 
 def registry_probes(registry: str) -> list[tuple[str, str]]:
     return [
-        ("containerd_hosts", _cat(f"{C.CERTS_D}/{registry}/hosts.toml")),
-        ("registries_conf", _cat(f"{C.REGISTRIES_CONF_D}/50-flops-registry.conf")),
+        ("containerd_hosts", _cat(C.hosts_toml_path(registry))),
+        ("registries_conf", _cat(C.REGISTRIES_CONF)),
     ]
 
 
-def builder_probes(builder: str, machine_hint: str | None = None) -> list[tuple[str, str]]:
+def builder_probes(builder: str) -> list[tuple[str, str]]:
     probes = [
-        ("qemu_pkg", _dpkg_status("qemu-user-static")),
-        ("qemu_binfmt_pkg", _dpkg_status("qemu-user-binfmt")),
+        ("packages", C.dpkg_status(PACKAGES)),
+        ("binfmt_support", C.binfmt_supported()),
         ("binfmt_mounted", C.cmd("test", "-e", f"{C.BINFMT}/status")),
         ("binfmt_persist", "ls /usr/lib/binfmt.d/qemu-*.conf /usr/share/binfmts/qemu-* "
                            "2>/dev/null | head -n 4"),
@@ -86,6 +94,32 @@ def learner_probes(port: int = C.SIDECAR_PORT) -> list[tuple[str, str]]:
     ]
 
 
+def parse_addons(text: str) -> dict[str, bool] | None:
+    """``NodeEngine config addon`` output -> {listed name: active}, None when unreadable.
+
+    The real tool (oakestra/oakestra go_node_engine/cmd/conf.go, ``showAddons``) prints
+    ``Configured Addons:`` then one ``\\t - NAME: 🟢 Active`` or ``\\t - NAME: ❌ Disabled``
+    line per add-on, or ``No Addons Configured.``. A NodeEngine without add-on support prints
+    something else (its help): that is None, "unknown".
+    """
+    lines = text.splitlines()
+    if not any(line.strip() == "Configured Addons:" for line in lines):
+        return None
+    addons: dict[str, bool] = {}
+    for line in lines:
+        match = re.match(r"^\s*-\s*(\S+?):\s*(.*)$", line)
+        if not match:
+            continue
+        name, state = match.group(1), match.group(2)
+        if state.endswith("Active"):
+            addons[name] = True
+        elif state.endswith("Disabled"):
+            addons[name] = False
+        else:
+            return None
+    return addons
+
+
 @dataclass
 class WorkerFacts:
     raw: dict[str, tuple[int, str]]
@@ -110,6 +144,10 @@ class WorkerFacts:
         return self.out("machine").strip()
 
     @property
+    def foreign(self) -> str:
+        return foreign_machine(self.machine)
+
+    @property
     def os(self) -> str:
         return self.out("os").strip()
 
@@ -131,14 +169,24 @@ class WorkerFacts:
             return {}
 
     @property
+    def docker_installed(self) -> bool:
+        return self.rc("docker") != 127
+
+    @property
     def docker_running(self) -> bool:
         info = self.docker_info
         return bool(info.get("ServerVersion")) and not info.get("ServerErrors")
 
     @property
     def docker_error(self) -> str:
+        if not self.docker_installed:
+            return "docker is not installed"
         text = self.out("docker").strip().splitlines()
         return text[-1] if text else "docker info failed"
+
+    @property
+    def containerd_running(self) -> bool:
+        return self.ok("containerd")
 
     @property
     def containerd_store(self) -> bool:
@@ -153,12 +201,37 @@ class WorkerFacts:
 
     @property
     def nodeengine(self) -> str | None:
+        """``NodeEngine config addon`` output; None when NodeEngine is not installed."""
         text = self.out("nodeengine")
-        return None if MISSING in text else text
+        return None if text.strip() == MISSING else text
+
+    def addon_active(self, addon: str) -> bool | None:
+        """True/False as NodeEngine lists ``addon``; None when its listing is unreadable."""
+        text = self.nodeengine
+        if text is None or not self.ok("nodeengine"):
+            return None
+        listed = parse_addons(text)
+        if listed is None:
+            return None
+        return listed.get(ADDON_LISTED[addon], False)
 
     # -- builder ------------------------------------------------------------------
-    def installed(self, probe: str) -> bool:
-        return self.ok(probe) and "install ok installed" in self.out(probe)
+    @property
+    def packages(self) -> dict[str, bool]:
+        """Package -> installed, for the packages dpkg knows (see ``PACKAGES``)."""
+        found: dict[str, bool] = {}
+        for line in self.out("packages").splitlines():
+            parts = line.split()
+            if len(parts) == 4 and parts[0] in PACKAGES:
+                found[parts[0]] = parts[1:] == ["install", "ok", "installed"]
+        return found
+
+    def installed(self, package: str) -> bool:
+        return self.packages.get(package, False)
+
+    @property
+    def binfmt_supported(self) -> bool:
+        return self.ok("binfmt_support")
 
     def handler(self, machine: str) -> tuple[bool, str]:
         """(enabled with the F flag, flags) of the QEMU handler for ``machine``."""
@@ -171,6 +244,11 @@ class WorkerFacts:
 
     def runs(self, machine: str) -> bool:
         return self.ok(f"run_{machine}") and self.out(f"run_{machine}").strip() == machine
+
+    @property
+    def buildx_package(self) -> str:
+        """Docker's own repository names it docker-buildx-plugin, Debian/Ubuntu docker-buildx."""
+        return "docker-buildx-plugin" if self.installed("docker-ce") else "docker-buildx"
 
     def builder_platforms(self, driver: str) -> list[str]:
         """The named builder's platforms, when it exists with ``driver``."""

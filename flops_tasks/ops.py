@@ -2,8 +2,15 @@
 
 Every step is a ``Step``: ``check(facts, ctx)`` says whether the host is already as wanted
 (and how it looks), ``act(session, facts, ctx)`` changes only that. ``prepare_host`` gathers
-the facts in one round trip, acts on the steps that differ, gathers again and verifies each
-changed step with the same check. A second run finds nothing to do and says so.
+the facts in one round trip, checks every step, acts on the steps that differ, gathers again
+and verifies each changed step with the same check. A second run finds nothing to do and
+says so.
+
+A check that finds the host's own files or state forbidding a change (a broken daemon.json,
+registry mirrors containerd would refuse next to config_path) raises ``Refusal``. Every check
+runs before any act, so such a host is reported in one line and left exactly as it was.
+A step that cannot apply for a reason outside flops-tasks' reach (NodeEngine not installed)
+is reported as a warning, never skipped silently.
 """
 
 from __future__ import annotations
@@ -13,36 +20,42 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import commands as C
+from . import trust
 from .facts import (
     WorkerFacts,
     base_probes,
     builder_probes,
-    foreign_machine,
     gather,
     handler_probe,
     learner_probes,
     registry_probes,
 )
-from .outcome import Outcome, changed, failed, ok, unreachable
+from .outcome import Outcome, changed, failed, ok, unreachable, warning
 from .probe_binaries import MACHINES, UNAME_AMD64_B64, UNAME_ARM64_B64
 from .ssh import HostSession, HostUnreachable, RemoteFailure
+from .trust import Refusal
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
 BUILDER, LEARNER = "builder", "learner"
 PROBE_REPO = "flops-tasks/builder-probe"
+# what the push check installs to build the way FLOps' image builder does (buildah needs
+# netavark, a Recommends, or every command fails)
+CHECK_TOOLS = ("buildah", "netavark")
+# oakestra/oakestra scripts/README.md, "Install Worker and Node Engine"
+NODEENGINE_INSTALL = ("curl -sfL https://raw.githubusercontent.com/oakestra/oakestra/develop/"
+                      "scripts/InstallOakestraWorker.sh | sh -")
+NODEENGINE_MISSING = "NodeEngine not found: add-on not enabled"
 
-
-def same(text: str | None, expected: str) -> bool:
-    """File contents equal, ignoring trailing white space (probe output is stripped)."""
-    return text is not None and text.strip() == expected.strip()
+__all__ = ["Refusal", "PrepContext", "Step", "STEPS", "prepare_host", "doctor_host",
+           "preflight", "push_checks", "remove_check_tools"]
 
 
 @dataclass(frozen=True)
 class PrepContext:
-    registry: str  # IP:PORT of the FLOps registry as workers address it
+    registry: str  # host:port of the FLOps registry as workers address it (IPv6 in brackets)
     builder_name: str = "flops-builder"
     builder_driver: str = "auto"
     learner_image: str = ""
@@ -53,6 +66,15 @@ class PrepContext:
 
 Check = Callable[[WorkerFacts, PrepContext], tuple[bool, str]]
 Act = Callable[[HostSession, WorkerFacts, PrepContext], str]
+Applies = Callable[[WorkerFacts, PrepContext], bool]
+
+
+def _always(f: WorkerFacts, ctx: PrepContext) -> bool:
+    return True
+
+
+def _no_warning(f: WorkerFacts, ctx: PrepContext) -> str | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -61,15 +83,21 @@ class Step:
     roles: frozenset[str]
     check: Check
     act: Act
-    applies: Callable[[WorkerFacts, PrepContext], bool] = lambda f, c: True
+    applies: Applies = _always
+    # why the step cannot be done on this host (reported as a warning), or None
+    unavailable: Callable[[WorkerFacts, PrepContext], str | None] = _no_warning
+
+
+def _docker(f: WorkerFacts, ctx: PrepContext) -> bool:
+    return f.docker_running
 
 
 # -- QEMU user emulation ----------------------------------------------------------------
 def check_qemu(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
-    foreign = foreign_machine(f.machine)
+    foreign = f.foreign
     enabled, flags = f.handler(foreign)
     problems = []
-    if not f.installed("qemu_pkg"):
+    if not f.installed("qemu-user-static"):
         problems.append("qemu-user-static not installed")
     if not enabled:
         problems.append(f"qemu-{foreign} handler " + ("without the F flag" if flags
@@ -84,10 +112,10 @@ def check_qemu(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
 
 
 def act_qemu(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
-    foreign = foreign_machine(f.machine)
+    foreign = f.foreign
     done = []
-    if not f.installed("qemu_pkg"):
-        if f.installed("qemu_binfmt_pkg") and not s.dry:
+    if not f.installed("qemu-user-static"):
+        if f.installed("qemu-user-binfmt") and not s.dry:
             sim = s.probe(C.cmd("apt-get", "install", "-s", "--no-install-recommends",
                                 "qemu-user-static"))
             if "qemu-user-binfmt" in sim.stdout and "REMOVED" in sim.stdout:
@@ -110,7 +138,7 @@ def act_qemu(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
     return ", ".join(done) or "nothing to do"
 
 
-# -- buildx and the named builder ---------------------------------------------------------
+# -- buildx and the named builder (where Docker runs) ---------------------------------------
 def check_buildx(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
     if not f.ok("buildx"):
         return False, "docker buildx is not installed"
@@ -118,18 +146,15 @@ def check_buildx(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
 
 
 def act_buildx(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
-    s.change(C.install_buildx(), "apt-get install docker-buildx-plugin (or docker-buildx)")
-    return "installed docker buildx"
+    package = f.buildx_package
+    s.change(C.apt_install([package]), f"apt-get install {package}")
+    return f"installed {package}"
 
 
 def builder_driver(f: WorkerFacts, ctx: PrepContext) -> str:
     if ctx.builder_driver != "auto":
         return ctx.builder_driver
     return "docker" if f.containerd_store else "docker-container"
-
-
-def buildkitd_toml(registry: str) -> str:
-    return f'[registry."{registry}"]\n  http = true\n  insecure = true\n'
 
 
 def check_builder(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
@@ -139,7 +164,8 @@ def check_builder(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
                        "image store; use builder.driver docker-container")
     platforms = f.builder_platforms(driver)
     missing = [p for p in PLATFORMS if p not in platforms]
-    if driver == "docker-container" and not same(f.file("buildkitd"), buildkitd_toml(ctx.registry)):
+    if driver == "docker-container" and trust.buildkitd_toml(
+            f.file("buildkitd"), ctx.registry) is not None:
         return False, f"BuildKit config {C.BUILDKITD_TOML} lacks http for {ctx.registry}"
     if not platforms:
         return False, f"builder {ctx.builder_name} ({driver} driver) does not exist"
@@ -159,8 +185,10 @@ def act_builder(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
             s.change(C.docker_context_create(ctx.builder_name),
                      f"docker context create {ctx.builder_name}")
         return f"docker context {ctx.builder_name} (docker driver, containerd store)"
-    s.change(C.write_file(C.BUILDKITD_TOML, buildkitd_toml(ctx.registry)),
-             f"write {C.BUILDKITD_TOML} (http for {ctx.registry})")
+    config = trust.buildkitd_toml(f.file("buildkitd"), ctx.registry)
+    if config is not None:
+        s.change(C.write_file(C.BUILDKITD_TOML, config),
+                 f"write {C.BUILDKITD_TOML} (http for {ctx.registry})")
     s.change(C.all_of(C.buildx_rm(ctx.builder_name),
                       C.buildx_create_container(ctx.builder_name, C.BUILDKITD_TOML,
                                                 ",".join(PLATFORMS))),
@@ -172,12 +200,7 @@ def act_builder(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
 # -- registry trust ---------------------------------------------------------------------
 def check_trust_docker(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
     """Trusted now (docker info) and after a restart (daemon.json)."""
-    try:
-        current = f.file("daemon_json")
-        in_file = current is not None and json.loads(
-            merged_daemon_json(current, ctx.registry)) == json.loads(current)
-    except RemoteFailure as exc:
-        return False, str(exc)
+    in_file = trust.daemon_json(f.file("daemon_json"), ctx.registry) is None
     live = f.docker_trusts(ctx.registry)
     if in_file and live:
         return True, f"docker trusts {ctx.registry} (plain HTTP; in {C.DAEMON_JSON})"
@@ -186,26 +209,10 @@ def check_trust_docker(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
     return False, f"dockerd has not loaded {ctx.registry} from {C.DAEMON_JSON}"
 
 
-def merged_daemon_json(text: str | None, registry: str) -> str:
-    """daemon.json with ``registry`` in insecure-registries; every other key kept."""
-    try:
-        data = json.loads(text) if text and text.strip() else {}
-    except ValueError as exc:
-        raise RemoteFailure(f"{C.DAEMON_JSON} is not valid JSON ({exc}): fix it by hand; "
-                            "nothing was changed") from None
-    if not isinstance(data, dict):
-        raise RemoteFailure(f"{C.DAEMON_JSON} is not a JSON object: fix it by hand")
-    registries = data.get("insecure-registries") or []
-    if registry not in registries:
-        data["insecure-registries"] = [*registries, registry]
-    return json.dumps(data, indent=2) + "\n"
-
-
 def act_trust_docker(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
-    current = f.file("daemon_json")
-    wanted = merged_daemon_json(current, ctx.registry)
+    wanted = trust.daemon_json(f.file("daemon_json"), ctx.registry)
     did = []
-    if current is None or json.loads(wanted) != json.loads(current or "{}"):
+    if wanted is not None:
         s.change(C.write_file(C.DAEMON_JSON, wanted), f"add {ctx.registry} to {C.DAEMON_JSON} "
                                                       "insecure-registries")
         did.append(f"{C.DAEMON_JSON} merged")
@@ -214,96 +221,82 @@ def act_trust_docker(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
     return ", ".join([*did, "dockerd reloaded"])
 
 
-def hosts_toml(registry: str) -> str:
-    return (f'server = "http://{registry}"\n\n[host."http://{registry}"]\n'
-            '  capabilities = ["pull", "resolve", "push"]\n')
-
-
-CRI_REGISTRY = '[plugins."io.containerd.grpc.v1.cri".registry]'
-
-
-def containerd_config_with_path(text: str) -> str | None:
-    """The config with config_path set for the CRI registry, or None when already set."""
-    import tomllib
-
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RemoteFailure(f"{C.CONTAINERD_CONFIG} is not valid TOML ({exc})") from None
-    cri = data.get("plugins", {}).get("io.containerd.grpc.v1.cri", {})
-    if cri.get("registry", {}).get("config_path"):
-        return None
-    line = f'  config_path = "{C.CERTS_D}"'
-    if CRI_REGISTRY in text:
-        new = text.replace(CRI_REGISTRY, f"{CRI_REGISTRY}\n{line}", 1)
-    else:
-        new = text.rstrip("\n") + f"\n\n{CRI_REGISTRY}\n{line}\n"
-    tomllib.loads(new)
-    return new
-
-
 def containerd_present(f: WorkerFacts, ctx: PrepContext) -> bool:
-    return f.file("containerd_config") is not None
+    return f.containerd_running
 
 
 def check_trust_containerd(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
-    if not same(f.file("containerd_hosts"), hosts_toml(ctx.registry)):
-        return False, f"{C.CERTS_D}/{ctx.registry}/hosts.toml missing or different"
-    config = f.file("containerd_config") or ""
-    if containerd_config_with_path(config) is not None:
-        return False, f"{C.CONTAINERD_CONFIG} has no config_path for {C.CERTS_D}"
-    return True, f"containerd hosts.toml for {ctx.registry}; config_path set"
+    path = C.hosts_toml_path(ctx.registry)
+    config = trust.containerd_config(f.file("containerd_config"))  # may refuse
+    hosts = trust.hosts_toml(f.file("containerd_hosts"), ctx.registry)
+    if hosts is not None:
+        return False, f"{path} missing or without plain HTTP for {ctx.registry}"
+    if config is not None:
+        return False, f"{C.CONTAINERD_CONFIG} has no config_path naming {C.CERTS_D}"
+    return True, f"containerd: {path} (plain HTTP); config_path names {C.CERTS_D}"
 
 
 def act_trust_containerd(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
-    path = f"{C.CERTS_D}/{ctx.registry}/hosts.toml"
-    if not same(f.file("containerd_hosts"), hosts_toml(ctx.registry)):
-        s.change(C.write_file(path, hosts_toml(ctx.registry)), f"write {path}")
-    new = containerd_config_with_path(f.file("containerd_config") or "")
-    if new is None:
-        return f"wrote {path}"
-    s.change(C.write_file(C.CONTAINERD_CONFIG, new), f"set config_path in {C.CONTAINERD_CONFIG}")
-    if f.systemd:
-        s.change(C.cmd("systemctl", "restart", "containerd"), "systemctl restart containerd")
-        return f"wrote {path}; config_path set; containerd restarted"
-    return f"wrote {path}; config_path set (applies when containerd restarts)"
-
-
-def registries_conf(registry: str) -> str:
-    return f'[[registry]]\nlocation = "{registry}"\ninsecure = true\n'
+    path = C.hosts_toml_path(ctx.registry)
+    did = []
+    hosts = trust.hosts_toml(f.file("containerd_hosts"), ctx.registry)
+    if hosts is not None:
+        s.change(C.write_file(path, hosts), f"write {path}")
+        did.append(f"wrote {path}")
+    config = trust.containerd_config(f.file("containerd_config"))
+    if config is not None:
+        how = ("systemctl restart containerd" if f.systemd else
+               "restart containerd (SIGTERM, start it again with its own command line)")
+        res = s.change(C.apply_containerd_config(config),
+                       f"set config_path in {C.CONTAINERD_CONFIG}; {how}; running containers "
+                       "keep running", timeout=180)
+        kept = next((ln.rsplit(":", 1)[1].strip() for ln in res.stdout.splitlines()
+                     if ln.startswith("containers running before and after:")), "?")
+        did.append(f"config_path set; containerd restarted ({kept} running containers "
+                   "kept running)")
+    return "; ".join(did)
 
 
 def check_trust_buildah(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
-    if not same(f.file("registries_conf"), registries_conf(ctx.registry)):
-        return False, "buildah does not trust the registry"
-    return True, f"buildah trusts {ctx.registry}"
+    if trust.registries_conf(f.file("registries_conf"), ctx.registry) is not None:
+        return False, f"{C.REGISTRIES_CONF} does not mark {ctx.registry} insecure"
+    return True, f"buildah/podman trust {ctx.registry} ({C.REGISTRIES_CONF})"
 
 
 def act_trust_buildah(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
-    path = f"{C.REGISTRIES_CONF_D}/50-flops-registry.conf"
-    s.change(C.write_file(path, registries_conf(ctx.registry)), f"write {path}")
-    return f"wrote {path}"
+    conf = trust.registries_conf(f.file("registries_conf"), ctx.registry)
+    if conf is not None:
+        s.change(C.write_file(C.REGISTRIES_CONF, conf), f"write {C.REGISTRIES_CONF}")
+    return f"wrote {C.REGISTRIES_CONF}"
 
 
 # -- NodeEngine -------------------------------------------------------------------------
-def _nodeengine_step(addon: str, listed: str, role: str) -> Step:
+def _nodeengine_missing(f: WorkerFacts, ctx: PrepContext) -> str | None:
+    if f.nodeengine is not None:
+        return None
+    return f"{NODEENGINE_MISSING} (install NodeEngine: {NODEENGINE_INSTALL}; then re-run)"
+
+
+def _nodeengine_step(addon: str, role: str) -> Step:
     def check(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
-        text = (f.nodeengine or "").lower()
-        active = any(listed in ln and "active" in ln and "inactive" not in ln
-                     for ln in text.splitlines())
-        return active, (f"NodeEngine addon {addon} active" if active
-                        else f"NodeEngine addon {addon} not active")
+        active = f.addon_active(addon)
+        if active is None:
+            lines = [ln.strip() for ln in (f.nodeengine or "").splitlines() if ln.strip()]
+            text = " / ".join(lines[:2]) or f"exit {f.rc('nodeengine')}"
+            raise Refusal(f"NodeEngine is installed, but 'NodeEngine config addon' lists no "
+                          f"add-ons ({text}): update NodeEngine ({NODEENGINE_INSTALL})")
+        return active, (f"NodeEngine add-on {addon} active" if active
+                        else f"NodeEngine add-on {addon} not active")
 
     def act(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
         s.change(C.nodeengine_addon(addon, "on"), f"NodeEngine config addon {addon} on")
-        if f.systemd:
-            s.change(C.cmd("systemctl", "restart", "nodeengine.service"),
-                     "systemctl restart nodeengine.service")
-            return f"addon {addon} on; NodeEngine restarted"
-        return f"addon {addon} on (restart NodeEngine to apply)"
+        s.change(C.restart_nodeengine(), "restart NodeEngine where it runs, so it loads the "
+                                         "add-on", timeout=120)
+        return f"add-on {addon} on; NodeEngine restarted where it ran"
 
     return Step(f"nodeengine-{addon}", frozenset({role}), check, act,
-                applies=lambda f, c: f.nodeengine is not None)
+                applies=lambda f, c: f.nodeengine is not None,
+                unavailable=_nodeengine_missing)
 
 
 # -- learner ------------------------------------------------------------------------------
@@ -384,18 +377,31 @@ def act_sidecar(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
 
 STEPS: tuple[Step, ...] = (
     Step("qemu", frozenset({BUILDER}), check_qemu, act_qemu),
-    Step("buildx", frozenset({BUILDER}), check_buildx, act_buildx),
-    Step("trust-docker", frozenset({BUILDER, LEARNER}), check_trust_docker, act_trust_docker),
-    Step("builder", frozenset({BUILDER}), check_builder, act_builder),
+    Step("buildx", frozenset({BUILDER}), check_buildx, act_buildx, applies=_docker),
+    Step("trust-docker", frozenset({BUILDER, LEARNER}), check_trust_docker, act_trust_docker,
+         applies=_docker),
+    Step("builder", frozenset({BUILDER}), check_builder, act_builder, applies=_docker),
     Step("trust-containerd", frozenset({BUILDER, LEARNER}), check_trust_containerd,
          act_trust_containerd, applies=containerd_present),
-    Step("trust-buildah", frozenset({BUILDER, LEARNER}), check_trust_buildah, act_trust_buildah,
-         applies=lambda f, c: f.ok("buildah")),
-    _nodeengine_step("imageBuilder", "image-builder", BUILDER),
+    # FLOps' image builder is buildah: a builder trusts the registry for it whether or not
+    # buildah is installed on the node itself
+    Step("trust-buildah", frozenset({BUILDER}), check_trust_buildah, act_trust_buildah),
+    _nodeengine_step("imageBuilder", BUILDER),
     Step("data", frozenset({LEARNER}), check_data, act_data),
     Step("sidecar", frozenset({LEARNER}), check_sidecar, act_sidecar),
-    _nodeengine_step("FLOps", "flops", LEARNER),
+    _nodeengine_step("FLOps", LEARNER),
 )
+# buildah on a learner (FLOps does not need it there): trusted where it is installed
+LEARNER_BUILDAH = Step("trust-buildah", frozenset({LEARNER}), check_trust_buildah,
+                       act_trust_buildah, applies=lambda f, c: f.ok("buildah"))
+
+
+def steps_for(roles: set[str]) -> list[Step]:
+    steps = [st for st in STEPS if st.roles & roles]
+    if BUILDER not in roles and LEARNER in roles:
+        steps.insert(next(i for i, st in enumerate(steps) if st.name == "trust-containerd") + 1,
+                     LEARNER_BUILDAH)
+    return steps
 
 
 def probes_for(roles: set[str], ctx: PrepContext) -> list[tuple[str, str]]:
@@ -410,16 +416,62 @@ def probes_for(roles: set[str], ctx: PrepContext) -> list[tuple[str, str]]:
 
 
 def preflight(f: WorkerFacts, roles: set[str]) -> str | None:
-    """Why this host cannot be prepared, or None."""
+    """Why this host cannot be prepared for ``roles`` (one line, each missing piece named with
+    what installs it or why flops-tasks will not), or None."""
     if f.machine not in MACHINES:
         return f"unsupported architecture {f.machine or '?'}: amd64 and arm64 are supported"
-    if not f.has_apt:
-        return (f"unsupported package manager on {f.os or 'this OS'}: only apt "
-                "(Debian, Ubuntu) is supported")
-    if not f.docker_running:
-        return f"the Docker engine is not running ({f.docker_error}): start it, e.g. " \
-               "systemctl start docker"
-    return None
+    problems = []
+    if BUILDER in roles:
+        if not f.binfmt_supported:
+            problems.append("the kernel has no binfmt_misc support, so QEMU user emulation "
+                            "cannot run foreign binaries: flops-tasks does not change kernels; "
+                            "use one built with CONFIG_BINFMT_MISC")
+        if not f.has_apt:
+            problems.append(f"no apt-get on {f.os or 'this OS'}: a builder needs "
+                            "qemu-user-static (and buildah for --push-check), which flops-tasks "
+                            "installs with apt only (Debian, Ubuntu); install them yourself is "
+                            "not supported")
+        if not f.docker_running and not f.containerd_running:
+            problems.append("neither containerd nor the Docker engine runs: NodeEngine runs "
+                            "FLOps' image builder on containerd; flops-tasks does not install "
+                            "container runtimes: install containerd (apt-get install containerd) "
+                            "or Docker and start it")
+    if LEARNER in roles and not f.docker_running:
+        problems.append(f"the Docker engine is not running ({f.docker_error}): a learner needs "
+                        "Docker, NodeEngine starts the ml_data_server sidecar with docker run; "
+                        "install Docker (apt-get install docker.io) and start it "
+                        "(systemctl start docker)")
+    return "; ".join(problems) or None
+
+
+def _describe(f: WorkerFacts, session: HostSession) -> str:
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}[f.machine]
+    runtimes = []
+    if f.docker_running:
+        runtimes.append(f"docker {f.docker_info.get('ServerVersion')}")
+    if f.containerd_running:
+        runtimes.append("containerd")
+    return f"{f.os} {arch}, {' + '.join(runtimes)}" + (", root" if session.is_root()
+                                                       else ", sudo")
+
+
+def _check_all(host: str, f: WorkerFacts, ctx: PrepContext, steps: list[Step]
+               ) -> tuple[list[tuple[Step, bool, str]], list[Outcome], list[Outcome]]:
+    """(step, in place, detail) per applicable step, warnings, refusals."""
+    results, warnings, refused = [], [], []
+    for step in steps:
+        if not step.applies(f, ctx):
+            why = step.unavailable(f, ctx)
+            if why:
+                warnings.append(warning(host, step.name, why))
+            continue
+        try:
+            in_place, detail = step.check(f, ctx)
+        except Refusal as exc:
+            refused.append(failed(host, step.name, str(exc)))
+            continue
+        results.append((step, in_place, detail))
+    return results, warnings, refused
 
 
 def prepare_host(session: HostSession, roles: set[str], ctx: PrepContext) -> list[Outcome]:
@@ -431,6 +483,8 @@ def prepare_host(session: HostSession, roles: set[str], ctx: PrepContext) -> lis
     current = ["preflight"]
     try:
         _converge(session, roles, ctx, outcomes, current)
+    except Refusal as exc:
+        outcomes.append(failed(session.label, current[0], str(exc)))
     except RemoteFailure as exc:
         outcomes.append(failed(session.label, current[0], str(exc)))
     except HostUnreachable as exc:
@@ -448,15 +502,17 @@ def _converge(session: HostSession, roles: set[str], ctx: PrepContext, outcomes:
     if problem:
         outcomes.append(failed(host, "preflight", problem))
         return
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}[facts.machine]
-    outcomes.append(ok(host, "preflight", f"{facts.os} {arch}, docker "
-                                          f"{facts.docker_info.get('ServerVersion')}"
-                                          + (", root" if session.is_root() else ", sudo")))
-    steps = [st for st in STEPS if st.roles & roles and st.applies(facts, ctx)]
+    outcomes.append(ok(host, "preflight", _describe(facts, session)))
+    steps = steps_for(roles)
+    results, warnings, refused = _check_all(host, facts, ctx, steps)
+    outcomes.extend(warnings)
+    if refused:
+        outcomes.extend(failed(host, o.step, f"{o.detail}; nothing was changed on this host")
+                        for o in refused)
+        return
     acted: list[tuple[Step, str]] = []
-    for step in steps:
+    for step, in_place, detail in results:
         current[0] = step.name
-        in_place, detail = step.check(facts, ctx)
         if in_place:
             outcomes.append(ok(host, step.name, detail))
             continue
@@ -469,12 +525,13 @@ def _converge(session: HostSession, roles: set[str], ctx: PrepContext, outcomes:
         current[0] = acted[0][0].name
         facts = gather(session, probes)
         for step, did in acted:
+            current[0] = step.name
             in_place, detail = step.check(facts, ctx)
             outcomes.append(changed(host, step.name, f"{did}; verified: {detail}") if in_place
                             else failed(host, step.name, f"{did}, but still not right: {detail}"))
-    if ctx.push_check and BUILDER in roles and not session.dry and not any(o.bad for o in outcomes):
+    if ctx.push_check and BUILDER in roles and not any(o.bad for o in outcomes):
         current[0] = "push"
-        outcomes.append(push_check(session, facts, ctx))
+        outcomes.extend(push_checks(session, facts, ctx))
 
 
 def doctor_host(session: HostSession, roles: set[str], ctx: PrepContext) -> list[Outcome]:
@@ -487,45 +544,119 @@ def doctor_host(session: HostSession, roles: set[str], ctx: PrepContext) -> list
         return [*outcomes, failed(host, "preflight", problem)]
     outcomes.append(ok(host, "arch", facts.machine))
     target = session.target.spec if not session.target.name else session.target.name
-    for step in STEPS:
-        if not step.roles & roles or not step.applies(facts, ctx):
-            continue
-        in_place, detail = step.check(facts, ctx)
+    results, warnings, refused = _check_all(host, facts, ctx, steps_for(roles))
+    for step, in_place, detail in results:
         if in_place:
             outcomes.append(ok(host, step.name, detail))
         else:
             task = "prepare-builder" if BUILDER in step.roles & roles else "prepare-learner"
             outcomes.append(failed(host, step.name, f"{detail}; fix: inv {task} --host {target}"))
+    outcomes.extend(refused)
+    outcomes.extend(warnings)
+    outcomes.sort(key=lambda o: _order(o.step))
     return outcomes
 
 
 def _order(step: str) -> int:
-    names = ["preflight", *[s.name for s in STEPS], "push"]
+    names = ["ssh", "preflight", "arch", *[s.name for s in STEPS], "push", "push-buildx"]
     return names.index(step) if step in names else len(names)
 
 
-def push_check(session: HostSession, f: WorkerFacts, ctx: PrepContext) -> Outcome:
-    """Build a two-platform image on the worker (arm64 code runs under QEMU) and push it."""
-    host = session.label
-    tag = f"{int(time.time())}"
-    repo = f"{PROBE_REPO}-{_repo_safe(host)}"
-    started = time.monotonic()
-    res = session.probe(C.buildx_push_probe(
-        ctx.registry, f"{repo}:{tag}", ",".join(PLATFORMS), ctx.builder_name,
-        builder_driver(f, ctx), UNAME_AMD64_B64, UNAME_ARM64_B64), timeout=900)
-    if not res.ok:
-        tail = (res.stdout + res.stderr).strip().splitlines()[-1:] or [f"exit {res.exited}"]
-        return failed(host, "push", f"multi-platform push to {ctx.registry} failed: {tail[0]}")
+# -- the push checks -------------------------------------------------------------------------
+def push_checks(session: HostSession, f: WorkerFacts, ctx: PrepContext) -> list[Outcome]:
+    """FLOps' own path (buildah) on every builder; buildx too where Docker runs."""
+    outcomes = [push_buildah(session, f, ctx)]
+    if f.docker_running:
+        outcomes.append(push_buildx(session, f, ctx))
+    return outcomes
+
+
+def _probe_ref(session: HostSession, ctx: PrepContext, kind: str) -> tuple[str, str]:
+    repo = f"{PROBE_REPO}-{_repo_safe(session.label)}-{kind}"
+    return repo, f"{int(time.time())}"
+
+
+def _ran_both(output: str) -> list[str]:
+    """Which of the two probe programs did not print its machine (the RUN step's output)."""
+    lines = {ln.strip().split()[-1] for ln in output.splitlines() if ln.strip()}
+    return [m for m in MACHINES if m not in lines]
+
+
+def _verify_index(host: str, step: str, ctx: PrepContext, repo: str, tag: str, started: float,
+                  how: str) -> Outcome:
     try:
         platforms = manifest_platforms(ctx.registry, repo, tag)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        return failed(host, "push", f"pushed, but the registry's manifest could not be read: {exc}")
+        return failed(host, step, f"pushed, but the registry's manifest could not be read: {exc}")
     missing = [p for p in PLATFORMS if p not in platforms]
     if missing:
-        return failed(host, "push", f"pushed index lacks {', '.join(missing)} ({platforms})")
+        return failed(host, step, f"pushed index lacks {', '.join(missing)} ({platforms})")
     seconds = time.monotonic() - started
-    return ok(host, "push", f"built (arm64 step ran under QEMU) and pushed {repo}:{tag} in "
-                            f"{seconds:.1f}s; index lists {', '.join(PLATFORMS)}")
+    return ok(host, step, f"{how}: built (the foreign RUN step ran under QEMU) and pushed "
+                          f"{repo}:{tag} in {seconds:.1f}s; the registry's index lists "
+                          f"{', '.join(PLATFORMS)}")
+
+
+def _tail(res: object) -> str:
+    text = (getattr(res, "stdout", "") + getattr(res, "stderr", "")).strip().splitlines()
+    return text[-1] if text else f"exit {getattr(res, 'exited', '?')}"
+
+
+def push_buildah(session: HostSession, f: WorkerFacts, ctx: PrepContext) -> Outcome:
+    """Build linux/amd64 + linux/arm64 with buildah as FLOps' image builder does, push it to
+    the FLOps registry with FLOps' flags, read the index back from the registry."""
+    host = session.label
+    installed: list[str] = []
+    missing = [p for p in CHECK_TOOLS if not f.installed(p)]
+    if missing:
+        res = session.change(C.install_check_tools(missing),
+                             f"apt-get install {' '.join(missing)} (for the push check; "
+                             f"recorded in {C.CHECK_TOOLS_LIST})", timeout=900)
+        installed = res.stdout.split()
+    repo, tag = _probe_ref(session, ctx, "buildah")
+    ref = f"{ctx.registry}/{repo}:{tag}"
+    started = time.monotonic()
+    res = session.change(
+        C.buildah_push_probe(ref, PLATFORMS, UNAME_AMD64_B64, UNAME_ARM64_B64),
+        f"buildah build {' '.join('--platform ' + p for p in PLATFORMS)} --manifest "
+        f"{ref}-manifest, then buildah manifest push --tls-verify=false --all to {ctx.registry} "
+        "(a temporary buildah storage, removed afterwards)", timeout=900)
+    tools = (f"; installed for the check: {', '.join(installed)} (remove: inv prepare-builder "
+             f"--remove-check-tools --host {session.target.name or session.target.spec})"
+             if installed else "")
+    if session.dry:
+        return changed(host, "push", f"would build with buildah and push {ref}{tools}")
+    not_ran = _ran_both(res.stdout)
+    if not_ran:
+        return failed(host, "push", f"buildah build printed no {', '.join(not_ran)} line: the "
+                                    f"RUN step did not run for every platform ({_tail(res)})")
+    driver = next((ln.split(":", 1)[1].strip() for ln in res.stdout.splitlines()
+                   if ln.startswith("storage-driver:")), "?")
+    outcome = _verify_index(host, "push", ctx, repo, tag, started,
+                            f"buildah (FLOps' image builder path; storage {driver})")
+    return replace(outcome, detail=outcome.detail + tools)
+
+
+def push_buildx(session: HostSession, f: WorkerFacts, ctx: PrepContext) -> Outcome:
+    """The same two-platform image with docker buildx and the named builder."""
+    host = session.label
+    repo, tag = _probe_ref(session, ctx, "buildx")
+    started = time.monotonic()
+    res = session.change(C.buildx_push_probe(
+        ctx.registry, f"{repo}:{tag}", ",".join(PLATFORMS), ctx.builder_name,
+        builder_driver(f, ctx), UNAME_AMD64_B64, UNAME_ARM64_B64),
+        f"docker buildx build --platform {','.join(PLATFORMS)} --push "
+        f"{ctx.registry}/{repo}:{tag} (builder {ctx.builder_name})", timeout=900)
+    if session.dry:
+        return changed(host, "push-buildx", f"would build with buildx and push "
+                                            f"{ctx.registry}/{repo}:{tag}")
+    not_ran = _ran_both(res.stdout)
+    if not_ran:
+        return failed(host, "push-buildx", f"buildx printed no {', '.join(not_ran)} line: the "
+                                           f"RUN step did not run for every platform "
+                                           f"({_tail(res)})")
+    return _verify_index(host, "push-buildx", ctx, repo, tag, started,
+                         f"buildx ({builder_driver(f, ctx)} driver)")
 
 
 def _repo_safe(text: str) -> str:
@@ -542,3 +673,23 @@ def manifest_platforms(registry: str, repo: str, tag: str) -> list[str]:
     return sorted(f"{m['platform']['os']}/{m['platform']['architecture']}"
                   for m in index.get("manifests", [])
                   if m.get("platform", {}).get("os") not in (None, "unknown"))
+
+
+# -- removing what the push check installed ------------------------------------------------
+def remove_check_tools(session: HostSession) -> list[Outcome]:
+    """Purge the packages the push check recorded, when that removes nothing else."""
+    host = session.label
+    res = session.probe(C.check_tools_plan())
+    listed = [ln.split()[1] for ln in res.stdout.splitlines() if ln.startswith("listed ")]
+    purged = [ln.split()[1] for ln in res.stdout.splitlines() if ln.startswith("Purg ")]
+    if not listed:
+        return [ok(host, "check-tools", "nothing the push check installed is left")]
+    others = [p for p in purged if p not in listed]
+    if others:
+        return [failed(host, "check-tools", f"purging {', '.join(listed)} would also remove "
+                                            f"{', '.join(others)}, which depend on them: "
+                                            "nothing was removed")]
+    session.change(C.remove_check_tools(listed), f"apt-get purge {' '.join(listed)}",
+                   timeout=600)
+    verb = "would remove" if session.dry else "removed"
+    return [changed(host, "check-tools", f"{verb} {', '.join(listed)}")]

@@ -27,6 +27,15 @@ NETWORK = "flops-testbed"
 PREFIX = "flops-testbed"
 BASE_IMAGE = "flops-testbed/base:{suite}"
 WORKER_IMAGE = "flops-testbed/worker:1"
+CONTAINERD_WORKER_IMAGE = "flops-testbed/worker-containerd:1"
+KIND_LABEL = "org.flops-tasks.kind"
+# worker kind -> (image, its volumes, inventory roles): a learner needs Docker (NodeEngine
+# starts the ml_data_server sidecar with docker run), so a containerd worker only builds
+KINDS = {
+    "docker": (WORKER_IMAGE, ("containerd", "docker"), ["builder", "learner"]),
+    "containerd": (CONTAINERD_WORKER_IMAGE, ("containerd",), ["builder"]),
+}
+VOLUME_PATHS = {"docker": "/var/lib/docker", "containerd": "/var/lib/containerd"}
 SIDECAR_IMAGE = "flops-offline/ml_data_server:1"
 SIDECAR_REPO = "flops/ml-data-server:offline"
 PROJECT = "flops_testbed"
@@ -79,9 +88,9 @@ def _docker() -> Any:
 
 
 def _call(action: Callable[[], Any]) -> Any:
-    from .stack import _docker_call
+    from .stack.project import docker_call
 
-    return _docker_call(action)
+    return docker_call(action)
 
 
 def worker_name(i: int) -> str:
@@ -153,47 +162,58 @@ def ensure_network() -> tuple[str, str]:
     return NETWORK, gateway
 
 
-def ensure_workers(count: int, pubkey: str, progress: Progress) -> list[tuple[str, str]]:
-    """Start ``count`` workers (reusing running ones); remove extra ones. -> [(name, ip)]."""
+def worker_kinds(count: int, kinds: list[str] | None) -> list[str]:
+    """One kind per worker: ``kinds`` in order, its last entry repeated (default docker)."""
+    kinds = kinds or ["docker"]
+    return [kinds[min(i, len(kinds) - 1)] for i in range(count)]
+
+
+def ensure_workers(count: int, pubkey: str, progress: Progress,
+                   kinds: list[str] | None = None) -> list[tuple[str, str, str]]:
+    """Start ``count`` workers of ``kinds`` (reusing running ones of the right kind); remove
+    extra ones and ones of another kind. -> [(name, ip, kind)]."""
     docker = _docker()
     existing = {c.name: c for c in _call(lambda: docker.container.list(
         all=True, filters=[("label", f"{ROLE_LABEL}=worker")]))}
-    wanted = [worker_name(i) for i in range(1, count + 1)]
-    for name, c in existing.items():
-        if name not in wanted:
-            progress(f"removing extra worker {name}")
+    wanted = dict(zip([worker_name(i) for i in range(1, count + 1)],
+                      worker_kinds(count, kinds), strict=True))
+    for name, c in list(existing.items()):
+        kind = (c.config.labels or {}).get(KIND_LABEL, "docker")
+        if wanted.get(name) != kind:
+            progress(f"removing worker {name} ({kind})")
             _call(lambda c=c: docker.container.remove(c, force=True, volumes=True))
             _remove_worker_volumes(name)
+            existing.pop(name)
     result = []
-    for name in wanted:
+    for name, kind in wanted.items():
         c = existing.get(name)
+        image, stores, _ = KINDS[kind]
         if c is not None and not c.state.running:
             progress(f"starting stopped worker {name}")
             _call(lambda c=c: docker.container.start(c))
         elif c is None:
-            progress(f"starting worker {name}")
+            progress(f"starting worker {name} ({kind})")
             volumes = []
-            for suffix, path in (("docker", "/var/lib/docker"),
-                                 ("containerd", "/var/lib/containerd")):
+            for suffix in stores:
                 vol = f"{name}-{suffix}"
                 if not _call(lambda v=vol: docker.volume.exists(v)):
                     _call(lambda v=vol: docker.volume.create(v, labels={LABEL: "1"}))
-                volumes.append((vol, path))
+                volumes.append((vol, VOLUME_PATHS[suffix]))
             volumes.append(("/sys/fs/cgroup", "/sys/fs/cgroup", "rw"))
-            _call(lambda name=name, volumes=volumes: docker.run(
-                WORKER_IMAGE, name=name, hostname=name, detach=True, networks=[NETWORK],
+            _call(lambda name=name, volumes=volumes, image=image, kind=kind: docker.run(
+                image, name=name, hostname=name, detach=True, networks=[NETWORK],
                 envs={"SSH_AUTHORIZED_KEYS": pubkey},
-                labels={LABEL: "1", ROLE_LABEL: "worker"},
+                labels={LABEL: "1", ROLE_LABEL: "worker", KIND_LABEL: kind},
                 volumes=volumes, **WORKER_FLAGS))
         c = _call(lambda name=name: docker.container.inspect(name))
         ip = c.network_settings.networks[NETWORK].ip_address
-        result.append((name, ip))
+        result.append((name, ip, kind))
     return result
 
 
 def _remove_worker_volumes(name: str) -> None:
     docker = _docker()
-    for suffix in ("docker", "containerd"):
+    for suffix in VOLUME_PATHS:
         vol = f"{name}-{suffix}"
         if _call(lambda v=vol: docker.volume.exists(v)):
             _call(lambda v=vol: docker.volume.remove(v))
@@ -217,8 +237,8 @@ def host_key(name: str, timeout: float = 60) -> str:
             time.sleep(0.3)
 
 
-def pin_host_keys(paths: Paths, workers: list[tuple[str, str]]) -> None:
-    lines = [f"{ip} {host_key(name)}\n" for name, ip in workers]
+def pin_host_keys(paths: Paths, workers: list[tuple[str, str, str]]) -> None:
+    lines = [f"{ip} {host_key(name)}\n" for name, ip, _ in workers]
     tmp = paths.known_hosts.with_suffix(".tmp")
     tmp.write_text("".join(lines))
     os.chmod(tmp, 0o600)
@@ -226,13 +246,13 @@ def pin_host_keys(paths: Paths, workers: list[tuple[str, str]]) -> None:
 
 
 # -- the config the testbed hands to every task -----------------------------------------
-def testbed_config(paths: Paths, workers: list[tuple[str, str]], gateway: str) -> dict:
+def testbed_config(paths: Paths, workers: list[tuple[str, str, str]], gateway: str) -> dict:
     return {
         "flops": {
             "inventory": {
                 name.removeprefix(f"{PREFIX}-"): {
-                    "host": ip, "user": "root", "port": 22, "roles": ["builder", "learner"]}
-                for name, ip in workers
+                    "host": ip, "user": "root", "port": 22, "roles": list(KINDS[kind][2])}
+                for name, ip, kind in workers
             },
             "ssh": {
                 "user": "root",
@@ -279,7 +299,8 @@ def context_for(paths: Paths, dry: bool = False) -> Any:
 
 # -- up / down ----------------------------------------------------------------------------
 def wait_ssh_ready(c: Any, progress: Progress, timeout: float = 120) -> list:
-    """Poll until every worker answers SSH (pinned key) and ``docker info``."""
+    """Poll until every worker answers SSH (pinned key), containerd and ``docker info``
+    (on the workers that have Docker)."""
     from . import commands
     from .config import settings
     from .outcome import ok
@@ -288,14 +309,18 @@ def wait_ssh_ready(c: Any, progress: Progress, timeout: float = 120) -> list:
     s = settings(c)
     deadline = time.monotonic() + timeout
     pending = list(s.inventory)
-    progress(f"waiting for SSH and Docker on {len(pending)} workers")
+    progress(f"waiting for SSH, containerd and Docker on {len(pending)} workers")
+    ready = commands.all_of(
+        commands.quiet(commands.cmd("ctr", "version")),
+        commands.if_else(commands.has_command("dockerd") + " >/dev/null",
+                         commands.cmd("docker", "info", "--format", "docker {{.ServerVersion}}"),
+                         commands.cmd("echo", "containerd (no Docker)")))
     while True:
         def probe(session: Any) -> list:
-            res = session.probe(commands.cmd("docker", "info", "--format",
-                                             "{{.ServerVersion}}"))
+            res = session.probe(ready)
             if not res.ok:
-                raise RemoteFailure("docker info failed")
-            return [ok(session.label, "ready", f"docker {res.stdout.strip()}")]
+                raise RemoteFailure("containerd or docker does not answer")
+            return [ok(session.label, "ready", res.stdout.strip())]
 
         outcomes = fan_out(pending, probe, ssh=s.ssh, config=c.config, step="ready")
         bad = {o.host for o in outcomes if o.bad}
@@ -309,13 +334,14 @@ def wait_ssh_ready(c: Any, progress: Progress, timeout: float = 120) -> list:
 
 
 def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | None = None,
-       mirror: str = MIRROR) -> dict:
+       mirror: str = MIRROR, kinds: list[str] | None = None) -> dict:
     """Bring the testbed up (idempotent); returns a summary dict."""
     if not 1 <= workers <= MAX_WORKERS:
         raise FlopsError(f"--workers must be 1-{MAX_WORKERS}, got {workers}", code=2)
     paths = paths or default_paths()
     from . import locks
-    from .stack import Stack
+    from .stack.preflight import preflight
+    from .stack.project import Project
 
     started = time.monotonic()
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -324,12 +350,14 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
         _check_engine(docker)
         for suite in ("bookworm", "trixie"):
             ensure_base_image(suite, progress, mirror)
+        build_image(PROJECT_ROOT / "testbed" / "worker-containerd", CONTAINERD_WORKER_IMAGE,
+                    progress)
         build_image(PROJECT_ROOT / "testbed" / "worker", WORKER_IMAGE, progress)
         build_image(PROJECT_ROOT / "compose" / "offline" / "ml_data_server", SIDECAR_IMAGE,
                     progress)
         pubkey = ensure_key(paths)
         _, gateway = ensure_network()
-        nodes = ensure_workers(workers, pubkey, progress)
+        nodes = ensure_workers(workers, pubkey, progress, kinds)
         pin_host_keys(paths, nodes)
         write_config(paths, testbed_config(paths, nodes, gateway))
         c = context_for(paths)
@@ -337,13 +365,13 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
         from .config import settings
 
         s = settings(c)
-        stack = Stack(s, progress=progress)
-        stack.preflight(build=True)
-        stack.build()
-        stack.up()
+        project = Project(s, progress=progress)
+        preflight(project, build=True)
+        project.build()
+        project.start()
         push_sidecar(progress)
     return {
-        "workers": [{"name": n, "ip": ip} for n, ip in nodes],
+        "workers": [{"name": n, "ip": ip, "kind": kind} for n, ip, kind in nodes],
         "gateway": gateway,
         "config": str(paths.config),
         "seconds": round(time.monotonic() - started, 1),

@@ -31,6 +31,7 @@ _STYLE = {
     Status.CHANGED: "yellow",
     Status.FAILED: "red",
     Status.UNREACHABLE: "magenta",
+    Status.WARNING: "dark_orange",
 }
 
 
@@ -87,6 +88,9 @@ def render_report(report: Report, as_json: bool = False) -> None:
     console.print(table)
     counts = report.counts()
     summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
+    warned = len(report.warnings())
+    if warned:
+        summary += f", {warned} warning{'s' if warned > 1 else ''}"
     if report.hosts():
         verdict = "no changes" if report.ok and not report.changed else (
             "changes made" if report.ok else "problems")
@@ -227,8 +231,9 @@ def render_testbed(summary: dict[str, Any], as_json: bool = False) -> None:
     table = Table(title=plain(f"testbed up in {summary['seconds']} s"), title_justify="left")
     table.add_column("worker")
     table.add_column("address")
+    table.add_column("kind")
     for w in summary["workers"]:
-        table.add_row(plain(w["name"]), plain(w["ip"]))
+        table.add_row(plain(w["name"]), plain(w["ip"]), plain(w.get("kind", "docker")))
     console = _console()
     console.print(table)
     console.print(plain(f"management stack at {summary['gateway']} (as workers see this host)"))

@@ -25,6 +25,6 @@ def _make_context(overrides: dict | None = None, **run: object) -> MockContext:
 
 
 @pytest.fixture
-def make_context():
-    """``make_context(overrides, **run)``: a MockContext with the project defaults."""
+def ctx_factory():
+    """``ctx_factory(overrides, **run)``: a MockContext with the project defaults."""
     return _make_context

@@ -23,12 +23,12 @@ def _progress(line: str) -> None:
     print(f"[testbed] {line}", flush=True)
 
 
-def _new_testbed() -> dict:
+def _new_testbed(kinds: list[str] | None = None) -> dict:
     """Remove the testbed (built images kept) and bring up two new workers."""
     from flops_tasks import testbed as tb
 
     tb.down(keep_images=True)
-    return tb.up(workers=2, progress=_progress)
+    return tb.up(workers=2, kinds=kinds, progress=_progress)
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +45,18 @@ def fresh(testbed):
     summary = _new_testbed() if _state["workers_touched"] else testbed
     _state["workers_touched"] = True
     return summary
+
+
+@pytest.fixture(scope="module")
+def fresh_mixed(testbed):
+    """New workers of both kinds for a module: w1 Docker (builder and learner), w2 containerd
+    only (builder). Afterwards w2 is a Docker worker again, as the session's testbed has it."""
+    from flops_tasks import testbed as tb
+
+    summary = _new_testbed(["docker", "containerd"])
+    _state["workers_touched"] = True
+    yield summary
+    tb.up(workers=2, progress=_progress)
 
 
 @pytest.fixture(scope="session")

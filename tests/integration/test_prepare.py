@@ -1,4 +1,5 @@
-"""prepare-builder and prepare-learner on fresh testbed workers, checked independently."""
+"""prepare-builder and prepare-learner on fresh testbed workers of both kinds, checked
+independently: w1 runs Docker (builder and learner), w2 only containerd (builder)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,21 @@ from .helpers import in_worker, inv, worker
 
 pytestmark = pytest.mark.integration
 
+W1, W2 = worker(1), worker(2)
+# a container that runs without an image: busybox from Debian as a rootfs, started with ctr
+CTR_SLEEPER = (
+    "set -e; cd /tmp && apt-get update -qq && "
+    "apt-get download -q busybox-static >/dev/null 2>&1 && "
+    "dpkg-deb -x busybox-static_*.deb bb && mkdir -p rootfs/bin && "
+    "cp bb/usr/bin/busybox rootfs/bin/ && ln -sf busybox rootfs/bin/sleep && "
+    "ctr -n flops-test run -d --rootfs /tmp/rootfs sleeper /bin/sleep 3600 >/dev/null && "
+    "ctr -n flops-test tasks ls | awk '$1 == \"sleeper\" {print $2, $3}'"
+)
+
 
 def run_json(*args: str) -> dict:
     res = inv(*args, "--json")
-    assert "Traceback" not in res.stderr
+    assert "Traceback" not in res.stderr, res.stderr
     try:
         return {"rc": res.returncode, **json.loads(res.stdout)}
     except ValueError:
@@ -28,112 +40,236 @@ def steps(data: dict, host: str) -> dict[str, dict]:
     return {s["step"]: s for s in data["hosts"][host]["steps"]}
 
 
-def registry(fresh) -> str:
-    return f"{fresh['gateway']}:5073"
+def registry(fresh_mixed) -> str:
+    return f"{fresh_mixed['gateway']}:5073"
 
 
-def test_dry_run_on_fresh_workers_plans_and_changes_nothing(fresh):
+def untouched(name: str) -> None:
+    """Nothing a preparation installs or writes is on the worker."""
+    in_worker(name, "! dpkg -s qemu-user-static >/dev/null 2>&1")
+    in_worker(name, "! ls /etc/containerd/certs.d/*/hosts.toml >/dev/null 2>&1")
+    in_worker(name, "! test -e /etc/containers/registries.conf.d/50-flops-registry.conf")
+    in_worker(name, "! grep -q config_path /etc/containerd/config.toml")
+
+
+# -- bad input: one line, nothing changed ------------------------------------------------------
+def test_broken_daemon_json_is_reported_and_nothing_changes(fresh_mixed):
+    in_worker(W1, "cp /etc/docker/daemon.json /tmp/daemon.json.good && "
+                  "printf '{\"features\": {' > /etc/docker/daemon.json")
+    try:
+        data = run_json("prepare-builder", "--host", "w1")
+        assert data["rc"] == 1
+        bad = [s for s in data["hosts"]["w1"]["steps"] if s["status"] == "failed"]
+        assert [s["step"] for s in bad] == ["trust-docker"]
+        assert "/etc/docker/daemon.json is not valid JSON" in bad[0]["detail"]
+        assert bad[0]["detail"].endswith("nothing was changed on this host")
+        assert "\n" not in bad[0]["detail"]
+        assert in_worker(W1, "cat /etc/docker/daemon.json").stdout == '{"features": {'
+        untouched(W1)
+    finally:
+        in_worker(W1, "mv /tmp/daemon.json.good /etc/docker/daemon.json")
+
+
+def test_conflicting_mirrors_are_reported_and_nothing_changes(fresh_mixed):
+    conf = ('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
+            '  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n'
+            '    endpoint = ["https://mirror.example"]\n')
+    in_worker(W2, "cp /etc/containerd/config.toml /tmp/config.toml.good && "
+                  f"printf '%s' {commands.q(conf)} > /etc/containerd/config.toml")
+    try:
+        data = run_json("prepare-builder", "--host", "w2")
+        assert data["rc"] == 1
+        bad = [s for s in data["hosts"]["w2"]["steps"] if s["status"] == "failed"]
+        assert [s["step"] for s in bad] == ["trust-containerd"]
+        assert "sets registry mirrors" in bad[0]["detail"] and "\n" not in bad[0]["detail"]
+        assert in_worker(W2, "cat /etc/containerd/config.toml").stdout == conf
+        in_worker(W2, "! dpkg -s qemu-user-static >/dev/null 2>&1")
+        in_worker(W2, "! ls /etc/containerd/certs.d/*/hosts.toml >/dev/null 2>&1")
+    finally:
+        in_worker(W2, "mv /tmp/config.toml.good /etc/containerd/config.toml")
+
+
+def test_a_host_without_apt_is_refused_in_one_line(fresh_mixed):
+    in_worker(W2, "mv /usr/bin/apt-get /usr/bin/apt-get.away")
+    try:
+        res = inv("prepare-builder", "--host", "w2")
+        assert res.returncode == 1 and "Traceback" not in res.stderr
+        data = run_json("prepare-builder", "--host", "w2")
+        (row,) = data["hosts"]["w2"]["steps"]
+        assert row["step"] == "preflight" and "no apt-get on debian trixie" in row["detail"]
+        untouched(W2)
+    finally:
+        in_worker(W2, "mv /usr/bin/apt-get.away /usr/bin/apt-get")
+
+
+def test_a_learner_without_docker_is_refused(fresh_mixed):
+    data = run_json("prepare-learner", "--host", f"root@{fresh_mixed['workers'][1]['ip']}")
+    assert data["rc"] == 1
+    (host,) = data["hosts"].values()
+    (row,) = host["steps"]
+    assert "the Docker engine is not running (docker is not installed)" in row["detail"]
+
+
+def test_dry_run_on_fresh_workers_plans_and_changes_nothing(fresh_mixed):
     data = run_json("--dry", "prepare-builder")
     assert data["rc"] == 0 and data["dry"] and data["changed"]
     for host in ("w1", "w2"):
         qemu = steps(data, host)["qemu"]
         assert qemu["status"] == "changed" and qemu["detail"].startswith("would change")
+    assert "buildx" in steps(data, "w1") and "buildx" not in steps(data, "w2")
+    assert "plan: w2: apt-get install qemu-user-static" in data["notes"]
     learner = run_json("--dry", "prepare-learner")
+    assert list(learner["hosts"]) == ["w1"]
     assert steps(learner, "w1")["sidecar"]["detail"].startswith("would change")
-    for i in (1, 2):
-        in_worker(worker(i), "! dpkg -s qemu-user-static >/dev/null 2>&1")
-        in_worker(worker(i), "! docker buildx version >/dev/null 2>&1")
-        in_worker(worker(i), "! docker container inspect ml_data_server >/dev/null 2>&1")
-        in_worker(worker(i), "! grep -q insecure-registries /etc/docker/daemon.json")
+    for name in (W1, W2):
+        untouched(name)
+    in_worker(W1, "! docker buildx version >/dev/null 2>&1")
+    in_worker(W1, "! docker container inspect ml_data_server >/dev/null 2>&1")
+    in_worker(W1, "! grep -q insecure-registries /etc/docker/daemon.json")
 
 
 @pytest.fixture(scope="module")
-def prepared(fresh):
-    """The first run on the session's fresh workers (after the dry-run test, in file order)."""
+def sleepers(fresh_mixed):
+    """A container on each worker, started before any preparation: "PID RUNNING"."""
+    return {name: in_worker(name, CTR_SLEEPER).stdout.strip() for name in (W1, W2)}
+
+
+@pytest.fixture(scope="module")
+def prepared(fresh_mixed, sleepers):
+    """The first run on the fresh workers (after the tests above, in file order). w1's
+    containerd config is what `containerd config default` writes (config_path = "")."""
+    in_worker(W1, "containerd config default > /etc/containerd/config.toml && "
+                  "grep -q 'config_path = \"\"' /etc/containerd/config.toml")
     return run_json("prepare-builder"), run_json("prepare-learner")
 
 
-def test_first_run_prepares_everything(prepared):
+def test_first_run_prepares_both_kinds(prepared):
     builder, learner = prepared
     assert builder["rc"] == 0, builder
     assert learner["rc"] == 0, learner
+    b1, b2 = steps(builder, "w1"), steps(builder, "w2")
+    for step in ("qemu", "buildx", "builder", "trust-docker", "trust-containerd",
+                 "trust-buildah"):
+        assert b1[step]["status"] == "changed", b1[step]
+    assert {k: v["status"] for k, v in b2.items()} == {
+        "preflight": "ok", "qemu": "changed", "trust-containerd": "changed",
+        "trust-buildah": "changed", "nodeengine-imageBuilder": "warning"}
     for host in ("w1", "w2"):
-        b = steps(builder, host)
-        for step in ("qemu", "buildx", "builder", "trust-docker"):
-            assert b[step]["status"] == "changed", b[step]
-        lrn = steps(learner, host)
-        assert lrn["sidecar"]["status"] == "changed" and lrn["data"]["status"] == "changed"
+        warned = steps(builder, host)["nodeengine-imageBuilder"]
+        assert warned["detail"].startswith("NodeEngine not found: add-on not enabled")
+        assert builder["hosts"][host]["status"] == "changed"
+    lrn = steps(learner, "w1")
+    assert lrn["sidecar"]["status"] == "changed" and lrn["data"]["status"] == "changed"
 
 
-def test_workers_are_ready_when_checked_independently(fresh, prepared):
-    reg = registry(fresh)
-    for i in (1, 2):
-        w = worker(i)
-        in_worker(w, "dpkg -s qemu-user-static | grep -qx 'Status: install ok installed'")
-        out = in_worker(w, commands.run_binary_b64(UNAME_ARM64_B64)).stdout.strip()
+def test_containerd_restart_left_running_containers_running(prepared, sleepers):
+    for name in (W1, W2):
+        assert "config_path set; containerd restarted" in steps(
+            prepared[0], name[-2:])["trust-containerd"]["detail"]
+        now = in_worker(name, "ctr -n flops-test tasks ls | awk '$1 == \"sleeper\" "
+                              "{print $2, $3}'").stdout.strip()
+        assert now == sleepers[name] and now.endswith("RUNNING")  # same PID, still running
+
+
+def test_workers_are_ready_when_checked_independently(fresh_mixed, prepared):
+    reg = registry(fresh_mixed)
+    for name in (W1, W2):
+        in_worker(name, "dpkg -s qemu-user-static | grep -qx 'Status: install ok installed'")
+        out = in_worker(name, commands.run_binary_b64(UNAME_ARM64_B64)).stdout.strip()
         assert out == "aarch64"
-        flags = in_worker(w, "grep ^flags /proc/sys/fs/binfmt_misc/qemu-aarch64").stdout
+        flags = in_worker(name, "grep ^flags /proc/sys/fs/binfmt_misc/qemu-aarch64").stdout
         assert "F" in flags.split(":")[1]
-        platforms = in_worker(w, "docker --context flops-builder buildx inspect flops-builder "
-                                 "| grep ^Platforms").stdout
-        assert "linux/amd64" in platforms and "linux/arm64" in platforms
-        index = json.loads(in_worker(
-            w, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout)
-        assert index[reg]["Secure"] is False
-        state = in_worker(w, "docker inspect -f '{{.State.Running}} "
-                             "{{.HostConfig.RestartPolicy.Name}}' ml_data_server").stdout.split()
-        assert state == ["true", "unless-stopped"]
-        in_worker(w, "timeout 3 bash -c 'exec 3<>/dev/tcp/172.17.0.1/11027'")
-        # published on docker0's address only: not on the worker's own address
-        bindings = json.loads(in_worker(w, "docker inspect -f '{{json .HostConfig.PortBindings}}' "
-                                           "ml_data_server").stdout)
-        assert bindings == {"11027/tcp": [{"HostIp": "172.17.0.1", "HostPort": "11027"}]}
-        own = in_worker(w, "hostname -i").stdout.split()[0]
-        assert in_worker(w, f"timeout 3 bash -c 'exec 3<>/dev/tcp/{own}/11027'",
-                         check=False).returncode != 0
+        dump = in_worker(name, "containerd config dump").stdout
+        assert 'config_path = "/etc/containerd/certs.d"' in dump
+        hosts = in_worker(name, f"cat /etc/containerd/certs.d/{reg}/hosts.toml").stdout
+        assert f'server = "http://{reg}"' in hosts
+    platforms = in_worker(W1, "docker --context flops-builder buildx inspect flops-builder "
+                              "| grep ^Platforms").stdout
+    assert "linux/amd64" in platforms and "linux/arm64" in platforms
+    index = json.loads(in_worker(
+        W1, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout)
+    assert index[reg]["Secure"] is False
+    state = in_worker(W1, "docker inspect -f '{{.State.Running}} "
+                          "{{.HostConfig.RestartPolicy.Name}}' ml_data_server").stdout.split()
+    assert state == ["true", "unless-stopped"]
+    in_worker(W1, "timeout 3 bash -c 'exec 3<>/dev/tcp/172.17.0.1/11027'")
+    # the sidecar is published on docker0's address only: not on the worker's own address
+    bindings = json.loads(in_worker(W1, "docker inspect -f '{{json .HostConfig.PortBindings}}' "
+                                        "ml_data_server").stdout)
+    assert bindings == {"11027/tcp": [{"HostIp": "172.17.0.1", "HostPort": "11027"}]}
+    own = in_worker(W1, "hostname -i").stdout.split()[0]
+    assert in_worker(W1, f"timeout 3 bash -c 'exec 3<>/dev/tcp/{own}/11027'",
+                     check=False).returncode != 0
+    in_worker(W2, "! command -v docker && ! command -v dockerd")
 
 
-def test_builders_push_a_two_platform_image(fresh, prepared):
+def test_builders_push_a_two_platform_image_the_way_flops_does(fresh_mixed, prepared):
     data = run_json("prepare-builder", "--push-check")
     assert data["rc"] == 0, data
-    for host in ("w1", "w2"):
-        push = steps(data, host)["push"]
-        assert push["status"] == "ok", push
-        repo, tag = push["detail"].split("pushed ")[1].split(" ")[0].split(":")
-        # read the index from the registry directly, not through the task
-        assert {"linux/amd64", "linux/arm64"} <= set(
-            manifest_platforms(registry(fresh), repo, tag))
+    paths = {"w1": ("push", "push-buildx"), "w2": ("push",)}
+    for host, checks in paths.items():
+        got = steps(data, host)
+        assert [s for s in got if s.startswith("push")] == list(checks)
+        for step in checks:
+            assert got[step]["status"] == "ok", got[step]
+            repo, tag = got[step]["detail"].split("pushed ")[1].split(" ")[0].split(":")
+            # read the index from the registry directly, not through the task
+            assert {"linux/amd64", "linux/arm64"} <= set(
+                manifest_platforms(registry(fresh_mixed), repo, tag))
+        assert "buildah (FLOps' image builder path; storage vfs" in got["push"]["detail"]
+        assert "installed for the check: " in got["push"]["detail"]
+    # no image stays behind on the workers
+    for name in (W1, W2):
+        in_worker(name, "! ls -d /var/tmp/flops-push.* /tmp/flops-push.* 2>/dev/null")
+        images = in_worker(name, "for n in $(ctr ns ls -q); do ctr -n $n images ls -q; done")
+        assert "builder-probe" not in images.stdout
+        in_worker(name, "grep -qx buildah /var/lib/flops-tasks/check-tools.list")
+    assert "builder-probe" not in in_worker(W1, "docker image ls").stdout
 
 
-def test_second_run_changes_nothing_and_says_so(fresh, prepared):
+def test_second_run_changes_nothing_and_says_so(fresh_mixed, prepared):
     for task in ("prepare-builder", "prepare-learner"):
         data = run_json(task)
         assert data["rc"] == 0 and data["changed"] is False, data
-        for host in ("w1", "w2"):
+        for host in data["hosts"]:
             assert data["hosts"][host]["status"] == "ok"
-    res = inv("prepare-learner")
-    assert "(no changes)" in res.stdout
+            assert data["hosts"][host]["warnings"] == 1  # NodeEngine is not installed here
+    res = inv("prepare-builder")
+    assert "(no changes)" in res.stdout and "NodeEngine not found" in res.stdout
 
 
-def test_a_broken_worker_is_repaired_and_the_other_left_alone(fresh, prepared):
-    w1 = worker(1)
-    in_worker(w1, "docker stop ml_data_server >/dev/null")
-    in_worker(w1, "python3 -c \"import json; p='/etc/docker/daemon.json'; d=json.load(open(p)); "
+def test_what_the_push_check_installed_can_be_removed(fresh_mixed, prepared):
+    data = run_json("prepare-builder", "--remove-check-tools", "--host", "w2")
+    assert data["rc"] == 0, data
+    (row,) = data["hosts"]["w2"]["steps"]
+    assert row["status"] == "changed" and "buildah" in row["detail"]
+    in_worker(W2, "! dpkg -s buildah >/dev/null 2>&1 && ! test -e "
+                  "/var/lib/flops-tasks/check-tools.list")
+    again = run_json("prepare-builder", "--remove-check-tools", "--host", "w2")
+    assert again["changed"] is False
+    assert run_json("prepare-builder", "--host", "w2")["changed"] is False
+
+
+def test_a_broken_worker_is_repaired_and_the_other_left_alone(fresh_mixed, prepared):
+    in_worker(W1, "docker stop ml_data_server >/dev/null")
+    in_worker(W1, "python3 -c \"import json; p='/etc/docker/daemon.json'; d=json.load(open(p)); "
                   "d.pop('insecure-registries'); json.dump(d, open(p, 'w'))\" && "
                   "kill -HUP $(pidof dockerd) && sleep 1")
+    in_worker(W2, "rm /etc/containerd/certs.d/*/hosts.toml")
     data = run_json("prepare-learner")
     assert data["rc"] == 0, data
-    assert data["hosts"]["w2"]["changed"] is False
     s1 = steps(data, "w1")
     assert s1["trust-docker"]["status"] == "changed"
     assert s1["sidecar"]["status"] == "changed"
-    in_worker(w1, "timeout 3 bash -c 'exec 3<>/dev/tcp/172.17.0.1/11027'")
-    again = run_json("prepare-learner")
-    assert again["changed"] is False
+    in_worker(W1, "timeout 3 bash -c 'exec 3<>/dev/tcp/172.17.0.1/11027'")
+    data = run_json("prepare-builder")
+    assert data["hosts"]["w1"]["changed"] is False
+    assert steps(data, "w2")["trust-containerd"]["status"] == "changed"
+    assert run_json("prepare-builder")["changed"] is False
 
 
-def test_unreachable_host_is_reported_and_others_finish(fresh, prepared):
-    data = run_json("prepare-learner", "--host", f"w1,root@{fresh['gateway']}:1")
+def test_unreachable_host_is_reported_and_others_finish(fresh_mixed, prepared):
+    data = run_json("prepare-learner", "--host", f"w1,root@{fresh_mixed['gateway']}:1")
     assert data["rc"] == 1
     assert data["hosts"]["w1"]["status"] == "ok"
     bad = [h for h in data["hosts"] if h != "w1"][0]

@@ -32,13 +32,13 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def ssh_settings(make_context):
+def ssh_settings(ctx_factory):
     """``ssh_settings(sshd, known_hosts, **extra)``: validated SSH settings for the sshd."""
 
     def make(sshd, known_hosts, **extra):
         ssh = {"key": str(sshd.client_key), "known_hosts": str(known_hosts), "user": "root",
                "connect_timeout": 2, **extra}
-        return settings(make_context({"ssh": ssh})).ssh
+        return settings(ctx_factory({"ssh": ssh})).ssh
 
     return make
 

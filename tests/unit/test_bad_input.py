@@ -33,6 +33,7 @@ INV = str(_VENV_INV if _VENV_INV.exists() else ROOT / ".venv" / "bin" / "inv")
 GOOD_IP = "192.0.2.10"  # TEST-NET-1: a valid unicast address that is never this host
 UNREACHABLE = "worker.invalid"  # RFC 6761: never resolves
 CFG = "{cfg}"  # placeholder in needles: the path of the case's config file
+SAMPLE = str(ROOT / "tests" / "unit" / "files" / "sample.parquet")  # a real Parquet file
 
 
 @dataclass(frozen=True)
@@ -214,20 +215,40 @@ STACK_FLAG_CASES = [
 ]
 
 WORKFLOW_CASES = [
-    p("learner-data-src-missing", "learner-data", needles="'src'"),
-    p("learner-data-src-empty", "learner-data", "--src=", needles="--src"),
-    p("learner-data-src-empty-entry", "learner-data", "--src", "/etc/hostname,,x",
+    p("learner-data-tag-missing", "learner-data", "--src", SAMPLE, needles="--tag is missing"),
+    p("learner-data-tag-dot", "learner-data", "--tag", "mnist.v2", "--src", SAMPLE,
+      needles=("'mnist.v2'", "first dot")),
+    p("learner-data-tag-dash", "learner-data", "--tag=-x", "--src", SAMPLE, needles="'-x'"),
+    p("learner-data-tag-comma", "learner-data", "--tag", "a,b", "--src", SAMPLE,
+      needles="'a,b'"),
+    p("learner-data-tag-space", "learner-data", "--tag", "a b", "--src", SAMPLE,
+      needles="'a b'"),
+    p("learner-data-tag-hostile", "learner-data", "--tag", "$(touch PWNED)", "--src", SAMPLE,
+      needles="'$(touch PWNED)'"),
+    p("learner-data-src-missing", "learner-data", "--tag", "m", needles="--src is missing"),
+    p("learner-data-src-empty", "learner-data", "--tag", "m", "--src=", needles="--src"),
+    p("learner-data-src-empty-entry", "learner-data", "--tag", "m", "--src", "/etc/hostname,,x",
       needles="empty entry"),
-    p("learner-data-src-no-such-file", "learner-data", "--src", "/no-such-dir/$(touch PWNED)",
-      needles="/no-such-dir/$(touch PWNED)"),
-    p("learner-data-src-glob-no-match", "learner-data", "--src", "/no-such-dir/*.parquet",
-      needles="matches no file"),
-    p("learner-data-src-folder-without-parquet", "learner-data", "--src", "/etc",
+    p("learner-data-src-no-such-file", "learner-data", "--tag", "m", "--src",
+      "/no-such-dir/$(touch PWNED)", needles="/no-such-dir/$(touch PWNED)"),
+    p("learner-data-src-glob-no-match", "learner-data", "--tag", "m", "--src",
+      "/no-such-dir/*.parquet", needles="matches no file"),
+    p("learner-data-src-folder-without-parquet", "learner-data", "--tag", "m", "--src", "/etc",
       needles="no parquet files"),
-    p("learner-data-src-not-parquet", "learner-data", "--src", "/etc/hostname",
-      needles="--force"),
-    p("learner-data-bad-host", "learner-data", "--src", "/etc/hostname", "--force", "--host",
+    p("learner-data-src-not-parquet", "learner-data", "--tag", "m", "--src", "/etc/hostname",
+      needles=("/etc/hostname", "not a parquet file")),
+    # one bad file among good ones: refused before any host is contacted
+    p("learner-data-one-bad-file", "learner-data", "--tag", "m", "--src",
+      f"{SAMPLE},/etc/hostname", "--host", UNREACHABLE, needles="/etc/hostname"),
+    p("learner-data-force-is-gone", "learner-data", "--tag", "m", "--src", "/etc/hostname",
+      "--force", needles="--force"),
+    p("learner-data-bad-host", "learner-data", "--tag", "m", "--src", SAMPLE, "--host",
       "a;touch PWNED", needles="'a;touch PWNED'"),
+    p("learner-data-list-with-src", "learner-data", "--list", "--src", SAMPLE,
+      needles="--list"),
+    p("learner-data-list-bad-tag", "learner-data", "--list", "--tag", "a.b", needles="'a.b'"),
+    p("learner-data-list-bad-host", "learner-data", "--list", "--host", "a|b",
+      needles="'a|b'"),
     p("clear-images-bad-host", "clear-images", "--host", "a|b", needles="'a|b'"),
     p("clear-images-no-inventory", "clear-images", needles="--host"),
     p("clear-images-bad-address", "clear-images", "--host", UNREACHABLE, needles="0.0.0.0",
@@ -344,20 +365,14 @@ VALUE_CASES = [
     # values that reach docker or git as arguments must not be options
     cfg_case("builder.name-option", {"builder": {"name": "--driver-opt=x"}},
              "flops.builder.name"),
+    # (every such key is checked in-process: test_config.py)
     cfg_case("stack.network-option", {"stack": {"network": "--internal"}},
              "flops.stack.network"),
-    cfg_case("stack.project-option", {"stack": {"project": "-p"}}, "flops.stack.project"),
-    cfg_case("stack.manager_image-option", {"stack": {"manager_image": "--rm"}},
-             "flops.stack.manager_image"),
-    cfg_case("addon.ref-option", {"addon": {"ref": "--orphan=x"}}, "flops.addon.ref"),
     cfg_case("addon.url-option", {"addon": {"url": "--upload-pack=touch PWNED"}},
              "flops.addon.url"),
-    cfg_case("addon.path-option", {"addon": {"path": "-x"}}, "flops.addon.path"),
     # below 1 s Fabric's int() made it no timeout at all
     cfg_case("ssh.connect_timeout-half-a-second", {"ssh": {"connect_timeout": 0.5}},
              "flops.ssh.connect_timeout"),
-    cfg_case("learner.publish_address-name", {"learner": {"publish_address": "docker0"}},
-             "flops.learner.publish_address"),
     cfg_case("learner.publish_address-hostile",
              {"learner": {"publish_address": "172.17.0.1:1:1 -v /:/x"}},
              "flops.learner.publish_address"),

@@ -21,6 +21,7 @@ import base64
 import hashlib
 import inspect
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -34,8 +35,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flops_tasks import commands as C
-from flops_tasks import ops
-from flops_tasks.env import check_address
+from flops_tasks import trust
+from flops_tasks.env import check_address, host_port
 from flops_tasks.errors import FlopsError
 from flops_tasks.hosts import Target, parse_host
 
@@ -58,11 +59,17 @@ SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 EXEC_SETTINGS = settings(max_examples=60, deadline=None,
                          suppress_health_check=[HealthCheck.function_scoped_fixture])
+# for builders whose every example runs several scripts (HOSTILE values come first anyway)
+HEAVY_SETTINGS = settings(max_examples=20, deadline=None,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 STUBS = ("docker", "apt-get", "apt-cache", "NodeEngine", "curl", "systemctl", "service",
-         "update-binfmts", "mount", "pidof", "ip", "timeout", "sudo", "ctr")
+         "update-binfmts", "mount", "pidof", "ip", "timeout", "sudo", "ctr", "buildah",
+         "dpkg-query", "modprobe")
 TOOLS = ("sh", "bash", "touch", "mkdir", "chmod", "mv", "mktemp", "base64", "rm", "grep", "head",
-         "cat", "cp", "sleep", "sed", "ls", "true", "false", "id", "sha256sum", "awk", "cut")
+         "cat", "cp", "sleep", "sed", "ls", "true", "false", "id", "sha256sum", "od", "tr",
+         "tail", "wc", "dd", "awk", "stat", "sort", "comm", "readlink", "setsid", "nohup", "env",
+         "cut")
 
 RECORDER = r"""#!/bin/sh
 # a stand-in for an external program: record argv (NUL-separated), one file per call
@@ -122,7 +129,9 @@ class Sandbox:
         script = script.replace("/run/systemd/system", str(base / "no-systemd"))
         script = script.replace("/usr/lib/binfmt.d/", f"{base}/binfmt.d/")
         script = script.replace(C.BINFMT + "/register", str(base / "binfmt-register"))
-        assert "/proc/" not in script, script  # never touch the kernel's binfmt_misc
+        script = script.replace(C.STATE_DIR, str(base / "state"))
+        script = script.replace(C.CONTAINERD_CONFIG, str(base / "containerd" / "config.toml"))
+        assert C.BINFMT not in script, script  # never touch the kernel's binfmt_misc
         for name, data in (out or {}).items():
             (rec / f"out.{name}").write_bytes(data)
         for name, code in (rc or {}).items():
@@ -313,12 +322,14 @@ def test_buildx_push_probe(box, registry, ref, platforms, builder, driver, amd64
                                  base64.b64encode(arm64).decode())
     ran = box.run(script)
     assert ran.rc == 0, ran.stderr
-    assert len(ran.calls) == 1
+    # the docker driver keeps the image in the engine's store: the probe removes it again
+    assert ran.calls[1:] == ([["docker", "image", "rm", "-f", f"{registry}/{ref}"]]
+                             if driver == "docker" else [])
     argv = ran.calls[0]
     head = (["docker", "--context", builder, "buildx", "build"] if driver == "docker"
             else ["docker", "buildx", "build", "--builder", builder])
-    assert argv[:-1] == [*head, "--progress=plain", "--provenance=false", "--platform",
-                         platforms, "--push", "-t", f"{registry}/{ref}"]
+    assert argv[:-1] == [*head, "--progress=plain", "--provenance=false", "--no-cache",
+                         "--platform", platforms, "--push", "-t", f"{registry}/{ref}"]
     context = argv[-1]
     assert context.startswith("/tmp/flops-push.") and not Path(context).exists()
     copy = next(ran.sandbox.glob("rec/ctx.*"))
@@ -403,16 +414,48 @@ def test_sha256_of_hashes_exactly_the_named_files(box, folder, names, missing):
     base.mkdir()
     for n in names:
         (base / n).write_bytes(enc(n))
-    asked = [*names, missing] if missing not in names else names
+    (base / "link").symlink_to(base / names[0])
+    asked = [*names, missing, "link"] if missing not in names else [*names, "link"]
     ran = box.run(C.sha256_of(str(base), asked))
     assert ran.rc == 0, ran.stderr
-    # GNU sha256sum escapes names holding '\\' or a line break: compare the others exactly
-    plain = [n for n in names if not set(n) & {"\\", "\n", "\r"}]
-    lines = ran.stdout.split(b"\n")
-    for n in plain:
-        assert enc(f"{hashlib.sha256(enc(n)).hexdigest()}  {n}") in lines
-    assert len([ln for ln in lines if ln]) == len(names)
-    assert sorted(p.name for p in base.iterdir()) == sorted(names)
+    # every name parses back, backslashes and line breaks included; links are not followed
+    got = C.parse_sha256_of(ran.stdout.decode(), asked)
+    assert got == {n: hashlib.sha256(enc(n)).hexdigest() for n in names}
+    assert sorted(p.name for p in base.iterdir()) == sorted([*names, "link"])
+    assert_clean(ran)
+
+
+@EXEC_SETTINGS
+@given(names=st.lists(FILE_NAME, min_size=1, max_size=4, unique=True),
+       bodies=st.lists(st.binary(max_size=12), min_size=4, max_size=4))
+def test_list_mount_reports_every_entry_without_following_links(box, names, bodies):
+    from flops_tasks.data import parse_listing
+
+    base = Path(tempfile.mkdtemp(dir=box.root)) / "mount"
+    base.mkdir()
+    for n, body in zip(names, bodies, strict=False):
+        (base / n).write_bytes(body)
+    outside = base.parent / "outside"
+    outside.write_bytes(b"PAR1 secret PAR1")
+    (base / "zz-link").symlink_to(outside)
+    (base / "zz-dir").mkdir()
+    ran = box.run(C.list_mount(str(base)))
+    assert ran.rc == 0, ran.stderr
+    got = {e.raw: e for e in parse_listing(ran.stdout.decode())}
+    assert set(got) == {enc(n) for n in names} | {b"zz-link", b"zz-dir"}
+    for n, body in zip(names, bodies, strict=False):
+        e = got[enc(n)]
+        assert (e.kind, e.size) == ("f", len(body))
+        assert (e.head, e.tail) == ((body[:4].hex(), body[-4:].hex()) if len(body) >= 4
+                                    else ("-", "-"))
+    assert (got[b"zz-link"].kind, got[b"zz-link"].size, got[b"zz-link"].head) == ("l", 0, "-")
+    assert got[b"zz-dir"].kind == "d"
+    assert_clean(ran)
+
+
+def test_list_mount_of_a_missing_folder_fails(box):
+    ran = box.run(C.list_mount("/no/such/folder $(touch PWNED)"))
+    assert ran.rc != 0 and ran.stdout == b""
     assert_clean(ran)
 
 
@@ -502,6 +545,130 @@ def test_probe_batch_round_trip(box, names, values):
     assert_clean(ran)
 
 
+
+@EXEC_SETTINGS
+@given(registry=VALUE)
+def test_hosts_toml_path_is_read_as_one_path(box, registry):
+    ran = box.run(C.cat_or_mark(C.hosts_toml_path(registry), "@@missing"))
+    assert ran.rc == 0 and ran.stdout == b"@@missing\n"
+    assert C.hosts_toml_path(registry) == f"/etc/containerd/certs.d/{registry}/hosts.toml"
+    assert_clean(ran)
+
+
+@HEAVY_SETTINGS
+@given(packages=st.lists(VALUE, min_size=1, max_size=4))
+def test_dpkg_status_and_check_tools(box, packages):
+    ran = box.run(C.dpkg_status(packages))
+    assert ran.calls == [["dpkg-query", "-W", "-f", "${Package} ${Status}\n", "--",
+                          *packages]]
+    assert_clean(ran)
+    ran = box.run(C.install_check_tools(packages), out={"dpkg-query": b"a\nb\n"})
+    assert ran.rc == 0, ran.stderr
+    assert [c[0] for c in ran.calls] == ["dpkg-query", "apt-get", "apt-get", "dpkg-query"]
+    assert ran.calls[2] == ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                            *packages]
+    assert (ran.sandbox / "state" / "check-tools.list").read_text() == ""  # nothing new
+    assert_clean(ran)
+    ran = box.run(C.remove_check_tools(packages),
+                  files={"state/check-tools.list": b"x\n"})
+    assert ran.calls == [["apt-get", "purge", "-y", "-qq", "--", *packages]]
+    assert not (ran.sandbox / "state" / "check-tools.list").exists()
+    assert_clean(ran)
+
+
+# the sandbox redirects these host paths inside scripts: a value naming one is not a case
+REDIRECTED = ("/run/systemd/system", "/usr/lib/binfmt.d/", C.STATE_DIR, C.CONTAINERD_CONFIG)
+
+
+@HEAVY_SETTINGS
+@given(content=VALUE.filter(lambda v: not any(path in v for path in REDIRECTED)))
+def test_apply_containerd_config_writes_exactly_the_content(box, content):
+    script = C.apply_containerd_config(content)
+    assert C.restart_containerd() in script
+    # systemd present (the sandbox's stand-in dir exists): systemctl restarts containerd
+    ran = box.run(script, files={"no-systemd/unit": b"", "containerd/config.toml": b"old"})
+    assert ran.rc == 0, ran.stderr
+    assert (ran.sandbox / "containerd" / "config.toml").read_bytes() == enc(content)
+    assert not (ran.sandbox / "containerd" / "config.toml.flops-bak").exists()
+    assert ["systemctl", "restart", "containerd"] in ran.calls
+    assert ran.stdout.endswith(b"containers running before and after: 0\n")
+    assert_clean(ran)
+
+
+def test_apply_containerd_config_restores_the_old_file_when_containerd_stays_down(box):
+    ran = box.run(C.apply_containerd_config("new"), rc={"systemctl": 1},
+                  files={"no-systemd/unit": b"", "containerd/config.toml": b"old"})
+    assert ran.rc == 1 and b"old config restored" in ran.stderr
+    assert (ran.sandbox / "containerd" / "config.toml").read_bytes() == b"old"
+    assert_clean(ran)
+
+
+@pytest.mark.parametrize("n, arg", list(enumerate(["x y;$(touch PWNED)", "'\"`", "--help"])))
+def test_relaunch_restarts_with_the_same_argv_and_log(box, n, arg, tmp_path):
+    """A real process (python under another name) is stopped and started again."""
+    import sys
+    import time
+
+    real = Path(tempfile.mkdtemp(dir=box.root))
+    (real / "pidof").symlink_to(shutil.which("pidof"))
+    name = f"flops-relaunch{n}"  # a name of its own per case (and within comm's 15 chars)
+    (real / name).symlink_to(sys.executable)
+    log = tmp_path / "daemon.log"
+    code = "import sys, time; print(sys.argv[1:], flush=True); time.sleep(60)"
+    with open(log, "w") as fh:
+        old = subprocess.Popen([str(real / name), "-c", code, arg], stdout=fh, stderr=fh,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while log.read_text() == "" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ran = box.run(C.relaunch(name, "true"), extra_path=real)
+        assert ran.rc == 0, ran.stderr
+        assert old.wait(timeout=10) is not None  # the old process is gone
+        new: list[str] = []
+        deadline = time.monotonic() + 10
+        while not new and time.monotonic() < deadline:  # started in the background
+            time.sleep(0.05)
+            new = subprocess.run(["pidof", name], capture_output=True, text=True).stdout.split()
+        assert len(new) == 1 and int(new[0]) != old.pid
+        argv = Path(f"/proc/{new[0]}/cmdline").read_bytes().split(b"\0")[:-1]
+        assert argv == [str(real / name).encode(), b"-c", code.encode(), enc(arg)]
+        deadline = time.monotonic() + 10
+        while log.read_text().count("\n") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert log.read_text().splitlines() == [repr([arg])] * 2  # same log, same argv
+        assert_clean(ran)
+    finally:
+        for pid in subprocess.run(["pidof", name], capture_output=True,
+                                  text=True).stdout.split():
+            os.kill(int(pid), 9)
+
+
+@HEAVY_SETTINGS
+@given(ref=VALUE, platforms=st.lists(VALUE, min_size=1, max_size=2),
+       amd64=st.binary(max_size=64), arm64=st.binary(max_size=64))
+def test_buildah_push_probe(box, ref, platforms, amd64, arm64):
+    script = C.buildah_push_probe(ref, platforms, base64.b64encode(amd64).decode(),
+                                  base64.b64encode(arm64).decode())
+    ran = box.run(script)
+    assert ran.rc == 0, ran.stderr
+    build, push, rmi = ran.calls
+    root = build[2].removesuffix("/root")
+    assert root.startswith("/var/tmp/flops-push.") and not Path(root).exists()  # removed
+    head = ["buildah", "--root", f"{root}/root", "--runroot", f"{root}/run",
+            "--storage-driver", build[6]]
+    assert build[6] in ("vfs", "overlay")
+    limits = build[8:12] if build[8:9] == ["--ulimit"] else []
+    assert build == [*head, "build", *limits,
+                     *[a for p in platforms for a in ("--platform", p)],
+                     "--isolation=chroot", "--tls-verify=false", "--manifest",
+                     f"{ref}-manifest", "-t", ref, "."]
+    assert push == [*head, "manifest", "push", "--tls-verify=false", "--all",
+                    f"{ref}-manifest", f"docker://{ref}"]
+    assert rmi == [*head, "rmi", "-a", "-f"]
+    assert ran.stdout.startswith(f"storage-driver: {build[6]}".encode())
+    assert_clean(ran)
+
 # -- 3. host strings -------------------------------------------------------------------------
 SHELL_META = set(";|&$()`<>'\"\\*?!{}#~%,=") | {chr(c) for c in range(33)} | {"\x7f"}
 _label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
@@ -575,20 +742,26 @@ REGISTRY = st.builds(lambda h, port: f"{h}:{port}",
                      st.integers(1, 65535))
 
 
+REGISTRY_V6 = st.builds(lambda h, port: f"[{h}]:{port}", st.ip_addresses(v=6).map(str),
+                        st.integers(1, 65535))
+
+
 @settings(max_examples=150, deadline=None)
-@given(registry=REGISTRY, others=st.lists(REGISTRY, max_size=3, unique=True),
+@given(registry=st.one_of(REGISTRY, REGISTRY_V6),
+       others=st.lists(REGISTRY, max_size=3, unique=True),
        extra=st.dictionaries(st.sampled_from(["log-driver", "data-root", "features"]),
                              st.text(max_size=10), max_size=3))
 def test_registry_trust_files_name_only_the_registry(registry, others, extra):
-    assert tomllib.loads(ops.buildkitd_toml(registry)) == {
+    assert tomllib.loads(trust.buildkitd_toml(None, registry)) == {
         "registry": {registry: {"http": True, "insecure": True}}}
-    hosts = tomllib.loads(ops.hosts_toml(registry))
+    hosts = tomllib.loads(trust.hosts_toml(None, registry))
     assert hosts["server"] == f"http://{registry}"
     assert list(hosts["host"]) == [f"http://{registry}"]
-    assert tomllib.loads(ops.registries_conf(registry)) == {
+    assert tomllib.loads(trust.registries_conf(None, registry)) == {
         "registry": [{"location": registry, "insecure": True}]}
     current = json.dumps({**extra, "insecure-registries": others})
-    merged = json.loads(ops.merged_daemon_json(current, registry))
+    merged_text = trust.daemon_json(current, registry)
+    merged = json.loads(merged_text) if merged_text else json.loads(current)
     added = [] if registry in others else [registry]
     assert merged == {**extra, "insecure-registries": [*others, *added]}
     assert not any("*" in r or "/" in r for r in merged["insecure-registries"])
@@ -597,12 +770,14 @@ def test_registry_trust_files_name_only_the_registry(registry, others, extra):
 def test_zone_ids_never_reach_the_worker_toml_files():
     with pytest.raises(FlopsError, match="zone IDs are not supported"):
         check_address("FLOPS_IMAGE_REGISTRY_IP", '2001:db8::1%a"b', "test")
-    registry = check_address("FLOPS_IMAGE_REGISTRY_IP", "2001:db8::1", "test") + ":5073"
-    assert list(tomllib.loads(ops.buildkitd_toml(registry))["registry"]) == [registry]
+    registry = host_port(check_address("FLOPS_IMAGE_REGISTRY_IP", "2001:db8::1", "test"), 5073)
+    assert registry == "[2001:db8::1]:5073"
+    assert list(tomllib.loads(trust.buildkitd_toml(None, registry))["registry"]) == [registry]
 
 
 # -- 5. every builder that takes a value is called here with hostile values -------------------
-COMBINATORS = {"all_of", "any_of", "quiet", "if_else", "parse_probe_batch"}
+# combinators take scripts, parsers take output: neither puts a value into a command
+COMBINATORS = {"all_of", "any_of", "quiet", "if_else", "parse_probe_batch", "parse_sha256_of"}
 # no '/' in these: some become file names inside a temp folder
 HOSTILE_SAMPLE = ["$(touch PWNED)", "`touch PWNED`", "a; touch PWNED #", "'; touch PWNED; '",
                   "x\ntouch PWNED", "-rf"]
@@ -639,6 +814,16 @@ HOSTILE_CALLS = {
     "remove_images_docker": lambda v, d: C.remove_images_docker([v, v]),
     "remove_images_ctr": lambda v, d: C.remove_images_ctr(v, [v]),
     "cat_or_mark": lambda v, d: C.cat_or_mark(str(d / v), v),
+    "apply_containerd_config": lambda v, d: C.apply_containerd_config(v),
+    "buildah_push_probe": lambda v, d: C.buildah_push_probe(v, [v, v], B64, B64),
+    "dpkg_status": lambda v, d: C.dpkg_status([v, v]),
+    "hosts_toml_path": lambda v, d: C.cat_or_mark(C.hosts_toml_path(v), "@@missing"),
+    "install_check_tools": lambda v, d: C.install_check_tools([v, v]),
+    "remove_check_tools": lambda v, d: C.remove_check_tools([v, v]),
+    "list_mount": lambda v, d: C.list_mount(str(d / v)),
+    # ready is a script (like all_of's arguments); the process name is the value
+    "relaunch": lambda v, d: C.relaunch(v, "true", 0),
+    "restart_containerd": lambda v, d: C.restart_containerd(v),
 }
 
 

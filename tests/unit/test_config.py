@@ -5,16 +5,16 @@ from flops_tasks.errors import ConfigError
 from flops_tasks.invoke_config import FlopsConfig
 
 
-def test_defaults_are_valid(make_context):
-    s = settings(make_context())
+def test_defaults_are_valid(ctx_factory):
+    s = settings(ctx_factory())
     assert s.ssh.host_keys == "strict"
     assert s.registry_port == 5073
     assert s.stack.project == "flops_management"
     assert s.inventory == ()
 
 
-def test_inventory_in_config(make_context):
-    s = settings(make_context({"inventory": {"w1": {"host": "10.1.1.1", "roles": ["builder"]}}}))
+def test_inventory_in_config(ctx_factory):
+    s = settings(ctx_factory({"inventory": {"w1": {"host": "10.1.1.1", "roles": ["builder"]}}}))
     assert s.inventory[0].host == "10.1.1.1"
     assert s.inventory[0].roles == ("builder",)
 
@@ -40,17 +40,17 @@ def test_inventory_in_config(make_context):
         ({"inventory": {"w1": {"roles": ["chef"]}}}, "unknown role"),
     ],
 )
-def test_bad_values_name_the_key_and_source(overrides, needle, make_context):
+def test_bad_values_name_the_key_and_source(overrides, needle, ctx_factory):
     with pytest.raises(ConfigError) as err:
-        settings(make_context(overrides))
+        settings(ctx_factory(overrides))
     assert needle in err.value.message
     assert "\n" not in err.value.message
     assert err.value.code == 2
 
 
-def test_address_env_vars_override_config(monkeypatch, make_context):
+def test_address_env_vars_override_config(monkeypatch, ctx_factory):
     monkeypatch.setenv("FLOPS_MANAGER_IP", "10.9.9.9")
-    s = settings(make_context({"addresses": {"flops_manager_ip": "10.1.1.1"}}))
+    s = settings(ctx_factory({"addresses": {"flops_manager_ip": "10.1.1.1"}}))
     assert s.addresses["FLOPS_MANAGER_IP"] == "10.9.9.9"
     assert s.address_sources["FLOPS_MANAGER_IP"] == "environment variable FLOPS_MANAGER_IP"
 
@@ -99,7 +99,7 @@ def test_a_project_without_invoke_yaml_looks_on_quietly(tmp_path):
     assert config._project_found is False
 
 
-def test_anchors_within_the_bound_work(tmp_path, make_context):
+def test_anchors_within_the_bound_work(tmp_path, ctx_factory):
     path = tmp_path / "invoke.yaml"
     path.write_text("defaults: &worker {user: ubuntu, roles: [builder, learner]}\n"
                     "flops:\n  inventory:\n"
@@ -108,7 +108,7 @@ def test_anchors_within_the_bound_work(tmp_path, make_context):
     config = FlopsConfig(runtime_path=str(path), lazy=True)
     config.load_runtime()
     inventory = config._runtime["flops"]["inventory"]
-    s = settings(make_context({"inventory": inventory}))
+    s = settings(ctx_factory({"inventory": inventory}))
     assert [(t.host, t.user, t.roles) for t in s.inventory] == [
         ("10.0.0.1", "ubuntu", ("builder", "learner")), ("10.0.0.2", "ubuntu", ("learner",))]
 
@@ -168,10 +168,10 @@ def test_adoption_outside_a_running_inv_does_nothing(monkeypatch):
     (("learner", "publish_address"), "docker0"),
     (("learner", "publish_address"), "fe80::1%eth0"),
 ])
-def test_values_that_would_be_options_or_no_timeout_are_refused(make_context, key, value):
+def test_values_that_would_be_options_or_no_timeout_are_refused(ctx_factory, key, value):
     section, name = key
     with pytest.raises(ConfigError, match=f"flops.{section}.{name}"):
-        settings(make_context({section: {name: value}}))
+        settings(ctx_factory({section: {name: value}}))
 
 
 @pytest.mark.parametrize("path", ["/", "/etc", "/etc/", "//etc", "/./etc", "/proc/self/root",
@@ -180,24 +180,24 @@ def test_values_that_would_be_options_or_no_timeout_are_refused(make_context, ke
                                   "/var/lib/docker/volumes/x", "/var/lib/containerd", "/run",
                                   "/var/run/docker.sock", "/root", "/home", "/tmp", "/var",
                                   "/var/lib", "/srv", "/data:/etc", "/srv/d:ro"])
-def test_dangerous_data_dirs_are_refused(make_context, path):
+def test_dangerous_data_dirs_are_refused(ctx_factory, path):
     from flops_tasks.config import data_dir_problem
 
     assert data_dir_problem(path)
     with pytest.raises(ConfigError, match="flops.learner.data_dir") as err:
-        settings(make_context({"learner": {"data_dir": path}}))
+        settings(ctx_factory({"learner": {"data_dir": path}}))
     assert "\n" not in err.value.message
 
 
 @pytest.mark.parametrize("path", ["/srv/flops-data", "/data", "/home/ubuntu/data",
                                   "/var/lib/flops", "/mnt/disk1/parquet", "/opt/flops/data",
                                   "/library"])
-def test_data_dirs_of_their_own_are_accepted(make_context, path):
-    s = settings(make_context({"learner": {"data_dir": path}}))
+def test_data_dirs_of_their_own_are_accepted(ctx_factory, path):
+    s = settings(ctx_factory({"learner": {"data_dir": path}}))
     assert s.learner_data_dir == path
 
 
 @pytest.mark.parametrize("address", ["", "172.17.0.1", "0.0.0.0", "10.0.0.5", "::1"])
-def test_publish_addresses(make_context, address):
-    s = settings(make_context({"learner": {"publish_address": address}}))
+def test_publish_addresses(ctx_factory, address):
+    s = settings(ctx_factory({"learner": {"publish_address": address}}))
     assert s.learner_publish_address == address

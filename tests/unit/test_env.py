@@ -31,9 +31,9 @@ def test_check_address_refuses(value, needle):
         env.check_address("FLOPS_MANAGER_IP", value, "test")
 
 
-def test_resolve_falls_back_to_detected_ip(monkeypatch, make_context):
+def test_resolve_falls_back_to_detected_ip(monkeypatch, ctx_factory):
     monkeypatch.setenv("FLOPS_MQTT_BROKER_IP", "10.2.2.2")
-    s = settings(make_context({"addresses": {"backend_store_ip": "10.3.3.3"}}))
+    s = settings(ctx_factory({"addresses": {"backend_store_ip": "10.3.3.3"}}))
     addrs = env.resolve_addresses(s, detect=lambda: "10.1.1.1")
     assert addrs.values["FLOPS_MQTT_BROKER_IP"] == "10.2.2.2"
     assert addrs.values["BACKEND_STORE_IP"] == "10.3.3.3"
@@ -41,15 +41,15 @@ def test_resolve_falls_back_to_detected_ip(monkeypatch, make_context):
     assert addrs.sources["FLOPS_MANAGER_IP"].startswith("auto-detected")
 
 
-def test_no_detectable_ip_is_one_clear_line(make_context):
-    s = settings(make_context())
+def test_no_detectable_ip_is_one_clear_line(ctx_factory):
+    s = settings(ctx_factory())
     with pytest.raises(FlopsError, match="SYSTEM_MANAGER_IP is empty"):
         env.resolve_addresses(s, detect=lambda: "")
 
 
-def test_env_file_is_private_and_keeps_secrets(tmp_path, make_context):
+def test_env_file_is_private_and_keeps_secrets(tmp_path, ctx_factory):
     path = tmp_path / "flops.env"
-    s = settings(make_context({"stack": {"env_file": str(path)},
+    s = settings(ctx_factory({"stack": {"env_file": str(path)},
                                "addresses": {v.lower(): "10.0.0.7" for v in ADDRESS_VARS}}))
     addrs, values, changed = env.ensure_env(s)
     assert changed
@@ -62,7 +62,7 @@ def test_env_file_is_private_and_keeps_secrets(tmp_path, make_context):
     assert not changed
     assert env.read_env_file(path) == first
     # dry run reports a pending change and writes nothing
-    s2 = settings(make_context({"stack": {"env_file": str(path)},
+    s2 = settings(ctx_factory({"stack": {"env_file": str(path)},
                                 "addresses": {v.lower(): "10.0.0.8" for v in ADDRESS_VARS}}))
     _, _, changed = env.ensure_env(s2, dry=True)
     assert changed
@@ -70,12 +70,12 @@ def test_env_file_is_private_and_keeps_secrets(tmp_path, make_context):
     assert env.public_view(values)["FTP_PASSWORD"] == "********"
 
 
-def test_env_task_json(tmp_path, capsys, monkeypatch, make_context):
+def test_env_task_json(tmp_path, capsys, monkeypatch, ctx_factory):
     from flops_tasks import cli
 
     path = tmp_path / "x.env"
     monkeypatch.setenv("FLOPS_MANAGER_IP", "10.4.4.4")
-    c = make_context({"stack": {"env_file": str(path)},
+    c = ctx_factory({"stack": {"env_file": str(path)},
                       "addresses": {v.lower(): "10.0.0.9" for v in ADDRESS_VARS}})
     cli.env(c, as_json=True)
     import json
@@ -183,10 +183,10 @@ def test_a_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
     assert _files(tmp_path) == []
 
 
-def test_a_secret_never_appears_in_an_error_message(tmp_path, make_context):
+def test_a_secret_never_appears_in_an_error_message(tmp_path, ctx_factory):
     path = tmp_path / "flops.env"
     path.write_text("MYSQL_ROOT_PASSWORD=hunter2 $(x)\n")
-    s = settings(make_context({"stack": {"env_file": str(path)},
+    s = settings(ctx_factory({"stack": {"env_file": str(path)},
                                "addresses": {v.lower(): "10.0.0.7" for v in ADDRESS_VARS}}))
     with pytest.raises(FlopsError) as err:
         env.ensure_env(s)

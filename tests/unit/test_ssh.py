@@ -8,6 +8,7 @@ The real OpenSSH server and real sudo are in ``tests/integration/test_ssh.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import shlex
 import sys
@@ -28,12 +29,12 @@ SUDO_N_REFUSED = b"sudo: a password is required\n"
 
 
 @pytest.fixture
-def ssh_settings(make_context, tmp_path):
+def ssh_settings(ctx_factory, tmp_path):
     """``ssh_settings(**overrides)``: validated SSH settings (known_hosts in tmp_path)."""
 
     def make(**extra: Any) -> SshSettings:
         values = {"known_hosts": str(tmp_path / "known_hosts"), **extra}
-        return settings(make_context({"ssh": values})).ssh
+        return settings(ctx_factory({"ssh": values})).ssh
 
     return make
 
@@ -354,8 +355,8 @@ def test_a_command_past_its_timeout_is_a_remote_failure(remote, ssh_settings):
     channel.exit_status_ready.side_effect = lambda: channel.close.called
     session = HostSession(Target(host="10.0.0.5", user="root"), ssh_settings())
     started = time.monotonic()
-    with pytest.raises(RemoteFailure, match="timed out after 1s"):
-        session.probe("sleep 60", timeout=1)
+    with pytest.raises(RemoteFailure, match="timed out after 0.2s"):
+        session.probe("sleep 60", timeout=0.2)
     assert time.monotonic() - started < 5
     session.close()
 
@@ -476,12 +477,13 @@ def test_fan_out_cuts_a_host_past_its_deadline(remote, ssh_settings):
     targets = [Target(host="10.0.0.1", user="root", name="slow"),
                Target(host="10.0.0.2", user="root", name="fast")]
     started = time.monotonic()
-    outcomes = fan_out(targets, work, ssh=ssh_settings(host_timeout=1))
+    quick = dataclasses.replace(ssh_settings(), host_timeout=0.3)  # below what config allows
+    outcomes = fan_out(targets, work, ssh=quick)
     release.set()
     assert time.monotonic() - started < 5
     assert [(o.host, o.status) for o in outcomes] == [("slow", Status.FAILED),
                                                       ("fast", Status.OK)]
-    assert "timed out after 1s (flops.ssh.host_timeout)" in outcomes[0].detail
+    assert "timed out after 0.3s (flops.ssh.host_timeout)" in outcomes[0].detail
 
 
 def test_fan_out_keeps_sessions_open_when_asked(remote, ssh_settings):

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Entrypoint of the flops-testbed worker image (see the Dockerfile's header).
+# Entrypoint of both flops-testbed worker kinds (see testbed/worker-containerd/Dockerfile).
 set -eu
 
 # SSH host keys: generated once per container, never shipped in the image.
@@ -19,8 +19,8 @@ if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
     mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
 fi
 
-# containerd + dockerd in the background (logs in /var/log/{containerd,dockerd}.log).
-/usr/local/sbin/worker-dockerd start || echo "worker-entrypoint: docker did not start, see /var/log/dockerd.log" >&2
+# containerd, and dockerd where installed, in the background (logs in /var/log/).
+/usr/local/sbin/worker-daemons start || echo "worker-entrypoint: a daemon did not start, see /var/log/containerd.log and /var/log/dockerd.log" >&2
 
 mkdir -p /run/sshd
 exec /usr/sbin/sshd -D -e

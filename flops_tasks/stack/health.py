@@ -1,0 +1,158 @@
+"""Readiness of the stack: ``status`` rows and ``doctor``'s checks.
+
+A running container is not a working service. Beyond each container's own health check,
+``doctor`` makes every store do its job once: a query on the FLOps database, a login to the
+MLflow backend store, a login to the FTP artifact store, the registry's catalog. The
+manager's health check holds only when its API answers and it holds its MQTT connection;
+when it does not, ``doctor`` says why, and names the broker when the broker is the cause.
+"""
+
+from __future__ import annotations
+
+import ftplib
+import urllib.error
+from collections.abc import Callable
+
+from .. import env as envmod
+from ..errors import FlopsError
+from ..outcome import Outcome, failed, ok
+from . import flopsdb, registry
+from .project import (
+    ARTIFACT_STORE,
+    BACKEND_STORE,
+    FTP_PORT,
+    MANAGER,
+    MQTT,
+    SERVICES,
+    STACK,
+    ContainerView,
+    Project,
+    docker_call,
+)
+
+ADDON_REF_LABEL = "org.flops-tasks.addon-ref"
+STAND_IN_LABEL = "org.flops-tasks.stand-in"
+FTP_USER = "flops"  # the FTP user of the artifact store (upstream's artifact_store.py)
+
+
+def port_ranges(published: set[tuple[str, int]]) -> list[str]:
+    """``{("0.0.0.0", 20), ("0.0.0.0", 21)}`` -> ``["0.0.0.0:20-21"]``."""
+    out = []
+    for ip in sorted({ip for ip, _ in published}):
+        ports = sorted(p for i, p in published if i == ip)
+        start = prev = ports[0]
+        for port in [*ports[1:], None]:
+            if port is not None and port == prev + 1:
+                prev = port
+                continue
+            out.append(f"{ip}:{start}" + (f"-{prev}" if prev != start else ""))
+            if port is not None:
+                start = prev = port
+    return out
+
+
+def status(project: Project) -> list[dict[str, object]]:
+    """One row per service: container, state, health, ports, image, stand-in, addon ref."""
+    rows: list[dict[str, object]] = []
+    found = project.containers()
+    for svc in SERVICES:
+        c = found.get(svc)
+        if c is None:
+            rows.append({"service": svc, "state": "missing", "health": "", "ports": []})
+            continue
+        row: dict[str, object] = {
+            "service": svc,
+            "container": c.name,
+            "state": c.state,
+            "health": c.health,
+            "ports": port_ranges(set(c.published)),
+            "image": c.image,
+        }
+        if c.label(STAND_IN_LABEL):
+            row["stand_in"] = c.label(STAND_IN_LABEL)
+        if c.label(ADDON_REF_LABEL):
+            row["addon_ref"] = c.label(ADDON_REF_LABEL)
+        rows.append(row)
+    return rows
+
+
+def _why_unhealthy(c: ContainerView | None, found: dict[str, ContainerView]) -> str:
+    if c is None:
+        return "missing"
+    why = f"{c.state} {c.health}".strip()
+    if c.health_log:
+        why += f" ({c.health_log.splitlines()[-1][:200]})"
+    if c.service == MANAGER:
+        broker = found.get(MQTT)
+        if broker is None or broker.condition != "healthy":
+            state = "missing" if broker is None else f"{broker.state} {broker.health}".strip()
+            why += f"; its MQTT broker {MQTT} is {state}"
+    return why
+
+
+def _check(name: str, probe: Callable[[], str], fix: str) -> Outcome:
+    try:
+        return ok(STACK, name, probe())
+    except FlopsError as exc:
+        return failed(STACK, name, f"{exc.message}; fix: {fix}")
+    except (OSError, EOFError, ValueError, ftplib.Error) as exc:
+        return failed(STACK, name, f"{type(exc).__name__}: {exc}; fix: {fix}")
+
+
+def doctor(project: Project) -> list[Outcome]:
+    """Read-only: every service healthy, and every store doing its job once."""
+    try:
+        project.check_docker()
+    except FlopsError as exc:
+        return [failed(STACK, "docker", exc.message or "docker does not answer")]
+    found = project.containers()
+    outcomes = []
+    for svc in SERVICES:
+        c = found.get(svc)
+        if c is not None and c.condition == "healthy":
+            extra = f"; stand-in: {c.label(STAND_IN_LABEL)}" if c.label(STAND_IN_LABEL) else ""
+            outcomes.append(ok(STACK, svc, f"healthy; {', '.join(port_ranges(set(c.published)))}"
+                                           + extra))
+        else:
+            outcomes.append(failed(STACK, svc, f"{_why_unhealthy(c, found)}; fix: inv up"))
+    secrets = envmod.read_env_file(project.s.stack.env_file)
+    outcomes.append(_check("registry", lambda: _registry(project), "inv up"))
+    outcomes.append(_check("flops-db", lambda: _flops_db(project), "inv up"))
+    if BACKEND_STORE in found and found[BACKEND_STORE].running:
+        outcomes.append(_check("backend-store", lambda: _mysql_login(
+            project, found[BACKEND_STORE], secrets.get("MYSQL_ROOT_PASSWORD", "")), "inv up"))
+    if ARTIFACT_STORE in found and found[ARTIFACT_STORE].running:
+        outcomes.append(_check("artifact-store", lambda: _ftp_login(
+            project, secrets.get("FTP_PASSWORD", "")), "inv up"))
+    return outcomes
+
+
+def _registry(project: Project) -> str:
+    try:
+        repos = registry.catalog(project)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise FlopsError(f"no catalog at {registry.url(project)} ({exc})") from None
+    return f"catalog answers at {registry.url(project)} ({len(repos)} repositories)"
+
+
+def _flops_db(project: Project) -> str:
+    names = flopsdb.collections(project)
+    return f"query answers: database 'flops' has {len(names)} collections"
+
+
+def _mysql_login(project: Project, c: ContainerView, password: str) -> str:
+    """Log in as the manager's MLflow tracking server does (root over TCP), run one query."""
+    out = docker_call(lambda: project.docker.execute(
+        c.id, ["mysql", "-h", "127.0.0.1", "-u", "root", "-N", "-e", "SELECT 1"],
+        envs={"MYSQL_PWD": password}))
+    if str(out).strip() != "1":
+        raise FlopsError(f"login as root to {BACKEND_STORE} gave {str(out).strip()[:80]!r}")
+    return "login as root over TCP and a query succeed"
+
+
+def _ftp_login(project: Project, password: str) -> str:
+    with ftplib.FTP() as ftp:
+        ftp.connect(project.address(), FTP_PORT, timeout=10)
+        ftp.login(FTP_USER, password)
+        ftp.pwd()
+    return f"login as {FTP_USER} succeeds"

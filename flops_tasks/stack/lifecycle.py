@@ -1,0 +1,96 @@
+"""The stack's lifecycle: up, down, restart, and the reset scopes, composed from the jobs.
+
+Data lives in named volumes; only the scopes that say so delete any of it.
+"""
+
+from __future__ import annotations
+
+from ..outcome import Outcome, changed, ok
+from . import flopsdb, registry
+from .preflight import preflight
+from .project import REGISTRY, SERVICES, STACK, Project
+
+
+def up(project: Project, build: bool = False) -> list[Outcome]:
+    """Preflight (changes nothing when it fails), start everything, wait until healthy."""
+    _, outcomes = preflight(project, build=build)
+    return [*outcomes, *project.start(build=build)]
+
+
+def down(project: Project) -> list[Outcome]:
+    """Stop and remove the containers; every volume is kept."""
+    running = [svc for svc, st in project.states().items() if st != "missing"]
+    summary = project.compose_cmd("down")
+    project.act(summary, lambda: project.docker.compose.down(quiet=True))
+    if project.dry:
+        return [ok(STACK, "down", f"would run: {summary} (volumes kept)")]
+    if not running:
+        return [ok(STACK, "down", "not running")]
+    return [changed(STACK, "down", f"stopped {len(running)} services; all data kept")]
+
+
+def config_hashes(project: Project) -> dict[str, str]:
+    """service -> the config hash compose would give its container now."""
+    out = project.compose_cli("config", "--hash", "*")
+    return dict(line.split(None, 1) for line in out.splitlines() if " " in line)
+
+
+def restart(project: Project, build: bool = False,
+            recreate: tuple[str, ...] = ()) -> list[Outcome]:
+    """Fresh processes for every service, all data kept; then wait until healthy.
+
+    Services whose definition changed (by compose's config hash), or that are missing
+    or stopped, go through ``up -d``; the others are restarted in place. Volumes are
+    never touched.
+    """
+    current = project.containers()
+    hashes = {} if build else config_hashes(project)
+    stale = [svc for svc in SERVICES if build or svc in recreate or svc not in current
+             or not current[svc].running or current[svc].config_hash != hashes.get(svc)]
+    kept = [svc for svc in SERVICES if svc not in stale]
+    if stale:
+        summary = project.compose_cmd("up", "-d", *(["--build"] if build else []))
+        project.act(summary, lambda: project.docker.compose.up(
+            detach=True, build=build, quiet=True, pull=None if build else "missing"))
+    if kept:
+        project.act(project.compose_cmd("restart", *kept),
+                    lambda: project.docker.compose.restart(services=kept))
+    if project.dry:
+        return [ok(STACK, "reset", f"would recreate {len(stale)} and restart {len(kept)} "
+                                   "services; data kept")]
+    states = project.wait_healthy()
+    return [changed(STACK, "reset", f"{len(kept)} services restarted, {len(stale)} "
+                                    f"recreated; {len(states)} healthy; data kept")]
+
+
+def rebuild_service(project: Project, service: str) -> list[Outcome]:
+    """The inner loop: rebuild and restart one service, keeping all data."""
+    _, outcomes = preflight(project, build=True)
+    return [*outcomes, *project.start(build=True, services=[service], no_deps=True)]
+
+
+def what_reset_deletes(project: Project, registry_too: bool, db: bool) -> list[str]:
+    what = []
+    if registry_too:
+        what.append(registry.what_clear_deletes(project))
+    if db:
+        what.append(flopsdb.WHAT)
+    return what
+
+
+def reset(project: Project, registry_too: bool = False, db: bool = False, build: bool = False,
+          recreate: bool = False) -> list[Outcome]:
+    """Fresh processes; the registry and the FLOps database are emptied only when asked."""
+    _, outcomes = preflight(project, build=build)
+    if recreate:
+        outcomes += down(project)
+    if registry_too:
+        registry.drop(project)
+    outcomes += (project.start(build=build) if recreate else restart(
+        project, build=build, recreate=(REGISTRY,) if registry_too else ()))
+    if registry_too and not project.dry:
+        registry.verify_empty(project)
+        outcomes.append(changed(STACK, "clear-registry", "registry storage emptied"))
+    if db:
+        outcomes += flopsdb.redb(project)
+    return outcomes

@@ -1,0 +1,196 @@
+"""Before the stack starts: Docker and compose v2, the network, free ports and names.
+
+Every check runs before the first change, so a failed preflight changes nothing. Whatever
+holds a port or a container name the stack needs is named: a process, another compose
+project, or upstream's own compose file as oak-cli drives it.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+from .. import env as envmod
+from ..errors import FlopsError
+from ..outcome import Outcome, changed, ok
+from .project import (
+    OUR_LABEL,
+    PORTS,
+    SERVICES,
+    STACK,
+    ContainerView,
+    Project,
+    docker_call,
+)
+
+ORCHESTRATOR_NETWORKS = ("oakestra", "root_orchestrator_default")
+STANDALONE_NETWORK = "flops_standalone"
+CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
+UPSTREAM_COMPOSE = "flops_management.docker_compose.yml"
+
+
+def compose_version(project: Project) -> str:
+    version = docker_call(lambda: project.docker.compose.version())
+    text = str(version).strip()
+    digits = text.split("version")[-1].strip().lstrip("v")
+    if not digits[:1].isdigit() or int(digits.split(".")[0]) < 2:
+        raise FlopsError(f"docker compose v2 is required, found {text!r}: install the "
+                         "compose v2 plugin (Debian: docker-compose >= 2, Docker: "
+                         "docker-compose-plugin); compose v1 cannot read this stack", code=2)
+    return digits
+
+
+def describe(c: ContainerView) -> str:
+    """A container as a user can find it: its name, project, and where it came from."""
+    files = c.label(CONFIG_FILES_LABEL)
+    if UPSTREAM_COMPOSE in files:
+        return (f"container {c.name} of upstream's own compose file {files} (as oak-cli "
+                "starts it; stop it with: docker compose -f "
+                f"{files.split(',')[0]} down)")
+    if c.project:
+        return f"container {c.name} of compose project {c.project}"
+    return f"container {c.name}"
+
+
+def is_ours(project: Project, c: ContainerView) -> bool:
+    """This stack's container: our project name and our compose file's label."""
+    return c.project == project.name and c.label(OUR_LABEL) == "1"
+
+
+@dataclass(frozen=True)
+class Conflicts:
+    """What would keep the stack from starting, one line each."""
+
+    lines: list[str]
+
+    def raise_first(self) -> None:
+        if self.lines:
+            more = f" (and {len(self.lines) - 1} more)" if len(self.lines) > 1 else ""
+            raise FlopsError(f"{self.lines[0]}{more}: stop it or change "
+                             "flops.stack.bind_address; ports 5072, 5073, 9027, 10027, 3306, "
+                             "20-21, 21100-21110 and the container names must be free")
+
+
+def conflicts(project: Project, running: set[str] | None = None) -> Conflicts:
+    """Ports and container names the stack needs that something else holds.
+
+    ``running``: the stack's running services, when the caller has already looked.
+    """
+    everything = project.snapshot(all_=True, project_only=False)
+    if running is None:
+        running = {c.service for c in everything if is_ours(project, c) and c.running}
+    bind = project.s.stack.bind_address
+    lines: list[str] = []
+    foreign = [c for c in everything if not is_ours(project, c)]
+    for c in foreign:  # the stack's containers carry upstream's names
+        if c.name in SERVICES:
+            lines.append(f"the container name {c.name} is taken by {describe(c)}")
+    published: dict[int, ContainerView] = {}
+    for c in foreign:
+        if not c.running:
+            continue
+        for ip, port in c.published:
+            if "0.0.0.0" in (ip, bind) or "::" in (ip, bind) or ip == bind:
+                published.setdefault(port, c)
+    for service, ports in PORTS.items():
+        if service in running:
+            continue
+        for port in ports:
+            holder = (describe(published[port]) if port in published
+                      else bound_elsewhere(bind, port))
+            if holder:
+                lines.append(f"port {port} ({service}) is in use by {holder}")
+    return Conflicts(lines)
+
+
+def bound_elsewhere(bind: str, port: int) -> str | None:
+    """Who holds ``bind:port`` when no container publishes it (a plain bind test)."""
+    with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((bind, port))
+        except PermissionError:
+            return None  # not root: leave it to docker to say
+        except OSError:
+            return f"another process (see: ss -ltnp 'sport = :{port}')"
+    return None
+
+
+def network(project: Project) -> tuple[str, str]:
+    """The network the stack joins and how it was chosen."""
+    docker = project.docker
+    configured = project.s.stack.network
+    if configured:
+        if docker_call(lambda: docker.network.exists(configured)):
+            return configured, f"configured network {configured}"
+        return configured, f"configured network {configured} (to be created)"
+    from python_on_whales.exceptions import NoSuchContainer
+
+    try:
+        manager = docker.container.inspect("system_manager")
+        names = list((manager.network_settings.networks or {}).keys())
+    except NoSuchContainer:
+        names = []
+    for name in ORCHESTRATOR_NETWORKS:
+        if name in names:
+            return name, f"Oakestra's network {name} (from the system_manager container)"
+    if names:
+        return names[0], f"network {names[0]} of the system_manager container"
+    for name in ORCHESTRATOR_NETWORKS:
+        if docker_call(lambda n=name: docker.network.exists(n)):
+            return name, f"Oakestra's network {name}"
+    return STANDALONE_NETWORK, ("no Oakestra orchestrator runs here: stand-alone network "
+                                f"{STANDALONE_NETWORK}")
+
+
+def ensure_network(project: Project, name: str) -> bool:
+    docker = project.docker
+    if docker_call(lambda: docker.network.exists(name)):
+        return False
+    project.act(f"create network {name}", lambda: docker.network.create(
+        name, labels={"org.flops-tasks.network": "standalone"}))
+    return True
+
+
+def builds_from_addon(project: Project) -> bool:
+    """True when the manager is built from the addon-FLOps checkout (not an override)."""
+    import os
+
+    services = project.compose_config().get("services") or {}
+    build = (services.get("flops_manager") or {}).get("build") or {}
+    context = str(build.get("context", "")) if isinstance(build, dict) else str(build)
+    return context.startswith(os.path.expanduser(project.s.addon_path))
+
+
+def preflight(project: Project, build: bool = False) -> tuple[dict[str, str], list[Outcome]]:
+    """Docker, compose v2, env, ports and names, images; then write the env file and network.
+
+    Every check runs before the first change, so a failed preflight changes nothing.
+    """
+    outcomes: list[Outcome] = []
+    project.check_docker()
+    version = compose_version(project)
+    outcomes.append(ok(STACK, "compose", f"docker compose {version}"))
+    name, how = network(project)
+    envmod.resolve_addresses(project.s)  # validate before touching anything
+    running = {svc for svc, c in project.containers().items() if c.running}
+    complete = running >= set(SERVICES)  # the stack holds its ports; nothing to pull
+    if not complete:
+        conflicts(project, running).raise_first()
+    _, values, env_changed = envmod.ensure_env(
+        project.s, extra={"FLOPS_NETWORK": name}, dry=project.dry)
+    verb = "updated" if env_changed else "unchanged"
+    outcomes.append((changed if env_changed else ok)(
+        STACK, "env", f"{project.s.stack.env_file} {verb}"))
+    created = ensure_network(project, name)
+    outcomes.append((changed if created else ok)(STACK, "network", how))
+    if build and builds_from_addon(project):
+        from ..addon import ensure_checkout
+
+        outcomes.append(ensure_checkout(project.s, dry=project.dry, plan=project.plan))
+    if not build and not project.dry and not complete:
+        missing = project.missing_images()
+        if missing:
+            raise FlopsError(f"image {missing[0]} is not on this host and is not pulled "
+                             "implicitly: run 'inv up --build' (or pull it)", code=2)
+    return values, outcomes

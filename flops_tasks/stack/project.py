@@ -1,0 +1,341 @@
+"""The bottom layer of the stack: what every job shares.
+
+The compose project's identity (services, ports, volumes), the Docker handle with the
+compose files, env file and project name pinned (so every compose call sees the same
+values), container snapshots, images, and ``start``: bring services up and wait until
+they are healthy. Every job module above uses this and nothing else of the stack.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Settings
+from ..errors import FlopsError
+from ..outcome import Outcome, changed, ok
+
+MANAGER = "flops_manager"
+REGISTRY = "flops_image_registry"
+MQTT = "flops_mqtt"
+FLOPS_DB_SERVICE = "flops_db"
+BACKEND_STORE = "mlflow_backend_store"
+ARTIFACT_STORE = "vsftpd_server"
+
+# service -> the host ports it publishes; the one table every check reads
+PORTS: dict[str, tuple[int, ...]] = {
+    MANAGER: (5072,),
+    REGISTRY: (5073,),
+    MQTT: (9027,),
+    FLOPS_DB_SERVICE: (10027,),
+    BACKEND_STORE: (3306,),
+    ARTIFACT_STORE: (20, 21, *range(21100, 21111)),
+}
+SERVICES = tuple(PORTS)
+MANAGER_PORT = PORTS[MANAGER][0]
+FLOPS_DB_PORT = PORTS[FLOPS_DB_SERVICE][0]
+MQTT_PORT = PORTS[MQTT][0]
+FTP_PORT = 21
+# volume key in the compose file -> what it holds
+VOLUMES = {
+    "registry_data": "FLOps registry images",
+    "flops_db": "FLOps manager database (Mongo)",
+    "mlflow_backend_store_data": "MLflow backend database (MySQL)",
+    "vsftpd_home": "MLflow artifacts (FTP)",
+    "vsftpd_logs": "FTP logs",
+    "flops_mqtt_data": "MQTT broker persistence",
+}
+OUR_LABEL = "org.flops-tasks.stack"  # set on every service by our compose file
+FLOPS_DB = "flops"  # the Mongo database of the FLOps manager
+STACK = "stack"  # the host column of the stack's outcomes
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def unknown_service(service: str | None) -> None:
+    """Refuse a service name that is not part of the stack, in one line."""
+    if service is not None and service not in SERVICES:
+        raise FlopsError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}",
+                         code=2)
+
+
+@dataclass(frozen=True)
+class ContainerView:
+    """What flops-tasks needs of one container, read once from ``docker inspect``."""
+
+    id: str
+    name: str
+    project: str
+    service: str
+    state: str
+    health: str
+    published: tuple[tuple[str, int], ...]
+    config_hash: str = ""
+    image: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    health_log: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def condition(self) -> str:
+        """Health while running; else the state (a stopped container keeps its last health)."""
+        return (self.health or self.state) if self.running else (self.state or "unknown")
+
+    def label(self, key: str) -> str:
+        return dict(self.labels).get(key, "")
+
+    def publishes(self, port: int, address: str) -> bool:
+        """True when host ``port`` is published on ``address`` (or on every address)."""
+        return any(p == port and ip in (address, "0.0.0.0", "::") for ip, p in self.published)
+
+    @classmethod
+    def from_inspect(cls, data: dict[str, Any]) -> ContainerView:
+        config = data.get("Config") or {}
+        labels = config.get("Labels") or {}
+        state = data.get("State") or {}
+        health = state.get("Health") or {}
+        log = health.get("Log") or []
+        ports = (data.get("NetworkSettings") or {}).get("Ports") or {}
+        published = tuple(sorted({(b.get("HostIp") or "0.0.0.0", int(b["HostPort"]))
+                                  for binds in ports.values() for b in (binds or [])
+                                  if b.get("HostPort")}))
+        return cls(
+            id=data.get("Id", ""),
+            name=(data.get("Name") or "").lstrip("/"),
+            project=labels.get("com.docker.compose.project", ""),
+            service=labels.get("com.docker.compose.service", ""),
+            state=state.get("Status", ""),
+            health=health.get("Status") or "",
+            published=published,
+            config_hash=labels.get("com.docker.compose.config-hash", ""),
+            image=config.get("Image", ""),
+            labels=tuple(sorted(labels.items())),
+            health_log=(log[-1].get("Output") or "").strip() if log else "",
+        )
+
+
+def last_line(exc: BaseException) -> str:
+    text = getattr(exc, "stderr", None) or str(exc)
+    lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else type(exc).__name__
+
+
+def docker_call(action: Callable[[], Any]) -> Any:
+    """Run a python-on-whales call; a Docker error becomes one line."""
+    from python_on_whales.exceptions import DockerException
+
+    try:
+        return action()
+    except DockerException as exc:
+        raise FlopsError(f"docker: {last_line(exc)}") from None
+
+
+def local_address(bind: str) -> str:
+    """Where this host reaches a port published on ``bind``."""
+    return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+
+
+@dataclass
+class Project:
+    """The compose project of the FLOps management suite on one Docker engine."""
+
+    s: Settings
+    dry: bool = False
+    progress: Progress = _quiet
+    plan: list[str] = field(default_factory=list)
+    _docker: Any = None
+    _config: dict[str, Any] | None = None
+
+    # -- identity ---------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.s.stack.project
+
+    @property
+    def docker(self) -> Any:
+        if self._docker is None:
+            from python_on_whales import DockerClient
+
+            self._docker = DockerClient(
+                compose_files=list(self.s.stack.compose_files),
+                compose_env_files=[self.s.stack.env_file],
+                compose_project_name=self.name,
+            )
+        return self._docker
+
+    def volume_name(self, key: str) -> str:
+        return f"{self.name}_{key}"
+
+    def address(self) -> str:
+        """Where this host reaches the stack's published ports."""
+        return local_address(self.s.stack.bind_address)
+
+    def url(self, port: int) -> str:
+        return f"http://{self.address()}:{port}"
+
+    # -- running compose and docker -----------------------------------------------------
+    def compose_cmd(self, *args: str) -> str:
+        """The equivalent ``docker compose`` command line, for dry-run plans."""
+        parts = ["docker", "compose", "-p", self.name, "--env-file", self.s.stack.env_file]
+        for f in self.s.stack.compose_files:
+            parts += ["-f", f]
+        return shlex.join([*parts, *args])
+
+    def act(self, summary: str, action: Callable[[], Any]) -> Any:
+        """A change: under ``--dry`` recorded in the plan, else announced and run."""
+        if self.dry:
+            self.plan.append(summary)
+            return None
+        self.progress(summary)
+        return docker_call(action)
+
+    def check_docker(self) -> None:
+        from python_on_whales.exceptions import DockerException
+
+        try:
+            self.docker.version()  # client and server; cheaper than a full docker info
+        except DockerException as exc:
+            raise FlopsError("the Docker engine does not answer (docker version failed): start "
+                             f"dockerd or check DOCKER_HOST ({last_line(exc)})") from None
+        except FileNotFoundError:
+            raise FlopsError("the docker CLI is not installed: install Docker "
+                             "(Debian: apt-get install docker.io)") from None
+
+    def cli(self, *args: str) -> str:
+        """Run the docker CLI against this project's engine; an error becomes one line."""
+        from python_on_whales.utils import run
+
+        return str(docker_call(lambda: run([*self.docker.client_config.docker_cmd, *args])))
+
+    def compose_cli(self, *args: str) -> str:
+        """Run ``docker compose`` with this project's files, env file and name."""
+        from python_on_whales.utils import run
+
+        return str(docker_call(lambda: run(
+            [*self.docker.client_config.docker_compose_cmd, *args])))
+
+    def compose_config(self) -> dict[str, Any]:
+        """The resolved compose model (read once per run)."""
+        if self._config is None:
+            self._config = docker_call(lambda: self.docker.compose.config(return_json=True))
+        return self._config
+
+    # -- containers -------------------------------------------------------------------
+    def snapshot(self, all_: bool = True, project_only: bool = True) -> list[ContainerView]:
+        """One consistent look at containers: one ``ps`` and one ``inspect`` call.
+
+        (python-on-whales objects re-inspect on nearly every attribute access.)
+        """
+        ps = ["container", "ls", "-q", "--no-trunc"]
+        if all_:
+            ps.append("-a")
+        if project_only:  # labels, not compose: works before the env file exists
+            ps += ["--filter", f"label=com.docker.compose.project={self.name}",
+                   "--filter", f"label={OUR_LABEL}=1"]
+        ids = self.cli(*ps).split()
+        if not ids:
+            return []
+        raw = self.cli("container", "inspect", *ids)
+        return [ContainerView.from_inspect(item) for item in json.loads(raw)]
+
+    def containers(self) -> dict[str, ContainerView]:
+        """service -> this project's container."""
+        return {c.service: c for c in self.snapshot() if c.service}
+
+    def states(self) -> dict[str, str]:
+        """service -> healthy/starting/unhealthy/running/exited/missing."""
+        found = self.containers()
+        return {svc: found[svc].condition if svc in found else "missing" for svc in SERVICES}
+
+    def owner(self, service: str, port: int) -> ContainerView:
+        """This project's running ``service`` container, proven to publish ``port`` here.
+
+        Destructive calls go to published ports; this makes sure the port is ours and not a
+        process or another compose project that happens to answer there.
+        """
+        address = self.address()
+        mine = self.containers().get(service)
+        if mine is not None and mine.running and mine.publishes(port, address):
+            return mine
+        others = [c for c in self.snapshot(all_=False, project_only=False)
+                  if c.publishes(port, address)]
+        holder = (f"container {others[0].name} (project {others[0].project or 'none'})"
+                  if others else "no container of this stack")
+        raise FlopsError(f"port {port} on {address} is held by {holder}, not by {service} of "
+                         f"the stack {self.name}: refusing to touch it; nothing was deleted "
+                         "(start the stack with 'inv up' or check flops.stack.project)")
+
+    # -- images -----------------------------------------------------------------------
+    def missing_images(self) -> list[str]:
+        """Images of services with a build section that are not on this engine."""
+        missing = []
+        for name, svc in (self.compose_config().get("services") or {}).items():
+            image = svc.get("image")
+            if image and svc.get("build") and not docker_call(
+                    lambda i=image: self.docker.image.exists(i)):
+                missing.append(f"{image} (service {name})")
+        return missing
+
+    def build(self, services: list[str] | None = None) -> None:
+        self.act(self.compose_cmd("build", *(services or [])),
+                 lambda: self.docker.compose.build(services=services, quiet=True))
+
+    def remove_volume(self, key: str) -> None:
+        name = self.volume_name(key)
+        if not docker_call(lambda: self.docker.volume.exists(name)):
+            return
+        self.act(f"docker volume rm {name}", lambda: self.docker.volume.remove(name))
+
+    # -- starting ---------------------------------------------------------------------
+    def wait_healthy(self, services: list[str] | None = None,
+                     timeout: float | None = None) -> dict[str, str]:
+        """Poll until every one of ``services`` is healthy; fail at once when one stopped."""
+        services = services or list(SERVICES)
+        timeout = timeout or self.s.stack.health_timeout
+        deadline = time.monotonic() + timeout
+        last: dict[str, str] = {}
+        while True:
+            states = self.states()
+            wanted = {svc: states[svc] for svc in services}
+            if wanted != last:
+                waiting = [f"{svc} {st}" for svc, st in wanted.items() if st != "healthy"]
+                if waiting:
+                    self.progress("waiting: " + ", ".join(waiting))
+                last = wanted
+            if all(st == "healthy" for st in wanted.values()):
+                return wanted
+            bad = [svc for svc, st in wanted.items() if st in ("exited", "dead", "missing")]
+            if bad or time.monotonic() > deadline:
+                reason = "stopped" if bad else f"not healthy after {timeout:g}s"
+                culprit = bad[0] if bad else next(s for s, st in wanted.items() if st != "healthy")
+                raise FlopsError(f"{culprit} {reason} ({wanted[culprit]}): see "
+                                 f"'inv logs --service {culprit}'")
+            time.sleep(0.25)
+
+    def start(self, services: list[str] | None = None, build: bool = False,
+              no_deps: bool = False) -> list[Outcome]:
+        """``compose up -d`` (all services, or some), then wait until they are healthy."""
+        summary = self.compose_cmd("up", "-d", *(["--build"] if build else []),
+                                   *(["--no-deps"] if no_deps else []), *(services or []))
+        before = self.states()
+        self.act(summary, lambda: self.docker.compose.up(
+            services=services, detach=True, build=build, quiet=True,
+            pull=None if build else "missing", dependencies=not no_deps))
+        if self.dry:
+            return [ok(STACK, "up", f"would run: {summary}")]
+        states = self.wait_healthy(services)
+        started = [svc for svc in states if before.get(svc) != "healthy"]
+        which = f" ({' '.join(services)})" if services else ""
+        detail = f"{len(states)} services healthy{' --build' if build else ''}{which}"
+        return [(changed if started else ok)(STACK, "up", detail)]

@@ -1,0 +1,59 @@
+"""The FLOps image registry: its catalog, and clearing it.
+
+The registry keeps a blob descriptor cache in memory: deleting its storage without a restart
+makes later pushes skip layers and pulls fail. Clearing therefore removes the container and
+its volume together, and starts the registry again.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+from ..errors import FlopsError
+from ..outcome import Outcome, changed, ok
+from .project import REGISTRY, STACK, Project
+
+VOLUME = "registry_data"
+
+
+def url(project: Project) -> str:
+    return project.url(project.s.registry_port)
+
+
+def catalog(project: Project) -> list[str]:
+    """The repositories the registry lists (raises on no answer)."""
+    with urllib.request.urlopen(url(project) + "/v2/_catalog", timeout=10) as resp:
+        repositories: list[str] = json.load(resp).get("repositories") or []
+        return repositories
+
+
+def what_clear_deletes(project: Project) -> str:
+    return f"every image in the FLOps registry (volume {project.volume_name(VOLUME)})"
+
+
+def drop(project: Project) -> None:
+    """Remove the registry container and its storage volume (a start brings both back)."""
+    project.act(project.compose_cmd("rm", "--stop", "--force", REGISTRY),
+                lambda: project.docker.compose.rm(services=[REGISTRY], stop=True))
+    project.remove_volume(VOLUME)
+
+
+def verify_empty(project: Project) -> None:
+    repos = catalog(project)
+    if repos:
+        raise FlopsError(f"registry still lists {len(repos)} repositories after clearing "
+                         f"({repos[0]}, ...)")
+
+
+def clear(project: Project) -> list[Outcome]:
+    """Empty registry storage and restart the registry; verify it answers, empty."""
+    drop(project)
+    started = project.start(services=[REGISTRY], no_deps=True)
+    if project.dry:
+        return [ok(STACK, "clear-registry", f"would remove volume "
+                                            f"{project.volume_name(VOLUME)} and restart "
+                                            f"{REGISTRY}"), *started]
+    verify_empty(project)
+    return [changed(STACK, "clear-registry",
+                    "registry storage emptied and registry restarted; it answers, empty")]

@@ -1,0 +1,395 @@
+"""Preparations in process: recorded probe output of real nodes in, Outcomes and planned
+commands out (see fake_worker.py for where the recordings come from)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import pytest
+
+from flops_tasks import commands as C
+from flops_tasks import ops
+from flops_tasks.env import host_port
+from flops_tasks.outcome import Status
+from flops_tasks.probe_binaries import UNAME_AMD64_B64, UNAME_ARM64_B64
+
+from .fake_worker import REGISTRY, FakeSession, recorded
+
+CTX = ops.PrepContext(registry=REGISTRY, learner_image=f"{REGISTRY}/flops/ml-data-server:offline")
+BOTH = {"builder", "learner"}
+BUILDER = {"builder"}
+
+# `NodeEngine config addon` as the real tool prints it: oakestra/oakestra
+# go_node_engine/cmd/conf.go showAddons() (fmt "\t - %s: %s" with "🟢 Active" / "❌ Disabled",
+# "No Addons Configured." when the list is empty; names from go_node_engine/model/Node.go)
+NE_ON = "Configured Addons:\n\t - image-builder: 🟢 Active\n\t - FLOps-learner: 🟢 Active\n"
+NE_OFF = "Configured Addons:\n\t - image-builder: ❌ Disabled\n"
+NE_NONE = "Configured Addons:\nNo Addons Configured.\n"
+# a NodeEngine from before add-ons (conf.go without setAddonCmd): cobra finds no `addon`
+# under `config`, which has no Run, and prints config's help
+NE_UNKNOWN = """configure the node engine
+
+Usage:
+  NodeEngine config [command]
+
+Available Commands:
+  applogs     Configure the log directory for the applications
+  cluster     set the cluster address (and port)
+  default     generates the default configuration file
+  network     Enable/Disable networking support
+  unikernel   Enable/Disable unikernel support
+
+Flags:
+  -h, --help   help for config
+
+Use "NodeEngine config [command] --help" for more information about a command.
+"""
+
+
+def by_step(outcomes) -> dict:
+    return {o.step: o for o in outcomes}
+
+
+def statuses(outcomes) -> dict[str, str]:
+    return {o.step: o.status.value for o in outcomes}
+
+
+# -- fresh nodes, prepared from scratch -------------------------------------------------------
+def test_fresh_docker_node_plans_every_step_in_a_dry_run():
+    s = FakeSession(recorded("fresh-docker-both"), dry=True)
+    out = ops.prepare_host(s, BOTH, CTX)
+    assert statuses(out) == {
+        "preflight": "ok", "qemu": "changed", "buildx": "changed", "trust-docker": "changed",
+        "builder": "changed", "trust-containerd": "changed", "trust-buildah": "changed",
+        "nodeengine-imageBuilder": "warning", "data": "changed", "sidecar": "changed",
+        "nodeengine-FLOps": "warning"}
+    assert s.changes == []  # nothing ran
+    assert s.plan[:2] == ["apt-get install qemu-user-static", "apt-get install docker-buildx"]
+    assert any(p.startswith("set config_path in /etc/containerd/config.toml") for p in s.plan)
+    assert all(o.detail.startswith("would change") for o in out if o.changed)
+
+
+def test_fresh_docker_node_is_prepared_and_verified():
+    s = FakeSession(recorded("fresh-docker-both"), after=recorded("prepared-docker-both"),
+                    results={"containerd": (0, "containers running before and after: 1\n")})
+    out = ops.prepare_host(s, BOTH, CTX)
+    got = by_step(out)
+    for step in ("qemu", "buildx", "trust-docker", "builder", "trust-containerd",
+                 "trust-buildah", "data", "sidecar"):
+        assert got[step].status is Status.CHANGED, got[step]
+        assert "verified:" in got[step].detail
+    assert "1 running containers kept running" in got["trust-containerd"].detail
+    assert got["sidecar"].detail.endswith("(warning: learners dial 172.17.0.1, docker0 is "
+                                          "172.18.0.1)")
+    summaries = s.summaries()
+    assert "apt-get install docker-buildx" in summaries
+    # the config written is containerd's own file with config_path added
+    config = next(c for sm, c in s.changes if sm.startswith("set config_path"))
+    assert 'config_path = \\"/etc/containerd/certs.d\\"' in config or \
+        "config_path = \"/etc/containerd/certs.d\"" in config
+    assert s.gathers == 3  # facts, the handler re-check inside qemu, verify
+
+
+def test_fresh_containerd_only_builder():
+    s = FakeSession(recorded("fresh-containerd-builder"),
+                    after=recorded("prepared-containerd-builder"),
+                    results={"containerd": (0, "containers running before and after: 0\n")})
+    out = ops.prepare_host(s, BUILDER, CTX)
+    assert statuses(out) == {"preflight": "ok", "qemu": "changed",
+                             "trust-containerd": "changed", "trust-buildah": "changed",
+                             "nodeengine-imageBuilder": "warning"}
+    assert by_step(out)["preflight"].detail == "debian trixie amd64, containerd, root"
+    assert not any("docker" in sm for sm in s.summaries())
+
+
+@pytest.mark.parametrize("name, roles", [("prepared-docker-both", BOTH),
+                                         ("prepared-containerd-builder", BUILDER)])
+def test_a_prepared_node_changes_nothing(name, roles):
+    s = FakeSession(recorded(name))
+    out = ops.prepare_host(s, roles, CTX)
+    assert not [o for o in out if o.changed or o.bad], out
+    assert s.changes == [] and s.gathers == 1
+
+
+def test_a_learner_needs_docker_and_says_why():
+    s = FakeSession(recorded("fresh-containerd-builder"))
+    (row,) = ops.prepare_host(s, {"learner"}, CTX)
+    assert row.step == "preflight" and row.bad
+    assert "the Docker engine is not running (docker is not installed)" in row.detail
+    assert "docker run" in row.detail and "apt-get install docker.io" in row.detail
+
+
+# -- bad input: one line, nothing changed -------------------------------------------------------
+@pytest.mark.parametrize("override, needle", [
+    ({"apt": (1, "")}, "no apt-get on debian trixie"),
+    ({"binfmt_support": (1, "")}, "no binfmt_misc support"),
+    ({"containerd": (1, "")}, "neither containerd nor the Docker engine runs"),
+    ({"machine": (0, "riscv64")}, "unsupported architecture riscv64"),
+])
+def test_preflight_refusals(override, needle):
+    s = FakeSession(recorded("fresh-containerd-builder", **override))
+    out = ops.prepare_host(s, BUILDER, CTX)
+    assert [o.step for o in out] == ["preflight"]
+    assert out[0].bad and needle in out[0].detail and "\n" not in out[0].detail
+    assert s.changes == [] and s.probed == []
+
+
+MIRRORS = ('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
+           '  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n'
+           '    endpoint = ["https://mirror.local"]\n')
+
+
+@pytest.mark.parametrize("probe, text, step, needle", [
+    ("containerd_config", MIRRORS, "trust-containerd", "registry mirrors"),
+    ("daemon_json", '{"features": {', "trust-docker", "not valid JSON"),
+    ("registries_conf", "[[registry]\n", "trust-buildah", "not valid TOML"),
+    ("containerd_hosts", "server = \n", "trust-containerd", "not valid TOML"),
+])
+def test_host_files_that_forbid_a_change_leave_the_host_untouched(probe, text, step, needle):
+    s = FakeSession(recorded("fresh-docker-both", **{probe: (0, text)}))
+    out = ops.prepare_host(s, BOTH, CTX)
+    bad = [o for o in out if o.bad]
+    assert [o.step for o in bad] == [step]
+    assert needle in bad[0].detail and bad[0].detail.endswith("nothing was changed on this host")
+    assert s.changes == [] and s.probed == []
+    assert not any(o.changed for o in out)
+
+
+def test_doctor_reports_a_refusal_and_the_rest():
+    s = FakeSession(recorded("prepared-docker-both", daemon_json=(0, "{")))
+    out = ops.doctor_host(s, BOTH, CTX)
+    got = by_step(out)
+    assert got["trust-docker"].bad and "not valid JSON" in got["trust-docker"].detail
+    assert got["sidecar"].status is Status.OK
+
+
+# -- NodeEngine ------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, active", [(NE_ON, True), (NE_OFF, False), (NE_NONE, False)])
+def test_nodeengine_on_and_off(text, active):
+    s = FakeSession(recorded("prepared-containerd-builder", nodeengine=(0, text)),
+                    after=recorded("prepared-containerd-builder", nodeengine=(0, NE_ON)))
+    row = by_step(ops.prepare_host(s, BUILDER, CTX))["nodeengine-imageBuilder"]
+    if active:
+        assert row.status is Status.OK and s.changes == []
+        return
+    assert row.status is Status.CHANGED and "verified: NodeEngine add-on imageBuilder active" \
+        in row.detail
+    assert s.changes[0] == ("NodeEngine config addon imageBuilder on",
+                            "NodeEngine config addon imageBuilder on")
+    assert s.changes[1][1] == C.restart_nodeengine()
+
+
+def test_nodeengine_that_stays_off_fails_verification():
+    s = FakeSession(recorded("prepared-containerd-builder", nodeengine=(0, NE_OFF)))
+    row = by_step(ops.prepare_host(s, BUILDER, CTX))["nodeengine-imageBuilder"]
+    assert row.bad and "still not right" in row.detail
+
+
+def test_nodeengine_unknown_listing_is_refused():
+    s = FakeSession(recorded("prepared-containerd-builder", nodeengine=(0, NE_UNKNOWN)))
+    out = ops.prepare_host(s, BUILDER, CTX)
+    row = by_step(out)["nodeengine-imageBuilder"]
+    assert row.bad and "lists no add-ons (configure the node engine / Usage:)" in row.detail
+    assert s.changes == []
+
+
+def test_learner_addon_is_flops():
+    facts = recorded("prepared-docker-both", nodeengine=(0, NE_OFF))
+    s = FakeSession(facts, after=dict(facts, nodeengine=(0, NE_ON)))
+    got = by_step(ops.prepare_host(s, BOTH, CTX))
+    assert got["nodeengine-FLOps"].changed and got["nodeengine-imageBuilder"].changed
+    assert ("NodeEngine config addon FLOps on", "NodeEngine config addon FLOps on") in s.changes
+
+
+def test_without_nodeengine_prepare_and_doctor_warn_and_do_not_fail():
+    s = FakeSession(recorded("prepared-docker-both"))
+    for out in (ops.prepare_host(s, BOTH, CTX), ops.doctor_host(s, BOTH, CTX)):
+        warned = [o for o in out if o.warning]
+        assert [o.step for o in warned] == ["nodeengine-imageBuilder", "nodeengine-FLOps"]
+        for o in warned:
+            assert o.detail.startswith("NodeEngine not found: add-on not enabled (install "
+                                       "NodeEngine: curl -sfL https://raw.githubusercontent."
+                                       "com/oakestra/oakestra/develop/scripts/InstallOakestra"
+                                       "Worker.sh | sh -")
+        assert not any(o.bad for o in out)
+
+
+# -- arm64 nodes: the foreign platform is amd64 -------------------------------------------
+# Recorded in an arm64 Debian bookworm container (debootstrap --arch=arm64, run under QEMU on
+# an amd64 machine, docker.io + containerd + qemu-user-static installed). What the amd64
+# kernel underneath and the unprivileged container made untrue of a real arm64 node is set
+# here: binfmt_misc mounted, qemu-x86_64 registered as binfmt-support registers this image's
+# /usr/share/binfmts/qemu-x86_64 (fix_binary yes, preserve yes: flags PF), dockerd running.
+HANDLER_X86_64 = ("enabled\ninterpreter /usr/libexec/qemu-binfmt/x86_64-binfmt-P\nflags: PF\n"
+                  "offset 0\nmagic 7f454c4602010100000000000000000002003e00\n"
+                  "mask fffffffffffefefcfffffffffffffffffeffffff")
+
+
+def arm64(**overrides):
+    docker = recorded("prepared-docker-both")["docker"]
+    return recorded("arm64-debian-builder", docker=docker, containerd=(0, ""),
+                    binfmt_mounted=(0, ""), **overrides)
+
+
+def test_arm64_node_checks_the_x86_64_handler_and_runs_the_amd64_probe():
+    f = ops.gather(FakeSession(arm64()), ops.probes_for(BUILDER, CTX))
+    assert f.foreign == "x86_64"
+    ok, detail = ops.check_qemu(f, CTX)
+    assert not ok and detail == "qemu-x86_64 handler not registered"
+    ok, detail = ops.check_qemu(ops.gather(FakeSession(arm64(
+        handler_x86_64=(0, HANDLER_X86_64))), ops.probes_for(BUILDER, CTX)), CTX)
+    assert ok and detail.startswith("qemu-user-static installed; qemu-x86_64 flags PF")
+    # the run probe of the foreign machine is the amd64 program
+    probes = dict(ops.probes_for(BUILDER, CTX))
+    assert UNAME_AMD64_B64 in probes["run_x86_64"] and UNAME_ARM64_B64 in probes["run_aarch64"]
+
+
+def test_arm64_debian_node_through_every_builder_step():
+    s = FakeSession(arm64(), dry=True)
+    out = ops.prepare_host(s, BUILDER, CTX)
+    assert by_step(out)["preflight"].detail.startswith("debian bookworm arm64, docker ")
+    assert statuses(out)["qemu"] == "changed"
+    assert "register the qemu-x86_64 binfmt handler" in s.plan
+    assert "apt-get install qemu-user-static" not in s.plan  # already installed
+    assert "apt-get install docker-buildx" in s.plan  # Debian's name
+
+
+def test_arm64_ubuntu_node_with_dockers_repository_gets_docker_buildx_plugin():
+    packages = ("docker-ce install ok installed\nqemu-user-static install ok installed\n")
+    s = FakeSession(arm64(os=(0, "ubuntu noble"), packages=(0, packages),
+                          handler_x86_64=(0, HANDLER_X86_64)))
+    ops.prepare_host(s, BUILDER, CTX)
+    assert ("apt-get install docker-buildx-plugin",
+            C.apt_install(["docker-buildx-plugin"])) in s.changes
+
+
+def test_register_command_names_the_foreign_handler():
+    assert "qemu-x86_64" in C.register_binfmt("x86_64")
+
+
+# -- the push checks ------------------------------------------------------------------------
+BUILDAH_OUT = ("storage-driver: vfs; ulimits: kept at the hard limits\n"
+               "[linux/amd64] STEP 4/4: RUN [\"/uname\"]\nx86_64\n"
+               "[linux/arm64] STEP 4/4: RUN [\"/uname\"]\naarch64\nWriting manifest list\n")
+BUILDX_OUT = "#7 0.200 x86_64\n#8 0.228 aarch64\n#9 pushing manifest done\n"
+
+
+@pytest.fixture
+def registry_index(monkeypatch):
+    seen = []
+
+    def fake(registry, repo, tag):
+        seen.append((registry, repo, tag))
+        return ["linux/amd64", "linux/arm64"]
+
+    monkeypatch.setattr(ops, "manifest_platforms", fake)
+    return seen
+
+
+def test_push_check_on_a_docker_builder_runs_both_paths(registry_index):
+    ctx = ops.PrepContext(registry=REGISTRY, push_check=True)
+    s = FakeSession(recorded("prepared-docker-both"), results={
+        "apt-get install buildah netavark": (0, "buildah\nnetavark\nuidmap\n"),
+        "buildah build": (0, BUILDAH_OUT), "docker buildx build": (0, BUILDX_OUT)})
+    got = by_step(ops.prepare_host(s, BUILDER, ctx))
+    assert got["push"].status is Status.OK and got["push-buildx"].status is Status.OK
+    assert "buildah (FLOps' image builder path; storage vfs; ulimits: kept at the hard " \
+           "limits)" in got["push"].detail
+    assert "installed for the check: buildah, netavark, uidmap (remove: inv prepare-builder " \
+           "--remove-check-tools --host w1)" in got["push"].detail
+    assert [r[1] for r in registry_index] == [
+        "flops-tasks/builder-probe-w1-buildah", "flops-tasks/builder-probe-w1-buildx"]
+    build = next(c for sm, c in s.changes if sm.startswith("buildah build"))
+    assert "--platform linux/amd64 --platform linux/arm64 --isolation=chroot " \
+           "--tls-verify=false --manifest" in build
+    assert "manifest push --tls-verify=false --all" in build
+
+
+def test_push_check_on_a_containerd_builder_is_buildah_only(registry_index):
+    ctx = ops.PrepContext(registry=REGISTRY, push_check=True)
+    s = FakeSession(recorded("prepared-containerd-builder"),
+                    results={"buildah build": (0, BUILDAH_OUT)})
+    out = ops.prepare_host(s, BUILDER, ctx)
+    assert "push-buildx" not in by_step(out) and by_step(out)["push"].status is Status.OK
+
+
+def test_push_check_fails_when_the_foreign_step_did_not_run(registry_index):
+    ctx = ops.PrepContext(registry=REGISTRY, push_check=True)
+    s = FakeSession(recorded("prepared-containerd-builder"),
+                    results={"buildah build": (0, "storage-driver: overlay\nx86_64\n")})
+    row = by_step(ops.prepare_host(s, BUILDER, ctx))["push"]
+    assert row.bad and "printed no aarch64 line" in row.detail
+
+
+def test_push_check_fails_when_the_index_lacks_a_platform(monkeypatch):
+    monkeypatch.setattr(ops, "manifest_platforms", lambda *a: ["linux/amd64"])
+    ctx = ops.PrepContext(registry=REGISTRY, push_check=True)
+    s = FakeSession(recorded("prepared-containerd-builder"),
+                    results={"buildah build": (0, BUILDAH_OUT)})
+    row = by_step(ops.prepare_host(s, BUILDER, ctx))["push"]
+    assert row.bad and "lacks linux/arm64" in row.detail
+
+
+def test_push_check_is_only_planned_in_a_dry_run(registry_index):
+    ctx = ops.PrepContext(registry=REGISTRY, push_check=True)
+    s = FakeSession(recorded("prepared-docker-both"), dry=True)
+    got = by_step(ops.prepare_host(s, BUILDER, ctx))
+    assert got["push"].changed and got["push"].detail.startswith("would build with buildah")
+    assert got["push-buildx"].changed
+    assert s.changes == [] and registry_index == []
+    assert [p.split(" ")[0:2] for p in s.plan] == [["apt-get", "install"],
+                                                  ["buildah", "build"], ["docker", "buildx"]]
+
+
+def test_remove_check_tools():
+    s = FakeSession({}, probe_out={"check-tools.list": "listed buildah\nlisted netavark\n"
+                                                      "Purg buildah [1.39]\nPurg netavark\n"})
+    (row,) = ops.remove_check_tools(s)
+    assert row.changed and row.detail == "removed buildah, netavark"
+    assert s.changes == [("apt-get purge buildah netavark",
+                          C.remove_check_tools(["buildah", "netavark"]))]
+    s = FakeSession({}, probe_out={"check-tools.list": "listed uidmap\nPurg uidmap\n"
+                                                      "Purg podman\n"})
+    (row,) = ops.remove_check_tools(s)
+    assert row.bad and "would also remove podman" in row.detail and s.changes == []
+    (row,) = ops.remove_check_tools(FakeSession({}))
+    assert row.status is Status.OK
+
+
+# -- IPv6 registries --------------------------------------------------------------------
+def test_ipv6_registry_is_bracketed_in_what_a_preparation_writes():
+    registry = host_port("fd00::1", 5073)
+    assert registry == "[fd00::1]:5073"
+    ctx = ops.PrepContext(registry=registry, learner_image="img")
+    s = FakeSession(recorded("fresh-docker-both"), dry=False)
+    ops.prepare_host(s, BOTH, ctx)
+    written = {sm: c for sm, c in s.changes}
+    assert "write /etc/containerd/certs.d/[fd00::1]:5073/hosts.toml" in written
+    daemon = next(c for sm, c in s.changes if "daemon.json" in sm)
+    assert '"[fd00::1]:5073"' in daemon and "fd00::1:5073" not in daemon.replace(
+        "[fd00::1]:5073", "")
+    hosts = tomllib.loads(ops.trust.hosts_toml(None, registry))
+    assert hosts["server"] == "http://[fd00::1]:5073"
+
+
+def test_registry_host_brackets_ipv6_from_config(ctx_factory):
+    """The registry's host:port as every trust file and image name uses it."""
+    from flops_tasks import env as envmod
+    from flops_tasks.config import settings
+
+    s = settings(ctx_factory({"addresses": {v: "fd00::1" for v in (
+        "system_manager_ip", "flops_manager_ip", "flops_mqtt_broker_ip",
+        "flops_image_registry_ip", "artifact_store_ip", "backend_store_ip")}}))
+    assert envmod.registry_host(s, envmod.resolve_addresses(s)) == "[fd00::1]:5073"
+
+
+def test_json_of_a_report_with_warnings_stays_compatible():
+    from flops_tasks.outcome import Report
+
+    s = FakeSession(recorded("prepared-containerd-builder"))
+    report = Report("prepare-builder", ops.prepare_host(s, BUILDER, CTX))
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["ok"] is True and data["hosts"]["w1"]["status"] == "ok"
+    assert data["hosts"]["w1"]["warnings"] == 1 and len(data["warnings"]) == 1
+    assert report.exit_code == 0

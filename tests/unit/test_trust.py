@@ -1,0 +1,216 @@
+"""Registry trust files: unrelated settings survive, a broken file is refused, a second run
+writes nothing, IPv6 registries are bracketed. One table per file."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from flops_tasks import commands as C
+from flops_tasks import trust
+from flops_tasks.trust import Refusal
+
+REG = "10.0.0.5:5073"
+V6 = "[fd00::1]:5073"
+# `containerd config default` of containerd 1.7.24 (Debian trixie), recorded in a worker
+DEFAULT_17 = (Path(__file__).parent / "facts" / "containerd-1.7.24-config-default.toml").read_text()
+DEBIAN_17 = """version = 2
+
+[plugins]
+  [plugins."io.containerd.grpc.v1.cri"]
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = "/etc/cni/net.d"
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "/var/lib/containerd/opt"
+"""
+
+# file -> (merge function, existing file with unrelated settings, how to read it back,
+#          a check that the unrelated settings are still there, a broken file)
+FILES = {
+    "daemon.json": (
+        trust.daemon_json,
+        '{"log-driver": "journald", "features": {"containerd-snapshotter": true},\n'
+        ' "insecure-registries": ["other:5000"]}\n',
+        json.loads,
+        lambda d: d["log-driver"] == "journald" and d["features"] == {
+            "containerd-snapshotter": True} and d["insecure-registries"][0] == "other:5000",
+        '{"log-driver": "journald",,}',
+    ),
+    "hosts.toml": (
+        trust.hosts_toml,
+        '# operator\'s note\nca = "/etc/ssl/reg.pem"\n\n[host."https://mirror.local"]\n'
+        '  capabilities = ["pull"]\n',
+        tomllib.loads,
+        lambda d: d["ca"] == "/etc/ssl/reg.pem" and d["host"]["https://mirror.local"] == {
+            "capabilities": ["pull"]},
+        'server = "http://x\n',
+    ),
+    "buildkitd.toml": (
+        trust.buildkitd_toml,
+        'debug = true\n[worker.oci]\n  gc = false\n[registry."docker.io"]\n'
+        '  mirrors = ["mirror.local"]\n',
+        tomllib.loads,
+        lambda d: d["debug"] is True and d["worker"]["oci"]["gc"] is False
+        and d["registry"]["docker.io"]["mirrors"] == ["mirror.local"],
+        "[registry\n",
+    ),
+    "registries.conf": (
+        trust.registries_conf,
+        '# keep me\nunqualified-search-registries = ["docker.io"]\n\n[[registry]]\n'
+        'location = "other:5000"\nblocked = true\n',
+        tomllib.loads,
+        lambda d: d["unqualified-search-registries"] == ["docker.io"]
+        and d["registry"][0] == {"location": "other:5000", "blocked": True},
+        "[[registry]]\nlocation = \n",
+    ),
+}
+
+
+def wanted(name: str, data: dict, registry: str) -> bool:
+    if name == "daemon.json":
+        return registry in data["insecure-registries"]
+    if name == "hosts.toml":
+        return data["server"] == f"http://{registry}" and {"pull", "resolve", "push"} <= set(
+            data["host"][f"http://{registry}"]["capabilities"])
+    if name == "buildkitd.toml":
+        return data["registry"][registry] == {"http": True, "insecure": True}
+    return any(e.get("location") == registry and e.get("insecure") is True
+               for e in data["registry"])
+
+
+@pytest.mark.parametrize("name", FILES)
+@pytest.mark.parametrize("registry", [REG, V6])
+def test_unrelated_settings_are_kept_and_a_second_run_writes_nothing(name, registry):
+    merge, existing, load, kept, _ = FILES[name]
+    merged = merge(existing, registry)
+    assert merged is not None
+    data = load(merged)
+    assert kept(data), merged
+    assert wanted(name, data, registry), merged
+    assert merge(merged, registry) is None  # the second run changes nothing
+    if name != "daemon.json":
+        assert "# " not in existing or existing.split("\n")[0] in merged  # comments survive
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_a_missing_file_is_created_and_then_left_alone(name):
+    merge, _, load, _, _ = FILES[name]
+    created = merge(None, REG)
+    assert wanted(name, load(created), REG)
+    assert merge(created, REG) is None
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_a_broken_file_is_refused_in_one_line(name):
+    merge, _, _, _, broken = FILES[name]
+    with pytest.raises(Refusal) as exc:
+        merge(broken, REG)
+    message = str(exc.value)
+    assert "\n" not in message and "fix it by hand" in message
+
+
+def test_daemon_json_shapes_that_cannot_be_merged_are_refused():
+    for text in ("[1, 2]", '{"insecure-registries": "a:1"}'):
+        with pytest.raises(Refusal):
+            trust.daemon_json(text, REG)
+
+
+def test_registries_conf_v1_format_and_an_existing_entry():
+    with pytest.raises(Refusal, match="v1 format"):
+        trust.registries_conf('[registries.insecure]\nregistries = ["a"]\n', REG)
+    text = f'[[registry]]\nlocation = "{REG}"\ninsecure = false\nmirror-by-digest-only = true\n'
+    merged = tomllib.loads(trust.registries_conf(text, REG))
+    assert merged["registry"] == [{"location": REG, "insecure": True,
+                                   "mirror-by-digest-only": True}]
+
+
+def test_ipv6_registries_are_bracketed_in_every_file_and_path():
+    assert C.hosts_toml_path(V6) == "/etc/containerd/certs.d/[fd00::1]:5073/hosts.toml"
+    assert tomllib.loads(trust.hosts_toml(None, V6))["server"] == "http://[fd00::1]:5073"
+    assert list(tomllib.loads(trust.buildkitd_toml(None, V6))["registry"]) == [V6]
+    assert tomllib.loads(trust.registries_conf(None, V6))["registry"][0]["location"] == V6
+    assert json.loads(trust.daemon_json(None, V6))["insecure-registries"] == [V6]
+
+
+# -- containerd's config.toml ---------------------------------------------------------------
+def registry_table(text: str) -> dict:
+    data = tomllib.loads(text)
+    return data["plugins"]["io.containerd.grpc.v1.cri"]["registry"]
+
+
+def test_containerd_config_default_with_empty_config_path_is_set():
+    """`containerd config default` writes config_path = "": set it, change nothing else."""
+    assert 'config_path = ""' in DEFAULT_17
+    new = trust.containerd_config(DEFAULT_17)
+    assert registry_table(new)["config_path"] == C.CERTS_D
+    changed = [(a, b) for a, b in zip(DEFAULT_17.splitlines(), new.splitlines(), strict=True)
+               if a != b]
+    assert changed == [('      config_path = ""', f'      config_path = "{C.CERTS_D}"')]
+    assert trust.containerd_config(new) is None
+
+
+def test_debians_config_gets_the_registry_table_and_keeps_the_rest():
+    new = trust.containerd_config(DEBIAN_17)
+    data = tomllib.loads(new)
+    assert data["plugins"]["io.containerd.grpc.v1.cri"]["cni"]["bin_dir"] == "/usr/lib/cni"
+    assert data["plugins"]["io.containerd.internal.v1.opt"]["path"] == "/var/lib/containerd/opt"
+    assert registry_table(new)["config_path"] == C.CERTS_D
+    assert trust.containerd_config(new) is None
+
+
+@pytest.mark.parametrize("text", [None, "", "# nothing yet\n"])
+def test_no_config_gets_a_version_2_one(text):
+    new = trust.containerd_config(text)
+    assert tomllib.loads(new)["version"] == 2
+    assert registry_table(new)["config_path"] == C.CERTS_D
+
+
+def test_an_existing_config_path_elsewhere_is_kept_and_certs_d_added():
+    text = ('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
+            '  config_path = "/etc/docker/certs.d"\n')
+    new = trust.containerd_config(text)
+    assert registry_table(new)["config_path"] == f"/etc/docker/certs.d:{C.CERTS_D}"
+    assert trust.containerd_config(new) is None
+
+
+@pytest.mark.parametrize("conflict, word", [
+    ('[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n'
+     '  endpoint = ["https://mirror.local"]\n', "mirrors"),
+    ('[plugins."io.containerd.grpc.v1.cri".registry.configs."r:5000".tls]\n'
+     '  insecure_skip_verify = true\n', "configs.tls"),
+])
+def test_conflicting_registry_settings_are_refused(conflict, word):
+    """containerd 1.7.24 logs `\\`mirrors\\` cannot be set when \\`config_path\\` is provided`
+    (and the same for configs.tls) and runs without its CRI plugin: never write that."""
+    text = DEFAULT_17.replace('[plugins."io.containerd.grpc.v1.cri".x509_key_pair_streaming]',
+                              conflict + '[plugins."io.containerd.grpc.v1.cri".'
+                                         'x509_key_pair_streaming]')
+    with pytest.raises(Refusal) as exc:
+        trust.containerd_config(text)
+    assert word in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_empty_mirror_tables_are_no_conflict():
+    assert "registry.mirrors]" in DEFAULT_17  # present, empty
+    assert trust.containerd_config(DEFAULT_17) is not None
+
+
+def test_other_config_versions():
+    v1 = '[plugins.cri]\n  sandbox_image = "pause"\n'
+    assert tomllib.loads(trust.containerd_config(v1))["plugins"]["cri"]["registry"][
+        "config_path"] == C.CERTS_D
+    assert trust.containerd_config("version = 3\n") is None  # 2.x defaults to certs.d
+    v3 = 'version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ""\n'
+    assert tomllib.loads(trust.containerd_config(v3))["plugins"][
+        "io.containerd.cri.v1.images"]["registry"]["config_path"] == C.CERTS_D
+    with pytest.raises(Refusal, match="version"):
+        trust.containerd_config("version = 9\n")
+    with pytest.raises(Refusal, match="not valid TOML"):
+        trust.containerd_config("version = 2\n[plugins\n")
+    with pytest.raises(Refusal, match="not a string"):
+        trust.containerd_config('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
+                                "config_path = 1\n")
