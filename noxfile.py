@@ -51,9 +51,10 @@ def integration(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff over the project."""
+    """ruff over the project, the testbed's servers and scripts included."""
     session.install("ruff")
-    session.run("ruff", "check", "flops_tasks", "tasks.py", "noxfile.py", "tests", "bench")
+    session.run("ruff", "check", "flops_tasks", "tasks.py", "noxfile.py", "tests", "bench",
+                "testbed", "compose", "testbed/flops_db/mongo-ping")
 
 
 @nox.session(python=PYTHON, default=False)

@@ -25,7 +25,7 @@ def env(c: Any, as_json: bool = False, quiet: bool = False) -> dict[str, str]:
     addresses, values, changed = envmod.ensure_env(s, dry=dry)
     if not quiet:
         rows = [(var, addresses.values[var], addresses.sources[var]) for var in ADDRESS_VARS]
-        extra = {k: v for k, v in envmod.public_view(values).items() if k not in ADDRESS_VARS}
+        extra = {k: v for k, v in values.items() if k not in ADDRESS_VARS}
         ui.render_env(rows, s.stack.env_file, changed, dry, as_json, extra)
     return addresses.values
 

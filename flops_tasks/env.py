@@ -1,8 +1,8 @@
 """The six FLOps addresses and the compose env file.
 
 Every compose call reads the same env file (written here, mode 0600), so the stack never
-depends on what a shell happened to export. Secrets (MySQL root, FTP) are generated once
-per env file and kept on later writes.
+depends on what a shell happened to export. The MySQL root and FTP passwords in it are
+upstream's fixed values: the FLOps manager hard-codes them, so the stores must use them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import contextlib
 import errno
 import ipaddress
 import os
-import secrets
 import socket
 import stat
 import tempfile
@@ -22,7 +21,14 @@ from pathlib import Path
 from .config import ADDRESS_VARS, Settings
 from .errors import FlopsError
 
-SECRET_KEYS = ("MYSQL_ROOT_PASSWORD", "FTP_PASSWORD")
+# The FLOps manager logs in to the MLflow backend store as root/oakestra (upstream
+# addon-FLOps flops_manager/mlflow/storages/backend_store.py) and to the FTP artifact store
+# as flops/flops (artifact_store.py), and hands both to the tracking servers it deploys: the
+# stack must use these values, or no FLOps project reaches training. They are public.
+CREDENTIALS = {"MYSQL_ROOT_PASSWORD": "oakestra", "FTP_PASSWORD": "flops"}
+# Env file keys whose values are never printed (none while the only credentials are
+# upstream's public ones above).
+SECRET_KEYS: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,7 +140,7 @@ def read_env_file(path: str | Path) -> dict[str, str]:
 
 def env_values(s: Settings, addresses: Addresses, extra: dict[str, str] | None = None,
                existing: dict[str, str] | None = None) -> dict[str, str]:
-    """Everything the compose files read: addresses, bind address, image, secrets."""
+    """Everything the compose files read: addresses, bind address, image, credentials."""
     existing = existing or {}
     values = dict(addresses.values)
     values["FLOPS_BIND_ADDRESS"] = s.stack.bind_address
@@ -146,8 +152,7 @@ def env_values(s: Settings, addresses: Addresses, extra: dict[str, str] | None =
     values["FLOPS_REGISTRY_PORT"] = str(s.registry_port)
     if existing.get("FLOPS_NETWORK"):
         values["FLOPS_NETWORK"] = existing["FLOPS_NETWORK"]
-    for key in SECRET_KEYS:
-        values[key] = existing.get(key) or secrets.token_hex(16)
+    values.update(CREDENTIALS)  # upstream's, whatever an older env file held
     values.update(extra or {})
     for key, value in values.items():
         if any(ch in value for ch in "\n\r\"'$ #`\\"):
@@ -167,7 +172,7 @@ def write_env_file(path: str | Path, values: dict[str, str]) -> bool:
     write leaves no temp file behind.
     """
     p = Path(path)
-    body = ("# Written by flops-tasks (inv env). Holds secrets: keep it private.\n"
+    body = ("# Written by flops-tasks (inv env); mode 0600, keep it private.\n"
             + "".join(f"{k}={v}\n" for k, v in values.items()))
     try:
         if _holds(p, body.encode()):
@@ -228,8 +233,3 @@ def ensure_env(s: Settings, extra: dict[str, str] | None = None,
         changed = {k: v for k, v in values.items() if existing.get(k) != v} != {}
         return addresses, values, changed
     return addresses, values, write_env_file(s.stack.env_file, values)
-
-
-def public_view(values: dict[str, str]) -> dict[str, str]:
-    """The env values with secrets masked, for printing."""
-    return {k: ("********" if k in SECRET_KEYS else v) for k, v in values.items()}

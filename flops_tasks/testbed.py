@@ -1,9 +1,12 @@
 """The offline testbed: worker nodes as containers (sshd + dockerd) and the management stack.
 
-Everything is built locally from Debian packages (no container registry is needed): Debian
-base images with debootstrap, a worker image, and offline stand-ins for the stack's images.
-Everything created carries the label ``org.flops-tasks.testbed``; ``down`` removes exactly
-that. ``up`` writes ``.testbed/invoke.yaml``, a config that points every task at the testbed.
+Everything is built locally (no container registry is needed): Debian base images with
+debootstrap, a worker image, the stack's images from Debian packages (testbed/), and
+upstream's real FLOps manager and ml_data_server from the upstream addon-FLOps tarball, with
+Python packages from a wheelhouse this host's pip fills (flops_tasks/wheelhouse.py). Only
+flops_db is a stand-in (MongoDB is not in Debian). Everything created carries the label
+``org.flops-tasks.testbed``; ``down`` removes exactly that. ``up`` writes
+``.testbed/invoke.yaml``, a config that points every task at the testbed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import build_context, wheelhouse
 from .config import ADDRESS_VARS, DEFAULTS, PROJECT_ROOT
 from .errors import FlopsError
 
@@ -36,8 +40,13 @@ KINDS = {
     "containerd": (CONTAINERD_WORKER_IMAGE, ("containerd",), ["builder"]),
 }
 VOLUME_PATHS = {"docker": "/var/lib/docker", "containerd": "/var/lib/containerd"}
-SIDECAR_IMAGE = "flops-offline/ml_data_server:1"
+MANAGER_IMAGE = "flops-testbed/flops_manager:1"  # built by compose (testbed/testbed.compose.yml)
+SIDECAR_IMAGE = "flops-testbed/ml_data_server:1"
 SIDECAR_REPO = "flops/ml-data-server:offline"
+MANAGER = "flops_manager"
+# Upstream addon-FLOps at the pinned ref, kept beside the project as test data
+# (shared/upstream/ beside the project or above it), or the file this variable names.
+UPSTREAM_VAR = "FLOPS_UPSTREAM_TARBALL"
 PROJECT = "flops_testbed"
 MIRROR = "http://deb.debian.org/debian"
 MAX_WORKERS = 16
@@ -75,6 +84,11 @@ class Paths:
     @property
     def env_file(self) -> Path:
         return self.root / "flops.env"
+
+    @property
+    def build(self) -> Path:
+        """Build contexts staged by ``up`` (testbed/testbed.compose.yml names the manager's)."""
+        return self.root / "build"
 
 
 def default_paths() -> Paths:
@@ -127,13 +141,85 @@ def ensure_base_image(suite: str, progress: Progress, mirror: str = MIRROR) -> b
     return True
 
 
-def build_image(context: Path, tag: str, progress: Progress) -> None:
+def build_image(context: Path, tag: str, progress: Progress,
+                build_args: dict[str, str] | None = None) -> None:
     """Build (cached by Docker) with the testbed label."""
     docker = _docker()
     exists = _call(lambda: docker.image.exists(tag))
     progress(f"{'checking' if exists else 'building'} image {tag}")
     _call(lambda: docker.build(str(context), tags=[tag], labels={LABEL: "1"}, progress=False,
-                               load=True))
+                               load=True, build_args=build_args or {}))
+
+
+# -- images from upstream's code ---------------------------------------------------------
+def upstream_tarball() -> Path:
+    """The upstream addon-FLOps source tarball at the pinned ref (where expected, if missing).
+
+    ``FLOPS_UPSTREAM_TARBALL``, else ``shared/upstream/`` beside the project or above it (a
+    worktree sits deeper than the main checkout); when none exists, the path beside it.
+    """
+    if os.environ.get(UPSTREAM_VAR):
+        return Path(os.environ[UPSTREAM_VAR])
+    name = f"addon-FLOps-{DEFAULTS['addon']['ref'][:7]}.tar.gz"
+    for parent in PROJECT_ROOT.parents:
+        candidate = parent / "shared" / "upstream" / name
+        if candidate.is_file():
+            return candidate
+    return PROJECT_ROOT.parent / "shared" / "upstream" / name
+
+
+def unpack_upstream(tarball: Path, dest: Path) -> Path:
+    """Unpack the tarball into ``dest`` (emptied first); returns the addon-FLOps tree."""
+    import tarfile
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    try:
+        with tarfile.open(tarball) as tar:
+            tar.extractall(dest, filter="data")
+    except (OSError, tarfile.TarError) as exc:
+        raise FlopsError(f"cannot unpack {tarball} ({exc}): replace it with the addon-FLOps "
+                         "source tarball of the pinned ref") from None
+    roots = [p for p in dest.iterdir() if p.is_dir()]
+    if len(roots) != 1:
+        raise FlopsError(f"{tarball} does not hold one addon-FLOps folder: replace it")
+    return roots[0]
+
+
+def upstream_images(paths: Paths, progress: Progress) -> dict[str, str]:
+    """Prepare the images made from upstream's code: service/image -> how it is provided.
+
+    ``build``: the manager's context is staged, compose builds it with the stack;
+    ``built``: the ml_data_server image was built here; ``reused``: no tarball, but an
+    image from an earlier run exists; ``missing``: neither (the testbed runs without it).
+    """
+    docker = _docker()
+    tarball = upstream_tarball()
+    ref = DEFAULTS["addon"]["ref"]
+    if not tarball.is_file():
+        have = {MANAGER: _call(lambda: docker.image.exists(MANAGER_IMAGE)),
+                "ml_data_server": _call(lambda: docker.image.exists(SIDECAR_IMAGE))}
+        states = {name: "reused" if ok else "missing" for name, ok in have.items()}
+        reused = [n for n, st in states.items() if st == "reused"]
+        missing = [n for n, st in states.items() if st == "missing"]
+        progress(f"upstream addon-FLOps source not found at {tarball} (set {UPSTREAM_VAR} "
+                 "to the tarball): "
+                 + "; ".join([*([f"reusing the built {', '.join(reused)}"] if reused else []),
+                              *([f"running without {' and '.join(missing)}"] if missing
+                                else [])]))
+        return states
+    root = unpack_upstream(tarball, paths.build / "upstream")
+    contexts = {}
+    for recipe in (build_context.MANAGER, build_context.SIDECAR):
+        wheels, filled = wheelhouse.ensure(recipe.requirements, progress)
+        if not filled:
+            progress(f"wheelhouse for {recipe.name} in place ({wheels})")
+        contexts[recipe.name] = paths.build / recipe.name
+        build_context.stage(recipe, root, contexts[recipe.name], wheels)
+    build_image(contexts["ml_data_server"], SIDECAR_IMAGE, progress,
+                build_args={"FLOPS_ADDON_REF": ref})
+    return {MANAGER: "build", "ml_data_server": "built"}
 
 
 # -- workers --------------------------------------------------------------------------
@@ -263,8 +349,7 @@ def testbed_config(paths: Paths, workers: list[tuple[str, str, str]], gateway: s
             "addresses": {var.lower(): gateway for var in ADDRESS_VARS},
             "stack": {
                 "project": PROJECT,
-                "overrides": [str(PROJECT_ROOT / "compose" / "offline.compose.yml"),
-                              str(PROJECT_ROOT / "testbed" / "testbed.compose.yml")],
+                "overrides": [str(PROJECT_ROOT / "testbed" / "testbed.compose.yml")],
                 "env_file": str(paths.env_file),
                 "network": NETWORK,
             },
@@ -340,7 +425,6 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
         raise FlopsError(f"--workers must be 1-{MAX_WORKERS}, got {workers}", code=2)
     paths = paths or default_paths()
     from . import locks
-    from .stack.preflight import preflight
     from .stack.project import Project
 
     started = time.monotonic()
@@ -353,8 +437,7 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
         build_image(PROJECT_ROOT / "testbed" / "worker-containerd", CONTAINERD_WORKER_IMAGE,
                     progress)
         build_image(PROJECT_ROOT / "testbed" / "worker", WORKER_IMAGE, progress)
-        build_image(PROJECT_ROOT / "compose" / "offline" / "ml_data_server", SIDECAR_IMAGE,
-                    progress)
+        upstream = upstream_images(paths, progress)
         pubkey = ensure_key(paths)
         _, gateway = ensure_network()
         nodes = ensure_workers(workers, pubkey, progress, kinds)
@@ -366,20 +449,31 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
 
         s = settings(c)
         project = Project(s, progress=progress)
-        preflight(project, build=True)
-        project.build()
-        project.start()
-        push_sidecar(progress)
+        start_stack(project, upstream)
+        if upstream["ml_data_server"] != "missing":
+            push_sidecar(progress)
     return {
         "workers": [{"name": n, "ip": ip, "kind": kind} for n, ip, kind in nodes],
         "gateway": gateway,
         "config": str(paths.config),
+        "upstream": upstream,
         "seconds": round(time.monotonic() - started, 1),
     }
 
 
+def start_stack(project: Any, upstream: dict[str, str]) -> None:
+    """Build the stack's images (the manager too when its context is staged) and start it."""
+    from .stack.preflight import preflight
+    from .stack.project import SERVICES
+
+    others = [svc for svc in SERVICES if svc != MANAGER]
+    preflight(project, build=True)
+    project.build(services=None if upstream[MANAGER] == "build" else others)
+    project.start(services=others if upstream[MANAGER] == "missing" else None)
+
+
 def push_sidecar(progress: Progress) -> None:
-    """Serve the ml_data_server stand-in from the FLOps registry (learners pull it)."""
+    """Serve upstream's ml_data_server from the FLOps registry (learners pull it)."""
     docker = _docker()
     local = f"127.0.0.1:{DEFAULTS['registry']['port']}/{SIDECAR_REPO}"
     _call(lambda: docker.image.tag(SIDECAR_IMAGE, local))

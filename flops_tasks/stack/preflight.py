@@ -154,12 +154,12 @@ def ensure_network(project: Project, name: str) -> bool:
 
 def builds_from_addon(project: Project) -> bool:
     """True when the manager is built from the addon-FLOps checkout (not an override)."""
-    import os
+    from ..build_context import manager_context_dir
 
     services = project.compose_config().get("services") or {}
     build = (services.get("flops_manager") or {}).get("build") or {}
     context = str(build.get("context", "")) if isinstance(build, dict) else str(build)
-    return context.startswith(os.path.expanduser(project.s.addon_path))
+    return context == str(manager_context_dir(project.s))
 
 
 def preflight(project: Project, build: bool = False) -> tuple[dict[str, str], list[Outcome]]:
@@ -186,8 +186,10 @@ def preflight(project: Project, build: bool = False) -> tuple[dict[str, str], li
     outcomes.append((changed if created else ok)(STACK, "network", how))
     if build and builds_from_addon(project):
         from ..addon import ensure_checkout
+        from ..build_context import ensure_manager_context
 
         outcomes.append(ensure_checkout(project.s, dry=project.dry, plan=project.plan))
+        outcomes.append(ensure_manager_context(project.s, dry=project.dry, plan=project.plan))
     if not build and not project.dry and not complete:
         missing = project.missing_images()
         if missing:

@@ -47,7 +47,7 @@ def test_no_detectable_ip_is_one_clear_line(ctx_factory):
         env.resolve_addresses(s, detect=lambda: "")
 
 
-def test_env_file_is_private_and_keeps_secrets(tmp_path, ctx_factory):
+def test_env_file_is_private_and_stable(tmp_path, ctx_factory):
     path = tmp_path / "flops.env"
     s = settings(ctx_factory({"stack": {"env_file": str(path)},
                                "addresses": {v.lower(): "10.0.0.7" for v in ADDRESS_VARS}}))
@@ -56,8 +56,7 @@ def test_env_file_is_private_and_keeps_secrets(tmp_path, ctx_factory):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     first = env.read_env_file(path)
     assert first["FLOPS_IMAGE_REGISTRY_IP"] == "10.0.0.7"
-    assert len(first["MYSQL_ROOT_PASSWORD"]) == 32
-    # second write: same secrets, nothing changed
+    # second write: nothing changed
     _, _, changed = env.ensure_env(s)
     assert not changed
     assert env.read_env_file(path) == first
@@ -67,7 +66,20 @@ def test_env_file_is_private_and_keeps_secrets(tmp_path, ctx_factory):
     _, _, changed = env.ensure_env(s2, dry=True)
     assert changed
     assert env.read_env_file(path) == first
-    assert env.public_view(values)["FTP_PASSWORD"] == "********"
+
+
+def test_env_file_holds_upstreams_credentials_even_over_old_generated_ones(tmp_path,
+                                                                           ctx_factory):
+    """The FLOps manager hard-codes root/oakestra and flops/flops: the stores must use them."""
+    path = tmp_path / "flops.env"
+    path.write_text("MYSQL_ROOT_PASSWORD=3f9c0a1b2c3d4e5f\nFTP_PASSWORD=0a1b2c3d4e5f6a7b\n")
+    s = settings(ctx_factory({"stack": {"env_file": str(path)},
+                               "addresses": {v.lower(): "10.0.0.7" for v in ADDRESS_VARS}}))
+    _, _, changed = env.ensure_env(s)
+    assert changed
+    written = env.read_env_file(path)
+    assert written["MYSQL_ROOT_PASSWORD"] == "oakestra"
+    assert written["FTP_PASSWORD"] == "flops"
 
 
 def test_env_task_json(tmp_path, capsys, monkeypatch, ctx_factory):
@@ -83,8 +95,9 @@ def test_env_task_json(tmp_path, capsys, monkeypatch, ctx_factory):
     data = json.loads(capsys.readouterr().out)
     assert data["addresses"]["FLOPS_MANAGER_IP"] == {
         "value": "10.4.4.4", "source": "environment variable FLOPS_MANAGER_IP"}
-    assert data["other"]["MYSQL_ROOT_PASSWORD"] == "********"
-    assert env.read_env_file(path)["MYSQL_ROOT_PASSWORD"] not in json.dumps(data)
+    # upstream's public, fixed values are shown as they are
+    assert data["other"]["MYSQL_ROOT_PASSWORD"] == "oakestra"
+    assert data["other"]["FTP_PASSWORD"] == "flops"
 
 
 @pytest.mark.parametrize("value, needle", [
@@ -183,13 +196,14 @@ def test_a_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
     assert _files(tmp_path) == []
 
 
-def test_a_secret_never_appears_in_an_error_message(tmp_path, ctx_factory):
-    path = tmp_path / "flops.env"
-    path.write_text("MYSQL_ROOT_PASSWORD=hunter2 $(x)\n")
-    s = settings(ctx_factory({"stack": {"env_file": str(path)},
-                               "addresses": {v.lower(): "10.0.0.7" for v in ADDRESS_VARS}}))
+def test_a_secret_never_appears_in_an_error_message(ctx_factory, monkeypatch):
+    """A key in SECRET_KEYS is named without its value; other values are shown."""
+    monkeypatch.setattr(env, "SECRET_KEYS", ("FLOPS_TOKEN",))
+    s = settings(ctx_factory({"addresses": {v.lower(): "10.0.0.7" for v in ADDRESS_VARS}}))
+    addresses = env.resolve_addresses(s)
     with pytest.raises(FlopsError) as err:
-        env.ensure_env(s)
-    assert "MYSQL_ROOT_PASSWORD" in err.value.message
+        env.env_values(s, addresses, extra={"FLOPS_TOKEN": "hunter2 $(x)"})
+    assert "FLOPS_TOKEN cannot be written" in err.value.message
     assert "hunter2" not in err.value.message
-    assert path.read_text() == "MYSQL_ROOT_PASSWORD=hunter2 $(x)\n"
+    with pytest.raises(FlopsError, match="FLOPS_LABEL='a b' cannot be written"):
+        env.env_values(s, addresses, extra={"FLOPS_LABEL": "a b"})

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import sys
 import tarfile
 import threading
@@ -25,6 +24,7 @@ import pytest
 
 from flops_tasks import data
 from flops_tasks.config import DEFAULTS
+from flops_tasks.testbed import upstream_tarball
 
 from .learner_fakes import learner
 
@@ -35,13 +35,8 @@ SERVER = "addon-FLOps/ml_data_server_package/ml_data_server/flight_server/main.p
 
 def find_tarball() -> Path | None:
     """FLOPS_UPSTREAM_TARBALL, else shared/upstream/ beside the checkout or above it."""
-    if os.environ.get("FLOPS_UPSTREAM_TARBALL"):
-        return Path(os.environ["FLOPS_UPSTREAM_TARBALL"])
-    for parent in ROOT.parents:
-        candidate = parent / "shared" / "upstream" / TARBALL
-        if candidate.is_file():
-            return candidate
-    return None
+    tarball = upstream_tarball()  # the testbed builds its images from the same file
+    return tarball if tarball.is_file() else None
 
 
 @pytest.fixture(scope="module")

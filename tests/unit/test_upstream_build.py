@@ -1,0 +1,262 @@
+"""Images from upstream's code: the wheelhouse, the staged build contexts, the missing tarball.
+
+No network and no Docker: pip is replaced by a small script that writes wheel files, the
+addon-FLOps tree by a few directories, the Docker engine by a fake that knows which images
+exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flops_tasks import build_context as bc
+from flops_tasks import testbed as tb
+from flops_tasks import wheelhouse as wh
+from flops_tasks.config import PROJECT_ROOT, settings
+from flops_tasks.errors import FlopsError
+from flops_tasks.outcome import Status
+
+# A stand-in for `pip download`: one wheel per pinned line of -r FILE into -d DIR; the
+# arguments are recorded next to the requirements file.
+FAKE_PIP = r"""
+import json, re, sys
+args = sys.argv[1:]
+req, dest = args[args.index("-r") + 1], args[args.index("-d") + 1]
+open(req + ".calls", "a").write(json.dumps(args) + "\n")
+for line in open(req):
+    m = re.match(r"\s*([A-Za-z0-9._-]+)==([^\s#]+)", line)
+    if m:
+        open(f"{dest}/{m.group(1)}-{m.group(2)}-py3-none-any.whl", "w").write("wheel")
+"""
+
+
+def fake_pip(tmp_path: Path) -> list[str]:
+    script = tmp_path / "fake_pip.py"
+    script.write_text(FAKE_PIP)
+    return [sys.executable, str(script)]
+
+
+def calls(requirements: Path) -> list[list[str]]:
+    path = Path(str(requirements) + ".calls")
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def reqs(tmp_path):
+    path = tmp_path / "img" / "requirements.txt"
+    path.parent.mkdir()
+    path.write_text("# pins\nflask==3.0.3   # upstream ^3.0.2\nPyMySQL==1.1.1\n")
+    return path
+
+
+# -- wheelhouse --------------------------------------------------------------------------
+def test_fills_once_then_reuses(tmp_path, reqs):
+    cache = tmp_path / "cache"
+    dest, filled = wh.ensure(reqs, cache=cache, pip=fake_pip(tmp_path))
+    assert filled and sorted(p.name for p in dest.glob("*.whl")) == [
+        "PyMySQL-1.1.1-py3-none-any.whl", "flask-3.0.3-py3-none-any.whl"]
+    args = calls(reqs)[0]
+    assert args[:2] == ["download", "--quiet"] and "--only-binary=:all:" in args
+    assert args[args.index("--python-version") + 1] == "3.11"
+    assert "manylinux_2_17_x86_64" in args or "manylinux_2_17_aarch64" in args
+    again, filled = wh.ensure(reqs, cache=cache, pip=fake_pip(tmp_path))
+    assert (again, filled) == (dest, False) and len(calls(reqs)) == 1  # pip not run again
+    (dest / "flask-3.0.3-py3-none-any.whl").unlink()  # a damaged wheelhouse is refilled
+    assert wh.ensure(reqs, cache=cache, pip=fake_pip(tmp_path)) == (dest, True)
+    reqs.write_text("flask==3.0.2\n")  # other pins: another wheelhouse
+    assert wh.ensure(reqs, cache=cache, pip=fake_pip(tmp_path))[0] != dest
+
+
+def test_a_wheelhouse_that_cannot_be_filled_is_one_line_and_leaves_nothing(tmp_path, reqs):
+    failing = [sys.executable, "-c", "import sys; print('WARNING: x\\nERROR: Could not find a "
+               "version that satisfies the requirement flask==3.0.3\\nERROR: No matching "
+               "distribution found for flask==3.0.3', file=sys.stderr); sys.exit(1)"]
+    cache = tmp_path / "cache"
+    with pytest.raises(FlopsError) as err:
+        wh.ensure(reqs, cache=cache, pip=failing)
+    msg = err.value.message
+    assert "\n" not in msg and msg.startswith("cannot fill the wheelhouse for")
+    assert "No matching distribution found for flask==3.0.3" in msg and "package index" in msg
+    assert err.value.code != 0
+    assert list(cache.iterdir()) == []  # no half-filled wheelhouse
+    with pytest.raises(FlopsError, match="not pinned"):
+        reqs.write_text("flask>=3\n")
+        wh.ensure(reqs, cache=cache, pip=fake_pip(tmp_path))
+
+
+def test_a_wheel_missing_after_download_is_caught(tmp_path, reqs):
+    lazy = [sys.executable, "-c", "pass"]  # exits 0 and downloads nothing
+    with pytest.raises(FlopsError, match="lacks flask==3.0.3"):
+        wh.ensure(reqs, cache=tmp_path / "cache", pip=lazy)
+
+
+@pytest.mark.parametrize("recipe", [bc.MANAGER, bc.SIDECAR], ids=lambda r: r.name)
+def test_every_image_requirement_is_pinned(recipe):
+    pins = wh.pins(recipe.requirements.read_text())
+    assert "flops_utils" not in pins  # built from the same ref's utils_library
+    assert pins["paho_mqtt"] == "2.0.0"  # flops-utils 0.6.1 requires exactly 2.0
+    assert "poetry_core" in pins  # utils_library's build backend, installed offline
+
+
+def test_manager_pins_a_pymongo_that_speaks_to_mongodb_3_6():
+    pins = wh.pins(bc.MANAGER.requirements.read_text())
+    major, minor = (int(x) for x in pins["pymongo"].split(".")[:2])
+    assert (major, minor) < (4, 11)
+    assert wh.pins(bc.SIDECAR.requirements.read_text())["pyarrow"].startswith("15.")
+
+
+def test_platform_tags_cover_bookworm():
+    tags = wh.platforms("x86_64")
+    assert tags[0] == "manylinux_2_36_x86_64" and "manylinux_2_5_x86_64" in tags
+    assert "manylinux2014_x86_64" in tags and "manylinux1_x86_64" in tags
+    assert "manylinux1_aarch64" not in wh.platforms("aarch64")
+
+
+# -- build contexts ----------------------------------------------------------------------
+@pytest.fixture
+def addon(tmp_path):
+    root = tmp_path / "addon-FLOps"
+    for rel, text in {
+        "flops_manager_package/flops_manager/main.py": "print('manager')\n",
+        "flops_manager_package/flops_manager/database/common.py": "x = 1\n",
+        "ml_data_server_package/ml_data_server/main.py": "print('sidecar')\n",
+        "utils_library/pyproject.toml": "[tool.poetry]\n",
+        "utils_library/flops_utils/logging.py": "y = 2\n",
+    }.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (root / "flops_manager_package/flops_manager/__pycache__").mkdir()
+    (root / "flops_manager_package/flops_manager/__pycache__/main.cpython-311.pyc").write_text("")
+    return root
+
+
+def rel_files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def test_stage_copies_what_differs_and_removes_the_rest(tmp_path, addon):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "flask-3.0.3-py3-none-any.whl").write_text("w")
+    dest = tmp_path / "ctx"
+    assert bc.stage(bc.MANAGER, addon, dest, wheels) is True
+    files = rel_files(dest)
+    assert {"Dockerfile", "requirements.txt", "run-manager.py", "flops_manager/main.py",
+            "flops_manager/database/common.py", "utils_library/flops_utils/logging.py",
+            "wheels/flask-3.0.3-py3-none-any.whl"} <= files
+    assert not any("__pycache__" in f for f in files)
+    assert bc.stage(bc.MANAGER, addon, dest, wheels) is False  # second run: nothing to do
+    (addon / "flops_manager_package/flops_manager/main.py").write_text("print('changed')\n")
+    (dest / "stale.txt").write_text("left over")
+    assert bc.stage(bc.MANAGER, addon, dest) is True  # online: no wheels
+    assert (dest / "flops_manager/main.py").read_text() == "print('changed')\n"
+    assert not (dest / "stale.txt").exists() and list((dest / "wheels").iterdir()) == []
+
+
+def test_stage_refuses_a_tree_that_is_not_addon_flops(tmp_path):
+    (tmp_path / "other").mkdir()
+    with pytest.raises(FlopsError, match="flops_manager_package/flops_manager/"):
+        bc.stage(bc.MANAGER, tmp_path / "other", tmp_path / "ctx")
+    assert not (tmp_path / "ctx").exists()
+
+
+@pytest.mark.parametrize("recipe", [bc.MANAGER, bc.SIDECAR], ids=lambda r: r.name)
+def test_every_copy_in_the_dockerfile_finds_its_source_in_the_staged_context(
+        tmp_path, addon, recipe):
+    dest = tmp_path / "ctx"
+    bc.stage(recipe, addon, dest)
+    text = (dest / "Dockerfile").read_text()
+    sources = [line.split()[1] for line in text.splitlines()
+               if line.startswith("COPY ") and not line.startswith("COPY --from=")]
+    assert sources and all((dest / src).exists() for src in sources), sources
+
+
+def test_the_compose_files_name_the_contexts_that_are_staged(tmp_path, ctx_factory):
+    compose_dir = PROJECT_ROOT / "compose"
+    prod = yaml.safe_load((compose_dir / "flops.compose.yml").read_text())
+    s = settings(ctx_factory({}))
+    context = prod["services"]["flops_manager"]["build"]["context"]
+    assert (compose_dir / context).resolve() == bc.manager_context_dir(s).resolve()
+    over = yaml.safe_load((PROJECT_ROOT / "testbed" / "testbed.compose.yml").read_text())
+    build = over["services"]["flops_manager"]["build"]
+    assert (compose_dir / build["context"]).resolve() == \
+        (tb.default_paths().build / "flops_manager").resolve()
+    assert build["args"] == {"BASE_IMAGE": "flops-testbed/base:bookworm",
+                             "PIP_SOURCE": "wheelhouse"}
+    assert over["services"]["flops_manager"]["image"] == tb.MANAGER_IMAGE
+    dockerfile = (bc.MANAGER.ours / "Dockerfile").read_text()
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim-bookworm$", dockerfile, re.M)
+    assert re.search(r"^ARG PIP_SOURCE=index$", dockerfile, re.M)
+
+
+def test_ensure_manager_context_stages_from_the_checkout(tmp_path, addon, ctx_factory):
+    compose = tmp_path / "compose" / "flops.compose.yml"
+    compose.parent.mkdir()
+    compose.write_text("services: {}\n")
+    s = settings(ctx_factory({"addon": {"path": str(addon)},
+                               "stack": {"compose_file": str(compose)}}))
+    plan: list[str] = []
+    dry = bc.ensure_manager_context(s, dry=True, plan=plan)
+    assert dry.status is Status.OK and plan and not bc.manager_context_dir(s).exists()
+    first = bc.ensure_manager_context(s)
+    assert first.status is Status.CHANGED
+    assert (tmp_path / "compose/.build/flops_manager/flops_manager/main.py").is_file()
+    assert bc.ensure_manager_context(s).status is Status.OK
+
+
+# -- the testbed without the upstream tarball --------------------------------------------
+class FakeImages:
+    def __init__(self, present: set[str]) -> None:
+        self.present = present
+
+    def exists(self, tag: str) -> bool:
+        return tag in self.present
+
+
+class FakeDocker:
+    def __init__(self, present: set[str]) -> None:
+        self.image = FakeImages(present)
+
+
+@pytest.mark.parametrize("present, expected, says", [
+    (set(), {"flops_manager": "missing", "ml_data_server": "missing"},
+     "running without flops_manager and ml_data_server"),
+    ({tb.MANAGER_IMAGE, tb.SIDECAR_IMAGE}, {"flops_manager": "reused", "ml_data_server": "reused"},
+     "reusing the built flops_manager, ml_data_server"),
+    ({tb.SIDECAR_IMAGE}, {"flops_manager": "missing", "ml_data_server": "reused"},
+     "reusing the built ml_data_server; running without flops_manager"),
+])
+def test_without_the_tarball_the_testbed_says_so_in_one_line(tmp_path, monkeypatch, present,
+                                                              expected, says):
+    monkeypatch.setenv(tb.UPSTREAM_VAR, str(tmp_path / "nowhere" / "addon-FLOps.tar.gz"))
+    monkeypatch.setattr(tb, "_docker", lambda: FakeDocker(present))
+    lines: list[str] = []
+    states = tb.upstream_images(tb.Paths(tmp_path / "tb"), lines.append)
+    assert states == expected
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert str(tmp_path / "nowhere" / "addon-FLOps.tar.gz") in lines[0]
+    assert tb.UPSTREAM_VAR in lines[0] and lines[0].endswith(says)
+
+
+def test_the_tarball_is_looked_for_in_shared_upstream_above_the_project(monkeypatch, tmp_path):
+    monkeypatch.delenv(tb.UPSTREAM_VAR, raising=False)
+    found = tb.upstream_tarball()
+    assert found.name == "addon-FLOps-2fa0ab9.tar.gz"
+    assert found.parent.parts[-2:] == ("shared", "upstream")
+    assert PROJECT_ROOT.is_relative_to(found.parent.parent.parent)
+
+
+def test_a_broken_tarball_is_one_line(tmp_path):
+    bad = tmp_path / "addon-FLOps-2fa0ab9.tar.gz"
+    bad.write_bytes(b"not a tarball")
+    with pytest.raises(FlopsError) as err:
+        tb.unpack_upstream(bad, tmp_path / "out")
+    assert "\n" not in err.value.message and "cannot unpack" in err.value.message
+    assert os.path.isdir(tmp_path / "out")
