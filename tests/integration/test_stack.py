@@ -1,8 +1,8 @@
 """The management stack with upstream's real FLOps manager, and its data safety.
 
-Data safety: one test per row of DESIGN.md's table. Real data is written to each store
-(registry image, FLOps DB record, MLflow MySQL row, FTP artifact, retained MQTT message)
-and read back after each action. The manager is upstream's own code (built by the testbed
+Data safety: one test per row of README.md's "Data safety" table. Real data is written to
+each store (registry image, FLOps DB record, MLflow MySQL row, FTP artifact, retained MQTT
+message) and read back after each action. The manager is upstream's own code (built by the testbed
 from the addon-FLOps tarball); tests drive it through its API and its own data layer.
 """
 
