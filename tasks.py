@@ -3,9 +3,10 @@
 from invoke import Collection, task
 
 from flops_tasks import cli
-from flops_tasks.config import DEFAULTS, install_friendly_loaders
+from flops_tasks.config import DEFAULTS
+from flops_tasks.invoke_config import adopt_running_program
 
-install_friendly_loaders()
+adopt_running_program()  # the stock inv reads invoke.yaml and -f FILE through FlopsConfig
 
 JSON = "print the result as JSON on stdout"
 YES = "do not ask before deleting (needed without a terminal)"

@@ -232,13 +232,13 @@ def testbed_down(c: Any, keep_images: bool = False, as_json: bool = False) -> di
 def _prep_context(s: Any, image: str | None = None, data_dir: str | None = None,
                   push_check: bool = False) -> Any:
     from . import env as envmod
-    from .config import valid_data_dir, valid_image
+    from .config import data_dir_problem, valid_image
     from .errors import FlopsError
     from .ops import PrepContext
 
-    if data_dir is not None and data_dir != "" and not valid_data_dir(data_dir):
-        raise FlopsError(f"bad --data-dir {data_dir!r}: give an absolute path without '..'",
-                         code=2)
+    problem = data_dir_problem(data_dir) if data_dir else None
+    if problem:
+        raise FlopsError(f"bad --data-dir {data_dir!r}: {problem}", code=2)
     if image is not None and not valid_image(image):
         raise FlopsError(f"bad --image {image!r}: give an image reference such as "
                          "registry:5073/ml-data-server:latest", code=2)
@@ -250,6 +250,7 @@ def _prep_context(s: Any, image: str | None = None, data_dir: str | None = None,
         learner_image=image or s.learner_image,
         data_dir=s.learner_data_dir if data_dir is None else data_dir,
         push_check=push_check,
+        publish_address=s.learner_publish_address,
     )
 
 

@@ -64,9 +64,10 @@ def probe_batch(probes: Sequence[tuple[str, str]]) -> str:
     """
     parts = []
     for name, command in probes:
+        # printf, not echo: dash's echo reads backslash escapes in the name
         parts.append(
-            f"echo {q(PROBE_MARK + ' ' + name)}; ( {command} ) </dev/null 2>&1; "
-            f"rc=$?; echo; echo {q(PROBE_MARK + ' rc')} $rc"
+            f"printf '%s\\n' {q(PROBE_MARK + ' ' + name)}; ( {command} ) </dev/null 2>&1; "
+            f"rc=$?; printf '\\n%s %s\\n' {q(PROBE_MARK + ' rc')} \"$rc\""
         )
     return "; ".join(parts)
 
@@ -253,10 +254,16 @@ def wait_docker_trusts(registry: str, seconds: int = 15) -> str:
             f"[ $i -ge {int(seconds) * 5} ] && exit 1; sleep 0.2; done")
 
 
+def _tcp_open(port: int) -> str:
+    """``bash -c`` that opens TCP ``port`` on the address in ``$a`` (passed as ``$1``, so
+    whatever docker0's address holds is never read as shell code)."""
+    return cmd("bash", "-c", f'exec 3<>"/dev/tcp/$1/{int(port)}"', "tcp") + ' "$a"'
+
+
 def wait_tcp_docker0(port: int, seconds: int = 30) -> str:
     """Poll until TCP ``port`` answers on docker0's address (a freshly started server)."""
     return (f"a=$({docker0_address()}) && test -n \"$a\" && i=0 && "
-            f"until timeout 1 bash -c \"exec 3<>/dev/tcp/$a/{int(port)}\" 2>/dev/null; do "
+            f"until timeout 1 {_tcp_open(port)} 2>/dev/null; do "
             f"i=$((i+1)); [ $i -ge {int(seconds) * 5} ] && exit 1; sleep 0.2; done")
 
 
@@ -431,11 +438,17 @@ def container_inspect(name: str) -> str:
     return cmd("docker", "container", "inspect", "--format", "{{json .}}", name)
 
 
-def sidecar_run(image: str, mount_source: str, port: int = SIDECAR_PORT) -> str:
+def publish_spec(address: str, port: int) -> str:
+    """``docker run -p`` for ``port`` on the host address ``address`` only."""
+    host = f"[{address}]" if ":" in address else address
+    return f"{host}:{port}:{port}"
+
+
+def sidecar_run(image: str, mount_source: str, address: str, port: int = SIDECAR_PORT) -> str:
     return all_of(
         any_of(quiet(cmd("docker", "rm", "-f", SIDECAR)), "true"),
         cmd("docker", "run", "-d", "--name", SIDECAR, "--restart", "unless-stopped",
-            "-p", f"{port}:{port}", "-v", f"{mount_source}:{DATA_MOUNT}", image),
+            "-p", publish_spec(address, port), "-v", f"{mount_source}:{DATA_MOUNT}", image),
     )
 
 
@@ -445,7 +458,7 @@ def docker0_address() -> str:
 
 def tcp_check_docker0(port: int, seconds: int = 3) -> str:
     return (f"a=$({docker0_address()}) && test -n \"$a\" && echo \"$a\" && "
-            f"timeout {int(seconds)} bash -c \"exec 3<>/dev/tcp/$a/{int(port)}\"")
+            f"timeout {int(seconds)} {_tcp_open(port)}")
 
 
 def volume_mountpoint(name: str) -> str:

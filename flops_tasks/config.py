@@ -4,17 +4,24 @@ Precedence (Invoke's own): defaults in ``tasks.py`` < ``invoke.yaml`` < ``INVOKE
 variables < ``-f FILE`` < command-line flags. The six address variables of the FLOps docs
 (``FLOPS_MANAGER_IP`` ...) override the config when set in the environment.
 ``settings(c)`` validates everything at once and names the key and its source on error.
+How the files themselves are read is ``invoke_config.FlopsConfig``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .hosts import Target, inventory_targets, valid_hostname, valid_user
+
+if TYPE_CHECKING:
+    from invoke.config import Config
+    from invoke.context import Context
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,6 +73,9 @@ DEFAULTS: dict[str, Any] = {
     "learner": {
         "image": "ghcr.io/oakestra/addon-flops/ml-data-server:latest",
         "data_dir": "",
+        # where the sidecar's 11027 is published; empty: the worker's docker0 address,
+        # which is what upstream's learners dial (172.17.0.1:11027)
+        "publish_address": "",
     },
     # Oakestra's System Manager (SYSTEM_MANAGER_IP:port) for oakestra-apps / clear-apps. The
     # password comes from the variable named here; unset: Oakestra's default admin password,
@@ -119,13 +129,14 @@ class Settings:
     builder_driver: str
     learner_image: str
     learner_data_dir: str
+    learner_publish_address: str  # "" = the worker's docker0 address
     oakestra_user: str = "Admin"
     oakestra_password_env: str = "FLOPS_OAKESTRA_PASSWORD"
     oakestra_port: int = 10000
     oakestra_timeout: float = 15.0
 
 
-def source_of(config: Any, *path: str) -> str:
+def source_of(config: Config, *path: str) -> str:
     """Name where a ``flops`` key's value came from, for error messages."""
     full = ("flops", *path)
     env_name = "INVOKE_" + "_".join(full).upper()
@@ -150,13 +161,13 @@ def source_of(config: Any, *path: str) -> str:
     return "the defaults in tasks.py"
 
 
-def _expect(cond: bool, config: Any, path: tuple[str, ...], what: str, value: Any) -> None:
+def _expect(cond: bool, config: Config, path: tuple[str, ...], what: str, value: object) -> None:
     if not cond:
         key = "flops." + ".".join(path)
         raise ConfigError(f"{key} = {value!r} (from {source_of(config, *path)}): expected {what}")
 
 
-def _section(flops: Any, config: Any, name: str) -> dict:
+def _section(flops: Any, config: Config, name: str) -> dict[str, Any]:
     value = flops.get(name, {})
     value = dict(value) if hasattr(value, "items") else value
     _expect(isinstance(value, dict), config, (name,), "a mapping", value)
@@ -167,30 +178,41 @@ def _section(flops: Any, config: Any, name: str) -> dict:
     return value
 
 
-def _number(section: dict, config: Any, name: str, key: str, low: float, high: float) -> float:
+def _number(section: dict[str, Any], config: Config, name: str, key: str, low: float,
+            high: float) -> float:
     value = section.get(key)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
     _expect(ok, config, (name, key), f"a number from {low:g} to {high:g}", value)
-    return value
+    return float(value) if isinstance(value, float) else int(value)  # type: ignore[arg-type]
 
 
-def _string(section: dict, config: Any, name: str, key: str, empty_ok: bool = True) -> str:
+def _string(section: dict[str, Any], config: Config, name: str, key: str,
+            empty_ok: bool = True) -> str:
     value = section.get(key)
     ok = (isinstance(value, str) and (empty_ok or value.strip() != "")
           and not any(ch in value for ch in "\n\r\0"))
     _expect(ok, config, (name, key), "a single-line string" + ("" if empty_ok else ", not empty"),
             value)
+    return str(value)
+
+
+def _name(section: dict[str, Any], config: Config, name: str, key: str,
+          empty_ok: bool = False) -> str:
+    """A value that ends up as an argument of docker or git: never an option."""
+    value = _string(section, config, name, key, empty_ok)
+    _expect(not value.startswith("-"), config, (name, key),
+            "a name that does not start with '-' (it would be read as an option)", value)
     return value
 
 
-def check_runtime_file(config: Any) -> None:
+def check_runtime_file(config: Config) -> None:
     """Invoke skips a missing ``-f FILE`` silently; we refuse it."""
     path = getattr(config, "_runtime_path", None)
     if path and getattr(config, "_runtime_found", None) is not True:
         raise ConfigError(f"config file {path} not found (given with -f): check the path")
 
 
-def settings(c: Any) -> Settings:
+def settings(c: Context) -> Settings:
     """Validate ``c.config.flops`` and return it as frozen settings."""
     config = c.config
     check_runtime_file(config)
@@ -227,8 +249,10 @@ def settings(c: Any) -> Settings:
         user=ssh_user,
         key=key,
         known_hosts=_string(ssh, config, "ssh", "known_hosts", empty_ok=False),
-        host_keys=host_keys,
-        connect_timeout=_number(ssh, config, "ssh", "connect_timeout", 0.5, 600),
+        host_keys=str(host_keys),
+        # at least 1 s: paramiko waits whole seconds at some steps, and below 1 s Fabric's
+        # own int() turned the timeout into none at all
+        connect_timeout=_number(ssh, config, "ssh", "connect_timeout", 1, 600),
         command_timeout=_number(ssh, config, "ssh", "command_timeout", 1, 86400),
         host_timeout=_number(ssh, config, "ssh", "host_timeout", 1, 86400),
         parallel=int(parallel),
@@ -256,18 +280,19 @@ def settings(c: Any) -> Settings:
             registry_port)
 
     stack = _section(flops, config, "stack")
-    project = _string(stack, config, "stack", "project", empty_ok=False)
+    project = _name(stack, config, "stack", "project")
     _expect(project.replace("-", "_").isidentifier() and project == project.lower(), config,
             ("stack", "project"), "lower-case letters, digits, '_' and '-'", project)
-    overrides = stack.get("overrides")
-    overrides = list(overrides) if isinstance(overrides, (list, tuple)) else overrides
-    _expect(isinstance(overrides, list) and all(isinstance(o, str) and o for o in overrides),
-            config, ("stack", "overrides"), "a list of compose file paths", overrides)
+    raw_overrides = stack.get("overrides")
+    overrides: list[str] = list(raw_overrides) if isinstance(raw_overrides, list | tuple) else []
+    _expect(isinstance(raw_overrides, list | tuple)
+            and all(isinstance(o, str) and o for o in overrides),
+            config, ("stack", "overrides"), "a list of compose file paths", raw_overrides)
     compose_files = tuple(
         str(resolve_path(p)) for p in [_string(stack, config, "stack", "compose_file", False),
                                       *overrides]
     )
-    network = _string(stack, config, "stack", "network")
+    network = _name(stack, config, "stack", "network", empty_ok=True)
     bind = _string(stack, config, "stack", "bind_address", empty_ok=False)
     _expect(_is_ip(bind), config, ("stack", "bind_address"), "an IP address such as 0.0.0.0",
             bind)
@@ -277,7 +302,7 @@ def settings(c: Any) -> Settings:
         env_file=str(resolve_path(_string(stack, config, "stack", "env_file", False))),
         network=network,
         bind_address=bind,
-        manager_image=_string(stack, config, "stack", "manager_image", empty_ok=False),
+        manager_image=_image(stack, config, "stack", "manager_image"),
         health_timeout=_number(stack, config, "stack", "health_timeout", 1, 3600),
     )
 
@@ -288,8 +313,13 @@ def settings(c: Any) -> Settings:
             "auto, docker or docker-container", driver)
     learner = _section(flops, config, "learner")
     data_dir = _string(learner, config, "learner", "data_dir")
-    _expect(data_dir == "" or valid_data_dir(data_dir), config, ("learner", "data_dir"),
-            "an absolute path without '..', or empty", data_dir)
+    problem = data_dir_problem(data_dir) if data_dir else None
+    if problem:
+        raise ConfigError(f"flops.learner.data_dir = {data_dir!r} (from "
+                          f"{source_of(config, 'learner', 'data_dir')}): {problem}")
+    publish = _string(learner, config, "learner", "publish_address")
+    _expect(publish == "" or _is_ip(publish), config, ("learner", "publish_address"),
+            "an IP address of the worker, or empty for its docker0 address", publish)
     oak = _section(flops, config, "oakestra")
     oak_user = _string(oak, config, "oakestra", "user", empty_ok=False)
     oak_env = _string(oak, config, "oakestra", "password_env", empty_ok=False)
@@ -305,13 +335,14 @@ def settings(c: Any) -> Settings:
         registry_address=registry_address,
         registry_port=int(registry_port),
         stack=stack_settings,
-        addon_path=_string(addon, config, "addon", "path", empty_ok=False),
-        addon_url=_string(addon, config, "addon", "url", empty_ok=False),
-        addon_ref=_string(addon, config, "addon", "ref", empty_ok=False),
-        builder_name=_string(builder, config, "builder", "name", empty_ok=False),
-        builder_driver=driver,
-        learner_image=_image(learner, config),
+        addon_path=_name(addon, config, "addon", "path"),
+        addon_url=_name(addon, config, "addon", "url"),
+        addon_ref=_name(addon, config, "addon", "ref"),
+        builder_name=_name(builder, config, "builder", "name"),
+        builder_driver=str(driver),
+        learner_image=_image(learner, config, "learner", "image"),
         learner_data_dir=data_dir,
+        learner_publish_address=publish,
         oakestra_user=oak_user,
         oakestra_password_env=oak_env,
         oakestra_port=int(oak_port),
@@ -319,17 +350,43 @@ def settings(c: Any) -> Settings:
     )
 
 
-def _image(learner: dict, config: Any) -> str:
-    image = _string(learner, config, "learner", "image", empty_ok=False)
-    _expect(valid_image(image), config, ("learner", "image"),
+def _image(section: dict[str, Any], config: Config, name: str, key: str) -> str:
+    image = _string(section, config, name, key, empty_ok=False)
+    _expect(valid_image(image), config, (name, key),
             "an image reference such as registry:5073/name:tag", image)
     return image
 
 
+# Mounted read-write into the sidecar: never a system tree, nor one of these folders itself
+# (a folder of its own inside /srv, /opt, /home ... is fine).
+_SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/proc", "/run", "/sbin", "/sys", "/usr",
+                 "/var/run", "/var/lib/docker", "/var/lib/containerd")
+_TOO_WIDE = ("/", "/home", "/media", "/mnt", "/opt", "/root", "/srv", "/tmp", "/var",
+             "/var/lib", "/var/log", "/var/tmp")
+
+
+def data_dir_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a learner's data dir (config and --data-dir), or None."""
+    if any(ch in path for ch in "\n\r\0"):
+        return "a path cannot hold line breaks or NUL"
+    if not path.startswith("/"):
+        return "give an absolute path, e.g. /srv/flops-data"
+    if ".." in path.split("/"):
+        return "give a path without '..'"
+    if ":" in path:
+        return "give a path without ':' (docker -v would split the path there)"
+    norm = "/" + "/".join(part for part in path.split("/") if part not in ("", "."))
+    system = (norm in _TOO_WIDE or re.match(r"/lib(32|64|x32)?(/|$)", norm)
+              or any(norm == tree or norm.startswith(tree + "/") for tree in _SYSTEM_TREES))
+    if system:
+        return (f"{norm} is a system directory, and the sidecar mounts the data dir "
+                "read-write: give a directory of its own, e.g. /srv/flops-data")
+    return None
+
+
 def valid_data_dir(path: str) -> bool:
-    """An absolute path without '..' or control characters (config and --data-dir)."""
-    return (path.startswith("/") and ".." not in path.split("/")
-            and not any(ch in path for ch in "\n\r\0"))
+    """A data dir ``data_dir_problem`` finds nothing wrong with."""
+    return data_dir_problem(path) is None
 
 
 def valid_image(ref: str) -> bool:
@@ -339,8 +396,6 @@ def valid_image(ref: str) -> bool:
 
 
 def _is_ip(value: str) -> bool:
-    import ipaddress
-
     if "%" in value:
         return False
     try:
@@ -354,110 +409,3 @@ def resolve_path(path: str) -> Path:
     """Config paths are relative to the project root (where tasks.py lives)."""
     p = Path(os.path.expanduser(path))
     return p if p.is_absolute() else PROJECT_ROOT / p
-
-
-def _merge_conflict(config: Any) -> str:
-    """Name the key whose type differs between the defaults and a config level."""
-
-    def walk(base: Any, new: Any, path: tuple[str, ...]) -> tuple[str, ...] | None:
-        if isinstance(base, dict) and isinstance(new, dict):
-            for key, value in new.items():
-                if key in base:
-                    found = walk(base[key], value, (*path, str(key)))
-                    if found is not None:
-                        return found
-            return None
-        if isinstance(base, dict) != isinstance(new, dict):
-            return path
-        return None
-
-    bases = [getattr(config, "_defaults", None) or {}, getattr(config, "_collection", None) or {}]
-    for attr in ("_system", "_user", "_project", "_env", "_runtime", "_overrides"):
-        level = getattr(config, attr, None) or {}
-        found = [(b, p) for b in bases if (p := walk(b, level, ()))]
-        if found:
-            base, path = found[0]
-            where = getattr(config, f"{attr}_path", None) or attr.strip("_")
-            node = base
-            for key in path:
-                node = node[key]
-            want = "a mapping" if isinstance(node, dict) else "a single value, not a mapping"
-            return f"{'.'.join(path)} (from {where}): expected {want}"
-    return "config: a section has the wrong type (a mapping given as a single value)"
-
-
-def install_friendly_loaders() -> None:
-    """Make Invoke report broken config files and uncastable env vars in one line.
-
-    Invoke loads ``invoke.yaml`` and ``-f FILE`` after importing ``tasks.py`` and lets a
-    YAML error or a bad ``INVOKE_*`` value escape as a traceback; this turns both into a
-    ``ConfigError`` naming the file or variable.
-    """
-    import invoke.config
-    import invoke.env
-
-    if getattr(invoke.config.Config, "_flops_friendly", False):
-        return
-    original_yaml = invoke.config.Config._load_yaml
-
-    def _load_yaml(self: Any, path: Any) -> Any:
-        from invoke.util import yaml
-
-        try:
-            data = original_yaml(self, path)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or "invalid YAML"
-            raise ConfigError(f"{path}:{where}: {problem}; fix the YAML syntax") from None
-        except OSError as exc:
-            if exc.errno == 2:
-                raise
-            raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-        if data is not None and not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level, e.g. 'flops:'")
-        return data or {}
-
-    original_set = invoke.env.Environment._path_set
-
-    def _path_set(self: Any, key_path: Any, value: str) -> None:
-        try:
-            original_set(self, key_path, value)
-        except (ValueError, TypeError, invoke.env.UncastableEnvVar):
-            name = "INVOKE_" + "_".join(key_path).upper()
-            old = self._path_get(key_path)
-            raise ConfigError(f"{name}={value!r}: expected a {type(old).__name__} value; "
-                              "lists and mappings are set in a config file") from None
-
-    original_load_file = invoke.config.Config._load_file
-
-    def _load_file(self: Any, prefix: str, absolute: bool = False, merge: bool = True) -> None:
-        from invoke.exceptions import UnknownFileType
-
-        try:
-            original_load_file(self, prefix, absolute, merge)
-        except UnknownFileType as exc:
-            raise ConfigError(f"{exc}: use a .yaml, .yml or .json file") from None
-        except UnicodeDecodeError:
-            where = getattr(self, f"_{prefix}_path", None) or f"the {prefix} config file"
-            raise ConfigError(f"{where}: not UTF-8 text; save it as UTF-8 YAML") from None
-        except ValueError as exc:  # JSON errors, and merge errors below
-            if isinstance(exc, ConfigError):
-                raise
-            where = getattr(self, f"_{prefix}_path", None) or f"the {prefix} config file"
-            raise ConfigError(f"{where}: {str(exc).splitlines()[0]}") from None
-
-    original_merge = invoke.config.Config.merge
-
-    def merge(self: Any) -> None:
-        try:
-            original_merge(self)
-        except invoke.config.AmbiguousMergeError:
-            raise ConfigError(_merge_conflict(self)) from None
-
-    invoke.config.Config._load_file = _load_file
-    invoke.config.Config.merge = merge
-    invoke.config.Config._load_yaml = _load_yaml
-    invoke.config.Config._load_yml = _load_yaml
-    invoke.env.Environment._path_set = _path_set
-    invoke.config.Config._flops_friendly = True

@@ -7,9 +7,14 @@ upstream's fixed values: the FLOps manager hard-codes them, so the stores must u
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import ipaddress
 import os
 import socket
+import stat
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +26,9 @@ from .errors import FlopsError
 # as flops/flops (artifact_store.py), and hands both to the tracking servers it deploys: the
 # stack must use these values, or no FLOps project reaches training. They are public.
 CREDENTIALS = {"MYSQL_ROOT_PASSWORD": "oakestra", "FTP_PASSWORD": "flops"}
+# Env file keys whose values are never printed (none while the only credentials are
+# upstream's public ones above).
+SECRET_KEYS: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -28,7 +36,7 @@ class Addresses:
     values: dict[str, str]
     sources: dict[str, str]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, dict[str, str]]:
         return {k: {"value": v, "source": self.sources[k]} for k, v in self.values.items()}
 
 
@@ -40,7 +48,7 @@ def primary_ip() -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:
             sock.connect(("10.255.255.255", 9))
-            return sock.getsockname()[0]
+            return str(sock.getsockname()[0])
         except OSError:
             return ""
 
@@ -56,18 +64,34 @@ def check_address(var: str, value: str, source: str) -> str:
     except ValueError:
         raise FlopsError(f"{var}={value!r} ({source}) is not an IP address: {fix}", code=2) \
             from None
-    if ip.is_unspecified:
-        raise FlopsError(f"{var}={value} ({source}) is the unspecified address: {fix}", code=2)
-    if ip.is_loopback:
-        raise FlopsError(f"{var}={value} ({source}) is a loopback address workers cannot "
-                         f"reach: {fix}", code=2)
-    if ip.is_multicast or ip.is_link_local:
-        raise FlopsError(f"{var}={value} ({source}) is not a unicast host address: {fix}",
-                         code=2)
+    problem = _unusable(ip)
+    if problem:
+        raise FlopsError(f"{var}={value} ({source}) is {problem}: {fix}", code=2)
     return str(ip)
 
 
-def resolve_addresses(s: Settings, detect=primary_ip) -> Addresses:
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+_BROADCAST = ipaddress.ip_address("255.255.255.255")
+
+
+def _unusable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why workers cannot reach the stack at ``ip`` (None: a unicast host address)."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return "an IPv4-mapped IPv6 address (give a plain IPv4 address)"
+    if ip.is_unspecified:
+        return "the unspecified address"
+    if ip.is_loopback:
+        return "a loopback address workers cannot reach"
+    if ip == _BROADCAST:
+        return "the broadcast address"
+    if ip.is_multicast or ip.is_link_local:
+        return "not a unicast host address"
+    if ip.is_reserved or ip in _THIS_NETWORK:
+        return "a reserved address"
+    return None
+
+
+def resolve_addresses(s: Settings, detect: Callable[[], str] = primary_ip) -> Addresses:
     """Config and environment first; empty values fall back to this host's primary IP."""
     values: dict[str, str] = {}
     sources = dict(s.address_sources)
@@ -132,34 +156,71 @@ def env_values(s: Settings, addresses: Addresses, extra: dict[str, str] | None =
     values.update(extra or {})
     for key, value in values.items():
         if any(ch in value for ch in "\n\r\"'$ #`\\"):
-            raise FlopsError(f"{key}={value!r} cannot be written to the env file: "
-                             "use letters, digits, '.', ':', '/', '_' and '-'", code=2)
+            shown = key if key in SECRET_KEYS else f"{key}={value!r}"  # never show a secret
+            raise FlopsError(f"{shown} cannot be written to the env file "
+                             f"{s.stack.env_file}: use letters, digits, '.', ':', '/', '_' "
+                             "and '-'", code=2)
     return values
 
 
 def write_env_file(path: str | Path, values: dict[str, str]) -> bool:
-    """Write ``KEY=value`` lines atomically with mode 0600; return True when it changed."""
+    """Write ``KEY=value`` lines atomically with mode 0600; return True when it changed.
+
+    The file is written to a new temp file (random name, ``O_EXCL``, ``O_NOFOLLOW``, owned
+    by this user) and renamed over ``path``: a planted temp file or symlink is never
+    written through, a file of another owner is replaced rather than kept, and a failed
+    write leaves no temp file behind.
+    """
     p = Path(path)
-    body = "# Written by flops-tasks (inv env). Holds secrets: keep it private.\n" + "".join(
-        f"{k}={v}\n" for k, v in values.items()
-    )
-    if p.is_file() and p.read_text() == body:
-        if p.stat().st_mode & 0o077:
-            os.chmod(p, 0o600)
-        return False
+    body = ("# Written by flops-tasks (inv env); mode 0600, keep it private.\n"
+            + "".join(f"{k}={v}\n" for k, v in values.items()))
     try:
+        if _holds(p, body.encode()):
+            return False
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(body)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, p)
+        _replace(p, body.encode())
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise FlopsError(f"cannot write the env file {str(p)!r} ({reason}): set "
                          "flops.stack.env_file to a writable file path", code=2) from None
     return True
+
+
+def _holds(path: Path, body: bytes) -> bool:
+    """True when ``path`` is this user's own regular file (not a link) holding ``body``;
+    a mode looser than 0600 is tightened on the open file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink: replaced, never followed
+            return False
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            return False
+        if fh.read(len(body) + 1) != body:
+            return False
+        if info.st_mode & 0o077:
+            os.fchmod(fh.fileno(), 0o600)
+    return True
+
+
+def _replace(path: Path, body: bytes) -> None:
+    """Write ``body`` to a fresh private temp file beside ``path``, then rename it over."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def ensure_env(s: Settings, extra: dict[str, str] | None = None,

@@ -1,13 +1,20 @@
-"""Run locks: two runs against the same stack or hosts never interleave."""
+"""Run locks: two runs against the same stack or hosts never interleave.
+
+A lock is ``flock`` on a file under ``LOCK_DIR``: the kernel releases it when the holding
+process ends, however it ends, so a lock file never needs removing (removing it would let
+a third run lock a new file while the holder still runs).
+"""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import commands
 from .errors import FlopsError
 
 LOCK_DIR = Path(os.path.expanduser("~/.cache/flops-tasks/locks"))
@@ -17,11 +24,20 @@ def stack_lock_path(project: str) -> Path:
     return LOCK_DIR / f"stack-{project}.lock"
 
 
+def _refusal(path: Path, fd: int, what: str) -> FlopsError:
+    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+    if holder.isdigit():
+        who, find = f"pid {holder}", commands.cmd("ps", "-p", holder)
+    else:  # the holder has not written its pid yet
+        who, find = "pid unknown", commands.cmd("fuser", "-v", str(path))
+    return FlopsError(f"another flops-tasks run ({who}) is working on {what}: wait for it to "
+                      f"finish; its lock on {path} is released when that process ends; "
+                      f"see it with: {find}")
+
+
 @contextmanager
 def held(path: str | Path, what: str, wait: float = 0.0) -> Iterator[None]:
     """Hold an exclusive lock on ``path``; refuse at once (or after ``wait`` s) if taken."""
-    import time
-
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
@@ -33,11 +49,7 @@ def held(path: str | Path, what: str, wait: float = 0.0) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-                    raise FlopsError(
-                        f"another flops-tasks run (pid {holder}) is working on {what}: "
-                        f"wait for it to finish, or remove {p} if that process is gone"
-                    ) from None
+                    raise _refusal(p, fd, what) from None
                 time.sleep(0.2)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)

@@ -61,6 +61,7 @@ class PrepContext:
     learner_image: str = ""
     data_dir: str = ""
     push_check: bool = False
+    publish_address: str = ""  # where the sidecar's port is published; "" = docker0's address
 
 
 Check = Callable[[WorkerFacts, PrepContext], tuple[bool, str]]
@@ -330,8 +331,14 @@ def sidecar_problems(f: WorkerFacts, ctx: PrepContext) -> list[str]:
     if (host.get("RestartPolicy") or {}).get("Name") != "unless-stopped":
         problems.append("restart policy is not unless-stopped")
     binds = (host.get("PortBindings") or {}).get(f"{C.SIDECAR_PORT}/tcp") or []
-    if not any(b.get("HostPort") == str(C.SIDECAR_PORT) for b in binds):
+    on = sorted({b.get("HostIp") or "0.0.0.0" for b in binds
+                 if b.get("HostPort") == str(C.SIDECAR_PORT)})
+    wanted = ctx.publish_address or f.docker0
+    if not on:
         problems.append(f"port {C.SIDECAR_PORT} not published")
+    elif on != [wanted]:
+        problems.append(f"port {C.SIDECAR_PORT} published on {', '.join(on)}, not only on "
+                        f"{wanted or 'docker0'} (flops.learner.publish_address)")
     source = ctx.data_dir or C.DATA_VOLUME
     mounts = info.get("Mounts") or []
     if not any(m.get("Destination") == C.DATA_MOUNT and source in (m.get("Name"), m.get("Source"))
@@ -356,9 +363,13 @@ def check_sidecar(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
 def act_sidecar(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
     source = ctx.data_dir or C.DATA_VOLUME
     verb = "replaced" if f.sidecar is not None else "started"
-    s.change(C.all_of(C.sidecar_run(ctx.learner_image, source),
+    address = ctx.publish_address or f.docker0
+    if not address:
+        raise RemoteFailure("docker0 has no IPv4 address to publish the sidecar on: set "
+                            "flops.learner.publish_address")
+    s.change(C.all_of(C.sidecar_run(ctx.learner_image, source, address),
                       C.wait_tcp_docker0(C.SIDECAR_PORT, seconds=30)),
-             f"docker run -d --name {C.SIDECAR} -p {C.SIDECAR_PORT}:{C.SIDECAR_PORT} "
+             f"docker run -d --name {C.SIDECAR} -p {C.publish_spec(address, C.SIDECAR_PORT)} "
              f"--restart unless-stopped -v {source}:{C.DATA_MOUNT} {ctx.learner_image}",
              timeout=900)
     return f"{verb} {C.SIDECAR} ({ctx.learner_image})"

@@ -8,7 +8,8 @@
 - ``fan_out`` runs hosts in a bounded thread pool; every connect, banner, auth and command
   has a timeout, and a per-host deadline closes a host's connection when it is exceeded.
 - Root: commands run directly; otherwise under ``sudo`` (password from an environment
-  variable or one prompt, answered by a watcher and never printed).
+  variable or one prompt per run, answered by a watcher and never printed; a password sudo
+  refuses fails the host at once).
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import re
+import shlex
 import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from . import commands
 from .config import SshSettings
@@ -31,9 +35,22 @@ from .errors import FlopsError
 from .hosts import Target
 from .outcome import Outcome, failed, unreachable
 
+if TYPE_CHECKING:
+    from fabric import Config as FabricConfig
+    from fabric import Connection
+    from invoke.config import Config as InvokeConfig
+    from invoke.watchers import FailingResponder
+    from paramiko.client import MissingHostKeyPolicy, SSHClient
+    from paramiko.pkey import PKey
+    from paramiko.transport import Transport
+
 SUDO_PROMPT = "[flops-tasks sudo] "
+# what sudo prints when it refuses a password (the sentinel of invoke's own ``sudo``)
+SUDO_REFUSED = "Sorry, try again."
 _known_hosts_lock = threading.Lock()
 _password_lock = threading.Lock()
+# the one answer of the sudo prompt in this run, by the variable that would have held it
+_prompted: dict[str, str | None] = {}
 
 
 class HostUnreachable(Exception):
@@ -70,7 +87,7 @@ def _quiet_paramiko() -> None:
         log.propagate = False
 
 
-def _fingerprint(key: Any) -> str:
+def _fingerprint(key: PKey) -> str:
     import base64
     import hashlib
 
@@ -78,22 +95,27 @@ def _fingerprint(key: Any) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
-def _policies(known_hosts: Path, accept_new: bool) -> Any:
+def known_hosts_name(host: str, port: int) -> str:
+    """How OpenSSH names a host in known_hosts: ``host`` on port 22, else ``[host]:port``."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def _policies(known_hosts: Path, accept_new: bool) -> MissingHostKeyPolicy:
     from paramiko.client import MissingHostKeyPolicy
 
     class RejectUnknown(MissingHostKeyPolicy):
-        def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+        def missing_host_key(self, client: SSHClient, hostname: str, key: PKey) -> None:
             host, _, port = hostname.strip("[").partition("]:")
-            port_flag = f"-p {port} " if port else ""
+            scan = commands.cmd("ssh-keyscan", *(["-p", port] if port else []), host)
             raise HostUnreachable(
                 f"host key of {hostname} ({key.get_name()} {_fingerprint(key)}) is not in "
-                f"{known_hosts}: check the fingerprint, then add it with "
-                f"'ssh-keyscan {port_flag}{host} >> {known_hosts}', or set "
-                "flops.ssh.host_keys: accept-new to record new keys on first contact"
+                f"{known_hosts}: check the fingerprint, then set flops.ssh.host_keys: "
+                "accept-new to record new keys on first contact, or add it with: "
+                f"{scan} >> {shlex.quote(str(known_hosts))}"
             )
 
     class AcceptNew(MissingHostKeyPolicy):
-        def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+        def missing_host_key(self, client: SSHClient, hostname: str, key: PKey) -> None:
             line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
             with _known_hosts_lock:
                 known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -111,14 +133,15 @@ class HostSession:
 
     target: Target
     ssh: SshSettings
-    config: Any = None
+    config: InvokeConfig | None = None
     dry: bool = False
     sudo_password: Callable[[], str | None] | None = None
     plan: list[str] = field(default_factory=list)
     round_trips: int = 0
-    _cxn: Any = None
+    _cxn: Connection | None = None
     _is_root: bool | None = None
     _sudo_needs_password: bool = False
+    _sudo_refused: bool = False
     _aborted: bool = False
 
     @property
@@ -130,88 +153,74 @@ class HostSession:
         return self.target.user or self.ssh.user or getpass.getuser()
 
     # -- connection -------------------------------------------------------------------
-    def connection(self) -> Any:
-        if self._cxn is not None:
-            return self._cxn
-        if self._aborted:
-            raise HostUnreachable("aborted: per-host timeout exceeded")
+    def connection(self) -> Connection:
+        """The host's one open connection (opened on first use)."""
+        if self._cxn is None:
+            if self._aborted:
+                raise HostUnreachable("aborted: per-host timeout exceeded")
+            cxn = self._new_connection()
+            self._open(cxn)
+            self._cxn = cxn
+        return self._cxn
+
+    @property
+    def known_hosts(self) -> Path:
+        return Path(os.path.expanduser(self.ssh.known_hosts))
+
+    def _new_connection(self) -> Connection:
+        """A Fabric connection, not open yet, that checks host keys as configured."""
         _quiet_paramiko()
         from fabric import Config, Connection
-        from paramiko.ssh_exception import (
-            AuthenticationException,
-            BadHostKeyException,
-            NoValidConnectionsError,
-            SSHException,
-        )
 
-        config = Config(lazy=True) if self.config is None else self.config
-        if not isinstance(config, Config):
-            config = config.clone(into=Config)
+        base: InvokeConfig = Config(lazy=True) if self.config is None else self.config
+        config: FabricConfig = base.clone(into=Config)
         config.load_ssh_configs = False
         config.run.in_stream = False
+        # Fabric hands paramiko int(connect_timeout): 0.5 would mean no timeout at all and
+        # 1.5 would be 1. The timeout goes to paramiko as it is configured.
+        config.timeouts.connect = None
         timeout = self.ssh.connect_timeout
         key = os.path.expanduser(self.ssh.key) if self.ssh.key else None
-        auth: dict[str, Any] = {"key_filename": [key]} if key else {}
         cxn = Connection(
             host=self.target.host,
             user=self.user,
             port=self.target.port,
             config=config,
-            connect_timeout=timeout,
             connect_kwargs={
-                **auth,
+                **({"key_filename": [key]} if key else {}),
                 "look_for_keys": key is None,
                 "allow_agent": key is None,
+                "timeout": timeout,
                 "banner_timeout": timeout,
                 "auth_timeout": timeout,
                 "channel_timeout": timeout,
             },
         )
-        known_hosts = Path(os.path.expanduser(self.ssh.known_hosts))
-        client = cxn.client
+        known_hosts = self.known_hosts
         if known_hosts.exists():
             try:
-                client.load_host_keys(str(known_hosts))
+                cxn.client.load_host_keys(str(known_hosts))
             except Exception as exc:  # paramiko raises several types for a bad file
                 raise HostUnreachable(f"cannot read known_hosts {known_hosts}: {exc}") from None
-        client.set_missing_host_key_policy(
-            _policies(known_hosts, accept_new=self.ssh.host_keys == "accept-new")
-        )
-        where = f"{self.target.host}:{self.target.port}"
+        cxn.client.set_missing_host_key_policy(
+            _policies(known_hosts, accept_new=self.ssh.host_keys == "accept-new"))
+        return cxn
+
+    def _open(self, cxn: Connection) -> None:
+        """Open ``cxn``; every known way to fail becomes one ``HostUnreachable`` line."""
         try:
             cxn.open()
         except HostUnreachable:
             raise
-        except BadHostKeyException as exc:
-            raise HostUnreachable(
-                f"host key of {where} CHANGED (got {_fingerprint(exc.key)}): possible "
-                f"man-in-the-middle; if the host was reinstalled, remove its old line from "
-                f"{known_hosts} (ssh-keygen -R {self.target.host}) and verify the new key"
-            ) from None
-        except AuthenticationException as exc:
-            raise HostUnreachable(
-                f"authentication as {self.user} to {where} failed ({exc}): check "
-                "flops.ssh.key and the user's authorized_keys"
-            ) from None
-        except TimeoutError as exc:
-            raise HostUnreachable(f"connection to {where} timed out ({exc or 'no answer'})") \
-                from None
-        except NoValidConnectionsError as exc:
-            raise HostUnreachable(f"cannot connect to {where}: {exc.strerror or exc}") from None
-        except (SSHException, OSError, EOFError) as exc:
-            transport = cxn.client.get_transport()
-            if transport is None or not getattr(transport, "remote_version", ""):
-                raise HostUnreachable(
-                    f"{where} accepted TCP but sent no SSH banner within {timeout:g}s "
-                    "(flops.ssh.connect_timeout): is sshd on that port?"
-                ) from None
-            raise HostUnreachable(f"SSH to {where} failed: {exc or type(exc).__name__}") \
-                from None
+        except Exception as exc:
+            mapped = connect_error(exc, self.target, self.user, self.known_hosts,
+                                   self.ssh.connect_timeout, cxn.client.get_transport())
+            if mapped is None:
+                raise
+            raise mapped from None
         transport = cxn.client.get_transport()
         if transport is not None:
             transport.set_keepalive(15)
-        self._cxn = cxn
-        return cxn
 
     def close(self) -> None:
         if self._cxn is not None:
@@ -231,11 +240,10 @@ class HostSession:
 
     # -- running ----------------------------------------------------------------------
     def _raw(self, command: str, timeout: float | None, password: str | None = None) -> Result:
-        from invoke.exceptions import CommandTimedOut
-        from invoke.watchers import Responder
+        from invoke.exceptions import CommandTimedOut, Failure, ResponseNotAccepted
 
         cxn = self.connection()
-        watchers = [Responder(pattern=SUDO_PROMPT, response=password + "\n")] if password else []
+        watchers = [sudo_watcher(password)] if password else []
         self.round_trips += 1
         try:
             res = cxn.run(
@@ -250,6 +258,11 @@ class HostSession:
             )
         except CommandTimedOut as exc:
             raise RemoteFailure(f"command timed out after {exc.timeout:g}s") from None
+        except Failure as exc:
+            if not isinstance(exc.reason, ResponseNotAccepted):
+                raise
+            self._sudo_refused = True
+            raise RemoteFailure(self._refused()) from None
         except (OSError, EOFError) as exc:
             raise HostUnreachable(f"connection lost: {exc or type(exc).__name__}") from None
         except Exception as exc:
@@ -269,7 +282,13 @@ class HostSession:
             self._is_root = res.ok and res.stdout.strip() == "0"
         return self._is_root
 
+    def _refused(self) -> str:
+        return (f"sudo on {self.label} refused the password ({SUDO_REFUSED!r}): set the right "
+                f"one in {self.ssh.sudo_password_env}, or type it at the prompt")
+
     def _as_root(self, command: str, timeout: float | None) -> Result:
+        if self._sudo_refused:
+            raise RemoteFailure(self._refused())
         if self.is_root():
             return self._raw(command, timeout)
         if not self._sudo_needs_password:
@@ -327,8 +346,51 @@ class HostSession:
         return parsed
 
 
-class Observer:
-    """Receives progress; the default does nothing (``ui`` provides a live one)."""
+def sudo_watcher(password: str) -> FailingResponder:
+    """Answer sudo's prompt (a literal, not a pattern) once per prompt; a prompt that comes
+    back after ``Sorry, try again.`` ends the command (``ResponseNotAccepted``)."""
+    from invoke.watchers import FailingResponder
+
+    return FailingResponder(pattern=re.escape(SUDO_PROMPT), response=password + "\n",
+                            sentinel=re.escape(SUDO_REFUSED))
+
+
+def connect_error(exc: BaseException, target: Target, user: str, known_hosts: Path,
+                  timeout: float, transport: Transport | None) -> HostUnreachable | None:
+    """One line that says why opening the connection failed and what to do; None if unknown."""
+    from paramiko.ssh_exception import (
+        AuthenticationException,
+        BadHostKeyException,
+        NoValidConnectionsError,
+        SSHException,
+    )
+
+    where = f"{target.host}:{target.port}"
+    if isinstance(exc, BadHostKeyException):
+        forget = commands.cmd("ssh-keygen", "-f", str(known_hosts), "-R",
+                              known_hosts_name(target.host, target.port))
+        return HostUnreachable(
+            f"host key of {where} CHANGED (got {_fingerprint(exc.key)}): possible "
+            f"man-in-the-middle; if the host was reinstalled, verify its new key, then remove "
+            f"the old one with: {forget}")
+    if isinstance(exc, AuthenticationException):
+        return HostUnreachable(f"authentication as {user} to {where} failed ({exc}): check "
+                               "flops.ssh.key and the user's authorized_keys")
+    if isinstance(exc, TimeoutError):
+        return HostUnreachable(f"connection to {where} timed out ({exc or 'no answer'})")
+    if isinstance(exc, NoValidConnectionsError):
+        return HostUnreachable(f"cannot connect to {where}: {exc.strerror or exc}")
+    if isinstance(exc, (SSHException, OSError, EOFError)):
+        if transport is None or not getattr(transport, "remote_version", ""):
+            return HostUnreachable(
+                f"{where} accepted TCP but sent no SSH banner within {timeout:g}s "
+                "(flops.ssh.connect_timeout): is sshd on that port?")
+        return HostUnreachable(f"SSH to {where} failed: {exc or type(exc).__name__}")
+    return None
+
+
+class Observer(Protocol):
+    """Receives progress from ``fan_out`` (``ui.LiveHosts`` shows it live)."""
 
     def host_started(self, host: str) -> None: ...
 
@@ -337,26 +399,51 @@ class Observer:
     def host_done(self, host: str, outcomes: list[Outcome]) -> None: ...
 
 
+class NullObserver:
+    """The default ``Observer``: ignores progress."""
+
+    def host_started(self, host: str) -> None:
+        pass
+
+    def host_step(self, host: str, outcome: Outcome) -> None:
+        pass
+
+    def host_done(self, host: str, outcomes: list[Outcome]) -> None:
+        pass
+
+
 def password_source(ssh: SshSettings) -> Callable[[], str | None]:
-    """The sudo password: the configured environment variable, else one prompt on a TTY."""
-    cache: dict[str, str | None] = {}
+    """The sudo password: the configured environment variable, else one prompt on a TTY.
+
+    The prompt's answer is kept for the rest of the run (the process), so a workflow that
+    fans out several times (``bootstrap``: prepare, then doctor) asks once.
+    """
 
     def get() -> str | None:
+        value = os.environ.get(ssh.sudo_password_env)
+        if value:
+            return value
         with _password_lock:
-            if "pw" not in cache:
-                value = os.environ.get(ssh.sudo_password_env)
-                if not value and sys.stdin is not None and sys.stdin.isatty():
-                    value = getpass.getpass("sudo password for the worker hosts: ")
-                cache["pw"] = value or None
-            return cache["pw"]
+            if ssh.sudo_password_env not in _prompted:
+                if sys.stdin is None or not sys.stdin.isatty():
+                    return None
+                answer = getpass.getpass("sudo password for the worker hosts: ")
+                _prompted[ssh.sudo_password_env] = answer or None
+            return _prompted[ssh.sudo_password_env]
 
     return get
+
+
+def forget_sudo_password() -> None:
+    """Drop the prompt's answer (the next password source asks again)."""
+    with _password_lock:
+        _prompted.clear()
 
 
 Work = Callable[[HostSession], list[Outcome]]
 
 
-def host_lock(target: Target) -> Any:
+def host_lock(target: Target) -> AbstractContextManager[None]:
     """This controller's lock on one host (released by the kernel if the run dies)."""
     from .locks import LOCK_DIR, held
 
@@ -369,7 +456,7 @@ def fan_out(
     work: Work,
     *,
     ssh: SshSettings,
-    config: Any = None,
+    config: InvokeConfig | None = None,
     dry: bool = False,
     observer: Observer | None = None,
     step: str = "connect",
@@ -385,7 +472,7 @@ def fan_out(
     """
     if not targets:
         return []
-    observer = observer or Observer()
+    seen: Observer = observer or NullObserver()
     get_password = password_source(ssh)
     results: dict[int, list[Outcome]] = {}
     own_sessions = sessions is None
@@ -395,7 +482,7 @@ def fan_out(
     def job(index: int, target: Target) -> list[Outcome]:
         started[index] = time.monotonic()
         label = target.label
-        observer.host_started(label)
+        seen.host_started(label)
         session = sessions.get(label)
         if session is None:
             session = HostSession(target, ssh, config=config, dry=dry,
@@ -412,12 +499,13 @@ def fan_out(
         except FlopsError as exc:
             outcomes = [failed(label, step, exc.message or "failed")]
         for outcome in outcomes:
-            observer.host_step(label, outcome)
+            seen.host_step(label, outcome)
         return outcomes
 
     pool = ThreadPoolExecutor(max_workers=min(ssh.parallel, len(targets)),
                               thread_name_prefix="flops-host")
-    futures: dict[Future, int] = {pool.submit(job, i, t): i for i, t in enumerate(targets)}
+    futures: dict[Future[list[Outcome]], int] = {
+        pool.submit(job, i, t): i for i, t in enumerate(targets)}
     pending = set(futures)
     timed_out: set[int] = set()
     try:
@@ -433,7 +521,7 @@ def fan_out(
                     results[index] = [failed(label, step, f"{type(exc).__name__}: {exc}")]
                 else:
                     results[index] = fut.result()
-                observer.host_done(targets[index].label, results[index])
+                seen.host_done(targets[index].label, results[index])
             now = time.monotonic()
             for fut in list(pending):
                 index = futures[fut]
@@ -447,7 +535,7 @@ def fan_out(
                     results[index] = [failed(label, step,
                                              f"timed out after {ssh.host_timeout:g}s "
                                              "(flops.ssh.host_timeout); connection closed")]
-                    observer.host_done(label, results[index])
+                    seen.host_done(label, results[index])
     finally:
         pool.shutdown(wait=not timed_out, cancel_futures=True)
         if own_sessions:

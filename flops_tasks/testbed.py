@@ -5,12 +5,14 @@ debootstrap, a worker image, the stack's images from Debian packages (testbed/),
 upstream's real FLOps manager and ml_data_server from the upstream addon-FLOps tarball, with
 Python packages from a wheelhouse this host's pip fills (flops_tasks/wheelhouse.py). Only
 flops_db is a stand-in (MongoDB is not in Debian). Everything created carries the label
-``org.flops-tasks.testbed``; ``down`` removes exactly that. ``up`` writes
-``.testbed/invoke.yaml``, a config that points every task at the testbed.
+``org.flops-tasks.testbed`` with this checkout's own value (``TESTBED_ID``); ``down`` removes
+exactly that, so two checkouts on one engine never remove each other's objects. ``up``
+writes ``.testbed/invoke.yaml``, a config that points every task at the testbed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -49,6 +51,34 @@ MANAGER = "flops_manager"
 UPSTREAM_VAR = "FLOPS_UPSTREAM_TARBALL"
 PROJECT = "flops_testbed"
 MIRROR = "http://deb.debian.org/debian"
+
+
+def checkout_id(root: Path = PROJECT_ROOT) -> str:
+    """The testbed label's value for the checkout at ``root``."""
+    return hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
+
+
+TESTBED_ID = checkout_id()
+OWNED = ("label", f"{LABEL}={TESTBED_ID}")  # the docker filter for this checkout's objects
+# Testbeds of versions before the per-checkout value were labelled "1": any checkout adopts
+# (and removes) those, so an upgrade never leaves a testbed nobody can take down.
+LEGACY_ID = "1"
+
+
+def mark(**extra: str) -> dict[str, str]:
+    """Labels of an object this checkout's testbed creates."""
+    return {LABEL: TESTBED_ID, **extra}
+
+
+def refuse_foreign(what: str, labels: dict[str, str] | None) -> None:
+    """Never take over (or remove) an object of another checkout's testbed, or a user's."""
+    owner = (labels or {}).get(LABEL)
+    if owner in (TESTBED_ID, LEGACY_ID):
+        return
+    whose = ("the testbed of another checkout (run 'inv testbed.down' there)" if owner
+             else "something that is not a testbed (remove or rename it)")
+    raise FlopsError(f"{what} belongs to {whose}: this checkout's testbed needs the name")
+
 MAX_WORKERS = 16
 WORKER_FLAGS = dict(
     cap_add=["ALL"],
@@ -80,6 +110,10 @@ class Paths:
     @property
     def config(self) -> Path:
         return self.root / "invoke.yaml"
+
+    @property
+    def labels(self) -> Path:
+        return self.root / "testbed-labels.compose.yml"
 
     @property
     def env_file(self) -> Path:
@@ -133,7 +167,8 @@ def ensure_base_image(suite: str, progress: Progress, mirror: str = MIRROR) -> b
             raise FlopsError(f"debootstrap {suite} failed: {tail[0]}")
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
         imp = subprocess.run(
-            ["docker", "import", "-c", f"LABEL {LABEL}=1", "-c", 'CMD ["/bin/bash"]', "-", tag],
+            ["docker", "import", "-c", f"LABEL {LABEL}={TESTBED_ID}", "-c",
+             'CMD ["/bin/bash"]', "-", tag],
             stdin=tar.stdout, capture_output=True, text=True)
         tar.wait()
         if imp.returncode != 0:
@@ -147,7 +182,7 @@ def build_image(context: Path, tag: str, progress: Progress,
     docker = _docker()
     exists = _call(lambda: docker.image.exists(tag))
     progress(f"{'checking' if exists else 'building'} image {tag}")
-    _call(lambda: docker.build(str(context), tags=[tag], labels={LABEL: "1"}, progress=False,
+    _call(lambda: docker.build(str(context), tags=[tag], labels=mark(), progress=False,
                                load=True, build_args=build_args or {}))
 
 
@@ -235,8 +270,9 @@ def ensure_network() -> tuple[str, str]:
     """The testbed network and its gateway (the address workers reach this host at)."""
     docker = _docker()
     if not _call(lambda: docker.network.exists(NETWORK)):
-        _call(lambda: docker.network.create(NETWORK, labels={LABEL: "1"}))
+        _call(lambda: docker.network.create(NETWORK, labels=mark()))
     net = _call(lambda: docker.network.inspect(NETWORK))
+    refuse_foreign(f"network {NETWORK}", net.labels)
     configs = net.ipam.config or []
     gateway = next((cfg.get("Gateway") for cfg in configs if cfg.get("Gateway")), None)
     subnet = next((cfg.get("Subnet") for cfg in configs if cfg.get("Subnet")), "")
@@ -260,9 +296,14 @@ def ensure_workers(count: int, pubkey: str, progress: Progress,
     extra ones and ones of another kind. -> [(name, ip, kind)]."""
     docker = _docker()
     existing = {c.name: c for c in _call(lambda: docker.container.list(
-        all=True, filters=[("label", f"{ROLE_LABEL}=worker")]))}
+        all=True, filters=[("label", f"{ROLE_LABEL}=worker")]))
+        if (c.config.labels or {}).get(LABEL) in (TESTBED_ID, LEGACY_ID)}
     wanted = dict(zip([worker_name(i) for i in range(1, count + 1)],
                       worker_kinds(count, kinds), strict=True))
+    for name in wanted.keys() - existing.keys():
+        if _call(lambda name=name: docker.container.exists(name)):
+            other = _call(lambda name=name: docker.container.inspect(name))
+            refuse_foreign(f"container {name}", other.config.labels)
     for name, c in list(existing.items()):
         kind = (c.config.labels or {}).get(KIND_LABEL, "docker")
         if wanted.get(name) != kind:
@@ -283,13 +324,13 @@ def ensure_workers(count: int, pubkey: str, progress: Progress,
             for suffix in stores:
                 vol = f"{name}-{suffix}"
                 if not _call(lambda v=vol: docker.volume.exists(v)):
-                    _call(lambda v=vol: docker.volume.create(v, labels={LABEL: "1"}))
+                    _call(lambda v=vol: docker.volume.create(v, labels=mark()))
                 volumes.append((vol, VOLUME_PATHS[suffix]))
             volumes.append(("/sys/fs/cgroup", "/sys/fs/cgroup", "rw"))
             _call(lambda name=name, volumes=volumes, image=image, kind=kind: docker.run(
                 image, name=name, hostname=name, detach=True, networks=[NETWORK],
                 envs={"SSH_AUTHORIZED_KEYS": pubkey},
-                labels={LABEL: "1", ROLE_LABEL: "worker", KIND_LABEL: kind},
+                labels=mark(**{ROLE_LABEL: "worker", KIND_LABEL: kind}),
                 volumes=volumes, **WORKER_FLAGS))
         c = _call(lambda name=name: docker.container.inspect(name))
         ip = c.network_settings.networks[NETWORK].ip_address
@@ -349,7 +390,8 @@ def testbed_config(paths: Paths, workers: list[tuple[str, str, str]], gateway: s
             "addresses": {var.lower(): gateway for var in ADDRESS_VARS},
             "stack": {
                 "project": PROJECT,
-                "overrides": [str(PROJECT_ROOT / "testbed" / "testbed.compose.yml")],
+                "overrides": [str(PROJECT_ROOT / "testbed" / "testbed.compose.yml"),
+                              str(paths.labels)],
                 "env_file": str(paths.env_file),
                 "network": NETWORK,
             },
@@ -358,14 +400,30 @@ def testbed_config(paths: Paths, workers: list[tuple[str, str, str]], gateway: s
     }
 
 
-def write_config(paths: Paths, data: dict) -> None:
+def labels_override() -> dict:
+    """A compose override that gives every service, image and volume of the stack this
+    checkout's testbed label (written beside the config: the value is the checkout's)."""
+    from .stack.project import SERVICES, VOLUMES
+
+    labels = mark()
+    return {
+        "services": {svc: {"labels": labels, "build": {"labels": labels}} for svc in SERVICES},
+        "volumes": {vol: {"labels": labels} for vol in VOLUMES},
+    }
+
+
+def write_yaml(path: Path, data: dict, what: str) -> None:
     import yaml
 
-    body = "# Written by 'inv testbed.up': points every task at the offline testbed.\n" \
-        + yaml.safe_dump(data, sort_keys=False)
-    tmp = paths.config.with_suffix(".tmp")
+    body = f"# Written by 'inv testbed.up': {what}.\n" + yaml.safe_dump(data, sort_keys=False)
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(body)
-    os.replace(tmp, paths.config)
+    os.replace(tmp, path)
+
+
+def write_config(paths: Paths, data: dict) -> None:
+    write_yaml(paths.config, data, "points every task at the offline testbed")
+    write_yaml(paths.labels, labels_override(), "this checkout's testbed label on the stack")
 
 
 def context_for(paths: Paths, dry: bool = False) -> Any:
@@ -548,25 +606,29 @@ def _check_engine(docker: Any) -> None:
 
 
 def labelled() -> dict[str, list[str]]:
-    """Every object carrying the testbed label, by kind."""
+    """Every object carrying this checkout's testbed label, by kind."""
     docker = _docker()
-    flt = [("label", LABEL)]
-    return {
-        "containers": [c.name for c in _call(lambda: docker.container.list(all=True, filters=flt))],
-        "volumes": [v.name for v in _call(lambda: docker.volume.list(filters=flt))],
-        "networks": [n.name for n in _call(lambda: docker.network.list(filters=flt))],
-        "images": sorted({t for i in _call(lambda: docker.image.list(filters=flt))
-                          for t in (i.repo_tags or [i.id[:19]])}),
-    }
+    found: dict[str, list[str]] = {"containers": [], "volumes": [], "networks": [], "images": []}
+    for value in (TESTBED_ID, LEGACY_ID):
+        flt = [("label", f"{LABEL}={value}")]
+        found["containers"] += [c.name for c in _call(
+            lambda flt=flt: docker.container.list(all=True, filters=flt))]
+        found["volumes"] += [v.name for v in _call(lambda flt=flt: docker.volume.list(
+            filters=flt))]
+        found["networks"] += [n.name for n in _call(lambda flt=flt: docker.network.list(
+            filters=flt))]
+        found["images"] += [t for i in _call(lambda flt=flt: docker.image.list(filters=flt))
+                            for t in (i.repo_tags or [i.id[:19]])]
+    return {kind: sorted(set(names)) for kind, names in found.items()}
 
 
 def down(keep_images: bool = False, progress: Progress = lambda _: None,
          paths: Paths | None = None) -> dict[str, list[str]]:
-    """Remove exactly what carries the testbed label, and ``.testbed/``."""
+    """Remove exactly what carries this checkout's testbed label (or the label of versions
+    before it, ``LEGACY_ID``), and ``.testbed/``."""
     paths = paths or default_paths()
     docker = _docker()
     _check_engine(docker)
-    flt = [("label", LABEL)]
     removed = labelled()
     if removed["containers"]:
         progress(f"removing {len(removed['containers'])} containers")
@@ -579,7 +641,8 @@ def down(keep_images: bool = False, progress: Progress = lambda _: None,
     if keep_images:
         removed["images"] = []
     else:
-        images = _call(lambda: docker.image.list(filters=flt))
+        images = [i for value in (TESTBED_ID, LEGACY_ID) for i in _call(
+            lambda value=value: docker.image.list(filters=[("label", f"{LABEL}={value}")]))]
         if images:
             progress(f"removing {len(images)} images")
             _call(lambda: docker.image.remove([i.id for i in images], force=True))

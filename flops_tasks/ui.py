@@ -3,16 +3,28 @@
 Logic returns ``Outcome``/``Report`` objects (or plain dicts); this module shows them once,
 at the outermost level, as rich tables or as JSON (``--json``), and provides the live
 per-host progress observer used during long work.
+
+Text that comes from outside (worker output, file contents, container names) is data: it
+is never parsed as rich markup or emoji codes, and control characters (ESC, BEL, CR, C1
+codes, bidi overrides) are shown as ``\\x..`` escapes instead of reaching the terminal.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .outcome import Outcome, Report, Status
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.progress import Progress, TaskID
+    from rich.table import Table
+    from rich.text import Text
 
 _STYLE = {
     Status.OK: "green",
@@ -23,20 +35,36 @@ _STYLE = {
 }
 
 
-def _console(stderr: bool = False) -> Any:
+# C0 controls but tab and newline, DEL, C1 controls, and the bidi marks and overrides
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: object) -> str:
+    """``text`` with every control character written as a ``\\xNN``/``\\uNNNN`` escape."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), str(text))
+
+
+def plain(text: object, style: str = "") -> Text:
+    """A table cell or line that shows ``text`` literally (no markup, no emoji codes)."""
+    from rich.text import Text
+
+    return Text(visible(text), style=style)
+
+
+def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, emoji=False)
 
 
-def print_json(data: Any) -> None:
+def print_json(data: object) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
     sys.stdout.flush()
 
 
 def info(message: str) -> None:
     """A progress line on stderr (keeps stdout clean for tables and JSON)."""
-    _console(stderr=True).print(message, markup=False)
+    _console(stderr=True).print(plain(message))
 
 
 def render_report(report: Report, as_json: bool = False) -> None:
@@ -46,16 +74,16 @@ def render_report(report: Report, as_json: bool = False) -> None:
     from rich.table import Table
 
     title = report.title + (" (dry run: nothing changed)" if report.dry else "")
-    table = Table(title=title, title_justify="left", expand=False)
+    table = Table(title=plain(title), title_justify="left", expand=False)
     table.add_column("host")
     table.add_column("step")
     table.add_column("status")
     table.add_column("detail", overflow="fold")
     for host in report.hosts():
         for outcome in [o for o in report.outcomes if o.host == host]:
-            style = _STYLE[outcome.status]
-            table.add_row(host, outcome.step, f"[{style}]{outcome.status.value}[/]",
-                          outcome.detail)
+            table.add_row(plain(host), plain(outcome.step),
+                          plain(outcome.status.value, _STYLE[outcome.status]),
+                          plain(outcome.detail))
     console = _console()
     console.print(table)
     counts = report.counts()
@@ -68,9 +96,9 @@ def render_report(report: Report, as_json: bool = False) -> None:
             "changes made" if report.ok else "problems")
         if report.dry and report.changed:
             verdict = "changes planned"
-        console.print(f"recap: {summary or 'nothing to do'} ({verdict})", markup=False)
+        console.print(plain(f"recap: {summary or 'nothing to do'} ({verdict})"))
     for note in report.notes:
-        console.print(note, markup=False)
+        console.print(plain(note))
 
 
 class LiveHosts:
@@ -78,19 +106,19 @@ class LiveHosts:
 
     def __init__(self, title: str, hosts: list[str], enabled: bool | None = None) -> None:
         self.title = title
-        self.state: dict[str, str] = {h: "waiting" for h in hosts}
+        self.state: dict[str, Text] = {h: plain("waiting") for h in hosts}
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._live: Any = None
+        self._live: Live | None = None
         self._lock = threading.Lock()
 
-    def _table(self) -> Any:
+    def _table(self) -> Table:
         from rich.table import Table
 
-        table = Table(title=self.title, title_justify="left")
+        table = Table(title=plain(self.title), title_justify="left")
         table.add_column("host")
         table.add_column("progress")
         for host, text in self.state.items():
-            table.add_row(host, text)
+            table.add_row(plain(host), text)
         return table
 
     def __enter__(self) -> LiveHosts:
@@ -102,11 +130,11 @@ class LiveHosts:
             self._live.__enter__()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: Any) -> None:  # passed on to rich's Live as it is
         if self._live is not None:
             self._live.__exit__(*exc)
 
-    def _set(self, host: str, text: str) -> None:
+    def _set(self, host: str, text: Text) -> None:
         with self._lock:
             self.state[host] = text
             if self._live is not None:
@@ -114,15 +142,16 @@ class LiveHosts:
 
     # Observer protocol (see ssh.Observer)
     def host_started(self, host: str) -> None:
-        self._set(host, "connecting")
+        self._set(host, plain("connecting"))
 
     def host_step(self, host: str, outcome: Outcome) -> None:
-        style = _STYLE[outcome.status]
-        self._set(host, f"{outcome.step}: [{style}]{outcome.status.value}[/]")
+        text = plain(f"{outcome.step}: ")
+        text.append_text(plain(outcome.status.value, _STYLE[outcome.status]))
+        self._set(host, text)
 
     def host_done(self, host: str, outcomes: list[Outcome]) -> None:
         worst = max((o.status for o in outcomes), key=lambda s: s.rank, default=Status.OK)
-        self._set(host, f"[{_STYLE[worst]}]done: {worst.value}[/]")
+        self._set(host, plain(f"done: {worst.value}", _STYLE[worst]))
 
 
 def render_env(rows: list[tuple[str, str, str]], path: str, changed: bool, dry: bool,
@@ -144,14 +173,14 @@ def render_env(rows: list[tuple[str, str, str]], path: str, changed: bool, dry: 
     table.add_column("value")
     table.add_column("source")
     for name, value, source in rows:
-        table.add_row(name, value, source)
+        table.add_row(plain(name), plain(value), plain(source))
     console = _console()
     console.print(table)
     if dry:
         verb = "would be updated" if changed else "is up to date"
     else:
         verb = "written" if changed else "unchanged"
-    console.print(f"env file {path}: {verb} (mode 0600)", markup=False)
+    console.print(plain(f"env file {path}: {verb} (mode 0600)"))
 
 
 def confirm(question: str, assume_yes: bool) -> bool:
@@ -162,18 +191,19 @@ def confirm(question: str, assume_yes: bool) -> bool:
         return False
     from rich.prompt import Confirm
 
-    return Confirm.ask(question, console=_console(stderr=True), default=False)
+    return Confirm.ask(plain(question), console=_console(stderr=True), default=False)
 
 
 def raw(text: str | bytes) -> None:
-    """Pass text through unchanged (logs)."""
+    """Pass text through unchanged: the stack's own logs, as ``docker compose logs`` shows
+    them (colours included)."""
     if isinstance(text, bytes):
         text = text.decode(errors="replace")
     sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
     sys.stdout.flush()
 
 
-def render_status(rows: list[dict], as_json: bool = False) -> None:
+def render_status(rows: list[dict[str, Any]], as_json: bool = False) -> None:
     if as_json:
         print_json({"services": rows})
         return
@@ -187,29 +217,28 @@ def render_status(rows: list[dict], as_json: bool = False) -> None:
         style = "green" if health == "healthy" else ("red" if health in ("unhealthy",) or
                                                       row["state"] in ("missing", "exited")
                                                       else "yellow")
-        table.add_row(row["service"], row["state"], f"[{style}]{health or '-'}[/]",
-                      ", ".join(row["ports"]))
+        table.add_row(plain(row["service"]), plain(row["state"]), plain(health or "-", style),
+                      plain(", ".join(row["ports"])))
     _console().print(table)
 
 
-def render_testbed(summary: dict, as_json: bool = False) -> None:
+def render_testbed(summary: dict[str, Any], as_json: bool = False) -> None:
     if as_json:
         print_json(summary)
         return
     from rich.table import Table
 
-    table = Table(title=f"testbed up in {summary['seconds']} s", title_justify="left")
+    table = Table(title=plain(f"testbed up in {summary['seconds']} s"), title_justify="left")
     table.add_column("worker")
     table.add_column("address")
     table.add_column("kind")
     for w in summary["workers"]:
-        table.add_row(w["name"], w["ip"], w.get("kind", "docker"))
+        table.add_row(plain(w["name"]), plain(w["ip"]), plain(w.get("kind", "docker")))
     console = _console()
     console.print(table)
-    console.print(f"management stack at {summary['gateway']} (as workers see this host)",
-                  markup=False)
-    console.print(f"use it: inv -f {summary['config']} bootstrap   |   tear down: "
-                  "inv testbed.down", markup=False)
+    console.print(plain(f"management stack at {summary['gateway']} (as workers see this host)"))
+    console.print(plain(f"use it: inv -f {summary['config']} bootstrap   |   tear down: "
+                        "inv testbed.down"))
 
 
 class Transfer:
@@ -219,27 +248,34 @@ class Transfer:
         self.total = total
         self.label = label
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._progress: Any = None
-        self._task: Any = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
         self._lock = threading.Lock()
 
     def __enter__(self) -> Transfer:
         if self.enabled:
-            from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TransferSpeedColumn,
+            )
 
-            self._progress = Progress("[progress.description]{task.description}", BarColumn(),
+            self._progress = Progress(TextColumn("{task.description}", markup=False),
+                                      BarColumn(),
                                       DownloadColumn(), TransferSpeedColumn(),
                                       console=_console(stderr=True), transient=True)
             self._progress.__enter__()
-            self._task = self._progress.add_task(self.label, total=self.total)
+            self._task = self._progress.add_task(visible(self.label), total=self.total)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: Any) -> None:  # passed on to rich's Progress as it is
         if self._progress is not None:
             self._progress.__exit__(*exc)
 
     def advance(self, host: str, nbytes: int) -> None:
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             with self._lock:
                 self._progress.update(self._task, advance=nbytes)
 

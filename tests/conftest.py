@@ -5,14 +5,13 @@ from __future__ import annotations
 import copy
 
 import pytest
-from invoke import Config, MockContext
+from invoke import MockContext
 
-from flops_tasks.config import DEFAULTS, install_friendly_loaders
+from flops_tasks.config import DEFAULTS
+from flops_tasks.invoke_config import FlopsConfig
 
-install_friendly_loaders()
 
-
-def make_context(overrides: dict | None = None, **run: object) -> MockContext:
+def _make_context(overrides: dict | None = None, **run: object) -> MockContext:
     """A MockContext whose config has the project defaults plus ``overrides`` under flops."""
     flops = copy.deepcopy(DEFAULTS)
     for section, values in (overrides or {}).items():
@@ -21,10 +20,11 @@ def make_context(overrides: dict | None = None, **run: object) -> MockContext:
             flops[section].update(values)
         else:
             flops[section] = values
-    config = Config(overrides={"flops": flops, "run": {"in_stream": False, **run}})
+    config = FlopsConfig(overrides={"flops": flops, "run": {"in_stream": False, **run}})
     return MockContext(config=config)
 
 
 @pytest.fixture
 def ctx_factory():
-    return make_context
+    """``ctx_factory(overrides, **run)``: a MockContext with the project defaults."""
+    return _make_context

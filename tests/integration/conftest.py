@@ -1,4 +1,6 @@
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -33,10 +35,37 @@ def _new_testbed(kinds: list[str] | None = None) -> dict:
 
 @pytest.fixture(scope="session")
 def testbed():
-    """A fresh 2-worker testbed for this session (built images are reused)."""
+    """A fresh 2-worker testbed for this session (built images are reused).
+
+    When the session ends, ``testbed.down`` removes it, images included, and that is checked:
+    exactly this checkout's labelled objects go; an unlabelled volume and another checkout's
+    testbed volume stay. FLOPS_KEEP_TESTBED=1 keeps everything for the next run instead.
+    """
     summary = _new_testbed()
     _state["workers_touched"] = False
     yield summary
+    if os.environ.get("FLOPS_KEEP_TESTBED") == "1":
+        return
+    _testbed_down_removes_exactly_its_own()
+
+
+def _testbed_down_removes_exactly_its_own() -> None:
+    from python_on_whales import docker
+
+    from flops_tasks import testbed as tb
+
+    from .helpers import inv
+
+    keep = docker.volume.create(labels={"org.example.keep": "1"})
+    other = docker.volume.create(labels={tb.LABEL: tb.checkout_id(Path("/elsewhere"))})
+    try:
+        res = inv("testbed.down", "--json", testbed=False)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert tb.labelled() == {"containers": [], "volumes": [], "networks": [], "images": []}
+        assert not tb.default_paths().root.exists()
+        assert docker.volume.exists(keep.name) and docker.volume.exists(other.name)
+    finally:
+        docker.volume.remove([keep, other])
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def stack_down(testbed):
 
 def impostor(name: str, port: int, **labels: str) -> str:
     """A container of someone else's publishing one of the stack's ports (does nothing)."""
-    flags = [f"--label={k}={v}" for k, v in {tb.LABEL: "1", **labels}.items()]
+    flags = [f"--label={k}={v}" for k, v in {**tb.mark(), **labels}.items()]
     return docker("run", "-d", "--name", name, "-p", f"{port}:{port}", *flags,
                   tb.BASE_IMAGE.format(suite="bookworm"), "sleep", "600")
 

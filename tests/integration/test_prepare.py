@@ -193,6 +193,13 @@ def test_workers_are_ready_when_checked_independently(fresh_mixed, prepared):
                           "{{.HostConfig.RestartPolicy.Name}}' ml_data_server").stdout.split()
     assert state == ["true", "unless-stopped"]
     in_worker(W1, "timeout 3 bash -c 'exec 3<>/dev/tcp/172.17.0.1/11027'")
+    # the sidecar is published on docker0's address only: not on the worker's own address
+    bindings = json.loads(in_worker(W1, "docker inspect -f '{{json .HostConfig.PortBindings}}' "
+                                        "ml_data_server").stdout)
+    assert bindings == {"11027/tcp": [{"HostIp": "172.17.0.1", "HostPort": "11027"}]}
+    own = in_worker(W1, "hostname -i").stdout.split()[0]
+    assert in_worker(W1, f"timeout 3 bash -c 'exec 3<>/dev/tcp/{own}/11027'",
+                     check=False).returncode != 0
     in_worker(W2, "! command -v docker && ! command -v dockerd")
 
 

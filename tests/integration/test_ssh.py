@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -10,25 +17,37 @@ from flops_tasks import commands
 from flops_tasks.config import settings
 from flops_tasks.hosts import Target
 from flops_tasks.outcome import Status, ok
-from flops_tasks.ssh import HostSession, HostUnreachable, fan_out
-from tests.conftest import make_context
+from flops_tasks.ssh import (
+    HostSession,
+    HostUnreachable,
+    RemoteFailure,
+    fan_out,
+    forget_sudo_password,
+    password_source,
+)
 
 from .sshd import keygen, silent_listener
 
 pytestmark = pytest.mark.integration
 
 
-def ssh_settings(sshd, known_hosts, **extra):
-    ssh = {"key": str(sshd.client_key), "known_hosts": str(known_hosts), "user": "root",
-           "connect_timeout": 2, **extra}
-    return settings(make_context({"ssh": ssh})).ssh
+@pytest.fixture
+def ssh_settings(ctx_factory):
+    """``ssh_settings(sshd, known_hosts, **extra)``: validated SSH settings for the sshd."""
+
+    def make(sshd, known_hosts, **extra):
+        ssh = {"key": str(sshd.client_key), "known_hosts": str(known_hosts), "user": "root",
+               "connect_timeout": 2, **extra}
+        return settings(ctx_factory({"ssh": ssh})).ssh
+
+    return make
 
 
 def target(sshd):
     return Target(host="127.0.0.1", port=sshd.port, user="root")
 
 
-def test_strict_accepts_pinned_key(sshd, tmp_path):
+def test_strict_accepts_pinned_key(sshd, tmp_path, ssh_settings):
     kh = tmp_path / "known_hosts"
     kh.write_text(sshd.known_hosts_line())
     session = HostSession(target(sshd), ssh_settings(sshd, kh))
@@ -41,7 +60,7 @@ def test_strict_accepts_pinned_key(sshd, tmp_path):
         session.close()
 
 
-def test_strict_refuses_unknown_key(sshd, tmp_path):
+def test_strict_refuses_unknown_key(sshd, tmp_path, ssh_settings):
     kh = tmp_path / "known_hosts"  # missing file: nothing is trusted
     session = HostSession(target(sshd), ssh_settings(sshd, kh))
     with pytest.raises(HostUnreachable) as err:
@@ -50,7 +69,7 @@ def test_strict_refuses_unknown_key(sshd, tmp_path):
     assert not kh.exists()
 
 
-def test_changed_key_is_refused_even_with_accept_new(sshd, tmp_path):
+def test_changed_key_is_refused_even_with_accept_new(sshd, tmp_path, ssh_settings):
     other = tmp_path / "other"
     keygen(other)
     kind, key = (tmp_path / "other.pub").read_text().split()[:2]
@@ -62,7 +81,7 @@ def test_changed_key_is_refused_even_with_accept_new(sshd, tmp_path):
     assert kh.read_text() == f"[127.0.0.1]:{sshd.port} {kind} {key}\n"
 
 
-def test_accept_new_records_the_key(sshd, tmp_path):
+def test_accept_new_records_the_key(sshd, tmp_path, ssh_settings):
     kh = tmp_path / "ssh" / "known_hosts"
     session = HostSession(target(sshd), ssh_settings(sshd, kh, host_keys="accept-new"))
     assert session.probe("true").ok
@@ -74,7 +93,7 @@ def test_accept_new_records_the_key(sshd, tmp_path):
     strict.close()
 
 
-def test_silent_port_times_out_within_bound(tmp_path, sshd):
+def test_silent_port_times_out_within_bound(tmp_path, sshd, ssh_settings):
     server, port = silent_listener()
     try:
         s = ssh_settings(sshd, tmp_path / "kh", connect_timeout=1.5)
@@ -89,7 +108,7 @@ def test_silent_port_times_out_within_bound(tmp_path, sshd):
     assert elapsed < 6
 
 
-def test_closed_port_is_unreachable(tmp_path, sshd):
+def test_closed_port_is_unreachable(tmp_path, sshd, ssh_settings):
     from .sshd import free_port
 
     s = ssh_settings(sshd, tmp_path / "kh")
@@ -99,7 +118,7 @@ def test_closed_port_is_unreachable(tmp_path, sshd):
     assert "cannot connect" in outcomes[0].detail
 
 
-def test_metacharacters_arrive_intact(sshd, tmp_path):
+def test_metacharacters_arrive_intact(sshd, tmp_path, ssh_settings):
     kh = tmp_path / "known_hosts"
     kh.write_text(sshd.known_hosts_line())
     hostile = ["a b", "$(touch /tmp/flops-pwned)", "`id`", "'; exit 3; '", '"', "*", "$HOME",
@@ -110,12 +129,10 @@ def test_metacharacters_arrive_intact(sshd, tmp_path):
     finally:
         session.close()
     assert res.stdout.split("\n")[:-1] == hostile
-    import os
-
     assert not os.path.exists("/tmp/flops-pwned")
 
 
-def test_host_timeout_cuts_a_stalled_command(sshd, tmp_path):
+def test_host_timeout_cuts_a_stalled_command(sshd, tmp_path, ssh_settings):
     kh = tmp_path / "known_hosts"
     kh.write_text(sshd.known_hosts_line())
     s = ssh_settings(sshd, kh, host_timeout=2)
@@ -132,7 +149,7 @@ def test_host_timeout_cuts_a_stalled_command(sshd, tmp_path):
     assert elapsed < 8
 
 
-def test_fan_out_reports_every_host_in_order(sshd, tmp_path):
+def test_fan_out_reports_every_host_in_order(sshd, tmp_path, ssh_settings):
     kh = tmp_path / "known_hosts"
     kh.write_text(sshd.known_hosts_line())
     from .sshd import free_port
@@ -151,7 +168,7 @@ def test_fan_out_reports_every_host_in_order(sshd, tmp_path):
     assert [o.detail for o in outcomes if o.status is Status.OK] == ["n0", "n1", "n2"]
 
 
-def test_dry_change_is_planned_not_run(sshd, tmp_path):
+def test_dry_change_is_planned_not_run(sshd, tmp_path, ssh_settings):
     kh = tmp_path / "known_hosts"
     kh.write_text(sshd.known_hosts_line())
     marker = tmp_path / "changed"
@@ -166,45 +183,65 @@ def test_dry_change_is_planned_not_run(sshd, tmp_path):
     assert not marker.exists()
 
 
-SUDO_USER = "flops-sudo-test"
+@dataclass(frozen=True)
+class SudoUser:
+    name: str
+    password: str
 
 
 @pytest.fixture
 def sudo_user(sshd):
-    """A non-root user whose sudo needs a password (created once on this test machine)."""
-    import secrets
-    import shutil
-    import subprocess
-
+    """A new non-root user whose sudo needs a password; removed afterwards, sudoers rule too."""
     if not shutil.which("sudo"):
         pytest.fail("sudo is not installed: run .ci/setup")
-    if subprocess.run(["id", SUDO_USER], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "-m", "-s", "/bin/sh", SUDO_USER], check=True)
-    password = secrets.token_hex(12)
-    subprocess.run(["chpasswd"], input=f"{SUDO_USER}:{password}\n", text=True, check=True)
-    home = subprocess.run(["sh", "-c", f"getent passwd {SUDO_USER} | cut -d: -f6"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    subprocess.run(["install", "-d", "-m", "700", "-o", SUDO_USER, f"{home}/.ssh"], check=True)
-    keys = f"{home}/.ssh/authorized_keys"
-    with open(keys, "w") as fh:
-        fh.write(open(f"{sshd.client_key}.pub").read())
-    subprocess.run(["chown", SUDO_USER, keys], check=True)
-    rule = f"/etc/sudoers.d/{SUDO_USER}"
-    with open(rule, "w") as fh:
-        fh.write(f"{SUDO_USER} ALL=(ALL) ALL\n")
-    return password
+    name = f"flops-sudo-{secrets.token_hex(4)}"
+    rule = Path("/etc/sudoers.d") / name
+    subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True)
+    try:
+        password = secrets.token_hex(12)
+        subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
+        home = Path(pwd.getpwnam(name).pw_dir)
+        subprocess.run(["install", "-d", "-m", "700", "-o", name, str(home / ".ssh")],
+                       check=True)
+        keys = home / ".ssh" / "authorized_keys"
+        keys.write_text(Path(f"{sshd.client_key}.pub").read_text())
+        subprocess.run(["chown", name, str(keys)], check=True)
+        rule.write_text(f"{name} ALL=(ALL) ALL\n")
+        rule.chmod(0o440)
+        yield SudoUser(name, password)
+    finally:
+        rule.unlink(missing_ok=True)
+        _remove_user(name)
+
+
+def _remove_user(name: str) -> None:
+    """userdel refuses while the user's last sshd session is still closing: retry briefly."""
+    deadline = time.monotonic() + 10
+    while True:
+        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+        subprocess.run(["userdel", "-r", name], capture_output=True)
+        if subprocess.run(["id", name], capture_output=True).returncode != 0:
+            return
+        assert time.monotonic() < deadline, f"user {name} could not be removed"
+        time.sleep(0.2)
+
+
+def sudo_session(sshd, kh, user, ssh_settings, monkeypatch, password):
+    kh.write_text(sshd.known_hosts_line())
+    s = ssh_settings(sshd, kh, user=None)
+    if password is None:
+        monkeypatch.delenv(s.sudo_password_env, raising=False)
+    else:
+        monkeypatch.setenv(s.sudo_password_env, password)
+    forget_sudo_password()
+    return HostSession(Target(host="127.0.0.1", port=sshd.port, user=user.name), s,
+                       sudo_password=password_source(s))
 
 
 def test_sudo_password_from_the_environment_is_used_and_never_shown(sshd, sudo_user, tmp_path,
-                                                                    monkeypatch):
-    from flops_tasks.ssh import password_source
-
-    kh = tmp_path / "known_hosts"
-    kh.write_text(sshd.known_hosts_line())
-    s = ssh_settings(sshd, kh, user=None)
-    monkeypatch.setenv(s.sudo_password_env, sudo_user)
-    session = HostSession(Target(host="127.0.0.1", port=sshd.port, user=SUDO_USER), s,
-                          sudo_password=password_source(s))
+                                                                    monkeypatch, ssh_settings):
+    session = sudo_session(sshd, tmp_path / "known_hosts", sudo_user, ssh_settings,
+                           monkeypatch, sudo_user.password)
     try:
         assert not session.is_root()
         res = session.probe(commands.all_of("id -u", commands.cmd("echo", "a b")))
@@ -213,21 +250,46 @@ def test_sudo_password_from_the_environment_is_used_and_never_shown(sshd, sudo_u
     finally:
         session.close()
     assert res.stdout.split("\n")[:2] == ["0", "a b"]  # the whole compound ran as root
-    assert sudo_user not in res.stdout + res.stderr
-    import os
-
+    assert sudo_user.password not in res.stdout + res.stderr
     assert os.stat(marker).st_uid == 0
 
 
-def test_sudo_without_a_password_is_one_clear_failure(sshd, sudo_user, tmp_path, monkeypatch):
-    from flops_tasks.ssh import RemoteFailure, password_source
+def test_output_like_the_sudo_prompt_gets_no_password(sshd, sudo_user, tmp_path, monkeypatch,
+                                                     ssh_settings):
+    """The password goes to sudo's prompt only, never into the command's stdin."""
+    session = sudo_session(sshd, tmp_path / "known_hosts", sudo_user, ssh_settings,
+                           monkeypatch, sudo_user.password)
+    line = "flops tasks sudo: a line of words as any command prints them"
+    try:
+        res = session.probe(f"echo '{line}'; got=$(timeout 3 head -n 1); echo \"stdin:[$got]\"",
+                            timeout=20)
+    finally:
+        session.close()
+    assert res.stdout.splitlines() == [line, "stdin:[]"]
+    assert sudo_user.password not in res.stdout + res.stderr
 
-    kh = tmp_path / "known_hosts"
-    kh.write_text(sshd.known_hosts_line())
-    s = ssh_settings(sshd, kh, user=None)
-    monkeypatch.delenv(s.sudo_password_env, raising=False)
-    session = HostSession(Target(host="127.0.0.1", port=sshd.port, user=SUDO_USER), s,
-                          sudo_password=password_source(s))
+
+def test_a_wrong_sudo_password_fails_at_once_in_one_line(sshd, sudo_user, tmp_path, monkeypatch,
+                                                         ssh_settings):
+    session = sudo_session(sshd, tmp_path / "known_hosts", sudo_user, ssh_settings,
+                           monkeypatch, "not-" + sudo_user.password)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RemoteFailure) as err:
+            session.probe("id -u")
+    finally:
+        session.close()
+    message = str(err.value)
+    assert f"sudo on {sudo_user.name}@127.0.0.1" in message
+    assert "refused the password" in message and "\n" not in message
+    assert sudo_user.password not in message
+    assert time.monotonic() - started < 10  # one attempt: sudo waits about 2 s after it
+
+
+def test_sudo_without_a_password_is_one_clear_failure(sshd, sudo_user, tmp_path, monkeypatch,
+                                                      ssh_settings):
+    session = sudo_session(sshd, tmp_path / "known_hosts", sudo_user, ssh_settings,
+                           monkeypatch, None)
     try:
         with pytest.raises(RemoteFailure, match="needs a password: export FLOPS_SUDO_PASSWORD"):
             session.probe("id -u")
@@ -235,7 +297,7 @@ def test_sudo_without_a_password_is_one_clear_failure(sshd, sudo_user, tmp_path,
         session.close()
 
 
-def test_a_host_locked_by_another_run_is_refused(sshd, tmp_path, monkeypatch):
+def test_a_host_locked_by_another_run_is_refused(sshd, tmp_path, monkeypatch, ssh_settings):
     from flops_tasks import locks
     from flops_tasks import ssh as sshmod
 

@@ -1,8 +1,8 @@
 """The management stack with upstream's real FLOps manager, and its data safety.
 
-Data safety: one test per row of DESIGN.md's table. Real data is written to each store
-(registry image, FLOps DB record, MLflow MySQL row, FTP artifact, retained MQTT message)
-and read back after each action. The manager is upstream's own code (built by the testbed
+Data safety: one test per row of README.md's "Data safety" table. Real data is written to
+each store (registry image, FLOps DB record, MLflow MySQL row, FTP artifact, retained MQTT
+message) and read back after each action. The manager is upstream's own code (built by the testbed
 from the addon-FLOps tarball); tests drive it through its API and its own data layer.
 """
 
@@ -230,13 +230,13 @@ def test_destructive_tasks_refuse_without_a_tty_and_change_nothing(stores):
 def test_dry_reset_prints_a_plan_and_touches_nothing(stores):
     from python_on_whales import docker
 
-    before = {c.name: c.id for c in docker.container.list(filters=[("label", tb.LABEL)])}
+    before = {c.name: c.id for c in docker.container.list(filters=[tb.OWNED])}
     res = inv("--dry", "reset", "--registry", "--db", "--yes")
     ok(res)
     assert "plan: docker compose" in res.stdout and " restart " in res.stdout
     assert "docker volume rm flops_testbed_registry_data" in res.stdout
     assert "DELETE" in res.stdout
-    after = {c.name: c.id for c in docker.container.list(filters=[("label", tb.LABEL)])}
+    after = {c.name: c.id for c in docker.container.list(filters=[tb.OWNED])}
     assert before == after
     assert stores.held() == ALL
 
@@ -352,7 +352,7 @@ def test_the_health_check_fails_when_the_api_answers_without_mqtt(testbed):
     name = f"flops-health-probe-{uuid.uuid4().hex[:6]}"
     env = {k: v for k, v in (e.split("=", 1) for e in inspect("flops_manager")["Config"]["Env"])}
     # plain `python main.py`, as upstream runs it, with the broker on a port nothing serves
-    sh("docker", "run", "-d", "--name", name, "--label", f"{tb.LABEL}=1",
+    sh("docker", "run", "-d", "--name", name, "--label", f"{tb.LABEL}={tb.TESTBED_ID}",
        "--network", tb.NETWORK, "-e", f"FLOPS_MANAGER_IP={env['FLOPS_MANAGER_IP']}",
        "-e", f"FLOPS_MQTT_BROKER_IP={env['FLOPS_MQTT_BROKER_IP']}",
        "-e", "FLOPS_MQTT_BROKER_PORT=9", tb.MANAGER_IMAGE, "python", "main.py")
@@ -392,7 +392,8 @@ def test_the_testbeds_ml_data_server_is_upstreams_flight_server(testbed):
     """The image the testbed pushes for learners runs upstream's Arrow Flight server."""
     rel = "ml_data_server/flight_server/main.py"
     name = f"flops-sidecar-probe-{uuid.uuid4().hex[:6]}"
-    sh("docker", "run", "-d", "--name", name, "--label", f"{tb.LABEL}=1", tb.SIDECAR_IMAGE)
+    sh("docker", "run", "-d", "--name", name, "--label", f"{tb.LABEL}={tb.TESTBED_ID}",
+       tb.SIDECAR_IMAGE)
     try:
         inside = sh("docker", "exec", name, "sha256sum", f"/{rel}").split()[0]
         assert inside == hashlib.sha256(upstream_file(rel)).hexdigest()

@@ -64,8 +64,8 @@ def test_second_up_reuses_what_runs(testbed):
     from python_on_whales import docker
 
     first = tb.up(workers=2)
-    before = {c.name: c.id for c in docker.container.list(filters=[("label", tb.LABEL)])}
+    before = {c.name: c.id for c in docker.container.list(filters=[tb.OWNED])}
     second = tb.up(workers=2)
-    after = {c.name: c.id for c in docker.container.list(filters=[("label", tb.LABEL)])}
+    after = {c.name: c.id for c in docker.container.list(filters=[tb.OWNED])}
     assert before == after
     assert second["workers"] == first["workers"]

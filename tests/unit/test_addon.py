@@ -6,7 +6,6 @@ from flops_tasks.addon import ensure_checkout
 from flops_tasks.config import settings
 from flops_tasks.errors import FlopsError
 from flops_tasks.outcome import Status
-from tests.conftest import make_context
 
 
 def git(*args, cwd):
@@ -30,10 +29,10 @@ def upstream(tmp_path):
     return repo, first
 
 
-def test_clones_at_the_pinned_ref_once(upstream, tmp_path):
+def test_clones_at_the_pinned_ref_once(upstream, tmp_path, ctx_factory):
     repo, first = upstream
     path = tmp_path / "checkout"
-    s = settings(make_context({"addon": {"url": str(repo), "ref": first, "path": str(path)}}))
+    s = settings(ctx_factory({"addon": {"url": str(repo), "ref": first, "path": str(path)}}))
     plan: list[str] = []
     assert ensure_checkout(s, dry=True, plan=plan).status is Status.CHANGED
     assert not path.exists() and plan[0].startswith("git clone")
@@ -44,17 +43,17 @@ def test_clones_at_the_pinned_ref_once(upstream, tmp_path):
     assert again.status is Status.OK and first[:12] in again.detail
 
 
-def test_unreachable_url_is_one_line(tmp_path):
-    s = settings(make_context({"addon": {"url": str(tmp_path / "nope"), "path":
+def test_unreachable_url_is_one_line(tmp_path, ctx_factory):
+    s = settings(ctx_factory({"addon": {"url": str(tmp_path / "nope"), "path":
                                          str(tmp_path / "co")}}))
     with pytest.raises(FlopsError) as err:
         ensure_checkout(s)
     assert "cannot clone" in err.value.message and "\n" not in err.value.message
 
 
-def test_a_folder_that_is_not_a_checkout_is_refused(tmp_path):
+def test_a_folder_that_is_not_a_checkout_is_refused(tmp_path, ctx_factory):
     (tmp_path / "co").mkdir()
     (tmp_path / "co" / "file").write_text("x")
-    s = settings(make_context({"addon": {"path": str(tmp_path / "co")}}))
+    s = settings(ctx_factory({"addon": {"path": str(tmp_path / "co")}}))
     with pytest.raises(FlopsError, match="not a git checkout"):
         ensure_checkout(s)

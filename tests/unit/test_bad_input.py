@@ -166,7 +166,13 @@ HOST_CASES = [
     p("learner-host-semicolon", "prepare-learner", "--host", "h;id", needles="'h;id'"),
 ]
 
+# mounted read-write into the sidecar: refused as learner data dirs (the full list is in
+# test_config.py; these go through the real CLI, as a flag and as a config value)
+DANGEROUS_DATA_DIRS = ["/", "/etc", "/proc/1/root", "/var/lib/docker", "//usr/", "/data:/etc"]
+
 LEARNER_FLAG_CASES = [
+    *[p(f"learner-data-dir-system-{d}", "prepare-learner", "--host", UNREACHABLE,
+        "--data-dir", d, needles=f"--data-dir {d!r}") for d in DANGEROUS_DATA_DIRS],
     p("learner-data-dir-relative", "prepare-learner", "--host", UNREACHABLE, "--data-dir",
       "relative", needles="--data-dir 'relative'"),
     p("learner-data-dir-dotdot", "prepare-learner", "--host", UNREACHABLE, "--data-dir",
@@ -263,8 +269,24 @@ WORKFLOW_CASES = [
 ]
 
 # -- config files ---------------------------------------------------------------------
+ALIAS_BOMB = b"flops:\n  builder: {name: x}\n" + b"".join(
+    b"l%d: &l%d [%s]\n" % (i, i, b",".join([b"*l%d" % (i - 1) if i else b"x"] * 9))
+    for i in range(9))
+PY_CONFIG = b"open('PWNED', 'w').write('ran')\nflops = {}\n"
+
 FILE_CASES = [
     p("config-file-missing", "env", needles=("not found", CFG), write_config=False),
+    # Invoke copies and formats the whole config: 9 levels of 9 aliases hung every run
+    yaml_case("yaml-alias-bomb", ALIAS_BOMB, CFG, "aliases"),
+    yaml_case("yaml-self-referencing-alias", b"flops: &a {x: *a}\n", CFG, "nested"),
+    yaml_case("yaml-nested-thousands-deep", b"flops: " + b"[" * 5000 + b"]" * 5000 + b"\n",
+              CFG, "nested"),
+    yaml_case("json-nested-thousands-deep", b'{"flops": ' + b"[" * 100000 + b"]" * 100000
+              + b"}", CFG, "nested", name="c.json"),
+    yaml_case("yaml-integer-key", b"flops:\n  ssh:\n    1: x\n", CFG, "key 1",
+              "flops.ssh"),
+    yaml_case("yaml-boolean-key", b"flops:\n  yes: 1\n", CFG, "key True"),
+    yaml_case("python-config-file-is-not-run", PY_CONFIG, CFG, "not read", name="c.py"),
     yaml_case("yaml-unclosed-bracket", b"flops: [unclosed\n", CFG, "YAML"),
     yaml_case("yaml-top-level-list", b"- flops\n- x\n", CFG, "mapping"),
     yaml_case("yaml-not-utf8", b"flops:\n  ssh: {user: \"\xff\xfe\"}\n", CFG),
@@ -297,7 +319,7 @@ WRONG_TYPES = {
     ("stack", "health_timeout"): "300",
     ("addon", "path"): 5, ("addon", "url"): 5, ("addon", "ref"): 2,
     ("builder", "name"): 5, ("builder", "driver"): 5,
-    ("learner", "image"): 5, ("learner", "data_dir"): 5,
+    ("learner", "image"): 5, ("learner", "data_dir"): 5, ("learner", "publish_address"): 5,
     ("oakestra", "user"): 5, ("oakestra", "password_env"): 5, ("oakestra", "port"): "10000",
     ("oakestra", "timeout"): "15",
 }
@@ -349,6 +371,22 @@ VALUE_CASES = [
              "flops.stack.env_file"),
     cfg_case("learner.image-option", {"learner": {"image": "--privileged"}},
              "flops.learner.image"),
+    # values that reach docker or git as arguments must not be options
+    cfg_case("builder.name-option", {"builder": {"name": "--driver-opt=x"}},
+             "flops.builder.name"),
+    # (every such key is checked in-process: test_config.py)
+    cfg_case("stack.network-option", {"stack": {"network": "--internal"}},
+             "flops.stack.network"),
+    cfg_case("addon.url-option", {"addon": {"url": "--upload-pack=touch PWNED"}},
+             "flops.addon.url"),
+    # below 1 s Fabric's int() made it no timeout at all
+    cfg_case("ssh.connect_timeout-half-a-second", {"ssh": {"connect_timeout": 0.5}},
+             "flops.ssh.connect_timeout"),
+    cfg_case("learner.publish_address-hostile",
+             {"learner": {"publish_address": "172.17.0.1:1:1 -v /:/x"}},
+             "flops.learner.publish_address"),
+    *[cfg_case(f"learner.data_dir-system-{d}", {"learner": {"data_dir": d}},
+               "flops.learner.data_dir") for d in DANGEROUS_DATA_DIRS],
     cfg_case("oakestra.user-empty", {"oakestra": {"user": ""}}, "flops.oakestra.user",
              task="clear-apps"),
     cfg_case("oakestra.password_env-digit", {"oakestra": {"password_env": "1PW"}},
@@ -500,9 +538,11 @@ def test_fractional_timeout_from_environment_is_accepted(tmp_path):
     assert ran.returncode == 0, ran.output
 
 
-def test_unknown_host_key_advice_names_a_real_option():
+def test_unknown_host_key_advice_names_a_real_setting():
+    """The advice names config keys that exist, set to values they accept."""
     import re
 
+    from flops_tasks.config import HOST_KEY_POLICIES
     from flops_tasks.ssh import HostUnreachable, _policies
 
     class Key:
@@ -515,6 +555,26 @@ def test_unknown_host_key_advice_names_a_real_option():
     with pytest.raises(HostUnreachable) as err:
         _policies(Path("/nonexistent/known_hosts"), accept_new=False).missing_host_key(
             None, "[10.0.0.5]:2222", Key())
-    tasks_py = (ROOT / "tasks.py").read_text()
-    for flag in re.findall(r"(?<![\w-])--([a-z][a-z-]+)", str(err.value)):
-        assert re.search(rf"\b{flag.replace('-', '_')}\b", tasks_py), f"--{flag} does not exist"
+    advice = re.findall(r"\bflops\.(\w+)\.(\w+): ([\w-]+)", str(err.value))
+    assert advice, f"no setting named in: {err.value}"
+    for section, key, value in advice:
+        assert key in DEFAULTS.get(section, {}), f"flops.{section}.{key} does not exist"
+        if (section, key) == ("ssh", "host_keys"):
+            assert value in HOST_KEY_POLICIES
+
+
+def test_the_projects_invoke_yaml_is_read_safely_by_the_stock_inv(tmp_path):
+    """tasks.py gives the stock inv a FlopsConfig before it reads the project's invoke.yaml."""
+    import shutil
+
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / "tasks.py", project / "tasks.py")
+    (project / "flops_tasks").symlink_to(ROOT / "flops_tasks")
+    (project / "invoke.yaml").write_bytes(ALIAS_BOMB)
+    proc = subprocess.run([INV, "--search-root", str(project), "--dry", "env"], cwd=project,
+                          env=child_env(tmp_path, Case((), ())), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip() == (f"{project}/invoke.yaml: expands to more than 10000 values "
+                                   "(YAML aliases?); write the config out without aliases")

@@ -73,3 +73,11 @@ def test_probe_output_without_trailing_newline():
     script = commands.probe_batch([("a", "printf 'no newline'"), ("b", "echo x")])
     assert commands.parse_probe_batch(run_local(script)) == {"a": (0, "no newline"),
                                                              "b": (0, "x")}
+
+
+@pytest.mark.parametrize("name", ["a\\0b", "x\\cy", "tab\\tz", "-n", "-e \\n", "%s%n"])
+def test_probe_names_arrive_literally_under_dash(name):
+    """dash's echo reads backslash escapes ('\\c' even cuts the line): names go through
+    printf '%s'."""
+    script = commands.probe_batch([(name, commands.cmd("printf", "%s", "out")), ("b", "true")])
+    assert commands.parse_probe_batch(run_local(script)) == {name: (0, "out"), "b": (0, "")}

@@ -22,7 +22,6 @@ from flops_tasks import wheelhouse as wh
 from flops_tasks.config import PROJECT_ROOT, settings
 from flops_tasks.errors import FlopsError
 from flops_tasks.outcome import Status
-from tests.conftest import make_context
 
 # A stand-in for `pip download`: one wheel per pinned line of -r FILE into -d DIR; the
 # arguments are recorded next to the requirements file.
@@ -179,10 +178,10 @@ def test_every_copy_in_the_dockerfile_finds_its_source_in_the_staged_context(
     assert sources and all((dest / src).exists() for src in sources), sources
 
 
-def test_the_compose_files_name_the_contexts_that_are_staged(tmp_path):
+def test_the_compose_files_name_the_contexts_that_are_staged(tmp_path, ctx_factory):
     compose_dir = PROJECT_ROOT / "compose"
     prod = yaml.safe_load((compose_dir / "flops.compose.yml").read_text())
-    s = settings(make_context({}))
+    s = settings(ctx_factory({}))
     context = prod["services"]["flops_manager"]["build"]["context"]
     assert (compose_dir / context).resolve() == bc.manager_context_dir(s).resolve()
     over = yaml.safe_load((PROJECT_ROOT / "testbed" / "testbed.compose.yml").read_text())
@@ -197,11 +196,11 @@ def test_the_compose_files_name_the_contexts_that_are_staged(tmp_path):
     assert re.search(r"^ARG PIP_SOURCE=index$", dockerfile, re.M)
 
 
-def test_ensure_manager_context_stages_from_the_checkout(tmp_path, addon):
+def test_ensure_manager_context_stages_from_the_checkout(tmp_path, addon, ctx_factory):
     compose = tmp_path / "compose" / "flops.compose.yml"
     compose.parent.mkdir()
     compose.write_text("services: {}\n")
-    s = settings(make_context({"addon": {"path": str(addon)},
+    s = settings(ctx_factory({"addon": {"path": str(addon)},
                                "stack": {"compose_file": str(compose)}}))
     plan: list[str] = []
     dry = bc.ensure_manager_context(s, dry=True, plan=plan)
