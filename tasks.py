@@ -107,10 +107,26 @@ def learner_data(c, tag=None, src=None, host=None, list_=False, json=False):
 
 
 @task(name="clear-images", help={"host": "[user@]host[:port], comma-separated; default: every "
-                                 "inventory host", "yes": YES, "json": JSON})
-def clear_images(c, host=None, yes=False, json=False):
-    """Remove images of the FLOps registry from workers' docker and containerd stores."""
-    cli.clear_images(c, host=host, yes=yes, as_json=json)
+                                 "inventory host", "registry_only": "remove only images of "
+                                 "the FLOps registry, keep FLOps' upstream ghcr.io images",
+                                 "yes": YES, "json": JSON})
+def clear_images(c, host=None, registry_only=False, yes=False, json=False):
+    """Remove unused FLOps images (registry and upstream) from workers' docker and containerd."""
+    cli.clear_images(c, host=host, registry_only=registry_only, yes=yes, as_json=json)
+
+
+@task(name="oakestra-apps", help={"json": JSON})
+def oakestra_apps(c, json=False):
+    """List Oakestra's applications and services; say which are FLOps' (read-only)."""
+    cli.oakestra_apps(c, as_json=json)
+
+
+@task(name="clear-apps", help={
+    "without_db": "recognise FLOps' apps by FLOps' names and namespaces only (when the FLOps "
+    "DB cannot be read)", "yes": YES, "json": JSON})
+def clear_apps(c, without_db=False, yes=False, json=False):
+    """Undeploy and delete FLOps' applications in Oakestra; every other app is kept."""
+    cli.clear_apps(c, without_db=without_db, yes=yes, as_json=json)
 
 
 @task(help={"json": JSON})
@@ -150,5 +166,6 @@ def testbed_down(c, keep_images=False, json=False):
 
 testbed = Collection("testbed", testbed_up, testbed_down)
 ns = Collection(env, up, down, reset, clear_registry, redb, status, logs, prepare_builder,
-                prepare_learner, learner_data, clear_images, doctor, bootstrap, demo, testbed)
+                prepare_learner, learner_data, clear_images, oakestra_apps, clear_apps, doctor,
+                bootstrap, demo, testbed)
 ns.configure({"flops": DEFAULTS})

@@ -436,10 +436,11 @@ def _learner_data_list(c: Any, s: Any, host: str | None, tag: str | None, as_jso
 
 
 def clear_images(c: Any, host: str | None = None, yes: bool = False,
-                 as_json: bool = False) -> Any:
-    """Remove FLOps-registry images from workers' docker and containerd stores."""
-    from . import data
+                 registry_only: bool = False, as_json: bool = False, render: bool = True) -> Any:
+    """Remove unused FLOps images (FLOps registry, and unless ``registry_only`` FLOps' own
+    upstream images) from workers' Docker and containerd stores."""
     from . import env as envmod
+    from . import images
     from .hosts import select_targets
     from .outcome import Report
     from .ssh import HostSession, fan_out
@@ -448,25 +449,53 @@ def clear_images(c: Any, host: str | None = None, yes: bool = False,
     registry = envmod.registry_host(s, envmod.resolve_addresses(s))
     targets = select_targets(host, list(s.inventory), None)
     sessions: dict[str, HostSession] = {}
-    found: dict[str, dict[str, list[str]]] = {}
+    found: dict[str, images.HostImages] = {}
 
     def listing(session: HostSession) -> list:
-        found[session.label] = data.list_images(session, registry)
+        found[session.label] = images.list_images(session, registry,
+                                                  upstream=not registry_only)
         return []
 
     try:
         report = Report("clear-images", dry=is_dry(c))
         report.extend(fan_out(targets, listing, ssh=s.ssh, config=c.config, dry=is_dry(c),
                               sessions=sessions, step="list"))
-        doomed = [f"{h}: {ref} ({store})" for h, stores in found.items()
-                  for store, refs in stores.items() for ref in refs]
-        if doomed:
-            _confirm_deletion(doomed, yes, is_dry(c))
+        _confirm_deletion([line for h in found.values() for line in h.deletes()], yes,
+                          is_dry(c))
         reachable = [t for t in targets if t.label in found]
-        report.extend(fan_out(reachable, lambda session: data.remove_images(
-            session, found[session.label], registry), ssh=s.ssh, config=c.config,
+        report.extend(fan_out(reachable, lambda session: images.remove_images(
+            session, found[session.label]), ssh=s.ssh, config=c.config,
             dry=is_dry(c), sessions=sessions, step="clear-images", lock=not is_dry(c)))
     finally:
         for session in sessions.values():
             session.close()
-    return finish(report, as_json)
+    return finish(report, as_json, render=render)
+
+
+# -- Oakestra ---------------------------------------------------------------------------------
+def oakestra_apps(c: Any, as_json: bool = False, render: bool = True) -> Any:
+    """List Oakestra's applications and say which are FLOps' (read-only)."""
+    from . import ui
+    from .oakestra_apps import flops_apps_plan
+
+    plan = flops_apps_plan(settings(c), strict=False)
+    if render:
+        ui.render_apps(plan.to_dict(), as_json=as_json)
+    return plan
+
+
+def clear_apps(c: Any, yes: bool = False, without_db: bool = False, as_json: bool = False,
+               render: bool = True) -> Any:
+    """Undeploy and delete FLOps' applications in Oakestra; every other app is kept."""
+    from . import oakestra_apps
+    from .outcome import Report
+
+    s = settings(c)
+    dry = is_dry(c)
+    plan = oakestra_apps.flops_apps_plan(s, without_db=without_db)
+    _confirm_deletion(plan.deletes(), yes, dry)
+    report = Report("clear-apps", dry=dry)
+    report.extend(oakestra_apps.clear_apps(s, plan, dry=dry))
+    report.notes.append(f"System Manager {plan.url}, user {plan.user}; FLOps' apps recognised "
+                        f"by {plan.identification}")
+    return finish(report, as_json, render=render)

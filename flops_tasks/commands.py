@@ -533,13 +533,39 @@ def list_mount(folder: str) -> str:
     )
 
 
-def list_images_docker() -> str:
-    return cmd("docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}")
+MISSING_MARK = "@@flops-missing"
+SECTION_MARK = "@@flops-section"
+CTR_CONNECT_TIMEOUT = "3s"  # ctr waits 10 s for a containerd that is not running
 
 
-def list_images_ctr(namespace: str) -> str:
+def docker_images_state() -> str:
+    """Docker's images (``ref id``), then the running containers (``/name ref id``).
+
+    Prints ``MISSING_MARK docker`` where the docker CLI is not installed.
+    """
+    images = cmd("docker", "image", "ls", "--no-trunc", "--format",
+                 "{{.Repository}}:{{.Tag}} {{.ID}}")
+    running = (cmd("docker", "ps", "-q", "--no-trunc") + " | " + cmd(
+        "xargs", "-r", "docker", "container", "inspect", "--format",
+        "{{.Name}} {{.Config.Image}} {{.Image}}"))
+    return if_else(has_command("docker") + " >/dev/null",
+                   f"{images} && {cmd('echo', SECTION_MARK)} && {running}",
+                   cmd("echo", MISSING_MARK, "docker"))
+
+
+def ctr_images_state(namespace: str) -> str:
+    """One containerd namespace: image refs, then ``containers ls``, then ``tasks ls``.
+
+    Prints ``MISSING_MARK ctr`` where ctr is not installed; fails within
+    ``CTR_CONNECT_TIMEOUT`` when containerd does not answer.
+    """
+    def ctr(*args: str) -> str:
+        return cmd("ctr", "--connect-timeout", CTR_CONNECT_TIMEOUT, "-n", namespace, *args)
+
     return if_else(has_command("ctr") + " >/dev/null",
-                   cmd("ctr", "-n", namespace, "images", "ls", "-q"), "true")
+                   all_of(ctr("images", "ls", "-q"), cmd("echo", SECTION_MARK),
+                          ctr("containers", "ls"), cmd("echo", SECTION_MARK), ctr("tasks", "ls")),
+                   cmd("echo", MISSING_MARK, "ctr"))
 
 
 def remove_images_docker(refs: Sequence[str]) -> str:

@@ -77,6 +77,15 @@ DEFAULTS: dict[str, Any] = {
         # which is what upstream's learners dial (172.17.0.1:11027)
         "publish_address": "",
     },
+    # Oakestra's System Manager (SYSTEM_MANAGER_IP:port) for oakestra-apps / clear-apps. The
+    # password comes from the variable named here; unset: Oakestra's default admin password,
+    # the account FLOps' manager itself logs in with (flops_manager/api/utils/login.py).
+    "oakestra": {
+        "user": "Admin",
+        "password_env": "FLOPS_OAKESTRA_PASSWORD",
+        "port": 10000,
+        "timeout": 15.0,
+    },
 }
 
 
@@ -121,6 +130,10 @@ class Settings:
     learner_image: str
     learner_data_dir: str
     learner_publish_address: str  # "" = the worker's docker0 address
+    oakestra_user: str = "Admin"
+    oakestra_password_env: str = "FLOPS_OAKESTRA_PASSWORD"
+    oakestra_port: int = 10000
+    oakestra_timeout: float = 15.0
 
 
 def source_of(config: Config, *path: str) -> str:
@@ -307,6 +320,13 @@ def settings(c: Context) -> Settings:
     publish = _string(learner, config, "learner", "publish_address")
     _expect(publish == "" or _is_ip(publish), config, ("learner", "publish_address"),
             "an IP address of the worker, or empty for its docker0 address", publish)
+    oak = _section(flops, config, "oakestra")
+    oak_user = _string(oak, config, "oakestra", "user", empty_ok=False)
+    oak_env = _string(oak, config, "oakestra", "password_env", empty_ok=False)
+    _expect(oak_env.isascii() and oak_env.replace("_", "a").isalnum() and not oak_env[0].isdigit(),
+            config, ("oakestra", "password_env"), "an environment variable name", oak_env)
+    oak_port = _number(oak, config, "oakestra", "port", 1, 65535)
+    _expect(isinstance(oak_port, int), config, ("oakestra", "port"), "a whole number", oak_port)
     return Settings(
         inventory=tuple(targets),
         ssh=ssh_settings,
@@ -323,6 +343,10 @@ def settings(c: Context) -> Settings:
         learner_image=_image(learner, config, "learner", "image"),
         learner_data_dir=data_dir,
         learner_publish_address=publish,
+        oakestra_user=oak_user,
+        oakestra_password_env=oak_env,
+        oakestra_port=int(oak_port),
+        oakestra_timeout=_number(oak, config, "oakestra", "timeout", 1, 600),
     )
 
 

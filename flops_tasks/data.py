@@ -1,4 +1,4 @@
-"""Training data for learners, and FLOps images on workers.
+"""Training data for learners.
 
 Learner data follows upstream's ml_data_server (addon-FLOps
 ``ml_data_server_package/ml_data_server/flight_server/main.py``): an Arrow Flight server on
@@ -12,9 +12,6 @@ a non-Parquet file, a directory or a link under a requested tag makes that listi
 - ``copy_data`` puts them where the host's sidecar serves them, skipping files already
   there with the same content, and verifies the checksums;
 - ``read_mount`` lists what the sidecar will serve, per tag, and what breaks it.
-
-``list_images``/``remove_images`` find and delete images of the FLOps registry in a
-worker's Docker and containerd stores.
 """
 
 from __future__ import annotations
@@ -35,7 +32,6 @@ from .outcome import Outcome, changed, failed, ok
 from .ssh import HostSession, RemoteFailure
 
 PARQUET_MAGIC = b"PAR1"
-NAMESPACES = ("default", "oakestra")
 SUFFIX = ".parquet"
 TEMP_PREFIX = ".flops-tmp."  # commands.install_file's temp names
 MAX_NAME = 255  # bytes in one file name (Linux NAME_MAX)
@@ -459,37 +455,3 @@ def copy_data(session: HostSession, files: list[DataFile], data_dir: str,
                     f"copied {_count(len(todo), 'file')} ({sent} bytes) to {dest} as "
                     f"{', '.join(f.name for f in todo)}; {skipped} unchanged skipped; checksums "
                     f"verified{note}"), *extra]
-
-
-def list_images(session: HostSession, registry: str) -> dict[str, list[str]]:
-    """store ("docker", "containerd:NS") -> image refs from the FLOps registry."""
-    probes = [("docker", C.list_images_docker())] + [
-        (f"containerd:{ns}", C.list_images_ctr(ns)) for ns in NAMESPACES]
-    found = session.probes(probes)
-    prefix = registry + "/"
-    return {store: sorted({ln.strip() for ln in out.splitlines()
-                           if ln.strip().startswith(prefix)})
-            for store, (_, out) in found.items()}
-
-
-def remove_images(session: HostSession, found: dict[str, list[str]],
-                  registry: str) -> list[Outcome]:
-    host = session.label
-    total = sum(len(v) for v in found.values())
-    if not total:
-        return [ok(host, "clear-images", f"no images from {registry}")]
-    for store, refs in found.items():
-        if not refs:
-            continue
-        if store == "docker":
-            session.change(C.remove_images_docker(refs), f"docker image rm {len(refs)} images")
-        else:
-            ns = store.split(":", 1)[1]
-            session.change(C.remove_images_ctr(ns, refs), f"ctr -n {ns} images rm "
-                                                          f"{len(refs)} images")
-    if session.dry:
-        return [changed(host, "clear-images", f"would remove {total} images")]
-    left = sum(len(v) for v in list_images(session, registry).values())
-    if left:
-        raise RemoteFailure(f"{left} images from {registry} are still there")
-    return [changed(host, "clear-images", f"removed {total} images from {registry}")]

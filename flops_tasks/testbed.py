@@ -510,6 +510,7 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
         start_stack(project, upstream)
         if upstream["ml_data_server"] != "missing":
             push_sidecar(progress)
+        ensure_system_manager(gateway, progress)
     return {
         "workers": [{"name": n, "ip": ip, "kind": kind} for n, ip, kind in nodes],
         "gateway": gateway,
@@ -537,6 +538,61 @@ def push_sidecar(progress: Progress) -> None:
     _call(lambda: docker.image.tag(SIDECAR_IMAGE, local))
     progress(f"pushing {SIDECAR_IMAGE} to the FLOps registry as {SIDECAR_REPO}")
     _call(lambda: docker.image.push(local, quiet=True))
+
+
+# -- the Oakestra System Manager stand-in ----------------------------------------------------
+SYSTEM_MANAGER = "system_manager"  # the FLOps manager dials system_manager:10000 by name
+SYSTEM_MANAGER_IMAGE = "flops-testbed/system-manager-standin:1"
+SYSTEM_MANAGER_PORT = 10000
+
+
+def ensure_system_manager(gateway: str, progress: Progress, timeout: float = 30) -> str:
+    """The System Manager stand-in (testbed/system_manager/) as container ``system_manager``
+    on the testbed network, published on ``gateway:10000`` (SYSTEM_MANAGER_IP of the
+    testbed config); recreated when its image changed. Returns its URL once it answers."""
+    docker = _docker()
+    build_image(PROJECT_ROOT / "testbed" / "system_manager", SYSTEM_MANAGER_IMAGE, progress)
+    image_id = _call(lambda: docker.image.inspect(SYSTEM_MANAGER_IMAGE)).id
+    if _call(lambda: docker.container.exists(SYSTEM_MANAGER)):
+        current = _call(lambda: docker.container.inspect(SYSTEM_MANAGER))
+        bindings = (current.host_config.port_bindings or {}).get(f"{SYSTEM_MANAGER_PORT}/tcp")
+        fine = (current.state.running and current.image == image_id
+                and NETWORK in (current.network_settings.networks or {})
+                and [b.host_ip for b in bindings or []] == [gateway])
+        if fine:
+            return wait_system_manager(gateway, timeout)
+        progress(f"replacing container {SYSTEM_MANAGER} (stand-in image, network or address "
+                 "changed, or it stopped)")
+        _call(lambda: docker.container.remove(SYSTEM_MANAGER, force=True))
+    progress(f"starting the System Manager stand-in {SYSTEM_MANAGER} on "
+             f"{gateway}:{SYSTEM_MANAGER_PORT}")
+    _call(lambda: docker.run(
+        SYSTEM_MANAGER_IMAGE, name=SYSTEM_MANAGER, hostname=SYSTEM_MANAGER, detach=True,
+        networks=[NETWORK], labels={LABEL: "1", ROLE_LABEL: "system_manager"},
+        publish=[(f"{gateway}:{SYSTEM_MANAGER_PORT}", SYSTEM_MANAGER_PORT)],
+        restart="unless-stopped"))
+    return wait_system_manager(gateway, timeout)
+
+
+def wait_system_manager(gateway: str, timeout: float = 30) -> str:
+    """Poll the stand-in's state route until it answers as the stand-in."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    url = f"http://{gateway}:{SYSTEM_MANAGER_PORT}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/_standin/state", timeout=2) as resp:
+                if json.load(resp).get("stand_in"):
+                    return url
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise FlopsError(f"the System Manager stand-in does not answer at {url} after "
+                             f"{timeout:g}s: see 'docker logs {SYSTEM_MANAGER}'")
+        time.sleep(0.2)
 
 
 def _check_engine(docker: Any) -> None:

@@ -278,3 +278,34 @@ class Transfer:
         if self._progress is not None and self._task is not None:
             with self._lock:
                 self._progress.update(self._task, advance=nbytes)
+
+
+def render_apps(plan: dict, as_json: bool = False) -> None:
+    """Oakestra's applications with their services and what clear-apps would do with each."""
+    if as_json:
+        print_json(plan)
+        return
+    from rich.table import Table
+
+    style = {"delete": "yellow", "blocked": "red", "keep": "green"}
+    table = Table(title=f"Oakestra applications at {plan['system_manager']}",
+                  title_justify="left")
+    for col in ("application", "namespace", "id", "owner", "services", "clear-apps"):
+        table.add_column(col, overflow="fold")
+    for app in plan["applications"]:
+        services = ", ".join(f"{s['name']}/{s['namespace']}" for s in app["services"]) or "-"
+        action = app["action"]
+        cells = [escape_markup(str(v)) for v in (app["name"], app["namespace"], app["id"],
+                                                   app["owner"], services)]
+        table.add_row(*cells, f"[{style[action]}]{action}[/]: {escape_markup(app['reason'])}")
+    console = _console()
+    console.print(table)
+    doomed = sum(app["action"] == "delete" for app in plan["applications"])
+    console.print(f"{doomed} FLOps apps of {len(plan['applications'])}; recognised by "
+                  f"{plan['identification']}", markup=False)
+
+
+def escape_markup(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

@@ -63,16 +63,34 @@ def test_doctor_names_a_learner_whose_sidecar_stopped_and_bootstrap_repairs_it(f
     assert inv("doctor").returncode == 0
 
 
-def test_clear_images_lists_asks_and_removes(fresh_mixed):
+def test_clear_images_lists_asks_and_keeps_the_running_sidecars_image(fresh_mixed):
+    """After bootstrap w1 holds the sidecar's image (in use) and here a stale one from the
+    registry; w2 has no Docker at all."""
+    registry = f"{fresh_mixed['gateway']}:5073"
+    sidecar = f"{registry}/flops/ml-data-server:offline"
+    in_worker(worker(1), "d=$(mktemp -d) && cd $d && echo stale > f && "
+                         "printf 'FROM scratch\\nCOPY f /f\\n' > Dockerfile && "
+                         f"docker build -q -t {registry}/flops/stale:1 . >/dev/null && "
+                         "cd / && rm -rf $d")
     res = inv("clear-images", "--host", "w1")
-    assert res.returncode == 3 and "This will delete:" in res.stderr
-    assert "ml-data-server" in res.stderr
-    res = inv("clear-images", "--host", "w1", "--yes", "--json")
-    assert res.returncode == 0
-    assert json.loads(res.stdout)["hosts"]["w1"]["changed"] is True
-    left = in_worker(worker(1), f"docker image ls --format '{{{{.Repository}}}}' | "
-                                f"grep -c '^{fresh_mixed['gateway']}:5073/' || true").stdout.strip()
-    assert left == "0"
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert f"This will delete: w1: {registry}/flops/stale:1 (docker)" in res.stderr
+    assert sidecar not in res.stderr
+    res = inv("clear-images", "--host", "w1,w2", "--yes", "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    hosts = json.loads(res.stdout)["hosts"]
+    rows = hosts["w1"]["steps"]
+    assert rows[0]["status"] == "changed"
+    assert rows[0]["detail"] == f"removed 1 image: docker: {registry}/flops/stale:1"
+    assert {"step": "kept", "status": "ok", "changed": False, "host": "w1",
+            "detail": f"{sidecar} (docker): in use by running container ml_data_server"} in rows
+    left = in_worker(worker(1), f"docker image ls --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | "
+                                f"grep '^{registry}/' || true").stdout.split()
+    assert left == [sidecar]
+    in_worker(worker(1), "docker inspect -f '{{.State.Running}}' ml_data_server | grep -qx true")
+    notes = {s["step"]: s["detail"] for s in hosts["w2"]["steps"]}
+    assert notes["docker"] == "no docker on this host: Docker images not checked"
+    assert hosts["w2"]["status"] == "ok"
 
 
 def test_demo_runs_end_to_end(fresh_mixed):

@@ -253,6 +253,13 @@ WORKFLOW_CASES = [
     p("clear-images-no-inventory", "clear-images", needles="--host"),
     p("clear-images-bad-address", "clear-images", "--host", UNREACHABLE, needles="0.0.0.0",
       env={"FLOPS_IMAGE_REGISTRY_IP": "0.0.0.0"}),
+    p("clear-apps-bad-address", "clear-apps", "--yes", needles="SYSTEM_MANAGER_IP",
+      env={"SYSTEM_MANAGER_IP": "0.0.0.0"}),
+    p("oakestra-apps-loopback-address", "oakestra-apps", needles=("SYSTEM_MANAGER_IP",
+                                                                    "loopback"),
+      env={"SYSTEM_MANAGER_IP": "127.0.0.1"}),
+    p("clear-images-registry-only-bad-host", "clear-images", "--registry-only", "--host",
+      "a;b", needles="'a;b'"),
     p("demo-workers-0", "demo", "--workers", "0", needles="--workers"),
     p("demo-workers-abc", "demo", "--workers", "abc", needles="--workers"),
     cfg_case("doctor-bad-config", {"ssh": {"host_keys": "off"}}, "flops.ssh.host_keys",
@@ -313,6 +320,8 @@ WRONG_TYPES = {
     ("addon", "path"): 5, ("addon", "url"): 5, ("addon", "ref"): 2,
     ("builder", "name"): 5, ("builder", "driver"): 5,
     ("learner", "image"): 5, ("learner", "data_dir"): 5, ("learner", "publish_address"): 5,
+    ("oakestra", "user"): 5, ("oakestra", "password_env"): 5, ("oakestra", "port"): "10000",
+    ("oakestra", "timeout"): "15",
 }
 TYPE_CASES = [
     cfg_case(f"type-{section}.{key}", {section: {key: value}}, f"flops.{section}.{key}")
@@ -378,6 +387,16 @@ VALUE_CASES = [
              "flops.learner.publish_address"),
     *[cfg_case(f"learner.data_dir-system-{d}", {"learner": {"data_dir": d}},
                "flops.learner.data_dir") for d in DANGEROUS_DATA_DIRS],
+    cfg_case("oakestra.user-empty", {"oakestra": {"user": ""}}, "flops.oakestra.user",
+             task="clear-apps"),
+    cfg_case("oakestra.password_env-digit", {"oakestra": {"password_env": "1PW"}},
+             "flops.oakestra.password_env", task="clear-apps"),
+    cfg_case("oakestra.password_env-hostile", {"oakestra": {"password_env": "PW;id"}},
+             "flops.oakestra.password_env", task="oakestra-apps"),
+    cfg_case("oakestra.port-0", {"oakestra": {"port": 0}}, "flops.oakestra.port",
+             task="clear-apps"),
+    cfg_case("oakestra.timeout-0", {"oakestra": {"timeout": 0}}, "flops.oakestra.timeout",
+             task="clear-apps"),
 ]
 
 ENV_FILE_CASES = [

@@ -244,7 +244,9 @@ def test_simple_builders_run_with_intact_argv(box, value):
         (C.volume_mountpoint(value),
          [["docker", "volume", "inspect", "--format", "{{.Mountpoint}}", value]]),
         (C.remove_images_docker([value, other]), [["docker", "image", "rm", "-f", value, other]]),
-        (C.list_images_ctr(value), [["ctr", "-n", value, "images", "ls", "-q"]]),
+        (C.ctr_images_state(value), [
+            ["ctr", "--connect-timeout", C.CTR_CONNECT_TIMEOUT, "-n", value, *args]
+            for args in (["images", "ls", "-q"], ["containers", "ls"], ["tasks", "ls"])]),
         (C.remove_images_ctr(value, [other, value]),
          [["ctr", "-n", value, "images", "rm", other, value]]),
     ]
@@ -810,9 +812,9 @@ HOSTILE_CALLS = {
     "volume_mountpoint": lambda v, d: C.volume_mountpoint(v),
     "sha256_of": lambda v, d: C.sha256_of(str(d), [v, v + "2"]),
     "install_file": lambda v, d: C.install_file(str(d / v), str(d / (v + "2"))),
-    "list_images_ctr": lambda v, d: C.list_images_ctr(v),
     "remove_images_docker": lambda v, d: C.remove_images_docker([v, v]),
     "remove_images_ctr": lambda v, d: C.remove_images_ctr(v, [v]),
+    "ctr_images_state": lambda v, d: C.ctr_images_state(v),
     "cat_or_mark": lambda v, d: C.cat_or_mark(str(d / v), v),
     "apply_containerd_config": lambda v, d: C.apply_containerd_config(v),
     "buildah_push_probe": lambda v, d: C.buildah_push_probe(v, [v, v], B64, B64),
