@@ -555,6 +555,7 @@ def ensure_system_manager(gateway: str, progress: Progress, timeout: float = 30)
     image_id = _call(lambda: docker.image.inspect(SYSTEM_MANAGER_IMAGE)).id
     if _call(lambda: docker.container.exists(SYSTEM_MANAGER)):
         current = _call(lambda: docker.container.inspect(SYSTEM_MANAGER))
+        refuse_foreign(f"container {SYSTEM_MANAGER}", current.config.labels)
         bindings = (current.host_config.port_bindings or {}).get(f"{SYSTEM_MANAGER_PORT}/tcp")
         fine = (current.state.running and current.image == image_id
                 and NETWORK in (current.network_settings.networks or {})
@@ -568,7 +569,7 @@ def ensure_system_manager(gateway: str, progress: Progress, timeout: float = 30)
              f"{gateway}:{SYSTEM_MANAGER_PORT}")
     _call(lambda: docker.run(
         SYSTEM_MANAGER_IMAGE, name=SYSTEM_MANAGER, hostname=SYSTEM_MANAGER, detach=True,
-        networks=[NETWORK], labels={LABEL: "1", ROLE_LABEL: "system_manager"},
+        networks=[NETWORK], labels=mark(**{ROLE_LABEL: "system_manager"}),
         publish=[(f"{gateway}:{SYSTEM_MANAGER_PORT}", SYSTEM_MANAGER_PORT)],
         restart="unless-stopped"))
     return wait_system_manager(gateway, timeout)
