@@ -66,7 +66,7 @@ def _confirm_deletion(what: list[str], yes: bool, dry: bool) -> None:
 
     if dry or not what:
         return
-    ui.info("This will delete: " + "; ".join(what))
+    ui.info("This will delete:\n" + "\n".join(f"  - {item}" for item in what))
     if not ui.confirm("Delete it?", assume_yes=yes):
         raise FlopsError("nothing deleted: confirm on a terminal or pass --yes", code=3)
 
@@ -108,26 +108,72 @@ def down(c: Any, as_json: bool = False, render: bool = True) -> Any:
     return _stack_task(c, "down", lifecycle.down, as_json=as_json, render=render)
 
 
-def reset(c: Any, registry: bool = False, db: bool = False, service: str | None = None,
-          build: bool = False, recreate: bool = False, yes: bool = False,
+def _apps_plan(s: Any, empties_flops_db: bool, skip_apps: bool) -> Any:
+    """FLOps' apps in Oakestra, read before the FLOps database is emptied (it holds their
+    ids); None when nothing empties that database or the step is skipped on purpose."""
+    from .errors import FlopsError
+    from .oakestra_apps import flops_apps_plan
+
+    if not empties_flops_db or skip_apps:
+        return None
+    try:
+        return flops_apps_plan(s)
+    except FlopsError as exc:
+        raise FlopsError(f"{exc.message}; to empty the FLOps database anyway and leave "
+                         "FLOps' apps deployed in Oakestra, pass --skip-apps",
+                         code=exc.code) from None
+
+
+def _after_apps(s: Any, plan: Any, action: Any) -> Any:
+    """``action(project)``, preceded by removing the planned FLOps apps from Oakestra; stops
+    before ``action`` when any of them could not be removed."""
+    from .oakestra_apps import clear_apps as remove_apps
+    from .outcome import failed
+    from .stack.project import STACK
+
+    def run(project: Any) -> list:
+        if plan is None:
+            return action(project)
+        outcomes = remove_apps(s, plan, dry=project.dry)
+        if any(o.bad for o in outcomes):
+            return [*outcomes, failed(STACK, "stopped", "FLOps' apps could not all be removed "
+                                      "from Oakestra: nothing of the stack was deleted")]
+        return [*outcomes, *action(project)]
+
+    return run
+
+
+def _apps_deletes(plan: Any) -> list[str]:
+    return plan.deletes() if plan is not None else []
+
+
+def reset(c: Any, registry: bool = False, db: bool = False, clean: bool = False,
+          all_: bool = False, service: str | None = None, build: bool = False,
+          recreate: bool = False, skip_apps: bool = False, yes: bool = False,
           as_json: bool = False, render: bool = True) -> Any:
-    """Fresh processes for the whole stack (``recreate``: down + up); registry images and
-    databases survive unless a flag says otherwise."""
+    """Fresh processes for the whole stack (``recreate``: down + up). Data survives unless a
+    scope says otherwise: ``registry``, ``db`` (the FLOps database), ``clean`` (every store
+    but the registry), ``all_`` (every store). Scopes that empty the FLOps database remove
+    FLOps' apps from Oakestra first (unless ``skip_apps``)."""
     from .errors import FlopsError
     from .stack import lifecycle
     from .stack.project import unknown_service
 
     unknown_service(service)
-    if service and (registry or db or recreate):
+    if service and (registry or db or clean or all_ or recreate):
         raise FlopsError("--service restarts one service and keeps all data: use it without "
-                         "--registry/--db/--recreate", code=2)
+                         "--registry/--db/--clean/--all/--recreate", code=2)
     if service:
         return _stack_task(c, "reset", lambda project: lifecycle.rebuild_service(
             project, service), as_json=as_json, render=render, needs_docker=False)
+    scope = lifecycle.Scope(registry=registry or all_, db=db, clean=clean or all_)
+    s = settings(c)
+    plan = _apps_plan(s, scope.empties_flops_db, skip_apps)
     return _stack_task(
-        c, "reset", lambda project: lifecycle.reset(project, registry_too=registry, db=db,
-                                                    build=build, recreate=recreate),
-        deletes=lambda project: lifecycle.what_reset_deletes(project, registry, db),
+        c, "reset", _after_apps(s, plan, lambda project: lifecycle.reset(
+            project, scope, build=build, recreate=recreate)),
+        deletes=lambda project: [*_apps_deletes(plan),
+                                 *lifecycle.what_reset_deletes(project, scope)],
         yes=yes, as_json=as_json, render=render, needs_docker=False)
 
 
@@ -140,11 +186,16 @@ def clear_registry(c: Any, yes: bool = False, as_json: bool = False, render: boo
                        yes=yes, as_json=as_json, render=render)
 
 
-def redb(c: Any, yes: bool = False, as_json: bool = False, render: bool = True) -> Any:
-    """Empty the FLOps manager database (Mongo database 'flops') only."""
+def redb(c: Any, yes: bool = False, skip_apps: bool = False, as_json: bool = False,
+         render: bool = True) -> Any:
+    """Empty the FLOps manager database (Mongo database 'flops') only, after removing
+    FLOps' apps from Oakestra (unless ``skip_apps``)."""
     from .stack import flopsdb
 
-    return _stack_task(c, "redb", flopsdb.redb, deletes=lambda project: [flopsdb.WHAT],
+    s = settings(c)
+    plan = _apps_plan(s, True, skip_apps)
+    return _stack_task(c, "redb", _after_apps(s, plan, flopsdb.redb),
+                       deletes=lambda project: [*_apps_deletes(plan), flopsdb.WHAT],
                        yes=yes, as_json=as_json, render=render)
 
 
@@ -435,41 +486,98 @@ def _learner_data_list(c: Any, s: Any, host: str | None, tag: str | None, as_jso
     return result
 
 
+class _WorkerImages:
+    """clear-images in two halves, so a workflow can ask once for everything it deletes:
+    ``list`` reads every worker's stores, ``remove`` deletes what was listed."""
+
+    def __init__(self, c: Any, s: Any, host: str | None, registry_only: bool) -> None:
+        from . import env as envmod
+        from .hosts import select_targets
+
+        self.c, self.s, self.registry_only = c, s, registry_only
+        self.registry = envmod.registry_host(s, envmod.resolve_addresses(s))
+        self.targets = select_targets(host, list(s.inventory), None)
+        self.sessions: dict[str, Any] = {}
+        self.found: dict[str, Any] = {}
+
+    def list(self) -> list:
+        from . import images
+        from .ssh import fan_out
+
+        def listing(session: Any) -> list:
+            self.found[session.label] = images.list_images(
+                session, self.registry, upstream=not self.registry_only)
+            return []
+
+        return fan_out(self.targets, listing, ssh=self.s.ssh, config=self.c.config,
+                       dry=is_dry(self.c), sessions=self.sessions, step="list")
+
+    def deletes(self) -> list[str]:
+        return [line for listing in self.found.values() for line in listing.deletes()]
+
+    def remove(self) -> list:
+        from . import images
+        from .ssh import fan_out
+
+        reachable = [t for t in self.targets if t.label in self.found]
+        return fan_out(reachable, lambda session: images.remove_images(
+            session, self.found[session.label]), ssh=self.s.ssh, config=self.c.config,
+            dry=is_dry(self.c), sessions=self.sessions, step="clear-images",
+            lock=not is_dry(self.c))
+
+    def close(self) -> None:
+        for session in self.sessions.values():
+            session.close()
+
+
 def clear_images(c: Any, host: str | None = None, yes: bool = False,
                  registry_only: bool = False, as_json: bool = False, render: bool = True) -> Any:
     """Remove unused FLOps images (FLOps registry, and unless ``registry_only`` FLOps' own
     upstream images) from workers' Docker and containerd stores."""
-    from . import env as envmod
-    from . import images
-    from .hosts import select_targets
     from .outcome import Report
-    from .ssh import HostSession, fan_out
 
-    s = settings(c)
-    registry = envmod.registry_host(s, envmod.resolve_addresses(s))
-    targets = select_targets(host, list(s.inventory), None)
-    sessions: dict[str, HostSession] = {}
-    found: dict[str, images.HostImages] = {}
-
-    def listing(session: HostSession) -> list:
-        found[session.label] = images.list_images(session, registry,
-                                                  upstream=not registry_only)
-        return []
-
+    workers = _WorkerImages(c, settings(c), host, registry_only)
     try:
         report = Report("clear-images", dry=is_dry(c))
-        report.extend(fan_out(targets, listing, ssh=s.ssh, config=c.config, dry=is_dry(c),
-                              sessions=sessions, step="list"))
-        _confirm_deletion([line for h in found.values() for line in h.deletes()], yes,
-                          is_dry(c))
-        reachable = [t for t in targets if t.label in found]
-        report.extend(fan_out(reachable, lambda session: images.remove_images(
-            session, found[session.label]), ssh=s.ssh, config=c.config,
-            dry=is_dry(c), sessions=sessions, step="clear-images", lock=not is_dry(c)))
+        report.extend(workers.list())
+        _confirm_deletion(workers.deletes(), yes, is_dry(c))
+        report.extend(workers.remove())
     finally:
-        for session in sessions.values():
-            session.close()
+        workers.close()
     return finish(report, as_json, render=render)
+
+
+def fresh_start(c: Any, registry: bool = False, skip_apps: bool = False, yes: bool = False,
+                as_json: bool = False, render: bool = True) -> Any:
+    """Between experiments: FLOps' apps out of Oakestra, ``reset --clean`` (``--all`` with
+    ``registry``), FLOps images off every worker, then doctor; one confirmation for all."""
+    from .outcome import Report
+    from .stack import lifecycle
+
+    s = settings(c)
+    dry = is_dry(c)
+    scope = lifecycle.Scope(registry=registry, clean=True)
+    report = Report("fresh-start", dry=dry)
+    plan = _apps_plan(s, True, skip_apps)
+    if plan is None:
+        report.notes.append("FLOps' apps in Oakestra were not checked (--skip-apps)")
+    project = _project(c, s)
+    workers = _WorkerImages(c, s, None, registry_only=False)
+    try:
+        with _stack_lock(s):
+            report.extend(workers.list())
+            _confirm_deletion([*_apps_deletes(plan), *lifecycle.what_reset_deletes(
+                project, scope), *workers.deletes()], yes, dry)
+            report.extend(_after_apps(s, plan, lambda p: lifecycle.reset(p, scope))(project))
+        if report.ok:
+            report.extend(workers.remove())
+    finally:
+        workers.close()
+    if dry:
+        report.notes.append("doctor skipped in a dry run (nothing was changed to check)")
+    elif report.ok:
+        report.extend(doctor(c, render=False).summary("doctor"))
+    return finish(report, as_json, project.plan, render=render)
 
 
 # -- Oakestra ---------------------------------------------------------------------------------

@@ -5,10 +5,13 @@ Data lives in named volumes; only the scopes that say so delete any of it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ..errors import FlopsError
 from ..outcome import Outcome, changed, ok
 from . import flopsdb, registry
 from .preflight import preflight
-from .project import REGISTRY, SERVICES, STACK, Project
+from .project import SERVICES, STACK, VOLUME_OWNERS, VOLUMES, Project
 
 
 def up(project: Project, build: bool = False) -> list[Outcome]:
@@ -69,28 +72,73 @@ def rebuild_service(project: Project, service: str) -> list[Outcome]:
     return [*outcomes, *project.start(build=True, services=[service], no_deps=True)]
 
 
-def what_reset_deletes(project: Project, registry_too: bool, db: bool) -> list[str]:
-    what = []
-    if registry_too:
-        what.append(registry.what_clear_deletes(project))
-    if db:
+# What ``reset --clean`` empties: everything but the registry (the FLOps docs' "clean,
+# unpopulated management suite"); ``--all`` empties the registry too.
+CLEAN_VOLUMES = tuple(key for key in VOLUMES if key != registry.VOLUME)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a reset empties; everything else survives it."""
+
+    registry: bool = False  # every image in the FLOps registry
+    db: bool = False  # the FLOps manager database only
+    clean: bool = False  # every store but the registry
+
+    @property
+    def empties_flops_db(self) -> bool:
+        return self.db or self.clean
+
+    @property
+    def volumes(self) -> tuple[str, ...]:
+        """Volumes removed and created anew (the FLOps DB alone is emptied in place)."""
+        return (*(CLEAN_VOLUMES if self.clean else ()),
+                *((registry.VOLUME,) if self.registry else ()))
+
+
+def what_reset_deletes(project: Project, scope: Scope) -> list[str]:
+    what = [f"{VOLUMES[key]} (volume {project.volume_name(key)})" for key in scope.volumes]
+    if scope.db and not scope.clean:
         what.append(flopsdb.WHAT)
     return what
 
 
-def reset(project: Project, registry_too: bool = False, db: bool = False, build: bool = False,
+def empty_volumes(project: Project, keys: tuple[str, ...]) -> list[Outcome]:
+    """Remove the services that mount ``keys`` and the volumes; a start makes them anew."""
+    if not keys:
+        return []
+    owners = sorted({VOLUME_OWNERS[key] for key in keys})
+    project.act(project.compose_cmd("rm", "--stop", "--force", *owners),
+                lambda: project.docker.compose.rm(services=owners, stop=True))
+    for key in keys:
+        project.remove_volume(key)
+    verb = "would empty" if project.dry else "emptied"
+    return [changed(STACK, "empty", f"{verb}: " + ", ".join(VOLUMES[key] for key in keys))]
+
+
+def reset(project: Project, scope: Scope = Scope(), build: bool = False,
           recreate: bool = False) -> list[Outcome]:
-    """Fresh processes; the registry and the FLOps database are emptied only when asked."""
+    """Fresh processes; only what ``scope`` names is emptied, and that is verified."""
     _, outcomes = preflight(project, build=build)
     if recreate:
         outcomes += down(project)
-    if registry_too:
-        registry.drop(project)
+    outcomes += empty_volumes(project, scope.volumes)
+    emptied = tuple(VOLUME_OWNERS[key] for key in scope.volumes)
     outcomes += (project.start(build=build) if recreate else restart(
-        project, build=build, recreate=(REGISTRY,) if registry_too else ()))
-    if registry_too and not project.dry:
+        project, build=build, recreate=emptied))
+    if project.dry:
+        if scope.db and not scope.clean:
+            outcomes += flopsdb.redb(project)
+        return outcomes
+    if scope.registry:
         registry.verify_empty(project)
-        outcomes.append(changed(STACK, "clear-registry", "registry storage emptied"))
-    if db:
+        outcomes.append(changed(STACK, "clear-registry", "registry storage emptied; it "
+                                                         "answers, empty"))
+    if scope.clean:
+        left = flopsdb.collections(project)
+        if left:
+            raise FlopsError(f"the FLOps database still has collections after reset --clean: "
+                             f"{', '.join(left[:3])}")
+    elif scope.db:
         outcomes += flopsdb.redb(project)
     return outcomes

@@ -49,6 +49,15 @@ VOLUMES = {
     "vsftpd_logs": "FTP logs",
     "flops_mqtt_data": "MQTT broker persistence",
 }
+# volume key -> the service that mounts it
+VOLUME_OWNERS = {
+    "registry_data": REGISTRY,
+    "flops_db": FLOPS_DB_SERVICE,
+    "mlflow_backend_store_data": BACKEND_STORE,
+    "vsftpd_home": ARTIFACT_STORE,
+    "vsftpd_logs": ARTIFACT_STORE,
+    "flops_mqtt_data": MQTT,
+}
 OUR_LABEL = "org.flops-tasks.stack"  # set on every service by our compose file
 FLOPS_DB = "flops"  # the Mongo database of the FLOps manager
 STACK = "stack"  # the host column of the stack's outcomes

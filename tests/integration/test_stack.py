@@ -8,9 +8,7 @@ from the addon-FLOps tarball); tests drive it through its API and its own data l
 
 from __future__ import annotations
 
-import ftplib
 import hashlib
-import io
 import json
 import subprocess
 import tarfile
@@ -24,90 +22,16 @@ from flops_tasks import testbed as tb
 from flops_tasks.config import DEFAULTS
 
 from .helpers import inv
+from .stores import (
+    ALL,
+    REGISTRY,
+    Stores,
+    exec_in,
+    sh,
+)
 
 pytestmark = pytest.mark.integration
-REGISTRY = "127.0.0.1:5073"
 PROJECT = tb.PROJECT
-# Upstream's fixed credentials, which the manager hard-codes (addon-FLOps
-# flops_manager/mlflow/storages/backend_store.py and artifact_store.py).
-MYSQL_ROOT_PASSWORD = "oakestra"
-FTP_USER, FTP_PASSWORD = "flops", "flops"
-
-
-def sh(*args: str, input: str | None = None) -> str:
-    res = subprocess.run(args, capture_output=True, text=True, input=input, timeout=300)
-    assert res.returncode == 0, f"{args}: {res.stdout}{res.stderr}"
-    return res.stdout
-
-
-def exec_in(service: str, *args: str, env: dict | None = None) -> str:
-    envs = [f"-e{k}={v}" for k, v in (env or {}).items()]
-    return sh("docker", "exec", *envs, service, *args)  # upstream's container names
-
-
-class Stores:
-    """Write one marker into every store; say which stores still hold it."""
-
-    def __init__(self, tmp_path) -> None:
-        self.mark = uuid.uuid4().hex[:12]
-        self.tmp = tmp_path
-        self.image = f"{REGISTRY}/safety/img-{self.mark}:1"
-
-    def write_all(self) -> None:
-        self.push_image(self.image)
-        self.mongo().flops.safety.insert_one({"mark": self.mark})
-        self.mysql(f"CREATE DATABASE IF NOT EXISTS safety; CREATE TABLE IF NOT EXISTS safety.t "
-                   f"(v VARCHAR(64)); INSERT INTO safety.t VALUES ('{self.mark}');")
-        with self.ftp() as ftp:
-            ftp.storbinary(f"STOR {self.mark}.txt", io.BytesIO(self.mark.encode()))
-        exec_in("flops_mqtt", "mosquitto_pub", "-p", "9027", "-r", "-t", "safety/mark",
-                "-m", self.mark)
-
-    def push_image(self, ref: str) -> None:
-        ctx = self.tmp / ref.replace("/", "_").replace(":", "_")
-        ctx.mkdir(exist_ok=True)
-        (ctx / "mark.txt").write_text(ref)
-        (ctx / "Dockerfile").write_text("FROM scratch\nCOPY mark.txt /mark.txt\n")
-        sh("docker", "build", "-q", "-t", ref, str(ctx))
-        sh("docker", "push", "-q", ref)
-
-    def mongo(self):
-        import pymongo
-
-        return pymongo.MongoClient("127.0.0.1", 10027, directConnection=True,
-                                   serverSelectionTimeoutMS=5000)
-
-    def mysql(self, sql: str) -> str:
-        return exec_in("mlflow_backend_store", "mysql", "-uroot", "-N", "-e", sql,
-                       env={"MYSQL_PWD": MYSQL_ROOT_PASSWORD})
-
-    def ftp(self) -> ftplib.FTP:
-        ftp = ftplib.FTP()
-        ftp.connect("127.0.0.1", 21, timeout=10)
-        ftp.login(FTP_USER, FTP_PASSWORD)
-        return ftp
-
-    def held(self) -> dict[str, bool]:
-        repo = self.image.split("/", 1)[1].split(":")[0]
-        with urllib.request.urlopen(f"http://{REGISTRY}/v2/_catalog", timeout=10) as resp:
-            registry = repo in json.load(resp)["repositories"]
-        mongo = self.mongo()
-        flops_db = mongo.flops.safety.find_one({"mark": self.mark}) is not None
-        mysql = self.mark in self.mysql(f"SELECT v FROM safety.t WHERE v = '{self.mark}';")
-        with self.ftp() as ftp:
-            buf = io.BytesIO()
-            try:
-                ftp.retrbinary(f"RETR {self.mark}.txt", buf.write)
-                artifacts = buf.getvalue() == self.mark.encode()
-            except ftplib.error_perm:
-                artifacts = False
-        mqtt = exec_in("flops_mqtt", "mosquitto_sub", "-p", "9027", "-t", "safety/mark",
-                       "-C", "1", "-W", "5").strip() == self.mark
-        return {"registry": registry, "flops_db": flops_db, "mlflow_db": mysql,
-                "artifacts": artifacts, "mqtt": mqtt}
-
-
-ALL = {"registry": True, "flops_db": True, "mlflow_db": True, "artifacts": True, "mqtt": True}
 
 
 @pytest.fixture
@@ -177,6 +101,21 @@ def test_redb_empties_only_the_flops_db_through_the_managers_api(stores):
     assert stores.mongo().other_db.keep.find_one({"mark": stores.mark}) is not None
 
 
+def test_reset_clean_empties_every_store_but_the_registry(stores):
+    ok(inv("reset", "--clean", "--yes"))
+    assert stores.held() == {**{k: False for k in ALL}, "registry": True}
+    stores.write_all()  # every emptied store works again, with upstream's credentials
+    assert stores.held() == ALL
+
+
+def test_reset_all_empties_every_store(stores):
+    ok(inv("reset", "--all", "--yes"))
+    assert stores.held() == {k: False for k in ALL}
+    stores.write_all()
+    assert stores.held() == ALL
+    assert fetch_every_blob(stores.image) == 2
+
+
 def test_reset_db_empties_only_the_flops_db(stores):
     manager_db("write", stores.mark)
     ok(inv("reset", "--db", "--yes"))
@@ -219,7 +158,8 @@ def test_reset_registry_flag(stores):
 
 
 def test_destructive_tasks_refuse_without_a_tty_and_change_nothing(stores):
-    for args in (("clear-registry",), ("redb",), ("reset", "--registry"), ("reset", "--db")):
+    for args in (("clear-registry",), ("redb",), ("reset", "--registry"), ("reset", "--db"),
+                 ("reset", "--clean"), ("reset", "--all"), ("fresh-start",)):
         res = inv(*args)
         assert res.returncode == 3, res.stdout + res.stderr
         assert "This will delete:" in res.stderr
