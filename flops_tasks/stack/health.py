@@ -16,7 +16,7 @@ from collections.abc import Callable
 from .. import env as envmod
 from ..errors import FlopsError
 from ..outcome import Outcome, failed, ok
-from . import flopsdb, registry
+from . import flopsdb, preflight, registry
 from .project import (
     ARTIFACT_STORE,
     BACKEND_STORE,
@@ -115,6 +115,10 @@ def doctor(project: Project) -> list[Outcome]:
                                            + extra))
         else:
             outcomes.append(failed(STACK, svc, f"{_why_unhealthy(c, found)}; fix: inv up"))
+    running = {svc for svc, c in found.items() if c.running}
+    if running < set(SERVICES):  # what holds the ports or names of the services that are not up
+        outcomes += [failed(STACK, "conflict", line) for line in
+                     preflight.conflicts(project, running).lines]
     secrets = envmod.read_env_file(project.s.stack.env_file)
     outcomes.append(_check("registry", lambda: _registry(project), "inv up"))
     outcomes.append(_check("flops-db", lambda: _flops_db(project), "inv up"))

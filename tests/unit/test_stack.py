@@ -521,6 +521,20 @@ def test_doctor_names_the_broker_when_the_manager_lost_it(make, monkeypatch):
     assert rows["backend-store"].status is Status.OK
 
 
+def test_doctor_names_what_holds_the_place_of_a_service_that_is_not_up(make, monkeypatch):
+    stores_answer(monkeypatch)
+    project = make()
+    healthy_stack(project)
+    project.engine.containers = [c for c in project.engine.containers
+                                 if c["Name"] != "/flops_manager"]
+    project.engine.put(inspect(MANAGER, ours=False, labels={
+        "com.docker.compose.project.config_files": UPSTREAM_FILE}))
+    rows = [o for o in health.doctor(project) if o.step == "conflict"]
+    assert [o.status for o in rows] == [Status.FAILED, Status.FAILED]
+    assert f"upstream's own compose file {UPSTREAM_FILE}" in rows[0].detail
+    assert "port 5072 (flops_manager) is in use" in rows[1].detail
+
+
 def test_doctor_reports_a_store_that_does_not_do_its_job(make, monkeypatch):
     project = make()
     healthy_stack(project)
