@@ -528,7 +528,7 @@ def test_destructive_task_without_tty_lists_and_refuses(tmp_path, args, what):
 def test_scopes_emptying_the_flops_db_stop_when_oakestra_does_not_answer(tmp_path, args):
     """FLOps' apps go before its database: an unreachable System Manager stops the task
     before anything is deleted, and the line names the flag that skips the step."""
-    ran = run_case(Case(args, ()), tmp_path)
+    ran = run_case(Case(args, (), flops={"oakestra": {"timeout": 1}}), tmp_path)
     assert ran.returncode == 1, ran.output
     assert "Traceback" not in ran.output
     line = ran.output.strip()
