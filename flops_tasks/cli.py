@@ -290,7 +290,7 @@ def prepare(c: Any, roles: set[str] | None = None, host: str | None = None,
 
     with ui.LiveHosts(title, [t.label for t in targets]) as live:
         report.extend(fan_out(targets, work, ssh=s.ssh, config=c.config, dry=is_dry(c),
-                              observer=live, lock=not is_dry(c)))
+                              observer=live, lock=not is_dry(c), traffic=report.ssh))
     return finish(report, as_json, plan=plan, render=render)
 
 
@@ -314,28 +314,30 @@ def doctor(c: Any, as_json: bool = False, render: bool = True) -> Any:
     with ui.LiveHosts("doctor", [t.label for t in targets]) as live:
         report.extend(fan_out(targets, lambda session: doctor_host(
             session, set(session.target.roles), ctx), ssh=s.ssh, config=c.config,
-            observer=live))
+            observer=live, traffic=report.ssh))
     return finish(report, as_json, render=render)
 
 
 def bootstrap(c: Any, as_json: bool = False, render: bool = True) -> Any:
-    """up, then every inventory host for its roles (builders push-check), then doctor."""
+    """up, then every inventory host for its roles (builders push-check), then doctor, over
+    one SSH connection per host."""
     from .outcome import Report
+    from .ssh import shared_connections
 
     dry = is_dry(c)
     report = Report("bootstrap", dry=dry)
     stack_report = up(c, render=False)
-    report.extend(stack_report.outcomes)
-    report.notes.extend(stack_report.notes)
+    report.absorb(stack_report)
     if not stack_report.ok:
         return finish(report, as_json, render=render)
-    prepared = prepare(c, roles=None, push_check=True, render=False)
-    report.extend(prepared.outcomes)
-    report.notes.extend(prepared.notes)
-    if dry:
-        report.notes.append("doctor skipped in a dry run (nothing was changed to check)")
-    else:
-        report.extend(doctor(c, render=False).summary("doctor"))
+    with shared_connections():
+        report.absorb(prepare(c, roles=None, push_check=True, render=False))
+        if dry:
+            report.notes.append("doctor skipped in a dry run (nothing was changed to check)")
+        else:
+            checked = doctor(c, render=False)
+            report.extend(checked.summary("doctor"))
+            report.count_ssh(checked.ssh)
     return finish(report, as_json, render=render)
 
 
@@ -386,7 +388,8 @@ def learner_data(c: Any, host: str | None = None, src: str | None = None,
         report.extend(fan_out(
             targets, lambda session: data.copy_data(session, files, s.learner_data_dir,
                                                     progress=bar.advance),
-            ssh=s.ssh, config=c.config, dry=is_dry(c), step="learner-data", lock=not is_dry(c)))
+            ssh=s.ssh, config=c.config, dry=is_dry(c), step="learner-data", lock=not is_dry(c),
+            traffic=report.ssh))
     return finish(report, as_json, render=render)
 
 
@@ -442,31 +445,29 @@ def clear_images(c: Any, host: str | None = None, yes: bool = False,
     from . import env as envmod
     from .hosts import select_targets
     from .outcome import Report
-    from .ssh import HostSession, fan_out
+    from .ssh import HostSession, fan_out, shared_connections
 
     s = settings(c)
     registry = envmod.registry_host(s, envmod.resolve_addresses(s))
     targets = select_targets(host, list(s.inventory), None)
-    sessions: dict[str, HostSession] = {}
     found: dict[str, dict[str, list[str]]] = {}
 
     def listing(session: HostSession) -> list:
         found[session.label] = data.list_images(session, registry)
         return []
 
-    try:
+    with shared_connections():  # the listing's connections also remove
         report = Report("clear-images", dry=is_dry(c))
         report.extend(fan_out(targets, listing, ssh=s.ssh, config=c.config, dry=is_dry(c),
-                              sessions=sessions, step="list"))
+                              step="list", traffic=report.ssh))
         doomed = [f"{h}: {ref} ({store})" for h, stores in found.items()
                   for store, refs in stores.items() for ref in refs]
         if doomed:
             _confirm_deletion(doomed, yes, is_dry(c))
         reachable = [t for t in targets if t.label in found]
+        removed: dict[str, dict[str, int]] = {}
         report.extend(fan_out(reachable, lambda session: data.remove_images(
             session, found[session.label], registry), ssh=s.ssh, config=c.config,
-            dry=is_dry(c), sessions=sessions, step="clear-images", lock=not is_dry(c)))
-    finally:
-        for session in sessions.values():
-            session.close()
+            dry=is_dry(c), step="clear-images", lock=not is_dry(c), traffic=removed))
+        report.count_ssh(removed)
     return finish(report, as_json)
