@@ -139,9 +139,10 @@ def binfmt_supported() -> str:
 
 
 def dpkg_status(packages: Sequence[str]) -> str:
-    """``PACKAGE WANT OK STATUS`` per line for the packages dpkg knows (the others: nothing)."""
-    return cmd("dpkg-query", "-W", "-f", "${Package} ${Status}\n", "--", *packages) \
-        + " 2>/dev/null"
+    """``PACKAGE WANT OK STATUS [VERSION]`` per line for the packages dpkg knows (the others:
+    nothing)."""
+    return cmd("dpkg-query", "-W", "-f", "${Package} ${Status} ${Version}\n", "--",
+               *packages) + " 2>/dev/null"
 
 
 def mount_binfmt() -> str:
@@ -182,6 +183,129 @@ def docker_reload() -> str:
 
 def docker_info_json() -> str:
     return cmd("docker", "info", "--format", "{{json .}}")
+
+
+# -- cheap reads for the no-change check (facts.quick_probes says what each still proves) --
+DOCKER_SOCKET = "/var/run/docker.sock"
+API_MARK = "@@flops-api"
+# the docker CLI's config folder, as the CLI finds it (a shell expression, not quoted)
+DOCKER_CONFIG_DIR = '"${DOCKER_CONFIG:-$HOME/.docker}"'
+# where the docker CLI looks for plugins besides DOCKER_CONFIG_DIR/cli-plugins
+# (docker/cli cli-plugins/manager/manager_unix.go, defaultSystemPluginDirs)
+CLI_PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
+                   "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
+
+# GET each path (argv after the socket) over the engine's unix socket, HTTP/1.0, one process:
+# per path a line "API_MARK STATUS PATH", then the body; STATUS 0 when nothing answered.
+# Perl from perl-base (Essential on Debian and Ubuntu); Socket is part of it.
+_ENGINE_GET_PERL = r"""use Socket; my $m = '@@flops-api'; my $s = shift;
+$SIG{ALRM} = sub { print "\n$m 0 timeout\n"; exit 1 }; alarm 10;
+for my $p (@ARGV) {
+  my $c;
+  unless (socket($c, PF_UNIX, SOCK_STREAM, 0) && connect($c, pack_sockaddr_un($s))) {
+    print "$m 0 $p\nCannot connect to the Docker daemon at unix://$s: $!\n"; next }
+  syswrite($c, "GET $p HTTP/1.0\r\nHost: docker\r\n\r\n");
+  my $r = do { local $/; <$c> }; close($c); $r = "" unless defined $r;
+  my ($h, $b) = split(/\r\n\r\n/, $r, 2);
+  my ($code) = $h =~ m{^HTTP/\S+ (\d{3})};
+  print "$m ", (defined $code ? $code : 0), " $p\n", (defined $b ? $b : ""), "\n";
+}"""
+
+
+def volume_path(name: str) -> str:
+    from urllib.parse import quote
+
+    return f"/volumes/{quote(name, safe='')}"
+
+
+def container_path(name: str) -> str:
+    from urllib.parse import quote
+
+    return f"/containers/{quote(name, safe='')}/json"
+
+
+def engine_reads(volumes: Sequence[str] = (), containers: Sequence[str] = ()) -> str:
+    """The engine's ``/info``, then each volume and container, in one process.
+
+    Over the engine's socket (``/var/run/docker.sock``) with perl where the docker CLI would
+    talk to that socket too: no ``DOCKER_HOST``/``DOCKER_CONTEXT`` and no ``currentContext``
+    in the CLI's config. Otherwise (or without perl) the docker CLI answers, one call per
+    read, in the same format (``parse_engine_reads``). The bodies are the engine's JSON, as
+    ``docker info``/``inspect --format '{{json .}}'`` print it.
+    """
+    paths = ["/info", *(volume_path(v) for v in volumes),
+             *(container_path(c) for c in containers)]
+    fallback = [(paths[0], docker_info_json(), "0")]
+    fallback += [(p, cmd("docker", "volume", "inspect", "--format", "{{json .}}", v), "404")
+                 for p, v in zip(paths[1:], volumes, strict=False)]
+    fallback += [(p, cmd("docker", "container", "inspect", "--format", "{{json .}}", c), "404")
+                 for p, c in zip(paths[1 + len(volumes):], containers, strict=True)]
+    cli = "; ".join(f"o=$({command} 2>&1) && s=200 || s={missing}; "
+                    f"printf '%s %s %s\\n%s\\n' {q(API_MARK)} \"$s\" {q(path)} \"$o\""
+                    for path, command, missing in fallback)
+    config = f"{DOCKER_CONFIG_DIR}/config.json"
+    same_engine = (f'[ -z "${{DOCKER_HOST:-}}${{DOCKER_CONTEXT:-}}" ] && '
+                   f"{{ [ ! -e {config} ] || ! grep -q '\"currentContext\"' {config}; }} && "
+                   f"{has_command('perl')} >/dev/null")
+    return if_else(same_engine, cmd("perl", "-e", _ENGINE_GET_PERL, DOCKER_SOCKET, *paths),
+                   cli)
+
+
+def parse_engine_reads(stdout: str) -> dict[str, tuple[int, str]]:
+    """``engine_reads`` output as ``path -> (HTTP status, body)``; 0: nothing answered."""
+    found: dict[str, tuple[int, str]] = {}
+    path: str | None = None
+    status, lines = 0, []
+    for line in stdout.splitlines() + [f"{API_MARK} 0 "]:
+        if line.startswith(API_MARK + " "):
+            if path is not None:
+                found[path] = (status, "\n".join(lines).strip())
+            code, _, rest = line[len(API_MARK) + 1:].partition(" ")
+            path, status, lines = (rest or None), int(code) if code.isdigit() else 0, []
+            continue
+        if path is not None:
+            lines.append(line)
+    return found
+
+
+def docker_config_file(*parts: str) -> str:
+    """A file under the docker CLI's config folder, as a shell word (the folder expanded)."""
+    return DOCKER_CONFIG_DIR + "/" + "/".join(q(p) for p in parts)
+
+
+def cat_docker_config(*parts: str, mark: str) -> str:
+    path = docker_config_file(*parts)
+    return if_else(f"test -f {path}", f"cat {path}", cmd("echo", mark))
+
+
+def find_cli_plugin(name: str) -> str:
+    """The path of the docker CLI plugin ``name`` where the CLI would find it; exit 1 if none."""
+    dirs = " ".join([f"{DOCKER_CONFIG_DIR}/cli-plugins", *(q(d) for d in CLI_PLUGIN_DIRS)])
+    return (f'for d in {dirs}; do if [ -x "$d"/{q(name)} ] && [ -f "$d"/{q(name)} ]; then '
+            f'echo "$d"/{q(name)}; exit 0; fi; done; exit 1')
+
+
+def binfmt_rules() -> str:
+    """The rules that register QEMU's handlers again at boot (systemd-binfmt's binfmt.d,
+    binfmt-support's binfmts), one path a line; no program started."""
+    return ('for f in /usr/lib/binfmt.d/qemu-*.conf /usr/share/binfmts/qemu-*; do '
+            'if [ -e "$f" ]; then echo "$f"; fi; done; true')
+
+
+def run_foreign_b64(programs: dict[str, str]) -> str:
+    """Run the probe program of the machine this node emulates (``programs``: ``uname -m``
+    name -> base64 program); it prints that machine when emulation works."""
+    cases = " ".join(f"{q(native)}) p={q(program)};;" for native, program in programs.items())
+    return (f'case "$(uname -m)" in {cases} *) exit 3;; esac; '
+            'f=$(mktemp /tmp/flops-probe.XXXXXX) && printf \'%s\' "$p" | base64 -d > "$f" && '
+            'chmod 700 "$f" && "$f"; rc=$?; rm -f "$f"; exit $rc')
+
+
+def tcp_check_docker0_quick(port: int, seconds: int = 2) -> str:
+    """``tcp_check_docker0`` with docker0's address read by one ``ip`` call (no awk, cut)."""
+    return ('a=""; p=""; for w in $(ip -4 -o addr show docker0 2>/dev/null); do '
+            '[ -z "$a" ] && [ "$p" = inet ] && a=${w%/*}; p=$w; done; echo "$a"; '
+            f'test -n "$a" && timeout {int(seconds)} {_tcp_open(port)}')
 
 
 

@@ -31,6 +31,7 @@ from .facts import (
     gather,
     handler_probe,
     learner_probes,
+    quick_probes,
     registry_probes,
 )
 from .outcome import Outcome, changed, failed, ok, unreachable, warning
@@ -140,6 +141,13 @@ def act_qemu(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
 
 # -- buildx and the named builder (where Docker runs) ---------------------------------------
 def check_buildx(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
+    if not f.has("buildx"):  # quick reads: the plugin file (see facts.quick_probes)
+        if not f.ok("buildx_plugin"):
+            return False, "docker buildx is not installed"
+        package = f.buildx_package
+        version = f.version(package)
+        return True, (f"docker buildx plugin {f.out('buildx_plugin').strip()}"
+                      + (f" ({package} {version})" if version else ""))
     if not f.ok("buildx"):
         return False, "docker buildx is not installed"
     return True, f.out("buildx").strip().splitlines()[0]
@@ -181,7 +189,7 @@ def act_builder(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
             raise RemoteFailure("the image store is not containerd: flops-tasks never switches "
                                 "it (that hides existing images); set flops.builder.driver to "
                                 "docker-container")
-        if not f.ok("context"):
+        if not f.context_host:
             s.change(C.docker_context_create(ctx.builder_name),
                      f"docker context create {ctx.builder_name}")
         return f"docker context {ctx.builder_name} (docker driver, containerd store)"
@@ -404,7 +412,11 @@ def steps_for(roles: set[str]) -> list[Step]:
     return steps
 
 
-def probes_for(roles: set[str], ctx: PrepContext) -> list[tuple[str, str]]:
+def probes_for(roles: set[str], ctx: PrepContext, quick: bool = False
+               ) -> list[tuple[str, str]]:
+    """The full probes of ``roles``; ``quick``: the cheaper reads a re-run starts with."""
+    if quick:
+        return quick_probes(roles, ctx.registry, ctx.builder_name, ctx.data_dir)
     probes = base_probes() + registry_probes(ctx.registry)
     if BUILDER in roles:
         probes += builder_probes(ctx.builder_name)
@@ -493,11 +505,26 @@ def prepare_host(session: HostSession, roles: set[str], ctx: PrepContext) -> lis
     return outcomes
 
 
+def all_in_place(f: WorkerFacts, roles: set[str], ctx: PrepContext) -> bool:
+    """Every step of ``roles`` applicable and already as wanted on these facts (a refusal,
+    a failed preflight or one step that differs: False)."""
+    if preflight(f, roles) is not None:
+        return False
+    try:
+        return all(step.check(f, ctx)[0] for step in steps_for(roles) if step.applies(f, ctx))
+    except Refusal:
+        return False
+
+
 def _converge(session: HostSession, roles: set[str], ctx: PrepContext, outcomes: list[Outcome],
               current: list[str]) -> None:
     host = session.label
     probes = probes_for(roles, ctx)
-    facts = gather(session, probes)
+    # a re-run reads cheaply first; only a host the quick reads do not confirm gets the
+    # full probes, and they alone decide what to change (facts.quick_probes)
+    facts = gather(session, probes_for(roles, ctx, quick=True))
+    if not all_in_place(facts, roles, ctx):
+        facts = gather(session, probes)
     problem = preflight(facts, roles)
     if problem:
         outcomes.append(failed(host, "preflight", problem))
