@@ -150,13 +150,21 @@ def mount_binfmt() -> str:
                    cmd("mount", "-t", "binfmt_misc", "binfmt_misc", BINFMT))
 
 
+APT_LISTS = "/var/lib/apt/lists"
+APT_FRESH_MINUTES = 60
+
+
 def apt_install(packages: Sequence[str]) -> str:
-    """Non-interactive install; ``apt-get update`` first so a fresh node finds the packages."""
+    """Non-interactive install in one transaction. ``apt-get update`` first, unless the
+    package lists were updated in the last ``APT_FRESH_MINUTES`` (then only when the install
+    fails with them, say a package they do not know)."""
     env = "DEBIAN_FRONTEND=noninteractive"
-    return all_of(
-        f"{env} {cmd('apt-get', 'update', '-qq')}",
-        f"{env} {cmd('apt-get', 'install', '-y', '-qq', '--no-install-recommends', *packages)}",
-    )
+    update = f"{env} {cmd('apt-get', 'update', '-qq')}"
+    install = f"{env} " + cmd("apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                              *packages)
+    fresh = (f"find {q(APT_LISTS)} -maxdepth 1 -name '*Release' -mmin -{APT_FRESH_MINUTES} "
+             "2>/dev/null | grep -q .")
+    return if_else(fresh, any_of(install, all_of(update, install)), all_of(update, install))
 
 
 

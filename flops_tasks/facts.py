@@ -207,6 +207,8 @@ class WorkerFacts:
     raw: dict[str, tuple[int, str]]
     # quick reads (``quick_probes``): engine API path -> (HTTP status, body)
     api: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # packages this run installed (or, under --dry, plans to) after the facts were read
+    fresh_installs: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         """Quick reads fill the names the full probes use, in the same shape."""
@@ -339,7 +341,7 @@ class WorkerFacts:
         return found
 
     def installed(self, package: str) -> bool:
-        return self.packages.get(package, False)
+        return package in self.fresh_installs or self.packages.get(package, False)
 
     def version(self, package: str) -> str:
         """The installed version of ``package`` ("" when unknown or not installed)."""

@@ -87,6 +87,8 @@ class Step:
     applies: Applies = _always
     # why the step cannot be done on this host (reported as a warning), or None
     unavailable: Callable[[WorkerFacts, PrepContext], str | None] = _no_warning
+    # the packages its act installs: every step's are installed in one apt transaction
+    packages: Callable[[WorkerFacts, PrepContext], list[str]] = lambda f, ctx: []
 
 
 def _docker(f: WorkerFacts, ctx: PrepContext) -> bool:
@@ -112,18 +114,38 @@ def check_qemu(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
                   f"{foreign} binary prints {foreign}")
 
 
+def qemu_packages(f: WorkerFacts, ctx: PrepContext) -> list[str]:
+    return [] if f.installed("qemu-user-static") else ["qemu-user-static"]
+
+
+def _refuse_conflicts(s: HostSession, f: WorkerFacts, packages: list[str]) -> None:
+    """Ubuntu's qemu-user-binfmt conflicts with qemu-user-static: never remove it for us."""
+    if "qemu-user-static" in packages and f.installed("qemu-user-binfmt") and not s.dry:
+        sim = s.probe(C.cmd("apt-get", "install", "-s", "--no-install-recommends",
+                            "qemu-user-static"))
+        if "qemu-user-binfmt" in sim.stdout and "REMOVED" in sim.stdout:
+            raise RemoteFailure("qemu-user-binfmt is installed and conflicts with "
+                                "qemu-user-static here: remove it yourself "
+                                "(apt-get remove qemu-user-binfmt), then re-run")
+
+
+def install_packages(s: HostSession, f: WorkerFacts, packages: list[str]) -> None:
+    """Every package the steps need, in one apt transaction (one ``apt-get update`` at most);
+    ``f`` then counts them as installed."""
+    if not packages:
+        return
+    _refuse_conflicts(s, f, packages)
+    s.change(C.apt_install(packages), f"apt-get install {' '.join(packages)}", timeout=900)
+    f.fresh_installs.update(packages)  # under --dry: planned once, not again by each step
+
+
 def act_qemu(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
     foreign = f.foreign
     done = []
-    if not f.installed("qemu-user-static"):
-        if f.installed("qemu-user-binfmt") and not s.dry:
-            sim = s.probe(C.cmd("apt-get", "install", "-s", "--no-install-recommends",
-                                "qemu-user-static"))
-            if "qemu-user-binfmt" in sim.stdout and "REMOVED" in sim.stdout:
-                raise RemoteFailure("qemu-user-binfmt is installed and conflicts with "
-                                    "qemu-user-static here: remove it yourself "
-                                    "(apt-get remove qemu-user-binfmt), then re-run")
-        s.change(C.apt_install(["qemu-user-static"]), "apt-get install qemu-user-static")
+    if "qemu-user-static" in f.fresh_installs:
+        done.append("installed qemu-user-static")
+    elif not f.installed("qemu-user-static"):
+        install_packages(s, f, ["qemu-user-static"])
         done.append("installed qemu-user-static")
     if not f.ok("binfmt_mounted"):
         s.change(C.mount_binfmt(), f"mount binfmt_misc at {C.BINFMT}")
@@ -153,9 +175,14 @@ def check_buildx(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
     return True, f.out("buildx").strip().splitlines()[0]
 
 
+def buildx_packages(f: WorkerFacts, ctx: PrepContext) -> list[str]:
+    return [f.buildx_package]
+
+
 def act_buildx(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
     package = f.buildx_package
-    s.change(C.apt_install([package]), f"apt-get install {package}")
+    if package not in f.fresh_installs:
+        s.change(C.apt_install([package]), f"apt-get install {package}")
     return f"installed {package}"
 
 
@@ -384,8 +411,9 @@ def act_sidecar(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("qemu", frozenset({BUILDER}), check_qemu, act_qemu),
-    Step("buildx", frozenset({BUILDER}), check_buildx, act_buildx, applies=_docker),
+    Step("qemu", frozenset({BUILDER}), check_qemu, act_qemu, packages=qemu_packages),
+    Step("buildx", frozenset({BUILDER}), check_buildx, act_buildx, applies=_docker,
+         packages=buildx_packages),
     Step("trust-docker", frozenset({BUILDER, LEARNER}), check_trust_docker, act_trust_docker,
          applies=_docker),
     Step("builder", frozenset({BUILDER}), check_builder, act_builder, applies=_docker),
@@ -538,6 +566,9 @@ def _converge(session: HostSession, roles: set[str], ctx: PrepContext, outcomes:
                         for o in refused)
         return
     acted: list[tuple[Step, str]] = []
+    current[0] = next((step.name for step, in_place, _ in results if not in_place), "preflight")
+    install_packages(session, facts, list(dict.fromkeys(
+        p for step, in_place, _ in results if not in_place for p in step.packages(facts, ctx))))
     for step, in_place, detail in results:
         current[0] = step.name
         if in_place:

@@ -173,3 +173,40 @@ def test_engine_reads_ask_the_cli_where_it_would_talk_to_another_engine(tmp_path
     assert got == {"/info": (200, '{"ServerVersion":"cli"}'), "/volumes/vol": (404, ""),
                    "/containers/side/json": (200, '{"Name":"side"}'),
                    "/containers/gone/json": (200, '{"Name":"gone"}')}
+
+
+@pytest.mark.parametrize("lists, install_rc, calls", [
+    ("fresh", 0, ["install"]),
+    ("fresh", 100, ["install", "update", "install"]),  # lists that lack a package
+    ("old", 0, ["update", "install"]),
+    ("none", 0, ["update", "install"]),
+])
+def test_apt_install_updates_the_lists_only_when_they_are_old(tmp_path, lists, install_rc,
+                                                              calls):
+    import os
+    import shutil
+    import time
+
+    listdir = tmp_path / "lists"
+    listdir.mkdir()
+    if lists != "none":
+        release = listdir / "deb.debian.org_debian_dists_trixie_InRelease"
+        release.write_text("x")
+        if lists == "old":
+            past = time.time() - 2 * 3600
+            os.utime(release, (past, past))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "apt.log"
+    (bin_dir / "apt-get").write_text(
+        f'#!/bin/sh\necho "$1" >> {log}\n[ "$1" = install ] && [ ! -e {tmp_path}/updated ] '
+        f'&& exit {install_rc}\n[ "$1" = update ] && touch {tmp_path}/updated\nexit 0\n')
+    (bin_dir / "apt-get").chmod(0o755)
+    for tool in ("find", "grep", "touch"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    script = commands.apt_install(["qemu-user-static"]).replace(commands.APT_LISTS,
+                                                                str(listdir))
+    res = subprocess.run(["/bin/sh", "-c", script], env={"PATH": str(bin_dir)},
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert log.read_text().split() == calls

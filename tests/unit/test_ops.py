@@ -65,7 +65,9 @@ def test_fresh_docker_node_plans_every_step_in_a_dry_run():
         "nodeengine-imageBuilder": "warning", "data": "changed", "sidecar": "changed",
         "nodeengine-FLOps": "warning"}
     assert s.changes == []  # nothing ran
-    assert s.plan[:2] == ["apt-get install qemu-user-static", "apt-get install docker-buildx"]
+    # every package of both roles in one apt transaction
+    assert s.plan[0] == "apt-get install qemu-user-static docker-buildx"
+    assert not [p for p in s.plan[1:] if "apt-get" in p]
     assert any(p.startswith("set config_path in /etc/containerd/config.toml") for p in s.plan)
     assert all(o.detail.startswith("would change") for o in out if o.changed)
 
@@ -83,7 +85,10 @@ def test_fresh_docker_node_is_prepared_and_verified():
     assert got["sidecar"].detail.endswith("(warning: learners dial 172.17.0.1, docker0 is "
                                           "172.18.0.1)")
     summaries = s.summaries()
-    assert "apt-get install docker-buildx" in summaries
+    assert [sm for sm in summaries if "apt-get" in sm] == [
+        "apt-get install qemu-user-static docker-buildx"]
+    assert "installed qemu-user-static" in got["qemu"].detail
+    assert got["buildx"].detail.startswith("installed docker-buildx; verified:")
     # the config written is containerd's own file with config_path added
     config = next(c for sm, c in s.changes if sm.startswith("set config_path"))
     assert 'config_path = \\"/etc/containerd/certs.d\\"' in config or \

@@ -536,8 +536,8 @@ def test_a_run_shares_one_connection_per_host_across_fan_outs(remote, ssh_settin
     first: dict[str, dict[str, int]] = {}
     second: dict[str, dict[str, int]] = {}
     with ssh.shared_connections() as run:
-        one = fan_out(targets, work, ssh=ssh_settings(), traffic=first)
-        two = fan_out(targets, work, ssh=ssh_settings(), traffic=second)
+        one = fan_out(targets, work, ssh=ssh_settings(parallel=1), traffic=first)
+        two = fan_out(targets, work, ssh=ssh_settings(parallel=1), traffic=second)
         with ssh.shared_connections() as inner:  # nested: the outer run's connections
             assert inner is run
     assert [o.detail for o in one + two] == ["a1", "b1", "a2", "b2"]
