@@ -56,17 +56,20 @@ def write_file(path: str, content: str, mode: str = "0644") -> str:
     )
 
 
-def probe_batch(probes: Sequence[tuple[str, str]]) -> str:
+def probe_batch(probes: Sequence[tuple[str, str]], grouped: bool = False) -> str:
     """Many read-only probes in one round trip.
 
     Each probe's output is framed by marker lines that carry its name and exit code, so
-    ``parse_probe_batch`` can split them apart. Probes run in a subshell with stdin closed.
+    ``parse_probe_batch`` can split them apart. Probes run in a subshell with stdin closed;
+    ``grouped``: in the batch's own shell (no fork per probe), for probes that never
+    ``exit`` and set no variable another probe reads.
     """
     parts = []
     for name, command in probes:
+        body = f"{{ {command}; }}" if grouped else f"( {command} )"
         # printf, not echo: dash's echo reads backslash escapes in the name
         parts.append(
-            f"printf '%s\\n' {q(PROBE_MARK + ' ' + name)}; ( {command} ) </dev/null 2>&1; "
+            f"printf '%s\\n' {q(PROBE_MARK + ' ' + name)}; {body} </dev/null 2>&1; "
             f"rc=$?; printf '\\n%s %s\\n' {q(PROBE_MARK + ' rc')} \"$rc\""
         )
     return "; ".join(parts)
@@ -204,13 +207,20 @@ CLI_PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/dock
                    "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
 
 # GET each path (argv after the socket) over the engine's unix socket, HTTP/1.0, one process:
-# per path a line "API_MARK STATUS PATH", then the body; STATUS 0 when nothing answered.
-# Perl from perl-base (Essential on Debian and Ubuntu); Socket is part of it.
-_ENGINE_GET_PERL = r"""use Socket; my $m = '@@flops-api'; my $s = shift;
+# per path a line "API_MARK STATUS PATH", then the body; STATUS 0 when nothing answered. An
+# argument "tcp:ADDRESS:PORT" instead opens that TCP port (STATUS 200: it answered).
+# Plain perl (perl-base is Essential on Debian and Ubuntu), no module: loading Socket costs
+# more than the reads. Linux's values: AF_UNIX 1, AF_INET 2, SOCK_STREAM 1 (amd64, arm64).
+_ENGINE_GET_PERL = r"""my $m = '@@flops-api'; my $s = shift;
 $SIG{ALRM} = sub { print "\n$m 0 timeout\n"; exit 1 }; alarm 10;
 for my $p (@ARGV) {
   my $c;
-  unless (socket($c, PF_UNIX, SOCK_STREAM, 0) && connect($c, pack_sockaddr_un($s))) {
+  if ($p =~ /^tcp:([0-9.]+):(\d+)$/) {
+    my $ok = socket($c, 2, 1, 0) && eval {
+      local $SIG{ALRM} = sub { die "timeout\n" }; alarm 2;
+      my $r = connect($c, pack("S n C4 x8", 2, $2, split(/\./, $1))); alarm 10; $r };
+    print "$m ", ($ok ? 200 : 0), " $p\n", ($ok ? "" : "$!"), "\n"; close($c) if $c; next }
+  unless (socket($c, 1, 1, 0) && connect($c, pack("S Z108", 1, $s))) {
     print "$m 0 $p\nCannot connect to the Docker daemon at unix://$s: $!\n"; next }
   syswrite($c, "GET $p HTTP/1.0\r\nHost: docker\r\n\r\n");
   my $r = do { local $/; <$c> }; close($c); $r = "" unless defined $r;
@@ -232,8 +242,11 @@ def container_path(name: str) -> str:
     return f"/containers/{quote(name, safe='')}/json"
 
 
-def engine_reads(volumes: Sequence[str] = (), containers: Sequence[str] = ()) -> str:
-    """The engine's ``/info``, then each volume and container, in one process.
+def engine_reads(volumes: Sequence[str] = (), containers: Sequence[str] = (),
+                 tcp_port: int | None = None) -> str:
+    """The engine's ``/info``, then each volume and container, in one process; with
+    ``tcp_port``: docker0's address (section ``docker0``) and whether that port answers on
+    it (section ``tcp:ADDRESS:PORT``, as ``tcp_check_docker0``).
 
     Over the engine's socket (``/var/run/docker.sock``) with perl where the docker CLI would
     talk to that socket too: no ``DOCKER_HOST``/``DOCKER_CONTEXT`` and no ``currentContext``
@@ -251,12 +264,23 @@ def engine_reads(volumes: Sequence[str] = (), containers: Sequence[str] = ()) ->
     cli = "; ".join(f"o=$({command} 2>&1) && s=200 || s={missing}; "
                     f"printf '%s %s %s\\n%s\\n' {q(API_MARK)} \"$s\" {q(path)} \"$o\""
                     for path, command, missing in fallback)
+    tcp = extra = address = ""
+    if tcp_port is not None:
+        # docker0's address with one `ip` call and shell builtins
+        address = ('a=""; p=""; for w in $(ip -4 -o addr show docker0 2>/dev/null); do '
+                   '[ -z "$a" ] && [ "$p" = inet ] && a=${w%/*}; p=$w; done; '
+                   f'printf \'%s 200 docker0\\n%s\\n\' {q(API_MARK)} "$a"; ')
+        extra = f' ${{a:+"tcp:$a:{int(tcp_port)}"}}'
+        tcp = (f'; if [ -n "$a" ] && timeout 2 {_tcp_open(int(tcp_port))} 2>/dev/null; '
+               f'then s=200; else s=0; fi; '
+               f'printf \'%s %s %s\\n\\n\' {q(API_MARK)} "$s" "tcp:$a:{int(tcp_port)}"')
     config = f"{DOCKER_CONFIG_DIR}/config.json"
     same_engine = (f'[ -z "${{DOCKER_HOST:-}}${{DOCKER_CONTEXT:-}}" ] && '
                    f"{{ [ ! -e {config} ] || ! grep -q '\"currentContext\"' {config}; }} && "
                    f"{has_command('perl')} >/dev/null")
-    return if_else(same_engine, cmd("perl", "-e", _ENGINE_GET_PERL, DOCKER_SOCKET, *paths),
-                   cli)
+    return address + if_else(
+        same_engine, cmd("perl", "-e", _ENGINE_GET_PERL, DOCKER_SOCKET, *paths) + extra,
+        cli + tcp)
 
 
 def parse_engine_reads(stdout: str) -> dict[str, tuple[int, str]]:
@@ -287,10 +311,12 @@ def cat_docker_config(*parts: str, mark: str) -> str:
 
 
 def find_cli_plugin(name: str) -> str:
-    """The path of the docker CLI plugin ``name`` where the CLI would find it; exit 1 if none."""
+    """The path of the docker CLI plugin ``name`` where the CLI would find it; status 1 if
+    none (no ``exit``: it may run in the batch's own shell)."""
     dirs = " ".join([f"{DOCKER_CONFIG_DIR}/cli-plugins", *(q(d) for d in CLI_PLUGIN_DIRS)])
-    return (f'for d in {dirs}; do if [ -x "$d"/{q(name)} ] && [ -f "$d"/{q(name)} ]; then '
-            f'echo "$d"/{q(name)}; exit 0; fi; done; exit 1')
+    return (f'x=""; for d in {dirs}; do if [ -z "$x" ] && [ -x "$d"/{q(name)} ] && '
+            f'[ -f "$d"/{q(name)} ]; then x="$d"/{q(name)}; fi; done; '
+            '[ -n "$x" ] && echo "$x"')
 
 
 def binfmt_rules() -> str:
@@ -298,22 +324,6 @@ def binfmt_rules() -> str:
     binfmt-support's binfmts), one path a line; no program started."""
     return ('for f in /usr/lib/binfmt.d/qemu-*.conf /usr/share/binfmts/qemu-*; do '
             'if [ -e "$f" ]; then echo "$f"; fi; done; true')
-
-
-def run_foreign_b64(programs: dict[str, str]) -> str:
-    """Run the probe program of the machine this node emulates (``programs``: ``uname -m``
-    name -> base64 program); it prints that machine when emulation works."""
-    cases = " ".join(f"{q(native)}) p={q(program)};;" for native, program in programs.items())
-    return (f'case "$(uname -m)" in {cases} *) exit 3;; esac; '
-            'f=$(mktemp /tmp/flops-probe.XXXXXX) && printf \'%s\' "$p" | base64 -d > "$f" && '
-            'chmod 700 "$f" && "$f"; rc=$?; rm -f "$f"; exit $rc')
-
-
-def tcp_check_docker0_quick(port: int, seconds: int = 2) -> str:
-    """``tcp_check_docker0`` with docker0's address read by one ``ip`` call (no awk, cut)."""
-    return ('a=""; p=""; for w in $(ip -4 -o addr show docker0 2>/dev/null); do '
-            '[ -z "$a" ] && [ "$p" = inet ] && a=${w%/*}; p=$w; done; echo "$a"; '
-            f'test -n "$a" && timeout {int(seconds)} {_tcp_open(port)}')
 
 
 

@@ -140,12 +140,17 @@ def quick_probes(roles: set[str], registry: str, builder: str, data_dir: str = "
       that name pointing at the engine's socket, the engine runs, with the containerd image
       store; a docker-container builder is buildx's instance file (driver, platforms) and
       its BuildKit container running. They no longer ask BuildKit itself which platforms it
-      offers: for the docker driver these follow from the QEMU handler checked and the
-      foreign program run in the same batch (BuildKit finds emulators through the same
-      binfmt handlers); for docker-container from the platforms the builder was made for.
-    - ``run_foreign`` runs the probe program of the emulated machine only; the native one
-      proved nothing about QEMU. ``sidecar_tcp`` reads docker0's address itself.
-    Everything else is the full probe's own read (files, dpkg-query, shell tests).
+      offers: for the docker driver these follow from the QEMU handler read in the same
+      batch (BuildKit finds emulators through the same binfmt handlers); for
+      docker-container from the platforms the builder was made for.
+    - The QEMU handler's own file (enabled, the ``F`` flag) replaces running a program of
+      the emulated machine: with ``F`` the kernel opened the interpreter when the handler
+      was registered, so a handler that reads so runs foreign programs unless the
+      interpreter itself is broken. It no longer proves that a foreign program runs now.
+    - The TCP check of the sidecar's port on docker0 is the same connect, made by the
+      engine read's perl process (docker0's address from one ``ip`` call).
+    Everything else is the full probe's own read (files, dpkg-query, shell tests). All of
+    them run in the batch's own shell (no fork per probe: ``probe_batch(grouped=True)``).
     """
     full = dict(base_probes() + registry_probes(registry))
     keep = ["machine", "os", "apt", "systemd", "daemon_json", "nodeengine", "containerd",
@@ -158,21 +163,20 @@ def quick_probes(roles: set[str], registry: str, builder: str, data_dir: str = "
         probes += [(name, builder_full[name]) for name in (
             "packages", "binfmt_support", "binfmt_mounted", "binfmt_persist", "buildkitd")]
         probes += [handler_probe(machine) for machine in MACHINES]
-        probes.append(("run_foreign", C.run_foreign_b64(
-            {native: MACHINES[foreign_machine(native)][1] for native in MACHINES})))
         probes.append(("buildx_plugin", C.find_cli_plugin("docker-buildx")))
         probes.append(("context_meta", C.cat_docker_config(
             "contexts", "meta", context_dir(builder), "meta.json", mark=MISSING)))
         probes.append(("buildx_instance", C.cat_docker_config(
             "buildx", "instances", builder, mark=MISSING)))
         containers.append(builder_container(builder))
+    tcp = None
     if "learner" in roles:
         volumes.append(C.DATA_VOLUME)
         containers.append(C.SIDECAR)
-        probes.append(("sidecar_tcp", C.tcp_check_docker0_quick(C.SIDECAR_PORT, seconds=2)))
+        tcp = C.SIDECAR_PORT
         if data_dir:
             probes.append(("data_dir", C.cmd("test", "-d", data_dir)))
-    probes.append(("engine", C.engine_reads(volumes, containers)))
+    probes.append(("engine", C.engine_reads(volumes, containers, tcp_port=tcp)))
     return probes
 
 
@@ -222,6 +226,11 @@ class WorkerFacts:
             if path in self.api:
                 status, body = self.api[path]
                 self.raw.setdefault(name, (0 if status == 200 else 1, body))
+        if "docker0" in self.api:
+            address = self.api["docker0"][1]
+            status = self.api.get(f"tcp:{address}:{C.SIDECAR_PORT}", (0, ""))[0]
+            self.raw.setdefault("docker0", (0, address))
+            self.raw.setdefault("sidecar_tcp", (0 if status == 200 and address else 1, address))
 
     @property
     def quick(self) -> bool:
@@ -360,10 +369,11 @@ class WorkerFacts:
         flags = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("flags:")), "")
         return (bool(lines) and lines[0].strip() == "enabled" and "F" in flags), flags
 
-    def runs(self, machine: str) -> bool:
-        """A program of ``machine`` ran and printed its machine (quick reads: the emulated
-        machine's program only)."""
-        name = f"run_{machine}" if self.has(f"run_{machine}") else "run_foreign"
+    def runs(self, machine: str) -> bool | None:
+        """A program of ``machine`` ran and printed its machine; None: not run (quick reads)."""
+        name = f"run_{machine}"
+        if not self.has(name):
+            return None
         return self.ok(name) and self.out(name).strip() == machine
 
     @property
@@ -415,8 +425,8 @@ class WorkerFacts:
             native = MACHINES.get(self.machine, ("", ""))[0]
             emulated = MACHINES.get(self.foreign, ("", ""))[0]
             enabled, _ = self.handler(self.foreign)
-            return [p for p in (native, emulated if enabled and self.runs(self.foreign) else "")
-                    if p]
+            return [p for p in (native, emulated if enabled and self.runs(self.foreign) is not
+                                False else "") if p]
         instance = self._json_file("buildx_instance")
         nodes = instance.get("Nodes") or []
         if instance.get("Driver") != driver or not nodes or not isinstance(nodes[0], dict):
@@ -446,11 +456,11 @@ class WorkerFacts:
 
     @property
     def docker0(self) -> str:
-        if not self.has("docker0"):  # quick reads: sidecar_tcp prints it first
-            lines = self.out("sidecar_tcp").splitlines()
-            return lines[0].strip() if lines else ""
         return self.out("docker0").strip()
 
 
-def gather(session: Any, probes: list[tuple[str, str]]) -> WorkerFacts:
+def gather(session: Any, probes: list[tuple[str, str]], grouped: bool = False) -> WorkerFacts:
+    """One round trip; ``grouped`` for probes that may share the batch's shell (quick)."""
+    if grouped:
+        return WorkerFacts(session.probes(probes, grouped=True))
     return WorkerFacts(session.probes(probes))

@@ -105,13 +105,15 @@ def check_qemu(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
     if not enabled:
         problems.append(f"qemu-{foreign} handler " + ("without the F flag" if flags
                                                      else "not registered"))
-    if not f.runs(foreign):
+    ran = f.runs(foreign)
+    if ran is False:
         problems.append(f"a {foreign} binary does not run")
     if problems:
         return False, "; ".join(problems)
     persist = "persistent" if f.out("binfmt_persist").strip() else "NOT persistent across reboots"
     return True, (f"qemu-user-static installed; qemu-{foreign} flags {flags} ({persist}); "
-                  f"{foreign} binary prints {foreign}")
+                  + (f"{foreign} binary prints {foreign}" if ran else
+                     f"handler enabled (quick read: no {foreign} binary run)"))
 
 
 def qemu_packages(f: WorkerFacts, ctx: PrepContext) -> list[str]:
@@ -535,7 +537,10 @@ def prepare_host(session: HostSession, roles: set[str], ctx: PrepContext) -> lis
 
 def all_in_place(f: WorkerFacts, roles: set[str], ctx: PrepContext) -> bool:
     """Every step of ``roles`` applicable and already as wanted on these facts (a refusal,
-    a failed preflight or one step that differs: False)."""
+    a failed preflight, one step that differs, or quick reads without the engine's answer
+    (its read did not run, so Docker's steps could not be judged): False)."""
+    if f.quick and "/info" not in f.api:
+        return False
     if preflight(f, roles) is not None:
         return False
     try:
@@ -550,8 +555,11 @@ def _converge(session: HostSession, roles: set[str], ctx: PrepContext, outcomes:
     probes = probes_for(roles, ctx)
     # a re-run reads cheaply first; only a host the quick reads do not confirm gets the
     # full probes, and they alone decide what to change (facts.quick_probes)
-    facts = gather(session, probes_for(roles, ctx, quick=True))
-    if not all_in_place(facts, roles, ctx):
+    try:
+        facts = gather(session, probes_for(roles, ctx, quick=True), grouped=True)
+    except RemoteFailure:  # a node whose shell could not run them: the full probes decide
+        facts = None
+    if facts is None or not all_in_place(facts, roles, ctx):
         facts = gather(session, probes)
     problem = preflight(facts, roles)
     if problem:

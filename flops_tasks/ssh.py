@@ -349,9 +349,11 @@ class HostSession:
             raise RemoteFailure(f"upload of {local} failed: {exc}") from None
         return remote
 
-    def probes(self, probes: list[tuple[str, str]]) -> dict[str, tuple[int, str]]:
-        """Many read-only probes in one round trip: ``name -> (exit code, output)``."""
-        res = self.probe(commands.probe_batch(probes))
+    def probes(self, probes: list[tuple[str, str]], grouped: bool = False
+               ) -> dict[str, tuple[int, str]]:
+        """Many read-only probes in one round trip: ``name -> (exit code, output)``
+        (``grouped``: see ``commands.probe_batch``)."""
+        res = self.probe(commands.probe_batch(probes, grouped=grouped))
         parsed = commands.parse_probe_batch(res.stdout)
         missing = [name for name, _ in probes if name not in parsed]
         if missing:

@@ -827,12 +827,10 @@ HOSTILE_CALLS = {
     "restart_containerd": lambda v, d: C.restart_containerd(v),
     "volume_path": lambda v, d: C.cmd("docker", C.volume_path(v)),
     "container_path": lambda v, d: C.cmd("docker", C.container_path(v)),
-    "engine_reads": lambda v, d: C.engine_reads([v, v], [v]),
+    "engine_reads": lambda v, d: C.engine_reads([v, v], [v], tcp_port=11027),
     "docker_config_file": lambda v, d: f"cat {C.docker_config_file(v, v)} 2>/dev/null; true",
     "cat_docker_config": lambda v, d: C.cat_docker_config(v, v, mark=v),
-    "find_cli_plugin": lambda v, d: f"( {C.find_cli_plugin(v)} ); true",
-    "run_foreign_b64": lambda v, d: f"( {C.run_foreign_b64({v: B64})} ); true",
-    "tcp_check_docker0_quick": lambda v, d: C.tcp_check_docker0_quick(v),
+    "find_cli_plugin": lambda v, d: f"{C.find_cli_plugin(v)}; true",
 }
 
 

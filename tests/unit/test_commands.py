@@ -210,3 +210,24 @@ def test_apt_install_updates_the_lists_only_when_they_are_old(tmp_path, lists, i
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert log.read_text().split() == calls
+
+
+@pytest.mark.skipif(not __import__("shutil").which("perl"), reason="perl is not installed")
+def test_the_engine_reads_tcp_check_says_which_port_answers(tmp_path):
+    import socket
+
+    listening = socket.create_server(("127.0.0.1", 0))
+    closed = socket.create_server(("127.0.0.1", 0))
+    free = closed.getsockname()[1]
+    closed.close()
+    port = listening.getsockname()[1]
+    try:
+        res = subprocess.run(["perl", "-e", commands._ENGINE_GET_PERL, str(tmp_path / "none"),
+                              f"tcp:127.0.0.1:{port}", f"tcp:127.0.0.1:{free}"],
+                             capture_output=True, text=True, timeout=30)
+    finally:
+        listening.close()
+    got = commands.parse_engine_reads(res.stdout)
+    assert got[f"tcp:127.0.0.1:{port}"] == (200, "")
+    assert got[f"tcp:127.0.0.1:{free}"][0] == 0
+    assert "refused" in got[f"tcp:127.0.0.1:{free}"][1].lower()

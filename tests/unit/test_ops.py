@@ -111,12 +111,26 @@ def test_fresh_containerd_only_builder():
 @pytest.mark.parametrize("name, roles", [("prepared-docker-both", BOTH),
                                          ("prepared-containerd-builder", BUILDER)])
 def test_a_prepared_node_changes_nothing(name, roles):
-    """Recordings of the full probes only: the quick reads confirm nothing, the full
-    probes find every step in place."""
+    """Recordings of the full probes: the engine read of the quick probes is missing (as if
+    it had not run), which never confirms a host: the full probes decide."""
     s = FakeSession(recorded(name))
     out = ops.prepare_host(s, roles, CTX)
     assert not [o for o in out if o.changed or o.bad], out
     assert s.changes == [] and s.gathers == 2
+
+
+def test_quick_reads_that_fail_to_run_hand_the_host_to_the_full_probes():
+    class Failing(FakeSession):
+        def probes(self, probes, grouped=False):
+            if grouped:
+                self.gathers += 1
+                raise ops.RemoteFailure("probes did not run (engine): sh: syntax error")
+            return super().probes(probes)
+
+    s = Failing(recorded("prepared-docker-both"))
+    out = ops.prepare_host(s, BOTH, CTX)
+    assert not [o for o in out if o.changed or o.bad], out
+    assert s.gathers == 2
 
 
 # -- the quick reads of a re-run (facts.quick_probes), recorded on prepared testbed workers ---
@@ -191,7 +205,8 @@ BUILDX_INSTANCE = json.dumps({
         {"Name": "flops-builder", "Endpoints": {"docker": {"Host": "tcp://10.0.0.9:2375"}}}))},
      "builder"),
     ("the QEMU handler is disabled", {"handler_aarch64": (0, "disabled\nflags: PF")}, "qemu"),
-    ("the foreign program does not run", {"run_foreign": (126, "exec format error")}, "qemu"),
+    ("the QEMU handler has no F flag", {"handler_aarch64": (0, "enabled\nflags: P")}, "qemu"),
+    ("the QEMU handler is gone", {"handler_aarch64": (0, "@@flops-missing")}, "qemu"),
     ("buildx is gone", {"buildx_plugin": (1, "")}, "buildx"),
     ("the sidecar stopped", {"engine": _engine(C.container_path(C.SIDECAR), 200,
                                                _sidecar(Running=False, Status="exited"))},
@@ -200,7 +215,9 @@ BUILDX_INSTANCE = json.dumps({
                                                '{"message":"No such container"}')}, "sidecar"),
     ("the volume is gone", {"engine": _engine(C.volume_path(C.DATA_VOLUME), 404, "{}")},
      "data"),
-    ("the port does not answer", {"sidecar_tcp": (1, "172.17.0.1")}, "sidecar"),
+    ("the port does not answer", {"engine": _engine("tcp:172.17.0.1:11027", 0, "refused")},
+     "sidecar"),
+    ("docker0 has no address", {"engine": _engine("docker0", 200, "")}, "sidecar"),
 ])
 def test_each_quick_read_sees_the_state_it_claims_to_detect(why, overrides, step):
     f = quick_facts(**overrides)
