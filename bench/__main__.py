@@ -348,15 +348,19 @@ def bench_rerun(repeat: int, sizes: list[int]) -> dict:
 
 
 def _worker_memory_mib(i: int) -> float:
-    """The memory a worker container uses now (its cgroup; page cache included)."""
+    """The memory a worker container's processes hold now (its cgroup's anonymous memory:
+    rss in cgroup v1, anon in v2; the page cache of its files is not counted)."""
     from flops_tasks import testbed as tb
 
     cpu = worker_cgroup(tb.worker_name(i))
     rel = str(cpu.parent).split("/sys/fs/cgroup/", 1)[1].split("/", 1)[1]
-    for path in (Path("/sys/fs/cgroup/memory") / rel / "memory.usage_in_bytes",
-                 cpu.parent / "memory.current"):
+    for path, key in ((Path("/sys/fs/cgroup/memory") / rel / "memory.stat", "total_rss"),
+                      (cpu.parent / "memory.stat", "anon")):
         if path.is_file():
-            return int(path.read_text()) / 2**20
+            for line in path.read_text().splitlines():
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value) / 2**20
     return float("nan")
 
 
@@ -371,7 +375,7 @@ def bench_scale(repeat: int, sizes: list[int]) -> dict:
     from flops_tasks.config import DEFAULTS
 
     biggest = max(sizes)
-    before = 8
+    before = min(8, biggest)
     _testbed(before, prepared=True)
     started = time.perf_counter()
     tb.up(workers=biggest, progress=lambda line: print(f"  [testbed] {line}", flush=True))
@@ -428,7 +432,8 @@ def bench_scale(repeat: int, sizes: list[int]) -> dict:
     data.update({"per_host": per_host, "base": base, "projection": projection})
     text = table(f"Scale: prepared workers, no-change, both roles (testbed of {biggest}: "
                  f"{biggest - before} more workers up in {start_s:.0f} s, "
-                 f"{data['worker_memory_mib_median']:.0f} MiB per prepared worker)", rows)
+                 f"{data['worker_memory_mib_median']:.0f} MiB of process memory per prepared "
+                 "worker)", rows)
     save("scale", data, text)
     return data
 
