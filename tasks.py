@@ -163,7 +163,7 @@ def demo(c, workers=None, json=False):
     cli.demo(c, workers=workers, as_json=json)
 
 
-@task(name="up", help={"workers": "number of worker containers (1-16, default 2)",
+@task(name="up", help={"workers": "number of worker containers (1-32, default 2)",
                        "kind": "docker (sshd + containerd + dockerd; builder and learner) or "
                        "containerd (sshd + containerd, no Docker; builder only), or a comma "
                        "list, one per worker in order (the last repeats); default docker",

@@ -341,7 +341,7 @@ def prepare(c: Any, roles: set[str] | None = None, host: str | None = None,
 
     with ui.LiveHosts(title, [t.label for t in targets]) as live:
         report.extend(fan_out(targets, work, ssh=s.ssh, config=c.config, dry=is_dry(c),
-                              observer=live, lock=not is_dry(c)))
+                              observer=live, lock=not is_dry(c), traffic=report.ssh))
     return finish(report, as_json, plan=plan, render=render)
 
 
@@ -365,28 +365,30 @@ def doctor(c: Any, as_json: bool = False, render: bool = True) -> Any:
     with ui.LiveHosts("doctor", [t.label for t in targets]) as live:
         report.extend(fan_out(targets, lambda session: doctor_host(
             session, set(session.target.roles), ctx), ssh=s.ssh, config=c.config,
-            observer=live))
+            observer=live, traffic=report.ssh))
     return finish(report, as_json, render=render)
 
 
 def bootstrap(c: Any, as_json: bool = False, render: bool = True) -> Any:
-    """up, then every inventory host for its roles (builders push-check), then doctor."""
+    """up, then every inventory host for its roles (builders push-check), then doctor, over
+    one SSH connection per host."""
     from .outcome import Report
+    from .ssh import shared_connections
 
     dry = is_dry(c)
     report = Report("bootstrap", dry=dry)
     stack_report = up(c, render=False)
-    report.extend(stack_report.outcomes)
-    report.notes.extend(stack_report.notes)
+    report.absorb(stack_report)
     if not stack_report.ok:
         return finish(report, as_json, render=render)
-    prepared = prepare(c, roles=None, push_check=True, render=False)
-    report.extend(prepared.outcomes)
-    report.notes.extend(prepared.notes)
-    if dry:
-        report.notes.append("doctor skipped in a dry run (nothing was changed to check)")
-    else:
-        report.extend(doctor(c, render=False).summary("doctor"))
+    with shared_connections():
+        report.absorb(prepare(c, roles=None, push_check=True, render=False))
+        if dry:
+            report.notes.append("doctor skipped in a dry run (nothing was changed to check)")
+        else:
+            checked = doctor(c, render=False)
+            report.extend(checked.summary("doctor"))
+            report.count_ssh(checked.ssh)
     return finish(report, as_json, render=render)
 
 
@@ -437,7 +439,8 @@ def learner_data(c: Any, host: str | None = None, src: str | None = None,
         report.extend(fan_out(
             targets, lambda session: data.copy_data(session, files, s.learner_data_dir,
                                                     progress=bar.advance),
-            ssh=s.ssh, config=c.config, dry=is_dry(c), step="learner-data", lock=not is_dry(c)))
+            ssh=s.ssh, config=c.config, dry=is_dry(c), step="learner-data", lock=not is_dry(c),
+            traffic=report.ssh))
     return finish(report, as_json, render=render)
 
 
@@ -488,16 +491,17 @@ def _learner_data_list(c: Any, s: Any, host: str | None, tag: str | None, as_jso
 
 class _WorkerImages:
     """clear-images in two halves, so a workflow can ask once for everything it deletes:
-    ``list`` reads every worker's stores, ``remove`` deletes what was listed."""
+    ``list`` reads every worker's stores, ``remove`` deletes what was listed. Run both
+    inside ``ssh.shared_connections()``: the listing's connections also remove."""
 
-    def __init__(self, c: Any, s: Any, host: str | None, registry_only: bool) -> None:
+    def __init__(self, c: Any, s: Any, host: str | None, registry_only: bool,
+                 report: Any) -> None:
         from . import env as envmod
         from .hosts import select_targets
 
-        self.c, self.s, self.registry_only = c, s, registry_only
+        self.c, self.s, self.registry_only, self.report = c, s, registry_only, report
         self.registry = envmod.registry_host(s, envmod.resolve_addresses(s))
         self.targets = select_targets(host, list(s.inventory), None)
-        self.sessions: dict[str, Any] = {}
         self.found: dict[str, Any] = {}
 
     def list(self) -> list:
@@ -509,8 +513,11 @@ class _WorkerImages:
                 session, self.registry, upstream=not self.registry_only)
             return []
 
-        return fan_out(self.targets, listing, ssh=self.s.ssh, config=self.c.config,
-                       dry=is_dry(self.c), sessions=self.sessions, step="list")
+        traffic: dict[str, dict[str, int]] = {}
+        outcomes = fan_out(self.targets, listing, ssh=self.s.ssh, config=self.c.config,
+                           dry=is_dry(self.c), step="list", traffic=traffic)
+        self.report.count_ssh(traffic)
+        return outcomes
 
     def deletes(self) -> list[str]:
         return [line for listing in self.found.values() for line in listing.deletes()]
@@ -520,14 +527,12 @@ class _WorkerImages:
         from .ssh import fan_out
 
         reachable = [t for t in self.targets if t.label in self.found]
-        return fan_out(reachable, lambda session: images.remove_images(
+        traffic: dict[str, dict[str, int]] = {}
+        outcomes = fan_out(reachable, lambda session: images.remove_images(
             session, self.found[session.label]), ssh=self.s.ssh, config=self.c.config,
-            dry=is_dry(self.c), sessions=self.sessions, step="clear-images",
-            lock=not is_dry(self.c))
-
-    def close(self) -> None:
-        for session in self.sessions.values():
-            session.close()
+            dry=is_dry(self.c), step="clear-images", lock=not is_dry(self.c), traffic=traffic)
+        self.report.count_ssh(traffic)
+        return outcomes
 
 
 def clear_images(c: Any, host: str | None = None, yes: bool = False,
@@ -535,15 +540,14 @@ def clear_images(c: Any, host: str | None = None, yes: bool = False,
     """Remove unused FLOps images (FLOps registry, and unless ``registry_only`` FLOps' own
     upstream images) from workers' Docker and containerd stores."""
     from .outcome import Report
+    from .ssh import shared_connections
 
-    workers = _WorkerImages(c, settings(c), host, registry_only)
-    try:
-        report = Report("clear-images", dry=is_dry(c))
+    report = Report("clear-images", dry=is_dry(c))
+    with shared_connections():
+        workers = _WorkerImages(c, settings(c), host, registry_only, report)
         report.extend(workers.list())
         _confirm_deletion(workers.deletes(), yes, is_dry(c))
         report.extend(workers.remove())
-    finally:
-        workers.close()
     return finish(report, as_json, render=render)
 
 
@@ -552,6 +556,7 @@ def fresh_start(c: Any, registry: bool = False, skip_apps: bool = False, yes: bo
     """Between experiments: FLOps' apps out of Oakestra, ``reset --clean`` (``--all`` with
     ``registry``), FLOps images off every worker, then doctor; one confirmation for all."""
     from .outcome import Report
+    from .ssh import shared_connections
     from .stack import lifecycle
 
     s = settings(c)
@@ -562,8 +567,8 @@ def fresh_start(c: Any, registry: bool = False, skip_apps: bool = False, yes: bo
     if plan is None:
         report.notes.append("FLOps' apps in Oakestra were not checked (--skip-apps)")
     project = _project(c, s)
-    workers = _WorkerImages(c, s, None, registry_only=False)
-    try:
+    with shared_connections():
+        workers = _WorkerImages(c, s, None, False, report)
         with _stack_lock(s):
             report.extend(workers.list())
             _confirm_deletion([*_apps_deletes(plan), *lifecycle.what_reset_deletes(
@@ -571,8 +576,6 @@ def fresh_start(c: Any, registry: bool = False, skip_apps: bool = False, yes: bo
             report.extend(_after_apps(s, plan, lambda p: lifecycle.reset(p, scope))(project))
         if report.ok:
             report.extend(workers.remove())
-    finally:
-        workers.close()
     if dry:
         report.notes.append("doctor skipped in a dry run (nothing was changed to check)")
     elif report.ok:
