@@ -175,7 +175,12 @@ def read_flops_db(s: Any) -> FlopsIds:
     from .stack.project import FLOPS_DB, FLOPS_DB_PORT, FLOPS_DB_SERVICE, Project
 
     project = Project(s)
-    project.owner(FLOPS_DB_SERVICE, FLOPS_DB_PORT)
+    try:
+        foreign = project.foreign_holder(FLOPS_DB_PORT)
+    except FlopsError:  # the engine does not answer: it runs no container on that port
+        foreign = None
+    if foreign is not None:
+        project.owner(FLOPS_DB_SERVICE, FLOPS_DB_PORT)  # the refusal that names the holder
     client = flopsdb.client(project)
     try:
         return read_flops_ids(client[FLOPS_DB])
@@ -184,7 +189,8 @@ def read_flops_db(s: Any) -> FlopsIds:
 
 
 def _short(exc: Exception) -> str:
-    """pymongo's first clause (it appends timeouts and the whole topology), or a refusal's."""
+    """pymongo's first clause (it appends timeouts and the whole topology), or a refusal's
+    (the port's holder)."""
     text = exc.message if isinstance(exc, FlopsError) else str(exc)
     return text.split(" (configured")[0].split(", Timeout:")[0].split(": refusing")[0][:200]
 
@@ -212,6 +218,8 @@ def flops_apps_plan(s: Any, *, without_db: bool = False, strict: bool = True,
             how = (f"ids in the FLOps DB ({len(ids.apps)} app ids, {len(ids.services)} service "
                    "ids), then FLOps' names and namespaces")
         except (PyMongoError, FlopsError) as exc:
+            if strict and isinstance(exc, FlopsError):
+                raise
             if strict:
                 raise FlopsError(
                     f"cannot read the FLOps DB (Mongo database 'flops', port 10027: "
