@@ -21,8 +21,12 @@ class FlopsError(Exit):
         return self.message or ""
 
 
-class ConfigError(FlopsError):
-    """Bad configuration: exit code 2 (usage), like a bad flag."""
+class UsageError(FlopsError):
+    """Bad input (a flag, a host, an address, a file): exit code 2, as for a bad flag."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, code=2)
+
+
+class ConfigError(UsageError):
+    """Bad configuration in invoke.yaml or the environment."""
