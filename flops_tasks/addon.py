@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from .config import Settings
-from .errors import FlopsError
+from .errors import FlopsError, UsageError
 from .outcome import Outcome, changed, ok
 
 STEP = "addon"
@@ -32,8 +32,8 @@ def ensure_checkout(s: Settings, dry: bool = False, plan: list[str] | None = Non
         note = "" if at.startswith(s.addon_ref) else f" (not the pinned {s.addon_ref[:12]})"
         return ok("stack", STEP, f"addon-FLOps checkout {path} at {at[:12]}{note}")
     if path.exists() and any(path.iterdir()):
-        raise FlopsError(f"{path} exists but is not a git checkout: remove it or set "
-                         "flops.addon.path", code=2)
+        raise UsageError(f"{path} exists but is not a git checkout: remove it or set "
+                         "flops.addon.path")
     summary = f"git clone {s.addon_url} {path} && git checkout {s.addon_ref}"
     if dry:
         if plan is not None:

@@ -6,7 +6,7 @@ rendered, so other tasks and Python code can compose them (``bootstrap`` does).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from .config import ADDRESS_VARS, settings
 
@@ -97,7 +97,8 @@ def up(c: Any, build: bool = False, as_json: bool = False, render: bool = True) 
     if not report.dry and report.ok:
         rows = health.status(_project(c))
         report.notes.append("endpoints: " + ", ".join(
-            f"{row['service']} {' '.join(map(str, row['ports']))}" for row in rows))
+            f"{row['service']} {' '.join(str(p) for p in cast(list, row['ports']))}"
+            for row in rows))
     return finish(report, as_json, render=render)
 
 
@@ -155,14 +156,14 @@ def reset(c: Any, registry: bool = False, db: bool = False, clean: bool = False,
     scope says otherwise: ``registry``, ``db`` (the FLOps database), ``clean`` (every store
     but the registry), ``all_`` (every store). Scopes that empty the FLOps database remove
     FLOps' apps from Oakestra first (unless ``skip_apps``)."""
-    from .errors import FlopsError
+    from .errors import UsageError
     from .stack import lifecycle
     from .stack.project import unknown_service
 
     unknown_service(service)
     if service and (registry or db or clean or all_ or recreate):
-        raise FlopsError("--service restarts one service and keeps all data: use it without "
-                         "--registry/--db/--clean/--all/--recreate", code=2)
+        raise UsageError("--service restarts one service and keeps all data: use it without "
+                         "--registry/--db/--clean/--all/--recreate")
     if service:
         return _stack_task(c, "reset", lambda project: lifecycle.rebuild_service(
             project, service), as_json=as_json, render=render, needs_docker=False)
@@ -231,29 +232,28 @@ def logs(c: Any, service: str | None = None, follow: bool = False, tail: str = "
 # -- the offline testbed ------------------------------------------------------------------
 def _workers(value: Any) -> int:
     """``--workers`` (a string from the command line, an int from Python; None: 2)."""
-    from .errors import FlopsError
+    from .errors import UsageError
     from .testbed import MAX_WORKERS
 
     if value is None:
         return 2
     text = str(value).strip()
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_WORKERS:
-        raise FlopsError(f"--workers must be a whole number from 1 to {MAX_WORKERS}, got {value}",
-                         code=2)
+        raise UsageError(f"--workers must be a whole number from 1 to {MAX_WORKERS}, got {value}")
     return int(text)
 
 
 def _kinds(value: Any) -> list[str] | None:
     """``--kind``: docker, containerd, or a comma list applied to the workers in order."""
-    from .errors import FlopsError
+    from .errors import UsageError
     from .testbed import KINDS
 
     if value is None:
         return None
     kinds = [k.strip() for k in str(value).split(",")]
     if not kinds or any(k not in KINDS for k in kinds):
-        raise FlopsError(f"--kind must be {' or '.join(KINDS)} (or a comma list of them, one "
-                         f"per worker), got {value!r}", code=2)
+        raise UsageError(f"--kind must be {' or '.join(KINDS)} (or a comma list of them, one "
+                         f"per worker), got {value!r}")
     return kinds
 
 
@@ -284,15 +284,15 @@ def _prep_context(s: Any, image: str | None = None, data_dir: str | None = None,
                   push_check: bool = False) -> Any:
     from . import env as envmod
     from .config import data_dir_problem, valid_image
-    from .errors import FlopsError
+    from .errors import UsageError
     from .ops import PrepContext
 
     problem = data_dir_problem(data_dir) if data_dir else None
     if problem:
-        raise FlopsError(f"bad --data-dir {data_dir!r}: {problem}", code=2)
+        raise UsageError(f"bad --data-dir {data_dir!r}: {problem}")
     if image is not None and not valid_image(image):
-        raise FlopsError(f"bad --image {image!r}: give an image reference such as "
-                         "registry:5073/ml-data-server:latest", code=2)
+        raise UsageError(f"bad --image {image!r}: give an image reference such as "
+                         "registry:5073/ml-data-server:latest")
     addresses = envmod.resolve_addresses(s)
     return PrepContext(
         registry=envmod.registry_host(s, addresses),
@@ -314,14 +314,14 @@ def prepare(c: Any, roles: set[str] | None = None, host: str | None = None,
     ``remove_check_tools``: instead, purge what earlier push checks installed (buildah ...).
     """
     from . import ops, ui
-    from .errors import FlopsError
+    from .errors import UsageError
     from .hosts import select_targets
     from .outcome import Report
     from .ssh import fan_out
 
     if remove_check_tools and push_check:
-        raise FlopsError("--remove-check-tools removes what --push-check installs: give one "
-                         "of them", code=2)
+        raise UsageError("--remove-check-tools removes what --push-check installs: give one "
+                         "of them")
     s = settings(c)
     ctx = _prep_context(s, image=image, data_dir=data_dir, push_check=push_check)
     role = next(iter(roles)) if roles and len(roles) == 1 else None
@@ -417,7 +417,7 @@ def learner_data(c: Any, host: str | None = None, src: str | None = None,
     """Copy Parquet files into learners' data mounts under ``tag`` (unchanged files are
     skipped), or with ``listing`` show per learner what its sidecar will serve."""
     from . import data, ui
-    from .errors import FlopsError
+    from .errors import UsageError
     from .hosts import select_targets
     from .outcome import Report
     from .ssh import fan_out
@@ -425,12 +425,11 @@ def learner_data(c: Any, host: str | None = None, src: str | None = None,
     s = settings(c)
     if listing:
         if src is not None:
-            raise FlopsError("--src copies files and --list only shows them: use one of them",
-                             code=2)
+            raise UsageError("--src copies files and --list only shows them: use one of them")
         return _learner_data_list(c, s, host, tag, as_json, render)
-    data.check_tag(tag)
+    tag = data.check_tag(tag)
     if src is None:
-        raise FlopsError("--src is missing: give parquet files, folders or globs", code=2)
+        raise UsageError("--src is missing: give parquet files, folders or globs")
     files = data.collect(src, tag)
     targets = select_targets(host, list(s.inventory), "learner")
     report = Report("learner-data", dry=is_dry(c))
@@ -447,7 +446,7 @@ def learner_data(c: Any, host: str | None = None, src: str | None = None,
 def _learner_data_list(c: Any, s: Any, host: str | None, tag: str | None, as_json: bool,
                        render: bool) -> Any:
     from . import data, ui
-    from .errors import FlopsError
+    from .errors import FlopsError, UsageError
     from .hosts import select_targets
     from .outcome import Report
     from .ssh import fan_out
@@ -466,10 +465,10 @@ def _learner_data_list(c: Any, s: Any, host: str | None, tag: str | None, as_jso
     if tag is not None and found and not any(tag in d.tags() for d in found.values()):
         held = sorted({t for d in found.values() for t in d.tags()})
         silent = [t.label for t in targets if t.label not in found]
-        raise FlopsError(
+        raise UsageError(
             f"unknown tag {tag!r}: the learners hold " + (
                 f"the tags {', '.join(held)}" if held else "no tagged data") +
-            (f" ({', '.join(silent)} did not answer)" if silent else ""), code=2)
+            (f" ({', '.join(silent)} did not answer)" if silent else ""))
     result = {
         "title": report.title, "ok": report.ok, "tag": tag,
         "hosts": {label: {"status": report.host_status(label).value,
@@ -491,7 +490,7 @@ def _learner_data_list(c: Any, s: Any, host: str | None, tag: str | None, as_jso
 
 class _WorkerImages:
     """clear-images in two halves, so a workflow can ask once for everything it deletes:
-    ``list`` reads every worker's stores, ``remove`` deletes what was listed. Run both
+    ``find`` reads every worker's stores, ``remove`` deletes what was listed. Run both
     inside ``ssh.shared_connections()``: the listing's connections also remove."""
 
     def __init__(self, c: Any, s: Any, host: str | None, registry_only: bool,
@@ -504,7 +503,7 @@ class _WorkerImages:
         self.targets = select_targets(host, list(s.inventory), None)
         self.found: dict[str, Any] = {}
 
-    def list(self) -> list:
+    def find(self) -> list:
         from . import images
         from .ssh import fan_out
 
@@ -545,7 +544,7 @@ def clear_images(c: Any, host: str | None = None, yes: bool = False,
     report = Report("clear-images", dry=is_dry(c))
     with shared_connections():
         workers = _WorkerImages(c, settings(c), host, registry_only, report)
-        report.extend(workers.list())
+        report.extend(workers.find())
         _confirm_deletion(workers.deletes(), yes, is_dry(c))
         report.extend(workers.remove())
     return finish(report, as_json, render=render)
@@ -570,7 +569,7 @@ def fresh_start(c: Any, registry: bool = False, skip_apps: bool = False, yes: bo
     with shared_connections():
         workers = _WorkerImages(c, s, None, False, report)
         with _stack_lock(s):
-            report.extend(workers.list())
+            report.extend(workers.find())
             _confirm_deletion([*_apps_deletes(plan), *lifecycle.what_reset_deletes(
                 project, scope), *workers.deletes()], yes, dry)
             report.extend(_after_apps(s, plan, lambda p: lifecycle.reset(p, scope))(project))

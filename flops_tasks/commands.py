@@ -287,7 +287,7 @@ def parse_engine_reads(stdout: str) -> dict[str, tuple[int, str]]:
     """``engine_reads`` output as ``path -> (HTTP status, body)``; 0: nothing answered."""
     found: dict[str, tuple[int, str]] = {}
     path: str | None = None
-    status, lines = 0, []
+    status, lines = 0, list[str]()
     for line in stdout.splitlines() + [f"{API_MARK} 0 "]:
         if line.startswith(API_MARK + " "):
             if path is not None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import commands as C
-from .errors import FlopsError
+from .errors import UsageError
 from .facts import WorkerFacts
 from .outcome import Outcome, changed, failed, ok
 from .ssh import HostSession, RemoteFailure
@@ -54,12 +54,11 @@ def tag_of(name: str) -> str:
 def check_tag(tag: str | None, flag: str = "--tag") -> str:
     """``tag`` if learner-data may use it, else a one-line usage error."""
     if tag is None or not str(tag).strip():
-        raise FlopsError(f"{flag} is missing: name the data tag learners request ({TAG_RULE})",
-                         code=2)
+        raise UsageError(f"{flag} is missing: name the data tag learners request ({TAG_RULE})")
     if not TAG.match(tag):
         why = ("holds a dot: the sidecar serves a file under the part of its name before "
                "the first dot" if "." in tag else f"use {TAG_RULE}")
-        raise FlopsError(f"bad {flag} {tag!r}: {why}", code=2)
+        raise UsageError(f"bad {flag} {tag!r}: {why}")
     return tag
 
 
@@ -118,16 +117,16 @@ class DataFile:
 
 def _expand(src: str) -> list[Path]:
     if not src or not src.strip():
-        raise FlopsError("--src is empty: give parquet files, folders or globs", code=2)
+        raise UsageError("--src is empty: give parquet files, folders or globs")
     parts = [part.strip() for part in src.split(",")]
     if not all(parts):
-        raise FlopsError(f"bad --src {src!r}: empty entry in the list", code=2)
+        raise UsageError(f"bad --src {src!r}: empty entry in the list")
     paths: list[Path] = []
     for part in parts:
         matches = sorted(glob.glob(os.path.expanduser(part))) if any(
             ch in part for ch in "*?[") else [os.path.expanduser(part)]
         if not matches:
-            raise FlopsError(f"--src {part!r} matches no file", code=2)
+            raise UsageError(f"--src {part!r} matches no file")
         for m in matches:
             p = Path(m)
             if p.is_dir():
@@ -135,9 +134,9 @@ def _expand(src: str) -> list[Path]:
             elif p.is_file():
                 paths.append(p)
             else:
-                raise FlopsError(f"--src {m!r}: no such file or folder", code=2)
+                raise UsageError(f"--src {m!r}: no such file or folder")
     if not paths:
-        raise FlopsError(f"--src {src!r}: no parquet files found", code=2)
+        raise UsageError(f"--src {src!r}: no parquet files found")
     return paths
 
 
@@ -151,15 +150,15 @@ def collect(src: str, tag: str) -> list[DataFile]:
         name = stored_name(tag, p)
         problem = name_problem(p, name)
         if problem:
-            raise FlopsError(f"--src {str(p)!r}: the file name {problem}: rename it", code=2)
+            raise UsageError(f"--src {str(p)!r}: the file name {problem}: rename it")
         if not is_parquet(p):
-            raise FlopsError(f"{p} is not a parquet file (no PAR1 magic at both ends): the "
-                             "sidecar reads every file of a tag as Parquet", code=2)
+            raise UsageError(f"{p} is not a parquet file (no PAR1 magic at both ends): the "
+                             "sidecar reads every file of a tag as Parquet")
         if name in files:
             if files[name].path.resolve() == p.resolve():
                 continue
-            raise FlopsError(f"{files[name].path} and {p} would both be stored as {name}: "
-                             "rename one", code=2)
+            raise UsageError(f"{files[name].path} and {p} would both be stored as {name}: "
+                             "rename one")
         files[name] = DataFile(p, name, p.stat().st_size, sha256_file(p))
     return list(files.values())
 

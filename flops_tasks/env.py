@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ADDRESS_VARS, Settings
-from .errors import FlopsError
+from .errors import UsageError
 
 # The FLOps manager logs in to the MLflow backend store as root/oakestra (upstream
 # addon-FLOps flops_manager/mlflow/storages/backend_store.py) and to the FTP artifact store
@@ -56,17 +56,17 @@ def primary_ip() -> str:
 def check_address(var: str, value: str, source: str) -> str:
     fix = f"set {var} (or flops.addresses.{var.lower()}) to an address workers can reach"
     if "%" in value:
-        raise FlopsError(f"{var}={value!r} ({source}): zone IDs are not supported: {fix}", code=2)
+        raise UsageError(f"{var}={value!r} ({source}): zone IDs are not supported: {fix}")
     if not value:
-        raise FlopsError(f"{var} is empty ({source}): {fix}", code=2)
+        raise UsageError(f"{var} is empty ({source}): {fix}")
     try:
         ip = ipaddress.ip_address(value)
     except ValueError:
-        raise FlopsError(f"{var}={value!r} ({source}) is not an IP address: {fix}", code=2) \
+        raise UsageError(f"{var}={value!r} ({source}) is not an IP address: {fix}") \
             from None
     problem = _unusable(ip)
     if problem:
-        raise FlopsError(f"{var}={value} ({source}) is {problem}: {fix}", code=2)
+        raise UsageError(f"{var}={value} ({source}) is {problem}: {fix}")
     return str(ip)
 
 
@@ -127,8 +127,8 @@ def read_env_file(path: str | Path) -> dict[str, str]:
             return data
         text = p.read_text()
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise FlopsError(f"cannot read the env file {str(p)!r} ({exc}): set "
-                         "flops.stack.env_file to a readable file path", code=2) from None
+        raise UsageError(f"cannot read the env file {str(p)!r} ({exc}): set "
+                         "flops.stack.env_file to a readable file path") from None
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
@@ -157,9 +157,9 @@ def env_values(s: Settings, addresses: Addresses, extra: dict[str, str] | None =
     for key, value in values.items():
         if any(ch in value for ch in "\n\r\"'$ #`\\"):
             shown = key if key in SECRET_KEYS else f"{key}={value!r}"  # never show a secret
-            raise FlopsError(f"{shown} cannot be written to the env file "
+            raise UsageError(f"{shown} cannot be written to the env file "
                              f"{s.stack.env_file}: use letters, digits, '.', ':', '/', '_' "
-                             "and '-'", code=2)
+                             "and '-'")
     return values
 
 
@@ -181,8 +181,8 @@ def write_env_file(path: str | Path, values: dict[str, str]) -> bool:
         _replace(p, body.encode())
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise FlopsError(f"cannot write the env file {str(p)!r} ({reason}): set "
-                         "flops.stack.env_file to a writable file path", code=2) from None
+        raise UsageError(f"cannot write the env file {str(p)!r} ({reason}): set "
+                         "flops.stack.env_file to a writable file path") from None
     return True
 
 

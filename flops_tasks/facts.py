@@ -316,7 +316,7 @@ class WorkerFacts:
     def docker_trusts(self, registry: str) -> bool:
         configs = (self.docker_info.get("RegistryConfig") or {}).get("IndexConfigs") or {}
         entry = configs.get(registry)
-        return bool(entry) and entry.get("Secure") is False
+        return isinstance(entry, dict) and entry.get("Secure") is False
 
     @property
     def nodeengine(self) -> str | None:

@@ -6,7 +6,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from .errors import ConfigError, FlopsError
+from .errors import ConfigError, UsageError
 
 ROLES = ("builder", "learner")
 
@@ -60,20 +60,20 @@ def parse_host(text: str) -> Target:
     raw = text
     fix = "expected [user@]host[:port], e.g. ubuntu@10.0.0.5:22"
     if not text or text != text.strip() or any(ch.isspace() for ch in text):
-        raise FlopsError(f"bad host {raw!r}: empty or contains white space; {fix}", code=2)
+        raise UsageError(f"bad host {raw!r}: empty or contains white space; {fix}")
     user = None
     if "@" in text:
         user, _, text = text.rpartition("@")
         if not valid_user(user):
-            raise FlopsError(f"bad host {raw!r}: invalid user name {user!r}; {fix}", code=2)
+            raise UsageError(f"bad host {raw!r}: invalid user name {user!r}; {fix}")
     port = 22
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
         if not sep:
-            raise FlopsError(f"bad host {raw!r}: unclosed '['; {fix}", code=2)
+            raise UsageError(f"bad host {raw!r}: unclosed '['; {fix}")
         if rest:
             if not rest.startswith(":"):
-                raise FlopsError(f"bad host {raw!r}: junk after ']'; {fix}", code=2)
+                raise UsageError(f"bad host {raw!r}: junk after ']'; {fix}")
             port = _port(rest[1:], raw, fix)
     elif text.count(":") == 1:
         host, _, port_text = text.partition(":")
@@ -81,14 +81,13 @@ def parse_host(text: str) -> Target:
     else:
         host = text
     if not valid_hostname(host):
-        raise FlopsError(f"bad host {raw!r}: {host!r} is not a host name or IP address; {fix}",
-                         code=2)
+        raise UsageError(f"bad host {raw!r}: {host!r} is not a host name or IP address; {fix}")
     return Target(host=host, user=user, port=port)
 
 
 def _port(text: str, raw: str, fix: str) -> int:
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
-        raise FlopsError(f"bad host {raw!r}: port must be 1-65535, got {text!r}; {fix}", code=2)
+        raise UsageError(f"bad host {raw!r}: port must be 1-65535, got {text!r}; {fix}")
     return int(text)
 
 
@@ -96,13 +95,13 @@ def parse_host_list(text: str) -> list[Target]:
     """Parse ``--host`` (comma-separated); duplicates are refused, order is kept."""
     parts = text.split(",")
     if any(not part for part in parts):
-        raise FlopsError(f"bad --host {text!r}: empty entry in the comma-separated list", code=2)
+        raise UsageError(f"bad --host {text!r}: empty entry in the comma-separated list")
     targets = [parse_host(part) for part in parts]
     seen: set[tuple[str, int]] = set()
     for target in targets:
         key = (target.host, target.port)
         if key in seen:
-            raise FlopsError(f"bad --host {text!r}: {target.spec} is listed twice", code=2)
+            raise UsageError(f"bad --host {text!r}: {target.spec} is listed twice")
         seen.add(key)
     return targets
 
@@ -146,8 +145,8 @@ def select_targets(host_arg: str | None, inventory: list[Target], role: str | No
     """``--host`` when given (inventory settings apply to hosts it names), else the role's hosts."""
     if host_arg is not None:
         if not host_arg.strip():
-            raise FlopsError("bad --host '': give [user@]host[:port], comma-separated, or leave "
-                             "--host out to use the inventory", code=2)
+            raise UsageError("bad --host '': give [user@]host[:port], comma-separated, or leave "
+                             "--host out to use the inventory")
         chosen = []
         for target in parse_host_list(host_arg):
             match = next((t for t in inventory if target.host in (t.host, t.name)), None)
@@ -164,9 +163,8 @@ def select_targets(host_arg: str | None, inventory: list[Target], role: str | No
     chosen = [t for t in inventory if role is None or role in t.roles]
     if not chosen:
         what = f"with role {role!r} " if role else ""
-        raise FlopsError(
+        raise UsageError(
             f"no hosts {what}in the inventory: pass --host=[user@]host[:port] "
             "or add hosts under flops.inventory in invoke.yaml",
-            code=2,
         )
     return chosen

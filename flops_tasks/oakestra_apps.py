@@ -191,7 +191,7 @@ def read_flops_db(s: Any) -> FlopsIds:
 def _short(exc: Exception) -> str:
     """pymongo's first clause (it appends timeouts and the whole topology), or a refusal's
     (the port's holder)."""
-    text = exc.message if isinstance(exc, FlopsError) else str(exc)
+    text = str(exc)  # a FlopsError's str is its message
     return text.split(" (configured")[0].split(", Timeout:")[0].split(": refusing")[0][:200]
 
 

@@ -505,9 +505,8 @@ def shared_connections() -> Iterator[Connections]:
     global _run
     with _run_lock:
         outer = _run
-        if outer is None:
-            _run = Connections()
-        current = _run
+        current = outer if outer is not None else Connections()
+        _run = current
     try:
         yield current
     finally:
@@ -558,12 +557,13 @@ def fan_out(
     used: dict[int, HostSession] = {}
 
     def session_for(target: Target) -> HostSession:
-        options = dict(config=config, dry=dry, sudo_password=get_password)
         if run is not None:
-            session = run.session(target, ssh, **options)
+            session = run.session(target, ssh, config=config, dry=dry,
+                                  sudo_password=get_password)
         else:
             pool = own if sessions is None else sessions
-            session = pool.get(target.label) or HostSession(target, ssh, **options)
+            session = pool.get(target.label) or HostSession(
+                target, ssh, config=config, dry=dry, sudo_password=get_password)
             pool[target.label] = session
         session.dry, session.plan = dry, []
         return session

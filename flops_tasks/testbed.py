@@ -20,12 +20,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from . import build_context, wheelhouse
 from .config import ADDRESS_VARS, DEFAULTS, PROJECT_ROOT
-from .errors import FlopsError
+from .errors import FlopsError, UsageError
 
 LABEL = "org.flops-tasks.testbed"
 ROLE_LABEL = "org.flops-tasks.role"
@@ -302,14 +303,14 @@ def ensure_workers(count: int, pubkey: str, progress: Progress,
     wanted = dict(zip([worker_name(i) for i in range(1, count + 1)],
                       worker_kinds(count, kinds), strict=True))
     for name in wanted.keys() - existing.keys():
-        if _call(lambda name=name: docker.container.exists(name)):
-            other = _call(lambda name=name: docker.container.inspect(name))
+        if _call(partial(docker.container.exists, name)):
+            other = _call(partial(docker.container.inspect, name))
             refuse_foreign(f"container {name}", other.config.labels)
     for name, c in list(existing.items()):
         kind = (c.config.labels or {}).get(KIND_LABEL, "docker")
         if wanted.get(name) != kind:
             progress(f"removing worker {name} ({kind})")
-            _call(lambda c=c: docker.container.remove(c, force=True, volumes=True))
+            _call(partial(docker.container.remove, c, force=True, volumes=True))
             _remove_worker_volumes(name)
             existing.pop(name)
     result = []
@@ -318,22 +319,22 @@ def ensure_workers(count: int, pubkey: str, progress: Progress,
         image, stores, _ = KINDS[kind]
         if c is not None and not c.state.running:
             progress(f"starting stopped worker {name}")
-            _call(lambda c=c: docker.container.start(c))
+            _call(partial(docker.container.start, c))
         elif c is None:
             progress(f"starting worker {name} ({kind})")
-            volumes = []
+            volumes: list[tuple[str, ...]] = []
             for suffix in stores:
                 vol = f"{name}-{suffix}"
-                if not _call(lambda v=vol: docker.volume.exists(v)):
-                    _call(lambda v=vol: docker.volume.create(v, labels=mark()))
+                if not _call(partial(docker.volume.exists, vol)):
+                    _call(partial(docker.volume.create, vol, labels=mark()))
                 volumes.append((vol, VOLUME_PATHS[suffix]))
             volumes.append(("/sys/fs/cgroup", "/sys/fs/cgroup", "rw"))
-            _call(lambda name=name, volumes=volumes, image=image, kind=kind: docker.run(
-                image, name=name, hostname=name, detach=True, networks=[NETWORK],
+            _call(partial(
+                docker.run, image, name=name, hostname=name, detach=True, networks=[NETWORK],
                 envs={"SSH_AUTHORIZED_KEYS": pubkey},
                 labels=mark(**{ROLE_LABEL: "worker", KIND_LABEL: kind}),
                 volumes=volumes, **WORKER_FLAGS))
-        c = _call(lambda name=name: docker.container.inspect(name))
+        c = _call(partial(docker.container.inspect, name))
         ip = c.network_settings.networks[NETWORK].ip_address
         result.append((name, ip, kind))
     return result
@@ -343,8 +344,8 @@ def _remove_worker_volumes(name: str) -> None:
     docker = _docker()
     for suffix in VOLUME_PATHS:
         vol = f"{name}-{suffix}"
-        if _call(lambda v=vol: docker.volume.exists(v)):
-            _call(lambda v=vol: docker.volume.remove(v))
+        if _call(partial(docker.volume.exists, vol)):
+            _call(partial(docker.volume.remove, vol))
 
 
 def host_key(name: str, timeout: float = 60) -> str:
@@ -436,7 +437,7 @@ def context_for(paths: Paths, dry: bool = False) -> Any:
     defaults = Config.global_defaults()
     defaults["flops"] = copy.deepcopy(DEFAULTS)
     config = Config(defaults=defaults, overrides={"run": {"in_stream": False, "dry": dry}},
-                    runtime_path=str(paths.config))
+                    runtime_path=paths.config)
     config.load_runtime()
     return Context(config=config)
 
@@ -481,7 +482,7 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
        mirror: str = MIRROR, kinds: list[str] | None = None) -> dict:
     """Bring the testbed up (idempotent); returns a summary dict."""
     if not 1 <= workers <= MAX_WORKERS:
-        raise FlopsError(f"--workers must be 1-{MAX_WORKERS}, got {workers}", code=2)
+        raise UsageError(f"--workers must be 1-{MAX_WORKERS}, got {workers}")
     paths = paths or default_paths()
     from . import locks
     from .stack.project import Project
@@ -614,12 +615,10 @@ def labelled() -> dict[str, list[str]]:
     for value in (TESTBED_ID, LEGACY_ID):
         flt = [("label", f"{LABEL}={value}")]
         found["containers"] += [c.name for c in _call(
-            lambda flt=flt: docker.container.list(all=True, filters=flt))]
-        found["volumes"] += [v.name for v in _call(lambda flt=flt: docker.volume.list(
-            filters=flt))]
-        found["networks"] += [n.name for n in _call(lambda flt=flt: docker.network.list(
-            filters=flt))]
-        found["images"] += [t for i in _call(lambda flt=flt: docker.image.list(filters=flt))
+            partial(docker.container.list, all=True, filters=flt))]
+        found["volumes"] += [v.name for v in _call(partial(docker.volume.list, filters=flt))]
+        found["networks"] += [n.name for n in _call(partial(docker.network.list, filters=flt))]
+        found["images"] += [t for i in _call(partial(docker.image.list, filters=flt))
                             for t in (i.repo_tags or [i.id[:19]])]
     return {kind: sorted(set(names)) for kind, names in found.items()}
 
@@ -644,7 +643,7 @@ def down(keep_images: bool = False, progress: Progress = lambda _: None,
         removed["images"] = []
     else:
         images = [i for value in (TESTBED_ID, LEGACY_ID) for i in _call(
-            lambda value=value: docker.image.list(filters=[("label", f"{LABEL}={value}")]))]
+            partial(docker.image.list, filters=[("label", f"{LABEL}={value}")]))]
         if images:
             progress(f"removing {len(images)} images")
             _call(lambda: docker.image.remove([i.id for i in images], force=True))

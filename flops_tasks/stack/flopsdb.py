@@ -79,7 +79,7 @@ def _via_manager(project: Project) -> str | None:
     try:
         project.owner(MANAGER, MANAGER_PORT)
     except FlopsError as exc:
-        project.progress(f"{exc.message.split(':')[0]}: resetting the database directly")
+        project.progress(f"{str(exc).split(':')[0]}: resetting the database directly")
         return None
     body = json.dumps({"customerID": "Admin"}).encode()
     req = urllib.request.Request(project.url(MANAGER_PORT) + "/api/flops/database/", data=body,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from functools import partial
 
 from .. import env as envmod
-from ..errors import FlopsError
+from ..errors import FlopsError, UsageError
 from ..outcome import Outcome, changed, ok
 from .project import (
     OUR_LABEL,
@@ -34,9 +35,9 @@ def compose_version(project: Project) -> str:
     text = str(version).strip()
     digits = text.split("version")[-1].strip().lstrip("v")
     if not digits[:1].isdigit() or int(digits.split(".")[0]) < 2:
-        raise FlopsError(f"docker compose v2 is required, found {text!r}: install the "
+        raise UsageError(f"docker compose v2 is required, found {text!r}: install the "
                          "compose v2 plugin (Debian: docker-compose >= 2, Docker: "
-                         "docker-compose-plugin); compose v1 cannot read this stack", code=2)
+                         "docker-compose-plugin); compose v1 cannot read this stack")
     return digits
 
 
@@ -137,7 +138,7 @@ def network(project: Project) -> tuple[str, str]:
     if names:
         return names[0], f"network {names[0]} of the system_manager container"
     for name in ORCHESTRATOR_NETWORKS:
-        if docker_call(lambda n=name: docker.network.exists(n)):
+        if docker_call(partial(docker.network.exists, name)):
             return name, f"Oakestra's network {name}"
     return STANDALONE_NETWORK, ("no Oakestra orchestrator runs here: stand-alone network "
                                 f"{STANDALONE_NETWORK}")
@@ -193,6 +194,6 @@ def preflight(project: Project, build: bool = False) -> tuple[dict[str, str], li
     if not build and not project.dry and not complete:
         missing = project.missing_images()
         if missing:
-            raise FlopsError(f"image {missing[0]} is not on this host and is not pulled "
-                             "implicitly: run 'inv up --build' (or pull it)", code=2)
+            raise UsageError(f"image {missing[0]} is not on this host and is not pulled "
+                             "implicitly: run 'inv up --build' (or pull it)")
     return values, outcomes

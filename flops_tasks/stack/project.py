@@ -13,10 +13,11 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ..config import Settings
-from ..errors import FlopsError
+from ..errors import FlopsError, UsageError
 from ..outcome import Outcome, changed, ok
 
 MANAGER = "flops_manager"
@@ -72,8 +73,7 @@ def _quiet(_: str) -> None:
 def unknown_service(service: str | None) -> None:
     """Refuse a service name that is not part of the stack, in one line."""
     if service is not None and service not in SERVICES:
-        raise FlopsError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}",
-                         code=2)
+        raise UsageError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}")
 
 
 @dataclass(frozen=True)
@@ -298,7 +298,7 @@ class Project:
         for name, svc in (self.compose_config().get("services") or {}).items():
             image = svc.get("image")
             if image and svc.get("build") and not docker_call(
-                    lambda i=image: self.docker.image.exists(i)):
+                    partial(self.docker.image.exists, image)):
                 missing.append(f"{image} (service {name})")
         return missing
 
