@@ -51,10 +51,14 @@ def integration(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff over the project, the testbed's servers and scripts included."""
-    session.install("ruff")
-    session.run("ruff", "check", "flops_tasks", "tasks.py", "noxfile.py", "tests", "bench",
-                "testbed", "compose", "testbed/flops_db/mongo-ping")
+    """ruff check and ruff format over the project (the testbed's servers and scripts
+    included), and mypy over the package."""
+    _install(session, "dev")
+    paths = ["flops_tasks", "tasks.py", "noxfile.py", "tests", "bench", "testbed", "compose",
+             "testbed/flops_db/mongo-ping"]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
+    session.run("mypy")
 
 
 @nox.session(python=PYTHON, default=False)
