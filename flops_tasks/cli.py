@@ -6,16 +6,19 @@ rendered, so other tasks and Python code can compose them (``bootstrap`` does).
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from .config import ADDRESS_VARS, settings
+from .config import ADDRESS_VARS, Settings, settings
+
+if TYPE_CHECKING:
+    from invoke import Context
 
 
-def is_dry(c: Any) -> bool:
+def is_dry(c: Context) -> bool:
     return bool(c.config.run.dry)
 
 
-def env(c: Any, as_json: bool = False, quiet: bool = False) -> dict[str, str]:
+def env(c: Context, as_json: bool = False, quiet: bool = False) -> dict[str, str]:
     """Resolve and validate the six addresses and write the compose env file."""
     from . import env as envmod
     from . import ui
@@ -31,14 +34,14 @@ def env(c: Any, as_json: bool = False, quiet: bool = False) -> dict[str, str]:
 
 
 # -- the management stack ---------------------------------------------------------------
-def _project(c: Any, s: Any = None) -> Any:
+def _project(c: Context, s: Settings | None = None) -> Any:
     from . import ui
     from .stack.project import Project
 
     return Project(s or settings(c), dry=is_dry(c), progress=ui.info)
 
 
-def _stack_lock(s: Any) -> Any:
+def _stack_lock(s: Settings) -> Any:
     from . import locks
 
     return locks.held(locks.stack_lock_path(s.stack.project), f"the stack {s.stack.project}")
@@ -71,7 +74,7 @@ def _confirm_deletion(what: list[str], yes: bool, dry: bool) -> None:
         raise FlopsError("nothing deleted: confirm on a terminal or pass --yes", code=3)
 
 
-def _stack_task(c: Any, title: str, action: Any, deletes: Any = None, yes: bool = False,
+def _stack_task(c: Context, title: str, action: Any, deletes: Any = None, yes: bool = False,
                 as_json: bool = False, render: bool = True, needs_docker: bool = True) -> Any:
     """Lock the stack, list what ``action`` deletes and ask, check Docker, run it, render."""
     from .outcome import Report
@@ -88,7 +91,7 @@ def _stack_task(c: Any, title: str, action: Any, deletes: Any = None, yes: bool 
     return finish(report, as_json, project.plan, render)
 
 
-def up(c: Any, build: bool = False, as_json: bool = False, render: bool = True) -> Any:
+def up(c: Context, build: bool = False, as_json: bool = False, render: bool = True) -> Any:
     """Env + preflight, start the stack, wait until every service is healthy."""
     from .stack import health, lifecycle
 
@@ -102,14 +105,14 @@ def up(c: Any, build: bool = False, as_json: bool = False, render: bool = True) 
     return finish(report, as_json, render=render)
 
 
-def down(c: Any, as_json: bool = False, render: bool = True) -> Any:
+def down(c: Context, as_json: bool = False, render: bool = True) -> Any:
     """Stop the stack; every volume is kept."""
     from .stack import lifecycle
 
     return _stack_task(c, "down", lifecycle.down, as_json=as_json, render=render)
 
 
-def _apps_plan(s: Any, empties_flops_db: bool, skip_apps: bool) -> Any:
+def _apps_plan(s: Settings, empties_flops_db: bool, skip_apps: bool) -> Any:
     """FLOps' apps in Oakestra, read before the FLOps database is emptied (it holds their
     ids); None when nothing empties that database or the step is skipped on purpose."""
     from .errors import FlopsError
@@ -125,7 +128,7 @@ def _apps_plan(s: Any, empties_flops_db: bool, skip_apps: bool) -> Any:
                          code=exc.code) from None
 
 
-def _after_apps(s: Any, plan: Any, action: Any) -> Any:
+def _after_apps(s: Settings, plan: Any, action: Any) -> Any:
     """``action(project)``, preceded by removing the planned FLOps apps from Oakestra; stops
     before ``action`` when any of them could not be removed."""
     from .oakestra_apps import clear_apps as remove_apps
@@ -148,7 +151,7 @@ def _apps_deletes(plan: Any) -> list[str]:
     return plan.deletes() if plan is not None else []
 
 
-def reset(c: Any, registry: bool = False, db: bool = False, clean: bool = False,
+def reset(c: Context, registry: bool = False, db: bool = False, clean: bool = False,
           all_: bool = False, service: str | None = None, build: bool = False,
           recreate: bool = False, skip_apps: bool = False, yes: bool = False,
           as_json: bool = False, render: bool = True) -> Any:
@@ -178,7 +181,8 @@ def reset(c: Any, registry: bool = False, db: bool = False, clean: bool = False,
         yes=yes, as_json=as_json, render=render, needs_docker=False)
 
 
-def clear_registry(c: Any, yes: bool = False, as_json: bool = False, render: bool = True) -> Any:
+def clear_registry(c: Context, yes: bool = False, as_json: bool = False,
+                   render: bool = True) -> Any:
     """Empty the FLOps registry's storage and restart it."""
     from .stack import registry
 
@@ -187,7 +191,7 @@ def clear_registry(c: Any, yes: bool = False, as_json: bool = False, render: boo
                        yes=yes, as_json=as_json, render=render)
 
 
-def redb(c: Any, yes: bool = False, skip_apps: bool = False, as_json: bool = False,
+def redb(c: Context, yes: bool = False, skip_apps: bool = False, as_json: bool = False,
          render: bool = True) -> Any:
     """Empty the FLOps manager database (Mongo database 'flops') only, after removing
     FLOps' apps from Oakestra (unless ``skip_apps``)."""
@@ -200,7 +204,7 @@ def redb(c: Any, yes: bool = False, skip_apps: bool = False, as_json: bool = Fal
                        yes=yes, as_json=as_json, render=render)
 
 
-def status(c: Any, as_json: bool = False) -> list[dict]:
+def status(c: Context, as_json: bool = False) -> list[dict]:
     """Every service with state, health and published ports."""
     from . import ui
     from .stack import health
@@ -212,7 +216,7 @@ def status(c: Any, as_json: bool = False) -> list[dict]:
     return rows
 
 
-def logs(c: Any, service: str | None = None, follow: bool = False, tail: str = "200") -> None:
+def logs(c: Context, service: str | None = None, follow: bool = False, tail: str = "200") -> None:
     """Show the stack's logs (one service, or all)."""
     from . import ui
     from .stack.project import docker_call, unknown_service
@@ -257,7 +261,7 @@ def _kinds(value: Any) -> list[str] | None:
     return kinds
 
 
-def testbed_up(c: Any, workers: int | str | None = None, kind: str | None = None,
+def testbed_up(c: Context, workers: int | str | None = None, kind: str | None = None,
                as_json: bool = False) -> dict:
     """Start (or reuse) the offline testbed and write .testbed/invoke.yaml."""
     from . import testbed, ui
@@ -267,7 +271,7 @@ def testbed_up(c: Any, workers: int | str | None = None, kind: str | None = None
     return summary
 
 
-def testbed_down(c: Any, keep_images: bool = False, as_json: bool = False) -> dict:
+def testbed_down(c: Context, keep_images: bool = False, as_json: bool = False) -> dict:
     """Remove every testbed object and .testbed/."""
     from . import testbed, ui
 
@@ -280,7 +284,7 @@ def testbed_down(c: Any, keep_images: bool = False, as_json: bool = False) -> di
 
 
 # -- worker preparation ---------------------------------------------------------------------
-def _prep_context(s: Any, image: str | None = None, data_dir: str | None = None,
+def _prep_context(s: Settings, image: str | None = None, data_dir: str | None = None,
                   push_check: bool = False) -> Any:
     from . import env as envmod
     from .config import data_dir_problem, valid_image
@@ -305,7 +309,7 @@ def _prep_context(s: Any, image: str | None = None, data_dir: str | None = None,
     )
 
 
-def prepare(c: Any, roles: set[str] | None = None, host: str | None = None,
+def prepare(c: Context, roles: set[str] | None = None, host: str | None = None,
             data_dir: str | None = None, image: str | None = None, push_check: bool = False,
             remove_check_tools: bool = False, as_json: bool = False, title: str = "prepare",
             render: bool = True) -> Any:
@@ -346,7 +350,7 @@ def prepare(c: Any, roles: set[str] | None = None, host: str | None = None,
 
 
 # -- workflows ------------------------------------------------------------------------------
-def doctor(c: Any, as_json: bool = False, render: bool = True) -> Any:
+def doctor(c: Context, as_json: bool = False, render: bool = True) -> Any:
     """Read-only readiness of every inventory host and every stack service."""
     from . import ui
     from .ops import doctor_host
@@ -369,7 +373,7 @@ def doctor(c: Any, as_json: bool = False, render: bool = True) -> Any:
     return finish(report, as_json, render=render)
 
 
-def bootstrap(c: Any, as_json: bool = False, render: bool = True) -> Any:
+def bootstrap(c: Context, as_json: bool = False, render: bool = True) -> Any:
     """up, then every inventory host for its roles (builders push-check), then doctor, over
     one SSH connection per host."""
     from .outcome import Report
@@ -392,7 +396,7 @@ def bootstrap(c: Any, as_json: bool = False, render: bool = True) -> Any:
     return finish(report, as_json, render=render)
 
 
-def demo(c: Any, workers: int | str | None = None, as_json: bool = False) -> Any:
+def demo(c: Context, workers: int | str | None = None, as_json: bool = False) -> Any:
     """Testbed up, bootstrap against it, doctor; then say how to go on."""
     from . import testbed, ui
 
@@ -411,7 +415,7 @@ def demo(c: Any, workers: int | str | None = None, as_json: bool = False) -> Any
     return finish(report, as_json)
 
 
-def learner_data(c: Any, host: str | None = None, src: str | None = None,
+def learner_data(c: Context, host: str | None = None, src: str | None = None,
                  tag: str | None = None, listing: bool = False, as_json: bool = False,
                  render: bool = True) -> Any:
     """Copy Parquet files into learners' data mounts under ``tag`` (unchanged files are
@@ -443,7 +447,7 @@ def learner_data(c: Any, host: str | None = None, src: str | None = None,
     return finish(report, as_json, render=render)
 
 
-def _learner_data_list(c: Any, s: Any, host: str | None, tag: str | None, as_json: bool,
+def _learner_data_list(c: Context, s: Settings, host: str | None, tag: str | None, as_json: bool,
                        render: bool) -> Any:
     from . import data, ui
     from .errors import FlopsError, UsageError
@@ -493,7 +497,7 @@ class _WorkerImages:
     ``find`` reads every worker's stores, ``remove`` deletes what was listed. Run both
     inside ``ssh.shared_connections()``: the listing's connections also remove."""
 
-    def __init__(self, c: Any, s: Any, host: str | None, registry_only: bool,
+    def __init__(self, c: Context, s: Settings, host: str | None, registry_only: bool,
                  report: Any) -> None:
         from . import env as envmod
         from .hosts import select_targets
@@ -534,7 +538,7 @@ class _WorkerImages:
         return outcomes
 
 
-def clear_images(c: Any, host: str | None = None, yes: bool = False,
+def clear_images(c: Context, host: str | None = None, yes: bool = False,
                  registry_only: bool = False, as_json: bool = False, render: bool = True) -> Any:
     """Remove unused FLOps images (FLOps registry, and unless ``registry_only`` FLOps' own
     upstream images) from workers' Docker and containerd stores."""
@@ -550,7 +554,7 @@ def clear_images(c: Any, host: str | None = None, yes: bool = False,
     return finish(report, as_json, render=render)
 
 
-def fresh_start(c: Any, registry: bool = False, skip_apps: bool = False, yes: bool = False,
+def fresh_start(c: Context, registry: bool = False, skip_apps: bool = False, yes: bool = False,
                 as_json: bool = False, render: bool = True) -> Any:
     """Between experiments: FLOps' apps out of Oakestra, ``reset --clean`` (``--all`` with
     ``registry``), FLOps images off every worker, then doctor; one confirmation for all."""
@@ -583,7 +587,7 @@ def fresh_start(c: Any, registry: bool = False, skip_apps: bool = False, yes: bo
 
 
 # -- Oakestra ---------------------------------------------------------------------------------
-def oakestra_apps(c: Any, as_json: bool = False, render: bool = True) -> Any:
+def oakestra_apps(c: Context, as_json: bool = False, render: bool = True) -> Any:
     """List Oakestra's applications and say which are FLOps' (read-only)."""
     from . import ui
     from .oakestra_apps import flops_apps_plan
@@ -594,7 +598,7 @@ def oakestra_apps(c: Any, as_json: bool = False, render: bool = True) -> Any:
     return plan
 
 
-def clear_apps(c: Any, yes: bool = False, without_db: bool = False, as_json: bool = False,
+def clear_apps(c: Context, yes: bool = False, without_db: bool = False, as_json: bool = False,
                render: bool = True) -> Any:
     """Undeploy and delete FLOps' applications in Oakestra; every other app is kept."""
     from . import oakestra_apps

@@ -27,9 +27,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import FlopsError
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 # Oakestra's default admin account (system-manager-python ext_requests/user_db.py
 # ``create_admin``), the one FLOps' manager logs in with (flops_manager/api/utils/login.py).
@@ -253,7 +256,7 @@ class SystemManager:
         return _message(body) or "deleted"
 
 
-def system_manager(s: Any, address: str, transport: Transport | None = None) -> SystemManager:
+def system_manager(s: Settings, address: str, transport: Transport | None = None) -> SystemManager:
     """A client for the configured user, password source, port and timeout."""
     secret, source = password(s.oakestra_password_env)
     return SystemManager(address=address, port=s.oakestra_port, user=s.oakestra_user,

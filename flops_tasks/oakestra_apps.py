@@ -24,11 +24,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import FlopsError
 from .oakestra import ApiError, Application, SystemManager
 from .outcome import Outcome, changed, failed, ok
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 HOST = "oakestra"
 FLOPS_DB = "flops"
@@ -167,7 +170,7 @@ def recognise(apps: list[Application], ids: FlopsIds | None, user: str) -> list[
     return verdicts
 
 
-def read_flops_db(s: Any) -> FlopsIds:
+def read_flops_db(s: Settings) -> FlopsIds:
     """The ids in the stack's FLOps DB (raises pymongo's ``PyMongoError``, or FlopsError
     when the port is not held by this stack's database: ids read from another Mongo would
     decide what is deleted)."""
@@ -195,7 +198,7 @@ def _short(exc: Exception) -> str:
     return text.split(" (configured")[0].split(", Timeout:")[0].split(": refusing")[0][:200]
 
 
-def flops_apps_plan(s: Any, *, without_db: bool = False, strict: bool = True,
+def flops_apps_plan(s: Settings, *, without_db: bool = False, strict: bool = True,
                     system_manager: SystemManager | None = None,
                     flops_ids: Callable[[Any], FlopsIds] = read_flops_db) -> AppsPlan:
     """List Oakestra's apps and decide which are FLOps'; reads only.
@@ -231,14 +234,14 @@ def flops_apps_plan(s: Any, *, without_db: bool = False, strict: bool = True,
                     verdicts=recognise(apps, ids, sm.user), system_manager=sm)
 
 
-def _client(s: Any) -> SystemManager:
+def _client(s: Settings) -> SystemManager:
     from . import env as envmod
     from .oakestra import system_manager
 
     return system_manager(s, envmod.resolve_addresses(s).values["SYSTEM_MANAGER_IP"])
 
 
-def clear_apps(s: Any, plan: AppsPlan, dry: bool = False) -> list[Outcome]:
+def clear_apps(s: Settings, plan: AppsPlan, dry: bool = False) -> list[Outcome]:
     """Undeploy and delete the plan's FLOps apps; verify; report kept apps with the reason.
 
     Before the first delete the listing is read again: an app that vanished since the plan
