@@ -63,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
         "bind_address": "0.0.0.0",
         "manager_image": "flops_manager:local",
         "health_timeout": 300.0,
+        "db_timeout": 5.0,
     },
     "addon": {
         "path": "~/.cache/flops-tasks/addon-FLOps",
@@ -111,6 +112,7 @@ class StackSettings:
     bind_address: str
     manager_image: str
     health_timeout: float
+    db_timeout: float = 5.0  # seconds to wait for the FLOps DB (Mongo) to answer
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,7 @@ def settings(c: Context) -> Settings:
         bind_address=bind,
         manager_image=_image(stack, config, "stack", "manager_image"),
         health_timeout=_number(stack, config, "stack", "health_timeout", 1, 3600),
+        db_timeout=_number(stack, config, "stack", "db_timeout", 0.1, 600),
     )
 
     addon = _section(flops, config, "addon")

@@ -33,8 +33,9 @@ WHAT = ("every collection of the FLOps manager database 'flops' (MLflow, registr
 def client(project: Project) -> Any:
     import pymongo
 
-    return pymongo.MongoClient(project.address(), FLOPS_DB_PORT, serverSelectionTimeoutMS=5000,
-                               connectTimeoutMS=5000, directConnection=True)
+    wait_ms = int(project.s.stack.db_timeout * 1000)
+    return pymongo.MongoClient(project.address(), FLOPS_DB_PORT, serverSelectionTimeoutMS=wait_ms,
+                               connectTimeoutMS=wait_ms, directConnection=True)
 
 
 def collections(project: Project) -> list[str]:

@@ -51,8 +51,8 @@ def case(sm: Running, *args: str, password: str = SECRET, port: int | None = Non
          db: str | None = None) -> Case:
     flops = {"addresses": {"system_manager_ip": sm.url.split("//")[1].split(":")[0]},
              "oakestra": {"port": port or sm.port, "timeout": 5}}
-    if db:
-        flops["stack"] = {"bind_address": db}
+    if db:  # nothing answers there: wait 0.5 s, not the default 5 s
+        flops["stack"] = {"bind_address": db, "db_timeout": 0.5}
     return Case(tuple(args), (), flops=flops, env={"FLOPS_OAKESTRA_PASSWORD": password})
 
 

@@ -32,6 +32,7 @@ def test_inventory_in_config(ctx_factory):
         ({"stack": {"project": "Bad Name"}}, "flops.stack.project"),
         ({"stack": {"bind_address": "everywhere"}}, "flops.stack.bind_address"),
         ({"stack": {"overrides": "x.yml"}}, "flops.stack.overrides"),
+        ({"stack": {"db_timeout": 0}}, "flops.stack.db_timeout"),
         ({"builder": {"driver": "kubernetes"}}, "flops.builder.driver"),
         ({"learner": {"data_dir": "relative/dir"}}, "flops.learner.data_dir"),
         ({"learner": {"data_dir": "/data/../etc"}}, "flops.learner.data_dir"),
