@@ -1,6 +1,8 @@
 """The bad-input catalogue: every task, flag and config key fed malformed values.
 
-Each case runs the real ``inv`` CLI as a subprocess and must be refused before anything
+Each case runs the real ``inv`` program in a process of its own (forked from one that has
+imported the libraries, ``inv_forks.py``; ``test_forked_runs_match_subprocess_runs`` holds
+the two ways to the same result) and must be refused before anything
 touches Docker or SSH: a non-zero exit, exactly one non-empty output line that names the
 problem (the key, flag or value, and for config keys the file it came from), no traceback,
 and nothing written (the case's directory holds only its config file afterwards).
@@ -9,16 +11,16 @@ Safety nets, so that a regression cannot reach shared resources: every subproces
 its own temporary directory (``--search-root`` finds tasks.py) with ``HOME`` there,
 ``DOCKER_HOST`` pointing at a socket that does not exist, the env file inside that
 directory (in the config, or in ``INVOKE_FLOPS_STACK_ENV_FILE`` for raw config files),
-and hosts that cannot be reached. The subprocesses run in parallel, once per module (see
+and hosts that cannot be reached. The processes run in parallel, once per module (see
 ``outputs``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,7 @@ INV = str(_VENV_INV if _VENV_INV.exists() else ROOT / ".venv" / "bin" / "inv")
 GOOD_IP = "192.0.2.10"  # TEST-NET-1: a valid unicast address that is never this host
 UNREACHABLE = "worker.invalid"  # RFC 6761: never resolves
 CFG = "{cfg}"  # placeholder in needles: the path of the case's config file
+FORKS = Path(__file__).resolve().parent / "inv_forks.py"
 SAMPLE = str(ROOT / "tests" / "unit" / "files" / "sample.parquet")  # a real Parquet file
 
 
@@ -76,7 +79,17 @@ def child_env(workdir: Path, case: Case) -> dict:
     return env
 
 
-def run_case(case: Case, workdir: Path) -> Ran:
+@dataclass(frozen=True)
+class Prepared:
+    """A case made ready to run: its directory holds the config, nothing else."""
+    argv: list[str]
+    env: dict
+    workdir: Path
+    before: frozenset[str]
+    cfg: str
+
+
+def prepare(case: Case, workdir: Path) -> Prepared:
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [INV, "--search-root", str(ROOT)]
     cfg = ""
@@ -97,15 +110,51 @@ def run_case(case: Case, workdir: Path) -> Ran:
             # "{dir}" in a value stands for the case's directory
             Path(cfg).write_bytes(data.replace(b"{dir}", str(workdir).encode()))
     before = frozenset(p.name for p in workdir.iterdir())
-    proc = subprocess.run([*argv, *case.args], cwd=workdir, env=child_env(workdir, case),
-                          stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
-    output = (proc.stdout + proc.stderr).decode(errors="replace")
+    return Prepared([*argv, *case.args], child_env(workdir, case), workdir, before, cfg)
+
+
+def finish(prep: Prepared, returncode: int, output: str) -> Ran:
     # HOME is the case's directory: ~/.cache/flops-tasks/locks holds run locks (released,
     # empty files), which are not a change to anything the task manages
+    workdir = prep.workdir
     locks_only = [workdir / ".cache" / "flops-tasks" / "locks"]
     after = frozenset(p.name for p in workdir.iterdir()
                       if p.name != ".cache" or list((p / "flops-tasks").iterdir()) != locks_only)
-    return Ran(proc.returncode, output, before, after, cfg)
+    return Ran(returncode, output, prep.before, after, prep.cfg)
+
+
+def run_case(case: Case, workdir: Path) -> Ran:
+    """One case: ``inv`` started as a subprocess, as from a shell."""
+    prep = prepare(case, workdir)
+    proc = subprocess.run(prep.argv, cwd=workdir, env=prep.env, stdin=subprocess.DEVNULL,
+                          capture_output=True, timeout=60)
+    return finish(prep, proc.returncode, (proc.stdout + proc.stderr).decode(errors="replace"))
+
+
+def run_cases(cases: dict[str, tuple[Case, Path]]) -> dict[str, Ran]:
+    """Many cases, each ``inv`` in its own process forked from one that has imported the
+    libraries (``inv_forks.py``): the catalogue's hundreds of runs skip Python's start-up."""
+    preps = {key: prepare(case, workdir) for key, (case, workdir) in cases.items()}
+    outs = {key: (prep.workdir / ".inv-out", prep.workdir / ".inv-err")
+            for key, prep in preps.items()}
+    requests = "".join(json.dumps({
+        "key": key, "argv": prep.argv, "cwd": str(prep.workdir), "env": prep.env,
+        "out": str(outs[key][0]), "err": str(outs[key][1])}) + "\n"
+        for key, prep in preps.items())
+    proc = subprocess.run([sys.executable, str(FORKS), str(2 * (os.cpu_count() or 1))],
+                          input=requests, capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    codes = dict(line.split(" ") for line in proc.stdout.splitlines())
+    assert set(codes) == set(preps), proc.stdout + proc.stderr
+    ran = {}
+    for key, prep in preps.items():
+        out, err = outs[key]
+        output = (out.read_bytes() + err.read_bytes()).decode(errors="replace")
+        out.unlink()
+        err.unlink()
+        ran[key] = finish(prep, int(codes[key]), output)
+    return ran
 
 
 def assert_refused(ran: Ran, needles: tuple[str, ...]) -> None:
@@ -317,6 +366,7 @@ WRONG_TYPES = {
     ("stack", "overrides"): "x.yml", ("stack", "env_file"): 5, ("stack", "network"): 5,
     ("stack", "bind_address"): 0, ("stack", "manager_image"): 5,
     ("stack", "health_timeout"): "300",
+    ("stack", "db_timeout"): "5",
     ("addon", "path"): 5, ("addon", "url"): 5, ("addon", "ref"): 2,
     ("builder", "name"): 5, ("builder", "driver"): 5,
     ("learner", "image"): 5, ("learner", "data_dir"): 5, ("learner", "publish_address"): 5,
@@ -459,17 +509,15 @@ ALL_CASES = (HOST_CASES + LEARNER_FLAG_CASES + STACK_FLAG_CASES + WORKFLOW_CASES
 
 @pytest.fixture(scope="module")
 def outputs(request, tmp_path_factory) -> dict[str, Ran]:
-    """Run the selected cases once, in parallel (each ``inv`` start costs ~0.3 s)."""
+    """Run the selected cases once, in parallel, each in a forked process (``run_cases``)."""
     wanted = {}
     for item in request.session.items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and isinstance(callspec.params.get("case"), Case):
             wanted[callspec.id] = callspec.params["case"]
     root = tmp_path_factory.mktemp("bad-input")
-    with ThreadPoolExecutor(max_workers=max(4, 2 * (os.cpu_count() or 1))) as pool:
-        futures = {cid: pool.submit(run_case, case, root / f"case{n}")
-                   for n, (cid, case) in enumerate(wanted.items())}
-        return {cid: fut.result() for cid, fut in futures.items()}
+    return run_cases({cid: (case, root / f"case{n}")
+                      for n, (cid, case) in enumerate(wanted.items())})
 
 
 def test_every_defaults_key_has_a_wrong_type_case():
@@ -484,6 +532,22 @@ def test_bad_input_is_refused_in_one_line(case, outputs, request):
 
 
 # -- behaviour around the catalogue ---------------------------------------------------
+def test_forked_runs_match_subprocess_runs(tmp_path):
+    """The catalogue's forked runs give what ``inv`` started from a shell gives: exit code,
+    output and files, for refusals of every kind and for a run that succeeds."""
+    picked = [param.values[0] for param in
+              (*HOST_CASES[:2], *VALUE_CASES[:2], *ENV_VAR_CASES[:1], *FILE_CASES[:2])]
+    picked.append(Case(("--dry", "env"), ()))
+    forked = run_cases({str(n): (case, tmp_path / f"f{n}") for n, case in enumerate(picked)})
+    for n, case in enumerate(picked):
+        alone = run_case(case, tmp_path / f"s{n}")
+        mine = forked[str(n)]
+        strip = (str(tmp_path / f"f{n}"), str(tmp_path / f"s{n}"))
+        assert mine.returncode == alone.returncode, (case, mine.output, alone.output)
+        assert mine.output.replace(*strip) == alone.output, case
+        assert mine.after - mine.before == alone.after - alone.before, case
+
+
 def test_base_config_is_accepted(tmp_path):
     """The control: without the bad value, the same config passes (nothing is written)."""
     ran = run_case(Case(("--dry", "env"), ()), tmp_path)
