@@ -145,11 +145,7 @@ def env_values(s: Settings, addresses: Addresses, extra: dict[str, str] | None =
     values = dict(addresses.values)
     values["FLOPS_BIND_ADDRESS"] = s.stack.bind_address
     values["FLOPS_MANAGER_IMAGE"] = s.stack.manager_image
-    values["FLOPS_ADDON_DIR"] = os.path.expanduser(s.addon_path)
-    values["FLOPS_ADDON_URL"] = s.addon_url
     values["FLOPS_ADDON_REF"] = s.addon_ref
-    values["FLOPS_COMPOSE_DIR"] = os.path.dirname(s.stack.compose_files[0])
-    values["FLOPS_REGISTRY_PORT"] = str(s.registry_port)
     if existing.get("FLOPS_NETWORK"):
         values["FLOPS_NETWORK"] = existing["FLOPS_NETWORK"]
     values.update(CREDENTIALS)  # upstream's, whatever an older env file held

@@ -1,5 +1,7 @@
 import os
+import re
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -207,3 +209,14 @@ def test_a_secret_never_appears_in_an_error_message(ctx_factory, monkeypatch):
     assert "hunter2" not in err.value.message
     with pytest.raises(FlopsError, match="FLOPS_LABEL='a b' cannot be written"):
         env.env_values(s, addresses, extra={"FLOPS_LABEL": "a b"})
+
+
+def test_the_env_file_holds_only_what_compose_reads(ctx_factory):
+    """Besides the six addresses (flops-tasks reads SYSTEM_MANAGER_IP itself), every key of
+    the env file is one that the compose files interpolate, and each of those is written."""
+    root = Path(__file__).resolve().parents[2]
+    read = set(re.findall(r"\$\{([A-Z_]+)", (root / "compose" / "flops.compose.yml").read_text()))
+    s = settings(ctx_factory({"addresses": {v.lower(): "10.0.0.7" for v in ADDRESS_VARS}}))
+    written = set(env.env_values(s, env.resolve_addresses(s), existing={"FLOPS_NETWORK": "n"}))
+    assert written - set(ADDRESS_VARS) == read - set(ADDRESS_VARS)
+    assert read <= written
