@@ -90,9 +90,19 @@ def _why_unhealthy(c: ContainerView | None, found: dict[str, ContainerView]) -> 
     return why
 
 
+class _Refused(FlopsError):
+    """A store answers but refuses, and ``fix`` is not the usual one."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
 def _check(name: str, probe: Callable[[], str], fix: str) -> Outcome:
     try:
         return ok(STACK, name, probe())
+    except _Refused as exc:
+        return failed(STACK, name, f"{exc.message}; fix: {exc.fix}")
     except FlopsError as exc:
         return failed(STACK, name, f"{exc.message}; fix: {fix}")
     except (OSError, EOFError, ValueError, ftplib.Error) as exc:
@@ -149,8 +159,14 @@ def _mysql_login(project: Project, c: ContainerView, password: str) -> str:
     out = docker_call(lambda: project.docker.execute(
         c.id, ["mysql", "-h", "127.0.0.1", "-u", "root", "-N", "-e", "SELECT 1"],
         envs={"MYSQL_PWD": password}))
-    if str(out).strip() != "1":
-        raise FlopsError(f"login as root to {BACKEND_STORE} gave {str(out).strip()[:80]!r}")
+    answer = str(out).strip()
+    if "Access denied" in answer:  # MySQL keeps the root password its volume was made with
+        raise _Refused(f"{BACKEND_STORE} refuses root's password (FLOps' manager logs in with "
+                       "upstream's fixed one): its data volume was made with another",
+                       "inv reset --clean (empties every store but the registry, MLflow's "
+                       "backend store among them)")
+    if answer != "1":
+        raise FlopsError(f"login as root to {BACKEND_STORE} gave {answer[:80]!r}")
     return "login as root over TCP and a query succeed"
 
 

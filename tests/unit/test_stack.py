@@ -549,5 +549,9 @@ def test_doctor_reports_a_store_that_does_not_do_its_job(make, monkeypatch):
     rows = {o.step: o for o in health.doctor(project)}
     assert rows["flops-db"].status is Status.FAILED and "fix: inv up" in rows["flops-db"].detail
     assert rows["backend-store"].status is Status.FAILED
+    assert "made with another" in rows["backend-store"].detail
+    assert rows["backend-store"].detail.endswith("fix: inv reset --clean (empties every store "
+                                                 "but the registry, MLflow's backend store "
+                                                 "among them)")
     assert rows["registry"].status is Status.OK and "2 repositories" in rows["registry"].detail
     assert all(rows[svc].status is Status.OK for svc in SERVICES)
