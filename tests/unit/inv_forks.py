@@ -1,10 +1,10 @@
 """Run many ``inv`` command lines, each in its own process, without paying Python's start-up
 and the libraries' imports for every one.
 
-``python inv_forks.py`` imports invoke and the third-party libraries flops-tasks uses (not
-flops-tasks itself: it is imported fresh in each child, with the child's HOME and
-environment), then reads one JSON request per line from stdin until EOF: ``{"key", "argv",
-"cwd", "env", "out", "err"}``. For each it forks a child that sets the environment and
+``python inv_forks.py`` imports invoke, the third-party libraries flops-tasks uses and
+those of its modules that read nothing of the environment at import (``FRESH_IN_CHILD`` is
+imported by each child, with the child's HOME), then reads one JSON request per line from
+stdin until EOF: ``{"key", "argv", "cwd", "env", "out", "err"}``. For each it forks a child that sets the environment and
 working directory, points stdin at /dev/null and stdout/stderr at the files ``out`` and
 ``err``, and runs Invoke's ``inv`` program (``invoke.main.program``, what the ``inv``
 command runs) with ``argv``. It prints ``<key> <exit code>`` per finished child, at most
@@ -23,7 +23,14 @@ import sys
 import traceback
 
 PRELOAD = ("invoke", "invoke.main", "yaml", "rich.console", "rich.table", "fabric", "paramiko",
-           "python_on_whales", "pymongo", "tomlkit")
+           "python_on_whales", "pymongo", "tomlkit",
+           # flops-tasks' modules that read nothing of the environment when imported
+           "flops_tasks.cli", "flops_tasks.config", "flops_tasks.invoke_config",
+           "flops_tasks.env", "flops_tasks.hosts", "flops_tasks.data", "flops_tasks.ui",
+           "flops_tasks.ssh", "flops_tasks.commands", "flops_tasks.facts", "flops_tasks.ops",
+           "flops_tasks.stack.project")
+# fixes a path from HOME when imported: each child imports it with its own HOME
+FRESH_IN_CHILD = ("flops_tasks.locks",)
 
 
 def child(request: dict) -> None:
@@ -64,6 +71,8 @@ def main() -> None:
     parallel = int(sys.argv[1]) if len(sys.argv) > 1 else 4
     for name in PRELOAD:
         __import__(name)
+    leaked = [name for name in FRESH_IN_CHILD if name in sys.modules]
+    assert not leaked, f"preloading imported {leaked}: children would share its HOME"
     requests = [json.loads(line) for line in sys.stdin if line.strip()]
     running: dict[int, str] = {}
     for request in requests:

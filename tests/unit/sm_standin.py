@@ -43,7 +43,9 @@ class Running:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://{bind}:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # a short poll: stop() waits for serve_forever to notice (0.5 s by default)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
+                                       daemon=True)
         self.thread.start()
 
     def control(self, route: str, payload: dict | None = None) -> dict:
