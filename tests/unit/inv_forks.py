@@ -1,14 +1,14 @@
 """Run many ``inv`` command lines, each in its own process, without paying Python's start-up
 and the libraries' imports for every one.
 
-``python inv_forks.py`` imports invoke, the third-party libraries flops-tasks uses and
-those of its modules that read nothing of the environment at import (``FRESH_IN_CHILD`` is
+``python inv_forks.py`` imports invoke, the third-party libraries flops-tasks uses and those
+of its modules that read nothing of the environment at import (``FRESH_IN_CHILD`` is
 imported by each child, with the child's HOME), then reads one JSON request per line from
-stdin until EOF: ``{"key", "argv", "cwd", "env", "out", "err"}``. For each it forks a child that sets the environment and
-working directory, points stdin at /dev/null and stdout/stderr at the files ``out`` and
-``err``, and runs Invoke's ``inv`` program (``invoke.main.program``, what the ``inv``
-command runs) with ``argv``. It prints ``<key> <exit code>`` per finished child, at most
-``parallel`` children at a time.
+stdin until EOF: ``{"key", "argv", "cwd", "env", "out", "err"}``. For each it forks a child
+that sets the environment and working directory, points stdin at /dev/null and stdout/stderr
+at the files ``out`` and ``err``, and runs Invoke's ``inv`` program
+(``invoke.main.program``, what the ``inv`` command runs) with ``argv``. It prints ``<key>
+<exit code>`` per finished child, at most ``parallel`` children at a time.
 
 A child is an ordinary process: a traceback, a hang or a stray write is its own, exactly as
 for ``inv`` started from a shell; only the interpreter and the third-party modules are
