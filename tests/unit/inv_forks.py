@@ -11,7 +11,7 @@ at the files ``out`` and ``err``, and runs Invoke's ``inv`` program
 <exit code>`` per finished child, at most ``parallel`` children at a time.
 
 A child is an ordinary process: a traceback, a hang or a stray write is its own, exactly as
-for ``inv`` started from a shell; only the interpreter and the third-party modules are
+for ``inv`` started from a shell; only the interpreter and the preloaded modules are
 shared, read-only, from the parent's memory.
 """
 
