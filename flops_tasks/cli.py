@@ -31,11 +31,12 @@ def env(c: Any, as_json: bool = False, quiet: bool = False) -> dict[str, str]:
 
 
 # -- the management stack ---------------------------------------------------------------
-def _project(c: Any, s: Any = None) -> Any:
+def _projects(c: Any, s: Any = None) -> list[Any]:
+    """One project per Docker engine of the placement (one, local, by default)."""
     from . import ui
-    from .stack.project import Project
+    from .stack import placement
 
-    return Project(s or settings(c), dry=is_dry(c), progress=ui.info)
+    return placement.projects(s or settings(c), dry=is_dry(c), progress=ui.info)
 
 
 def _stack_lock(s: Any) -> Any:
@@ -72,32 +73,48 @@ def _confirm_deletion(what: list[str], yes: bool, dry: bool) -> None:
 
 
 def _stack_task(c: Any, title: str, action: Any, deletes: Any = None, yes: bool = False,
-                as_json: bool = False, render: bool = True, needs_docker: bool = True) -> Any:
-    """Lock the stack, list what ``action`` deletes and ask, check Docker, run it, render."""
+                as_json: bool = False, render: bool = True, starts: bool = False,
+                only: str | None = None, first: Any = None) -> Any:
+    """Lock the stack, list what ``action`` deletes and ask, check that every engine of the
+    placement answers (``starts``: and that no two hosts are one engine), run ``first`` on
+    every engine (it raises: nothing after it runs anywhere), then ``action`` on each
+    engine's project (``only``: on the engine that runs that service); render."""
     from .outcome import Report
+    from .stack import placement
 
     s = settings(c)
-    project = _project(c, s)
-    report = Report(title, dry=project.dry)
+    projects = _projects(c, s)
+    if only is not None:
+        projects = [placement.project_for(projects, only)]
+    report = Report(title, dry=is_dry(c))
     with _stack_lock(s):
         if deletes is not None:
-            _confirm_deletion(deletes(project), yes, project.dry)
-        if needs_docker:
-            project.check_docker()
-        report.extend(action(project))
-    return finish(report, as_json, project.plan, render)
+            _confirm_deletion([line for p in projects for line in deletes(p)], yes,
+                              is_dry(c))
+        placement.require(projects, distinct=starts)
+        if first is not None:
+            for project in projects:
+                report.extend(first(project))
+        report.extend(placement.run(projects, action, title))
+    return finish(report, as_json, projects[0].plan, render)
 
 
 def up(c: Any, build: bool = False, as_json: bool = False, render: bool = True) -> Any:
-    """Env + preflight, start the stack, wait until every service is healthy."""
-    from .stack import health, lifecycle
+    """Env + preflight on every host, then start the stack (each host its services) and wait
+    until every service is healthy."""
+    from .stack import health, placement
+    from .stack.preflight import preflight
 
-    report = _stack_task(c, "up", lambda project: lifecycle.up(project, build=build),
-                         needs_docker=False, render=False)
+    report = _stack_task(c, "up", lambda project: project.start(build=build), render=False,
+                         starts=True, first=lambda project: preflight(project, build=build)[1])
     if not report.dry and report.ok:
-        rows = health.status(_project(c))
+        projects = _projects(c)
+        rows = [row for p in projects for row in health.status(p)]
         report.notes.append("endpoints: " + ", ".join(
-            f"{row['service']} {' '.join(map(str, row['ports']))}" for row in rows))
+            f"{row['service']}{'@' + str(row['host']) if len(projects) > 1 else ''} "
+            f"{' '.join(map(str, row['ports']))}" for row in rows))
+        if len(projects) > 1:
+            report.notes.append(f"placement: {placement.placed_on(projects)}")
     return finish(report, as_json, render=render)
 
 
@@ -123,58 +140,72 @@ def reset(c: Any, registry: bool = False, db: bool = False, service: str | None 
                          "--registry/--db/--recreate", code=2)
     if service:
         return _stack_task(c, "reset", lambda project: lifecycle.rebuild_service(
-            project, service), as_json=as_json, render=render, needs_docker=False)
+            project, service), as_json=as_json, render=render, only=service)
     return _stack_task(
         c, "reset", lambda project: lifecycle.reset(project, registry_too=registry, db=db,
                                                     build=build, recreate=recreate),
         deletes=lambda project: lifecycle.what_reset_deletes(project, registry, db),
-        yes=yes, as_json=as_json, render=render, needs_docker=False)
+        yes=yes, as_json=as_json, render=render, starts=True)
 
 
 def clear_registry(c: Any, yes: bool = False, as_json: bool = False, render: bool = True) -> Any:
     """Empty the FLOps registry's storage and restart it."""
     from .stack import registry
+    from .stack.project import REGISTRY
 
     return _stack_task(c, "clear-registry", registry.clear,
                        deletes=lambda project: [registry.what_clear_deletes(project)],
-                       yes=yes, as_json=as_json, render=render)
+                       yes=yes, as_json=as_json, render=render, only=REGISTRY)
 
 
 def redb(c: Any, yes: bool = False, as_json: bool = False, render: bool = True) -> Any:
     """Empty the FLOps manager database (Mongo database 'flops') only."""
     from .stack import flopsdb
+    from .stack.project import FLOPS_DB_SERVICE
 
     return _stack_task(c, "redb", flopsdb.redb, deletes=lambda project: [flopsdb.WHAT],
-                       yes=yes, as_json=as_json, render=render)
+                       yes=yes, as_json=as_json, render=render, only=FLOPS_DB_SERVICE)
 
 
 def status(c: Any, as_json: bool = False) -> list[dict]:
-    """Every service with state, health and published ports."""
+    """Every service with its host, state, health and published ports; a host whose engine
+    does not answer shows its services as unreachable, with why (exit 1)."""
     from . import ui
-    from .stack import health
+    from .errors import FlopsError
+    from .stack import health, placement
 
-    project = _project(c)
-    project.check_docker()
-    rows = health.status(project)
-    ui.render_status(rows, as_json=as_json)
+    projects = _projects(c)
+    problems = placement.answers(projects)
+    if len(projects) == 1 and problems:
+        raise FlopsError(next(iter(problems.values())))
+    rows = [row for p in projects for row in (
+        health.unreachable_rows(p, problems[p.label]) if p.label in problems
+        else health.status(p))]
+    ui.render_status(rows, as_json=as_json, hosts=len(projects) > 1)
+    if problems:
+        raise FlopsError("", code=1)
     return rows
 
 
 def logs(c: Any, service: str | None = None, follow: bool = False, tail: str = "200") -> None:
-    """Show the stack's logs (one service, or all)."""
+    """Show the stack's logs (one service, or all; of every host of the placement)."""
     from . import ui
-    from .stack.project import docker_call, unknown_service
+    from .stack import placement
+    from .stack.project import unknown_service
 
     unknown_service(service)
-    project = _project(c)
-    project.check_docker()
-    services = [service] if service else []
+    projects = _projects(c)
+    if service:
+        projects = [placement.project_for(projects, service)]
+    placement.require(projects)
     if follow:
-        for _, line in docker_call(lambda: project.docker.compose.logs(
-                services=services, follow=True, stream=True, tail=tail)):
+        for line in placement.follow_logs(projects, service, tail):
             ui.raw(line)
         return
-    ui.raw(docker_call(lambda: project.docker.compose.logs(services=services, tail=tail)))
+    for project in projects:
+        ui.raw(project.call(lambda p=project: p.docker.compose.logs(
+            services=[service] if service else list(p.services) if p.partial else [],
+            tail=tail)))
 
 
 # -- the offline testbed ------------------------------------------------------------------
@@ -243,8 +274,10 @@ def _prep_context(s: Any, image: str | None = None, data_dir: str | None = None,
         raise FlopsError(f"bad --image {image!r}: give an image reference such as "
                          "registry:5073/ml-data-server:latest", code=2)
     addresses = envmod.resolve_addresses(s)
+    registry = envmod.registry_host(s, addresses)
     return PrepContext(
-        registry=envmod.registry_host(s, addresses),
+        registry=registry,
+        forget=envmod.former_registries(s, registry),
         builder_name=s.builder_name,
         builder_driver=s.builder_driver,
         learner_image=image or s.learner_image,
@@ -291,6 +324,9 @@ def prepare(c: Any, roles: set[str] | None = None, host: str | None = None,
     with ui.LiveHosts(title, [t.label for t in targets]) as live:
         report.extend(fan_out(targets, work, ssh=s.ssh, config=c.config, dry=is_dry(c),
                               observer=live, lock=not is_dry(c)))
+    if ctx.forget and not remove_check_tools:
+        report.notes.append(f"the FLOps registry is now {ctx.registry}: workers' trust for "
+                            f"{', '.join(ctx.forget)} (where it was before) is dropped")
     return finish(report, as_json, plan=plan, render=render)
 
 
@@ -304,9 +340,9 @@ def doctor(c: Any, as_json: bool = False, render: bool = True) -> Any:
 
     s = settings(c)
     report = Report("doctor")
-    from .stack import health
+    from .stack import health, placement
 
-    report.extend(health.doctor(_project(c, s)))
+    report.extend(placement.run(_projects(c, s), health.doctor, "doctor"))
     ctx = _prep_context(s)
     targets = [t for t in s.inventory if t.roles]
     if not targets:

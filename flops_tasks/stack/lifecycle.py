@@ -1,6 +1,8 @@
 """The stack's lifecycle: up, down, restart, and the reset scopes, composed from the jobs.
 
-Data lives in named volumes; only the scopes that say so delete any of it.
+Data lives in named volumes; only the scopes that say so delete any of it. Each function
+acts on one engine's project and on the services placed there (a scope about a service
+placed elsewhere does nothing here); ``placement`` runs them on every host.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 from ..outcome import Outcome, changed, ok
 from . import flopsdb, registry
 from .preflight import preflight
-from .project import REGISTRY, SERVICES, STACK, Project
+from .project import REGISTRY, Project
 
 
 def up(project: Project, build: bool = False) -> list[Outcome]:
@@ -23,10 +25,10 @@ def down(project: Project) -> list[Outcome]:
     summary = project.compose_cmd("down")
     project.act(summary, lambda: project.docker.compose.down(quiet=True))
     if project.dry:
-        return [ok(STACK, "down", f"would run: {summary} (volumes kept)")]
+        return [ok(project.where, "down", f"would run: {summary} (volumes kept)")]
     if not running:
-        return [ok(STACK, "down", "not running")]
-    return [changed(STACK, "down", f"stopped {len(running)} services; all data kept")]
+        return [ok(project.where, "down", "not running")]
+    return [changed(project.where, "down", f"stopped {len(running)} services; all data kept")]
 
 
 def config_hashes(project: Project) -> dict[str, str]:
@@ -43,24 +45,32 @@ def restart(project: Project, build: bool = False,
     or stopped, go through ``up -d``; the others are restarted in place. Volumes are
     never touched.
     """
+    outcomes = project.remove_moved_away() if project.partial else []
     current = project.containers()
     hashes = {} if build else config_hashes(project)
-    stale = [svc for svc in SERVICES if build or svc in recreate or svc not in current
+    placed = project.services
+    stale = [svc for svc in placed if build or svc in recreate or svc not in current
              or not current[svc].running or current[svc].config_hash != hashes.get(svc)]
-    kept = [svc for svc in SERVICES if svc not in stale]
+    kept = [svc for svc in placed if svc not in stale]
     if stale:
-        summary = project.compose_cmd("up", "-d", *(["--build"] if build else []))
+        # all services (compose recreates only what changed); with some placed elsewhere,
+        # the ones placed here, without their dependencies
+        only = list(placed) if project.partial else []
+        summary = project.compose_cmd("up", "-d", *(["--build"] if build else []),
+                                      *(["--no-deps", *only] if only else []))
         project.act(summary, lambda: project.docker.compose.up(
-            detach=True, build=build, quiet=True, pull=None if build else "missing"))
+            services=only or None, detach=True, build=build, quiet=True,
+            pull=None if build else "missing", dependencies=not only))
     if kept:
         project.act(project.compose_cmd("restart", *kept),
                     lambda: project.docker.compose.restart(services=kept))
     if project.dry:
-        return [ok(STACK, "reset", f"would recreate {len(stale)} and restart {len(kept)} "
-                                   "services; data kept")]
+        return [*outcomes, ok(project.where, "reset", f"would recreate {len(stale)} and "
+                                                      f"restart {len(kept)} services; data kept")]
     states = project.wait_healthy()
-    return [changed(STACK, "reset", f"{len(kept)} services restarted, {len(stale)} "
-                                    f"recreated; {len(states)} healthy; data kept")]
+    return [*outcomes, changed(project.where, "reset", f"{len(kept)} services restarted, "
+                                                       f"{len(stale)} recreated; {len(states)} "
+                                                       "healthy; data kept")]
 
 
 def rebuild_service(project: Project, service: str) -> list[Outcome]:
@@ -71,9 +81,9 @@ def rebuild_service(project: Project, service: str) -> list[Outcome]:
 
 def what_reset_deletes(project: Project, registry_too: bool, db: bool) -> list[str]:
     what = []
-    if registry_too:
+    if registry_too and registry.holds(project):
         what.append(registry.what_clear_deletes(project))
-    if db:
+    if db and flopsdb.holds(project):
         what.append(flopsdb.WHAT)
     return what
 
@@ -82,6 +92,7 @@ def reset(project: Project, registry_too: bool = False, db: bool = False, build:
           recreate: bool = False) -> list[Outcome]:
     """Fresh processes; the registry and the FLOps database are emptied only when asked."""
     _, outcomes = preflight(project, build=build)
+    registry_too = registry_too and registry.holds(project)
     if recreate:
         outcomes += down(project)
     if registry_too:
@@ -90,7 +101,7 @@ def reset(project: Project, registry_too: bool = False, db: bool = False, build:
         project, build=build, recreate=(REGISTRY,) if registry_too else ()))
     if registry_too and not project.dry:
         registry.verify_empty(project)
-        outcomes.append(changed(STACK, "clear-registry", "registry storage emptied"))
+        outcomes.append(changed(project.where, "clear-registry", "registry storage emptied"))
     if db:
         outcomes += flopsdb.redb(project)
     return outcomes

@@ -316,7 +316,7 @@ WRONG_TYPES = {
     ("stack", "project"): 5, ("stack", "compose_file"): ["a.yml"],
     ("stack", "overrides"): "x.yml", ("stack", "env_file"): 5, ("stack", "network"): 5,
     ("stack", "bind_address"): 0, ("stack", "manager_image"): 5,
-    ("stack", "health_timeout"): "300",
+    ("stack", "health_timeout"): "300", ("stack", "placement"): "w1",
     ("addon", "path"): 5, ("addon", "url"): 5, ("addon", "ref"): 2,
     ("builder", "name"): 5, ("builder", "driver"): 5,
     ("learner", "image"): 5, ("learner", "data_dir"): 5, ("learner", "publish_address"): 5,
