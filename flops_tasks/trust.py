@@ -43,7 +43,9 @@ def _toml(text: str | None, path: str) -> tuple[Any, dict]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise Refusal(f"{path} is not valid TOML ({exc}): fix it by hand") from None
-    return tomlkit.parse(text), data
+    # probe output arrives without its final newline: tomlkit would append the next table
+    # on the last value's line
+    return tomlkit.parse(text if text.endswith("\n") else text + "\n"), data
 
 
 def _table(container: Any, key: str) -> Any:
