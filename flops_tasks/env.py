@@ -127,10 +127,12 @@ def host_address(host: str) -> str:
     return str(infos[0][4][0]) if infos else ""
 
 
-def resolve_addresses(s: Settings, detect: Callable[[], str] = primary_ip,
+def resolve_addresses(s: Settings, detect: Callable[[], str] | None = None,
                       locate: Callable[[str], str] = host_address) -> Addresses:
     """Config and environment first; an empty value is the address of the host that runs
-    its component (``COMPONENT``): a placement host's address, else this host's primary IP."""
+    its component (``COMPONENT``): a placement host's address, else this host's primary IP
+    (``detect``, default ``primary_ip``)."""
+    detect = detect or primary_ip
     values: dict[str, str] = {}
     sources = dict(s.address_sources)
     detected: str | None = None

@@ -169,10 +169,10 @@ def recognise(apps: list[Application], ids: FlopsIds | None, user: str) -> list[
 
 def read_flops_db(s: Any) -> FlopsIds:
     """The ids in the stack's FLOps DB (raises pymongo's ``PyMongoError``)."""
-    from .stack import flopsdb
-    from .stack.project import FLOPS_DB, Project
+    from .stack import flopsdb, placement
+    from .stack.project import FLOPS_DB, FLOPS_DB_SERVICE
 
-    client = flopsdb.client(Project(s))
+    client = flopsdb.client(placement.project_for(placement.projects(s), FLOPS_DB_SERVICE))
     try:
         return read_flops_ids(client[FLOPS_DB])
     finally:
