@@ -9,6 +9,7 @@ test_placement.py).
 from __future__ import annotations
 
 import os
+
 import pytest
 
 from flops_tasks import env as envmod
