@@ -4,6 +4,10 @@ Data safety: one test per row of README.md's "Data safety" table. Real data is w
 each store (registry image, FLOps DB record, MLflow MySQL row, FTP artifact, retained MQTT
 message) and read back after each action. The manager is upstream's own code (built by the testbed
 from the addon-FLOps tarball); tests drive it through its API and its own data layer.
+
+Each store is reached on the engine and at the address where the placement runs it
+(``Where``): here everything is on the local engine; test_stack_split.py runs the same
+data-safety tests with the registry and the artifact store on worker w1.
 """
 
 from __future__ import annotations
@@ -17,16 +21,19 @@ import tarfile
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from flops_tasks import testbed as tb
 from flops_tasks.config import DEFAULTS
 
+from . import helpers
 from .helpers import inv
 
 pytestmark = pytest.mark.integration
-REGISTRY = "127.0.0.1:5073"
+REGISTRY = "127.0.0.1:5073"  # the registry as its own engine reaches it
 PROJECT = tb.PROJECT
 # Upstream's fixed credentials, which the manager hard-codes (addon-FLOps
 # flops_manager/mlflow/storages/backend_store.py and artifact_store.py).
@@ -45,13 +52,61 @@ def exec_in(service: str, *args: str, env: dict | None = None) -> str:
     return sh("docker", "exec", *envs, service, *args)  # upstream's container names
 
 
+@dataclass
+class Where:
+    """Where the placement of a config runs each service: its engine (a ``Project``, so a
+    docker command goes to that engine, over Docker's SSH transport when remote) and the
+    address this machine reaches its ports at."""
+
+    config: Path
+    projects: list
+
+    @classmethod
+    def of(cls, config: Path) -> Where:
+        from flops_tasks.config import settings
+        from flops_tasks.stack import placement
+
+        s = settings(tb.context_for(tb.default_paths(), runtime=config))
+        return cls(config, placement.projects(s))
+
+    def project(self, service: str):
+        from flops_tasks.stack import placement
+
+        return placement.project_for(self.projects, service)
+
+    def docker(self, service: str, *args: str) -> str:
+        return self.project(service).cli(*args)
+
+    def exec(self, service: str, *args: str, env: dict | None = None) -> str:
+        envs = [f"-e{k}={v}" for k, v in (env or {}).items()]
+        return self.docker(service, "exec", *envs, service, *args)  # upstream's names
+
+    def address(self, service: str) -> str:
+        return self.project(service).address()
+
+    def container_ids(self) -> dict[tuple[str, str], str]:
+        return {(p.label, c.name): c.id for p in self.projects for c in p.snapshot()}
+
+    def push_sidecar(self) -> None:
+        registry = self.project("flops_image_registry")
+        tb.push_sidecar(lambda _: None, project=registry if registry.remote else None)
+
+
+@pytest.fixture
+def where(testbed) -> Where:
+    """Everything on the local engine (test_stack_split.py overrides this fixture)."""
+    return Where.of(helpers.TESTBED_CONFIG)
+
+
 class Stores:
     """Write one marker into every store; say which stores still hold it."""
 
-    def __init__(self, tmp_path) -> None:
+    def __init__(self, tmp_path, where: Where) -> None:
         self.mark = uuid.uuid4().hex[:12]
         self.tmp = tmp_path
-        self.image = f"{REGISTRY}/safety/img-{self.mark}:1"
+        self.where = where
+        self.image = f"{REGISTRY}/safety/img-{self.mark}:1"  # pushed on the registry's engine
+        self.registry = f"{where.address('flops_image_registry')}:5073"  # read from here
 
     def write_all(self) -> None:
         self.push_image(self.image)
@@ -60,36 +115,41 @@ class Stores:
                    f"(v VARCHAR(64)); INSERT INTO safety.t VALUES ('{self.mark}');")
         with self.ftp() as ftp:
             ftp.storbinary(f"STOR {self.mark}.txt", io.BytesIO(self.mark.encode()))
-        exec_in("flops_mqtt", "mosquitto_pub", "-p", "9027", "-r", "-t", "safety/mark",
-                "-m", self.mark)
+        self.where.exec("flops_mqtt", "mosquitto_pub", "-p", "9027", "-r", "-t",
+                        "safety/mark", "-m", self.mark)
 
     def push_image(self, ref: str) -> None:
+        """Build and push on the registry's own engine (the build context is sent there)."""
         ctx = self.tmp / ref.replace("/", "_").replace(":", "_")
         ctx.mkdir(exist_ok=True)
         (ctx / "mark.txt").write_text(ref)
         (ctx / "Dockerfile").write_text("FROM scratch\nCOPY mark.txt /mark.txt\n")
-        sh("docker", "build", "-q", "-t", ref, str(ctx))
-        sh("docker", "push", "-q", ref)
+        self.where.docker("flops_image_registry", "build", "-q", "-t", ref, str(ctx))
+        self.where.docker("flops_image_registry", "push", "-q", ref)
 
     def mongo(self):
         import pymongo
 
-        return pymongo.MongoClient("127.0.0.1", 10027, directConnection=True,
-                                   serverSelectionTimeoutMS=5000)
+        return pymongo.MongoClient(self.where.address("flops_db"), 10027,
+                                   directConnection=True, serverSelectionTimeoutMS=5000)
 
     def mysql(self, sql: str) -> str:
-        return exec_in("mlflow_backend_store", "mysql", "-uroot", "-N", "-e", sql,
-                       env={"MYSQL_PWD": MYSQL_ROOT_PASSWORD})
+        return self.where.exec("mlflow_backend_store", "mysql", "-uroot", "-N", "-e", sql,
+                               env={"MYSQL_PWD": MYSQL_ROOT_PASSWORD})
 
     def ftp(self) -> ftplib.FTP:
         ftp = ftplib.FTP()
-        ftp.connect("127.0.0.1", 21, timeout=10)
+        ftp.connect(self.where.address("vsftpd_server"), 21, timeout=10)
         ftp.login(FTP_USER, FTP_PASSWORD)
         return ftp
 
+    def fetch_every_blob(self) -> int:
+        """GET the manifest and every blob the image names; returns how many were fetched."""
+        return fetch_every_blob(self.image, self.registry)
+
     def held(self) -> dict[str, bool]:
         repo = self.image.split("/", 1)[1].split(":")[0]
-        with urllib.request.urlopen(f"http://{REGISTRY}/v2/_catalog", timeout=10) as resp:
+        with urllib.request.urlopen(f"http://{self.registry}/v2/_catalog", timeout=10) as resp:
             registry = repo in json.load(resp)["repositories"]
         mongo = self.mongo()
         flops_db = mongo.flops.safety.find_one({"mark": self.mark}) is not None
@@ -101,8 +161,8 @@ class Stores:
                 artifacts = buf.getvalue() == self.mark.encode()
             except ftplib.error_perm:
                 artifacts = False
-        mqtt = exec_in("flops_mqtt", "mosquitto_sub", "-p", "9027", "-t", "safety/mark",
-                       "-C", "1", "-W", "5").strip() == self.mark
+        mqtt = self.where.exec("flops_mqtt", "mosquitto_sub", "-p", "9027", "-t",
+                               "safety/mark", "-C", "1", "-W", "5").strip() == self.mark
         return {"registry": registry, "flops_db": flops_db, "mlflow_db": mysql,
                 "artifacts": artifacts, "mqtt": mqtt}
 
@@ -111,12 +171,13 @@ ALL = {"registry": True, "flops_db": True, "mlflow_db": True, "artifacts": True,
 
 
 @pytest.fixture
-def stores(testbed, tmp_path):
-    s = Stores(tmp_path)
+def stores(where, tmp_path, monkeypatch):
+    monkeypatch.setattr(helpers, "TESTBED_CONFIG", where.config)  # inv(...) uses its config
+    s = Stores(tmp_path, where)
     s.write_all()
     assert s.held() == ALL
     yield s
-    tb.push_sidecar(lambda _: None)  # learners pull the sidecar from the registry
+    where.push_sidecar()  # learners pull the sidecar from the registry
 
 
 def ok(res: subprocess.CompletedProcess) -> None:
@@ -184,18 +245,19 @@ def test_reset_db_empties_only_the_flops_db(stores):
     assert manager_db("read", stores.mark) == "NONE"
 
 
-def fetch_every_blob(ref: str) -> int:
-    """GET the manifest and every blob it names; returns how many blobs were fetched."""
+def fetch_every_blob(ref: str, registry: str = REGISTRY) -> int:
+    """GET the manifest and every blob it names (from ``registry``); returns how many blobs
+    were fetched."""
     name, tag = ref.split("/", 1)[1].rsplit(":", 1)
     accept = ("application/vnd.docker.distribution.manifest.v2+json,"
               "application/vnd.oci.image.manifest.v1+json")
-    req = urllib.request.Request(f"http://{REGISTRY}/v2/{name}/manifests/{tag}",
+    req = urllib.request.Request(f"http://{registry}/v2/{name}/manifests/{tag}",
                                  headers={"Accept": accept})
     with urllib.request.urlopen(req, timeout=10) as resp:
         manifest = json.load(resp)
     digests = [manifest["config"]["digest"], *[layer["digest"] for layer in manifest["layers"]]]
     for digest in digests:
-        with urllib.request.urlopen(f"http://{REGISTRY}/v2/{name}/blobs/{digest}",
+        with urllib.request.urlopen(f"http://{registry}/v2/{name}/blobs/{digest}",
                                     timeout=10) as resp:
             assert resp.status == 200 and resp.read()
     return len(digests)
@@ -207,7 +269,7 @@ def test_clear_registry_empties_it_and_it_still_accepts_pushes(stores):
     # the same layers again: an in-memory blob cache would answer "already exists" and the
     # blobs would be missing; ours was restarted, so every blob must be fetchable
     stores.push_image(stores.image)
-    assert fetch_every_blob(stores.image) == 2
+    assert stores.fetch_every_blob() == 2
     assert stores.held() == ALL
 
 
@@ -215,7 +277,7 @@ def test_reset_registry_flag(stores):
     ok(inv("reset", "--registry", "--yes"))
     assert stores.held() == {**ALL, "registry": False}
     stores.push_image(stores.image)
-    assert fetch_every_blob(stores.image) == 2
+    assert stores.fetch_every_blob() == 2
 
 
 def test_destructive_tasks_refuse_without_a_tty_and_change_nothing(stores):
@@ -228,16 +290,13 @@ def test_destructive_tasks_refuse_without_a_tty_and_change_nothing(stores):
 
 
 def test_dry_reset_prints_a_plan_and_touches_nothing(stores):
-    from python_on_whales import docker
-
-    before = {c.name: c.id for c in docker.container.list(filters=[tb.OWNED])}
+    before = stores.where.container_ids()
     res = inv("--dry", "reset", "--registry", "--db", "--yes")
     ok(res)
     assert "plan: docker compose" in res.stdout and " restart " in res.stdout
     assert "docker volume rm flops_testbed_registry_data" in res.stdout
     assert "DELETE" in res.stdout
-    after = {c.name: c.id for c in docker.container.list(filters=[tb.OWNED])}
-    assert before == after
+    assert stores.where.container_ids() == before
     assert stores.held() == ALL
 
 
