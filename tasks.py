@@ -32,17 +32,25 @@ def down(c, json=False):
     cli.down(c, as_json=json)
 
 
+SKIP_APPS = ("do not remove FLOps' apps from Oakestra first (they stay deployed: the next "
+             "FLOps project may then fail with 409)")
+
+
 @task(help={"registry": "also delete every image in the FLOps registry",
             "db": "also empty the FLOps manager database (Mongo database 'flops')",
+            "clean": "empty every store but the registry: FLOps DB, MLflow backend DB, "
+                     "artifacts, MQTT state",
+            "all_": "empty every store, the registry too",
+            "skip_apps": SKIP_APPS,
             "service": "rebuild and restart only this service, keeping all data",
             "build": "rebuild images while restarting",
             "recreate": "down + up: recreate every container and the network (slower)",
             "yes": YES, "json": JSON})
-def reset(c, registry=False, db=False, service=None, build=False, recreate=False, yes=False,
-          json=False):
+def reset(c, registry=False, db=False, clean=False, all_=False, skip_apps=False, service=None,
+          build=False, recreate=False, yes=False, json=False):
     """Restart the stack with fresh processes (data kept unless a flag says otherwise)."""
-    cli.reset(c, registry=registry, db=db, service=service, build=build, recreate=recreate,
-              yes=yes, as_json=json)
+    cli.reset(c, registry=registry, db=db, clean=clean, all_=all_, skip_apps=skip_apps,
+              service=service, build=build, recreate=recreate, yes=yes, as_json=json)
 
 
 @task(name="clear-registry", help={"yes": YES, "json": JSON})
@@ -51,10 +59,10 @@ def clear_registry(c, yes=False, json=False):
     cli.clear_registry(c, yes=yes, as_json=json)
 
 
-@task(help={"yes": YES, "json": JSON})
-def redb(c, yes=False, json=False):
+@task(help={"skip_apps": SKIP_APPS, "yes": YES, "json": JSON})
+def redb(c, skip_apps=False, yes=False, json=False):
     """Empty the FLOps manager database only (MLflow, registry and artifacts are kept)."""
-    cli.redb(c, yes=yes, as_json=json)
+    cli.redb(c, skip_apps=skip_apps, yes=yes, as_json=json)
 
 
 @task(help={"json": JSON})
@@ -129,6 +137,14 @@ def clear_apps(c, without_db=False, yes=False, json=False):
     cli.clear_apps(c, without_db=without_db, yes=yes, as_json=json)
 
 
+@task(name="fresh-start", help={
+    "registry": "also empty the FLOps registry (reset --all instead of --clean)",
+    "skip_apps": SKIP_APPS, "yes": YES, "json": JSON})
+def fresh_start(c, registry=False, skip_apps=False, yes=False, json=False):
+    """Between experiments: clear FLOps' apps, reset --clean, clear worker images, doctor."""
+    cli.fresh_start(c, registry=registry, skip_apps=skip_apps, yes=yes, as_json=json)
+
+
 @task(help={"json": JSON})
 def doctor(c, json=False):
     """Check (read-only) every inventory host and stack service; non-zero exit if not ready."""
@@ -147,7 +163,7 @@ def demo(c, workers=None, json=False):
     cli.demo(c, workers=workers, as_json=json)
 
 
-@task(name="up", help={"workers": "number of worker containers (1-16, default 2)",
+@task(name="up", help={"workers": "number of worker containers (1-32, default 2)",
                        "kind": "docker (sshd + containerd + dockerd; builder and learner) or "
                        "containerd (sshd + containerd, no Docker; builder only), or a comma "
                        "list, one per worker in order (the last repeats); default docker",
@@ -166,6 +182,6 @@ def testbed_down(c, keep_images=False, json=False):
 
 testbed = Collection("testbed", testbed_up, testbed_down)
 ns = Collection(env, up, down, reset, clear_registry, redb, status, logs, prepare_builder,
-                prepare_learner, learner_data, clear_images, oakestra_apps, clear_apps, doctor,
-                bootstrap, demo, testbed)
+                prepare_learner, learner_data, clear_images, oakestra_apps, clear_apps,
+                fresh_start, doctor, bootstrap, demo, testbed)
 ns.configure({"flops": DEFAULTS})

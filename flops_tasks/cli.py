@@ -67,18 +67,20 @@ def _confirm_deletion(what: list[str], yes: bool, dry: bool) -> None:
 
     if dry or not what:
         return
-    ui.info("This will delete: " + "; ".join(what))
+    ui.info("This will delete:\n" + "\n".join(f"  - {item}" for item in what))
     if not ui.confirm("Delete it?", assume_yes=yes):
         raise FlopsError("nothing deleted: confirm on a terminal or pass --yes", code=3)
 
 
 def _stack_task(c: Any, title: str, action: Any, deletes: Any = None, yes: bool = False,
                 as_json: bool = False, render: bool = True, starts: bool = False,
-                only: str | None = None, first: Any = None) -> Any:
+                only: str | None = None, first: Any = None, apps: Any = None) -> Any:
     """Lock the stack, list what ``action`` deletes and ask, check that every engine of the
     placement answers (``starts``: and that no two hosts are one engine), run ``first`` on
-    every engine (it raises: nothing after it runs anywhere), then ``action`` on each
-    engine's project (``only``: on the engine that runs that service); render."""
+    every engine (it raises: nothing after it runs anywhere), remove the FLOps apps of the
+    plan ``apps`` from Oakestra once (any left: nothing after it runs anywhere), then
+    ``action`` on each engine's project (``only``: on the engine that runs that service);
+    render."""
     from .outcome import Report
     from .stack import placement
 
@@ -89,13 +91,15 @@ def _stack_task(c: Any, title: str, action: Any, deletes: Any = None, yes: bool 
     report = Report(title, dry=is_dry(c))
     with _stack_lock(s):
         if deletes is not None:
-            _confirm_deletion([line for p in projects for line in deletes(p)], yes,
-                              is_dry(c))
+            _confirm_deletion([*_apps_deletes(apps), *(line for p in projects
+                                                       for line in deletes(p))],
+                              yes, is_dry(c))
         placement.require(projects, distinct=starts)
         if first is not None:
             for project in projects:
                 report.extend(first(project))
-        report.extend(placement.run(projects, action, title))
+        if _apps_removed(s, apps, report):
+            report.extend(placement.run(projects, action, title))
     return finish(report, as_json, projects[0].plan, render)
 
 
@@ -125,27 +129,71 @@ def down(c: Any, as_json: bool = False, render: bool = True) -> Any:
     return _stack_task(c, "down", lifecycle.down, as_json=as_json, render=render)
 
 
-def reset(c: Any, registry: bool = False, db: bool = False, service: str | None = None,
-          build: bool = False, recreate: bool = False, yes: bool = False,
+def _apps_plan(s: Any, empties_flops_db: bool, skip_apps: bool) -> Any:
+    """FLOps' apps in Oakestra, read before the FLOps database is emptied (it holds their
+    ids); None when nothing empties that database or the step is skipped on purpose."""
+    from .errors import FlopsError
+    from .oakestra_apps import flops_apps_plan
+
+    if not empties_flops_db or skip_apps:
+        return None
+    try:
+        return flops_apps_plan(s)
+    except FlopsError as exc:
+        raise FlopsError(f"{exc.message}; to empty the FLOps database anyway and leave "
+                         "FLOps' apps deployed in Oakestra, pass --skip-apps",
+                         code=exc.code) from None
+
+
+def _apps_removed(s: Any, plan: Any, report: Any) -> bool:
+    """Remove the planned FLOps apps from Oakestra (once, whatever the placement): True when
+    none is left, so the stack may be emptied; otherwise a "stopped" row says nothing of the
+    stack was deleted."""
+    from .oakestra_apps import clear_apps as remove_apps
+    from .outcome import failed
+    from .stack.project import STACK
+
+    if plan is None:
+        return True
+    removed = remove_apps(s, plan, dry=report.dry)
+    report.extend(removed)
+    if any(o.bad for o in removed):
+        report.extend([failed(STACK, "stopped", "FLOps' apps could not all be removed from "
+                                                "Oakestra: nothing of the stack was deleted")])
+        return False
+    return True
+
+
+def _apps_deletes(plan: Any) -> list[str]:
+    return plan.deletes() if plan is not None else []
+
+
+def reset(c: Any, registry: bool = False, db: bool = False, clean: bool = False,
+          all_: bool = False, service: str | None = None, build: bool = False,
+          recreate: bool = False, skip_apps: bool = False, yes: bool = False,
           as_json: bool = False, render: bool = True) -> Any:
-    """Fresh processes for the whole stack (``recreate``: down + up); registry images and
-    databases survive unless a flag says otherwise."""
+    """Fresh processes for the whole stack (``recreate``: down + up). Data survives unless a
+    scope says otherwise: ``registry``, ``db`` (the FLOps database), ``clean`` (every store
+    but the registry), ``all_`` (every store). Scopes that empty the FLOps database remove
+    FLOps' apps from Oakestra first (unless ``skip_apps``)."""
     from .errors import FlopsError
     from .stack import lifecycle
     from .stack.project import unknown_service
 
     unknown_service(service)
-    if service and (registry or db or recreate):
+    if service and (registry or db or clean or all_ or recreate):
         raise FlopsError("--service restarts one service and keeps all data: use it without "
-                         "--registry/--db/--recreate", code=2)
+                         "--registry/--db/--clean/--all/--recreate", code=2)
     if service:
         return _stack_task(c, "reset", lambda project: lifecycle.rebuild_service(
             project, service), as_json=as_json, render=render, only=service)
+    scope = lifecycle.Scope(registry=registry or all_, db=db, clean=clean or all_)
+    plan = _apps_plan(settings(c), scope.empties_flops_db, skip_apps)
     return _stack_task(
-        c, "reset", lambda project: lifecycle.reset(project, registry_too=registry, db=db,
-                                                    build=build, recreate=recreate),
-        deletes=lambda project: lifecycle.what_reset_deletes(project, registry, db),
-        yes=yes, as_json=as_json, render=render, starts=True)
+        c, "reset", lambda project: lifecycle.reset(project, scope, build=build,
+                                                    recreate=recreate),
+        deletes=lambda project: lifecycle.what_reset_deletes(project, scope),
+        yes=yes, as_json=as_json, render=render, starts=True, apps=plan)
 
 
 def clear_registry(c: Any, yes: bool = False, as_json: bool = False, render: bool = True) -> Any:
@@ -158,13 +206,17 @@ def clear_registry(c: Any, yes: bool = False, as_json: bool = False, render: boo
                        yes=yes, as_json=as_json, render=render, only=REGISTRY)
 
 
-def redb(c: Any, yes: bool = False, as_json: bool = False, render: bool = True) -> Any:
-    """Empty the FLOps manager database (Mongo database 'flops') only."""
+def redb(c: Any, yes: bool = False, skip_apps: bool = False, as_json: bool = False,
+         render: bool = True) -> Any:
+    """Empty the FLOps manager database (Mongo database 'flops') only, after removing
+    FLOps' apps from Oakestra (unless ``skip_apps``)."""
     from .stack import flopsdb
     from .stack.project import FLOPS_DB_SERVICE
 
+    plan = _apps_plan(settings(c), True, skip_apps)
     return _stack_task(c, "redb", flopsdb.redb, deletes=lambda project: [flopsdb.WHAT],
-                       yes=yes, as_json=as_json, render=render, only=FLOPS_DB_SERVICE)
+                       yes=yes, as_json=as_json, render=render, only=FLOPS_DB_SERVICE,
+                       apps=plan)
 
 
 def status(c: Any, as_json: bool = False) -> list[dict]:
@@ -323,7 +375,7 @@ def prepare(c: Any, roles: set[str] | None = None, host: str | None = None,
 
     with ui.LiveHosts(title, [t.label for t in targets]) as live:
         report.extend(fan_out(targets, work, ssh=s.ssh, config=c.config, dry=is_dry(c),
-                              observer=live, lock=not is_dry(c)))
+                              observer=live, lock=not is_dry(c), traffic=report.ssh))
     if ctx.forget and not remove_check_tools:
         report.notes.append(f"the FLOps registry is now {ctx.registry}: workers' trust for "
                             f"{', '.join(ctx.forget)} (where it was before) is dropped")
@@ -350,28 +402,30 @@ def doctor(c: Any, as_json: bool = False, render: bool = True) -> Any:
     with ui.LiveHosts("doctor", [t.label for t in targets]) as live:
         report.extend(fan_out(targets, lambda session: doctor_host(
             session, set(session.target.roles), ctx), ssh=s.ssh, config=c.config,
-            observer=live))
+            observer=live, traffic=report.ssh))
     return finish(report, as_json, render=render)
 
 
 def bootstrap(c: Any, as_json: bool = False, render: bool = True) -> Any:
-    """up, then every inventory host for its roles (builders push-check), then doctor."""
+    """up, then every inventory host for its roles (builders push-check), then doctor, over
+    one SSH connection per host."""
     from .outcome import Report
+    from .ssh import shared_connections
 
     dry = is_dry(c)
     report = Report("bootstrap", dry=dry)
     stack_report = up(c, render=False)
-    report.extend(stack_report.outcomes)
-    report.notes.extend(stack_report.notes)
+    report.absorb(stack_report)
     if not stack_report.ok:
         return finish(report, as_json, render=render)
-    prepared = prepare(c, roles=None, push_check=True, render=False)
-    report.extend(prepared.outcomes)
-    report.notes.extend(prepared.notes)
-    if dry:
-        report.notes.append("doctor skipped in a dry run (nothing was changed to check)")
-    else:
-        report.extend(doctor(c, render=False).summary("doctor"))
+    with shared_connections():
+        report.absorb(prepare(c, roles=None, push_check=True, render=False))
+        if dry:
+            report.notes.append("doctor skipped in a dry run (nothing was changed to check)")
+        else:
+            checked = doctor(c, render=False)
+            report.extend(checked.summary("doctor"))
+            report.count_ssh(checked.ssh)
     return finish(report, as_json, render=render)
 
 
@@ -422,7 +476,8 @@ def learner_data(c: Any, host: str | None = None, src: str | None = None,
         report.extend(fan_out(
             targets, lambda session: data.copy_data(session, files, s.learner_data_dir,
                                                     progress=bar.advance),
-            ssh=s.ssh, config=c.config, dry=is_dry(c), step="learner-data", lock=not is_dry(c)))
+            ssh=s.ssh, config=c.config, dry=is_dry(c), step="learner-data", lock=not is_dry(c),
+            traffic=report.ssh))
     return finish(report, as_json, render=render)
 
 
@@ -471,41 +526,102 @@ def _learner_data_list(c: Any, s: Any, host: str | None, tag: str | None, as_jso
     return result
 
 
+class _WorkerImages:
+    """clear-images in two halves, so a workflow can ask once for everything it deletes:
+    ``list`` reads every worker's stores, ``remove`` deletes what was listed. Run both
+    inside ``ssh.shared_connections()``: the listing's connections also remove."""
+
+    def __init__(self, c: Any, s: Any, host: str | None, registry_only: bool,
+                 report: Any) -> None:
+        from . import env as envmod
+        from .hosts import select_targets
+
+        self.c, self.s, self.registry_only, self.report = c, s, registry_only, report
+        self.registry = envmod.registry_host(s, envmod.resolve_addresses(s))
+        self.targets = select_targets(host, list(s.inventory), None)
+        self.found: dict[str, Any] = {}
+
+    def list(self) -> list:
+        from . import images
+        from .ssh import fan_out
+
+        def listing(session: Any) -> list:
+            self.found[session.label] = images.list_images(
+                session, self.registry, upstream=not self.registry_only)
+            return []
+
+        traffic: dict[str, dict[str, int]] = {}
+        outcomes = fan_out(self.targets, listing, ssh=self.s.ssh, config=self.c.config,
+                           dry=is_dry(self.c), step="list", traffic=traffic)
+        self.report.count_ssh(traffic)
+        return outcomes
+
+    def deletes(self) -> list[str]:
+        return [line for listing in self.found.values() for line in listing.deletes()]
+
+    def remove(self) -> list:
+        from . import images
+        from .ssh import fan_out
+
+        reachable = [t for t in self.targets if t.label in self.found]
+        traffic: dict[str, dict[str, int]] = {}
+        outcomes = fan_out(reachable, lambda session: images.remove_images(
+            session, self.found[session.label]), ssh=self.s.ssh, config=self.c.config,
+            dry=is_dry(self.c), step="clear-images", lock=not is_dry(self.c), traffic=traffic)
+        self.report.count_ssh(traffic)
+        return outcomes
+
+
 def clear_images(c: Any, host: str | None = None, yes: bool = False,
                  registry_only: bool = False, as_json: bool = False, render: bool = True) -> Any:
     """Remove unused FLOps images (FLOps registry, and unless ``registry_only`` FLOps' own
     upstream images) from workers' Docker and containerd stores."""
-    from . import env as envmod
-    from . import images
-    from .hosts import select_targets
     from .outcome import Report
-    from .ssh import HostSession, fan_out
+    from .ssh import shared_connections
+
+    report = Report("clear-images", dry=is_dry(c))
+    with shared_connections():
+        workers = _WorkerImages(c, settings(c), host, registry_only, report)
+        report.extend(workers.list())
+        _confirm_deletion(workers.deletes(), yes, is_dry(c))
+        report.extend(workers.remove())
+    return finish(report, as_json, render=render)
+
+
+def fresh_start(c: Any, registry: bool = False, skip_apps: bool = False, yes: bool = False,
+                as_json: bool = False, render: bool = True) -> Any:
+    """Between experiments: FLOps' apps out of Oakestra, ``reset --clean`` (``--all`` with
+    ``registry``), FLOps images off every worker, then doctor; one confirmation for all."""
+    from .outcome import Report
+    from .ssh import shared_connections
+    from .stack import lifecycle, placement
 
     s = settings(c)
-    registry = envmod.registry_host(s, envmod.resolve_addresses(s))
-    targets = select_targets(host, list(s.inventory), None)
-    sessions: dict[str, HostSession] = {}
-    found: dict[str, images.HostImages] = {}
-
-    def listing(session: HostSession) -> list:
-        found[session.label] = images.list_images(session, registry,
-                                                  upstream=not registry_only)
-        return []
-
-    try:
-        report = Report("clear-images", dry=is_dry(c))
-        report.extend(fan_out(targets, listing, ssh=s.ssh, config=c.config, dry=is_dry(c),
-                              sessions=sessions, step="list"))
-        _confirm_deletion([line for h in found.values() for line in h.deletes()], yes,
-                          is_dry(c))
-        reachable = [t for t in targets if t.label in found]
-        report.extend(fan_out(reachable, lambda session: images.remove_images(
-            session, found[session.label]), ssh=s.ssh, config=c.config,
-            dry=is_dry(c), sessions=sessions, step="clear-images", lock=not is_dry(c)))
-    finally:
-        for session in sessions.values():
-            session.close()
-    return finish(report, as_json, render=render)
+    dry = is_dry(c)
+    scope = lifecycle.Scope(registry=registry, clean=True)
+    report = Report("fresh-start", dry=dry)
+    plan = _apps_plan(s, True, skip_apps)
+    if plan is None:
+        report.notes.append("FLOps' apps in Oakestra were not checked (--skip-apps)")
+    projects = _projects(c, s)
+    with shared_connections():
+        workers = _WorkerImages(c, s, None, False, report)
+        with _stack_lock(s):
+            report.extend(workers.list())
+            _confirm_deletion([*_apps_deletes(plan), *(line for p in projects for line in
+                                                       lifecycle.what_reset_deletes(p, scope)),
+                               *workers.deletes()], yes, dry)
+            placement.require(projects, distinct=True)
+            if _apps_removed(s, plan, report):
+                report.extend(placement.run(projects, lambda p: lifecycle.reset(p, scope),
+                                            "reset"))
+        if report.ok:
+            report.extend(workers.remove())
+    if dry:
+        report.notes.append("doctor skipped in a dry run (nothing was changed to check)")
+    elif report.ok:
+        report.extend(doctor(c, render=False).summary("doctor"))
+    return finish(report, as_json, projects[0].plan, render=render)
 
 
 # -- Oakestra ---------------------------------------------------------------------------------

@@ -56,17 +56,20 @@ def write_file(path: str, content: str, mode: str = "0644") -> str:
     )
 
 
-def probe_batch(probes: Sequence[tuple[str, str]]) -> str:
+def probe_batch(probes: Sequence[tuple[str, str]], grouped: bool = False) -> str:
     """Many read-only probes in one round trip.
 
     Each probe's output is framed by marker lines that carry its name and exit code, so
-    ``parse_probe_batch`` can split them apart. Probes run in a subshell with stdin closed.
+    ``parse_probe_batch`` can split them apart. Probes run in a subshell with stdin closed;
+    ``grouped``: in the batch's own shell (no fork per probe), for probes that never
+    ``exit`` and set no variable another probe reads.
     """
     parts = []
     for name, command in probes:
+        body = f"{{ {command}; }}" if grouped else f"( {command} )"
         # printf, not echo: dash's echo reads backslash escapes in the name
         parts.append(
-            f"printf '%s\\n' {q(PROBE_MARK + ' ' + name)}; ( {command} ) </dev/null 2>&1; "
+            f"printf '%s\\n' {q(PROBE_MARK + ' ' + name)}; {body} </dev/null 2>&1; "
             f"rc=$?; printf '\\n%s %s\\n' {q(PROBE_MARK + ' rc')} \"$rc\""
         )
     return "; ".join(parts)
@@ -146,9 +149,10 @@ def binfmt_supported() -> str:
 
 
 def dpkg_status(packages: Sequence[str]) -> str:
-    """``PACKAGE WANT OK STATUS`` per line for the packages dpkg knows (the others: nothing)."""
-    return cmd("dpkg-query", "-W", "-f", "${Package} ${Status}\n", "--", *packages) \
-        + " 2>/dev/null"
+    """``PACKAGE WANT OK STATUS [VERSION]`` per line for the packages dpkg knows (the others:
+    nothing)."""
+    return cmd("dpkg-query", "-W", "-f", "${Package} ${Status} ${Version}\n", "--",
+               *packages) + " 2>/dev/null"
 
 
 def mount_binfmt() -> str:
@@ -156,13 +160,21 @@ def mount_binfmt() -> str:
                    cmd("mount", "-t", "binfmt_misc", "binfmt_misc", BINFMT))
 
 
+APT_LISTS = "/var/lib/apt/lists"
+APT_FRESH_MINUTES = 60
+
+
 def apt_install(packages: Sequence[str]) -> str:
-    """Non-interactive install; ``apt-get update`` first so a fresh node finds the packages."""
+    """Non-interactive install in one transaction. ``apt-get update`` first, unless the
+    package lists were updated in the last ``APT_FRESH_MINUTES`` (then only when the install
+    fails with them, say a package they do not know)."""
     env = "DEBIAN_FRONTEND=noninteractive"
-    return all_of(
-        f"{env} {cmd('apt-get', 'update', '-qq')}",
-        f"{env} {cmd('apt-get', 'install', '-y', '-qq', '--no-install-recommends', *packages)}",
-    )
+    update = f"{env} {cmd('apt-get', 'update', '-qq')}"
+    install = f"{env} " + cmd("apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                              *packages)
+    fresh = (f"find {q(APT_LISTS)} -maxdepth 1 -name '*Release' -mmin -{APT_FRESH_MINUTES} "
+             "2>/dev/null | grep -q .")
+    return if_else(fresh, any_of(install, all_of(update, install)), all_of(update, install))
 
 
 
@@ -189,6 +201,136 @@ def docker_reload() -> str:
 
 def docker_info_json() -> str:
     return cmd("docker", "info", "--format", "{{json .}}")
+
+
+# -- cheap reads for the no-change check (facts.quick_probes says what each still proves) --
+DOCKER_SOCKET = "/var/run/docker.sock"
+API_MARK = "@@flops-api"
+# the docker CLI's config folder, as the CLI finds it (a shell expression, not quoted)
+DOCKER_CONFIG_DIR = '"${DOCKER_CONFIG:-$HOME/.docker}"'
+# where the docker CLI looks for plugins besides DOCKER_CONFIG_DIR/cli-plugins
+# (docker/cli cli-plugins/manager/manager_unix.go, defaultSystemPluginDirs)
+CLI_PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
+                   "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
+
+# GET each path (argv after the socket) over the engine's unix socket, HTTP/1.0, one process:
+# per path a line "API_MARK STATUS PATH", then the body; STATUS 0 when nothing answered. An
+# argument "tcp:ADDRESS:PORT" instead opens that TCP port (STATUS 200: it answered).
+# Plain perl (perl-base is Essential on Debian and Ubuntu), no module: loading Socket costs
+# more than the reads. Linux's values: AF_UNIX 1, AF_INET 2, SOCK_STREAM 1 (amd64, arm64).
+_ENGINE_GET_PERL = r"""my $m = '@@flops-api'; my $s = shift;
+$SIG{ALRM} = sub { print "\n$m 0 timeout\n"; exit 1 }; alarm 10;
+for my $p (@ARGV) {
+  my $c;
+  if ($p =~ /^tcp:([0-9.]+):(\d+)$/) {
+    my $ok = socket($c, 2, 1, 0) && eval {
+      local $SIG{ALRM} = sub { die "timeout\n" }; alarm 2;
+      my $r = connect($c, pack("S n C4 x8", 2, $2, split(/\./, $1))); alarm 10; $r };
+    print "$m ", ($ok ? 200 : 0), " $p\n", ($ok ? "" : "$!"), "\n"; close($c) if $c; next }
+  unless (socket($c, 1, 1, 0) && connect($c, pack("S Z108", 1, $s))) {
+    print "$m 0 $p\nCannot connect to the Docker daemon at unix://$s: $!\n"; next }
+  syswrite($c, "GET $p HTTP/1.0\r\nHost: docker\r\n\r\n");
+  my $r = do { local $/; <$c> }; close($c); $r = "" unless defined $r;
+  my ($h, $b) = split(/\r\n\r\n/, $r, 2);
+  my ($code) = $h =~ m{^HTTP/\S+ (\d{3})};
+  print "$m ", (defined $code ? $code : 0), " $p\n", (defined $b ? $b : ""), "\n";
+}"""
+
+
+def volume_path(name: str) -> str:
+    from urllib.parse import quote
+
+    return f"/volumes/{quote(name, safe='')}"
+
+
+def container_path(name: str) -> str:
+    from urllib.parse import quote
+
+    return f"/containers/{quote(name, safe='')}/json"
+
+
+def engine_reads(volumes: Sequence[str] = (), containers: Sequence[str] = (),
+                 tcp_port: int | None = None) -> str:
+    """The engine's ``/info``, then each volume and container, in one process; with
+    ``tcp_port``: docker0's address (section ``docker0``) and whether that port answers on
+    it (section ``tcp:ADDRESS:PORT``, as ``tcp_check_docker0``).
+
+    Over the engine's socket (``/var/run/docker.sock``) with perl where the docker CLI would
+    talk to that socket too: no ``DOCKER_HOST``/``DOCKER_CONTEXT`` and no ``currentContext``
+    in the CLI's config. Otherwise (or without perl) the docker CLI answers, one call per
+    read, in the same format (``parse_engine_reads``). The bodies are the engine's JSON, as
+    ``docker info``/``inspect --format '{{json .}}'`` print it.
+    """
+    paths = ["/info", *(volume_path(v) for v in volumes),
+             *(container_path(c) for c in containers)]
+    fallback = [(paths[0], docker_info_json(), "0")]
+    fallback += [(p, cmd("docker", "volume", "inspect", "--format", "{{json .}}", v), "404")
+                 for p, v in zip(paths[1:], volumes, strict=False)]
+    fallback += [(p, cmd("docker", "container", "inspect", "--format", "{{json .}}", c), "404")
+                 for p, c in zip(paths[1 + len(volumes):], containers, strict=True)]
+    cli = "; ".join(f"o=$({command} 2>&1) && s=200 || s={missing}; "
+                    f"printf '%s %s %s\\n%s\\n' {q(API_MARK)} \"$s\" {q(path)} \"$o\""
+                    for path, command, missing in fallback)
+    tcp = extra = address = ""
+    if tcp_port is not None:
+        # docker0's address with one `ip` call and shell builtins
+        address = ('a=""; p=""; for w in $(ip -4 -o addr show docker0 2>/dev/null); do '
+                   '[ -z "$a" ] && [ "$p" = inet ] && a=${w%/*}; p=$w; done; '
+                   f'printf \'%s 200 docker0\\n%s\\n\' {q(API_MARK)} "$a"; ')
+        extra = f' ${{a:+"tcp:$a:{int(tcp_port)}"}}'
+        tcp = (f'; if [ -n "$a" ] && timeout 2 {_tcp_open(int(tcp_port))} 2>/dev/null; '
+               f'then s=200; else s=0; fi; '
+               f'printf \'%s %s %s\\n\\n\' {q(API_MARK)} "$s" "tcp:$a:{int(tcp_port)}"')
+    config = f"{DOCKER_CONFIG_DIR}/config.json"
+    same_engine = (f'[ -z "${{DOCKER_HOST:-}}${{DOCKER_CONTEXT:-}}" ] && '
+                   f"{{ [ ! -e {config} ] || ! grep -q '\"currentContext\"' {config}; }} && "
+                   f"{has_command('perl')} >/dev/null")
+    return address + if_else(
+        same_engine, cmd("perl", "-e", _ENGINE_GET_PERL, DOCKER_SOCKET, *paths) + extra,
+        cli + tcp)
+
+
+def parse_engine_reads(stdout: str) -> dict[str, tuple[int, str]]:
+    """``engine_reads`` output as ``path -> (HTTP status, body)``; 0: nothing answered."""
+    found: dict[str, tuple[int, str]] = {}
+    path: str | None = None
+    status, lines = 0, []
+    for line in stdout.splitlines() + [f"{API_MARK} 0 "]:
+        if line.startswith(API_MARK + " "):
+            if path is not None:
+                found[path] = (status, "\n".join(lines).strip())
+            code, _, rest = line[len(API_MARK) + 1:].partition(" ")
+            path, status, lines = (rest or None), int(code) if code.isdigit() else 0, []
+            continue
+        if path is not None:
+            lines.append(line)
+    return found
+
+
+def docker_config_file(*parts: str) -> str:
+    """A file under the docker CLI's config folder, as a shell word (the folder expanded)."""
+    return DOCKER_CONFIG_DIR + "/" + "/".join(q(p) for p in parts)
+
+
+def cat_docker_config(*parts: str, mark: str) -> str:
+    path = docker_config_file(*parts)
+    return if_else(f"test -f {path}", f"cat {path}", cmd("echo", mark))
+
+
+def find_cli_plugin(name: str) -> str:
+    """The path of the docker CLI plugin ``name`` where the CLI would find it; status 1 if
+    none (no ``exit``: it may run in the batch's own shell)."""
+    dirs = " ".join([f"{DOCKER_CONFIG_DIR}/cli-plugins", *(q(d) for d in CLI_PLUGIN_DIRS)])
+    return (f'x=""; for d in {dirs}; do if [ -z "$x" ] && [ -x "$d"/{q(name)} ] && '
+            f'[ -f "$d"/{q(name)} ]; then x="$d"/{q(name)}; fi; done; '
+            '[ -n "$x" ] && echo "$x"')
+
+
+def binfmt_rules() -> str:
+    """The rules that register QEMU's handlers again at boot (systemd-binfmt's binfmt.d,
+    binfmt-support's binfmts), one path a line; no program started."""
+    return ('for f in /usr/lib/binfmt.d/qemu-*.conf /usr/share/binfmts/qemu-*; do '
+            'if [ -e "$f" ]; then echo "$f"; fi; done; true')
 
 
 

@@ -14,8 +14,10 @@
 
 The stock ``inv`` builds its Config before it imports ``tasks.py``; ``adopt_running_program``
 (called by ``tasks.py``) upgrades that one object with ``Config.clone(into=FlopsConfig)``
-before the project's ``invoke.yaml`` and ``-f FILE`` are read. A program built on
-``invoke.Program(config_class=FlopsConfig)`` needs no adoption.
+before the project's ``invoke.yaml`` and ``-f FILE`` are read, and gives the program the
+``FlopsExecutor``: every task of one ``inv`` run shares one SSH connection per host. A program
+built on ``invoke.Program(config_class=FlopsConfig, executor_class=FlopsExecutor)`` needs no
+adoption.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import yaml
 from invoke.config import AmbiguousMergeError, Config
 from invoke.env import Environment
 from invoke.exceptions import AmbiguousEnvVar, UncastableEnvVar, UnknownFileType
+from invoke.executor import Executor
 
 from .errors import ConfigError
 
@@ -206,6 +209,17 @@ def merge_conflict(config: Config) -> str:
     return "config: a section has the wrong type (a mapping given as a single value)"
 
 
+class FlopsExecutor(Executor):
+    """Invoke's executor; the tasks of one run share one SSH connection per host
+    (``ssh.shared_connections``): ``inv prepare-builder prepare-learner`` connects once."""
+
+    def execute(self, *tasks: Any) -> Any:
+        from .ssh import shared_connections  # not at import: `inv --list` stays light
+
+        with shared_connections():
+            return super().execute(*tasks)
+
+
 def adopt_running_program() -> None:
     """Give the running stock ``inv`` a ``FlopsConfig`` (called while it imports tasks.py).
 
@@ -217,7 +231,11 @@ def adopt_running_program() -> None:
     main = sys.modules.get("invoke.main")
     program = getattr(main, "program", None)
     config = getattr(program, "config", None)
-    if program is None or not isinstance(config, Config) or isinstance(config, FlopsConfig):
+    if program is None or not isinstance(config, Config):
+        return
+    if getattr(program, "executor_class", None) is Executor:
+        program.executor_class = FlopsExecutor
+    if isinstance(config, FlopsConfig):
         return
     program.config_class = FlopsConfig
     program.config = config.clone(into=FlopsConfig)

@@ -168,11 +168,20 @@ def recognise(apps: list[Application], ids: FlopsIds | None, user: str) -> list[
 
 
 def read_flops_db(s: Any) -> FlopsIds:
-    """The ids in the stack's FLOps DB (raises pymongo's ``PyMongoError``)."""
+    """The ids in the stack's FLOps DB (raises pymongo's ``PyMongoError``, or FlopsError
+    when the port is not held by this stack's database: ids read from another Mongo would
+    decide what is deleted)."""
     from .stack import flopsdb, placement
-    from .stack.project import FLOPS_DB, FLOPS_DB_SERVICE
+    from .stack.project import FLOPS_DB, FLOPS_DB_PORT, FLOPS_DB_SERVICE
 
-    client = flopsdb.client(placement.project_for(placement.projects(s), FLOPS_DB_SERVICE))
+    project = placement.project_for(placement.projects(s), FLOPS_DB_SERVICE)
+    try:
+        foreign = project.foreign_holder(FLOPS_DB_PORT)
+    except FlopsError:  # the engine does not answer: it runs no container on that port
+        foreign = None
+    if foreign is not None:
+        project.owner(FLOPS_DB_SERVICE, FLOPS_DB_PORT)  # the refusal that names the holder
+    client = flopsdb.client(project)
     try:
         return read_flops_ids(client[FLOPS_DB])
     finally:
@@ -180,8 +189,10 @@ def read_flops_db(s: Any) -> FlopsIds:
 
 
 def _short(exc: Exception) -> str:
-    """pymongo's first clause (it appends timeouts and the whole topology)."""
-    return str(exc).split(" (configured")[0].split(", Timeout:")[0][:200]
+    """pymongo's first clause (it appends timeouts and the whole topology), or a refusal's
+    (the port's holder)."""
+    text = exc.message if isinstance(exc, FlopsError) else str(exc)
+    return text.split(" (configured")[0].split(", Timeout:")[0].split(": refusing")[0][:200]
 
 
 def flops_apps_plan(s: Any, *, without_db: bool = False, strict: bool = True,
@@ -206,7 +217,9 @@ def flops_apps_plan(s: Any, *, without_db: bool = False, strict: bool = True,
             ids = flops_ids(s)
             how = (f"ids in the FLOps DB ({len(ids.apps)} app ids, {len(ids.services)} service "
                    "ids), then FLOps' names and namespaces")
-        except PyMongoError as exc:
+        except (PyMongoError, FlopsError) as exc:
+            if strict and isinstance(exc, FlopsError):
+                raise
             if strict:
                 raise FlopsError(
                     f"cannot read the FLOps DB (Mongo database 'flops', port 10027: "

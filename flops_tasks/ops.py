@@ -32,6 +32,7 @@ from .facts import (
     gather,
     handler_probe,
     learner_probes,
+    quick_probes,
     registry_probes,
 )
 from .outcome import Outcome, changed, failed, ok, unreachable, warning
@@ -89,6 +90,8 @@ class Step:
     applies: Applies = _always
     # why the step cannot be done on this host (reported as a warning), or None
     unavailable: Callable[[WorkerFacts, PrepContext], str | None] = _no_warning
+    # the packages its act installs: every step's are installed in one apt transaction
+    packages: Callable[[WorkerFacts, PrepContext], list[str]] = lambda f, ctx: []
 
 
 def _docker(f: WorkerFacts, ctx: PrepContext) -> bool:
@@ -105,27 +108,49 @@ def check_qemu(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
     if not enabled:
         problems.append(f"qemu-{foreign} handler " + ("without the F flag" if flags
                                                      else "not registered"))
-    if not f.runs(foreign):
+    ran = f.runs(foreign)
+    if ran is False:
         problems.append(f"a {foreign} binary does not run")
     if problems:
         return False, "; ".join(problems)
     persist = "persistent" if f.out("binfmt_persist").strip() else "NOT persistent across reboots"
     return True, (f"qemu-user-static installed; qemu-{foreign} flags {flags} ({persist}); "
-                  f"{foreign} binary prints {foreign}")
+                  + (f"{foreign} binary prints {foreign}" if ran else
+                     f"handler enabled (quick read: no {foreign} binary run)"))
+
+
+def qemu_packages(f: WorkerFacts, ctx: PrepContext) -> list[str]:
+    return [] if f.installed("qemu-user-static") else ["qemu-user-static"]
+
+
+def _refuse_conflicts(s: HostSession, f: WorkerFacts, packages: list[str]) -> None:
+    """Ubuntu's qemu-user-binfmt conflicts with qemu-user-static: never remove it for us."""
+    if "qemu-user-static" in packages and f.installed("qemu-user-binfmt") and not s.dry:
+        sim = s.probe(C.cmd("apt-get", "install", "-s", "--no-install-recommends",
+                            "qemu-user-static"))
+        if "qemu-user-binfmt" in sim.stdout and "REMOVED" in sim.stdout:
+            raise RemoteFailure("qemu-user-binfmt is installed and conflicts with "
+                                "qemu-user-static here: remove it yourself "
+                                "(apt-get remove qemu-user-binfmt), then re-run")
+
+
+def install_packages(s: HostSession, f: WorkerFacts, packages: list[str]) -> None:
+    """Every package the steps need, in one apt transaction (one ``apt-get update`` at most);
+    ``f`` then counts them as installed."""
+    if not packages:
+        return
+    _refuse_conflicts(s, f, packages)
+    s.change(C.apt_install(packages), f"apt-get install {' '.join(packages)}", timeout=900)
+    f.fresh_installs.update(packages)  # under --dry: planned once, not again by each step
 
 
 def act_qemu(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
     foreign = f.foreign
     done = []
-    if not f.installed("qemu-user-static"):
-        if f.installed("qemu-user-binfmt") and not s.dry:
-            sim = s.probe(C.cmd("apt-get", "install", "-s", "--no-install-recommends",
-                                "qemu-user-static"))
-            if "qemu-user-binfmt" in sim.stdout and "REMOVED" in sim.stdout:
-                raise RemoteFailure("qemu-user-binfmt is installed and conflicts with "
-                                    "qemu-user-static here: remove it yourself "
-                                    "(apt-get remove qemu-user-binfmt), then re-run")
-        s.change(C.apt_install(["qemu-user-static"]), "apt-get install qemu-user-static")
+    if "qemu-user-static" in f.fresh_installs:
+        done.append("installed qemu-user-static")
+    elif not f.installed("qemu-user-static"):
+        install_packages(s, f, ["qemu-user-static"])
         done.append("installed qemu-user-static")
     if not f.ok("binfmt_mounted"):
         s.change(C.mount_binfmt(), f"mount binfmt_misc at {C.BINFMT}")
@@ -143,14 +168,26 @@ def act_qemu(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
 
 # -- buildx and the named builder (where Docker runs) ---------------------------------------
 def check_buildx(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
+    if not f.has("buildx"):  # quick reads: the plugin file (see facts.quick_probes)
+        if not f.ok("buildx_plugin"):
+            return False, "docker buildx is not installed"
+        package = f.buildx_package
+        version = f.version(package)
+        return True, (f"docker buildx plugin {f.out('buildx_plugin').strip()}"
+                      + (f" ({package} {version})" if version else ""))
     if not f.ok("buildx"):
         return False, "docker buildx is not installed"
     return True, f.out("buildx").strip().splitlines()[0]
 
 
+def buildx_packages(f: WorkerFacts, ctx: PrepContext) -> list[str]:
+    return [f.buildx_package]
+
+
 def act_buildx(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
     package = f.buildx_package
-    s.change(C.apt_install([package]), f"apt-get install {package}")
+    if package not in f.fresh_installs:
+        s.change(C.apt_install([package]), f"apt-get install {package}")
     return f"installed {package}"
 
 
@@ -184,7 +221,7 @@ def act_builder(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
             raise RemoteFailure("the image store is not containerd: flops-tasks never switches "
                                 "it (that hides existing images); set flops.builder.driver to "
                                 "docker-container")
-        if not f.ok("context"):
+        if not f.context_host:
             s.change(C.docker_context_create(ctx.builder_name),
                      f"docker context create {ctx.builder_name}")
         return f"docker context {ctx.builder_name} (docker driver, containerd store)"
@@ -400,8 +437,9 @@ def act_sidecar(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("qemu", frozenset({BUILDER}), check_qemu, act_qemu),
-    Step("buildx", frozenset({BUILDER}), check_buildx, act_buildx, applies=_docker),
+    Step("qemu", frozenset({BUILDER}), check_qemu, act_qemu, packages=qemu_packages),
+    Step("buildx", frozenset({BUILDER}), check_buildx, act_buildx, applies=_docker,
+         packages=buildx_packages),
     Step("trust-docker", frozenset({BUILDER, LEARNER}), check_trust_docker, act_trust_docker,
          applies=_docker),
     Step("builder", frozenset({BUILDER}), check_builder, act_builder, applies=_docker),
@@ -428,8 +466,14 @@ def steps_for(roles: set[str]) -> list[Step]:
     return steps
 
 
-def probes_for(roles: set[str], ctx: PrepContext) -> list[tuple[str, str]]:
-    probes = base_probes() + registry_probes(ctx.registry) + former_registry_probes(ctx.forget)
+def probes_for(roles: set[str], ctx: PrepContext, quick: bool = False
+               ) -> list[tuple[str, str]]:
+    """The full probes of ``roles``; ``quick``: the cheaper reads a re-run starts with. Both
+    read the containerd hosts files of former registries (a move drops their trust)."""
+    former = former_registry_probes(ctx.forget)
+    if quick:
+        return quick_probes(roles, ctx.registry, ctx.builder_name, ctx.data_dir) + former
+    probes = base_probes() + registry_probes(ctx.registry) + former
     if BUILDER in roles:
         probes += builder_probes(ctx.builder_name)
     if LEARNER in roles:
@@ -517,11 +561,32 @@ def prepare_host(session: HostSession, roles: set[str], ctx: PrepContext) -> lis
     return outcomes
 
 
+def all_in_place(f: WorkerFacts, roles: set[str], ctx: PrepContext) -> bool:
+    """Every step of ``roles`` applicable and already as wanted on these facts (a refusal,
+    a failed preflight, one step that differs, or quick reads without the engine's answer
+    (its read did not run, so Docker's steps could not be judged): False)."""
+    if f.quick and "/info" not in f.api:
+        return False
+    if preflight(f, roles) is not None:
+        return False
+    try:
+        return all(step.check(f, ctx)[0] for step in steps_for(roles) if step.applies(f, ctx))
+    except Refusal:
+        return False
+
+
 def _converge(session: HostSession, roles: set[str], ctx: PrepContext, outcomes: list[Outcome],
               current: list[str]) -> None:
     host = session.label
     probes = probes_for(roles, ctx)
-    facts = gather(session, probes)
+    # a re-run reads cheaply first; only a host the quick reads do not confirm gets the
+    # full probes, and they alone decide what to change (facts.quick_probes)
+    try:
+        facts = gather(session, probes_for(roles, ctx, quick=True), grouped=True)
+    except RemoteFailure:  # a node whose shell could not run them: the full probes decide
+        facts = None
+    if facts is None or not all_in_place(facts, roles, ctx):
+        facts = gather(session, probes)
     problem = preflight(facts, roles)
     if problem:
         outcomes.append(failed(host, "preflight", problem))
@@ -535,6 +600,9 @@ def _converge(session: HostSession, roles: set[str], ctx: PrepContext, outcomes:
                         for o in refused)
         return
     acted: list[tuple[Step, str]] = []
+    current[0] = next((step.name for step, in_place, _ in results if not in_place), "preflight")
+    install_packages(session, facts, list(dict.fromkeys(
+        p for step, in_place, _ in results if not in_place for p in step.packages(facts, ctx))))
     for step, in_place, detail in results:
         current[0] = step.name
         if in_place:

@@ -88,9 +88,23 @@ class Report:
     outcomes: list[Outcome] = field(default_factory=list)
     dry: bool = False
     notes: list[str] = field(default_factory=list)
+    # host -> {"handshakes": n, "round_trips": n}: the SSH work behind these outcomes
+    ssh: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def extend(self, outcomes: list[Outcome]) -> None:
         self.outcomes.extend(outcomes)
+
+    def absorb(self, other: Report) -> None:
+        """Take another report's outcomes, notes and SSH counts (a composed workflow)."""
+        self.outcomes.extend(other.outcomes)
+        self.notes.extend(other.notes)
+        self.count_ssh(other.ssh)
+
+    def count_ssh(self, traffic: dict[str, dict[str, int]]) -> None:
+        for host, counts in traffic.items():
+            mine = self.ssh.setdefault(host, {"handshakes": 0, "round_trips": 0})
+            for key, value in counts.items():
+                mine[key] = mine.get(key, 0) + value
 
     def hosts(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -156,4 +170,6 @@ class Report:
             },
             "warnings": [f"{o.host}: {o.step}: {o.detail}" for o in self.warnings()],
             "notes": list(self.notes),
+            **({"ssh": {host: dict(counts) for host, counts in self.ssh.items()}}
+               if self.ssh else {}),
         }

@@ -4,7 +4,9 @@
   loads the configured known_hosts file and either refuses unknown keys (``strict``) or
   records them (``accept-new``, like OpenSSH's ``StrictHostKeyChecking=accept-new``).
   A changed key is always refused.
-- Every step of a task reuses the host's one connection.
+- Every step of a task reuses the host's one connection; inside ``shared_connections()``
+  (an ``inv`` run with several tasks, ``bootstrap``) every task does: one SSH handshake per
+  host per run. Each session counts its handshakes and round trips.
 - ``fan_out`` runs hosts in a bounded thread pool; every connect, banner, auth and command
   has a timeout, and a per-host deadline closes a host's connection when it is exceeded.
 - Root: commands run directly; otherwise under ``sudo`` (password from an environment
@@ -22,7 +24,7 @@ import shlex
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -138,6 +140,7 @@ class HostSession:
     sudo_password: Callable[[], str | None] | None = None
     plan: list[str] = field(default_factory=list)
     round_trips: int = 0
+    handshakes: int = 0  # SSH connections opened (key exchange + authentication)
     _cxn: Connection | None = None
     _is_root: bool | None = None
     _sudo_needs_password: bool = False
@@ -154,14 +157,23 @@ class HostSession:
 
     # -- connection -------------------------------------------------------------------
     def connection(self) -> Connection:
-        """The host's one open connection (opened on first use)."""
+        """The host's one open connection (opened on first use, and again when an earlier
+        task of the run lost it)."""
+        if self._cxn is not None and not self._alive(self._cxn):
+            self.close()
         if self._cxn is None:
             if self._aborted:
                 raise HostUnreachable("aborted: per-host timeout exceeded")
             cxn = self._new_connection()
             self._open(cxn)
+            self.handshakes += 1
             self._cxn = cxn
         return self._cxn
+
+    @staticmethod
+    def _alive(cxn: Connection) -> bool:
+        transport = cxn.client.get_transport()
+        return transport is not None and bool(transport.is_active())
 
     @property
     def known_hosts(self) -> Path:
@@ -226,6 +238,8 @@ class HostSession:
         if self._cxn is not None:
             try:
                 self._cxn.close()
+            except Exception:  # a connection that is already gone closes quietly
+                pass
             finally:
                 self._cxn = None
 
@@ -335,9 +349,11 @@ class HostSession:
             raise RemoteFailure(f"upload of {local} failed: {exc}") from None
         return remote
 
-    def probes(self, probes: list[tuple[str, str]]) -> dict[str, tuple[int, str]]:
-        """Many read-only probes in one round trip: ``name -> (exit code, output)``."""
-        res = self.probe(commands.probe_batch(probes))
+    def probes(self, probes: list[tuple[str, str]], grouped: bool = False
+               ) -> dict[str, tuple[int, str]]:
+        """Many read-only probes in one round trip: ``name -> (exit code, output)``
+        (``grouped``: see ``commands.probe_batch``)."""
+        res = self.probe(commands.probe_batch(probes, grouped=grouped))
         parsed = commands.parse_probe_batch(res.stdout)
         missing = [name for name, _ in probes if name not in parsed]
         if missing:
@@ -443,6 +459,64 @@ def forget_sudo_password() -> None:
 Work = Callable[[HostSession], list[Outcome]]
 
 
+class Connections:
+    """The SSH sessions of one run: one per host (as a task names it, with its SSH
+    settings), shared by every ``fan_out`` of the run and closed when the run ends."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[tuple[Target, SshSettings], HostSession] = {}
+        self._lock = threading.Lock()
+
+    def session(self, target: Target, ssh: SshSettings, **kwargs: object) -> HostSession:
+        """The run's session with ``target``, made on first use (``kwargs``: HostSession's)."""
+        with self._lock:
+            session = self._sessions.get((target, ssh))
+            if session is None:
+                session = HostSession(target, ssh, **kwargs)  # type: ignore[arg-type]
+                self._sessions[(target, ssh)] = session
+            return session
+
+    def drop(self, session: HostSession) -> None:
+        """Forget ``session`` (cut by a deadline): the next task connects anew."""
+        with self._lock:
+            for key, known in list(self._sessions.items()):
+                if known is session:
+                    del self._sessions[key]
+
+    def close(self) -> None:
+        with self._lock:
+            sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            session.close()
+
+
+_run: Connections | None = None
+_run_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def shared_connections() -> Iterator[Connections]:
+    """Every ``fan_out`` inside shares one SSH connection per host; all are closed at the end.
+
+    ``inv`` wraps each run in it (``invoke_config.FlopsExecutor``: ``inv prepare-builder
+    prepare-learner`` opens one connection per host), and so do composed workflows
+    (``bootstrap``: prepare, then doctor). Nested, the outermost run's connections are used.
+    """
+    global _run
+    with _run_lock:
+        outer = _run
+        if outer is None:
+            _run = Connections()
+        current = _run
+    try:
+        yield current
+    finally:
+        if outer is None:
+            with _run_lock:
+                _run = None
+            current.close()
+
+
 def host_lock(target: Target) -> AbstractContextManager[None]:
     """This controller's lock on one host (released by the kernel if the run dies)."""
     from .locks import LOCK_DIR, held
@@ -462,32 +536,44 @@ def fan_out(
     step: str = "connect",
     sessions: dict[str, HostSession] | None = None,
     lock: bool = False,
+    traffic: dict[str, dict[str, int]] | None = None,
 ) -> list[Outcome]:
     """Run ``work`` for every target in a bounded pool; every host ends with outcomes.
 
     A host that cannot be reached is reported ``unreachable``; a host past
     ``ssh.host_timeout`` has its connection cut and is reported ``failed``. Outcomes come
-    back in target order. Pass ``sessions`` to keep the connections open for later work.
+    back in target order. Pass ``sessions`` to keep the connections open for later work;
+    inside ``shared_connections()`` the run's connections are used and stay open.
     With ``lock``, a host another flops-tasks run is changing is refused, never interleaved.
+    ``traffic`` receives per host the SSH handshakes and round trips this call made.
     """
     if not targets:
         return []
     seen: Observer = observer or NullObserver()
     get_password = password_source(ssh)
     results: dict[int, list[Outcome]] = {}
-    own_sessions = sessions is None
-    sessions = {} if sessions is None else sessions
+    run = _run if sessions is None else None
+    own: dict[str, HostSession] = {}
     started: dict[int, float] = {}
+    used: dict[int, HostSession] = {}
+
+    def session_for(target: Target) -> HostSession:
+        options = dict(config=config, dry=dry, sudo_password=get_password)
+        if run is not None:
+            session = run.session(target, ssh, **options)
+        else:
+            pool = own if sessions is None else sessions
+            session = pool.get(target.label) or HostSession(target, ssh, **options)
+            pool[target.label] = session
+        session.dry, session.plan = dry, []
+        return session
 
     def job(index: int, target: Target) -> list[Outcome]:
         started[index] = time.monotonic()
         label = target.label
         seen.host_started(label)
-        session = sessions.get(label)
-        if session is None:
-            session = HostSession(target, ssh, config=config, dry=dry,
-                                  sudo_password=get_password)
-            sessions[label] = session
+        session = used[index] = session_for(target)
+        before = (session.handshakes, session.round_trips)
         try:
             with host_lock(target) if lock else contextlib.nullcontext():
                 session.connection()
@@ -498,6 +584,10 @@ def fan_out(
             outcomes = [failed(label, step, str(exc))]
         except FlopsError as exc:
             outcomes = [failed(label, step, exc.message or "failed")]
+        finally:
+            if traffic is not None:
+                traffic[label] = {"handshakes": session.handshakes - before[0],
+                                  "round_trips": session.round_trips - before[1]}
         for outcome in outcomes:
             seen.host_step(label, outcome)
         return outcomes
@@ -527,9 +617,11 @@ def fan_out(
                 index = futures[fut]
                 if index in started and now - started[index] > ssh.host_timeout:
                     label = targets[index].label
-                    session = sessions.get(label)
+                    session = used.get(index)
                     if session is not None:
                         session.abort()
+                        if run is not None:
+                            run.drop(session)
                     timed_out.add(index)
                     pending.discard(fut)
                     results[index] = [failed(label, step,
@@ -538,7 +630,6 @@ def fan_out(
                     seen.host_done(label, results[index])
     finally:
         pool.shutdown(wait=not timed_out, cancel_futures=True)
-        if own_sessions:
-            for session in sessions.values():
-                session.close()
+        for session in own.values():
+            session.close()
     return [o for i in range(len(targets)) for o in results.get(i, [])]

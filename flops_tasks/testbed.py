@@ -79,7 +79,8 @@ def refuse_foreign(what: str, labels: dict[str, str] | None) -> None:
              else "something that is not a testbed (remove or rename it)")
     raise FlopsError(f"{what} belongs to {whose}: this checkout's testbed needs the name")
 
-MAX_WORKERS = 16
+
+MAX_WORKERS = 32  # bench/README.md: memory and start time of a 32-worker testbed here
 WORKER_FLAGS = dict(
     cap_add=["ALL"],
     cap_drop=["SYS_RESOURCE"],

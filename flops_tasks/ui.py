@@ -63,8 +63,8 @@ def print_json(data: object) -> None:
 
 
 def info(message: str) -> None:
-    """A progress line on stderr (keeps stdout clean for tables and JSON)."""
-    _console(stderr=True).print(plain(message))
+    """A progress line on stderr (keeps stdout clean for tables and JSON); never wrapped."""
+    _console(stderr=True).print(plain(message), soft_wrap=True)
 
 
 def render_report(report: Report, as_json: bool = False) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from .. import env as envmod
 from ..errors import FlopsError
 from ..outcome import Outcome, failed, ok
-from . import flopsdb, registry
+from . import flopsdb, preflight, registry
 from .project import (
     ARTIFACT_STORE,
     BACKEND_STORE,
@@ -131,6 +131,10 @@ def doctor(project: Project) -> list[Outcome]:
         else:
             why = _why_unhealthy(c, found, project.services)
             outcomes.append(failed(where, svc, f"{why}; fix: inv up"))
+    running = {svc for svc, c in found.items() if c.running}
+    if not set(project.services) <= running:  # what holds the names or ports of those not up
+        outcomes += [failed(where, "conflict", line) for line in
+                     preflight.conflicts(project, running).lines]
     secrets = envmod.read_env_file(project.env_file)
     if REGISTRY in project.services:
         outcomes.append(_check(where, "registry", lambda: _registry(project), "inv up"))

@@ -7,10 +7,13 @@ placed elsewhere does nothing here); ``placement`` runs them on every host.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ..errors import FlopsError
 from ..outcome import Outcome, changed, ok
 from . import flopsdb, registry
 from .preflight import preflight
-from .project import REGISTRY, Project
+from .project import VOLUME_OWNERS, VOLUMES, Project
 
 
 def up(project: Project, build: bool = False) -> list[Outcome]:
@@ -79,29 +82,83 @@ def rebuild_service(project: Project, service: str) -> list[Outcome]:
     return [*outcomes, *project.start(build=True, services=[service], no_deps=True)]
 
 
-def what_reset_deletes(project: Project, registry_too: bool, db: bool) -> list[str]:
-    what = []
-    if registry_too and registry.holds(project):
-        what.append(registry.what_clear_deletes(project))
-    if db and flopsdb.holds(project):
+# What ``reset --clean`` empties: everything but the registry (the FLOps docs' "clean,
+# unpopulated management suite"); ``--all`` empties the registry too.
+CLEAN_VOLUMES = tuple(key for key in VOLUMES if key != registry.VOLUME)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a reset empties; everything else survives it."""
+
+    registry: bool = False  # every image in the FLOps registry
+    db: bool = False  # the FLOps manager database only
+    clean: bool = False  # every store but the registry
+
+    @property
+    def empties_flops_db(self) -> bool:
+        return self.db or self.clean
+
+    @property
+    def volumes(self) -> tuple[str, ...]:
+        """Volumes removed and created anew (the FLOps DB alone is emptied in place)."""
+        return (*(CLEAN_VOLUMES if self.clean else ()),
+                *((registry.VOLUME,) if self.registry else ()))
+
+
+def placed_volumes(project: Project, scope: Scope) -> tuple[str, ...]:
+    """The volumes of ``scope`` whose services are placed on this project's engine."""
+    return tuple(key for key in scope.volumes if VOLUME_OWNERS[key] in project.services)
+
+
+def what_reset_deletes(project: Project, scope: Scope) -> list[str]:
+    where = f" on {project.label}" if project.remote else ""
+    what = [f"{VOLUMES[key]} (volume {project.volume_name(key)}{where})"
+            for key in placed_volumes(project, scope)]
+    if scope.db and not scope.clean and flopsdb.holds(project):
         what.append(flopsdb.WHAT)
     return what
 
 
-def reset(project: Project, registry_too: bool = False, db: bool = False, build: bool = False,
+def empty_volumes(project: Project, keys: tuple[str, ...]) -> list[Outcome]:
+    """Remove the services that mount ``keys`` and the volumes; a start makes them anew."""
+    if not keys:
+        return []
+    owners = sorted({VOLUME_OWNERS[key] for key in keys})
+    project.act(project.compose_cmd("rm", "--stop", "--force", *owners),
+                lambda: project.docker.compose.rm(services=owners, stop=True))
+    for key in keys:
+        project.remove_volume(key)
+    verb = "would empty" if project.dry else "emptied"
+    return [changed(project.where, "empty", f"{verb}: " + ", ".join(VOLUMES[key] for key in keys))]
+
+
+def reset(project: Project, scope: Scope = Scope(), build: bool = False,
           recreate: bool = False) -> list[Outcome]:
-    """Fresh processes; the registry and the FLOps database are emptied only when asked."""
+    """Fresh processes; only what ``scope`` names is emptied (of the stores placed on this
+    project's engine), and that is verified."""
     _, outcomes = preflight(project, build=build)
-    registry_too = registry_too and registry.holds(project)
+    volumes = placed_volumes(project, scope)
     if recreate:
         outcomes += down(project)
-    if registry_too:
-        registry.drop(project)
+    outcomes += empty_volumes(project, volumes)
+    emptied = tuple(VOLUME_OWNERS[key] for key in volumes)
     outcomes += (project.start(build=build) if recreate else restart(
-        project, build=build, recreate=(REGISTRY,) if registry_too else ()))
-    if registry_too and not project.dry:
+        project, build=build, recreate=emptied))
+    holds_db = flopsdb.holds(project)
+    if project.dry:
+        if scope.db and not scope.clean and holds_db:
+            outcomes += flopsdb.redb(project)
+        return outcomes
+    if scope.registry and registry.holds(project):
         registry.verify_empty(project)
-        outcomes.append(changed(project.where, "clear-registry", "registry storage emptied"))
-    if db:
+        outcomes.append(changed(project.where, "clear-registry", "registry storage emptied; it "
+                                                         "answers, empty"))
+    if scope.clean and holds_db:
+        left = flopsdb.collections(project)
+        if left:
+            raise FlopsError(f"the FLOps database still has collections after reset --clean: "
+                             f"{', '.join(left[:3])}")
+    elif scope.db and holds_db:
         outcomes += flopsdb.redb(project)
     return outcomes

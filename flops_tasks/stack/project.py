@@ -53,6 +53,15 @@ VOLUMES = {
     "vsftpd_logs": "FTP logs",
     "flops_mqtt_data": "MQTT broker persistence",
 }
+# volume key -> the service that mounts it
+VOLUME_OWNERS = {
+    "registry_data": REGISTRY,
+    "flops_db": FLOPS_DB_SERVICE,
+    "mlflow_backend_store_data": BACKEND_STORE,
+    "vsftpd_home": ARTIFACT_STORE,
+    "vsftpd_logs": ARTIFACT_STORE,
+    "flops_mqtt_data": MQTT,
+}
 OUR_LABEL = "org.flops-tasks.stack"  # set on every service by our compose file
 FLOPS_DB = "flops"  # the Mongo database of the FLOps manager
 STACK = "stack"  # the host column of the stack's outcomes
@@ -372,13 +381,19 @@ class Project:
         mine = self.containers().get(service)
         if mine is not None and mine.running and mine.publishes(port, address):
             return mine
-        others = [c for c in self.snapshot(all_=False, project_only=False)
-                  if c.publishes(port, address)]
-        holder = (f"container {others[0].name} (project {others[0].project or 'none'})"
-                  if others else "no container of this stack")
+        other = self.foreign_holder(port)
+        holder = (f"container {other.name} (project {other.project or 'none'})"
+                  if other else "no container of this stack")
         raise FlopsError(f"port {port} on {address} is held by {holder}, not by {service} of "
                          f"the stack {self.name}: refusing to touch it; nothing was deleted "
                          "(start the stack with 'inv up' or check flops.stack.project)")
+
+    def foreign_holder(self, port: int) -> ContainerView | None:
+        """A running container outside this stack that publishes ``port`` here, if any."""
+        address = self.address()
+        mine = {c.id for c in self.containers().values()}
+        return next((c for c in self.snapshot(all_=False, project_only=False)
+                     if c.publishes(port, address) and c.id not in mine), None)
 
     # -- images -----------------------------------------------------------------------
     def missing_images(self) -> list[str]:

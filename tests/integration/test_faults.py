@@ -135,16 +135,24 @@ def test_database_down_redb_fails_clearly_and_touches_nothing_else(fresh):
     client.flops.faults.insert_one({"kept": True})
     docker("stop", "flops_db")
     try:
+        # FLOps' apps are found through the ids the FLOps DB holds: no DB, no plan, and
+        # nothing is deleted; the line names the flag that skips the Oakestra step
         res = inv("redb", "--yes")
+        assert res.returncode == 1 and "Traceback" not in res.stderr
+        line = res.stderr.strip()
+        assert line.count("\n") == 0, line
+        assert "nothing was deleted" in line and line.endswith("pass --skip-apps")
+        res = inv("redb", "--yes", "--skip-apps")
         assert res.returncode == 1
         assert "Traceback" not in res.stderr
-        lines = res.stderr.strip().splitlines()
-        assert lines[0].startswith("This will delete: every collection of the FLOps manager")
+        head, item, last = res.stderr.strip().splitlines()
+        assert head == "This will delete:"
+        assert item.startswith("  - every collection of the FLOps manager")
         # the database's port is published by no container of the stack: refused before any
         # request, so no DELETE reached the manager either
-        assert len(lines) == 2 and "DELETE /api" not in res.stderr
-        assert "held by no container of this stack" in lines[1]
-        assert "nothing was deleted" in lines[1]
+        assert "DELETE /api" not in res.stderr
+        assert "held by no container of this stack" in last
+        assert "nothing was deleted" in last
     finally:
         docker("start", "flops_db")
     assert inv("up").returncode == 0

@@ -6,6 +6,7 @@ never deletes through a port that another container publishes.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 
@@ -57,6 +58,11 @@ def test_up_names_upstreams_own_stack_and_starts_nothing(stack_down):
         assert f"docker compose -f {UPSTREAM_FILE} down" in line
         ours = docker("ps", "-q", "--filter", f"label=com.docker.compose.project={tb.PROJECT}")
         assert ours == ""
+        res = inv("doctor", "--json")
+        assert res.returncode == 1
+        conflicts = [s["detail"] for s in json.loads(res.stdout)["hosts"]["stack"]["steps"]
+                     if s["step"] == "conflict"]
+        assert any(f"upstream's own compose file {UPSTREAM_FILE}" in c for c in conflicts)
     finally:
         docker("rm", "-f", cid)
 

@@ -10,176 +10,42 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import tarfile
-import urllib.error
-import urllib.request
-from pathlib import Path
 
-import pymongo
 import pytest
-import yaml
 
 from flops_tasks import testbed as tb
 
-from .helpers import ROOT, TESTBED_CONFIG, inv
+from .helpers import inv
+from .oakestra import (
+    ADMIN,
+    FLOPS,
+    FLOPS_DOCS,
+    HELPER_ID,
+    KEPT,
+    OBS_ID,
+    PROJ_ID,
+    RENAMED_ID,
+    SEED,
+    flops_db,
+    gateway,
+    http,
+    listed,
+    managers_create_app,
+    observatory_sla,
+    seed,
+    sm_url,
+    state,
+    write_flops_db,
+)
 
 pytestmark = pytest.mark.integration
-
-ADMIN = {"name": "Admin", "password": "Admin",
-         "roles": ["Admin", "Organization_Admin", "Application_Provider",
-                   "Infrastructure_Provider"]}
-ALICE = {"name": "alice", "password": "alice", "roles": ["Application_Provider"]}
-GH = "ghcr.io/oakestra/addon-flops/"
-OBS_ID, HELPER_ID, PROJ_ID = "6650a1b2c3d4e5f601020301", "6650a1b2c3d4e5f601020302", \
-    "6650a1b2c3d4e5f601020303"
-RENAMED_ID = "6650a1b2c3d4e5f601020304"  # a FLOps project whose name is not FLOps' pattern
-SHOP_ID, MYPROJ_ID, ALICE_ID = "6650a1b2c3d4e5f601020310", "6650a1b2c3d4e5f601020311", \
-    "6650a1b2c3d4e5f601020312"
-
-
-def app(app_id, name, namespace, owner="Admin", services=()):
-    return {"applicationID": app_id, "application_name": name,
-            "application_namespace": namespace, "userId": owner,
-            "microservices": [{"microservice_name": n, "microservice_namespace": ns,
-                               "code": image, "instances": 1} for n, ns, image in services]}
-
-
-SEED = {"users": [ADMIN, ALICE], "applications": [
-    app(OBS_ID, "observatory", "observatory", services=(
-        ("trackinge3afed0047b0", "tracking", GH + "tracking-server:latest"),
-        ("observb98c287ecf1e", "observ", GH + "project-observer:latest"))),
-    app(HELPER_ID, "helper", "helper",
-        services=(("mockdpe4c834343b6b", "mockdp", GH + "mock-data-provider:latest"),)),
-    app(PROJ_ID, "projdd1d95927a2b", "proj",
-        services=(("builderb98c287ecf1e", "builder", GH + "image-builder:latest"),)),
-    app(RENAMED_ID, "flopsrun7", "experiments"),
-    app(SHOP_ID, "webshop", "shop", services=(("frontend", "shop", "nginx:1.27"),)),
-    app(MYPROJ_ID, "myproj", "proj"),
-    app(ALICE_ID, "observatory", "observatory", owner="alice"),
-]}
-FLOPS = {OBS_ID, HELPER_ID, PROJ_ID, RENAMED_ID}
-KEPT = {SHOP_ID, MYPROJ_ID, ALICE_ID}
-
-
-# -- the stand-in and the FLOps DB ---------------------------------------------------------
-def gateway() -> str:
-    """SYSTEM_MANAGER_IP of the current testbed config (an earlier module may have made a
-    new testbed, on a new network, since the session's fixture started)."""
-    config = yaml.safe_load(TESTBED_CONFIG.read_text())
-    return config["flops"]["addresses"]["system_manager_ip"]
-
-
-def sm_url(_testbed=None) -> str:
-    return f"http://{gateway()}:{tb.SYSTEM_MANAGER_PORT}"
-
-
-def http(url: str, method: str = "GET", payload=None, token: str | None = None):
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None if payload is None else json.dumps(payload).encode()
-    req = urllib.request.Request(url, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def seed(testbed, data=SEED) -> None:
-    status, _ = http(sm_url(testbed) + "/_standin/seed", "POST", data)
-    assert status == 200
-
-
-def state(testbed) -> dict:
-    return http(sm_url(testbed) + "/_standin/state")[1]
-
-
-def listed(testbed) -> set[str]:
-    return {a["applicationID"] for a in state(testbed)["applications"]}
-
-
-def flops_db():
-    client = pymongo.MongoClient("127.0.0.1", 10027, serverSelectionTimeoutMS=5000,
-                                 directConnection=True)
-    return client, client["flops"]
-
-
-def write_flops_db(docs: dict[str, list[dict]]) -> None:
-    client, db = flops_db()
-    try:
-        for name in db.list_collection_names():
-            db.drop_collection(name)
-        for collection, items in docs.items():
-            db[collection].insert_many(items)
-    finally:
-        client.close()
-
-
-# documents as upstream's classes dump them (classes/apps/*.py, classes/services/**)
-FLOPS_DOCS = {
-    "FLOpsProject": [{"customer_id": "Admin", "ml_repo_url": "https://github.com/x/y",
-                      "flops_project_id": PROJ_ID, "app_id": PROJ_ID,
-                      "app_name": "projdd1d95927a2b"},
-                     {"customer_id": "Admin", "ml_repo_url": "https://github.com/x/z",
-                      "flops_project_id": RENAMED_ID, "app_id": RENAMED_ID,
-                      "app_name": "flopsrun7"}],
-    "FLOpsObservatory": [{"customer_id": "Admin", "app_id": OBS_ID, "app_name": "observatory"}],
-    "FLOpsHelperApp": [{"customer_id": "Admin", "app_id": HELPER_ID, "app_name": "helper"}],
-}
-
-
-def login(testbed) -> str:
-    status, body = http(sm_url(testbed) + "/api/auth/login", "POST",
-                        {"username": "Admin", "password": "Admin"})
-    assert status == 200
-    return body["token"]
-
-
-def upstream_sla_generator(tmp_path: Path):
-    """upstream's generate_sla (addon-FLOps at the pinned ref), from the shared tarball."""
-    candidates = [ROOT.parent / "shared" / "upstream", ROOT.parent.parent / "shared" / "upstream"]
-    tarballs = [p / "addon-FLOps-2fa0ab9.tar.gz" for p in candidates]
-    tarball = next((t for t in tarballs if t.is_file()), None)
-    if tarball is None:
-        pytest.fail("upstream addon-FLOps test data is missing (looked for "
-                    f"{', '.join(map(str, tarballs))}): this test builds the FLOps manager's "
-                    "observatory SLA with upstream's own generate_sla")
-    prefix = "addon-FLOps/flops_manager_package/"
-    wanted = [prefix + p for p in ("flops_manager/__init__.py", "flops_manager/utils/__init__.py",
-                                   "flops_manager/utils/types.py",
-                                   "flops_manager/utils/sla/components.py",
-                                   "flops_manager/utils/sla/generator.py")]
-    with tarfile.open(tarball) as tar:
-        tar.extractall(tmp_path, members=[tar.getmember(m) for m in wanted], filter="data")
-    sys.path.insert(0, str(tmp_path / prefix))
-    try:
-        from flops_manager.utils.sla import components, generator
-    finally:
-        sys.path.pop(0)
-    return components, generator
-
-
-def observatory_sla(tmp_path: Path) -> dict:
-    """The SLA FLOpsObservatory sends to create its app (classes/apps/customer_facing_base.py:
-    app name = namespace = 'observatory', customerID = the customer)."""
-    components, generator = upstream_sla_generator(tmp_path)
-    return generator.generate_sla(components.SlaComponentsWrapper(core=components.SlaCore(
-        customerID="Admin", names=components.SlaNames(app_name="observatory",
-                                                       app_namespace="observatory"))))
-
-
-def managers_create_app(testbed, sla: dict) -> tuple[int, object]:
-    """What api/app_management.create_app does: POST /api/application/ with the token."""
-    return http(sm_url(testbed) + "/api/application/", "POST", sla, token=login(testbed))
 
 
 # -- tests ------------------------------------------------------------------------------------
 def test_the_stand_in_is_the_testbeds_system_manager(testbed):
     info = json.loads(subprocess.run(["docker", "inspect", tb.SYSTEM_MANAGER],
                                      capture_output=True, text=True, check=True).stdout)[0]
-    assert info["Config"]["Labels"][tb.LABEL] == "1"
+    assert info["Config"]["Labels"][tb.LABEL] == tb.TESTBED_ID
     assert info["Config"]["Labels"]["org.flops-tasks.stand-in"] == "oakestra system manager"
     assert tb.NETWORK in info["NetworkSettings"]["Networks"]
     bindings = info["HostConfig"]["PortBindings"]["10000/tcp"]
@@ -214,7 +80,7 @@ def test_leftover_flops_apps_go_and_every_other_app_stays(testbed):
     assert "FLOpsProject.app_id" in actions[RENAMED_ID][1]  # only the DB knew this one
 
     res = inv("clear-apps")  # no terminal, no --yes
-    assert res.returncode == 3 and "This will delete: Oakestra app" in res.stderr
+    assert res.returncode == 3 and "This will delete:\n  - Oakestra app" in res.stderr
     assert listed(testbed) == FLOPS | KEPT
     res = inv("--dry", "clear-apps", "--json")
     assert res.returncode == 0, res.stderr
@@ -234,15 +100,17 @@ def test_leftover_flops_apps_go_and_every_other_app_stays(testbed):
     assert again.returncode == 0 and json.loads(again.stdout)["changed"] is False
 
 
-def test_redb_leaves_the_apps_deployed_and_the_managers_observatory_gets_409(testbed, tmp_path):
-    """Today's failure, shown, then what clear-apps changes."""
+def test_redb_without_the_apps_step_leaves_them_deployed_and_the_observatory_gets_409(
+        testbed, tmp_path):
+    """The failure redb used to cause (now only with --skip-apps, on purpose), then what
+    clear-apps changes."""
     sla = observatory_sla(tmp_path)
     assert sla["applications"][0]["application_name"] == "observatory"
     seed(testbed, {"users": [ADMIN], "applications": [SEED["applications"][0],
                                                       SEED["applications"][2]]})
     write_flops_db({k: FLOPS_DOCS[k] for k in ("FLOpsObservatory", "FLOpsProject")})
 
-    assert inv("redb", "--yes").returncode == 0
+    assert inv("redb", "--yes", "--skip-apps").returncode == 0
     client, db = flops_db()
     assert db.list_collection_names() == []  # the FLOps DB forgot them...
     client.close()
@@ -259,6 +127,26 @@ def test_redb_leaves_the_apps_deployed_and_the_managers_observatory_gets_409(tes
     status, body = managers_create_app(testbed, sla)
     assert status == 200
     assert [a["application_name"] for a in json.loads(body)] == ["observatory"]
+
+
+def test_redb_removes_flops_apps_first_so_the_observatory_is_created_again(testbed, tmp_path):
+    sla = observatory_sla(tmp_path)
+    seed(testbed, {"users": [ADMIN], "applications": [SEED["applications"][0],
+                                                      SEED["applications"][4]]})
+    write_flops_db({"FLOpsObservatory": FLOPS_DOCS["FLOpsObservatory"]})
+    res = inv("redb", "--yes", "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    steps = json.loads(res.stdout)["hosts"]
+    assert [s["step"] for s in steps["oakestra"]["steps"] if s["status"] == "changed"] == [
+        "clear-apps"], steps
+    assert "emptied" in steps["stack"]["steps"][-1]["detail"]
+    assert {a["applicationID"] for a in state(testbed)["deleted"]} == {OBS_ID}
+    assert listed(testbed) == {SEED["applications"][4]["applicationID"]}  # not FLOps': kept
+    client, db = flops_db()
+    assert db.list_collection_names() == []
+    client.close()
+    status, _ = managers_create_app(testbed, sla)
+    assert status == 200 and state(testbed)["refused"] == []
 
 
 def test_clear_apps_before_redb_prevents_the_409(testbed, tmp_path):
@@ -334,7 +222,8 @@ def assert_one_line(res: subprocess.CompletedProcess, *needles: str,
     lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
     assert "Traceback" not in res.stdout + res.stderr
     if after_listing:
-        assert lines[0].startswith("This will delete: Oakestra app "), lines[0]
+        assert lines[0] == "This will delete:", lines[0]
+        assert lines[1].startswith("  - Oakestra app "), lines[1]
     else:
         assert len(lines) == 1, res.stdout + res.stderr
     for needle in needles:

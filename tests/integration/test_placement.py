@@ -21,7 +21,8 @@ from flops_tasks.config import settings
 
 from . import helpers
 from .helpers import in_worker, inv, worker
-from .test_stack import Where, ok
+from .stores import Where
+from .test_stack import ok
 
 pytestmark = pytest.mark.integration
 PORT = 5073

@@ -6,23 +6,18 @@ message) and read back after each action. The manager is upstream's own code (bu
 from the addon-FLOps tarball); tests drive it through its API and its own data layer.
 
 Each store is reached on the engine and at the address where the placement runs it
-(``Where``): here everything is on the local engine; test_stack_split.py runs the same
-data-safety tests with the registry and the artifact store on worker w1.
+(``stores.Where``): here everything is on the local engine; test_stack_split.py runs the
+same data-safety tests with the registry and the artifact store on worker w1.
 """
 
 from __future__ import annotations
 
-import ftplib
 import hashlib
-import io
 import json
 import subprocess
 import tarfile
 import time
-import urllib.request
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -31,143 +26,22 @@ from flops_tasks.config import DEFAULTS
 
 from . import helpers
 from .helpers import inv
+from .stores import (
+    ALL,
+    Stores,
+    Where,
+    exec_in,
+    sh,
+)
 
 pytestmark = pytest.mark.integration
-REGISTRY = "127.0.0.1:5073"  # the registry as its own engine reaches it
 PROJECT = tb.PROJECT
-# Upstream's fixed credentials, which the manager hard-codes (addon-FLOps
-# flops_manager/mlflow/storages/backend_store.py and artifact_store.py).
-MYSQL_ROOT_PASSWORD = "oakestra"
-FTP_USER, FTP_PASSWORD = "flops", "flops"
-
-
-def sh(*args: str, input: str | None = None) -> str:
-    res = subprocess.run(args, capture_output=True, text=True, input=input, timeout=300)
-    assert res.returncode == 0, f"{args}: {res.stdout}{res.stderr}"
-    return res.stdout
-
-
-def exec_in(service: str, *args: str, env: dict | None = None) -> str:
-    envs = [f"-e{k}={v}" for k, v in (env or {}).items()]
-    return sh("docker", "exec", *envs, service, *args)  # upstream's container names
-
-
-@dataclass
-class Where:
-    """Where the placement of a config runs each service: its engine (a ``Project``, so a
-    docker command goes to that engine, over Docker's SSH transport when remote) and the
-    address this machine reaches its ports at."""
-
-    config: Path
-    projects: list
-
-    @classmethod
-    def of(cls, config: Path) -> Where:
-        from flops_tasks.config import settings
-        from flops_tasks.stack import placement
-
-        s = settings(tb.context_for(tb.default_paths(), runtime=config))
-        return cls(config, placement.projects(s))
-
-    def project(self, service: str):
-        from flops_tasks.stack import placement
-
-        return placement.project_for(self.projects, service)
-
-    def docker(self, service: str, *args: str) -> str:
-        return self.project(service).cli(*args)
-
-    def exec(self, service: str, *args: str, env: dict | None = None) -> str:
-        envs = [f"-e{k}={v}" for k, v in (env or {}).items()]
-        return self.docker(service, "exec", *envs, service, *args)  # upstream's names
-
-    def address(self, service: str) -> str:
-        return self.project(service).address()
-
-    def container_ids(self) -> dict[tuple[str, str], str]:
-        return {(p.label, c.name): c.id for p in self.projects for c in p.snapshot()}
-
-    def push_sidecar(self) -> None:
-        registry = self.project("flops_image_registry")
-        tb.push_sidecar(lambda _: None, project=registry if registry.remote else None)
 
 
 @pytest.fixture
 def where(testbed) -> Where:
     """Everything on the local engine (test_stack_split.py overrides this fixture)."""
     return Where.of(helpers.TESTBED_CONFIG)
-
-
-class Stores:
-    """Write one marker into every store; say which stores still hold it."""
-
-    def __init__(self, tmp_path, where: Where) -> None:
-        self.mark = uuid.uuid4().hex[:12]
-        self.tmp = tmp_path
-        self.where = where
-        self.image = f"{REGISTRY}/safety/img-{self.mark}:1"  # pushed on the registry's engine
-        self.registry = f"{where.address('flops_image_registry')}:5073"  # read from here
-
-    def write_all(self) -> None:
-        self.push_image(self.image)
-        self.mongo().flops.safety.insert_one({"mark": self.mark})
-        self.mysql(f"CREATE DATABASE IF NOT EXISTS safety; CREATE TABLE IF NOT EXISTS safety.t "
-                   f"(v VARCHAR(64)); INSERT INTO safety.t VALUES ('{self.mark}');")
-        with self.ftp() as ftp:
-            ftp.storbinary(f"STOR {self.mark}.txt", io.BytesIO(self.mark.encode()))
-        self.where.exec("flops_mqtt", "mosquitto_pub", "-p", "9027", "-r", "-t",
-                        "safety/mark", "-m", self.mark)
-
-    def push_image(self, ref: str) -> None:
-        """Build and push on the registry's own engine (the build context is sent there)."""
-        ctx = self.tmp / ref.replace("/", "_").replace(":", "_")
-        ctx.mkdir(exist_ok=True)
-        (ctx / "mark.txt").write_text(ref)
-        (ctx / "Dockerfile").write_text("FROM scratch\nCOPY mark.txt /mark.txt\n")
-        self.where.docker("flops_image_registry", "build", "-q", "-t", ref, str(ctx))
-        self.where.docker("flops_image_registry", "push", "-q", ref)
-
-    def mongo(self):
-        import pymongo
-
-        return pymongo.MongoClient(self.where.address("flops_db"), 10027,
-                                   directConnection=True, serverSelectionTimeoutMS=5000)
-
-    def mysql(self, sql: str) -> str:
-        return self.where.exec("mlflow_backend_store", "mysql", "-uroot", "-N", "-e", sql,
-                               env={"MYSQL_PWD": MYSQL_ROOT_PASSWORD})
-
-    def ftp(self) -> ftplib.FTP:
-        ftp = ftplib.FTP()
-        ftp.connect(self.where.address("vsftpd_server"), 21, timeout=10)
-        ftp.login(FTP_USER, FTP_PASSWORD)
-        return ftp
-
-    def fetch_every_blob(self) -> int:
-        """GET the manifest and every blob the image names; returns how many were fetched."""
-        return fetch_every_blob(self.image, self.registry)
-
-    def held(self) -> dict[str, bool]:
-        repo = self.image.split("/", 1)[1].split(":")[0]
-        with urllib.request.urlopen(f"http://{self.registry}/v2/_catalog", timeout=10) as resp:
-            registry = repo in json.load(resp)["repositories"]
-        mongo = self.mongo()
-        flops_db = mongo.flops.safety.find_one({"mark": self.mark}) is not None
-        mysql = self.mark in self.mysql(f"SELECT v FROM safety.t WHERE v = '{self.mark}';")
-        with self.ftp() as ftp:
-            buf = io.BytesIO()
-            try:
-                ftp.retrbinary(f"RETR {self.mark}.txt", buf.write)
-                artifacts = buf.getvalue() == self.mark.encode()
-            except ftplib.error_perm:
-                artifacts = False
-        mqtt = self.where.exec("flops_mqtt", "mosquitto_sub", "-p", "9027", "-t",
-                               "safety/mark", "-C", "1", "-W", "5").strip() == self.mark
-        return {"registry": registry, "flops_db": flops_db, "mlflow_db": mysql,
-                "artifacts": artifacts, "mqtt": mqtt}
-
-
-ALL = {"registry": True, "flops_db": True, "mlflow_db": True, "artifacts": True, "mqtt": True}
 
 
 @pytest.fixture
@@ -238,29 +112,26 @@ def test_redb_empties_only_the_flops_db_through_the_managers_api(stores):
     assert stores.mongo().other_db.keep.find_one({"mark": stores.mark}) is not None
 
 
+def test_reset_clean_empties_every_store_but_the_registry(stores):
+    ok(inv("reset", "--clean", "--yes"))
+    assert stores.held() == {**{k: False for k in ALL}, "registry": True}
+    stores.write_all()  # every emptied store works again, with upstream's credentials
+    assert stores.held() == ALL
+
+
+def test_reset_all_empties_every_store(stores):
+    ok(inv("reset", "--all", "--yes"))
+    assert stores.held() == {k: False for k in ALL}
+    stores.write_all()
+    assert stores.held() == ALL
+    assert stores.fetch_every_blob() == 2
+
+
 def test_reset_db_empties_only_the_flops_db(stores):
     manager_db("write", stores.mark)
     ok(inv("reset", "--db", "--yes"))
     assert stores.held() == {**ALL, "flops_db": False}
     assert manager_db("read", stores.mark) == "NONE"
-
-
-def fetch_every_blob(ref: str, registry: str = REGISTRY) -> int:
-    """GET the manifest and every blob it names (from ``registry``); returns how many blobs
-    were fetched."""
-    name, tag = ref.split("/", 1)[1].rsplit(":", 1)
-    accept = ("application/vnd.docker.distribution.manifest.v2+json,"
-              "application/vnd.oci.image.manifest.v1+json")
-    req = urllib.request.Request(f"http://{registry}/v2/{name}/manifests/{tag}",
-                                 headers={"Accept": accept})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        manifest = json.load(resp)
-    digests = [manifest["config"]["digest"], *[layer["digest"] for layer in manifest["layers"]]]
-    for digest in digests:
-        with urllib.request.urlopen(f"http://{registry}/v2/{name}/blobs/{digest}",
-                                    timeout=10) as resp:
-            assert resp.status == 200 and resp.read()
-    return len(digests)
 
 
 def test_clear_registry_empties_it_and_it_still_accepts_pushes(stores):
@@ -281,7 +152,8 @@ def test_reset_registry_flag(stores):
 
 
 def test_destructive_tasks_refuse_without_a_tty_and_change_nothing(stores):
-    for args in (("clear-registry",), ("redb",), ("reset", "--registry"), ("reset", "--db")):
+    for args in (("clear-registry",), ("redb",), ("reset", "--registry"), ("reset", "--db"),
+                 ("reset", "--clean"), ("reset", "--all"), ("fresh-start",)):
         res = inv(*args)
         assert res.returncode == 3, res.stdout + res.stderr
         assert "This will delete:" in res.stderr

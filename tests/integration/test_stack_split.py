@@ -16,9 +16,8 @@ import pytest
 from flops_tasks import testbed as tb
 
 from .helpers import in_worker, inv, worker
+from .stores import ALL, Where
 from .test_stack import (  # noqa: F401 - pytest collects these tests and fixtures here
-    ALL,
-    Where,
     ok,
     stores,
     test_clear_registry_empties_it_and_it_still_accepts_pushes,
@@ -26,6 +25,8 @@ from .test_stack import (  # noqa: F401 - pytest collects these tests and fixtur
     test_down_then_up_keeps_everything,
     test_dry_reset_prints_a_plan_and_touches_nothing,
     test_redb_empties_only_the_flops_db_through_the_managers_api,
+    test_reset_all_empties_every_store,
+    test_reset_clean_empties_every_store_but_the_registry,
     test_reset_db_empties_only_the_flops_db,
     test_reset_keeps_everything,
     test_reset_registry_flag,

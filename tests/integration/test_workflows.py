@@ -74,7 +74,7 @@ def test_clear_images_lists_asks_and_keeps_the_running_sidecars_image(fresh_mixe
                          "cd / && rm -rf $d")
     res = inv("clear-images", "--host", "w1")
     assert res.returncode == 3, res.stdout + res.stderr
-    assert f"This will delete: w1: {registry}/flops/stale:1 (docker)" in res.stderr
+    assert f"This will delete:\n  - w1: {registry}/flops/stale:1 (docker)" in res.stderr
     assert sidecar not in res.stderr
     res = inv("clear-images", "--host", "w1,w2", "--yes", "--json")
     assert res.returncode == 0, res.stdout + res.stderr

@@ -3,7 +3,9 @@
 ``FakeSession`` has the parts of ``ssh.HostSession`` that preparations use. Its facts are
 probe results recorded on real nodes (``facts/*.json``, made by running the probe batch of
 ``ops.probes_for`` in testbed worker containers with ``docker exec W sh -c BATCH`` and
-``commands.parse_probe_batch``); a test overrides single probes where a node differs.
+``commands.parse_probe_batch``; ``*-quick.json``: the quick reads of ``facts.quick_probes``,
+recorded the same way on prepared testbed workers, with the registry they trust); a test
+overrides single probes where a node differs.
 After the first change, probes answer from ``after`` (the node as the changes left it).
 """
 
@@ -18,6 +20,11 @@ from flops_tasks.ssh import Result
 
 FACTS = Path(__file__).parent / "facts"
 REGISTRY = "172.20.0.1:5073"  # what the recordings were prepared for
+
+
+def recorded_registry(name: str) -> str:
+    """The registry a recording's worker was prepared for."""
+    return json.loads((FACTS / f"{name}.json").read_text())["registry"]
 
 
 def recorded(name: str, **overrides: tuple[int, str]) -> dict[str, tuple[int, str]]:
@@ -49,7 +56,8 @@ class FakeSession:
     def is_root(self) -> bool:
         return True
 
-    def probes(self, probes: list[tuple[str, str]]) -> dict[str, tuple[int, str]]:
+    def probes(self, probes: list[tuple[str, str]], grouped: bool = False
+               ) -> dict[str, tuple[int, str]]:
         self.gathers += 1
         source = self.after if (self.changes and self.after is not None) else self.facts
         return {name: tuple(source.get(name, (1, ""))) for name, _ in probes}

@@ -501,20 +501,40 @@ def test_empty_address_variable_means_unset(tmp_path):
 
 
 @pytest.mark.parametrize("args, what", [
-    (("redb",), "FLOps manager database"),
+    (("redb", "--skip-apps"), "FLOps manager database"),
     (("clear-registry",), "volume flops_management_registry_data"),
     (("reset", "--registry"), "volume flops_management_registry_data"),
-    (("reset", "--db"), "FLOps manager database"),
-], ids=["redb", "clear-registry", "reset-registry", "reset-db"])
+    (("reset", "--db", "--skip-apps"), "FLOps manager database"),
+    (("reset", "--clean", "--skip-apps"), "MLflow backend database (MySQL) (volume "
+                                          "flops_management_mlflow_backend_store_data)"),
+    (("reset", "--all", "--skip-apps"), "FLOps registry images (volume "
+                                        "flops_management_registry_data)"),
+], ids=["redb", "clear-registry", "reset-registry", "reset-db", "reset-clean", "reset-all"])
 def test_destructive_task_without_tty_lists_and_refuses(tmp_path, args, what):
     """No terminal and no --yes: say what would be deleted, then refuse (exit 3)."""
     ran = run_case(Case(args, ()), tmp_path)
     assert ran.returncode == 3, ran.output
     assert "Traceback" not in ran.output
-    lines = ran.output.strip().splitlines()
-    assert len(lines) == 2, ran.output
-    assert lines[0].startswith("This will delete: ") and what in lines[0]
-    assert "--yes" in lines[1]
+    first, *items, last = ran.output.strip().splitlines()
+    assert first == "This will delete:", ran.output
+    assert items and all(item.startswith("  - ") for item in items), ran.output
+    assert any(what in item for item in items), ran.output
+    assert "--yes" in last
+    assert ran.after == ran.before
+
+
+@pytest.mark.parametrize("args", [("redb", "--yes"), ("reset", "--db", "--yes"),
+                                  ("reset", "--clean", "--yes"), ("fresh-start", "--yes")])
+def test_scopes_emptying_the_flops_db_stop_when_oakestra_does_not_answer(tmp_path, args):
+    """FLOps' apps go before its database: an unreachable System Manager stops the task
+    before anything is deleted, and the line names the flag that skips the step."""
+    ran = run_case(Case(args, (), flops={"oakestra": {"timeout": 1}}), tmp_path)
+    assert ran.returncode == 1, ran.output
+    assert "Traceback" not in ran.output
+    line = ran.output.strip()
+    assert line.count("\n") == 0, ran.output
+    assert "System Manager" in line and "does not answer" in line
+    assert "nothing was deleted" in line and line.endswith("pass --skip-apps")
     assert ran.after == ran.before
 
 

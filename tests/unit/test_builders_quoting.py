@@ -565,7 +565,7 @@ def test_hosts_toml_path_is_read_as_one_path(box, registry):
 @given(packages=st.lists(VALUE, min_size=1, max_size=4))
 def test_dpkg_status_and_check_tools(box, packages):
     ran = box.run(C.dpkg_status(packages))
-    assert ran.calls == [["dpkg-query", "-W", "-f", "${Package} ${Status}\n", "--",
+    assert ran.calls == [["dpkg-query", "-W", "-f", "${Package} ${Status} ${Version}\n", "--",
                           *packages]]
     assert_clean(ran)
     ran = box.run(C.install_check_tools(packages), out={"dpkg-query": b"a\nb\n"})
@@ -779,7 +779,8 @@ def test_zone_ids_never_reach_the_worker_toml_files():
 
 # -- 5. every builder that takes a value is called here with hostile values -------------------
 # combinators take scripts, parsers take output: neither puts a value into a command
-COMBINATORS = {"all_of", "any_of", "quiet", "if_else", "parse_probe_batch", "parse_sha256_of"}
+COMBINATORS = {"all_of", "any_of", "quiet", "if_else", "parse_probe_batch", "parse_sha256_of",
+               "parse_engine_reads"}
 # no '/' in these: some become file names inside a temp folder
 HOSTILE_SAMPLE = ["$(touch PWNED)", "`touch PWNED`", "a; touch PWNED #", "'; touch PWNED; '",
                   "x\ntouch PWNED", "-rf"]
@@ -827,6 +828,12 @@ HOSTILE_CALLS = {
     # ready is a script (like all_of's arguments); the process name is the value
     "relaunch": lambda v, d: C.relaunch(v, "true", 0),
     "restart_containerd": lambda v, d: C.restart_containerd(v),
+    "volume_path": lambda v, d: C.cmd("docker", C.volume_path(v)),
+    "container_path": lambda v, d: C.cmd("docker", C.container_path(v)),
+    "engine_reads": lambda v, d: C.engine_reads([v, v], [v], tcp_port=11027),
+    "docker_config_file": lambda v, d: f"cat {C.docker_config_file(v, v)} 2>/dev/null; true",
+    "cat_docker_config": lambda v, d: C.cat_docker_config(v, v, mark=v),
+    "find_cli_plugin": lambda v, d: f"{C.find_cli_plugin(v)}; true",
 }
 
 

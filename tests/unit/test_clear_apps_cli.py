@@ -77,9 +77,10 @@ def untouched(sm: Running) -> bool:
 def test_without_a_terminal_it_lists_flops_apps_and_refuses(sm, tmp_path):
     ran = run_case(case(sm, "clear-apps", "--without-db"), tmp_path)
     assert ran.returncode == 3, ran.output
-    *listing, second = ran.output.strip().splitlines()
-    first = " ".join(line.strip() for line in listing)  # rich wraps long lines
-    assert first.startswith("This will delete: Oakestra app ")
+    head, *listing, second = ran.output.strip().splitlines()
+    assert head == "This will delete:"
+    assert listing and all(line.startswith("  - Oakestra app ") for line in listing)
+    first = " ".join(listing)
     for flops_app in FLOPS.values():
         assert f"{flops_app['application_name']} (namespace " in first
     assert "webshop" not in first and "builder0123456789ab/builder" in first

@@ -330,6 +330,23 @@ def test_an_unreadable_flops_db_stops_clear_apps_but_not_the_listing(sm_standin)
     assert sm_standin.deleted_ids() == []
 
 
+def test_a_flops_db_port_held_by_another_container_stops_clear_apps(sm_standin):
+    def foreign(_):
+        raise FlopsError("port 10027 on 127.0.0.1 is held by container other-mongo (project "
+                         "none), not by flops_db of the stack flops: refusing to touch it; "
+                         "nothing was deleted (start the stack with 'inv up')")
+
+    sm = SystemManager("127.0.0.1", sm_standin.port, "Admin", "Admin", "test")
+    with pytest.raises(FlopsError) as err:
+        OA.flops_apps_plan(SETTINGS, system_manager=sm, flops_ids=foreign)
+    message = str(err.value)
+    assert message.startswith("port 10027 on 127.0.0.1 is held by container other-mongo")
+    assert "refusing to touch it; nothing was deleted" in message
+    plan = OA.flops_apps_plan(SETTINGS, strict=False, flops_ids=foreign, system_manager=sm)
+    assert "could not be read (port 10027 on 127.0.0.1 is held by" in plan.identification
+    assert sm_standin.deleted_ids() == []
+
+
 # -- the stand-in answers as upstream's code does ---------------------------------------------
 def _raw(running: Running, method: str, path: str, payload=None, token=None):
     headers = {"Content-Type": "application/json"}

@@ -14,7 +14,7 @@ from flops_tasks.env import host_port
 from flops_tasks.outcome import Status
 from flops_tasks.probe_binaries import UNAME_AMD64_B64, UNAME_ARM64_B64
 
-from .fake_worker import REGISTRY, FakeSession, recorded
+from .fake_worker import REGISTRY, FakeSession, recorded, recorded_registry
 
 CTX = ops.PrepContext(registry=REGISTRY, learner_image=f"{REGISTRY}/flops/ml-data-server:offline")
 BOTH = {"builder", "learner"}
@@ -65,7 +65,9 @@ def test_fresh_docker_node_plans_every_step_in_a_dry_run():
         "nodeengine-imageBuilder": "warning", "data": "changed", "sidecar": "changed",
         "nodeengine-FLOps": "warning"}
     assert s.changes == []  # nothing ran
-    assert s.plan[:2] == ["apt-get install qemu-user-static", "apt-get install docker-buildx"]
+    # every package of both roles in one apt transaction
+    assert s.plan[0] == "apt-get install qemu-user-static docker-buildx"
+    assert not [p for p in s.plan[1:] if "apt-get" in p]
     assert any(p.startswith("set config_path in /etc/containerd/config.toml") for p in s.plan)
     assert all(o.detail.startswith("would change") for o in out if o.changed)
 
@@ -83,12 +85,15 @@ def test_fresh_docker_node_is_prepared_and_verified():
     assert got["sidecar"].detail.endswith("(warning: learners dial 172.17.0.1, docker0 is "
                                           "172.18.0.1)")
     summaries = s.summaries()
-    assert "apt-get install docker-buildx" in summaries
+    assert [sm for sm in summaries if "apt-get" in sm] == [
+        "apt-get install qemu-user-static docker-buildx"]
+    assert "installed qemu-user-static" in got["qemu"].detail
+    assert got["buildx"].detail.startswith("installed docker-buildx; verified:")
     # the config written is containerd's own file with config_path added
     config = next(c for sm, c in s.changes if sm.startswith("set config_path"))
     assert 'config_path = \\"/etc/containerd/certs.d\\"' in config or \
         "config_path = \"/etc/containerd/certs.d\"" in config
-    assert s.gathers == 3  # facts, the handler re-check inside qemu, verify
+    assert s.gathers == 4  # quick reads, full probes, the handler re-check in qemu, verify
 
 
 def test_fresh_containerd_only_builder():
@@ -106,10 +111,165 @@ def test_fresh_containerd_only_builder():
 @pytest.mark.parametrize("name, roles", [("prepared-docker-both", BOTH),
                                          ("prepared-containerd-builder", BUILDER)])
 def test_a_prepared_node_changes_nothing(name, roles):
+    """Recordings of the full probes: the engine read of the quick probes is missing (as if
+    it had not run), which never confirms a host: the full probes decide."""
     s = FakeSession(recorded(name))
     out = ops.prepare_host(s, roles, CTX)
     assert not [o for o in out if o.changed or o.bad], out
+    assert s.changes == [] and s.gathers == 2
+
+
+def test_quick_reads_that_fail_to_run_hand_the_host_to_the_full_probes():
+    class Failing(FakeSession):
+        def probes(self, probes, grouped=False):
+            if grouped:
+                self.gathers += 1
+                raise ops.RemoteFailure("probes did not run (engine): sh: syntax error")
+            return super().probes(probes)
+
+    s = Failing(recorded("prepared-docker-both"))
+    out = ops.prepare_host(s, BOTH, CTX)
+    assert not [o for o in out if o.changed or o.bad], out
+    assert s.gathers == 2
+
+
+# -- the quick reads of a re-run (facts.quick_probes), recorded on prepared testbed workers ---
+QUICK_REGISTRY = recorded_registry("prepared-docker-both-quick")
+QUICK_CTX = ops.PrepContext(registry=QUICK_REGISTRY,
+                            learner_image=f"{QUICK_REGISTRY}/flops/ml-data-server:offline")
+
+
+def quick(name: str = "prepared-docker-both-quick", **overrides: tuple[int, str]) -> dict:
+    return recorded(name, **overrides)
+
+
+def quick_facts(roles: set[str] = BOTH, name: str = "prepared-docker-both-quick",
+                **overrides: tuple[int, str]) -> ops.WorkerFacts:
+    return ops.gather(FakeSession(quick(name, **overrides)),
+                      ops.probes_for(roles, QUICK_CTX, quick=True))
+
+
+@pytest.mark.parametrize("name, roles", [("prepared-docker-both-quick", BOTH),
+                                         ("prepared-containerd-builder-quick", BUILDER)])
+def test_a_prepared_node_is_confirmed_by_the_quick_reads_alone(name, roles):
+    s = FakeSession(quick(name))
+    out = ops.prepare_host(s, roles, QUICK_CTX)
+    assert not [o for o in out if o.changed or o.bad], out
     assert s.changes == [] and s.gathers == 1
+    # no docker CLI, no buildx, no awk: only the engine read falls back to the CLI, where
+    # the CLI would talk to another engine or perl is missing (its else branch)
+    probes = dict(ops.probes_for(roles, QUICK_CTX, quick=True))
+    probes["engine"] = probes["engine"].split("; else ")[0]
+    assert "perl -e" in probes["engine"]
+    for name, command in probes.items():
+        for program in ("docker ", "awk", "ls "):
+            assert program not in command, (name, program)
+
+
+def test_the_quick_reads_say_what_they_read():
+    got = by_step(ops.prepare_host(FakeSession(quick()), BOTH, QUICK_CTX))
+    assert got["buildx"].detail == ("docker buildx plugin /usr/libexec/docker/cli-plugins/"
+                                    "docker-buildx (docker-buildx 0.13.1+ds1-3)")
+    assert got["builder"].detail == ("builder flops-builder (docker driver): linux/amd64, "
+                                     "linux/arm64")
+    assert got["sidecar"].detail == ("ml_data_server running, TCP 11027 answers on docker0 "
+                                     "172.17.0.1")
+    assert got["trust-docker"].detail.startswith(f"docker trusts {QUICK_REGISTRY}")
+    assert got["preflight"].detail == "debian trixie amd64, docker 26.1.5+dfsg1 + containerd, root"
+
+
+def _engine(path: str, status: int, body: str) -> tuple[int, str]:
+    """The recorded engine reads with one path answered differently."""
+    reads = C.parse_engine_reads(quick()["engine"][1])
+    reads[path] = (status, body)
+    return 0, "\n".join(f"{C.API_MARK} {st} {p}\n{b}" for p, (st, b) in reads.items())
+
+
+def _sidecar(**state: object) -> str:
+    info = json.loads(C.parse_engine_reads(quick()["engine"][1])[
+        C.container_path(C.SIDECAR)][1])
+    info["State"] = {**info["State"], **state}
+    return json.dumps(info)
+
+
+BUILDX_INSTANCE = json.dumps({
+    "Name": "flops-builder", "Driver": "docker-container", "Dynamic": False,
+    "Nodes": [{"Name": "flops-builder0", "Endpoint": "unix:///var/run/docker.sock",
+               "Platforms": [{"architecture": "amd64", "os": "linux"},
+                             {"architecture": "arm64", "os": "linux"}]}]})
+
+
+@pytest.mark.parametrize("why, overrides, step", [
+    ("the builder's context is gone", {"context_meta": (0, "@@flops-missing")}, "builder"),
+    ("the context points elsewhere", {"context_meta": (0, json.dumps(
+        {"Name": "flops-builder", "Endpoints": {"docker": {"Host": "tcp://10.0.0.9:2375"}}}))},
+     "builder"),
+    ("the QEMU handler is disabled", {"handler_aarch64": (0, "disabled\nflags: PF")}, "qemu"),
+    ("the QEMU handler has no F flag", {"handler_aarch64": (0, "enabled\nflags: P")}, "qemu"),
+    ("the QEMU handler is gone", {"handler_aarch64": (0, "@@flops-missing")}, "qemu"),
+    ("buildx is gone", {"buildx_plugin": (1, "")}, "buildx"),
+    ("the sidecar stopped", {"engine": _engine(C.container_path(C.SIDECAR), 200,
+                                               _sidecar(Running=False, Status="exited"))},
+     "sidecar"),
+    ("the sidecar is gone", {"engine": _engine(C.container_path(C.SIDECAR), 404,
+                                               '{"message":"No such container"}')}, "sidecar"),
+    ("the volume is gone", {"engine": _engine(C.volume_path(C.DATA_VOLUME), 404, "{}")},
+     "data"),
+    ("the port does not answer", {"engine": _engine("tcp:172.17.0.1:11027", 0, "refused")},
+     "sidecar"),
+    ("docker0 has no address", {"engine": _engine("docker0", 200, "")}, "sidecar"),
+])
+def test_each_quick_read_sees_the_state_it_claims_to_detect(why, overrides, step):
+    f = quick_facts(**overrides)
+    check = next(st for st in ops.STEPS if st.name == step).check
+    assert not check(f, QUICK_CTX)[0], why
+    assert not ops.all_in_place(f, BOTH, QUICK_CTX)
+    assert check(quick_facts(), QUICK_CTX)[0]
+
+
+def test_a_host_the_quick_reads_do_not_confirm_gets_the_full_probes():
+    """They alone decide: here the full probes find the sidecar in place, so nothing changes."""
+    facts = quick(buildx_plugin=(1, ""))
+    facts.update(recorded("prepared-docker-both"))
+    s = FakeSession(facts)
+    out = ops.prepare_host(s, BOTH, CTX)
+    assert s.gathers == 2 and s.changes == [] and not [o for o in out if o.changed], out
+    assert by_step(out)["buildx"].detail.startswith("github.com/docker/buildx")
+
+
+def test_an_engine_that_does_not_answer_fails_preflight_on_the_full_probes():
+    f = quick_facts(engine=(0, f"{C.API_MARK} 0 /info\nCannot connect to the Docker daemon "
+                               "at unix:///var/run/docker.sock: No such file or directory"))
+    assert not f.docker_running and f.docker_installed
+    assert "Cannot connect to the Docker daemon" in f.docker_error
+    assert not quick_facts(docker_cli=(1, "")).docker_running  # the engine, but no CLI
+
+
+def test_a_docker_container_builder_is_read_from_buildx_and_its_container():
+    running = json.dumps({"Name": "/buildx_buildkit_flops-builder0",
+                          "State": {"Running": True, "Status": "running"}})
+    stopped = json.dumps({"Name": "/buildx_buildkit_flops-builder0",
+                          "State": {"Running": False, "Status": "exited"}})
+    ctx = ops.PrepContext(registry=QUICK_REGISTRY, builder_driver="docker-container",
+                          learner_image=QUICK_CTX.learner_image)
+    toml = (0, '[registry."' + QUICK_REGISTRY + '"]\n  http = true\n  insecure = true\n')
+    container = C.container_path("buildx_buildkit_flops-builder0")
+    up = quick_facts(buildx_instance=(0, BUILDX_INSTANCE), buildkitd=toml,
+                     engine=_engine(container, 200, running))
+    assert ops.check_builder(up, ctx) == (True, "builder flops-builder (docker-container "
+                                                "driver): linux/amd64, linux/arm64")
+    down = quick_facts(buildx_instance=(0, BUILDX_INSTANCE), buildkitd=toml,
+                       engine=_engine(container, 200, stopped))
+    assert not ops.check_builder(down, ctx)[0]
+    gone = quick_facts(buildx_instance=(0, BUILDX_INSTANCE), buildkitd=toml,
+                       engine=_engine(container, 404, "{}"))
+    assert not ops.check_builder(gone, ctx)[0]
+    one = json.loads(BUILDX_INSTANCE)
+    one["Nodes"][0]["Platforms"] = one["Nodes"][0]["Platforms"][:1]
+    amd64_only = quick_facts(buildx_instance=(0, json.dumps(one)), buildkitd=toml,
+                             engine=_engine(container, 200, running))
+    assert ops.check_builder(amd64_only, ctx) == (False, "builder flops-builder lacks "
+                                                         "linux/arm64")
 
 
 def test_a_learner_needs_docker_and_says_why():

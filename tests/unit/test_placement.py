@@ -17,7 +17,7 @@ from flops_tasks.config import ADDRESS_VARS, settings
 from flops_tasks.errors import ConfigError, FlopsError
 from flops_tasks.hosts import Target
 from flops_tasks.outcome import Status
-from flops_tasks.stack import health, lifecycle, placement, registry
+from flops_tasks.stack import flopsdb, health, lifecycle, placement, registry
 from flops_tasks.stack import project as project_mod
 from flops_tasks.stack.project import (
     ARTIFACT_STORE,
@@ -307,12 +307,18 @@ def test_a_host_that_is_down_fails_only_its_services(split, monkeypatch):
 
 def test_scopes_act_where_their_service_runs(split):
     local, w1 = split
-    assert lifecycle.what_reset_deletes(local, True, True) == [
-        "every collection of the FLOps manager database 'flops' (MLflow, registry and "
-        "artifacts are kept)"]
-    [what] = lifecycle.what_reset_deletes(w1, True, True)
+    both = lifecycle.Scope(registry=True, db=True)
+    assert lifecycle.what_reset_deletes(local, both) == [flopsdb.WHAT]
+    [what] = lifecycle.what_reset_deletes(w1, both)
     assert "volume flops_management_registry_data on w1" in what
     assert registry.clear(local) == []
+    every = lifecycle.Scope(registry=True, clean=True)
+    assert [line.rsplit("(volume ", 1)[1] for line in lifecycle.what_reset_deletes(w1, every)
+            ] == ["flops_management_vsftpd_home on w1)", "flops_management_vsftpd_logs on w1)",
+                  "flops_management_registry_data on w1)"]
+    assert {line.rsplit("(volume ", 1)[1] for line in lifecycle.what_reset_deletes(local, every)
+            } == {"flops_management_flops_db)", "flops_management_mlflow_backend_store_data)",
+                  "flops_management_flops_mqtt_data)"}
 
 
 def test_restart_on_an_engine_recreates_only_its_own_services(split):

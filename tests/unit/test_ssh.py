@@ -520,3 +520,88 @@ def test_a_host_locked_by_another_run_is_refused(remote, ssh_settings, tmp_path,
     assert "another flops-tasks run" in refused[0].detail
     assert fan_out([target], work, ssh=ssh_settings(), lock=True)[0].status is Status.OK
     assert (tmp_path / "locks" / "host-10.0.0.1_2222.lock").exists()
+
+
+# -- one connection per host per run -----------------------------------------------------------
+def test_a_run_shares_one_connection_per_host_across_fan_outs(remote, ssh_settings):
+    """Two tasks of one run (two fan_outs): one handshake per host, counted per call."""
+    channels = remote.expect_sessions(
+        Session(commands=[Command(out=b"a1\n"), Command(out=b"a2\n")]),
+        Session(commands=[Command(out=b"b1\n"), Command(out=b"b2\n")]))
+    targets = [Target(host=f"10.0.0.{i}", user="root", name=f"n{i}") for i in (1, 2)]
+
+    def work(session: HostSession) -> list[Outcome]:
+        return [ok(session.label, "echo", session.probe("echo").stdout.strip())]
+
+    first: dict[str, dict[str, int]] = {}
+    second: dict[str, dict[str, int]] = {}
+    with ssh.shared_connections() as run:
+        one = fan_out(targets, work, ssh=ssh_settings(parallel=1), traffic=first)
+        two = fan_out(targets, work, ssh=ssh_settings(parallel=1), traffic=second)
+        with ssh.shared_connections() as inner:  # nested: the outer run's connections
+            assert inner is run
+    assert [o.detail for o in one + two] == ["a1", "b1", "a2", "b2"]
+    assert first == {f"n{i}": {"handshakes": 1, "round_trips": 1} for i in (1, 2)}
+    assert second == {f"n{i}": {"handshakes": 0, "round_trips": 1} for i in (1, 2)}
+    for session in remote.sessions:  # one connect per host, closed when the run ended
+        session.client.connect.assert_called_once()
+        session.client.close.assert_called_once()
+    assert len(channels) == 4
+
+
+def test_outside_a_run_each_fan_out_connects_and_closes(remote, ssh_settings):
+    remote.expect_sessions(Session(commands=[Command()]), Session(commands=[Command()]))
+    target = Target(host="10.0.0.1", user="root", name="n1")
+    counts: list[dict] = []
+    for _ in range(2):
+        traffic: dict[str, dict[str, int]] = {}
+        fan_out([target], lambda s: [ok(s.label, "x", s.probe("true").stdout)],
+                ssh=ssh_settings(), traffic=traffic)
+        counts.append(traffic["n1"])
+    assert counts == [{"handshakes": 1, "round_trips": 1}] * 2
+    for session in remote.sessions:
+        session.client.close.assert_called_once()
+
+
+def test_a_host_cut_by_its_deadline_connects_anew_in_the_next_task(remote, ssh_settings):
+    remote.expect_sessions(Session(commands=[Command()]), Session(commands=[Command()]))
+    release = threading.Event()
+    target = Target(host="10.0.0.1", user="root", name="slow")
+    quick = dataclasses.replace(ssh_settings(), host_timeout=0.3)
+
+    def stall(session: HostSession) -> list[Outcome]:
+        release.wait(10)
+        return [ok(session.label, "late")]
+
+    traffic: dict[str, dict[str, int]] = {}
+    with ssh.shared_connections():
+        cut = fan_out([target], stall, ssh=quick)
+        release.set()
+        again = fan_out([target], lambda s: [ok(s.label, "ran", s.probe("true").stdout)],
+                        ssh=quick, traffic=traffic)
+    assert cut[0].status is Status.FAILED and again[0].status is Status.OK
+    assert traffic["slow"]["handshakes"] == 1  # a new connection, not the cut one
+    assert all(s.client.connect.call_count == 1 for s in remote.sessions)
+
+
+def test_the_inv_program_runs_its_tasks_in_one_shared_run(monkeypatch):
+    """`inv a b`: the executor wraps every task of the run in shared_connections()."""
+    from invoke import Collection, Config, task
+    from invoke.executor import Executor
+
+    from flops_tasks.invoke_config import FlopsExecutor
+
+    seen: list[object] = []
+
+    @task
+    def a(c):
+        seen.append(ssh._run)
+
+    @task
+    def b(c):
+        seen.append(ssh._run)
+
+    FlopsExecutor(Collection(a, b), Config()).execute("a", "b")
+    assert seen[0] is not None and seen[0] is seen[1] and ssh._run is None
+    Executor(Collection(a, b), Config()).execute("a")
+    assert seen[2] is None

@@ -22,6 +22,8 @@ from flops_tasks.stack.project import (
     MQTT,
     PORTS,
     SERVICES,
+    VOLUME_OWNERS,
+    VOLUMES,
     ContainerView,
     Project,
     unknown_service,
@@ -348,7 +350,7 @@ def test_restart_recreates_only_what_changed(make):
 def test_dry_reset_with_scopes_plans_and_changes_nothing(make):
     project = make(dry=True)
     healthy_stack(project)
-    outcomes = lifecycle.reset(project, registry_too=True, db=True)
+    outcomes = lifecycle.reset(project, lifecycle.Scope(registry=True, db=True))
     assert project.engine.changes() == []
     plan = "\n".join(project.plan)
     assert "rm --stop --force flops_image_registry" in plan
@@ -359,9 +361,53 @@ def test_dry_reset_with_scopes_plans_and_changes_nothing(make):
 
 def test_what_reset_deletes_lists_each_scope(make):
     project = make()
-    assert lifecycle.what_reset_deletes(project, False, False) == []
-    what = lifecycle.what_reset_deletes(project, True, True)
-    assert "volume flops_management_registry_data" in what[0] and "'flops'" in what[1]
+    assert lifecycle.what_reset_deletes(project, lifecycle.Scope()) == []
+    what = lifecycle.what_reset_deletes(project, lifecycle.Scope(registry=True, db=True))
+    assert what == ["FLOps registry images (volume flops_management_registry_data)",
+                    flopsdb.WHAT]
+    clean = lifecycle.what_reset_deletes(project, lifecycle.Scope(clean=True))
+    assert [w.split(" (volume ")[1] for w in clean] == [
+        "flops_management_flops_db)", "flops_management_mlflow_backend_store_data)",
+        "flops_management_vsftpd_home)", "flops_management_vsftpd_logs)",
+        "flops_management_flops_mqtt_data)"]
+    every = lifecycle.what_reset_deletes(project, lifecycle.Scope(registry=True, clean=True))
+    assert every == [*clean, what[0]]
+
+
+@pytest.mark.parametrize("scope, emptied", [
+    (lifecycle.Scope(), set()),
+    (lifecycle.Scope(db=True), set()),
+    (lifecycle.Scope(registry=True), {"registry_data"}),
+    (lifecycle.Scope(clean=True), set(lifecycle.CLEAN_VOLUMES)),
+    (lifecycle.Scope(clean=True, db=True), set(lifecycle.CLEAN_VOLUMES)),
+    (lifecycle.Scope(registry=True, clean=True), set(VOLUMES)),
+])
+def test_each_scope_removes_exactly_its_volumes(make, monkeypatch, scope, emptied):
+    project = make()
+    healthy_stack(project)
+    project.engine.volume.names |= {f"{PROJECT}_{key}" for key in VOLUMES}
+    redb_calls: list[str] = []
+    monkeypatch.setattr(flopsdb, "redb", lambda p: redb_calls.append("redb") or [])
+    monkeypatch.setattr(flopsdb, "collections", lambda p: [])
+    monkeypatch.setattr(registry, "verify_empty", lambda p: None)
+    lifecycle.reset(project, scope)
+    removed = {name.removeprefix(f"{PROJECT}_") for kind, (name,), _ in
+               [c for c in project.engine.calls if c[0] == "volume rm"]}
+    assert removed == emptied
+    owners = {svc for kind, services, _ in project.engine.calls if kind == "rm"
+              for svc in services}
+    assert owners == {VOLUME_OWNERS[key] for key in emptied}
+    # the FLOps DB alone is emptied in place; within --clean its volume goes instead
+    assert redb_calls == (["redb"] if scope.db and not scope.clean else [])
+    assert all(st == "healthy" for st in project.states().values())
+
+
+def test_clean_fails_when_the_flops_db_still_holds_collections(make, monkeypatch):
+    project = make()
+    healthy_stack(project)
+    monkeypatch.setattr(flopsdb, "collections", lambda p: ["FLOpsProject"])
+    with pytest.raises(FlopsError, match="still has collections after reset --clean"):
+        lifecycle.reset(project, lifecycle.Scope(clean=True))
 
 
 def test_down_keeps_volumes(make):
@@ -473,6 +519,20 @@ def test_doctor_names_the_broker_when_the_manager_lost_it(make, monkeypatch):
     assert "its MQTT broker flops_mqtt is exited unhealthy" in manager.detail
     assert rows[MQTT].status is Status.FAILED
     assert rows["backend-store"].status is Status.OK
+
+
+def test_doctor_names_what_holds_the_place_of_a_service_that_is_not_up(make, monkeypatch):
+    stores_answer(monkeypatch)
+    project = make()
+    healthy_stack(project)
+    project.engine.containers = [c for c in project.engine.containers
+                                 if c["Name"] != "/flops_manager"]
+    project.engine.put(inspect(MANAGER, ours=False, labels={
+        "com.docker.compose.project.config_files": UPSTREAM_FILE}))
+    rows = [o for o in health.doctor(project) if o.step == "conflict"]
+    assert [o.status for o in rows] == [Status.FAILED, Status.FAILED]
+    assert f"upstream's own compose file {UPSTREAM_FILE}" in rows[0].detail
+    assert "port 5072 (flops_manager) is in use" in rows[1].detail
 
 
 def test_doctor_reports_a_store_that_does_not_do_its_job(make, monkeypatch):
