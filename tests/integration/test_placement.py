@@ -2,9 +2,13 @@
 
 Fresh workers first trust the registry where the default placement runs it (this host);
 then the placement ``split`` moves the registry and the FTP store to w1's own dockerd
-(through Docker's SSH transport). Workers must push and pull through the registry on w1,
-trust exactly its new address (the old one is dropped), and every stack task must name
-the host of each service; a host that is down fails only its services.
+(through Docker's SSH transport), once for the whole module. The data-safety tests of
+test_stack.py run here unchanged (imported, not copied): their stores are reached where
+this placement runs them (the ``where`` fixture), and every ``inv`` runs with the split
+config, so each scope must keep or empty exactly what it does locally. Workers must push
+and pull through the registry on w1, trust exactly its new address (the old one is
+dropped), and every stack task must name the host of each service; a host that is down
+fails only its services.
 """
 
 from __future__ import annotations
@@ -21,11 +25,25 @@ from flops_tasks.config import settings
 
 from . import helpers
 from .helpers import in_worker, inv, worker
-from .stores import Where
-from .test_stack import ok
+from .stores import ALL, Where
+from .test_stack import (  # noqa: F401 - pytest collects these tests and fixtures here
+    ok,
+    stores,
+    test_clear_registry_empties_it_and_it_still_accepts_pushes,
+    test_destructive_tasks_refuse_without_a_tty_and_change_nothing,
+    test_down_then_up_keeps_everything,
+    test_dry_reset_prints_a_plan_and_touches_nothing,
+    test_redb_empties_only_the_flops_db_through_the_managers_api,
+    test_reset_all_empties_every_store,
+    test_reset_clean_empties_every_store_but_the_registry,
+    test_reset_db_empties_only_the_flops_db,
+    test_reset_keeps_everything,
+    test_reset_registry_flag,
+)
 
 pytestmark = pytest.mark.integration
 PORT = 5073
+ON_W1 = ("flops_image_registry", "vsftpd_server")
 
 
 def _progress(line: str) -> None:
@@ -41,6 +59,12 @@ def split(fresh):
     yield where
     in_worker(worker(1), "true")  # w1 must be up again for what follows
     ok(inv("up"))  # everything back on the local engine
+
+
+@pytest.fixture
+def where(split) -> Where:
+    """The stores of the imported data-safety tests, where the split placement runs them."""
+    return split
 
 
 @pytest.fixture
@@ -122,6 +146,49 @@ def test_doctor_names_the_host_of_each_service(placed):
     assert "stack@w1" in inv("doctor").stdout
 
 
+def w1_containers() -> dict[str, str]:
+    """Container name -> state in w1's own dockerd, read inside the worker (not over SSH)."""
+    out = in_worker(worker(1), "docker ps -a --format '{{.Names}} {{.State}}'").stdout
+    return dict(line.split() for line in out.splitlines() if line.strip())
+
+
+def test_w1s_engine_runs_the_registry_and_the_artifact_store(where):
+    assert where.project("flops_image_registry").label == "w1"
+    running = w1_containers()
+    assert all(running.get(svc) == "running" for svc in ON_W1), running
+    local = {c.service for c in where.project("flops_manager").snapshot()}
+    assert local == {"flops_manager", "flops_mqtt", "flops_db", "mlflow_backend_store"}
+
+
+def test_reset_registry_clears_it_on_w1(stores):  # noqa: F811 - the imported fixture
+    """The registry is emptied and restarted where it runs: a new volume on w1's engine."""
+    before = in_worker(worker(1), "docker volume inspect -f '{{.CreatedAt}}' "
+                                  "flops_testbed_registry_data").stdout.strip()
+    ok(inv("reset", "--registry", "--yes"))
+    after = in_worker(worker(1), "docker volume inspect -f '{{.CreatedAt}}' "
+                                 "flops_testbed_registry_data").stdout.strip()
+    assert before != after
+    assert stores.held() == {**ALL, "registry": False}
+    assert w1_containers()["flops_image_registry"] == "running"
+
+
+def test_status_json_carries_the_host_of_each_service(placed):
+    res = inv("status", "--json")
+    ok(res)
+    rows = {r["service"]: r for r in json.loads(res.stdout)["services"]}
+    assert {svc: r["host"] for svc, r in rows.items()} == {
+        "flops_manager": "local", "flops_image_registry": "w1", "flops_mqtt": "local",
+        "flops_db": "local", "mlflow_backend_store": "local", "vsftpd_server": "w1"}
+    assert {r["health"] for r in rows.values()} == {"healthy"}
+    table = inv("status")
+    ok(table)
+    line = {svc: next(ln for ln in table.stdout.splitlines() if f" {svc} " in ln)
+            for svc in rows}
+    assert " w1 " in line["flops_image_registry"] and " w1 " in line["vsftpd_server"]
+    assert " local " in line["flops_manager"] and " w1 " not in line["flops_manager"]
+
+
+# -- last: they stop services on w1, or w1 itself ---------------------------------------
 def running_here() -> dict[str, str]:
     out = subprocess.run(["docker", "ps", "--filter", f"label=com.docker.compose.project="
                           f"{tb.PROJECT}", "--format", "{{.Names}} {{.ID}}"],
