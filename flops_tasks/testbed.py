@@ -598,6 +598,7 @@ def up_placement(name: str, progress: Progress = lambda _: None,
         placement.require(projects)
         for project in projects:
             if project.remote:
+                write_env(project)  # compose reads it to resolve the build sections
                 for image in sorted(base_images(project)):
                     copy_image(image, project, progress)
         for project in sorted(projects, key=lambda p: MANAGER in p.services):
@@ -607,6 +608,15 @@ def up_placement(name: str, progress: Progress = lambda _: None,
             push_sidecar(progress, project=registry)
     return {"config": str(config), "placement": placement.placed_on(projects),
             "seconds": round(time.monotonic() - started, 1)}
+
+
+def write_env(project: Any) -> None:
+    """The project's env file, as its preflight writes it (here, where compose reads it)."""
+    from . import env as envmod
+    from .stack.preflight import network
+
+    name, _ = network(project)
+    envmod.ensure_env(project.s, extra={"FLOPS_NETWORK": name}, path=project.env_file)
 
 
 def base_images(project: Any) -> set[str]:
