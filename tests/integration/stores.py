@@ -167,16 +167,29 @@ class Stores:
 ALL = {"registry": True, "flops_db": True, "mlflow_db": True, "artifacts": True, "mqtt": True}
 
 
+INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
+               "application/vnd.docker.distribution.manifest.list.v2+json")
+MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json",
+                  "application/vnd.oci.image.manifest.v1+json")
+
+
+def _manifest(registry: str, name: str, reference: str) -> dict:
+    req = urllib.request.Request(f"http://{registry}/v2/{name}/manifests/{reference}",
+                                 headers={"Accept": ",".join(MANIFEST_TYPES + INDEX_TYPES)})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.load(resp)
+
+
 def fetch_every_blob(ref: str, registry: str = REGISTRY) -> int:
     """GET the manifest and every blob it names (from ``registry``); returns how many blobs
-    were fetched."""
+    were fetched. An engine with the containerd image store pushes an index: the image's
+    own manifest in it (not an attestation's) is the one fetched."""
     name, tag = ref.split("/", 1)[1].rsplit(":", 1)
-    accept = ("application/vnd.docker.distribution.manifest.v2+json,"
-              "application/vnd.oci.image.manifest.v1+json")
-    req = urllib.request.Request(f"http://{registry}/v2/{name}/manifests/{tag}",
-                                 headers={"Accept": accept})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        manifest = json.load(resp)
+    manifest = _manifest(registry, name, tag)
+    if manifest.get("mediaType") in INDEX_TYPES:
+        [image] = [m for m in manifest["manifests"]
+                   if (m.get("platform") or {}).get("os") != "unknown"]
+        manifest = _manifest(registry, name, image["digest"])
     digests = [manifest["config"]["digest"], *[layer["digest"] for layer in manifest["layers"]]]
     for digest in digests:
         with urllib.request.urlopen(f"http://{registry}/v2/{name}/blobs/{digest}",
