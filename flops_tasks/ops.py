@@ -685,8 +685,8 @@ def _verify_index(host: str, step: str, ctx: PrepContext, repo: str, tag: str, s
         return failed(host, step, f"pushed index lacks {', '.join(missing)} ({platforms})")
     seconds = time.monotonic() - started
     return ok(host, step, f"{how}: built (the foreign RUN step ran under QEMU) and pushed "
-                          f"{repo}:{tag} in {seconds:.1f}s; the registry's index lists "
-                          f"{', '.join(PLATFORMS)}")
+                          f"{repo}:{tag} to {ctx.registry} in {seconds:.1f}s; the registry's "
+                          f"index lists {', '.join(PLATFORMS)}")
 
 
 def _tail(res: object) -> str:
