@@ -120,7 +120,8 @@ def test_workers_push_and_pull_through_the_registry_on_w1(placed):
         assert f"{w1}:{PORT}" in conf and gateway not in conf
     # what the workers pushed is in the registry on w1, read over the network from here
     repos = catalog(w1)
-    assert "flops-tasks/builder-probe" in repos and tb.SIDECAR_REPO.split(":")[0] in repos
+    assert {"flops-tasks/builder-probe-w1-buildah", "flops-tasks/builder-probe-w2-buildah",
+            tb.SIDECAR_REPO.split(":")[0]} <= set(repos), repos
     # a learner's sidecar came from there: its image names the registry on w1
     image = in_worker(worker(2), "docker inspect -f '{{.Config.Image}}' ml_data_server").stdout
     assert image.strip() == f"{w1}:{PORT}/{tb.SIDECAR_REPO}"
