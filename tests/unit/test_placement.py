@@ -341,3 +341,32 @@ def test_the_local_bind_test_is_not_run_for_a_remote_engine(split, monkeypatch):
     assert len(preflight.conflicts(local).lines) == sum(
         len(project_mod.PORTS[s]) for s in local.services)
 
+
+
+@pytest.mark.parametrize("removal_fails", [False, True])
+def test_flops_apps_go_once_before_any_host_deletes(split, monkeypatch, ctx_factory, tmp_path,
+                                                    removal_fails):
+    """A scope that empties the FLOps DB removes FLOps' apps from Oakestra once for the whole
+    placement; when any is left, no host runs the reset."""
+    from flops_tasks import cli, locks, oakestra_apps
+    from flops_tasks.outcome import changed, failed
+
+    removals, acted = [], []
+
+    def clear(s, plan, dry=False):
+        removals.append(plan)
+        return [(failed if removal_fails else changed)("oakestra", "app", "flops app")]
+
+    monkeypatch.setattr(oakestra_apps, "clear_apps", clear)
+    monkeypatch.setattr(cli, "_projects", lambda c, s=None: split)
+    monkeypatch.setattr(placement, "require", lambda found, distinct=False: None)
+    monkeypatch.setattr(locks, "stack_lock_path", lambda project: tmp_path / "stack.lock")
+    report = cli._stack_task(ctx_factory(), "reset", lambda p: acted.append(p.label) or [],
+                             render=False, apps="the plan")
+    assert removals == ["the plan"]  # once, not once per host
+    if removal_fails:
+        assert acted == [] and not report.ok
+        assert any(o.step == "stopped" and "nothing of the stack was deleted" in o.detail
+                   for o in report.outcomes)
+    else:
+        assert sorted(acted) == ["local", "w1"] and report.ok
