@@ -34,11 +34,12 @@ def env(c: Context, as_json: bool = False, quiet: bool = False) -> dict[str, str
 
 
 # -- the management stack ---------------------------------------------------------------
-def _project(c: Context, s: Settings | None = None) -> Any:
+def _projects(c: Context, s: Settings | None = None) -> list[Any]:
+    """One project per Docker engine of the placement (one, local, by default)."""
     from . import ui
-    from .stack.project import Project
+    from .stack import placement
 
-    return Project(s or settings(c), dry=is_dry(c), progress=ui.info)
+    return placement.projects(s or settings(c), dry=is_dry(c), progress=ui.info)
 
 
 def _stack_lock(s: Settings) -> Any:
@@ -75,33 +76,52 @@ def _confirm_deletion(what: list[str], yes: bool, dry: bool) -> None:
 
 
 def _stack_task(c: Context, title: str, action: Any, deletes: Any = None, yes: bool = False,
-                as_json: bool = False, render: bool = True, needs_docker: bool = True) -> Any:
-    """Lock the stack, list what ``action`` deletes and ask, check Docker, run it, render."""
+                as_json: bool = False, render: bool = True, starts: bool = False,
+                only: str | None = None, first: Any = None, apps: Any = None) -> Any:
+    """Lock the stack, list what ``action`` deletes and ask, check that every engine of the
+    placement answers (``starts``: and that no two hosts are one engine), run ``first`` on
+    every engine (it raises: nothing after it runs anywhere), remove the FLOps apps of the
+    plan ``apps`` from Oakestra once (any left: nothing after it runs anywhere), then
+    ``action`` on each engine's project (``only``: on the engine that runs that service);
+    render."""
     from .outcome import Report
+    from .stack import placement
 
     s = settings(c)
-    project = _project(c, s)
-    report = Report(title, dry=project.dry)
+    projects = _projects(c, s)
+    if only is not None:
+        projects = [placement.project_for(projects, only)]
+    report = Report(title, dry=is_dry(c))
     with _stack_lock(s):
         if deletes is not None:
-            _confirm_deletion(deletes(project), yes, project.dry)
-        if needs_docker:
-            project.check_docker()
-        report.extend(action(project))
-    return finish(report, as_json, project.plan, render)
+            _confirm_deletion([*_apps_deletes(apps), *(line for p in projects
+                                                       for line in deletes(p))],
+                              yes, is_dry(c))
+        placement.require(projects, distinct=starts)
+        if first is not None:
+            for project in projects:
+                report.extend(first(project))
+        if _apps_removed(s, apps, report):
+            report.extend(placement.run(projects, action, title))
+    return finish(report, as_json, projects[0].plan, render)
 
 
 def up(c: Context, build: bool = False, as_json: bool = False, render: bool = True) -> Any:
-    """Env + preflight, start the stack, wait until every service is healthy."""
-    from .stack import health, lifecycle
+    """Env + preflight on every host, then start the stack (each host its services) and wait
+    until every service is healthy."""
+    from .stack import health, placement
+    from .stack.preflight import preflight
 
-    report = _stack_task(c, "up", lambda project: lifecycle.up(project, build=build),
-                         needs_docker=False, render=False)
+    report = _stack_task(c, "up", lambda project: project.start(build=build), render=False,
+                         starts=True, first=lambda project: preflight(project, build=build)[1])
     if not report.dry and report.ok:
-        rows = health.status(_project(c))
+        projects = _projects(c)
+        rows = [row for p in projects for row in health.status(p)]
         report.notes.append("endpoints: " + ", ".join(
-            f"{row['service']} {' '.join(str(p) for p in cast(list, row['ports']))}"
-            for row in rows))
+            f"{row['service']}{'@' + str(row['host']) if len(projects) > 1 else ''} "
+            f"{' '.join(str(p) for p in cast(list, row['ports']))}" for row in rows))
+        if len(projects) > 1:
+            report.notes.append(f"placement: {placement.placed_on(projects)}")
     return finish(report, as_json, render=render)
 
 
@@ -128,23 +148,23 @@ def _apps_plan(s: Settings, empties_flops_db: bool, skip_apps: bool) -> Any:
                          code=exc.code) from None
 
 
-def _after_apps(s: Settings, plan: Any, action: Any) -> Any:
-    """``action(project)``, preceded by removing the planned FLOps apps from Oakestra; stops
-    before ``action`` when any of them could not be removed."""
+def _apps_removed(s: Settings, plan: Any, report: Any) -> bool:
+    """Remove the planned FLOps apps from Oakestra (once, whatever the placement): True when
+    none is left, so the stack may be emptied; otherwise a "stopped" row says nothing of the
+    stack was deleted."""
     from .oakestra_apps import clear_apps as remove_apps
     from .outcome import failed
     from .stack.project import STACK
 
-    def run(project: Any) -> list:
-        if plan is None:
-            return action(project)
-        outcomes = remove_apps(s, plan, dry=project.dry)
-        if any(o.bad for o in outcomes):
-            return [*outcomes, failed(STACK, "stopped", "FLOps' apps could not all be removed "
-                                      "from Oakestra: nothing of the stack was deleted")]
-        return [*outcomes, *action(project)]
-
-    return run
+    if plan is None:
+        return True
+    removed = remove_apps(s, plan, dry=report.dry)
+    report.extend(removed)
+    if any(o.bad for o in removed):
+        report.extend([failed(STACK, "stopped", "FLOps' apps could not all be removed from "
+                                                "Oakestra: nothing of the stack was deleted")])
+        return False
+    return True
 
 
 def _apps_deletes(plan: Any) -> list[str]:
@@ -169,26 +189,25 @@ def reset(c: Context, registry: bool = False, db: bool = False, clean: bool = Fa
                          "--registry/--db/--clean/--all/--recreate")
     if service:
         return _stack_task(c, "reset", lambda project: lifecycle.rebuild_service(
-            project, service), as_json=as_json, render=render, needs_docker=False)
+            project, service), as_json=as_json, render=render, only=service)
     scope = lifecycle.Scope(registry=registry or all_, db=db, clean=clean or all_)
-    s = settings(c)
-    plan = _apps_plan(s, scope.empties_flops_db, skip_apps)
+    plan = _apps_plan(settings(c), scope.empties_flops_db, skip_apps)
     return _stack_task(
-        c, "reset", _after_apps(s, plan, lambda project: lifecycle.reset(
-            project, scope, build=build, recreate=recreate)),
-        deletes=lambda project: [*_apps_deletes(plan),
-                                 *lifecycle.what_reset_deletes(project, scope)],
-        yes=yes, as_json=as_json, render=render, needs_docker=False)
+        c, "reset", lambda project: lifecycle.reset(project, scope, build=build,
+                                                    recreate=recreate),
+        deletes=lambda project: lifecycle.what_reset_deletes(project, scope),
+        yes=yes, as_json=as_json, render=render, starts=True, apps=plan)
 
 
 def clear_registry(c: Context, yes: bool = False, as_json: bool = False,
                    render: bool = True) -> Any:
     """Empty the FLOps registry's storage and restart it."""
     from .stack import registry
+    from .stack.project import REGISTRY
 
     return _stack_task(c, "clear-registry", registry.clear,
                        deletes=lambda project: [registry.what_clear_deletes(project)],
-                       yes=yes, as_json=as_json, render=render)
+                       yes=yes, as_json=as_json, render=render, only=REGISTRY)
 
 
 def redb(c: Context, yes: bool = False, skip_apps: bool = False, as_json: bool = False,
@@ -196,41 +215,54 @@ def redb(c: Context, yes: bool = False, skip_apps: bool = False, as_json: bool =
     """Empty the FLOps manager database (Mongo database 'flops') only, after removing
     FLOps' apps from Oakestra (unless ``skip_apps``)."""
     from .stack import flopsdb
+    from .stack.project import FLOPS_DB_SERVICE
 
-    s = settings(c)
-    plan = _apps_plan(s, True, skip_apps)
-    return _stack_task(c, "redb", _after_apps(s, plan, flopsdb.redb),
-                       deletes=lambda project: [*_apps_deletes(plan), flopsdb.WHAT],
-                       yes=yes, as_json=as_json, render=render)
+    plan = _apps_plan(settings(c), True, skip_apps)
+    return _stack_task(c, "redb", flopsdb.redb, deletes=lambda project: [flopsdb.WHAT],
+                       yes=yes, as_json=as_json, render=render, only=FLOPS_DB_SERVICE,
+                       apps=plan)
 
 
 def status(c: Context, as_json: bool = False) -> list[dict]:
-    """Every service with state, health and published ports."""
+    """Every service with its host, state, health and published ports; a host whose engine
+    does not answer shows its services as unreachable, with why (exit 1)."""
     from . import ui
-    from .stack import health
+    from .errors import FlopsError
+    from .stack import health, placement
 
-    project = _project(c)
-    project.check_docker()
-    rows = health.status(project)
-    ui.render_status(rows, as_json=as_json)
+    projects = _projects(c)
+    problems = placement.answers(projects)
+    if len(projects) == 1 and problems:
+        raise FlopsError(next(iter(problems.values())))
+    rows = [row for p in projects for row in (
+        health.unreachable_rows(p, problems[p.label]) if p.label in problems
+        else health.status(p))]
+    ui.render_status(rows, as_json=as_json, hosts=len(projects) > 1)
+    if problems:
+        raise FlopsError("", code=1)
     return rows
 
 
-def logs(c: Context, service: str | None = None, follow: bool = False, tail: str = "200") -> None:
-    """Show the stack's logs (one service, or all)."""
+def logs(c: Context, service: str | None = None, follow: bool = False,
+         tail: str = "200") -> None:
+    """Show the stack's logs (one service, or all; of every host of the placement)."""
     from . import ui
-    from .stack.project import docker_call, unknown_service
+    from .stack import placement
+    from .stack.project import unknown_service
 
     unknown_service(service)
-    project = _project(c)
-    project.check_docker()
-    services = [service] if service else []
+    projects = _projects(c)
+    if service:
+        projects = [placement.project_for(projects, service)]
+    placement.require(projects)
     if follow:
-        for _, line in docker_call(lambda: project.docker.compose.logs(
-                services=services, follow=True, stream=True, tail=tail)):
+        for line in placement.follow_logs(projects, service, tail):
             ui.raw(line)
         return
-    ui.raw(docker_call(lambda: project.docker.compose.logs(services=services, tail=tail)))
+    for project in projects:
+        ui.raw(project.call(lambda p=project: p.docker.compose.logs(
+            services=[service] if service else list(p.services) if p.partial else [],
+            tail=tail)))
 
 
 # -- the offline testbed ------------------------------------------------------------------
@@ -298,8 +330,10 @@ def _prep_context(s: Settings, image: str | None = None, data_dir: str | None = 
         raise UsageError(f"bad --image {image!r}: give an image reference such as "
                          "registry:5073/ml-data-server:latest")
     addresses = envmod.resolve_addresses(s)
+    registry = envmod.registry_host(s, addresses)
     return PrepContext(
-        registry=envmod.registry_host(s, addresses),
+        registry=registry,
+        forget=envmod.former_registries(s, registry),
         builder_name=s.builder_name,
         builder_driver=s.builder_driver,
         learner_image=image or s.learner_image,
@@ -346,6 +380,9 @@ def prepare(c: Context, roles: set[str] | None = None, host: str | None = None,
     with ui.LiveHosts(title, [t.label for t in targets]) as live:
         report.extend(fan_out(targets, work, ssh=s.ssh, config=c.config, dry=is_dry(c),
                               observer=live, lock=not is_dry(c), traffic=report.ssh))
+    if ctx.forget and not remove_check_tools:
+        report.notes.append(f"the FLOps registry is now {ctx.registry}: workers' trust for "
+                            f"{', '.join(ctx.forget)} (where it was before) is dropped")
     return finish(report, as_json, plan=plan, render=render)
 
 
@@ -359,9 +396,9 @@ def doctor(c: Context, as_json: bool = False, render: bool = True) -> Any:
 
     s = settings(c)
     report = Report("doctor")
-    from .stack import health
+    from .stack import health, placement
 
-    report.extend(health.doctor(_project(c, s)))
+    report.extend(placement.run(_projects(c, s), health.doctor, "doctor"))
     ctx = _prep_context(s)
     targets = [t for t in s.inventory if t.roles]
     if not targets:
@@ -560,7 +597,7 @@ def fresh_start(c: Context, registry: bool = False, skip_apps: bool = False, yes
     ``registry``), FLOps images off every worker, then doctor; one confirmation for all."""
     from .outcome import Report
     from .ssh import shared_connections
-    from .stack import lifecycle
+    from .stack import lifecycle, placement
 
     s = settings(c)
     dry = is_dry(c)
@@ -569,21 +606,25 @@ def fresh_start(c: Context, registry: bool = False, skip_apps: bool = False, yes
     plan = _apps_plan(s, True, skip_apps)
     if plan is None:
         report.notes.append("FLOps' apps in Oakestra were not checked (--skip-apps)")
-    project = _project(c, s)
+    projects = _projects(c, s)
     with shared_connections():
         workers = _WorkerImages(c, s, None, False, report)
         with _stack_lock(s):
             report.extend(workers.find())
-            _confirm_deletion([*_apps_deletes(plan), *lifecycle.what_reset_deletes(
-                project, scope), *workers.deletes()], yes, dry)
-            report.extend(_after_apps(s, plan, lambda p: lifecycle.reset(p, scope))(project))
+            _confirm_deletion([*_apps_deletes(plan), *(line for p in projects for line in
+                                                       lifecycle.what_reset_deletes(p, scope)),
+                               *workers.deletes()], yes, dry)
+            placement.require(projects, distinct=True)
+            if _apps_removed(s, plan, report):
+                report.extend(placement.run(projects, lambda p: lifecycle.reset(p, scope),
+                                            "reset"))
         if report.ok:
             report.extend(workers.remove())
     if dry:
         report.notes.append("doctor skipped in a dry run (nothing was changed to check)")
     elif report.ok:
         report.extend(doctor(c, render=False).summary("doctor"))
-    return finish(report, as_json, project.plan, render=render)
+    return finish(report, as_json, projects[0].plan, render=render)
 
 
 # -- Oakestra ---------------------------------------------------------------------------------

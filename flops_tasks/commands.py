@@ -134,6 +134,13 @@ def hosts_toml_path(registry: str) -> str:
     return f"{CERTS_D}/{registry}/hosts.toml"
 
 
+def remove_registry_hosts(registry: str) -> str:
+    """Remove containerd's hosts file of a former registry, and its folder when empty."""
+    path = hosts_toml_path(registry)
+    return all_of(cmd("rm", "-f", "--", path),
+                  cmd("rmdir", "--ignore-fail-on-non-empty", "--", path.rsplit("/", 1)[0]))
+
+
 def binfmt_supported() -> str:
     """Exit 0 when the kernel can do binfmt_misc: mounted, built in, or a loadable module."""
     return any_of(cmd("test", "-e", f"{BINFMT}/status"),

@@ -12,11 +12,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from .errors import ConfigError, FlopsError
 from .hosts import Target, inventory_targets, valid_hostname, valid_user
 
 if TYPE_CHECKING:
@@ -64,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
         "manager_image": "flops_manager:local",
         "health_timeout": 300.0,
         "db_timeout": 5.0,
+        # service -> host that runs it (an inventory name, [user@]host[:port], or local);
+        # "default" places every service not named; empty: everything on the local engine
+        "placement": {},
     },
     "addon": {
         "path": "~/.cache/flops-tasks/addon-FLOps",
@@ -113,6 +116,8 @@ class StackSettings:
     manager_image: str
     health_timeout: float
     db_timeout: float = 5.0  # seconds to wait for the FLOps DB (Mongo) to answer
+    # service -> the host that runs it (None: the local engine); empty: all local
+    placement: dict[str, Target | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -307,6 +312,7 @@ def settings(c: Context) -> Settings:
         manager_image=_image(stack, config, "stack", "manager_image"),
         health_timeout=_number(stack, config, "stack", "health_timeout", 1, 3600),
         db_timeout=_number(stack, config, "stack", "db_timeout", 0.1, 600),
+        placement=_placement(stack, config, targets),
     )
 
     addon = _section(flops, config, "addon")
@@ -351,6 +357,79 @@ def settings(c: Context) -> Settings:
         oakestra_port=int(oak_port),
         oakestra_timeout=_number(oak, config, "oakestra", "timeout", 1, 600),
     )
+
+
+LOCAL = "local"  # the placement value for the Docker engine inv talks to by default
+DEFAULT_KEY = "default"  # the placement key for every service not named
+
+
+def _placement(stack: dict[str, Any], config: Config,
+               inventory: list[Target]) -> dict[str, Target | None]:
+    """``flops.stack.placement`` as service -> host (None: the local engine).
+
+    Refused in one line: a key that is no service, a value that is no host, one host under
+    two names, ``flops_db`` away from ``flops_manager`` (upstream's manager reaches its
+    database at FLOPS_MANAGER_IP:10027), and services on one host that publish one port.
+    """
+    from .hosts import parse_host
+    from .stack.project import FLOPS_DB_SERVICE, MANAGER, PORTS, SERVICES
+
+    raw: Any = stack.get("placement")
+    raw = dict(raw) if hasattr(raw, "items") else raw
+    _expect(isinstance(raw, dict), config, ("stack", "placement"),
+            f"a mapping of service to host ({', '.join(SERVICES)}, {DEFAULT_KEY})", raw)
+    if not raw:
+        return {}
+    where = source_of(config, "stack", "placement")
+    by_name = {t.name: t for t in inventory}
+    hosts: dict[str, Target | None] = {}
+    for key, value in raw.items():
+        if key not in (*SERVICES, DEFAULT_KEY):
+            raise ConfigError(f"flops.stack.placement.{key} (from {where}): unknown service; "
+                              f"services are {', '.join(SERVICES)}, and {DEFAULT_KEY} for "
+                              "the rest")
+        fix = (f"expected {LOCAL}, an inventory name ({', '.join(by_name) or 'none yet'}) or "
+               "[user@]host[:port]")
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"flops.stack.placement.{key} = {value!r} (from {where}): {fix}")
+        if value == LOCAL:
+            hosts[key] = None
+        elif value in by_name:
+            hosts[key] = by_name[value]
+        else:
+            try:
+                hosts[key] = parse_host(value)
+            except FlopsError:
+                raise ConfigError(f"flops.stack.placement.{key} = {value!r} (from {where}): "
+                                  f"{fix}") from None
+    default = hosts.get(DEFAULT_KEY)
+    placed = {svc: hosts.get(svc, default) for svc in SERVICES}
+    names: dict[tuple[str, int], str] = {}
+    for target in [t for t in dict.fromkeys(placed.values()) if t is not None]:
+        key2 = (target.host, target.port)
+        if key2 in names and names[key2] != target.label:
+            raise ConfigError(f"flops.stack.placement (from {where}) names {target.host}:"
+                              f"{target.port} twice ({names[key2]} and {target.label}): use "
+                              "one name for one host")
+        names[key2] = target.label
+    if placed[FLOPS_DB_SERVICE] != placed[MANAGER]:
+        raise ConfigError(f"flops.stack.placement (from {where}) puts {FLOPS_DB_SERVICE} and "
+                          f"{MANAGER} on different hosts: upstream's manager reaches its "
+                          "database at FLOPS_MANAGER_IP:10027, so place them together")
+    for engine in dict.fromkeys(placed.values()):
+        here = [svc for svc, t in placed.items() if t == engine]
+        seen: dict[int, str] = {}
+        for svc in here:
+            for port in PORTS[svc]:
+                if port in seen:
+                    label = engine.label if engine is not None else LOCAL
+                    raise ConfigError(f"flops.stack.placement (from {where}) puts {seen[port]}"
+                                      f" and {svc} on {label}, and both publish port {port}: "
+                                      "place one of them on another host")
+                seen[port] = svc
+    if all(t is None for t in placed.values()):
+        return {}
+    return placed
 
 
 def _image(section: dict[str, Any], config: Config, name: str, key: str) -> str:

@@ -1,8 +1,15 @@
-"""The six FLOps addresses and the compose env file.
+"""The six FLOps addresses and the compose env files.
 
-Every compose call reads the same env file (written here, mode 0600), so the stack never
-depends on what a shell happened to export. The MySQL root and FTP passwords in it are
-upstream's fixed values: the FLOps manager hard-codes them, so the stores must use them.
+Every compose call reads an env file written here (mode 0600), so the stack never depends
+on what a shell happened to export. The MySQL root and FTP passwords in it are upstream's
+fixed values: the FLOps manager hard-codes them, so the stores must use them.
+
+Addresses follow the placement: an address not set explicitly is the address of the host
+that runs its component (this host's primary IP for the local engine). Env files stay on
+this machine, where compose reads them: the configured one (``flops.stack.env_file``),
+which is always written and also records the registry address workers were told to trust
+(and the ones before it, so ``bootstrap`` can drop them), and one beside it per remote
+placement host.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from pathlib import Path
 
 from .config import ADDRESS_VARS, Settings
 from .errors import UsageError
+from .stack.project import ARTIFACT_STORE, BACKEND_STORE, MANAGER, MQTT, REGISTRY
 
 # The FLOps manager logs in to the MLflow backend store as root/oakestra (upstream
 # addon-FLOps flops_manager/mlflow/storages/backend_store.py) and to the FTP artifact store
@@ -29,6 +37,20 @@ CREDENTIALS = {"MYSQL_ROOT_PASSWORD": "oakestra", "FTP_PASSWORD": "flops"}
 # Env file keys whose values are never printed (none while the only credentials are
 # upstream's public ones above).
 SECRET_KEYS: tuple[str, ...] = ()
+# The service whose host each address names when it is not set. Oakestra's System Manager is
+# not placed: it runs where the FLOps manager runs, which joins Oakestra's network to reach
+# it by name (compose's SYSTEM_MANAGER_IP: system_manager).
+COMPONENT = {
+    "SYSTEM_MANAGER_IP": MANAGER,
+    "FLOPS_MANAGER_IP": MANAGER,
+    "FLOPS_MQTT_BROKER_IP": MQTT,
+    "FLOPS_IMAGE_REGISTRY_IP": REGISTRY,
+    "ARTIFACT_STORE_IP": ARTIFACT_STORE,
+    "BACKEND_STORE_IP": BACKEND_STORE,
+}
+# env file keys: the registry (host:port) workers trust now, and earlier ones they may trust
+REGISTRY_KEY = "FLOPS_REGISTRY"
+FORMER_KEY = "FLOPS_FORMER_REGISTRIES"
 
 
 @dataclass(frozen=True)
@@ -91,14 +113,42 @@ def _unusable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     return None
 
 
-def resolve_addresses(s: Settings, detect: Callable[[], str] = primary_ip) -> Addresses:
-    """Config and environment first; empty values fall back to this host's primary IP."""
+def host_address(host: str) -> str:
+    """An IP address of ``host`` (itself when it is one); '' when the name does not resolve."""
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return ""
+    return str(infos[0][4][0]) if infos else ""
+
+
+def resolve_addresses(s: Settings, detect: Callable[[], str] | None = None,
+                      locate: Callable[[str], str] = host_address) -> Addresses:
+    """Config and environment first; an empty value is the address of the host that runs
+    its component (``COMPONENT``): a placement host's address, else this host's primary IP
+    (``detect``, default ``primary_ip``)."""
+    detect = detect or primary_ip
     values: dict[str, str] = {}
     sources = dict(s.address_sources)
     detected: str | None = None
     for var in ADDRESS_VARS:
         value = s.addresses[var].strip()
-        if not value:
+        target = s.stack.placement.get(COMPONENT[var])
+        if not value and target is not None:
+            value = locate(target.host)
+            why = ("beside Oakestra's System Manager" if var == "SYSTEM_MANAGER_IP"
+                   else "placed there")
+            sources[var] = f"address of {target.label}, which runs {COMPONENT[var]} ({why})"
+            if not value:
+                raise UsageError(f"{var}: the placement host {target.host} does not resolve "
+                                 f"to an address: set {var} (or flops.addresses."
+                                 f"{var.lower()}) to an address workers can reach")
+        elif not value:
             if detected is None:
                 detected = detect()
             value = detected
@@ -219,13 +269,38 @@ def _replace(path: Path, body: bytes) -> None:
         raise
 
 
-def ensure_env(s: Settings, extra: dict[str, str] | None = None,
-               dry: bool = False) -> tuple[Addresses, dict[str, str], bool]:
-    """Resolve and validate, then write the env file unless ``dry``; returns what changed."""
+def former_registries(s: Settings, current: str, record: dict[str, str] | None = None
+                      ) -> tuple[str, ...]:
+    """Registries (``host:port``) workers were told to trust before ``current``: from the
+    record in the configured env file (read unless given)."""
+    record = read_env_file(s.stack.env_file) if record is None else record
+    earlier = [r for r in record.get(FORMER_KEY, "").split(",") if r]
+    last = record.get(REGISTRY_KEY) or (
+        host_port(record["FLOPS_IMAGE_REGISTRY_IP"], int(record["FLOPS_REGISTRY_PORT"]))
+        if record.get("FLOPS_IMAGE_REGISTRY_IP") and record.get("FLOPS_REGISTRY_PORT", "")
+        .isdigit() else "")
+    return tuple(r for r in dict.fromkeys([*earlier, last]) if r and r != current)
+
+
+def ensure_env(s: Settings, extra: dict[str, str] | None = None, dry: bool = False,
+               path: str | None = None) -> tuple[Addresses, dict[str, str], bool]:
+    """Resolve and validate, then write the env file ``path`` (default: the configured one)
+    unless ``dry``; returns what changed in it. The configured env file is written as well:
+    it keeps the record of the registry addresses workers were told to trust."""
+    main = s.stack.env_file
+    path = path or main
     addresses = resolve_addresses(s)
-    existing = read_env_file(s.stack.env_file)
-    values = env_values(s, addresses, extra, existing)
+    record = read_env_file(main)
+    registry = registry_host(s, addresses)
+    history = {REGISTRY_KEY: registry}
+    former = former_registries(s, registry, record)
+    if former:
+        history[FORMER_KEY] = ",".join(former)
+    existing = record if path == main else read_env_file(path)
+    values = env_values(s, addresses, {**history, **(extra or {})}, existing)
     if dry:
         changed = {k: v for k, v in values.items() if existing.get(k) != v} != {}
         return addresses, values, changed
-    return addresses, values, write_env_file(s.stack.env_file, values)
+    if path != main:
+        write_env_file(main, env_values(s, addresses, history, record))
+    return addresses, values, write_env_file(path, values)

@@ -76,6 +76,12 @@ def registry_probes(registry: str) -> list[tuple[str, str]]:
     ]
 
 
+def former_registry_probes(former: tuple[str, ...]) -> list[tuple[str, str]]:
+    """containerd hosts files of registries workers were told to trust before (a move)."""
+    return [(f"containerd_hosts {registry}", _cat(C.hosts_toml_path(registry)))
+            for registry in former]
+
+
 def builder_probes(builder: str) -> list[tuple[str, str]]:
     probes = [
         ("packages", C.dpkg_status(PACKAGES)),

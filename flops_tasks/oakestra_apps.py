@@ -174,10 +174,10 @@ def read_flops_db(s: Settings) -> FlopsIds:
     """The ids in the stack's FLOps DB (raises pymongo's ``PyMongoError``, or FlopsError
     when the port is not held by this stack's database: ids read from another Mongo would
     decide what is deleted)."""
-    from .stack import flopsdb
-    from .stack.project import FLOPS_DB, FLOPS_DB_PORT, FLOPS_DB_SERVICE, Project
+    from .stack import flopsdb, placement
+    from .stack.project import FLOPS_DB, FLOPS_DB_PORT, FLOPS_DB_SERVICE
 
-    project = Project(s)
+    project = placement.project_for(placement.projects(s), FLOPS_DB_SERVICE)
     try:
         foreign = project.foreign_holder(FLOPS_DB_PORT)
     except FlopsError:  # the engine does not answer: it runs no container on that port

@@ -28,6 +28,7 @@ from .facts import (
     WorkerFacts,
     base_probes,
     builder_probes,
+    former_registry_probes,
     gather,
     handler_probe,
     learner_probes,
@@ -63,6 +64,8 @@ class PrepContext:
     data_dir: str = ""
     push_check: bool = False
     publish_address: str = ""  # where the sidecar's port is published; "" = docker0's address
+    # registries workers were told to trust before the registry moved: trust is dropped
+    forget: tuple[str, ...] = ()
 
 
 Check = Callable[[WorkerFacts, PrepContext], tuple[bool, str]]
@@ -202,7 +205,7 @@ def check_builder(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
     platforms = f.builder_platforms(driver)
     missing = [p for p in PLATFORMS if p not in platforms]
     if driver == "docker-container" and trust.buildkitd_toml(
-            f.file("buildkitd"), ctx.registry) is not None:
+            f.file("buildkitd"), ctx.registry, ctx.forget) is not None:
         return False, f"BuildKit config {C.BUILDKITD_TOML} lacks http for {ctx.registry}"
     if not platforms:
         return False, f"builder {ctx.builder_name} ({driver} driver) does not exist"
@@ -222,7 +225,7 @@ def act_builder(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
             s.change(C.docker_context_create(ctx.builder_name),
                      f"docker context create {ctx.builder_name}")
         return f"docker context {ctx.builder_name} (docker driver, containerd store)"
-    config = trust.buildkitd_toml(f.file("buildkitd"), ctx.registry)
+    config = trust.buildkitd_toml(f.file("buildkitd"), ctx.registry, ctx.forget)
     if config is not None:
         s.change(C.write_file(C.BUILDKITD_TOML, config),
                  f"write {C.BUILDKITD_TOML} (http for {ctx.registry})")
@@ -237,25 +240,38 @@ def act_builder(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
 # -- registry trust ---------------------------------------------------------------------
 def check_trust_docker(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
     """Trusted now (docker info) and after a restart (daemon.json)."""
-    in_file = trust.daemon_json(f.file("daemon_json"), ctx.registry) is None
+    in_file = trust.daemon_json(f.file("daemon_json"), ctx.registry, ctx.forget) is None
     live = f.docker_trusts(ctx.registry)
     if in_file and live:
         return True, f"docker trusts {ctx.registry} (plain HTTP; in {C.DAEMON_JSON})"
+    if trust.daemon_json(f.file("daemon_json"), ctx.registry) is None and not in_file:
+        return False, f"{C.DAEMON_JSON} still trusts a former registry ({_former(ctx)})"
     if not in_file:
         return False, f"{C.DAEMON_JSON} does not list {ctx.registry} in insecure-registries"
     return False, f"dockerd has not loaded {ctx.registry} from {C.DAEMON_JSON}"
 
 
 def act_trust_docker(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
-    wanted = trust.daemon_json(f.file("daemon_json"), ctx.registry)
+    wanted = trust.daemon_json(f.file("daemon_json"), ctx.registry, ctx.forget)
     did = []
     if wanted is not None:
+        drop = f", drop former {_former(ctx)}" if ctx.forget else ""
         s.change(C.write_file(C.DAEMON_JSON, wanted), f"add {ctx.registry} to {C.DAEMON_JSON} "
-                                                      "insecure-registries")
+                                                      f"insecure-registries{drop}")
         did.append(f"{C.DAEMON_JSON} merged")
     s.change(C.all_of(C.docker_reload(), C.wait_docker_trusts(ctx.registry)),
              "reload dockerd (SIGHUP: running containers keep running)")
     return ", ".join([*did, "dockerd reloaded"])
+
+
+def _former(ctx: PrepContext) -> str:
+    return ", ".join(ctx.forget)
+
+
+def _former_hosts(f: WorkerFacts, ctx: PrepContext) -> list[str]:
+    """Former registries whose containerd hosts file is flops-tasks' trust, still there."""
+    return [r for r in ctx.forget
+            if trust.forgets_hosts_toml(f.file(f"containerd_hosts {r}"), r)]
 
 
 def containerd_present(f: WorkerFacts, ctx: PrepContext) -> bool:
@@ -268,6 +284,8 @@ def check_trust_containerd(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]
     hosts = trust.hosts_toml(f.file("containerd_hosts"), ctx.registry)
     if hosts is not None:
         return False, f"{path} missing or without plain HTTP for {ctx.registry}"
+    if _former_hosts(f, ctx):
+        return False, f"containerd still trusts a former registry ({_former(ctx)})"
     if config is not None:
         return False, f"{C.CONTAINERD_CONFIG} has no config_path naming {C.CERTS_D}"
     return True, f"containerd: {path} (plain HTTP); config_path names {C.CERTS_D}"
@@ -280,6 +298,10 @@ def act_trust_containerd(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> st
     if hosts is not None:
         s.change(C.write_file(path, hosts), f"write {path}")
         did.append(f"wrote {path}")
+    for former in _former_hosts(f, ctx):
+        s.change(C.remove_registry_hosts(former), f"remove {C.hosts_toml_path(former)} "
+                                                  "(a former registry)")
+        did.append(f"removed {C.hosts_toml_path(former)}")
     config = trust.containerd_config(f.file("containerd_config"))
     if config is not None:
         how = ("systemctl restart containerd" if f.systemd else
@@ -297,11 +319,13 @@ def act_trust_containerd(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> st
 def check_trust_buildah(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
     if trust.registries_conf(f.file("registries_conf"), ctx.registry) is not None:
         return False, f"{C.REGISTRIES_CONF} does not mark {ctx.registry} insecure"
+    if trust.registries_conf(f.file("registries_conf"), ctx.registry, ctx.forget) is not None:
+        return False, f"{C.REGISTRIES_CONF} still trusts a former registry ({_former(ctx)})"
     return True, f"buildah/podman trust {ctx.registry} ({C.REGISTRIES_CONF})"
 
 
 def act_trust_buildah(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
-    conf = trust.registries_conf(f.file("registries_conf"), ctx.registry)
+    conf = trust.registries_conf(f.file("registries_conf"), ctx.registry, ctx.forget)
     if conf is not None:
         s.change(C.write_file(C.REGISTRIES_CONF, conf), f"write {C.REGISTRIES_CONF}")
     return f"wrote {C.REGISTRIES_CONF}"
@@ -444,10 +468,12 @@ def steps_for(roles: set[str]) -> list[Step]:
 
 def probes_for(roles: set[str], ctx: PrepContext, quick: bool = False
                ) -> list[tuple[str, str]]:
-    """The full probes of ``roles``; ``quick``: the cheaper reads a re-run starts with."""
+    """The full probes of ``roles``; ``quick``: the cheaper reads a re-run starts with. Both
+    read the containerd hosts files of former registries (a move drops their trust)."""
+    former = former_registry_probes(ctx.forget)
     if quick:
-        return quick_probes(roles, ctx.registry, ctx.builder_name, ctx.data_dir)
-    probes = base_probes() + registry_probes(ctx.registry)
+        return quick_probes(roles, ctx.registry, ctx.builder_name, ctx.data_dir) + former
+    probes = base_probes() + registry_probes(ctx.registry) + former
     if BUILDER in roles:
         probes += builder_probes(ctx.builder_name)
     if LEARNER in roles:
@@ -659,8 +685,8 @@ def _verify_index(host: str, step: str, ctx: PrepContext, repo: str, tag: str, s
         return failed(host, step, f"pushed index lacks {', '.join(missing)} ({platforms})")
     seconds = time.monotonic() - started
     return ok(host, step, f"{how}: built (the foreign RUN step ran under QEMU) and pushed "
-                          f"{repo}:{tag} in {seconds:.1f}s; the registry's index lists "
-                          f"{', '.join(PLATFORMS)}")
+                          f"{repo}:{tag} to {ctx.registry} in {seconds:.1f}s; the registry's "
+                          f"index lists {', '.join(PLATFORMS)}")
 
 
 def _tail(res: object) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -125,6 +126,10 @@ class Paths:
     def build(self) -> Path:
         """Build contexts staged by ``up`` (testbed/testbed.compose.yml names the manager's)."""
         return self.root / "build"
+
+    def placement_config(self, name: str) -> Path:
+        """The config of the testbed with the placement ``name`` (see ``PLACEMENTS``)."""
+        return self.root / f"{name}.yaml"
 
 
 def default_paths() -> Paths:
@@ -426,10 +431,50 @@ def write_yaml(path: Path, data: dict, what: str) -> None:
 def write_config(paths: Paths, data: dict) -> None:
     write_yaml(paths.config, data, "points every task at the offline testbed")
     write_yaml(paths.labels, labels_override(), "this checkout's testbed label on the stack")
+    for name, placement in PLACEMENTS.items():
+        write_yaml(paths.placement_config(name), placement_config(data, placement),
+                   f"the testbed with the suite placed '{name}' ({placement})")
 
 
-def context_for(paths: Paths, dry: bool = False) -> Any:
-    """An Invoke context that sees exactly what ``inv -f .testbed/invoke.yaml`` sees."""
+# Placements of the suite on the testbed (worker w1's own dockerd, through Docker's SSH
+# transport): the storage-heavy registry and artifact store on w1, or everything on w1.
+PLACEMENT_HOST = "w1"
+PLACEMENTS = {
+    "split": {"flops_image_registry": PLACEMENT_HOST, "vsftpd_server": PLACEMENT_HOST},
+    "remote": {"default": PLACEMENT_HOST},
+}
+
+
+def placement_config(data: dict, placement: dict[str, str]) -> dict:
+    """The testbed config with ``placement``: the addresses of the components placed on w1
+    are left to follow the placement (w1's address); the others stay the gateway."""
+    import copy
+
+    from .env import COMPONENT
+    from .stack.project import SERVICES
+
+    config = copy.deepcopy(data)
+    flops = config["flops"]
+    flops["stack"]["placement"] = dict(placement)
+    on_w1 = {svc for svc in SERVICES
+             if placement.get(svc, placement.get("default", "local")) == PLACEMENT_HOST}
+    for var, service in COMPONENT.items():
+        if service in on_w1 and var != "SYSTEM_MANAGER_IP":  # the stand-in runs here
+            flops["addresses"][var.lower()] = ""
+    if "flops_image_registry" in on_w1:
+        w1 = flops["inventory"][PLACEMENT_HOST]["host"]
+        flops["learner"]["image"] = f"{w1}:{DEFAULTS['registry']['port']}/{SIDECAR_REPO}"
+    return config
+
+
+def _arg_value(values: dict[str, str], match: re.Match[str]) -> str:
+    """A Dockerfile ``${ARG}``'s value (empty when it has none)."""
+    return values.get(match[1], "")
+
+
+def context_for(paths: Paths, dry: bool = False, runtime: Path | None = None) -> Any:
+    """An Invoke context that sees exactly what ``inv -f .testbed/invoke.yaml`` sees (or
+    ``-f runtime``)."""
     import copy
 
     from invoke import Config, Context
@@ -437,7 +482,7 @@ def context_for(paths: Paths, dry: bool = False) -> Any:
     defaults = Config.global_defaults()
     defaults["flops"] = copy.deepcopy(DEFAULTS)
     config = Config(defaults=defaults, overrides={"run": {"in_stream": False, "dry": dry}},
-                    runtime_path=paths.config)
+                    runtime_path=runtime or paths.config)
     config.load_runtime()
     return Context(config=config)
 
@@ -523,23 +568,111 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
 
 
 def start_stack(project: Any, upstream: dict[str, str]) -> None:
-    """Build the stack's images (the manager too when its context is staged) and start it."""
+    """Build the images of the services placed on the project's engine (the manager too
+    when its context is staged) and start them."""
     from .stack.preflight import preflight
-    from .stack.project import SERVICES
 
-    others = [svc for svc in SERVICES if svc != MANAGER]
+    has_manager = MANAGER in project.services
+    others = [svc for svc in project.services if svc != MANAGER]
     preflight(project, build=True)
-    project.build(services=None if upstream[MANAGER] == "build" else others)
-    project.start(services=others if upstream[MANAGER] == "missing" else None)
+    project.build(services=None if upstream[MANAGER] == "build" or not has_manager
+                  else others)
+    project.start(services=others if upstream[MANAGER] == "missing" and has_manager
+                  else None)
 
 
-def push_sidecar(progress: Progress) -> None:
-    """Serve upstream's ml_data_server from the FLOps registry (learners pull it)."""
-    docker = _docker()
+def up_placement(name: str, progress: Progress = lambda _: None,
+                 paths: Paths | None = None) -> dict:
+    """Start the suite of a running testbed with the placement ``name`` (``PLACEMENTS``):
+    the base images the builds need are loaded into w1's engine (nothing can be pulled),
+    each engine builds and starts its services (compose sends the builds over Docker's SSH
+    transport), and a registry on w1 gets the learners' sidecar image."""
+    from . import locks
+    from .config import settings
+    from .stack import placement
+    from .stack.project import REGISTRY
+
+    paths = paths or default_paths()
+    config = paths.placement_config(name)
+    if not config.is_file():
+        raise FlopsError(f"{config} is missing: run 'inv testbed.up' first")
+    started = time.monotonic()
+    s = settings(context_for(paths, runtime=config))
+    projects = placement.projects(s, progress=progress)
+    manager = "build" if (paths.build / MANAGER).is_dir() else (
+        "reused" if _call(lambda: _docker().image.exists(MANAGER_IMAGE)) else "missing")
+    with locks.held(paths.root / "testbed.lock", "the testbed"):
+        placement.require(projects)
+        for project in projects:
+            if project.remote:
+                write_env(project)  # compose reads it to resolve the build sections
+                for image in sorted(base_images(project)):
+                    copy_image(image, project, progress)
+        for project in sorted(projects, key=lambda p: MANAGER in p.services):
+            start_stack(project, {MANAGER: manager})
+        registry = placement.project_for(projects, REGISTRY)
+        if registry.remote and _call(lambda: _docker().image.exists(SIDECAR_IMAGE)):
+            push_sidecar(progress, project=registry)
+    return {"config": str(config), "placement": placement.placed_on(projects),
+            "seconds": round(time.monotonic() - started, 1)}
+
+
+def write_env(project: Any) -> None:
+    """The project's env file, as its preflight writes it (here, where compose reads it)."""
+    from . import env as envmod
+    from .stack.preflight import network
+
+    name, _ = network(project)
+    envmod.ensure_env(project.s, extra={"FLOPS_NETWORK": name}, path=project.env_file)
+
+
+def base_images(project: Any) -> set[str]:
+    """The testbed's local images the builds of the project's services start FROM."""
+
+    found: set[str] = set()
+    services = project.compose_config().get("services") or {}
+    for svc in project.services:
+        build = (services.get(svc) or {}).get("build") or {}
+        if not isinstance(build, dict) or not build.get("context"):
+            continue
+        args = {k: str(v) for k, v in (build.get("args") or {}).items()}
+        dockerfile = Path(build["context"]) / build.get("dockerfile", "Dockerfile")
+        stages: set[str] = set()
+        text = dockerfile.read_text() if dockerfile.is_file() else ""
+        values = {**dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, re.M)), **args}
+        for image, stage in re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.M | re.I):
+            image = re.sub(r"\$\{(\w+)\}", partial(_arg_value, values), image)
+            if image not in stages and image.startswith(f"{PREFIX}/"):
+                found.add(image)
+            if stage:
+                stages.add(stage)
+    return found
+
+
+def copy_image(image: str, project: Any, progress: Progress) -> bool:
+    """``docker save IMAGE | docker -H ssh://... load`` once: True when it was copied."""
+    if project.call(lambda: project.docker.image.exists(image)):
+        return False
+    progress(f"copying image {image} to {project.label} (docker save | docker load over "
+             "Docker's SSH transport)")
+    local = _docker()
+    project.call(lambda: project.docker.image.load(local.image.save(image), quiet=True))
+    return True
+
+
+def push_sidecar(progress: Progress, project: Any = None) -> None:
+    """Serve upstream's ml_data_server from the FLOps registry (learners pull it); a
+    registry on another engine (``project``) gets it from that engine, as its own
+    127.0.0.1:5073 (the image is copied there first)."""
+    docker = _docker() if project is None else project.docker
+    call = _call if project is None else project.call
+    if project is not None:
+        copy_image(SIDECAR_IMAGE, project, progress)
     local = f"127.0.0.1:{DEFAULTS['registry']['port']}/{SIDECAR_REPO}"
-    _call(lambda: docker.image.tag(SIDECAR_IMAGE, local))
-    progress(f"pushing {SIDECAR_IMAGE} to the FLOps registry as {SIDECAR_REPO}")
-    _call(lambda: docker.image.push(local, quiet=True))
+    call(lambda: docker.image.tag(SIDECAR_IMAGE, local))
+    where = f" on {project.label}" if project is not None else ""
+    progress(f"pushing {SIDECAR_IMAGE} to the FLOps registry{where} as {SIDECAR_REPO}")
+    call(lambda: docker.image.push(local, quiet=True))
 
 
 # -- the Oakestra System Manager stand-in ----------------------------------------------------

@@ -8,12 +8,18 @@ writes nothing). A file that cannot be read, or whose settings forbid the change
 TOML files are read with ``tomllib`` (the standard library's parser decides what is valid)
 and written with ``tomlkit``, which keeps the operator's comments, order and layout; JSON
 with ``json``. ``registry`` is ``host:port`` as workers address it, an IPv6 host in brackets.
+
+When the registry moves (another placement host, another address), ``forget`` names the
+registries workers were told to trust before: each function also drops those from its file,
+so workers trust exactly the current registry again (``forgets_hosts_toml`` says when a
+former registry's containerd hosts file is ours to remove).
 """
 
 from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Sequence
 from typing import Any
 
 from . import commands as C
@@ -37,7 +43,9 @@ def _toml(text: str | None, path: str) -> tuple[Any, dict]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise Refusal(f"{path} is not valid TOML ({exc}): fix it by hand") from None
-    return tomlkit.parse(text), data
+    # probe output arrives without its final newline: tomlkit would append the next table
+    # on the last value's line
+    return tomlkit.parse(text if text.endswith("\n") else text + "\n"), data
 
 
 def _table(container: Any, key: str) -> Any:
@@ -58,8 +66,9 @@ def _dump(doc: Any) -> str:
 
 
 # -- Docker ----------------------------------------------------------------------------------
-def daemon_json(text: str | None, registry: str) -> str | None:
-    """daemon.json with ``registry`` in ``insecure-registries``; every other key kept."""
+def daemon_json(text: str | None, registry: str, forget: Sequence[str] = ()) -> str | None:
+    """daemon.json with ``registry`` in ``insecure-registries`` and none of ``forget``; every
+    other key and entry kept."""
     path = C.DAEMON_JSON
     try:
         data = json.loads(text) if text and text.strip() else {}
@@ -70,10 +79,11 @@ def daemon_json(text: str | None, registry: str) -> str | None:
     registries = data.get("insecure-registries", [])
     if not isinstance(registries, list):
         raise Refusal(f"{path}: insecure-registries is not a list: fix it by hand")
-    if registry in registries and text is not None:
+    stale = [r for r in registries if r in forget and r != registry]
+    if registry in registries and text is not None and not stale:
         return None
-    if registry not in registries:
-        data["insecure-registries"] = [*registries, registry]
+    kept = [r for r in registries if r not in stale]
+    data["insecure-registries"] = kept if registry in kept else [*kept, registry]
     return json.dumps(data, indent=2) + "\n"
 
 
@@ -93,6 +103,15 @@ def hosts_toml(text: str | None, registry: str) -> str | None:
     entry["capabilities"] = [*NEEDED_CAPABILITIES, *[c for c in caps
                                                     if c not in NEEDED_CAPABILITIES]]
     return _dump(doc)
+
+
+def forgets_hosts_toml(text: str | None, registry: str) -> bool:
+    """True when a former registry's certs.d hosts file exists and says what ``hosts_toml``
+    writes (plain HTTP to it): flops-tasks' trust, to be removed. Any other file is kept."""
+    try:
+        return text is not None and hosts_toml(text, registry) is None
+    except Refusal:
+        return False
 
 
 def containerd_registry(data: dict) -> tuple[int, dict]:
@@ -143,20 +162,26 @@ def containerd_config(text: str | None) -> str | None:
 
 
 # -- BuildKit and buildah ------------------------------------------------------------------
-def buildkitd_toml(text: str | None, registry: str) -> str | None:
-    """BuildKit's config with ``[registry."REGISTRY"] http = true, insecure = true``."""
+def buildkitd_toml(text: str | None, registry: str, forget: Sequence[str] = ()) -> str | None:
+    """BuildKit's config with ``[registry."REGISTRY"] http = true, insecure = true`` and no
+    table for a registry in ``forget``."""
     doc, data = _toml(text, C.BUILDKITD_TOML)
-    entry = (data.get("registry") or {}).get(registry) or {}
-    if entry.get("http") is True and entry.get("insecure") is True:
+    tables = data.get("registry") or {}
+    entry = tables.get(registry) or {}
+    stale = [r for r in tables if r in forget and r != registry]
+    if entry.get("http") is True and entry.get("insecure") is True and not stale:
         return None
+    for name in stale:
+        del doc["registry"][name]
     table = _table(_table(doc, "registry"), registry)
     table["http"] = True
     table["insecure"] = True
     return _dump(doc)
 
 
-def registries_conf(text: str | None, registry: str) -> str | None:
-    """containers-registries.conf drop-in: a ``[[registry]]`` for REGISTRY with insecure."""
+def registries_conf(text: str | None, registry: str, forget: Sequence[str] = ()) -> str | None:
+    """containers-registries.conf drop-in: a ``[[registry]]`` for REGISTRY with insecure, and
+    none for a registry in ``forget``."""
     import tomlkit
 
     path = C.REGISTRIES_CONF
@@ -167,10 +192,16 @@ def registries_conf(text: str | None, registry: str) -> str | None:
     entries = data.get("registry", [])
     if not isinstance(entries, list):
         raise Refusal(f"{path}: registry is not an array of tables: fix it by hand")
-    mine = [i for i, e in enumerate(entries)
-            if isinstance(e, dict) and registry in (e.get("location"), e.get("prefix"))]
-    if mine and all(entries[i].get("insecure") is True for i in mine):
+    def names(e: Any) -> set[Any]:
+        return {e.get("location"), e.get("prefix")} if isinstance(e, dict) else set()
+
+    mine = [i for i, e in enumerate(entries) if registry in names(e)]
+    stale = [i for i, e in enumerate(entries) if i not in mine and names(e) & set(forget)]
+    if mine and all(entries[i].get("insecure") is True for i in mine) and not stale:
         return None
+    for i in reversed(stale):
+        del doc["registry"][i]
+    mine = [i - sum(1 for j in stale if j < i) for i in mine]
     if mine:
         for i in mine:
             doc["registry"][i]["insecure"] = True

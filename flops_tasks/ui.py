@@ -203,22 +203,30 @@ def raw(text: str | bytes) -> None:
     sys.stdout.flush()
 
 
-def render_status(rows: list[dict[str, Any]], as_json: bool = False) -> None:
+def render_status(rows: list[dict[str, Any]], as_json: bool = False,
+                  hosts: bool = False) -> None:
+    """The stack's services; ``hosts``: with the host that runs each (a placement)."""
     if as_json:
         print_json({"services": rows})
         return
     from rich.table import Table
 
     table = Table(title="FLOps management suite", title_justify="left")
-    for col in ("service", "state", "health", "ports"):
+    columns = ("host", "service", "state", "health", "ports") if hosts else (
+        "service", "state", "health", "ports")
+    for col in columns:
         table.add_column(col)
     for row in rows:
         health = row["health"]
         style = "green" if health == "healthy" else ("red" if health in ("unhealthy",) or
-                                                      row["state"] in ("missing", "exited")
+                                                      row["state"] in ("missing", "exited",
+                                                                       "unreachable")
                                                       else "yellow")
-        table.add_row(plain(row["service"]), plain(row["state"]), plain(health or "-", style),
-                      plain(", ".join(row["ports"])))
+        cells = [plain(row["service"]), plain(row["state"]), plain(health or "-", style),
+                 plain(", ".join(row["ports"]) or row.get("error", ""))]
+        if hosts:
+            cells.insert(0, plain(str(row.get("host", ""))))
+        table.add_row(*cells)
     _console().print(table)
 
 

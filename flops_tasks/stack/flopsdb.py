@@ -22,7 +22,6 @@ from .project import (
     FLOPS_DB_SERVICE,
     MANAGER,
     MANAGER_PORT,
-    STACK,
     Project,
 )
 
@@ -54,13 +53,21 @@ def collections(project: Project) -> list[str]:
                          f"({exc}): start it with 'inv up'") from None
 
 
+def holds(project: Project) -> bool:
+    """True when the FLOps database (and so its manager) is placed on this engine."""
+    return FLOPS_DB_SERVICE in project.services
+
+
 def redb(project: Project) -> list[Outcome]:
-    """Empty the Mongo database ``flops`` of this stack, and prove it is empty."""
+    """Empty the Mongo database ``flops`` of this stack, and prove it is empty (nothing to do
+    on an engine the database is not placed on)."""
+    if not holds(project):
+        return []
     manager_url = project.url(MANAGER_PORT)
     if project.dry:
         project.plan.append(f"DELETE {manager_url}/api/flops/database/ (else drop every "
                             "collection of Mongo database 'flops')")
-        return [ok(STACK, "redb", "would empty the FLOps database 'flops'")]
+        return [ok(project.where, "redb", "would empty the FLOps database 'flops'")]
     db = project.owner(FLOPS_DB_SERVICE, FLOPS_DB_PORT)  # checked before anything is deleted
     how = _via_manager(project)
     if how is None:
@@ -71,7 +78,7 @@ def redb(project: Project) -> list[Outcome]:
     if left:
         raise FlopsError(f"FLOps database still has collections after reset: "
                          f"{', '.join(left[:3])}")
-    return [changed(STACK, "redb", f"FLOps database 'flops' emptied ({how}); other "
+    return [changed(project.where, "redb", f"FLOps database 'flops' emptied ({how}); other "
                                    "databases untouched")]
 
 

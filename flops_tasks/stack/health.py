@@ -23,11 +23,9 @@ from .project import (
     FTP_PORT,
     MANAGER,
     MQTT,
-    SERVICES,
-    STACK,
+    REGISTRY,
     ContainerView,
     Project,
-    docker_call,
 )
 
 ADDON_REF_LABEL = "org.flops-tasks.addon-ref"
@@ -52,16 +50,19 @@ def port_ranges(published: set[tuple[str, int]]) -> list[str]:
 
 
 def status(project: Project) -> list[dict[str, object]]:
-    """One row per service: container, state, health, ports, image, stand-in, addon ref."""
+    """One row per service placed on this engine: host, container, state, health, ports,
+    image, stand-in, addon ref."""
     rows: list[dict[str, object]] = []
     found = project.containers()
-    for svc in SERVICES:
+    for svc in project.services:
         c = found.get(svc)
         if c is None:
-            rows.append({"service": svc, "state": "missing", "health": "", "ports": []})
+            rows.append({"service": svc, "host": project.label, "state": "missing",
+                         "health": "", "ports": []})
             continue
         row: dict[str, object] = {
             "service": svc,
+            "host": project.label,
             "container": c.name,
             "state": c.state,
             "health": c.health,
@@ -76,13 +77,20 @@ def status(project: Project) -> list[dict[str, object]]:
     return rows
 
 
-def _why_unhealthy(c: ContainerView | None, found: dict[str, ContainerView]) -> str:
+def unreachable_rows(project: Project, why: str) -> list[dict[str, object]]:
+    """``status`` rows of the services on an engine that cannot be reached: ``why`` each."""
+    return [{"service": svc, "host": project.label, "state": "unreachable", "health": "",
+             "ports": [], "error": why} for svc in project.services]
+
+
+def _why_unhealthy(c: ContainerView | None, found: dict[str, ContainerView],
+                   placed: tuple[str, ...]) -> str:
     if c is None:
         return "missing"
     why = f"{c.state} {c.health}".strip()
     if c.health_log:
         why += f" ({c.health_log.splitlines()[-1][:200]})"
-    if c.service == MANAGER:
+    if c.service == MANAGER and MQTT in placed:  # a broker elsewhere is checked there
         broker = found.get(MQTT)
         if broker is None or broker.condition != "healthy":
             state = "missing" if broker is None else f"{broker.state} {broker.health}".strip()
@@ -98,45 +106,57 @@ class _Refused(FlopsError):
         self.fix = fix
 
 
-def _check(name: str, probe: Callable[[], str], fix: str) -> Outcome:
+def _check(where: str, name: str, probe: Callable[[], str], fix: str) -> Outcome:
     try:
-        return ok(STACK, name, probe())
+        return ok(where, name, probe())
     except _Refused as exc:
-        return failed(STACK, name, f"{exc.message}; fix: {exc.fix}")
+        return failed(where, name, f"{exc.message}; fix: {exc.fix}")
     except FlopsError as exc:
-        return failed(STACK, name, f"{exc.message}; fix: {fix}")
+        return failed(where, name, f"{exc.message}; fix: {fix}")
     except (OSError, EOFError, ValueError, ftplib.Error) as exc:
-        return failed(STACK, name, f"{type(exc).__name__}: {exc}; fix: {fix}")
+        return failed(where, name, f"{type(exc).__name__}: {exc}; fix: {fix}")
 
 
 def doctor(project: Project) -> list[Outcome]:
-    """Read-only: every service healthy, and every store doing its job once."""
+    """Read-only: every service placed here healthy, and every store here doing its job once.
+
+    An engine that does not answer fails its own services, one row each with the reason
+    (with everything on the local engine: one ``docker`` row, as before placement)."""
+    where = project.where
     try:
         project.check_docker()
     except FlopsError as exc:
-        return [failed(STACK, "docker", exc.message or "docker does not answer")]
+        why = exc.message or "docker does not answer"
+        if not project.partial and not project.remote:
+            return [failed(where, "docker", why)]
+        return [failed(where, svc, f"not checked: {why}") for svc in project.services]
     found = project.containers()
     outcomes = []
-    for svc in SERVICES:
+    for svc in project.services:
         c = found.get(svc)
         if c is not None and c.condition == "healthy":
             extra = f"; stand-in: {c.label(STAND_IN_LABEL)}" if c.label(STAND_IN_LABEL) else ""
-            outcomes.append(ok(STACK, svc, f"healthy; {', '.join(port_ranges(set(c.published)))}"
+            outcomes.append(ok(where, svc, f"healthy; {', '.join(port_ranges(set(c.published)))}"
                                            + extra))
         else:
-            outcomes.append(failed(STACK, svc, f"{_why_unhealthy(c, found)}; fix: inv up"))
+            why = _why_unhealthy(c, found, project.services)
+            outcomes.append(failed(where, svc, f"{why}; fix: inv up"))
     running = {svc for svc, c in found.items() if c.running}
-    if running < set(SERVICES):  # what holds the ports or names of the services that are not up
-        outcomes += [failed(STACK, "conflict", line) for line in
+    if not set(project.services) <= running:  # what holds the names or ports of those not up
+        outcomes += [failed(where, "conflict", line) for line in
                      preflight.conflicts(project, running).lines]
-    secrets = envmod.read_env_file(project.s.stack.env_file)
-    outcomes.append(_check("registry", lambda: _registry(project), "inv up"))
-    outcomes.append(_check("flops-db", lambda: _flops_db(project), "inv up"))
-    if BACKEND_STORE in found and found[BACKEND_STORE].running:
-        outcomes.append(_check("backend-store", lambda: _mysql_login(
+    secrets = envmod.read_env_file(project.env_file)
+    if REGISTRY in project.services:
+        outcomes.append(_check(where, "registry", lambda: _registry(project), "inv up"))
+    if flopsdb.holds(project):
+        outcomes.append(_check(where, "flops-db", lambda: _flops_db(project), "inv up"))
+    if BACKEND_STORE in project.services and BACKEND_STORE in found \
+            and found[BACKEND_STORE].running:
+        outcomes.append(_check(where, "backend-store", lambda: _mysql_login(
             project, found[BACKEND_STORE], secrets.get("MYSQL_ROOT_PASSWORD", "")), "inv up"))
-    if ARTIFACT_STORE in found and found[ARTIFACT_STORE].running:
-        outcomes.append(_check("artifact-store", lambda: _ftp_login(
+    if ARTIFACT_STORE in project.services and ARTIFACT_STORE in found \
+            and found[ARTIFACT_STORE].running:
+        outcomes.append(_check(where, "artifact-store", lambda: _ftp_login(
             project, secrets.get("FTP_PASSWORD", "")), "inv up"))
     return outcomes
 
@@ -156,7 +176,7 @@ def _flops_db(project: Project) -> str:
 
 def _mysql_login(project: Project, c: ContainerView, password: str) -> str:
     """Log in as the manager's MLflow tracking server does (root over TCP), run one query."""
-    out = docker_call(lambda: project.docker.execute(
+    out = project.call(lambda: project.docker.execute(
         c.id, ["mysql", "-h", "127.0.0.1", "-u", "root", "-N", "-e", "SELECT 1"],
         envs={"MYSQL_PWD": password}))
     answer = str(out).strip()

@@ -1,6 +1,8 @@
 """The stack's lifecycle: up, down, restart, and the reset scopes, composed from the jobs.
 
-Data lives in named volumes; only the scopes that say so delete any of it.
+Data lives in named volumes; only the scopes that say so delete any of it. Each function
+acts on one engine's project and on the services placed there (a scope about a service
+placed elsewhere does nothing here); ``placement`` runs them on every host.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from ..errors import FlopsError
 from ..outcome import Outcome, changed, ok
 from . import flopsdb, registry
 from .preflight import preflight
-from .project import SERVICES, STACK, VOLUME_OWNERS, VOLUMES, Project
+from .project import VOLUME_OWNERS, VOLUMES, Project
 
 
 def up(project: Project, build: bool = False) -> list[Outcome]:
@@ -26,10 +28,10 @@ def down(project: Project) -> list[Outcome]:
     summary = project.compose_cmd("down")
     project.act(summary, lambda: project.docker.compose.down(quiet=True))
     if project.dry:
-        return [ok(STACK, "down", f"would run: {summary} (volumes kept)")]
+        return [ok(project.where, "down", f"would run: {summary} (volumes kept)")]
     if not running:
-        return [ok(STACK, "down", "not running")]
-    return [changed(STACK, "down", f"stopped {len(running)} services; all data kept")]
+        return [ok(project.where, "down", "not running")]
+    return [changed(project.where, "down", f"stopped {len(running)} services; all data kept")]
 
 
 def config_hashes(project: Project) -> dict[str, str]:
@@ -46,24 +48,32 @@ def restart(project: Project, build: bool = False,
     or stopped, go through ``up -d``; the others are restarted in place. Volumes are
     never touched.
     """
+    outcomes = project.remove_moved_away() if project.partial else []
     current = project.containers()
     hashes = {} if build else config_hashes(project)
-    stale = [svc for svc in SERVICES if build or svc in recreate or svc not in current
+    placed = project.services
+    stale = [svc for svc in placed if build or svc in recreate or svc not in current
              or not current[svc].running or current[svc].config_hash != hashes.get(svc)]
-    kept = [svc for svc in SERVICES if svc not in stale]
+    kept = [svc for svc in placed if svc not in stale]
     if stale:
-        summary = project.compose_cmd("up", "-d", *(["--build"] if build else []))
+        # all services (compose recreates only what changed); with some placed elsewhere,
+        # the ones placed here, without their dependencies
+        only = list(placed) if project.partial else []
+        summary = project.compose_cmd("up", "-d", *(["--build"] if build else []),
+                                      *(["--no-deps", *only] if only else []))
         project.act(summary, lambda: project.docker.compose.up(
-            detach=True, build=build, quiet=True, pull=None if build else "missing"))
+            services=only or None, detach=True, build=build, quiet=True,
+            pull=None if build else "missing", dependencies=not only))
     if kept:
         project.act(project.compose_cmd("restart", *kept),
                     lambda: project.docker.compose.restart(services=kept))
     if project.dry:
-        return [ok(STACK, "reset", f"would recreate {len(stale)} and restart {len(kept)} "
-                                   "services; data kept")]
+        return [*outcomes, ok(project.where, "reset", f"would recreate {len(stale)} and "
+                                                      f"restart {len(kept)} services; data kept")]
     states = project.wait_healthy()
-    return [changed(STACK, "reset", f"{len(kept)} services restarted, {len(stale)} "
-                                    f"recreated; {len(states)} healthy; data kept")]
+    return [*outcomes, changed(project.where, "reset", f"{len(kept)} services restarted, "
+                                                       f"{len(stale)} recreated; {len(states)} "
+                                                       "healthy; data kept")]
 
 
 def rebuild_service(project: Project, service: str) -> list[Outcome]:
@@ -96,9 +106,16 @@ class Scope:
                 *((registry.VOLUME,) if self.registry else ()))
 
 
+def placed_volumes(project: Project, scope: Scope) -> tuple[str, ...]:
+    """The volumes of ``scope`` whose services are placed on this project's engine."""
+    return tuple(key for key in scope.volumes if VOLUME_OWNERS[key] in project.services)
+
+
 def what_reset_deletes(project: Project, scope: Scope) -> list[str]:
-    what = [f"{VOLUMES[key]} (volume {project.volume_name(key)})" for key in scope.volumes]
-    if scope.db and not scope.clean:
+    where = f" on {project.label}" if project.remote else ""
+    what = [f"{VOLUMES[key]} (volume {project.volume_name(key)}{where})"
+            for key in placed_volumes(project, scope)]
+    if scope.db and not scope.clean and flopsdb.holds(project):
         what.append(flopsdb.WHAT)
     return what
 
@@ -113,32 +130,35 @@ def empty_volumes(project: Project, keys: tuple[str, ...]) -> list[Outcome]:
     for key in keys:
         project.remove_volume(key)
     verb = "would empty" if project.dry else "emptied"
-    return [changed(STACK, "empty", f"{verb}: " + ", ".join(VOLUMES[key] for key in keys))]
+    return [changed(project.where, "empty", f"{verb}: " + ", ".join(VOLUMES[key] for key in keys))]
 
 
 def reset(project: Project, scope: Scope = Scope(), build: bool = False,
           recreate: bool = False) -> list[Outcome]:
-    """Fresh processes; only what ``scope`` names is emptied, and that is verified."""
+    """Fresh processes; only what ``scope`` names is emptied (of the stores placed on this
+    project's engine), and that is verified."""
     _, outcomes = preflight(project, build=build)
+    volumes = placed_volumes(project, scope)
     if recreate:
         outcomes += down(project)
-    outcomes += empty_volumes(project, scope.volumes)
-    emptied = tuple(VOLUME_OWNERS[key] for key in scope.volumes)
+    outcomes += empty_volumes(project, volumes)
+    emptied = tuple(VOLUME_OWNERS[key] for key in volumes)
     outcomes += (project.start(build=build) if recreate else restart(
         project, build=build, recreate=emptied))
+    holds_db = flopsdb.holds(project)
     if project.dry:
-        if scope.db and not scope.clean:
+        if scope.db and not scope.clean and holds_db:
             outcomes += flopsdb.redb(project)
         return outcomes
-    if scope.registry:
+    if scope.registry and registry.holds(project):
         registry.verify_empty(project)
-        outcomes.append(changed(STACK, "clear-registry", "registry storage emptied; it "
+        outcomes.append(changed(project.where, "clear-registry", "registry storage emptied; it "
                                                          "answers, empty"))
-    if scope.clean:
+    if scope.clean and holds_db:
         left = flopsdb.collections(project)
         if left:
             raise FlopsError(f"the FLOps database still has collections after reset --clean: "
                              f"{', '.join(left[:3])}")
-    elif scope.db:
+    elif scope.db and holds_db:
         outcomes += flopsdb.redb(project)
     return outcomes

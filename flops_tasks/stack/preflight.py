@@ -15,13 +15,11 @@ from .. import env as envmod
 from ..errors import FlopsError, UsageError
 from ..outcome import Outcome, changed, ok
 from .project import (
+    MANAGER,
     OUR_LABEL,
     PORTS,
-    SERVICES,
-    STACK,
     ContainerView,
     Project,
-    docker_call,
 )
 
 ORCHESTRATOR_NETWORKS = ("oakestra", "root_orchestrator_default")
@@ -31,7 +29,7 @@ UPSTREAM_COMPOSE = "flops_management.docker_compose.yml"
 
 
 def compose_version(project: Project) -> str:
-    version = docker_call(lambda: project.docker.compose.version())
+    version = project.call(lambda: project.docker.compose.version())
     text = str(version).strip()
     digits = text.split("version")[-1].strip().lstrip("v")
     if not digits[:1].isdigit() or int(digits.split(".")[0]) < 2:
@@ -73,7 +71,8 @@ class Conflicts:
 
 
 def conflicts(project: Project, running: set[str] | None = None) -> Conflicts:
-    """Ports and container names the stack needs that something else holds.
+    """Ports and container names the services placed on this engine need that something
+    else holds (on a remote engine: its containers; docker names any other holder at start).
 
     ``running``: the stack's running services, when the caller has already looked.
     """
@@ -82,10 +81,11 @@ def conflicts(project: Project, running: set[str] | None = None) -> Conflicts:
         running = {c.service for c in everything if is_ours(project, c) and c.running}
     bind = project.s.stack.bind_address
     lines: list[str] = []
+    on = f" on {project.label}" if project.remote else ""
     foreign = [c for c in everything if not is_ours(project, c)]
     for c in foreign:  # the stack's containers carry upstream's names
-        if c.name in SERVICES:
-            lines.append(f"the container name {c.name} is taken by {describe(c)}")
+        if c.name in project.services:
+            lines.append(f"the container name {c.name}{on} is taken by {describe(c)}")
     published: dict[int, ContainerView] = {}
     for c in foreign:
         if not c.running:
@@ -93,14 +93,14 @@ def conflicts(project: Project, running: set[str] | None = None) -> Conflicts:
         for ip, port in c.published:
             if "0.0.0.0" in (ip, bind) or "::" in (ip, bind) or ip == bind:
                 published.setdefault(port, c)
-    for service, ports in PORTS.items():
+    for service in project.services:
         if service in running:
             continue
-        for port in ports:
+        for port in PORTS[service]:
             holder = (describe(published[port]) if port in published
-                      else bound_elsewhere(bind, port))
+                      else None if project.remote else bound_elsewhere(bind, port))
             if holder:
-                lines.append(f"port {port} ({service}) is in use by {holder}")
+                lines.append(f"port {port} ({service}){on} is in use by {holder}")
     return Conflicts(lines)
 
 
@@ -122,23 +122,26 @@ def network(project: Project) -> tuple[str, str]:
     docker = project.docker
     configured = project.s.stack.network
     if configured:
-        if docker_call(lambda: docker.network.exists(configured)):
+        if project.call(lambda: docker.network.exists(configured)):
             return configured, f"configured network {configured}"
         return configured, f"configured network {configured} (to be created)"
     from python_on_whales.exceptions import NoSuchContainer
 
-    try:
-        manager = docker.container.inspect("system_manager")
-        names = list((manager.network_settings.networks or {}).keys())
-    except NoSuchContainer:
-        names = []
+    def networks_of_system_manager() -> list[str]:
+        try:
+            manager = docker.container.inspect("system_manager")
+        except NoSuchContainer:
+            return []
+        return list((manager.network_settings.networks or {}).keys())
+
+    names = project.call(networks_of_system_manager)
     for name in ORCHESTRATOR_NETWORKS:
         if name in names:
             return name, f"Oakestra's network {name} (from the system_manager container)"
     if names:
         return names[0], f"network {names[0]} of the system_manager container"
     for name in ORCHESTRATOR_NETWORKS:
-        if docker_call(partial(docker.network.exists, name)):
+        if project.call(partial(docker.network.exists, name)):
             return name, f"Oakestra's network {name}"
     return STANDALONE_NETWORK, ("no Oakestra orchestrator runs here: stand-alone network "
                                 f"{STANDALONE_NETWORK}")
@@ -146,7 +149,7 @@ def network(project: Project) -> tuple[str, str]:
 
 def ensure_network(project: Project, name: str) -> bool:
     docker = project.docker
-    if docker_call(lambda: docker.network.exists(name)):
+    if project.call(lambda: docker.network.exists(name)):
         return False
     project.act(f"create network {name}", lambda: docker.network.create(
         name, labels={"org.flops-tasks.network": "standalone"}))
@@ -166,26 +169,29 @@ def builds_from_addon(project: Project) -> bool:
 def preflight(project: Project, build: bool = False) -> tuple[dict[str, str], list[Outcome]]:
     """Docker, compose v2, env, ports and names, images; then write the env file and network.
 
-    Every check runs before the first change, so a failed preflight changes nothing.
+    Every check runs before the first change, so a failed preflight changes nothing. On a
+    remote engine the same holds for the services placed there; its env file is written
+    here, where compose reads it.
     """
     outcomes: list[Outcome] = []
+    where = project.where
     project.check_docker()
     version = compose_version(project)
-    outcomes.append(ok(STACK, "compose", f"docker compose {version}"))
+    outcomes.append(ok(where, "compose", f"docker compose {version}"))
     name, how = network(project)
     envmod.resolve_addresses(project.s)  # validate before touching anything
     running = {svc for svc, c in project.containers().items() if c.running}
-    complete = running >= set(SERVICES)  # the stack holds its ports; nothing to pull
+    complete = running >= set(project.services)  # the stack holds its ports; nothing to pull
     if not complete:
         conflicts(project, running).raise_first()
     _, values, env_changed = envmod.ensure_env(
-        project.s, extra={"FLOPS_NETWORK": name}, dry=project.dry)
+        project.s, extra={"FLOPS_NETWORK": name}, dry=project.dry, path=project.env_file)
     verb = "updated" if env_changed else "unchanged"
     outcomes.append((changed if env_changed else ok)(
-        STACK, "env", f"{project.s.stack.env_file} {verb}"))
+        where, "env", f"{project.env_file} {verb}"))
     created = ensure_network(project, name)
-    outcomes.append((changed if created else ok)(STACK, "network", how))
-    if build and builds_from_addon(project):
+    outcomes.append((changed if created else ok)(where, "network", how))
+    if build and MANAGER in project.services and builds_from_addon(project):
         from ..addon import ensure_checkout
         from ..build_context import ensure_manager_context
 
@@ -194,6 +200,7 @@ def preflight(project: Project, build: bool = False) -> tuple[dict[str, str], li
     if not build and not project.dry and not complete:
         missing = project.missing_images()
         if missing:
-            raise UsageError(f"image {missing[0]} is not on this host and is not pulled "
+            on = f"host {project.label}" if project.remote else "this host"
+            raise UsageError(f"image {missing[0]} is not on {on} and is not pulled "
                              "implicitly: run 'inv up --build' (or pull it)")
     return values, outcomes

@@ -8,16 +8,20 @@ they are healthy. Every job module above uses this and nothing else of the stack
 
 from __future__ import annotations
 
+import getpass
 import json
+import re
 import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from ..config import Settings
 from ..errors import FlopsError, UsageError
+from ..hosts import Target
 from ..outcome import Outcome, changed, ok
 
 MANAGER = "flops_manager"
@@ -155,16 +159,28 @@ def local_address(bind: str) -> str:
     return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
 
 
+LOCAL_LABEL = "local"  # how reports name the Docker engine inv talks to by default
+_SLUG = re.compile(r"[^A-Za-z0-9._-]")
+
+
 @dataclass
 class Project:
-    """The compose project of the FLOps management suite on one Docker engine."""
+    """The compose project of the FLOps management suite on one Docker engine.
+
+    ``target`` None is the engine ``docker`` reaches by default (the local one); otherwise
+    the engine on that host, through Docker's own SSH transport (``docker_ssh``).
+    ``services`` are the services placed on this engine: every job acts on these only.
+    """
 
     s: Settings
     dry: bool = False
     progress: Progress = _quiet
     plan: list[str] = field(default_factory=list)
+    target: Target | None = None
+    services: tuple[str, ...] = SERVICES
     _docker: Any = None
     _config: dict[str, Any] | None = None
+    _answered: bool = False
 
     # -- identity ---------------------------------------------------------------------
     @property
@@ -172,14 +188,63 @@ class Project:
         return self.s.stack.project
 
     @property
+    def remote(self) -> bool:
+        return self.target is not None
+
+    @property
+    def partial(self) -> bool:
+        """True when some services of the stack run on another host."""
+        return set(self.services) != set(SERVICES)
+
+    @property
+    def label(self) -> str:
+        """The host as reports name it: ``local``, an inventory name, or its host string."""
+        return self.target.label if self.target is not None else LOCAL_LABEL
+
+    @property
+    def where(self) -> str:
+        """The host column of this project's outcomes (``stack`` on the local engine)."""
+        return f"{STACK}@{self.label}" if self.target is not None else STACK
+
+    @property
+    def user(self) -> str:
+        assert self.target is not None
+        return self.target.user or self.s.ssh.user or getpass.getuser()
+
+    @property
+    def engine_url(self) -> str | None:
+        """``ssh://user@host:port`` of a remote engine; None for the local one."""
+        if self.target is None:
+            return None
+        from ..docker_ssh import engine_url
+
+        return engine_url(self.target, self.user)
+
+    @property
+    def env_file(self) -> str:
+        """The env file compose reads for this engine (on this machine, never sent anywhere):
+        the configured one for the local engine, one beside it per remote host."""
+        main = Path(self.s.stack.env_file)
+        if self.target is None:
+            return str(main)
+        slug = _SLUG.sub("_", self.target.label)
+        return str(main.with_name(f"{main.stem}.{slug}{main.suffix}"))
+
+    @property
     def docker(self) -> Any:
         if self._docker is None:
             from python_on_whales import DockerClient
 
+            extra: dict[str, Any] = {}
+            if self.target is not None:
+                from ..docker_ssh import client_call
+
+                extra = {"host": self.engine_url, "client_call": client_call(self.s.ssh)}
             self._docker = DockerClient(
                 compose_files=list(self.s.stack.compose_files),
-                compose_env_files=[self.s.stack.env_file],
+                compose_env_files=[self.env_file],
                 compose_project_name=self.name,
+                **extra,
             )
         return self._docker
 
@@ -187,19 +252,44 @@ class Project:
         return f"{self.name}_{key}"
 
     def address(self) -> str:
-        """Where this host reaches the stack's published ports."""
-        return local_address(self.s.stack.bind_address)
+        """Where this machine reaches the ports the stack publishes on this engine."""
+        bind = self.s.stack.bind_address
+        if self.target is None or bind not in ("0.0.0.0", "::"):
+            return local_address(bind)
+        return self.target.host
 
     def url(self, port: int) -> str:
-        return f"http://{self.address()}:{port}"
+        address = self.address()
+        host = f"[{address}]" if ":" in address else address
+        return f"http://{host}:{port}"
 
     # -- running compose and docker -----------------------------------------------------
     def compose_cmd(self, *args: str) -> str:
         """The equivalent ``docker compose`` command line, for dry-run plans."""
-        parts = ["docker", "compose", "-p", self.name, "--env-file", self.s.stack.env_file]
+        parts = ["docker", *(["--host", self.engine_url] if self.engine_url else []),
+                 "compose", "-p", self.name, "--env-file", self.env_file]
         for f in self.s.stack.compose_files:
             parts += ["-f", f]
         return shlex.join([*parts, *args])
+
+    def call(self, action: Callable[[], Any]) -> Any:
+        """``docker_call`` for this engine: a failed SSH connection to a remote engine is
+        explained in one line (host key, authentication, no Docker there ...)."""
+        from python_on_whales.exceptions import DockerException
+
+        try:
+            return action()
+        except DockerException as exc:
+            raise FlopsError(self._explain(exc) or f"docker: {last_line(exc)}") from None
+
+    def _explain(self, exc: BaseException) -> str | None:
+        if self.target is None:
+            return None
+        from ..docker_ssh import explain
+
+        text = f"{getattr(exc, 'stderr', '') or ''}\n{exc}"
+        return explain(text, self.target, f"host {self.label}", self.s.ssh,
+                       "start dockerd there")
 
     def act(self, summary: str, action: Callable[[], Any]) -> Any:
         """A change: under ``--dry`` recorded in the plan, else announced and run."""
@@ -207,37 +297,46 @@ class Project:
             self.plan.append(summary)
             return None
         self.progress(summary)
-        return docker_call(action)
+        return self.call(action)
 
     def check_docker(self) -> None:
+        """The engine answers (checked once per run)."""
         from python_on_whales.exceptions import DockerException
 
+        if self._answered:
+            return
         try:
             self.docker.version()  # client and server; cheaper than a full docker info
         except DockerException as exc:
-            raise FlopsError("the Docker engine does not answer (docker version failed): start "
-                             f"dockerd or check DOCKER_HOST ({last_line(exc)})") from None
+            explained = self._explain(exc)
+            if explained:
+                raise FlopsError(explained) from None
+            where = f" on host {self.label}" if self.target is not None else ""
+            raise FlopsError(f"the Docker engine{where} does not answer (docker version "
+                             f"failed): start dockerd or check DOCKER_HOST ({last_line(exc)})"
+                             ) from None
         except FileNotFoundError:
             raise FlopsError("the docker CLI is not installed: install Docker "
                              "(Debian: apt-get install docker.io)") from None
+        self._answered = True
 
     def cli(self, *args: str) -> str:
         """Run the docker CLI against this project's engine; an error becomes one line."""
         from python_on_whales.utils import run
 
-        return str(docker_call(lambda: run([*self.docker.client_config.docker_cmd, *args])))
+        return str(self.call(lambda: run([*self.docker.client_config.docker_cmd, *args])))
 
     def compose_cli(self, *args: str) -> str:
         """Run ``docker compose`` with this project's files, env file and name."""
         from python_on_whales.utils import run
 
-        return str(docker_call(lambda: run(
+        return str(self.call(lambda: run(
             [*self.docker.client_config.docker_compose_cmd, *args])))
 
     def compose_config(self) -> dict[str, Any]:
         """The resolved compose model (read once per run)."""
         if self._config is None:
-            self._config = docker_call(lambda: self.docker.compose.config(return_json=True))
+            self._config = self.call(lambda: self.docker.compose.config(return_json=True))
         return self._config
 
     # -- containers -------------------------------------------------------------------
@@ -265,7 +364,12 @@ class Project:
     def states(self) -> dict[str, str]:
         """service -> healthy/starting/unhealthy/running/exited/missing."""
         found = self.containers()
-        return {svc: found[svc].condition if svc in found else "missing" for svc in SERVICES}
+        return {svc: found[svc].condition if svc in found else "missing"
+                for svc in self.services}
+
+    def moved_away(self) -> list[ContainerView]:
+        """This project's containers here of services placed on another host."""
+        return [c for svc, c in self.containers().items() if svc not in self.services]
 
     def owner(self, service: str, port: int) -> ContainerView:
         """This project's running ``service`` container, proven to publish ``port`` here.
@@ -297,18 +401,20 @@ class Project:
         missing = []
         for name, svc in (self.compose_config().get("services") or {}).items():
             image = svc.get("image")
-            if image and svc.get("build") and not docker_call(
+            if name in self.services and image and svc.get("build") and not self.call(
                     partial(self.docker.image.exists, image)):
                 missing.append(f"{image} (service {name})")
         return missing
 
     def build(self, services: list[str] | None = None) -> None:
+        if services is None and self.partial:
+            services = list(self.services)
         self.act(self.compose_cmd("build", *(services or [])),
                  lambda: self.docker.compose.build(services=services, quiet=True))
 
     def remove_volume(self, key: str) -> None:
         name = self.volume_name(key)
-        if not docker_call(lambda: self.docker.volume.exists(name)):
+        if not self.call(lambda: self.docker.volume.exists(name)):
             return
         self.act(f"docker volume rm {name}", lambda: self.docker.volume.remove(name))
 
@@ -316,7 +422,7 @@ class Project:
     def wait_healthy(self, services: list[str] | None = None,
                      timeout: float | None = None) -> dict[str, str]:
         """Poll until every one of ``services`` is healthy; fail at once when one stopped."""
-        services = services or list(SERVICES)
+        services = services or list(self.services)
         timeout = timeout or self.s.stack.health_timeout
         deadline = time.monotonic() + timeout
         last: dict[str, str] = {}
@@ -340,7 +446,13 @@ class Project:
 
     def start(self, services: list[str] | None = None, build: bool = False,
               no_deps: bool = False) -> list[Outcome]:
-        """``compose up -d`` (all services, or some), then wait until they are healthy."""
+        """``compose up -d`` (the services placed here, or some), then wait until they are
+        healthy. Starting everything placed here also removes this project's containers of
+        services placed on another host (their volumes stay)."""
+        outcomes = []
+        if services is None and self.partial:
+            services, no_deps = list(self.services), True  # their dependencies run elsewhere
+            outcomes = self.remove_moved_away()
         summary = self.compose_cmd("up", "-d", *(["--build"] if build else []),
                                    *(["--no-deps"] if no_deps else []), *(services or []))
         before = self.states()
@@ -348,9 +460,22 @@ class Project:
             services=services, detach=True, build=build, quiet=True,
             pull=None if build else "missing", dependencies=not no_deps))
         if self.dry:
-            return [ok(STACK, "up", f"would run: {summary}")]
+            return [*outcomes, ok(self.where, "up", f"would run: {summary}")]
         states = self.wait_healthy(services)
         started = [svc for svc in states if before.get(svc) != "healthy"]
         which = f" ({' '.join(services)})" if services else ""
         detail = f"{len(states)} services healthy{' --build' if build else ''}{which}"
-        return [(changed if started else ok)(STACK, "up", detail)]
+        return [*outcomes, (changed if started else ok)(self.where, "up", detail)]
+
+    def remove_moved_away(self) -> list[Outcome]:
+        """Remove this project's containers of services now placed on another host: they
+        would hold the service's ports and name here. Their volumes (data) stay."""
+        moved = self.moved_away()
+        if not moved:
+            return []
+        names = sorted(c.service for c in moved)
+        self.act(self.compose_cmd("rm", "--stop", "--force", *names),
+                 lambda: self.docker.compose.rm(services=names, stop=True))
+        verb = "would remove" if self.dry else "removed"
+        return [changed(self.where, "moved", f"{verb} {', '.join(names)} here (placed on "
+                                            f"another host now); their volumes stay here")]

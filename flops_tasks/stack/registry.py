@@ -12,7 +12,7 @@ import urllib.request
 
 from ..errors import FlopsError
 from ..outcome import Outcome, changed, ok
-from .project import REGISTRY, STACK, Project
+from .project import REGISTRY, Project
 
 VOLUME = "registry_data"
 
@@ -29,7 +29,13 @@ def catalog(project: Project) -> list[str]:
 
 
 def what_clear_deletes(project: Project) -> str:
-    return f"every image in the FLOps registry (volume {project.volume_name(VOLUME)})"
+    where = f" on {project.label}" if project.remote else ""
+    return f"every image in the FLOps registry (volume {project.volume_name(VOLUME)}{where})"
+
+
+def holds(project: Project) -> bool:
+    """True when the registry is placed on this project's engine."""
+    return REGISTRY in project.services
 
 
 def drop(project: Project) -> None:
@@ -47,13 +53,17 @@ def verify_empty(project: Project) -> None:
 
 
 def clear(project: Project) -> list[Outcome]:
-    """Empty registry storage and restart the registry; verify it answers, empty."""
+    """Empty registry storage and restart the registry; verify it answers, empty.
+
+    Nothing to do on an engine the registry is not placed on."""
+    if not holds(project):
+        return []
     drop(project)
     started = project.start(services=[REGISTRY], no_deps=True)
     if project.dry:
-        return [ok(STACK, "clear-registry", f"would remove volume "
+        return [ok(project.where, "clear-registry", f"would remove volume "
                                             f"{project.volume_name(VOLUME)} and restart "
                                             f"{REGISTRY}"), *started]
     verify_empty(project)
-    return [changed(STACK, "clear-registry",
+    return [changed(project.where, "clear-registry",
                     "registry storage emptied and registry restarted; it answers, empty")]

@@ -41,7 +41,8 @@ class Sshd:
             self.proc.kill()
 
 
-def start_sshd(folder: Path) -> Sshd:
+def start_sshd(folder: Path, extra: str = "") -> Sshd:
+    """``extra``: more sshd_config lines."""
     sshd = shutil.which("sshd") or "/usr/sbin/sshd"
     folder.mkdir(parents=True, exist_ok=True)
     host_key = folder / "host_ed25519"
@@ -58,7 +59,7 @@ def start_sshd(folder: Path) -> Sshd:
         f"AuthorizedKeysFile {authorized} .ssh/authorized_keys\nPidFile {folder / 'sshd.pid'}\n"
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-        "Subsystem sftp internal-sftp\n"
+        "Subsystem sftp internal-sftp\n" + extra
     )
     Path("/run/sshd").mkdir(exist_ok=True)
     proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)],

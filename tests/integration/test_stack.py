@@ -4,6 +4,10 @@ Data safety: one test per row of README.md's "Data safety" table. Real data is w
 each store (registry image, FLOps DB record, MLflow MySQL row, FTP artifact, retained MQTT
 message) and read back after each action. The manager is upstream's own code (built by the testbed
 from the addon-FLOps tarball); tests drive it through its API and its own data layer.
+
+Each store is reached on the engine and at the address where the placement runs it
+(``stores.Where``): here everything is on the local engine; test_stack_split.py runs the
+same data-safety tests with the registry and the artifact store on worker w1.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import json
 import subprocess
 import tarfile
 import time
-import urllib.request
 import uuid
 
 import pytest
@@ -21,11 +24,12 @@ import pytest
 from flops_tasks import testbed as tb
 from flops_tasks.config import DEFAULTS
 
+from . import helpers
 from .helpers import inv
 from .stores import (
     ALL,
-    REGISTRY,
     Stores,
+    Where,
     exec_in,
     sh,
 )
@@ -35,12 +39,19 @@ PROJECT = tb.PROJECT
 
 
 @pytest.fixture
-def stores(testbed, tmp_path):
-    s = Stores(tmp_path)
+def where(testbed) -> Where:
+    """Everything on the local engine (test_stack_split.py overrides this fixture)."""
+    return Where.of(helpers.TESTBED_CONFIG)
+
+
+@pytest.fixture
+def stores(where, tmp_path, monkeypatch):
+    monkeypatch.setattr(helpers, "TESTBED_CONFIG", where.config)  # inv(...) uses its config
+    s = Stores(tmp_path, where)
     s.write_all()
     assert s.held() == ALL
     yield s
-    tb.push_sidecar(lambda _: None)  # learners pull the sidecar from the registry
+    where.push_sidecar()  # learners pull the sidecar from the registry
 
 
 def ok(res: subprocess.CompletedProcess) -> None:
@@ -113,7 +124,7 @@ def test_reset_all_empties_every_store(stores):
     assert stores.held() == {k: False for k in ALL}
     stores.write_all()
     assert stores.held() == ALL
-    assert fetch_every_blob(stores.image) == 2
+    assert stores.fetch_every_blob() == 2
 
 
 def test_reset_db_empties_only_the_flops_db(stores):
@@ -123,30 +134,13 @@ def test_reset_db_empties_only_the_flops_db(stores):
     assert manager_db("read", stores.mark) == "NONE"
 
 
-def fetch_every_blob(ref: str) -> int:
-    """GET the manifest and every blob it names; returns how many blobs were fetched."""
-    name, tag = ref.split("/", 1)[1].rsplit(":", 1)
-    accept = ("application/vnd.docker.distribution.manifest.v2+json,"
-              "application/vnd.oci.image.manifest.v1+json")
-    req = urllib.request.Request(f"http://{REGISTRY}/v2/{name}/manifests/{tag}",
-                                 headers={"Accept": accept})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        manifest = json.load(resp)
-    digests = [manifest["config"]["digest"], *[layer["digest"] for layer in manifest["layers"]]]
-    for digest in digests:
-        with urllib.request.urlopen(f"http://{REGISTRY}/v2/{name}/blobs/{digest}",
-                                    timeout=10) as resp:
-            assert resp.status == 200 and resp.read()
-    return len(digests)
-
-
 def test_clear_registry_empties_it_and_it_still_accepts_pushes(stores):
     ok(inv("clear-registry", "--yes"))
     assert stores.held() == {**ALL, "registry": False}
     # the same layers again: an in-memory blob cache would answer "already exists" and the
     # blobs would be missing; ours was restarted, so every blob must be fetchable
     stores.push_image(stores.image)
-    assert fetch_every_blob(stores.image) == 2
+    assert stores.fetch_every_blob() == 2
     assert stores.held() == ALL
 
 
@@ -154,7 +148,7 @@ def test_reset_registry_flag(stores):
     ok(inv("reset", "--registry", "--yes"))
     assert stores.held() == {**ALL, "registry": False}
     stores.push_image(stores.image)
-    assert fetch_every_blob(stores.image) == 2
+    assert stores.fetch_every_blob() == 2
 
 
 def test_destructive_tasks_refuse_without_a_tty_and_change_nothing(stores):
@@ -168,16 +162,13 @@ def test_destructive_tasks_refuse_without_a_tty_and_change_nothing(stores):
 
 
 def test_dry_reset_prints_a_plan_and_touches_nothing(stores):
-    from python_on_whales import docker
-
-    before = {c.name: c.id for c in docker.container.list(filters=[tb.OWNED])}
+    before = stores.where.container_ids()
     res = inv("--dry", "reset", "--registry", "--db", "--yes")
     ok(res)
     assert "plan: docker compose" in res.stdout and " restart " in res.stdout
     assert "docker volume rm flops_testbed_registry_data" in res.stdout
     assert "DELETE" in res.stdout
-    after = {c.name: c.id for c in docker.container.list(filters=[tb.OWNED])}
-    assert before == after
+    assert stores.where.container_ids() == before
     assert stores.held() == ALL
 
 

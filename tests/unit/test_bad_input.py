@@ -367,6 +367,7 @@ WRONG_TYPES = {
     ("stack", "bind_address"): 0, ("stack", "manager_image"): 5,
     ("stack", "health_timeout"): "300",
     ("stack", "db_timeout"): "5",
+    ("stack", "placement"): "w1",
     ("addon", "path"): 5, ("addon", "url"): 5, ("addon", "ref"): 2,
     ("builder", "name"): 5, ("builder", "driver"): 5,
     ("learner", "image"): 5, ("learner", "data_dir"): 5, ("learner", "publish_address"): 5,

@@ -821,6 +821,7 @@ HOSTILE_CALLS = {
     "buildah_push_probe": lambda v, d: C.buildah_push_probe(v, [v, v], B64, B64),
     "dpkg_status": lambda v, d: C.dpkg_status([v, v]),
     "hosts_toml_path": lambda v, d: C.cat_or_mark(C.hosts_toml_path(v), "@@missing"),
+    "remove_registry_hosts": lambda v, d: C.remove_registry_hosts(v),
     "install_check_tools": lambda v, d: C.install_check_tools([v, v]),
     "remove_check_tools": lambda v, d: C.remove_check_tools([v, v]),
     "list_mount": lambda v, d: C.list_mount(str(d / v)),

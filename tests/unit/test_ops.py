@@ -553,3 +553,44 @@ def test_json_of_a_report_with_warnings_stays_compatible():
     assert data["ok"] is True and data["hosts"]["w1"]["status"] == "ok"
     assert data["hosts"]["w1"]["warnings"] == 1 and len(data["warnings"]) == 1
     assert report.exit_code == 0
+
+
+def test_a_moved_registry_is_trusted_and_the_former_one_dropped():
+    """The node was prepared for REGISTRY; the registry now runs elsewhere."""
+    from flops_tasks.facts import MISSING
+
+    new = "192.0.2.77:5073"
+    ctx = ops.PrepContext(registry=new, forget=(REGISTRY,),
+                          learner_image=f"{new}/flops/ml-data-server:offline")
+    facts = recorded("prepared-docker-both")
+    facts[f"containerd_hosts {REGISTRY}"] = facts["containerd_hosts"]  # ours, for the old one
+    facts["containerd_hosts"] = (0, MISSING + "\n")  # none yet for the new one
+    probes = dict(ops.probes_for(BOTH, ctx))
+    assert probes[f"containerd_hosts {REGISTRY}"] == C.cat_or_mark(
+        C.hosts_toml_path(REGISTRY), MISSING)
+    s = FakeSession(facts, dry=True)
+    out = by_step(ops.prepare_host(s, BOTH, ctx))
+    for step in ("trust-docker", "trust-containerd", "trust-buildah"):
+        assert out[step].status is Status.CHANGED, out[step]
+    plan = "\n".join(s.plan)
+    assert f"add {new} to /etc/docker/daemon.json insecure-registries, drop former " \
+           f"{REGISTRY}" in plan
+    assert f"remove /etc/containerd/certs.d/{REGISTRY}/hosts.toml (a former registry)" in plan
+    # with the new registry trusted, doctor still names the former one left behind
+    from flops_tasks import trust
+
+    half = {**facts, "containerd_hosts": (0, trust.hosts_toml(None, new).strip())}
+    d = by_step(ops.doctor_host(FakeSession(half), BOTH, ctx))
+    assert d["trust-containerd"].bad
+    assert f"containerd still trusts a former registry ({REGISTRY})" in \
+        d["trust-containerd"].detail
+    # what is written: the new registry, the old one gone
+    s = FakeSession(facts)
+    ops.prepare_host(s, BOTH, ctx)
+    written = {summary: command for summary, command in s.changes}
+    daemon = next(c for sm, c in written.items() if sm.startswith("add "))
+    assert new in daemon and f'"{REGISTRY}"' not in daemon
+    conf = next(c for sm, c in written.items() if C.REGISTRIES_CONF in sm)
+    assert new in conf and REGISTRY not in conf
+    removal = next(c for sm, c in written.items() if sm.startswith("remove "))
+    assert removal == C.remove_registry_hosts(REGISTRY)

@@ -214,3 +214,45 @@ def test_other_config_versions():
     with pytest.raises(Refusal, match="not a string"):
         trust.containerd_config('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
                                 "config_path = 1\n")
+
+
+# -- a registry that moved -------------------------------------------------------------------
+OLD, NEW = "10.0.0.2:5073", "10.0.0.7:5073"
+
+
+@pytest.mark.parametrize("name", ["registries_conf", "buildkitd_toml", "hosts_toml"])
+def test_a_file_without_a_final_newline_gets_another_registry(name):
+    """Probe output arrives stripped: a table appended after the last value must still be
+    valid TOML (it was written onto the value's line: a parse error and a traceback)."""
+    fn = getattr(trust, name)
+    text = fn(None, OLD).rstrip("\n")
+    out = fn(text, NEW)
+    assert out is not None and tomllib.loads(out)
+
+
+def test_daemon_json_drops_former_registries_and_keeps_the_rest():
+    text = json.dumps({"debug": True, "insecure-registries": [OLD, "other:5000"]})
+    data = json.loads(trust.daemon_json(text, NEW, forget=[OLD]))
+    assert data == {"debug": True, "insecure-registries": ["other:5000", NEW]}
+    again = json.dumps(data)
+    assert trust.daemon_json(again, NEW, forget=[OLD]) is None
+    # the current registry is never forgotten
+    assert trust.daemon_json(again, NEW, forget=[NEW]) is None
+
+
+def test_buildkitd_and_registries_conf_drop_former_registries():
+    bk = trust.buildkitd_toml(trust.buildkitd_toml(None, OLD), "other:5000")
+    out = trust.buildkitd_toml(bk, NEW, forget=[OLD])
+    assert set(tomllib.loads(out)["registry"]) == {"other:5000", NEW}
+    assert trust.buildkitd_toml(out, NEW, forget=[OLD]) is None
+    rc = trust.registries_conf(trust.registries_conf(None, OLD), "other:5000")
+    out = trust.registries_conf(rc, NEW, forget=[OLD])
+    assert [e["location"] for e in tomllib.loads(out)["registry"]] == ["other:5000", NEW]
+    assert trust.registries_conf(out, NEW, forget=[OLD]) is None
+
+
+def test_only_our_hosts_file_of_a_former_registry_is_removed():
+    assert trust.forgets_hosts_toml(trust.hosts_toml(None, OLD), OLD)
+    assert not trust.forgets_hosts_toml(None, OLD)
+    assert not trust.forgets_hosts_toml('server = "https://10.0.0.2:5073"\n', OLD)
+    assert not trust.forgets_hosts_toml("not toml [", OLD)
