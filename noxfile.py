@@ -54,8 +54,16 @@ def lint(session: nox.Session) -> None:
     """ruff check and ruff format over the project (the testbed's servers and scripts
     included), and mypy over the package."""
     _install(session, "dev")
-    paths = ["flops_tasks", "tasks.py", "noxfile.py", "tests", "bench", "testbed", "compose",
-             "testbed/flops_db/mongo-ping"]
+    paths = [
+        "flops_tasks",
+        "tasks.py",
+        "noxfile.py",
+        "tests",
+        "bench",
+        "testbed",
+        "compose",
+        "testbed/flops_db/mongo-ping",
+    ]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
     session.run("mypy")

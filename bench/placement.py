@@ -30,8 +30,10 @@ def bench_placement(repeat: int, names: tuple[str, ...] = ("local", "split", "re
 
     tb.up(workers=2, progress=_progress)
     paths = tb.default_paths()
-    configs = {"local": str(paths.config),
-               **{name: str(paths.placement_config(name)) for name in tb.PLACEMENTS}}
+    configs = {
+        "local": str(paths.config),
+        **{name: str(paths.placement_config(name)) for name in tb.PLACEMENTS},
+    }
     data: dict[str, dict] = {}
     for name in names:
         if name != "local":
@@ -46,10 +48,14 @@ def bench_placement(repeat: int, names: tuple[str, ...] = ("local", "split", "re
                 raise SystemExit(f"inv up ({name}) failed: {res.stderr.strip()}")
 
         data[f"{name}_up"] = timed(up, repeat, warmup=0)
-        data[f"{name}_doctor"] = timed(lambda config=config: inv(config, "doctor", check=False),
-                                       repeat)
-        print(f"  {name}: up {data[f'{name}_up']['median']:.1f} s, doctor "
-              f"{data[f'{name}_doctor']['median']:.2f} s", flush=True)
+        data[f"{name}_doctor"] = timed(
+            lambda config=config: inv(config, "doctor", check=False), repeat
+        )
+        print(
+            f"  {name}: up {data[f'{name}_up']['median']:.1f} s, doctor "
+            f"{data[f'{name}_doctor']['median']:.2f} s",
+            flush=True,
+        )
     inv(configs["local"], "up")  # everything back on the local engine
     tb.push_sidecar(lambda _: None)
     rows = []
@@ -57,26 +63,40 @@ def bench_placement(repeat: int, names: tuple[str, ...] = ("local", "split", "re
         base = data[f"local_{task}"]["median"]
         for name in names:
             st = data[f"{name}_{task}"]
-            where = {"local": "all on the local engine",
-                     "split": "registry + FTP store on w1",
-                     "remote": "all on w1"}[name]
-            rows.append((f"`inv {task}`, {name} ({where})", st,
-                         f"{st['median'] / base:.2f}x local"))
-    text = table("The suite placed on other hosts: `up` from a stopped suite and no-change "
-                 "`doctor` (worker w1 reached through Docker's SSH transport)", rows)
+            where = {
+                "local": "all on the local engine",
+                "split": "registry + FTP store on w1",
+                "remote": "all on w1",
+            }[name]
+            rows.append(
+                (f"`inv {task}`, {name} ({where})", st, f"{st['median'] / base:.2f}x local")
+            )
+    text = table(
+        "The suite placed on other hosts: `up` from a stopped suite and no-change "
+        "`doctor` (worker w1 reached through Docker's SSH transport)",
+        rows,
+    )
     save("placement", data, text)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.placement", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.placement",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="once each")
-    parser.add_argument("--only", choices=["split", "remote"], action="append",
-                        help="these placements (besides local, the comparison)")
+    parser.add_argument(
+        "--only",
+        choices=["split", "remote"],
+        action="append",
+        help="these placements (besides local, the comparison)",
+    )
     args = parser.parse_args()
-    bench_placement(1 if args.smoke else args.repeat,
-                    ("local", *(args.only or ("split", "remote"))))
+    bench_placement(
+        1 if args.smoke else args.repeat, ("local", *(args.only or ("split", "remote")))
+    )
 
 
 if __name__ == "__main__":

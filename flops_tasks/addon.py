@@ -15,8 +15,9 @@ STEP = "addon"
 
 def _git(*args: str) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(["git", *args], capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=600)
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600
+        )
     except FileNotFoundError:
         raise FlopsError("git is not installed: apt-get install git") from None
 
@@ -32,8 +33,9 @@ def ensure_checkout(s: Settings, dry: bool = False, plan: list[str] | None = Non
         note = "" if at.startswith(s.addon_ref) else f" (not the pinned {s.addon_ref[:12]})"
         return ok("stack", STEP, f"addon-FLOps checkout {path} at {at[:12]}{note}")
     if path.exists() and any(path.iterdir()):
-        raise UsageError(f"{path} exists but is not a git checkout: remove it or set "
-                         "flops.addon.path")
+        raise UsageError(
+            f"{path} exists but is not a git checkout: remove it or set flops.addon.path"
+        )
     summary = f"git clone {s.addon_url} {path} && git checkout {s.addon_ref}"
     if dry:
         if plan is not None:
@@ -43,8 +45,10 @@ def ensure_checkout(s: Settings, dry: bool = False, plan: list[str] | None = Non
     clone = _git("clone", "--quiet", s.addon_url, str(path))
     if clone.returncode != 0:
         tail = (clone.stderr.strip().splitlines() or ["?"])[-1]
-        raise FlopsError(f"cannot clone {s.addon_url} ({tail}): clone it yourself to {path}, "
-                         "or set flops.addon.path to an existing checkout")
+        raise FlopsError(
+            f"cannot clone {s.addon_url} ({tail}): clone it yourself to {path}, "
+            "or set flops.addon.path to an existing checkout"
+        )
     checkout = _git("-C", str(path), "checkout", "--quiet", s.addon_ref)
     if checkout.returncode != 0:
         raise FlopsError(f"addon-FLOps has no ref {s.addon_ref}: set flops.addon.ref")

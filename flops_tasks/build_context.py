@@ -42,14 +42,18 @@ class Recipe:
 MANAGER = Recipe(
     name="flops_manager",
     ours=PROJECT_ROOT / "compose" / "flops_manager",
-    upstream=(("flops_manager", "flops_manager_package/flops_manager"),
-              ("utils_library", "utils_library")),
+    upstream=(
+        ("flops_manager", "flops_manager_package/flops_manager"),
+        ("utils_library", "utils_library"),
+    ),
 )
 SIDECAR = Recipe(
     name="ml_data_server",
     ours=PROJECT_ROOT / "testbed" / "ml_data_server",
-    upstream=(("ml_data_server", "ml_data_server_package/ml_data_server"),
-              ("utils_library", "utils_library")),
+    upstream=(
+        ("ml_data_server", "ml_data_server_package/ml_data_server"),
+        ("utils_library", "utils_library"),
+    ),
 )
 WHEELS = "wheels"
 _SKIP = ("__pycache__", ".pyc", ".pyo")
@@ -71,8 +75,10 @@ def wanted_files(recipe: Recipe, addon_root: Path, wheels: Path | None = None) -
     """Everything the context must hold: relative path -> source file."""
     missing = [rel for _, rel in recipe.upstream if not (addon_root / rel).is_dir()]
     if missing:
-        raise FlopsError(f"{addon_root} has no {missing[0]}/: it is not an addon-FLOps source "
-                         "tree; point flops.addon.path at an addon-FLOps checkout")
+        raise FlopsError(
+            f"{addon_root} has no {missing[0]}/: it is not an addon-FLOps source "
+            "tree; point flops.addon.path at an addon-FLOps checkout"
+        )
     wanted = {p.name: p for p in sorted(recipe.ours.iterdir()) if p.is_file()}
     for name, rel in recipe.upstream:
         wanted.update({f"{name}/{k}": v for k, v in _files(addon_root / rel).items()})
@@ -109,8 +115,9 @@ def manager_context_dir(s: Settings) -> Path:
     return Path(s.stack.compose_files[0]).parent / ".build" / MANAGER.name
 
 
-def ensure_manager_context(s: Settings, dry: bool = False,
-                           plan: list[str] | None = None) -> Outcome:
+def ensure_manager_context(
+    s: Settings, dry: bool = False, plan: list[str] | None = None
+) -> Outcome:
     """Stage the manager's build context from the addon-FLOps checkout (online build)."""
     source = Path(os.path.expanduser(s.addon_path))
     dest = manager_context_dir(s)

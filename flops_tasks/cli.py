@@ -48,8 +48,9 @@ def _stack_lock(s: Settings) -> Any:
     return locks.held(locks.stack_lock_path(s.stack.project), f"the stack {s.stack.project}")
 
 
-def finish(report: Any, as_json: bool = False, plan: list[str] | None = None,
-           render: bool = True) -> Any:
+def finish(
+    report: Any, as_json: bool = False, plan: list[str] | None = None, render: bool = True
+) -> Any:
     """Render once (unless a composing caller renders); exit non-zero when anything failed."""
     from . import ui
     from .errors import FlopsError
@@ -75,9 +76,19 @@ def _confirm_deletion(what: list[str], yes: bool, dry: bool) -> None:
         raise FlopsError("nothing deleted: confirm on a terminal or pass --yes", code=3)
 
 
-def _stack_task(c: Context, title: str, action: Any, deletes: Any = None, yes: bool = False,
-                as_json: bool = False, render: bool = True, starts: bool = False,
-                only: str | None = None, first: Any = None, apps: Any = None) -> Any:
+def _stack_task(
+    c: Context,
+    title: str,
+    action: Any,
+    deletes: Any = None,
+    yes: bool = False,
+    as_json: bool = False,
+    render: bool = True,
+    starts: bool = False,
+    only: str | None = None,
+    first: Any = None,
+    apps: Any = None,
+) -> Any:
     """Lock the stack, list what ``action`` deletes and ask, check that every engine of the
     placement answers (``starts``: and that no two hosts are one engine), run ``first`` on
     every engine (it raises: nothing after it runs anywhere), remove the FLOps apps of the
@@ -94,9 +105,11 @@ def _stack_task(c: Context, title: str, action: Any, deletes: Any = None, yes: b
     report = Report(title, dry=is_dry(c))
     with _stack_lock(s):
         if deletes is not None:
-            _confirm_deletion([*_apps_deletes(apps), *(line for p in projects
-                                                       for line in deletes(p))],
-                              yes, is_dry(c))
+            _confirm_deletion(
+                [*_apps_deletes(apps), *(line for p in projects for line in deletes(p))],
+                yes,
+                is_dry(c),
+            )
         placement.require(projects, distinct=starts)
         if first is not None:
             for project in projects:
@@ -112,14 +125,25 @@ def up(c: Context, build: bool = False, as_json: bool = False, render: bool = Tr
     from .stack import health, placement
     from .stack.preflight import preflight
 
-    report = _stack_task(c, "up", lambda project: project.start(build=build), render=False,
-                         starts=True, first=lambda project: preflight(project, build=build)[1])
+    report = _stack_task(
+        c,
+        "up",
+        lambda project: project.start(build=build),
+        render=False,
+        starts=True,
+        first=lambda project: preflight(project, build=build)[1],
+    )
     if not report.dry and report.ok:
         projects = _projects(c)
         rows = [row for p in projects for row in health.status(p)]
-        report.notes.append("endpoints: " + ", ".join(
-            f"{row['service']}{'@' + str(row['host']) if len(projects) > 1 else ''} "
-            f"{' '.join(str(p) for p in cast(list, row['ports']))}" for row in rows))
+        report.notes.append(
+            "endpoints: "
+            + ", ".join(
+                f"{row['service']}{'@' + str(row['host']) if len(projects) > 1 else ''} "
+                f"{' '.join(str(p) for p in cast(list, row['ports']))}"
+                for row in rows
+            )
+        )
         if len(projects) > 1:
             report.notes.append(f"placement: {placement.placed_on(projects)}")
     return finish(report, as_json, render=render)
@@ -143,9 +167,11 @@ def _apps_plan(s: Settings, empties_flops_db: bool, skip_apps: bool) -> Any:
     try:
         return flops_apps_plan(s)
     except FlopsError as exc:
-        raise FlopsError(f"{exc.message}; to empty the FLOps database anyway and leave "
-                         "FLOps' apps deployed in Oakestra, pass --skip-apps",
-                         code=exc.code) from None
+        raise FlopsError(
+            f"{exc.message}; to empty the FLOps database anyway and leave "
+            "FLOps' apps deployed in Oakestra, pass --skip-apps",
+            code=exc.code,
+        ) from None
 
 
 def _apps_removed(s: Settings, plan: Any, report: Any) -> bool:
@@ -161,8 +187,16 @@ def _apps_removed(s: Settings, plan: Any, report: Any) -> bool:
     removed = remove_apps(s, plan, dry=report.dry)
     report.extend(removed)
     if any(o.bad for o in removed):
-        report.extend([failed(STACK, "stopped", "FLOps' apps could not all be removed from "
-                                                "Oakestra: nothing of the stack was deleted")])
+        report.extend(
+            [
+                failed(
+                    STACK,
+                    "stopped",
+                    "FLOps' apps could not all be removed from "
+                    "Oakestra: nothing of the stack was deleted",
+                )
+            ]
+        )
         return False
     return True
 
@@ -171,10 +205,20 @@ def _apps_deletes(plan: Any) -> list[str]:
     return plan.deletes() if plan is not None else []
 
 
-def reset(c: Context, registry: bool = False, db: bool = False, clean: bool = False,
-          all_: bool = False, service: str | None = None, build: bool = False,
-          recreate: bool = False, skip_apps: bool = False, yes: bool = False,
-          as_json: bool = False, render: bool = True) -> Any:
+def reset(
+    c: Context,
+    registry: bool = False,
+    db: bool = False,
+    clean: bool = False,
+    all_: bool = False,
+    service: str | None = None,
+    build: bool = False,
+    recreate: bool = False,
+    skip_apps: bool = False,
+    yes: bool = False,
+    as_json: bool = False,
+    render: bool = True,
+) -> Any:
     """Fresh processes for the whole stack (``recreate``: down + up). Data survives unless a
     scope says otherwise: ``registry``, ``db`` (the FLOps database), ``clean`` (every store
     but the registry), ``all_`` (every store). Scopes that empty the FLOps database remove
@@ -185,42 +229,77 @@ def reset(c: Context, registry: bool = False, db: bool = False, clean: bool = Fa
 
     unknown_service(service)
     if service and (registry or db or clean or all_ or recreate):
-        raise UsageError("--service restarts one service and keeps all data: use it without "
-                         "--registry/--db/--clean/--all/--recreate")
+        raise UsageError(
+            "--service restarts one service and keeps all data: use it without "
+            "--registry/--db/--clean/--all/--recreate"
+        )
     if service:
-        return _stack_task(c, "reset", lambda project: lifecycle.rebuild_service(
-            project, service), as_json=as_json, render=render, only=service)
+        return _stack_task(
+            c,
+            "reset",
+            lambda project: lifecycle.rebuild_service(project, service),
+            as_json=as_json,
+            render=render,
+            only=service,
+        )
     scope = lifecycle.Scope(registry=registry or all_, db=db, clean=clean or all_)
     plan = _apps_plan(settings(c), scope.empties_flops_db, skip_apps)
     return _stack_task(
-        c, "reset", lambda project: lifecycle.reset(project, scope, build=build,
-                                                    recreate=recreate),
+        c,
+        "reset",
+        lambda project: lifecycle.reset(project, scope, build=build, recreate=recreate),
         deletes=lambda project: lifecycle.what_reset_deletes(project, scope),
-        yes=yes, as_json=as_json, render=render, starts=True, apps=plan)
+        yes=yes,
+        as_json=as_json,
+        render=render,
+        starts=True,
+        apps=plan,
+    )
 
 
-def clear_registry(c: Context, yes: bool = False, as_json: bool = False,
-                   render: bool = True) -> Any:
+def clear_registry(
+    c: Context, yes: bool = False, as_json: bool = False, render: bool = True
+) -> Any:
     """Empty the FLOps registry's storage and restart it."""
     from .stack import registry
     from .stack.project import REGISTRY
 
-    return _stack_task(c, "clear-registry", registry.clear,
-                       deletes=lambda project: [registry.what_clear_deletes(project)],
-                       yes=yes, as_json=as_json, render=render, only=REGISTRY)
+    return _stack_task(
+        c,
+        "clear-registry",
+        registry.clear,
+        deletes=lambda project: [registry.what_clear_deletes(project)],
+        yes=yes,
+        as_json=as_json,
+        render=render,
+        only=REGISTRY,
+    )
 
 
-def redb(c: Context, yes: bool = False, skip_apps: bool = False, as_json: bool = False,
-         render: bool = True) -> Any:
+def redb(
+    c: Context,
+    yes: bool = False,
+    skip_apps: bool = False,
+    as_json: bool = False,
+    render: bool = True,
+) -> Any:
     """Empty the FLOps manager database (Mongo database 'flops') only, after removing
     FLOps' apps from Oakestra (unless ``skip_apps``)."""
     from .stack import flopsdb
     from .stack.project import FLOPS_DB_SERVICE
 
     plan = _apps_plan(settings(c), True, skip_apps)
-    return _stack_task(c, "redb", flopsdb.redb, deletes=lambda project: [flopsdb.WHAT],
-                       yes=yes, as_json=as_json, render=render, only=FLOPS_DB_SERVICE,
-                       apps=plan)
+    return _stack_task(
+        c,
+        "redb",
+        flopsdb.redb,
+        deletes=lambda project: [flopsdb.WHAT],
+        yes=yes,
+        as_json=as_json,
+        render=render,
+        only=FLOPS_DB_SERVICE,
+        apps=plan,
+    )
 
 
 def status(c: Context, as_json: bool = False) -> list[dict]:
@@ -234,17 +313,22 @@ def status(c: Context, as_json: bool = False) -> list[dict]:
     problems = placement.answers(projects)
     if len(projects) == 1 and problems:
         raise FlopsError(next(iter(problems.values())))
-    rows = [row for p in projects for row in (
-        health.unreachable_rows(p, problems[p.label]) if p.label in problems
-        else health.status(p))]
+    rows = [
+        row
+        for p in projects
+        for row in (
+            health.unreachable_rows(p, problems[p.label])
+            if p.label in problems
+            else health.status(p)
+        )
+    ]
     ui.render_status(rows, as_json=as_json, hosts=len(projects) > 1)
     if problems:
         raise FlopsError("", code=1)
     return rows
 
 
-def logs(c: Context, service: str | None = None, follow: bool = False,
-         tail: str = "200") -> None:
+def logs(c: Context, service: str | None = None, follow: bool = False, tail: str = "200") -> None:
     """Show the stack's logs (one service, or all; of every host of the placement)."""
     from . import ui
     from .stack import placement
@@ -260,9 +344,14 @@ def logs(c: Context, service: str | None = None, follow: bool = False,
             ui.raw(line)
         return
     for project in projects:
-        ui.raw(project.call(lambda p=project: p.docker.compose.logs(
-            services=[service] if service else list(p.services) if p.partial else [],
-            tail=tail)))
+        ui.raw(
+            project.call(
+                lambda p=project: p.docker.compose.logs(
+                    services=[service] if service else list(p.services) if p.partial else [],
+                    tail=tail,
+                )
+            )
+        )
 
 
 # -- the offline testbed ------------------------------------------------------------------
@@ -288,13 +377,16 @@ def _kinds(value: Any) -> list[str] | None:
         return None
     kinds = [k.strip() for k in str(value).split(",")]
     if not kinds or any(k not in KINDS for k in kinds):
-        raise UsageError(f"--kind must be {' or '.join(KINDS)} (or a comma list of them, one "
-                         f"per worker), got {value!r}")
+        raise UsageError(
+            f"--kind must be {' or '.join(KINDS)} (or a comma list of them, one "
+            f"per worker), got {value!r}"
+        )
     return kinds
 
 
-def testbed_up(c: Context, workers: int | str | None = None, kind: str | None = None,
-               as_json: bool = False) -> dict:
+def testbed_up(
+    c: Context, workers: int | str | None = None, kind: str | None = None, as_json: bool = False
+) -> dict:
     """Start (or reuse) the offline testbed and write .testbed/invoke.yaml."""
     from . import testbed, ui
 
@@ -316,8 +408,9 @@ def testbed_down(c: Context, keep_images: bool = False, as_json: bool = False) -
 
 
 # -- worker preparation ---------------------------------------------------------------------
-def _prep_context(s: Settings, image: str | None = None, data_dir: str | None = None,
-                  push_check: bool = False) -> Any:
+def _prep_context(
+    s: Settings, image: str | None = None, data_dir: str | None = None, push_check: bool = False
+) -> Any:
     from . import env as envmod
     from .config import data_dir_problem, valid_image
     from .errors import UsageError
@@ -327,8 +420,10 @@ def _prep_context(s: Settings, image: str | None = None, data_dir: str | None = 
     if problem:
         raise UsageError(f"bad --data-dir {data_dir!r}: {problem}")
     if image is not None and not valid_image(image):
-        raise UsageError(f"bad --image {image!r}: give an image reference such as "
-                         "registry:5073/ml-data-server:latest")
+        raise UsageError(
+            f"bad --image {image!r}: give an image reference such as "
+            "registry:5073/ml-data-server:latest"
+        )
     addresses = envmod.resolve_addresses(s)
     registry = envmod.registry_host(s, addresses)
     return PrepContext(
@@ -343,10 +438,18 @@ def _prep_context(s: Settings, image: str | None = None, data_dir: str | None = 
     )
 
 
-def prepare(c: Context, roles: set[str] | None = None, host: str | None = None,
-            data_dir: str | None = None, image: str | None = None, push_check: bool = False,
-            remove_check_tools: bool = False, as_json: bool = False, title: str = "prepare",
-            render: bool = True) -> Any:
+def prepare(
+    c: Context,
+    roles: set[str] | None = None,
+    host: str | None = None,
+    data_dir: str | None = None,
+    image: str | None = None,
+    push_check: bool = False,
+    remove_check_tools: bool = False,
+    as_json: bool = False,
+    title: str = "prepare",
+    render: bool = True,
+) -> Any:
     """Prepare hosts for ``roles`` (None: each inventory host's own roles), in parallel.
 
     ``remove_check_tools``: instead, purge what earlier push checks installed (buildah ...).
@@ -358,8 +461,9 @@ def prepare(c: Context, roles: set[str] | None = None, host: str | None = None,
     from .ssh import fan_out
 
     if remove_check_tools and push_check:
-        raise UsageError("--remove-check-tools removes what --push-check installs: give one "
-                         "of them")
+        raise UsageError(
+            "--remove-check-tools removes what --push-check installs: give one of them"
+        )
     s = settings(c)
     ctx = _prep_context(s, image=image, data_dir=data_dir, push_check=push_check)
     role = next(iter(roles)) if roles and len(roles) == 1 else None
@@ -378,11 +482,23 @@ def prepare(c: Context, roles: set[str] | None = None, host: str | None = None,
         return outcomes
 
     with ui.LiveHosts(title, [t.label for t in targets]) as live:
-        report.extend(fan_out(targets, work, ssh=s.ssh, config=c.config, dry=is_dry(c),
-                              observer=live, lock=not is_dry(c), traffic=report.ssh))
+        report.extend(
+            fan_out(
+                targets,
+                work,
+                ssh=s.ssh,
+                config=c.config,
+                dry=is_dry(c),
+                observer=live,
+                lock=not is_dry(c),
+                traffic=report.ssh,
+            )
+        )
     if ctx.forget and not remove_check_tools:
-        report.notes.append(f"the FLOps registry is now {ctx.registry}: workers' trust for "
-                            f"{', '.join(ctx.forget)} (where it was before) is dropped")
+        report.notes.append(
+            f"the FLOps registry is now {ctx.registry}: workers' trust for "
+            f"{', '.join(ctx.forget)} (where it was before) is dropped"
+        )
     return finish(report, as_json, plan=plan, render=render)
 
 
@@ -404,9 +520,16 @@ def doctor(c: Context, as_json: bool = False, render: bool = True) -> Any:
     if not targets:
         report.notes.append("no hosts in the inventory: add them under flops.inventory")
     with ui.LiveHosts("doctor", [t.label for t in targets]) as live:
-        report.extend(fan_out(targets, lambda session: doctor_host(
-            session, set(session.target.roles), ctx), ssh=s.ssh, config=c.config,
-            observer=live, traffic=report.ssh))
+        report.extend(
+            fan_out(
+                targets,
+                lambda session: doctor_host(session, set(session.target.roles), ctx),
+                ssh=s.ssh,
+                config=c.config,
+                observer=live,
+                traffic=report.ssh,
+            )
+        )
     return finish(report, as_json, render=render)
 
 
@@ -442,19 +565,27 @@ def demo(c: Context, workers: int | str | None = None, as_json: bool = False) ->
     report = bootstrap(tb_ctx, render=False)
     report.title = f"demo: bootstrap of a {len(summary['workers'])}-worker testbed"
     config = summary["config"]
-    report.notes.extend([
-        "what now:",
-        f"  inv -f {config} doctor            # check it again (read-only)",
-        f"  inv -f {config} status            # the FLOps management suite",
-        f"  inv -f {config} reset --registry  # wipe the registry between experiments",
-        "  inv testbed.down                    # remove everything the testbed created",
-    ])
+    report.notes.extend(
+        [
+            "what now:",
+            f"  inv -f {config} doctor            # check it again (read-only)",
+            f"  inv -f {config} status            # the FLOps management suite",
+            f"  inv -f {config} reset --registry  # wipe the registry between experiments",
+            "  inv testbed.down                    # remove everything the testbed created",
+        ]
+    )
     return finish(report, as_json)
 
 
-def learner_data(c: Context, host: str | None = None, src: str | None = None,
-                 tag: str | None = None, listing: bool = False, as_json: bool = False,
-                 render: bool = True) -> Any:
+def learner_data(
+    c: Context,
+    host: str | None = None,
+    src: str | None = None,
+    tag: str | None = None,
+    listing: bool = False,
+    as_json: bool = False,
+    render: bool = True,
+) -> Any:
     """Copy Parquet files into learners' data mounts under ``tag`` (unchanged files are
     skipped), or with ``listing`` show per learner what its sidecar will serve."""
     from . import data, ui
@@ -476,16 +607,26 @@ def learner_data(c: Context, host: str | None = None, src: str | None = None,
     report = Report("learner-data", dry=is_dry(c))
     total = sum(f.size for f in files) * len(targets)
     with ui.Transfer(total, f"{len(files)} files to {len(targets)} hosts") as bar:
-        report.extend(fan_out(
-            targets, lambda session: data.copy_data(session, files, s.learner_data_dir,
-                                                    progress=bar.advance),
-            ssh=s.ssh, config=c.config, dry=is_dry(c), step="learner-data", lock=not is_dry(c),
-            traffic=report.ssh))
+        report.extend(
+            fan_out(
+                targets,
+                lambda session: data.copy_data(
+                    session, files, s.learner_data_dir, progress=bar.advance
+                ),
+                ssh=s.ssh,
+                config=c.config,
+                dry=is_dry(c),
+                step="learner-data",
+                lock=not is_dry(c),
+                traffic=report.ssh,
+            )
+        )
     return finish(report, as_json, render=render)
 
 
-def _learner_data_list(c: Context, s: Settings, host: str | None, tag: str | None, as_json: bool,
-                       render: bool) -> Any:
+def _learner_data_list(
+    c: Context, s: Settings, host: str | None, tag: str | None, as_json: bool, render: bool
+) -> Any:
     from . import data, ui
     from .errors import FlopsError, UsageError
     from .hosts import select_targets
@@ -507,16 +648,25 @@ def _learner_data_list(c: Context, s: Settings, host: str | None, tag: str | Non
         held = sorted({t for d in found.values() for t in d.tags()})
         silent = [t.label for t in targets if t.label not in found]
         raise UsageError(
-            f"unknown tag {tag!r}: the learners hold " + (
-                f"the tags {', '.join(held)}" if held else "no tagged data") +
-            (f" ({', '.join(silent)} did not answer)" if silent else ""))
+            f"unknown tag {tag!r}: the learners hold "
+            + (f"the tags {', '.join(held)}" if held else "no tagged data")
+            + (f" ({', '.join(silent)} did not answer)" if silent else "")
+        )
     result = {
-        "title": report.title, "ok": report.ok, "tag": tag,
-        "hosts": {label: {"status": report.host_status(label).value,
-                          **(found[label].only(tag).to_dict() if label in found else {
-                              "detail": "; ".join(o.detail for o in report.outcomes
-                                                  if o.host == label)})}
-                  for label in report.hosts()},
+        "title": report.title,
+        "ok": report.ok,
+        "tag": tag,
+        "hosts": {
+            label: {
+                "status": report.host_status(label).value,
+                **(
+                    found[label].only(tag).to_dict()
+                    if label in found
+                    else {"detail": "; ".join(o.detail for o in report.outcomes if o.host == label)}
+                ),
+            }
+            for label in report.hosts()
+        },
     }
     if not render:
         return result
@@ -534,8 +684,9 @@ class _WorkerImages:
     ``find`` reads every worker's stores, ``remove`` deletes what was listed. Run both
     inside ``ssh.shared_connections()``: the listing's connections also remove."""
 
-    def __init__(self, c: Context, s: Settings, host: str | None, registry_only: bool,
-                 report: Any) -> None:
+    def __init__(
+        self, c: Context, s: Settings, host: str | None, registry_only: bool, report: Any
+    ) -> None:
         from . import env as envmod
         from .hosts import select_targets
 
@@ -550,12 +701,20 @@ class _WorkerImages:
 
         def listing(session: Any) -> list:
             self.found[session.label] = images.list_images(
-                session, self.registry, upstream=not self.registry_only)
+                session, self.registry, upstream=not self.registry_only
+            )
             return []
 
         traffic: dict[str, dict[str, int]] = {}
-        outcomes = fan_out(self.targets, listing, ssh=self.s.ssh, config=self.c.config,
-                           dry=is_dry(self.c), step="list", traffic=traffic)
+        outcomes = fan_out(
+            self.targets,
+            listing,
+            ssh=self.s.ssh,
+            config=self.c.config,
+            dry=is_dry(self.c),
+            step="list",
+            traffic=traffic,
+        )
         self.report.count_ssh(traffic)
         return outcomes
 
@@ -568,15 +727,28 @@ class _WorkerImages:
 
         reachable = [t for t in self.targets if t.label in self.found]
         traffic: dict[str, dict[str, int]] = {}
-        outcomes = fan_out(reachable, lambda session: images.remove_images(
-            session, self.found[session.label]), ssh=self.s.ssh, config=self.c.config,
-            dry=is_dry(self.c), step="clear-images", lock=not is_dry(self.c), traffic=traffic)
+        outcomes = fan_out(
+            reachable,
+            lambda session: images.remove_images(session, self.found[session.label]),
+            ssh=self.s.ssh,
+            config=self.c.config,
+            dry=is_dry(self.c),
+            step="clear-images",
+            lock=not is_dry(self.c),
+            traffic=traffic,
+        )
         self.report.count_ssh(traffic)
         return outcomes
 
 
-def clear_images(c: Context, host: str | None = None, yes: bool = False,
-                 registry_only: bool = False, as_json: bool = False, render: bool = True) -> Any:
+def clear_images(
+    c: Context,
+    host: str | None = None,
+    yes: bool = False,
+    registry_only: bool = False,
+    as_json: bool = False,
+    render: bool = True,
+) -> Any:
     """Remove unused FLOps images (FLOps registry, and unless ``registry_only`` FLOps' own
     upstream images) from workers' Docker and containerd stores."""
     from .outcome import Report
@@ -591,8 +763,14 @@ def clear_images(c: Context, host: str | None = None, yes: bool = False,
     return finish(report, as_json, render=render)
 
 
-def fresh_start(c: Context, registry: bool = False, skip_apps: bool = False, yes: bool = False,
-                as_json: bool = False, render: bool = True) -> Any:
+def fresh_start(
+    c: Context,
+    registry: bool = False,
+    skip_apps: bool = False,
+    yes: bool = False,
+    as_json: bool = False,
+    render: bool = True,
+) -> Any:
     """Between experiments: FLOps' apps out of Oakestra, ``reset --clean`` (``--all`` with
     ``registry``), FLOps images off every worker, then doctor; one confirmation for all."""
     from .outcome import Report
@@ -611,13 +789,18 @@ def fresh_start(c: Context, registry: bool = False, skip_apps: bool = False, yes
         workers = _WorkerImages(c, s, None, False, report)
         with _stack_lock(s):
             report.extend(workers.find())
-            _confirm_deletion([*_apps_deletes(plan), *(line for p in projects for line in
-                                                       lifecycle.what_reset_deletes(p, scope)),
-                               *workers.deletes()], yes, dry)
+            _confirm_deletion(
+                [
+                    *_apps_deletes(plan),
+                    *(line for p in projects for line in lifecycle.what_reset_deletes(p, scope)),
+                    *workers.deletes(),
+                ],
+                yes,
+                dry,
+            )
             placement.require(projects, distinct=True)
             if _apps_removed(s, plan, report):
-                report.extend(placement.run(projects, lambda p: lifecycle.reset(p, scope),
-                                            "reset"))
+                report.extend(placement.run(projects, lambda p: lifecycle.reset(p, scope), "reset"))
         if report.ok:
             report.extend(workers.remove())
     if dry:
@@ -639,8 +822,13 @@ def oakestra_apps(c: Context, as_json: bool = False, render: bool = True) -> Any
     return plan
 
 
-def clear_apps(c: Context, yes: bool = False, without_db: bool = False, as_json: bool = False,
-               render: bool = True) -> Any:
+def clear_apps(
+    c: Context,
+    yes: bool = False,
+    without_db: bool = False,
+    as_json: bool = False,
+    render: bool = True,
+) -> Any:
     """Undeploy and delete FLOps' applications in Oakestra; every other app is kept."""
     from . import oakestra_apps
     from .outcome import Report
@@ -651,6 +839,8 @@ def clear_apps(c: Context, yes: bool = False, without_db: bool = False, as_json:
     _confirm_deletion(plan.deletes(), yes, dry)
     report = Report("clear-apps", dry=dry)
     report.extend(oakestra_apps.clear_apps(s, plan, dry=dry))
-    report.notes.append(f"System Manager {plan.url}, user {plan.user}; FLOps' apps recognised "
-                        f"by {plan.identification}")
+    report.notes.append(
+        f"System Manager {plan.url}, user {plan.user}; FLOps' apps recognised "
+        f"by {plan.identification}"
+    )
     return finish(report, as_json, render=render)

@@ -35,8 +35,6 @@ def quiet(command: str) -> str:
     return f"{{ {command}; }} >/dev/null 2>&1"
 
 
-
-
 def sudo(command: str, prompt: str | None) -> str:
     """Run a built command as root: ``sudo -n`` without a password, else ``sudo -S``."""
     if prompt is None:
@@ -82,11 +80,13 @@ def parse_probe_batch(stdout: str) -> dict[str, tuple[int, str]]:
     lines: list[str] = []
     for line in stdout.splitlines():
         if line.startswith(PROBE_MARK + " "):
-            rest = line[len(PROBE_MARK) + 1:]
+            rest = line[len(PROBE_MARK) + 1 :]
             if name is not None and rest.startswith("rc "):
                 code = rest[3:].strip()
-                results[name] = (int(code) if code.lstrip("-").isdigit() else 255,
-                                 "\n".join(lines).strip())
+                results[name] = (
+                    int(code) if code.lstrip("-").isdigit() else 255,
+                    "\n".join(lines).strip(),
+                )
                 name, lines = None, []
                 continue
             name, lines = rest, []
@@ -137,27 +137,36 @@ def hosts_toml_path(registry: str) -> str:
 def remove_registry_hosts(registry: str) -> str:
     """Remove containerd's hosts file of a former registry, and its folder when empty."""
     path = hosts_toml_path(registry)
-    return all_of(cmd("rm", "-f", "--", path),
-                  cmd("rmdir", "--ignore-fail-on-non-empty", "--", path.rsplit("/", 1)[0]))
+    return all_of(
+        cmd("rm", "-f", "--", path),
+        cmd("rmdir", "--ignore-fail-on-non-empty", "--", path.rsplit("/", 1)[0]),
+    )
 
 
 def binfmt_supported() -> str:
     """Exit 0 when the kernel can do binfmt_misc: mounted, built in, or a loadable module."""
-    return any_of(cmd("test", "-e", f"{BINFMT}/status"),
-                  cmd("grep", "-qw", "binfmt_misc", "/proc/filesystems"),
-                  cmd("modprobe", "-nq", "binfmt_misc") + " 2>/dev/null")
+    return any_of(
+        cmd("test", "-e", f"{BINFMT}/status"),
+        cmd("grep", "-qw", "binfmt_misc", "/proc/filesystems"),
+        cmd("modprobe", "-nq", "binfmt_misc") + " 2>/dev/null",
+    )
 
 
 def dpkg_status(packages: Sequence[str]) -> str:
     """``PACKAGE WANT OK STATUS [VERSION]`` per line for the packages dpkg knows (the others:
     nothing)."""
-    return cmd("dpkg-query", "-W", "-f", "${Package} ${Status} ${Version}\n", "--",
-               *packages) + " 2>/dev/null"
+    return (
+        cmd("dpkg-query", "-W", "-f", "${Package} ${Status} ${Version}\n", "--", *packages)
+        + " 2>/dev/null"
+    )
 
 
 def mount_binfmt() -> str:
-    return if_else(cmd("test", "-e", f"{BINFMT}/status"), "true",
-                   cmd("mount", "-t", "binfmt_misc", "binfmt_misc", BINFMT))
+    return if_else(
+        cmd("test", "-e", f"{BINFMT}/status"),
+        "true",
+        cmd("mount", "-t", "binfmt_misc", "binfmt_misc", BINFMT),
+    )
 
 
 APT_LISTS = "/var/lib/apt/lists"
@@ -170,33 +179,32 @@ def apt_install(packages: Sequence[str]) -> str:
     fails with them, say a package they do not know)."""
     env = "DEBIAN_FRONTEND=noninteractive"
     update = f"{env} {cmd('apt-get', 'update', '-qq')}"
-    install = f"{env} " + cmd("apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                              *packages)
-    fresh = (f"find {q(APT_LISTS)} -maxdepth 1 -name '*Release' -mmin -{APT_FRESH_MINUTES} "
-             "2>/dev/null | grep -q .")
+    install = f"{env} " + cmd(
+        "apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages
+    )
+    fresh = (
+        f"find {q(APT_LISTS)} -maxdepth 1 -name '*Release' -mmin -{APT_FRESH_MINUTES} "
+        "2>/dev/null | grep -q ."
+    )
     return if_else(fresh, any_of(install, all_of(update, install)), all_of(update, install))
-
-
 
 
 def run_binary_b64(data_b64: str) -> str:
     """Write a small binary to a temp file, run it, remove it (used for the arm64 probe)."""
     return (
-        'f=$(mktemp /tmp/flops-probe.XXXXXX) && '
-        f"printf '%s' {q(data_b64)} | base64 -d > \"$f\" && chmod 700 \"$f\" && "
+        "f=$(mktemp /tmp/flops-probe.XXXXXX) && "
+        f'printf \'%s\' {q(data_b64)} | base64 -d > "$f" && chmod 700 "$f" && '
         '"$f"; rc=$?; rm -f "$f"; exit $rc'
     )
 
 
 def docker_reload() -> str:
     """Apply reloadable daemon.json keys (insecure-registries) without stopping containers."""
-    return if_else(cmd("test", "-d", "/run/systemd/system"),
-                   cmd("systemctl", "reload", "docker"),
-                   'kill -HUP "$(pidof dockerd)"')
-
-
-
-
+    return if_else(
+        cmd("test", "-d", "/run/systemd/system"),
+        cmd("systemctl", "reload", "docker"),
+        'kill -HUP "$(pidof dockerd)"',
+    )
 
 
 def docker_info_json() -> str:
@@ -210,8 +218,12 @@ API_MARK = "@@flops-api"
 DOCKER_CONFIG_DIR = '"${DOCKER_CONFIG:-$HOME/.docker}"'
 # where the docker CLI looks for plugins besides DOCKER_CONFIG_DIR/cli-plugins
 # (docker/cli cli-plugins/manager/manager_unix.go, defaultSystemPluginDirs)
-CLI_PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
-                   "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
+CLI_PLUGIN_DIRS = (
+    "/usr/local/lib/docker/cli-plugins",
+    "/usr/local/libexec/docker/cli-plugins",
+    "/usr/lib/docker/cli-plugins",
+    "/usr/libexec/docker/cli-plugins",
+)
 
 # GET each path (argv after the socket) over the engine's unix socket, HTTP/1.0, one process:
 # per path a line "API_MARK STATUS PATH", then the body; STATUS 0 when nothing answered. An
@@ -249,8 +261,9 @@ def container_path(name: str) -> str:
     return f"/containers/{quote(name, safe='')}/json"
 
 
-def engine_reads(volumes: Sequence[str] = (), containers: Sequence[str] = (),
-                 tcp_port: int | None = None) -> str:
+def engine_reads(
+    volumes: Sequence[str] = (), containers: Sequence[str] = (), tcp_port: int | None = None
+) -> str:
     """The engine's ``/info``, then each volume and container, in one process; with
     ``tcp_port``: docker0's address (section ``docker0``) and whether that port answers on
     it (section ``tcp:ADDRESS:PORT``, as ``tcp_check_docker0``).
@@ -261,33 +274,44 @@ def engine_reads(volumes: Sequence[str] = (), containers: Sequence[str] = (),
     read, in the same format (``parse_engine_reads``). The bodies are the engine's JSON, as
     ``docker info``/``inspect --format '{{json .}}'`` print it.
     """
-    paths = ["/info", *(volume_path(v) for v in volumes),
-             *(container_path(c) for c in containers)]
+    paths = ["/info", *(volume_path(v) for v in volumes), *(container_path(c) for c in containers)]
     fallback = [(paths[0], docker_info_json(), "0")]
-    fallback += [(p, cmd("docker", "volume", "inspect", "--format", "{{json .}}", v), "404")
-                 for p, v in zip(paths[1:], volumes, strict=False)]
-    fallback += [(p, cmd("docker", "container", "inspect", "--format", "{{json .}}", c), "404")
-                 for p, c in zip(paths[1 + len(volumes):], containers, strict=True)]
-    cli = "; ".join(f"o=$({command} 2>&1) && s=200 || s={missing}; "
-                    f"printf '%s %s %s\\n%s\\n' {q(API_MARK)} \"$s\" {q(path)} \"$o\""
-                    for path, command, missing in fallback)
+    fallback += [
+        (p, cmd("docker", "volume", "inspect", "--format", "{{json .}}", v), "404")
+        for p, v in zip(paths[1:], volumes, strict=False)
+    ]
+    fallback += [
+        (p, cmd("docker", "container", "inspect", "--format", "{{json .}}", c), "404")
+        for p, c in zip(paths[1 + len(volumes) :], containers, strict=True)
+    ]
+    cli = "; ".join(
+        f"o=$({command} 2>&1) && s=200 || s={missing}; "
+        f'printf \'%s %s %s\\n%s\\n\' {q(API_MARK)} "$s" {q(path)} "$o"'
+        for path, command, missing in fallback
+    )
     tcp = extra = address = ""
     if tcp_port is not None:
         # docker0's address with one `ip` call and shell builtins
-        address = ('a=""; p=""; for w in $(ip -4 -o addr show docker0 2>/dev/null); do '
-                   '[ -z "$a" ] && [ "$p" = inet ] && a=${w%/*}; p=$w; done; '
-                   f'printf \'%s 200 docker0\\n%s\\n\' {q(API_MARK)} "$a"; ')
+        address = (
+            'a=""; p=""; for w in $(ip -4 -o addr show docker0 2>/dev/null); do '
+            '[ -z "$a" ] && [ "$p" = inet ] && a=${w%/*}; p=$w; done; '
+            f"printf '%s 200 docker0\\n%s\\n' {q(API_MARK)} \"$a\"; "
+        )
         extra = f' ${{a:+"tcp:$a:{int(tcp_port)}"}}'
-        tcp = (f'; if [ -n "$a" ] && timeout 2 {_tcp_open(int(tcp_port))} 2>/dev/null; '
-               f'then s=200; else s=0; fi; '
-               f'printf \'%s %s %s\\n\\n\' {q(API_MARK)} "$s" "tcp:$a:{int(tcp_port)}"')
+        tcp = (
+            f'; if [ -n "$a" ] && timeout 2 {_tcp_open(int(tcp_port))} 2>/dev/null; '
+            f"then s=200; else s=0; fi; "
+            f'printf \'%s %s %s\\n\\n\' {q(API_MARK)} "$s" "tcp:$a:{int(tcp_port)}"'
+        )
     config = f"{DOCKER_CONFIG_DIR}/config.json"
-    same_engine = (f'[ -z "${{DOCKER_HOST:-}}${{DOCKER_CONTEXT:-}}" ] && '
-                   f"{{ [ ! -e {config} ] || ! grep -q '\"currentContext\"' {config}; }} && "
-                   f"{has_command('perl')} >/dev/null")
+    same_engine = (
+        f'[ -z "${{DOCKER_HOST:-}}${{DOCKER_CONTEXT:-}}" ] && '
+        f"{{ [ ! -e {config} ] || ! grep -q '\"currentContext\"' {config}; }} && "
+        f"{has_command('perl')} >/dev/null"
+    )
     return address + if_else(
-        same_engine, cmd("perl", "-e", _ENGINE_GET_PERL, DOCKER_SOCKET, *paths) + extra,
-        cli + tcp)
+        same_engine, cmd("perl", "-e", _ENGINE_GET_PERL, DOCKER_SOCKET, *paths) + extra, cli + tcp
+    )
 
 
 def parse_engine_reads(stdout: str) -> dict[str, tuple[int, str]]:
@@ -299,7 +323,7 @@ def parse_engine_reads(stdout: str) -> dict[str, tuple[int, str]]:
         if line.startswith(API_MARK + " "):
             if path is not None:
                 found[path] = (status, "\n".join(lines).strip())
-            code, _, rest = line[len(API_MARK) + 1:].partition(" ")
+            code, _, rest = line[len(API_MARK) + 1 :].partition(" ")
             path, status, lines = (rest or None), int(code) if code.isdigit() else 0, []
             continue
         if path is not None:
@@ -321,29 +345,50 @@ def find_cli_plugin(name: str) -> str:
     """The path of the docker CLI plugin ``name`` where the CLI would find it; status 1 if
     none (no ``exit``: it may run in the batch's own shell)."""
     dirs = " ".join([f"{DOCKER_CONFIG_DIR}/cli-plugins", *(q(d) for d in CLI_PLUGIN_DIRS)])
-    return (f'x=""; for d in {dirs}; do if [ -z "$x" ] && [ -x "$d"/{q(name)} ] && '
-            f'[ -f "$d"/{q(name)} ]; then x="$d"/{q(name)}; fi; done; '
-            '[ -n "$x" ] && echo "$x"')
+    return (
+        f'x=""; for d in {dirs}; do if [ -z "$x" ] && [ -x "$d"/{q(name)} ] && '
+        f'[ -f "$d"/{q(name)} ]; then x="$d"/{q(name)}; fi; done; '
+        '[ -n "$x" ] && echo "$x"'
+    )
 
 
 def binfmt_rules() -> str:
     """The rules that register QEMU's handlers again at boot (systemd-binfmt's binfmt.d,
     binfmt-support's binfmts), one path a line; no program started."""
-    return ('for f in /usr/lib/binfmt.d/qemu-*.conf /usr/share/binfmts/qemu-*; do '
-            'if [ -e "$f" ]; then echo "$f"; fi; done; true')
-
-
+    return (
+        "for f in /usr/lib/binfmt.d/qemu-*.conf /usr/share/binfmts/qemu-*; do "
+        'if [ -e "$f" ]; then echo "$f"; fi; done; true'
+    )
 
 
 def buildx_create_container(name: str, config: str, platforms: str) -> str:
-    return cmd("docker", "buildx", "create", "--name", name, "--driver", "docker-container",
-               "--platform", platforms, "--buildkitd-config", config, "--bootstrap")
+    return cmd(
+        "docker",
+        "buildx",
+        "create",
+        "--name",
+        name,
+        "--driver",
+        "docker-container",
+        "--platform",
+        platforms,
+        "--buildkitd-config",
+        config,
+        "--bootstrap",
+    )
 
 
 def docker_context_create(name: str) -> str:
-    return cmd("docker", "context", "create", name, "--description",
-               "FLOps image builder (docker driver)", "--docker",
-               "host=unix:///var/run/docker.sock")
+    return cmd(
+        "docker",
+        "context",
+        "create",
+        name,
+        "--description",
+        "FLOps image builder (docker driver)",
+        "--docker",
+        "host=unix:///var/run/docker.sock",
+    )
 
 
 def buildx_rm(name: str) -> str:
@@ -351,12 +396,18 @@ def buildx_rm(name: str) -> str:
 
 
 # a two-platform image whose RUN step executes a tiny per-arch program (probe_binaries)
-PROBE_DOCKERFILE = ('FROM scratch\nARG TARGETARCH\nCOPY uname-${TARGETARCH} /uname\n'
-                    'RUN ["/uname"]\n')
+PROBE_DOCKERFILE = 'FROM scratch\nARG TARGETARCH\nCOPY uname-${TARGETARCH} /uname\nRUN ["/uname"]\n'
 
 
-def buildx_push_probe(registry: str, ref: str, platforms: str, builder: str, driver: str,
-                      amd64_b64: str, arm64_b64: str) -> str:
+def buildx_push_probe(
+    registry: str,
+    ref: str,
+    platforms: str,
+    builder: str,
+    driver: str,
+    amd64_b64: str,
+    arm64_b64: str,
+) -> str:
     """Build a two-platform image whose RUN step executes a tiny per-arch program, and push it.
 
     The arm64 RUN can only succeed through QEMU on an amd64 worker (and the other way round).
@@ -367,18 +418,29 @@ def buildx_push_probe(registry: str, ref: str, platforms: str, builder: str, dri
     else:
         build = cmd("docker", "buildx", "build", "--builder", builder)
     # --no-cache: a cached RUN step prints nothing, and proves nothing about QEMU today
-    build += " " + cmd("--progress=plain", "--provenance=false", "--no-cache", "--platform",
-                       platforms, "--push", "-t", f"{registry}/{ref}")
+    build += " " + cmd(
+        "--progress=plain",
+        "--provenance=false",
+        "--no-cache",
+        "--platform",
+        platforms,
+        "--push",
+        "-t",
+        f"{registry}/{ref}",
+    )
     # the docker driver also keeps the image in the engine's store: remove it again
-    drop = quiet(cmd("docker", "image", "rm", "-f", f"{registry}/{ref}")) + "; " \
-        if driver == "docker" else ""
+    drop = (
+        quiet(cmd("docker", "image", "rm", "-f", f"{registry}/{ref}")) + "; "
+        if driver == "docker"
+        else ""
+    )
     return (
         "d=$(mktemp -d /tmp/flops-push.XXXXXX) && "
         f"printf '%s' {q(dockerfile)} > \"$d/Dockerfile\" && "
         f"printf '%s' {q(amd64_b64)} | base64 -d > \"$d/uname-amd64\" && "
         f"printf '%s' {q(arm64_b64)} | base64 -d > \"$d/uname-arm64\" && "
-        "chmod 755 \"$d\"/uname-* && "
-        f"{build} \"$d\" 2>&1; rc=$?; {drop}rm -rf \"$d\"; exit $rc"
+        'chmod 755 "$d"/uname-* && '
+        f'{build} "$d" 2>&1; rc=$?; {drop}rm -rf "$d"; exit $rc'
     )
 
 
@@ -388,10 +450,12 @@ def register_binfmt(machine: str) -> str:
     return if_else(
         cmd("test", "-d", "/run/systemd/system"),
         cmd("systemctl", "restart", "systemd-binfmt"),
-        if_else(has_command("update-binfmts") + " >/dev/null",
-                cmd("update-binfmts", "--enable", f"qemu-{machine}"),
-                # no init system and no binfmt-support: register the binfmt.d rule directly
-                f"grep -v '^#' {q(conf)} | head -n 1 > {q(BINFMT + '/register')}"),
+        if_else(
+            has_command("update-binfmts") + " >/dev/null",
+            cmd("update-binfmts", "--enable", f"qemu-{machine}"),
+            # no init system and no binfmt-support: register the binfmt.d rule directly
+            f"grep -v '^#' {q(conf)} | head -n 1 > {q(BINFMT + '/register')}",
+        ),
     )
 
 
@@ -399,8 +463,10 @@ def wait_docker_trusts(registry: str, seconds: int = 15) -> str:
     """Reload is asynchronous: wait until docker info lists the registry."""
     probe = cmd("docker", "info", "--format", "{{json .RegistryConfig.IndexConfigs}}")
     needle = q(f'"{registry}"')
-    return (f"i=0; until {probe} | grep -qF {needle}; do i=$((i+1)); "
-            f"[ $i -ge {int(seconds) * 5} ] && exit 1; sleep 0.2; done")
+    return (
+        f"i=0; until {probe} | grep -qF {needle}; do i=$((i+1)); "
+        f"[ $i -ge {int(seconds) * 5} ] && exit 1; sleep 0.2; done"
+    )
 
 
 def _tcp_open(port: int) -> str:
@@ -411,11 +477,11 @@ def _tcp_open(port: int) -> str:
 
 def wait_tcp_docker0(port: int, seconds: int = 30) -> str:
     """Poll until TCP ``port`` answers on docker0's address (a freshly started server)."""
-    return (f"a=$({docker0_address()}) && test -n \"$a\" && i=0 && "
-            f"until timeout 1 {_tcp_open(port)} 2>/dev/null; do "
-            f"i=$((i+1)); [ $i -ge {int(seconds) * 5} ] && exit 1; sleep 0.2; done")
-
-
+    return (
+        f'a=$({docker0_address()}) && test -n "$a" && i=0 && '
+        f"until timeout 1 {_tcp_open(port)} 2>/dev/null; do "
+        f"i=$((i+1)); [ $i -ge {int(seconds) * 5} ] && exit 1; sleep 0.2; done"
+    )
 
 
 def nodeengine_addon(name: str, state: str) -> str:
@@ -428,8 +494,10 @@ def nodeengine_addon_list() -> str:
 
 def _wait(test: str, seconds: int) -> str:
     """Poll ``test`` every 0.1 s; exit 1 after ``seconds``."""
-    return (f"i=0; until {test}; do i=$((i+1)); [ $i -ge {int(seconds) * 10} ] && exit 1; "
-            "sleep 0.1; done")
+    return (
+        f"i=0; until {test}; do i=$((i+1)); [ $i -ge {int(seconds) * 10} ] && exit 1; "
+        "sleep 0.1; done"
+    )
 
 
 def relaunch(process: str, ready: str, seconds: int = 30) -> str:
@@ -440,13 +508,17 @@ def relaunch(process: str, ready: str, seconds: int = 30) -> str:
     """
     return (
         f"p=$(pidof -s {q(process)}) || {{ echo {q(process + ' is not running')} >&2; exit 1; }}; "
-        'a=$(mktemp) && tr \'\\0\' \'\\n\' < "/proc/$p/cmdline" > "$a" && set -- && '
+        "a=$(mktemp) && tr '\\0' '\\n' < \"/proc/$p/cmdline\" > \"$a\" && set -- && "
         'while IFS= read -r x; do set -- "$@" "$x"; done < "$a"; rm -f "$a"; '
         'o=$(readlink "/proc/$p/fd/1"); [ -f "$o" ] || o=/dev/null; '
         # gone, or exited and not yet reaped by its parent (a zombie)
-        'kill -TERM "$p"; ' + _wait('{ ! kill -0 "$p" 2>/dev/null || grep -q '
-                                    '"^State:[[:space:]]*Z" "/proc/$p/status" 2>/dev/null; }',
-                                    seconds) + "; "
+        'kill -TERM "$p"; '
+        + _wait(
+            '{ ! kill -0 "$p" 2>/dev/null || grep -q '
+            '"^State:[[:space:]]*Z" "/proc/$p/status" 2>/dev/null; }',
+            seconds,
+        )
+        + "; "
         'setsid nohup "$@" </dev/null >>"$o" 2>&1 & '
         + _wait(f"{{ {ready}; }} >/dev/null 2>&1", seconds)
     )
@@ -460,12 +532,15 @@ def restart_containerd(seconds: int = 30) -> str:
     survive). Elsewhere: ``relaunch``.
     """
     ready = cmd("ctr", "version")
-    docker_back = if_else(has_command("dockerd") + " >/dev/null",
-                          _wait(quiet(cmd("docker", "info")), 60), "true")
+    docker_back = if_else(
+        has_command("dockerd") + " >/dev/null", _wait(quiet(cmd("docker", "info")), 60), "true"
+    )
     return all_of(
-        if_else(cmd("test", "-d", "/run/systemd/system"),
-                cmd("systemctl", "restart", "containerd"),
-                f"( {relaunch('containerd', ready, seconds)} )"),
+        if_else(
+            cmd("test", "-d", "/run/systemd/system"),
+            cmd("systemctl", "restart", "containerd"),
+            f"( {relaunch('containerd', ready, seconds)} )",
+        ),
         f"( {_wait(quiet(ready), seconds)} )",
         f"( {docker_back} )",
     )
@@ -473,8 +548,10 @@ def restart_containerd(seconds: int = 30) -> str:
 
 def running_tasks() -> str:
     """``namespace/task`` of every running containerd task, sorted, one per line."""
-    return ("for n in $(ctr namespaces ls -q); do ctr -n \"$n\" tasks ls 2>/dev/null | "
-            "awk -v n=\"$n\" 'NR > 1 && $3 == \"RUNNING\" {print n \"/\" $1}'; done | sort")
+    return (
+        'for n in $(ctr namespaces ls -q); do ctr -n "$n" tasks ls 2>/dev/null | '
+        'awk -v n="$n" \'NR > 1 && $3 == "RUNNING" {print n "/" $1}\'; done | sort'
+    )
 
 
 def apply_containerd_config(content: str) -> str:
@@ -485,14 +562,14 @@ def apply_containerd_config(content: str) -> str:
     bak = f"{cfg}.flops-bak"
     restore = if_else(cmd("test", "-e", bak), cmd("mv", "-f", bak, cfg), cmd("rm", "-f", cfg))
     return (
-        f"t=$(mktemp) && {{ {running_tasks()}; }} > \"$t\" && "
+        f't=$(mktemp) && {{ {running_tasks()}; }} > "$t" && '
         f"{{ if [ -e {q(cfg)} ]; then cp -p {q(cfg)} {q(bak)}; else rm -f {q(bak)}; fi; }} && "
         f"{{ {write_file(cfg, content)}; }} && "
         f"if {{ {restart_containerd()}; }}; then rm -f {q(bak)}; else "
-        f"{restore}; {{ {restart_containerd()}; }} >/dev/null 2>&1; rm -f \"$t\"; "
+        f'{restore}; {{ {restart_containerd()}; }} >/dev/null 2>&1; rm -f "$t"; '
         f"echo {q('containerd did not come back with the new config: old config restored')} >&2; "
         "exit 1; fi; "
-        f"gone=$({{ {running_tasks()}; }} | comm -23 \"$t\" -); "
+        f'gone=$({{ {running_tasks()}; }} | comm -23 "$t" -); '
         'echo "containers running before and after: $(wc -l < "$t")"; rm -f "$t"; '
         '[ -z "$gone" ] || { echo "stopped by the restart: $gone" >&2; exit 1; }'
     )
@@ -500,11 +577,15 @@ def apply_containerd_config(content: str) -> str:
 
 def restart_nodeengine() -> str:
     """Apply NodeEngine's config: restart it where it runs (a stopped one reads it at start)."""
-    return if_else(cmd("test", "-d", "/run/systemd/system"),
-                   cmd("systemctl", "try-restart", "nodeengine.service"),
-                   if_else(cmd("pidof", "NodeEngine") + " >/dev/null",
-                           f"( {relaunch('NodeEngine', cmd('pidof', 'NodeEngine'))} )",
-                           "true"))
+    return if_else(
+        cmd("test", "-d", "/run/systemd/system"),
+        cmd("systemctl", "try-restart", "nodeengine.service"),
+        if_else(
+            cmd("pidof", "NodeEngine") + " >/dev/null",
+            f"( {relaunch('NodeEngine', cmd('pidof', 'NodeEngine'))} )",
+            "true",
+        ),
+    )
 
 
 def install_check_tools(packages: Sequence[str]) -> str:
@@ -513,11 +594,11 @@ def install_check_tools(packages: Sequence[str]) -> str:
     listing = "dpkg-query -W -f '${Package}\\n' | sort"
     return all_of(
         cmd("mkdir", "-p", STATE_DIR),
-        f"b=$(mktemp) && {listing} > \"$b\"",
+        f'b=$(mktemp) && {listing} > "$b"',
         apt_install(packages),
-        f"{listing} | comm -13 \"$b\" - > \"$b.new\"",
-        f"cat \"$b.new\" >> {q(CHECK_TOOLS_LIST)} && sort -u -o {q(CHECK_TOOLS_LIST)} "
-        f"{q(CHECK_TOOLS_LIST)} && cat \"$b.new\" && rm -f \"$b\" \"$b.new\"",
+        f'{listing} | comm -13 "$b" - > "$b.new"',
+        f'cat "$b.new" >> {q(CHECK_TOOLS_LIST)} && sort -u -o {q(CHECK_TOOLS_LIST)} '
+        f'{q(CHECK_TOOLS_LIST)} && cat "$b.new" && rm -f "$b" "$b.new"',
     )
 
 
@@ -540,8 +621,7 @@ def remove_check_tools(packages: Sequence[str]) -> str:
     )
 
 
-def buildah_push_probe(ref: str, platforms: Sequence[str], amd64_b64: str,
-                       arm64_b64: str) -> str:
+def buildah_push_probe(ref: str, platforms: Sequence[str], amd64_b64: str, arm64_b64: str) -> str:
     """Build and push a two-platform image the way FLOps' image builder does.
 
     addon-FLOps image_builder_package/fl_image_builder/image_management.py runs
@@ -556,22 +636,22 @@ def buildah_push_probe(ref: str, platforms: Sequence[str], amd64_b64: str,
     """
     plat = " ".join(cmd("--platform", p) for p in platforms)
     return (
-        "d=$(mktemp -d /var/tmp/flops-push.XXXXXX) && mkdir \"$d/ctx\" && "
+        'd=$(mktemp -d /var/tmp/flops-push.XXXXXX) && mkdir "$d/ctx" && '
         f"printf '%s' {q(PROBE_DOCKERFILE)} > \"$d/ctx/Dockerfile\" && "
         f"printf '%s' {q(amd64_b64)} | base64 -d > \"$d/ctx/uname-amd64\" && "
         f"printf '%s' {q(arm64_b64)} | base64 -d > \"$d/ctx/uname-arm64\" && "
-        "chmod 755 \"$d\"/ctx/uname-* || exit 1; "
+        'chmod 755 "$d"/ctx/uname-* || exit 1; '
         'sd=overlay; [ "$(stat -f -c %T "$d")" = overlayfs ] && sd=vfs; '
-        'lim=""; c=$(awk \'/^CapEff/ {print $2}\' /proc/self/status); '
-        '[ $(( 0x$c >> 24 & 1 )) = 1 ] || lim=$(awk \'/^Max open files/ {n=$5} '
+        "lim=\"\"; c=$(awk '/^CapEff/ {print $2}' /proc/self/status); "
+        "[ $(( 0x$c >> 24 & 1 )) = 1 ] || lim=$(awk '/^Max open files/ {n=$5} "
         '/^Max processes/ {p=$4} END {printf "--ulimit nofile=%s:%s --ulimit nproc=%s:%s", '
-        'n, n, p, p}\' /proc/self/limits); '
+        "n, n, p, p}' /proc/self/limits); "
         'echo "storage-driver: $sd${lim:+; ulimits: kept at the hard limits}"; '
         'b() { buildah --root "$d/root" --runroot "$d/run" --storage-driver "$sd" "$@"; }; '
         f'(cd "$d/ctx" && b build $lim {plat} --isolation=chroot --tls-verify=false '
         f"--manifest {q(ref + '-manifest')} -t {q(ref)} .) 2>&1 && "
         f"b manifest push --tls-verify=false --all {q(ref + '-manifest')} {q('docker://' + ref)} "
-        "2>&1; rc=$?; b rmi -a -f >/dev/null 2>&1; rm -rf \"$d\"; exit $rc"
+        '2>&1; rc=$?; b rmi -a -f >/dev/null 2>&1; rm -rf "$d"; exit $rc'
     )
 
 
@@ -596,8 +676,20 @@ def publish_spec(address: str, port: int) -> str:
 def sidecar_run(image: str, mount_source: str, address: str, port: int = SIDECAR_PORT) -> str:
     return all_of(
         any_of(quiet(cmd("docker", "rm", "-f", SIDECAR)), "true"),
-        cmd("docker", "run", "-d", "--name", SIDECAR, "--restart", "unless-stopped",
-            "-p", publish_spec(address, port), "-v", f"{mount_source}:{DATA_MOUNT}", image),
+        cmd(
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            SIDECAR,
+            "--restart",
+            "unless-stopped",
+            "-p",
+            publish_spec(address, port),
+            "-v",
+            f"{mount_source}:{DATA_MOUNT}",
+            image,
+        ),
     )
 
 
@@ -606,8 +698,10 @@ def docker0_address() -> str:
 
 
 def tcp_check_docker0(port: int, seconds: int = 3) -> str:
-    return (f"a=$({docker0_address()}) && test -n \"$a\" && echo \"$a\" && "
-            f"timeout {int(seconds)} {_tcp_open(port)}")
+    return (
+        f'a=$({docker0_address()}) && test -n "$a" && echo "$a" && '
+        f"timeout {int(seconds)} {_tcp_open(port)}"
+    )
 
 
 def volume_mountpoint(name: str) -> str:
@@ -623,9 +717,11 @@ def sha256_of(folder: str, names: Sequence[str]) -> str:
     """
     if not names:
         return "true"
-    return (f"cd {q(folder)} && {{ i=0; for f in {' '.join(q(n) for n in names)}; do "
-            'if [ -f "$f" ] && [ ! -L "$f" ]; then h=$(sha256sum < "$f") && '
-            'printf \'%s %s\\n\' "$i" "${h%% *}"; fi; i=$((i+1)); done; true; }')
+    return (
+        f"cd {q(folder)} && {{ i=0; for f in {' '.join(q(n) for n in names)}; do "
+        'if [ -f "$f" ] && [ ! -L "$f" ]; then h=$(sha256sum < "$f") && '
+        'printf \'%s %s\\n\' "$i" "${h%% *}"; fi; i=$((i+1)); done; true; }'
+    )
 
 
 def parse_sha256_of(stdout: str, names: Sequence[str]) -> dict[str, str]:
@@ -692,14 +788,27 @@ def docker_images_state() -> str:
 
     Prints ``MISSING_MARK docker`` where the docker CLI is not installed.
     """
-    images = cmd("docker", "image", "ls", "--no-trunc", "--format",
-                 "{{.Repository}}:{{.Tag}} {{.ID}}")
-    running = (cmd("docker", "ps", "-q", "--no-trunc") + " | " + cmd(
-        "xargs", "-r", "docker", "container", "inspect", "--format",
-        "{{.Name}} {{.Config.Image}} {{.Image}}"))
-    return if_else(has_command("docker") + " >/dev/null",
-                   f"{images} && {cmd('echo', SECTION_MARK)} && {running}",
-                   cmd("echo", MISSING_MARK, "docker"))
+    images = cmd(
+        "docker", "image", "ls", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"
+    )
+    running = (
+        cmd("docker", "ps", "-q", "--no-trunc")
+        + " | "
+        + cmd(
+            "xargs",
+            "-r",
+            "docker",
+            "container",
+            "inspect",
+            "--format",
+            "{{.Name}} {{.Config.Image}} {{.Image}}",
+        )
+    )
+    return if_else(
+        has_command("docker") + " >/dev/null",
+        f"{images} && {cmd('echo', SECTION_MARK)} && {running}",
+        cmd("echo", MISSING_MARK, "docker"),
+    )
 
 
 def ctr_images_state(namespace: str) -> str:
@@ -708,13 +817,21 @@ def ctr_images_state(namespace: str) -> str:
     Prints ``MISSING_MARK ctr`` where ctr is not installed; fails within
     ``CTR_CONNECT_TIMEOUT`` when containerd does not answer.
     """
+
     def ctr(*args: str) -> str:
         return cmd("ctr", "--connect-timeout", CTR_CONNECT_TIMEOUT, "-n", namespace, *args)
 
-    return if_else(has_command("ctr") + " >/dev/null",
-                   all_of(ctr("images", "ls", "-q"), cmd("echo", SECTION_MARK),
-                          ctr("containers", "ls"), cmd("echo", SECTION_MARK), ctr("tasks", "ls")),
-                   cmd("echo", MISSING_MARK, "ctr"))
+    return if_else(
+        has_command("ctr") + " >/dev/null",
+        all_of(
+            ctr("images", "ls", "-q"),
+            cmd("echo", SECTION_MARK),
+            ctr("containers", "ls"),
+            cmd("echo", SECTION_MARK),
+            ctr("tasks", "ls"),
+        ),
+        cmd("echo", MISSING_MARK, "ctr"),
+    )
 
 
 def remove_images_docker(refs: Sequence[str]) -> str:

@@ -180,35 +180,49 @@ def _section(flops: Any, config: Config, name: str) -> dict[str, Any]:
     _expect(isinstance(value, dict), config, (name,), "a mapping", value)
     for key in value:
         if key not in DEFAULTS[name]:
-            raise ConfigError(f"flops.{name}.{key} (from {source_of(config, name, key)}): "
-                              f"unknown key; known keys: {', '.join(DEFAULTS[name])}")
+            raise ConfigError(
+                f"flops.{name}.{key} (from {source_of(config, name, key)}): "
+                f"unknown key; known keys: {', '.join(DEFAULTS[name])}"
+            )
     return value
 
 
-def _number(section: dict[str, Any], config: Config, name: str, key: str, low: float,
-            high: float) -> float:
+def _number(
+    section: dict[str, Any], config: Config, name: str, key: str, low: float, high: float
+) -> float:
     value = section.get(key)
     ok = isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
     _expect(ok, config, (name, key), f"a number from {low:g} to {high:g}", value)
     return float(value) if isinstance(value, float) else int(value)  # type: ignore[arg-type]
 
 
-def _string(section: dict[str, Any], config: Config, name: str, key: str,
-            empty_ok: bool = True) -> str:
+def _string(
+    section: dict[str, Any], config: Config, name: str, key: str, empty_ok: bool = True
+) -> str:
     value = section.get(key)
-    ok = (isinstance(value, str) and (empty_ok or value.strip() != "")
-          and not any(ch in value for ch in "\n\r\0"))
-    _expect(ok, config, (name, key), "a single-line string" + ("" if empty_ok else ", not empty"),
-            value)
+    ok = (
+        isinstance(value, str)
+        and (empty_ok or value.strip() != "")
+        and not any(ch in value for ch in "\n\r\0")
+    )
+    _expect(
+        ok, config, (name, key), "a single-line string" + ("" if empty_ok else ", not empty"), value
+    )
     return str(value)
 
 
-def _name(section: dict[str, Any], config: Config, name: str, key: str,
-          empty_ok: bool = False) -> str:
+def _name(
+    section: dict[str, Any], config: Config, name: str, key: str, empty_ok: bool = False
+) -> str:
     """A value that ends up as an argument of docker or git: never an option."""
     value = _string(section, config, name, key, empty_ok)
-    _expect(not value.startswith("-"), config, (name, key),
-            "a name that does not start with '-' (it would be read as an option)", value)
+    _expect(
+        not value.startswith("-"),
+        config,
+        (name, key),
+        "a name that does not start with '-' (it would be read as an option)",
+        value,
+    )
     return value
 
 
@@ -228,12 +242,17 @@ def settings(c: Context) -> Settings:
         raise ConfigError("no 'flops' config namespace: run inv from the flops-tasks project")
     for key in flops:
         if key not in DEFAULTS:
-            raise ConfigError(f"flops.{key} (from {source_of(config, key)}): unknown key; "
-                              f"known keys: {', '.join(DEFAULTS)}")
+            raise ConfigError(
+                f"flops.{key} (from {source_of(config, key)}): unknown key; "
+                f"known keys: {', '.join(DEFAULTS)}"
+            )
 
     inventory = flops.get("inventory") or {}
-    inventory = {k: dict(v) if hasattr(v, "items") else v for k, v in dict(inventory).items()} \
-        if hasattr(inventory, "items") else inventory
+    inventory = (
+        {k: dict(v) if hasattr(v, "items") else v for k, v in dict(inventory).items()}
+        if hasattr(inventory, "items")
+        else inventory
+    )
     try:
         targets = inventory_targets(inventory)
     except ConfigError as exc:
@@ -241,14 +260,29 @@ def settings(c: Context) -> Settings:
 
     ssh = _section(flops, config, "ssh")
     ssh_user = ssh.get("user")
-    _expect(ssh_user is None or isinstance(ssh_user, str) and valid_user(ssh_user), config,
-            ("ssh", "user"), "a user name or null", ssh_user)
+    _expect(
+        ssh_user is None or isinstance(ssh_user, str) and valid_user(ssh_user),
+        config,
+        ("ssh", "user"),
+        "a user name or null",
+        ssh_user,
+    )
     key = ssh.get("key")
-    _expect(key is None or isinstance(key, str) and key.strip() != "", config, ("ssh", "key"),
-            "a path to a private key or null", key)
+    _expect(
+        key is None or isinstance(key, str) and key.strip() != "",
+        config,
+        ("ssh", "key"),
+        "a path to a private key or null",
+        key,
+    )
     host_keys = ssh.get("host_keys")
-    _expect(host_keys in HOST_KEY_POLICIES, config, ("ssh", "host_keys"),
-            " or ".join(HOST_KEY_POLICIES), host_keys)
+    _expect(
+        host_keys in HOST_KEY_POLICIES,
+        config,
+        ("ssh", "host_keys"),
+        " or ".join(HOST_KEY_POLICIES),
+        host_keys,
+    )
     parallel = _number(ssh, config, "ssh", "parallel", 1, 256)
     _expect(isinstance(parallel, int), config, ("ssh", "parallel"), "a whole number", parallel)
     sudo_env = _string(ssh, config, "ssh", "sudo_password_env", empty_ok=False)
@@ -275,34 +309,54 @@ def settings(c: Context) -> Settings:
             address_sources[var] = f"environment variable {var}"
         else:
             addresses[var] = _string(addr_section, config, "addresses", var.lower())
-            address_sources[var] = (source_of(config, "addresses", var.lower())
-                                    if addresses[var] else "auto-detected")
+            address_sources[var] = (
+                source_of(config, "addresses", var.lower()) if addresses[var] else "auto-detected"
+            )
 
     registry = _section(flops, config, "registry")
     registry_address = _string(registry, config, "registry", "address")
-    _expect(registry_address == "" or valid_hostname(registry_address), config,
-            ("registry", "address"), "an IP address or host name", registry_address)
+    _expect(
+        registry_address == "" or valid_hostname(registry_address),
+        config,
+        ("registry", "address"),
+        "an IP address or host name",
+        registry_address,
+    )
     registry_port = _number(registry, config, "registry", "port", 1, 65535)
-    _expect(isinstance(registry_port, int), config, ("registry", "port"), "a whole number",
-            registry_port)
+    _expect(
+        isinstance(registry_port, int),
+        config,
+        ("registry", "port"),
+        "a whole number",
+        registry_port,
+    )
 
     stack = _section(flops, config, "stack")
     project = _name(stack, config, "stack", "project")
-    _expect(project.replace("-", "_").isidentifier() and project == project.lower(), config,
-            ("stack", "project"), "lower-case letters, digits, '_' and '-'", project)
+    _expect(
+        project.replace("-", "_").isidentifier() and project == project.lower(),
+        config,
+        ("stack", "project"),
+        "lower-case letters, digits, '_' and '-'",
+        project,
+    )
     raw_overrides = stack.get("overrides")
     overrides: list[str] = list(raw_overrides) if isinstance(raw_overrides, list | tuple) else []
-    _expect(isinstance(raw_overrides, list | tuple)
-            and all(isinstance(o, str) and o for o in overrides),
-            config, ("stack", "overrides"), "a list of compose file paths", raw_overrides)
+    _expect(
+        isinstance(raw_overrides, list | tuple)
+        and all(isinstance(o, str) and o for o in overrides),
+        config,
+        ("stack", "overrides"),
+        "a list of compose file paths",
+        raw_overrides,
+    )
     compose_files = tuple(
-        str(resolve_path(p)) for p in [_string(stack, config, "stack", "compose_file", False),
-                                      *overrides]
+        str(resolve_path(p))
+        for p in [_string(stack, config, "stack", "compose_file", False), *overrides]
     )
     network = _name(stack, config, "stack", "network", empty_ok=True)
     bind = _string(stack, config, "stack", "bind_address", empty_ok=False)
-    _expect(_is_ip(bind), config, ("stack", "bind_address"), "an IP address such as 0.0.0.0",
-            bind)
+    _expect(_is_ip(bind), config, ("stack", "bind_address"), "an IP address such as 0.0.0.0", bind)
     stack_settings = StackSettings(
         project=project,
         compose_files=compose_files,
@@ -318,22 +372,39 @@ def settings(c: Context) -> Settings:
     addon = _section(flops, config, "addon")
     builder = _section(flops, config, "builder")
     driver = builder.get("driver")
-    _expect(driver in ("auto", "docker", "docker-container"), config, ("builder", "driver"),
-            "auto, docker or docker-container", driver)
+    _expect(
+        driver in ("auto", "docker", "docker-container"),
+        config,
+        ("builder", "driver"),
+        "auto, docker or docker-container",
+        driver,
+    )
     learner = _section(flops, config, "learner")
     data_dir = _string(learner, config, "learner", "data_dir")
     problem = data_dir_problem(data_dir) if data_dir else None
     if problem:
-        raise ConfigError(f"flops.learner.data_dir = {data_dir!r} (from "
-                          f"{source_of(config, 'learner', 'data_dir')}): {problem}")
+        raise ConfigError(
+            f"flops.learner.data_dir = {data_dir!r} (from "
+            f"{source_of(config, 'learner', 'data_dir')}): {problem}"
+        )
     publish = _string(learner, config, "learner", "publish_address")
-    _expect(publish == "" or _is_ip(publish), config, ("learner", "publish_address"),
-            "an IP address of the worker, or empty for its docker0 address", publish)
+    _expect(
+        publish == "" or _is_ip(publish),
+        config,
+        ("learner", "publish_address"),
+        "an IP address of the worker, or empty for its docker0 address",
+        publish,
+    )
     oak = _section(flops, config, "oakestra")
     oak_user = _string(oak, config, "oakestra", "user", empty_ok=False)
     oak_env = _string(oak, config, "oakestra", "password_env", empty_ok=False)
-    _expect(oak_env.isascii() and oak_env.replace("_", "a").isalnum() and not oak_env[0].isdigit(),
-            config, ("oakestra", "password_env"), "an environment variable name", oak_env)
+    _expect(
+        oak_env.isascii() and oak_env.replace("_", "a").isalnum() and not oak_env[0].isdigit(),
+        config,
+        ("oakestra", "password_env"),
+        "an environment variable name",
+        oak_env,
+    )
     oak_port = _number(oak, config, "oakestra", "port", 1, 65535)
     _expect(isinstance(oak_port, int), config, ("oakestra", "port"), "a whole number", oak_port)
     return Settings(
@@ -363,8 +434,9 @@ LOCAL = "local"  # the placement value for the Docker engine inv talks to by def
 DEFAULT_KEY = "default"  # the placement key for every service not named
 
 
-def _placement(stack: dict[str, Any], config: Config,
-               inventory: list[Target]) -> dict[str, Target | None]:
+def _placement(
+    stack: dict[str, Any], config: Config, inventory: list[Target]
+) -> dict[str, Target | None]:
     """``flops.stack.placement`` as service -> host (None: the local engine).
 
     Refused in one line: a key that is no service, a value that is no host, one host under
@@ -376,8 +448,13 @@ def _placement(stack: dict[str, Any], config: Config,
 
     raw: Any = stack.get("placement")
     raw = dict(raw) if hasattr(raw, "items") else raw
-    _expect(isinstance(raw, dict), config, ("stack", "placement"),
-            f"a mapping of service to host ({', '.join(SERVICES)}, {DEFAULT_KEY})", raw)
+    _expect(
+        isinstance(raw, dict),
+        config,
+        ("stack", "placement"),
+        f"a mapping of service to host ({', '.join(SERVICES)}, {DEFAULT_KEY})",
+        raw,
+    )
     if not raw:
         return {}
     where = source_of(config, "stack", "placement")
@@ -385,11 +462,15 @@ def _placement(stack: dict[str, Any], config: Config,
     hosts: dict[str, Target | None] = {}
     for key, value in raw.items():
         if key not in (*SERVICES, DEFAULT_KEY):
-            raise ConfigError(f"flops.stack.placement.{key} (from {where}): unknown service; "
-                              f"services are {', '.join(SERVICES)}, and {DEFAULT_KEY} for "
-                              "the rest")
-        fix = (f"expected {LOCAL}, an inventory name ({', '.join(by_name) or 'none yet'}) or "
-               "[user@]host[:port]")
+            raise ConfigError(
+                f"flops.stack.placement.{key} (from {where}): unknown service; "
+                f"services are {', '.join(SERVICES)}, and {DEFAULT_KEY} for "
+                "the rest"
+            )
+        fix = (
+            f"expected {LOCAL}, an inventory name ({', '.join(by_name) or 'none yet'}) or "
+            "[user@]host[:port]"
+        )
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"flops.stack.placement.{key} = {value!r} (from {where}): {fix}")
         if value == LOCAL:
@@ -400,22 +481,27 @@ def _placement(stack: dict[str, Any], config: Config,
             try:
                 hosts[key] = parse_host(value)
             except FlopsError:
-                raise ConfigError(f"flops.stack.placement.{key} = {value!r} (from {where}): "
-                                  f"{fix}") from None
+                raise ConfigError(
+                    f"flops.stack.placement.{key} = {value!r} (from {where}): {fix}"
+                ) from None
     default = hosts.get(DEFAULT_KEY)
     placed = {svc: hosts.get(svc, default) for svc in SERVICES}
     names: dict[tuple[str, int], str] = {}
     for target in [t for t in dict.fromkeys(placed.values()) if t is not None]:
         key2 = (target.host, target.port)
         if key2 in names and names[key2] != target.label:
-            raise ConfigError(f"flops.stack.placement (from {where}) names {target.host}:"
-                              f"{target.port} twice ({names[key2]} and {target.label}): use "
-                              "one name for one host")
+            raise ConfigError(
+                f"flops.stack.placement (from {where}) names {target.host}:"
+                f"{target.port} twice ({names[key2]} and {target.label}): use "
+                "one name for one host"
+            )
         names[key2] = target.label
     if placed[FLOPS_DB_SERVICE] != placed[MANAGER]:
-        raise ConfigError(f"flops.stack.placement (from {where}) puts {FLOPS_DB_SERVICE} and "
-                          f"{MANAGER} on different hosts: upstream's manager reaches its "
-                          "database at FLOPS_MANAGER_IP:10027, so place them together")
+        raise ConfigError(
+            f"flops.stack.placement (from {where}) puts {FLOPS_DB_SERVICE} and "
+            f"{MANAGER} on different hosts: upstream's manager reaches its "
+            "database at FLOPS_MANAGER_IP:10027, so place them together"
+        )
     for engine in dict.fromkeys(placed.values()):
         here = [svc for svc, t in placed.items() if t == engine]
         seen: dict[int, str] = {}
@@ -423,9 +509,11 @@ def _placement(stack: dict[str, Any], config: Config,
             for port in PORTS[svc]:
                 if port in seen:
                     label = engine.label if engine is not None else LOCAL
-                    raise ConfigError(f"flops.stack.placement (from {where}) puts {seen[port]}"
-                                      f" and {svc} on {label}, and both publish port {port}: "
-                                      "place one of them on another host")
+                    raise ConfigError(
+                        f"flops.stack.placement (from {where}) puts {seen[port]}"
+                        f" and {svc} on {label}, and both publish port {port}: "
+                        "place one of them on another host"
+                    )
                 seen[port] = svc
     if all(t is None for t in placed.values()):
         return {}
@@ -434,17 +522,46 @@ def _placement(stack: dict[str, Any], config: Config,
 
 def _image(section: dict[str, Any], config: Config, name: str, key: str) -> str:
     image = _string(section, config, name, key, empty_ok=False)
-    _expect(valid_image(image), config, (name, key),
-            "an image reference such as registry:5073/name:tag", image)
+    _expect(
+        valid_image(image),
+        config,
+        (name, key),
+        "an image reference such as registry:5073/name:tag",
+        image,
+    )
     return image
 
 
 # Mounted read-write into the sidecar: never a system tree, nor one of these folders itself
 # (a folder of its own inside /srv, /opt, /home ... is fine).
-_SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/proc", "/run", "/sbin", "/sys", "/usr",
-                 "/var/run", "/var/lib/docker", "/var/lib/containerd")
-_TOO_WIDE = ("/", "/home", "/media", "/mnt", "/opt", "/root", "/srv", "/tmp", "/var",
-             "/var/lib", "/var/log", "/var/tmp")
+_SYSTEM_TREES = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var/run",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+)
+_TOO_WIDE = (
+    "/",
+    "/home",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/root",
+    "/srv",
+    "/tmp",
+    "/var",
+    "/var/lib",
+    "/var/log",
+    "/var/tmp",
+)
 
 
 def data_dir_problem(path: str) -> str | None:
@@ -458,11 +575,16 @@ def data_dir_problem(path: str) -> str | None:
     if ":" in path:
         return "give a path without ':' (docker -v would split the path there)"
     norm = "/" + "/".join(part for part in path.split("/") if part not in ("", "."))
-    system = (norm in _TOO_WIDE or re.match(r"/lib(32|64|x32)?(/|$)", norm)
-              or any(norm == tree or norm.startswith(tree + "/") for tree in _SYSTEM_TREES))
+    system = (
+        norm in _TOO_WIDE
+        or re.match(r"/lib(32|64|x32)?(/|$)", norm)
+        or any(norm == tree or norm.startswith(tree + "/") for tree in _SYSTEM_TREES)
+    )
     if system:
-        return (f"{norm} is a system directory, and the sidecar mounts the data dir "
-                "read-write: give a directory of its own, e.g. /srv/flops-data")
+        return (
+            f"{norm} is a system directory, and the sidecar mounts the data dir "
+            "read-write: give a directory of its own, e.g. /srv/flops-data"
+        )
     return None
 
 
@@ -473,8 +595,11 @@ def valid_data_dir(path: str) -> bool:
 
 def valid_image(ref: str) -> bool:
     """An image reference that cannot be mistaken for an option (config and --image)."""
-    return bool(ref.strip()) and not ref.startswith("-") and not any(
-        ch.isspace() or ch == "\0" for ch in ref)
+    return (
+        bool(ref.strip())
+        and not ref.startswith("-")
+        and not any(ch.isspace() or ch == "\0" for ch in ref)
+    )
 
 
 def _is_ip(value: str) -> bool:

@@ -40,8 +40,9 @@ MAX_NAME = 255  # bytes in one file name (Linux NAME_MAX)
 # utils/arg_parsing.py) and the sidecar cuts names at the first dot, so no dot, comma,
 # space or leading '-'; ASCII only, to stay safe in Oakestra's service command.
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z")
-TAG_RULE = ("letters, digits, '_' and '-' (not first), at most 64, no dots: e.g. mnist or "
-            "cifar10_train")
+TAG_RULE = (
+    "letters, digits, '_' and '-' (not first), at most 64, no dots: e.g. mnist or cifar10_train"
+)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -56,8 +57,11 @@ def check_tag(tag: str | None, flag: str = "--tag") -> str:
     if tag is None or not str(tag).strip():
         raise UsageError(f"{flag} is missing: name the data tag learners request ({TAG_RULE})")
     if not TAG.match(tag):
-        why = ("holds a dot: the sidecar serves a file under the part of its name before "
-               "the first dot" if "." in tag else f"use {TAG_RULE}")
+        why = (
+            "holds a dot: the sidecar serves a file under the part of its name before the first dot"
+            if "." in tag
+            else f"use {TAG_RULE}"
+        )
         raise UsageError(f"bad {flag} {tag!r}: {why}")
     return tag
 
@@ -70,13 +74,13 @@ def requestable(tag: str) -> bool:
 
 def stored_name(tag: str, path: Path) -> str:
     """``<tag>.<stem>.parquet``: the name the sidecar serves for ``tag``."""
-    stem = path.name[:-len(SUFFIX)] if path.name.lower().endswith(SUFFIX) else path.name
+    stem = path.name[: -len(SUFFIX)] if path.name.lower().endswith(SUFFIX) else path.name
     return f"{tag}.{stem}{SUFFIX}"
 
 
 def name_problem(path: Path, name: str) -> str | None:
     """Why the sidecar could never serve ``name`` (made from ``path``), or None."""
-    stem = name[name.index(".") + 1:-len(SUFFIX)]
+    stem = name[name.index(".") + 1 : -len(SUFFIX)]
     if not stem:
         return "has no name before .parquet"
     if _CONTROL.search(path.name):
@@ -123,8 +127,11 @@ def _expand(src: str) -> list[Path]:
         raise UsageError(f"bad --src {src!r}: empty entry in the list")
     paths: list[Path] = []
     for part in parts:
-        matches = sorted(glob.glob(os.path.expanduser(part))) if any(
-            ch in part for ch in "*?[") else [os.path.expanduser(part)]
+        matches = (
+            sorted(glob.glob(os.path.expanduser(part)))
+            if any(ch in part for ch in "*?[")
+            else [os.path.expanduser(part)]
+        )
         if not matches:
             raise UsageError(f"--src {part!r} matches no file")
         for m in matches:
@@ -152,13 +159,16 @@ def collect(src: str, tag: str) -> list[DataFile]:
         if problem:
             raise UsageError(f"--src {str(p)!r}: the file name {problem}: rename it")
         if not is_parquet(p):
-            raise UsageError(f"{p} is not a parquet file (no PAR1 magic at both ends): the "
-                             "sidecar reads every file of a tag as Parquet")
+            raise UsageError(
+                f"{p} is not a parquet file (no PAR1 magic at both ends): the "
+                "sidecar reads every file of a tag as Parquet"
+            )
         if name in files:
             if files[name].path.resolve() == p.resolve():
                 continue
-            raise UsageError(f"{files[name].path} and {p} would both be stored as {name}: "
-                             "rename one")
+            raise UsageError(
+                f"{files[name].path} and {p} would both be stored as {name}: rename one"
+            )
         files[name] = DataFile(p, name, p.stat().st_size, sha256_file(p))
     return list(files.values())
 
@@ -188,8 +198,10 @@ def locate(session: HostSession, data_dir: str, strict: bool = True) -> Mount:
     """
     host = session.label
     fix = f"run inv prepare-learner --host {host}"
-    probes = [("sidecar", C.container_inspect(C.SIDECAR)),
-              ("volume", C.volume_mountpoint(C.DATA_VOLUME))]
+    probes = [
+        ("sidecar", C.container_inspect(C.SIDECAR)),
+        ("volume", C.volume_mountpoint(C.DATA_VOLUME)),
+    ]
     if data_dir:
         probes.append(("data_dir", C.cmd("test", "-d", data_dir)))
     facts = WorkerFacts(session.probes(probes))
@@ -209,15 +221,22 @@ def locate(session: HostSession, data_dir: str, strict: bool = True) -> Mount:
     state = str((info.get("State") or {}).get("Status") or "unknown")
     mount = _sidecar_mount(info)
     if mount is None:
-        raise RemoteFailure(f"{C.SIDECAR} mounts nothing at {C.DATA_MOUNT}, so it serves no "
-                            f"data from this host: {fix}")
+        raise RemoteFailure(
+            f"{C.SIDECAR} mounts nothing at {C.DATA_MOUNT}, so it serves no "
+            f"data from this host: {fix}"
+        )
     served = posixpath.normpath(str(mount.get("Source") or ""))
-    same = (mount.get("Name") == C.DATA_VOLUME) if not data_dir else (
-        mount.get("Type") == "bind" and served == want)
+    same = (
+        (mount.get("Name") == C.DATA_VOLUME)
+        if not data_dir
+        else (mount.get("Type") == "bind" and served == want)
+    )
     if same:
         return Mount(served, source, state)
-    problem = (f"{C.SIDECAR} serves {mount.get('Name') or served}, not the configured "
-               f"{source}: {fix} (or set flops.learner.data_dir to match)")
+    problem = (
+        f"{C.SIDECAR} serves {mount.get('Name') or served}, not the configured "
+        f"{source}: {fix} (or set flops.learner.data_dir to match)"
+    )
     if strict:
         raise RemoteFailure(problem)
     return Mount(served, f"{mount.get('Type')} {mount.get('Name') or served}", state, problem)
@@ -258,17 +277,26 @@ class Entry:
         list_flights fail for its tag)."""
         magic = PARQUET_MAGIC.hex()
         if self.raw.startswith(TEMP_PREFIX.encode()):
-            return ("a temporary file of learner-data, left over unless a copy is running "
-                    "now: remove it", False)
+            return (
+                "a temporary file of learner-data, left over unless a copy is running "
+                "now: remove it",
+                False,
+            )
         if not requestable(self.tag):
-            return (f"never served: no learner can ask for the tag '{shown(self.tag)}' (the name "
-                    "before its first dot); store it with inv learner-data --tag", False)
+            return (
+                f"never served: no learner can ask for the tag '{shown(self.tag)}' (the name "
+                "before its first dot); store it with inv learner-data --tag",
+                False,
+            )
         breaks = f"list_flights for tag '{shown(self.tag)}' fails while it is there: remove it"
         if self.kind == "l":
-            return (f"a symbolic link, not followed here (learner-data never makes one): the "
-                    f"sidecar reads what it points to inside its container, and list_flights "
-                    f"for tag '{shown(self.tag)}' fails unless that is Parquet: replace it "
-                    "with the file", False)
+            return (
+                f"a symbolic link, not followed here (learner-data never makes one): the "
+                f"sidecar reads what it points to inside its container, and list_flights "
+                f"for tag '{shown(self.tag)}' fails unless that is Parquet: replace it "
+                "with the file",
+                False,
+            )
         if self.kind != "f":
             return f"a {KINDS.get(self.kind, self.kind)}, not a Parquet file: {breaks}", True
         if self.size < 8 or self.head != magic or self.tail != magic:
@@ -289,8 +317,12 @@ class Entry:
         return self.tag if self.verdict()[1] else None
 
     def to_dict(self) -> dict:
-        data: dict = {"name": self.name, "tag": shown(self.tag),
-                      "kind": KINDS.get(self.kind, self.kind), "size": self.size}
+        data: dict = {
+            "name": self.name,
+            "tag": shown(self.tag),
+            "kind": KINDS.get(self.kind, self.kind),
+            "size": self.size,
+        }
         if self.problem:
             data["problem"] = self.problem
             data["breaks"] = shown(self.breaks) if self.breaks else None
@@ -343,14 +375,17 @@ class HostData:
             "source": self.mount.source,
             "sidecar": self.mount.sidecar,
             **({"mount_problem": self.mount.problem} if self.mount.problem else {}),
-            "tags": {shown(t): [{"name": e.name, "size": e.size} for e in files]
-                     for t, files in self.tags().items()},
+            "tags": {
+                shown(t): [{"name": e.name, "size": e.size} for e in files]
+                for t, files in self.tags().items()
+            },
             "problems": [e.to_dict() for e in self.problems()],
         }
 
 
-def _listing(session: HostSession, folder: str, extra: list[tuple[str, str]] | None = None
-             ) -> tuple[list[Entry], dict[str, tuple[int, str]]]:
+def _listing(
+    session: HostSession, folder: str, extra: list[tuple[str, str]] | None = None
+) -> tuple[list[Entry], dict[str, tuple[int, str]]]:
     found = session.probes([("list", C.list_mount(folder)), *(extra or [])])
     for rc, out in found.values():
         if rc != 0:
@@ -381,8 +416,11 @@ def _count(n: int, noun: str) -> str:
 def listing_outcomes(host: str, data: HostData) -> list[Outcome]:
     """The table view of one host's listing: the mount, one row per tag, one per problem."""
     m = data.mount
-    rows = [failed(host, "mount", m.problem) if m.problem else
-            ok(host, "mount", f"{m.path} ({m.source}){_sidecar_note(m)}")]
+    rows = [
+        failed(host, "mount", m.problem)
+        if m.problem
+        else ok(host, "mount", f"{m.path} ({m.source}){_sidecar_note(m)}")
+    ]
     tags = data.tags()
     for tag, files in tags.items():
         size = sum(e.size for e in files)
@@ -390,9 +428,11 @@ def listing_outcomes(host: str, data: HostData) -> list[Outcome]:
         broken = [e.name for e in data.problems() if e.breaks == tag]
         detail = f"{_count(len(files), 'file')}, {size} bytes: {names}"
         step = f"tag {shown(tag)}"
-        rows.append(failed(host, step, f"{detail}; list_flights fails because of "
-                                       f"{', '.join(broken)}") if broken
-                    else ok(host, step, detail))
+        rows.append(
+            failed(host, step, f"{detail}; list_flights fails because of {', '.join(broken)}")
+            if broken
+            else ok(host, step, detail)
+        )
     for e in data.problems():
         rows.append(failed(host, e.name, e.problem or ""))
     if not tags and not data.problems():
@@ -401,8 +441,12 @@ def listing_outcomes(host: str, data: HostData) -> list[Outcome]:
 
 
 # -- copying -------------------------------------------------------------------------------
-def copy_data(session: HostSession, files: list[DataFile], data_dir: str,
-              progress: Callable[[str, int], None] | None = None) -> list[Outcome]:
+def copy_data(
+    session: HostSession,
+    files: list[DataFile],
+    data_dir: str,
+    progress: Callable[[str, int], None] | None = None,
+) -> list[Outcome]:
     """Copy what differs to where the sidecar serves it; ``progress(host, bytes)`` is
     called as bytes go out. Entries that would break the files' tag are reported."""
     host = session.label
@@ -414,8 +458,10 @@ def copy_data(session: HostSession, files: list[DataFile], data_dir: str,
     for f in files:
         held = by_name.get(f.name.encode())
         if held is not None and held.kind != "f":
-            raise RemoteFailure(f"{dest}/{f.name} is a {KINDS[held.kind]}: nothing copied; "
-                                "remove it and run learner-data again")
+            raise RemoteFailure(
+                f"{dest}/{f.name} is a {KINDS[held.kind]}: nothing copied; "
+                "remove it and run learner-data again"
+            )
     remote = C.parse_sha256_of(found["sums"][1], names)
     todo = [f for f in files if remote.get(f.name) != f.sha256]
     skipped = len(files) - len(todo)
@@ -425,8 +471,7 @@ def copy_data(session: HostSession, files: list[DataFile], data_dir: str,
     extra = [failed(host, e.name, e.problem or "") for e in broken]
     note = _sidecar_note(mount)
     if not todo:
-        return [ok(host, "learner-data", f"all {len(files)} files already in {dest}{note}"),
-                *extra]
+        return [ok(host, "learner-data", f"all {len(files)} files already in {dest}{note}"), *extra]
     sent = 0
     for f in todo:
         if session.dry:
@@ -443,14 +488,26 @@ def copy_data(session: HostSession, files: list[DataFile], data_dir: str,
         session.change(C.install_file(tmp, f"{dest}/{f.name}"), f"install {f.name} in {dest}")
         sent += f.size
     if session.dry:
-        return [changed(host, "learner-data", f"would copy {_count(len(todo), 'file')} to "
-                                              f"{dest}, skip {skipped} unchanged"), *extra]
+        return [
+            changed(
+                host,
+                "learner-data",
+                f"would copy {_count(len(todo), 'file')} to {dest}, skip {skipped} unchanged",
+            ),
+            *extra,
+        ]
     check = session.probe(C.sha256_of(dest, [f.name for f in todo]))
     got = C.parse_sha256_of(check.stdout, [f.name for f in todo])
     bad = [f.name for f in todo if got.get(f.name) != f.sha256]
     if bad:
         raise RemoteFailure(f"checksum mismatch after copy: {', '.join(bad)}")
-    return [changed(host, "learner-data",
-                    f"copied {_count(len(todo), 'file')} ({sent} bytes) to {dest} as "
-                    f"{', '.join(f.name for f in todo)}; {skipped} unchanged skipped; checksums "
-                    f"verified{note}"), *extra]
+    return [
+        changed(
+            host,
+            "learner-data",
+            f"copied {_count(len(todo), 'file')} ({sent} bytes) to {dest} as "
+            f"{', '.join(f.name for f in todo)}; {skipped} unchanged skipped; checksums "
+            f"verified{note}",
+        ),
+        *extra,
+    ]

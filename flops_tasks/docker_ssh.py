@@ -49,8 +49,10 @@ def _quote_value(value: str, what: str) -> str:
     """A path as one ssh option value: in double quotes, ``%`` escaped (ssh expands
     ``%`` tokens in known_hosts and identity paths)."""
     if any(ch in value for ch in '"\n\r\0'):
-        raise UsageError(f"{what} {value!r} cannot be given to ssh (it holds a quote or a "
-                         "line break): rename the file")
+        raise UsageError(
+            f"{what} {value!r} cannot be given to ssh (it holds a quote or a "
+            "line break): rename the file"
+        )
     return '"' + value.replace("%", "%%") + '"'
 
 
@@ -80,8 +82,11 @@ def ssh_options(ssh: SshSettings) -> list[str]:
     ]
     if ssh.key:
         key = os.path.expanduser(ssh.key)
-        options += [f"IdentityFile={_quote_value(key, 'flops.ssh.key')}", "IdentitiesOnly=yes",
-                    "IdentityAgent=none"]
+        options += [
+            f"IdentityFile={_quote_value(key, 'flops.ssh.key')}",
+            "IdentitiesOnly=yes",
+            "IdentityAgent=none",
+        ]
     return options
 
 
@@ -94,18 +99,22 @@ def real_ssh(skip: tuple[Path, ...] = ()) -> str:
         candidate = Path(folder) / "ssh"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
-    raise FlopsError("the OpenSSH client (ssh) is not installed: Docker's SSH transport runs "
-                     "it (Debian: apt-get install openssh-client)")
+    raise FlopsError(
+        "the OpenSSH client (ssh) is not installed: Docker's SSH transport runs "
+        "it (Debian: apt-get install openssh-client)"
+    )
 
 
 def wrapper_script(ssh_binary: str, ssh: SshSettings) -> str:
     args = [ssh_binary, "-F", "/dev/null"]
     for option in ssh_options(ssh):
         args += ["-o", option]
-    return ("#!/bin/sh\n"
-            "# flops-tasks: Docker's SSH transport with flops.ssh's host keys, key and "
-            "timeouts\n"
-            f'exec {shlex.join(args)} "$@"\n')
+    return (
+        "#!/bin/sh\n"
+        "# flops-tasks: Docker's SSH transport with flops.ssh's host keys, key and "
+        "timeouts\n"
+        f'exec {shlex.join(args)} "$@"\n'
+    )
 
 
 def folder_for(ssh: SshSettings) -> Path:
@@ -119,8 +128,10 @@ def folder_for(ssh: SshSettings) -> Path:
         folder = Path(tempfile.mkdtemp(prefix="flops-docker-ssh-"))
         if os.pathsep in str(folder):
             shutil.rmtree(folder, ignore_errors=True)
-            raise FlopsError(f"the temp folder {folder.parent} has '{os.pathsep}' in its "
-                             "path: set TMPDIR to a plain folder")
+            raise FlopsError(
+                f"the temp folder {folder.parent} has '{os.pathsep}' in its "
+                "path: set TMPDIR to a plain folder"
+            )
         path = folder / "ssh"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
         with os.fdopen(fd, "w") as fh:
@@ -160,8 +171,9 @@ def transport_failure(text: str) -> tuple[int, str] | None:
     return int(match.group(1)), (stderr.group(1).strip() if stderr else "")
 
 
-def explain(text: str, target: Target, label: str, ssh: SshSettings,
-            docker_hint: str) -> str | None:
+def explain(
+    text: str, target: Target, label: str, ssh: SshSettings, docker_hint: str
+) -> str | None:
     """One line for a failed connection to the engine on ``target``; None when ``text`` is not
     a transport failure.
 
@@ -173,18 +185,23 @@ def explain(text: str, target: Target, label: str, ssh: SshSettings,
     if found is None:
         return None
     status, stderr = found
-    last = next((ln.strip() for ln in reversed(stderr.splitlines()) if ln.strip()),
-                f"ssh exit {status}")
+    last = next(
+        (ln.strip() for ln in reversed(stderr.splitlines()) if ln.strip()), f"ssh exit {status}"
+    )
     if status == 255:
         why = _fabric_says(target, ssh)
         return f"{label}: {why or last}"
     lowered = stderr.lower()
     if status == 127 or "not found" in lowered:
-        return (f"{label} has no docker CLI ({last}): install Docker there (Debian: apt-get "
-                f"install docker.io), or place its services on another host")
+        return (
+            f"{label} has no docker CLI ({last}): install Docker there (Debian: apt-get "
+            f"install docker.io), or place its services on another host"
+        )
     if "permission denied" in lowered:
-        return (f"{label}: the SSH user may not use Docker ({last}): connect as root or add "
-                "the user to the docker group")
+        return (
+            f"{label}: the SSH user may not use Docker ({last}): connect as root or add "
+            "the user to the docker group"
+        )
     if "cannot connect to the docker daemon" in lowered or "docker.sock" in lowered:
         return f"{label}: the Docker engine does not answer ({last}): {docker_hint}"
     return f"{label}: Docker's SSH transport failed ({last})"

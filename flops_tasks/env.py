@@ -84,8 +84,7 @@ def check_address(var: str, value: str, source: str) -> str:
     try:
         ip = ipaddress.ip_address(value)
     except ValueError:
-        raise UsageError(f"{var}={value!r} ({source}) is not an IP address: {fix}") \
-            from None
+        raise UsageError(f"{var}={value!r} ({source}) is not an IP address: {fix}") from None
     problem = _unusable(ip)
     if problem:
         raise UsageError(f"{var}={value} ({source}) is {problem}: {fix}")
@@ -127,8 +126,11 @@ def host_address(host: str) -> str:
     return str(infos[0][4][0]) if infos else ""
 
 
-def resolve_addresses(s: Settings, detect: Callable[[], str] | None = None,
-                      locate: Callable[[str], str] = host_address) -> Addresses:
+def resolve_addresses(
+    s: Settings,
+    detect: Callable[[], str] | None = None,
+    locate: Callable[[str], str] = host_address,
+) -> Addresses:
     """Config and environment first; an empty value is the address of the host that runs
     its component (``COMPONENT``): a placement host's address, else this host's primary IP
     (``detect``, default ``primary_ip``)."""
@@ -141,13 +143,16 @@ def resolve_addresses(s: Settings, detect: Callable[[], str] | None = None,
         target = s.stack.placement.get(COMPONENT[var])
         if not value and target is not None:
             value = locate(target.host)
-            why = ("beside Oakestra's System Manager" if var == "SYSTEM_MANAGER_IP"
-                   else "placed there")
+            why = (
+                "beside Oakestra's System Manager" if var == "SYSTEM_MANAGER_IP" else "placed there"
+            )
             sources[var] = f"address of {target.label}, which runs {COMPONENT[var]} ({why})"
             if not value:
-                raise UsageError(f"{var}: the placement host {target.host} does not resolve "
-                                 f"to an address: set {var} (or flops.addresses."
-                                 f"{var.lower()}) to an address workers can reach")
+                raise UsageError(
+                    f"{var}: the placement host {target.host} does not resolve "
+                    f"to an address: set {var} (or flops.addresses."
+                    f"{var.lower()}) to an address workers can reach"
+                )
         elif not value:
             if detected is None:
                 detected = detect()
@@ -177,8 +182,10 @@ def read_env_file(path: str | Path) -> dict[str, str]:
             return data
         text = p.read_text()
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read the env file {str(p)!r} ({exc}): set "
-                         "flops.stack.env_file to a readable file path") from None
+        raise UsageError(
+            f"cannot read the env file {str(p)!r} ({exc}): set "
+            "flops.stack.env_file to a readable file path"
+        ) from None
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
@@ -188,8 +195,12 @@ def read_env_file(path: str | Path) -> dict[str, str]:
     return data
 
 
-def env_values(s: Settings, addresses: Addresses, extra: dict[str, str] | None = None,
-               existing: dict[str, str] | None = None) -> dict[str, str]:
+def env_values(
+    s: Settings,
+    addresses: Addresses,
+    extra: dict[str, str] | None = None,
+    existing: dict[str, str] | None = None,
+) -> dict[str, str]:
     """Everything the compose files read: addresses, bind address, image, credentials."""
     existing = existing or {}
     values = dict(addresses.values)
@@ -203,9 +214,11 @@ def env_values(s: Settings, addresses: Addresses, extra: dict[str, str] | None =
     for key, value in values.items():
         if any(ch in value for ch in "\n\r\"'$ #`\\"):
             shown = key if key in SECRET_KEYS else f"{key}={value!r}"  # never show a secret
-            raise UsageError(f"{shown} cannot be written to the env file "
-                             f"{s.stack.env_file}: use letters, digits, '.', ':', '/', '_' "
-                             "and '-'")
+            raise UsageError(
+                f"{shown} cannot be written to the env file "
+                f"{s.stack.env_file}: use letters, digits, '.', ':', '/', '_' "
+                "and '-'"
+            )
     return values
 
 
@@ -218,8 +231,9 @@ def write_env_file(path: str | Path, values: dict[str, str]) -> bool:
     write leaves no temp file behind.
     """
     p = Path(path)
-    body = ("# Written by flops-tasks (inv env); mode 0600, keep it private.\n"
-            + "".join(f"{k}={v}\n" for k, v in values.items()))
+    body = "# Written by flops-tasks (inv env); mode 0600, keep it private.\n" + "".join(
+        f"{k}={v}\n" for k, v in values.items()
+    )
     try:
         if _holds(p, body.encode()):
             return False
@@ -227,8 +241,10 @@ def write_env_file(path: str | Path, values: dict[str, str]) -> bool:
         _replace(p, body.encode())
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise UsageError(f"cannot write the env file {str(p)!r} ({reason}): set "
-                         "flops.stack.env_file to a writable file path") from None
+        raise UsageError(
+            f"cannot write the env file {str(p)!r} ({reason}): set "
+            "flops.stack.env_file to a writable file path"
+        ) from None
     return True
 
 
@@ -269,21 +285,24 @@ def _replace(path: Path, body: bytes) -> None:
         raise
 
 
-def former_registries(s: Settings, current: str, record: dict[str, str] | None = None
-                      ) -> tuple[str, ...]:
+def former_registries(
+    s: Settings, current: str, record: dict[str, str] | None = None
+) -> tuple[str, ...]:
     """Registries (``host:port``) workers were told to trust before ``current``: from the
     record in the configured env file (read unless given)."""
     record = read_env_file(s.stack.env_file) if record is None else record
     earlier = [r for r in record.get(FORMER_KEY, "").split(",") if r]
     last = record.get(REGISTRY_KEY) or (
         host_port(record["FLOPS_IMAGE_REGISTRY_IP"], int(record["FLOPS_REGISTRY_PORT"]))
-        if record.get("FLOPS_IMAGE_REGISTRY_IP") and record.get("FLOPS_REGISTRY_PORT", "")
-        .isdigit() else "")
+        if record.get("FLOPS_IMAGE_REGISTRY_IP") and record.get("FLOPS_REGISTRY_PORT", "").isdigit()
+        else ""
+    )
     return tuple(r for r in dict.fromkeys([*earlier, last]) if r and r != current)
 
 
-def ensure_env(s: Settings, extra: dict[str, str] | None = None, dry: bool = False,
-               path: str | None = None) -> tuple[Addresses, dict[str, str], bool]:
+def ensure_env(
+    s: Settings, extra: dict[str, str] | None = None, dry: bool = False, path: str | None = None
+) -> tuple[Addresses, dict[str, str], bool]:
     """Resolve and validate, then write the env file ``path`` (default: the configured one)
     unless ``dry``; returns what changed in it. The configured env file is written as well:
     it keeps the record of the registry addresses workers were told to trust."""

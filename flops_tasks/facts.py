@@ -33,8 +33,16 @@ from .probe_binaries import MACHINES
 
 MISSING = "@@flops-missing"
 # packages whose state decides a builder step, in one dpkg-query call
-PACKAGES = ("qemu-user-static", "qemu-user-binfmt", "docker-ce", "docker.io", "buildah",
-            "netavark", "docker-buildx", "docker-buildx-plugin")
+PACKAGES = (
+    "qemu-user-static",
+    "qemu-user-binfmt",
+    "docker-ce",
+    "docker.io",
+    "buildah",
+    "netavark",
+    "docker-buildx",
+    "docker-buildx-plugin",
+)
 # NodeEngine's add-on names as `NodeEngine config addon` lists them (oakestra/oakestra
 # go_node_engine/model/Node.go: IMAGE_BUILDER "image-builder", FLOPS_LEARNER "FLOps-learner")
 ADDON_LISTED = {"imageBuilder": "image-builder", "FLOps": "FLOps-learner"}
@@ -61,8 +69,14 @@ def base_probes() -> list[tuple[str, str]]:
         ("systemd", C.cmd("test", "-d", "/run/systemd/system")),
         ("docker", C.docker_info_json()),
         ("daemon_json", _cat(C.DAEMON_JSON)),
-        ("nodeengine", C.if_else(C.has_command("NodeEngine") + " >/dev/null",
-                                 C.nodeengine_addon_list(), C.cmd("echo", MISSING))),
+        (
+            "nodeengine",
+            C.if_else(
+                C.has_command("NodeEngine") + " >/dev/null",
+                C.nodeengine_addon_list(),
+                C.cmd("echo", MISSING),
+            ),
+        ),
         ("containerd", C.cmd("test", "-S", C.CONTAINERD_SOCKET)),
         ("containerd_config", _cat(C.CONTAINERD_CONFIG)),
         ("buildah", C.has_command("buildah")),
@@ -78,8 +92,9 @@ def registry_probes(registry: str) -> list[tuple[str, str]]:
 
 def former_registry_probes(former: tuple[str, ...]) -> list[tuple[str, str]]:
     """containerd hosts files of registries workers were told to trust before (a move)."""
-    return [(f"containerd_hosts {registry}", _cat(C.hosts_toml_path(registry)))
-            for registry in former]
+    return [
+        (f"containerd_hosts {registry}", _cat(C.hosts_toml_path(registry))) for registry in former
+    ]
 
 
 def builder_probes(builder: str) -> list[tuple[str, str]]:
@@ -89,11 +104,21 @@ def builder_probes(builder: str) -> list[tuple[str, str]]:
         ("binfmt_mounted", C.cmd("test", "-e", f"{C.BINFMT}/status")),
         ("binfmt_persist", C.binfmt_rules()),
         ("buildx", C.cmd("docker", "buildx", "version")),
-        ("context", C.cmd("docker", "context", "inspect", builder, "--format",
-                          "{{.Endpoints.docker.Host}}")),
+        (
+            "context",
+            C.cmd(
+                "docker", "context", "inspect", builder, "--format", "{{.Endpoints.docker.Host}}"
+            ),
+        ),
         # the docker-driver builder is a context of that name; else a container builder
-        ("builder", C.any_of(C.cmd("docker", "--context", builder, "buildx", "inspect", builder)
-                             + " 2>/dev/null", C.cmd("docker", "buildx", "inspect", builder))),
+        (
+            "builder",
+            C.any_of(
+                C.cmd("docker", "--context", builder, "buildx", "inspect", builder)
+                + " 2>/dev/null",
+                C.cmd("docker", "buildx", "inspect", builder),
+            ),
+        ),
         ("buildkitd", _cat(C.BUILDKITD_TOML)),
     ]
     for machine, (_, program) in MACHINES.items():
@@ -122,8 +147,9 @@ def context_dir(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()
 
 
-def quick_probes(roles: set[str], registry: str, builder: str, data_dir: str = ""
-                 ) -> list[tuple[str, str]]:
+def quick_probes(
+    roles: set[str], registry: str, builder: str, data_dir: str = ""
+) -> list[tuple[str, str]]:
     """The reads a re-run starts with; each answers what a full probe answers, cheaper.
 
     What each still proves, and what it no longer does (the full probe, run for every host
@@ -159,21 +185,47 @@ def quick_probes(roles: set[str], registry: str, builder: str, data_dir: str = "
     them run in the batch's own shell (no fork per probe: ``probe_batch(grouped=True)``).
     """
     full = dict(base_probes() + registry_probes(registry))
-    keep = ["machine", "os", "apt", "systemd", "daemon_json", "nodeengine", "containerd",
-            "containerd_config", "buildah", "containerd_hosts", "registries_conf"]
+    keep = [
+        "machine",
+        "os",
+        "apt",
+        "systemd",
+        "daemon_json",
+        "nodeengine",
+        "containerd",
+        "containerd_config",
+        "buildah",
+        "containerd_hosts",
+        "registries_conf",
+    ]
     probes = [(name, full[name]) for name in keep]
     probes.append(("docker_cli", C.has_command("docker")))
     volumes, containers = [], []
     if "builder" in roles:
         builder_full = dict(builder_probes(builder))
-        probes += [(name, builder_full[name]) for name in (
-            "packages", "binfmt_support", "binfmt_mounted", "binfmt_persist", "buildkitd")]
+        probes += [
+            (name, builder_full[name])
+            for name in (
+                "packages",
+                "binfmt_support",
+                "binfmt_mounted",
+                "binfmt_persist",
+                "buildkitd",
+            )
+        ]
         probes += [handler_probe(machine) for machine in MACHINES]
         probes.append(("buildx_plugin", C.find_cli_plugin("docker-buildx")))
-        probes.append(("context_meta", C.cat_docker_config(
-            "contexts", "meta", context_dir(builder), "meta.json", mark=MISSING)))
-        probes.append(("buildx_instance", C.cat_docker_config(
-            "buildx", "instances", builder, mark=MISSING)))
+        probes.append(
+            (
+                "context_meta",
+                C.cat_docker_config(
+                    "contexts", "meta", context_dir(builder), "meta.json", mark=MISSING
+                ),
+            )
+        )
+        probes.append(
+            ("buildx_instance", C.cat_docker_config("buildx", "instances", builder, mark=MISSING))
+        )
         containers.append(builder_container(builder))
     tcp = None
     if "learner" in roles:
@@ -227,8 +279,10 @@ class WorkerFacts:
         self.api = C.parse_engine_reads(self.out("engine"))
         status, body = self.api.get("/info", (0, "the engine did not answer"))
         self.raw.setdefault("docker", (0 if status == 200 else 1, body))
-        for name, path in (("volume", C.volume_path(C.DATA_VOLUME)),
-                           ("sidecar", C.container_path(C.SIDECAR))):
+        for name, path in (
+            ("volume", C.volume_path(C.DATA_VOLUME)),
+            ("sidecar", C.container_path(C.SIDECAR)),
+        ):
             if path in self.api:
                 status, body = self.api[path]
                 self.raw.setdefault(name, (0 if status == 200 else 1, body))
@@ -299,8 +353,11 @@ class WorkerFacts:
     @property
     def docker_running(self) -> bool:
         info = self.docker_info
-        return (bool(info.get("ServerVersion")) and not info.get("ServerErrors")
-                and self.docker_installed)
+        return (
+            bool(info.get("ServerVersion"))
+            and not info.get("ServerErrors")
+            and self.docker_installed
+        )
 
     @property
     def docker_error(self) -> str:
@@ -316,8 +373,11 @@ class WorkerFacts:
     @property
     def containerd_store(self) -> bool:
         status = self.docker_info.get("DriverStatus") or []
-        return any(pair[:2] == ["driver-type", "io.containerd.snapshotter.v1"]
-                   for pair in status if isinstance(pair, list))
+        return any(
+            pair[:2] == ["driver-type", "io.containerd.snapshotter.v1"]
+            for pair in status
+            if isinstance(pair, list)
+        )
 
     def docker_trusts(self, registry: str) -> bool:
         configs = (self.docker_info.get("RegistryConfig") or {}).get("IndexConfigs") or {}
@@ -344,8 +404,10 @@ class WorkerFacts:
     @property
     def packages(self) -> dict[str, bool]:
         """Package -> installed, for the packages dpkg knows (see ``PACKAGES``)."""
-        return {name: state == ["install", "ok", "installed"]
-                for name, (state, _) in self._dpkg().items()}
+        return {
+            name: state == ["install", "ok", "installed"]
+            for name, (state, _) in self._dpkg().items()
+        }
 
     def _dpkg(self) -> dict[str, tuple[list[str], str]]:
         found: dict[str, tuple[list[str], str]] = {}
@@ -418,8 +480,7 @@ class WorkerFacts:
         """The docker endpoint of the builder's CLI context ("" without one)."""
         if self.has("context"):
             return self.out("context").strip() if self.ok("context") else ""
-        endpoint = ((self._json_file("context_meta").get("Endpoints") or {}).get("docker")
-                    or {})
+        endpoint = (self._json_file("context_meta").get("Endpoints") or {}).get("docker") or {}
         return str(endpoint.get("Host") or "")
 
     def _quick_platforms(self, driver: str) -> list[str]:
@@ -431,8 +492,14 @@ class WorkerFacts:
             native = MACHINES.get(self.machine, ("", ""))[0]
             emulated = MACHINES.get(self.foreign, ("", ""))[0]
             enabled, _ = self.handler(self.foreign)
-            return [p for p in (native, emulated if enabled and self.runs(self.foreign) is not
-                                False else "") if p]
+            return [
+                p
+                for p in (
+                    native,
+                    emulated if enabled and self.runs(self.foreign) is not False else "",
+                )
+                if p
+            ]
         instance = self._json_file("buildx_instance")
         nodes = instance.get("Nodes") or []
         if instance.get("Driver") != driver or not nodes or not isinstance(nodes[0], dict):
@@ -447,8 +514,11 @@ class WorkerFacts:
             running = False
         if not running:
             return []
-        return ["/".join(str(x) for x in (p.get("os"), p.get("architecture"), p.get("variant"))
-                         if x) for p in nodes[0].get("Platforms") or [] if isinstance(p, dict)]
+        return [
+            "/".join(str(x) for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
+            for p in nodes[0].get("Platforms") or []
+            if isinstance(p, dict)
+        ]
 
     # -- learner ------------------------------------------------------------------
     @property

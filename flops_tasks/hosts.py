@@ -120,8 +120,10 @@ def inventory_targets(inventory: dict, source: str = "flops.inventory") -> list[
             raise ConfigError(f"{key}: expected a mapping with host, user, port, roles")
         unknown = set(entry) - {"host", "user", "port", "roles"}
         if unknown:
-            raise ConfigError(f"{key}: unknown setting(s) {', '.join(sorted(unknown))}; "
-                              "allowed: host, user, port, roles")
+            raise ConfigError(
+                f"{key}: unknown setting(s) {', '.join(sorted(unknown))}; "
+                "allowed: host, user, port, roles"
+            )
         host = entry.get("host", name)
         if not isinstance(host, str) or not valid_hostname(host):
             raise ConfigError(f"{key}.host: {host!r} is not a host name or IP address")
@@ -145,8 +147,10 @@ def select_targets(host_arg: str | None, inventory: list[Target], role: str | No
     """``--host`` when given (inventory settings apply to hosts it names), else the role's hosts."""
     if host_arg is not None:
         if not host_arg.strip():
-            raise UsageError("bad --host '': give [user@]host[:port], comma-separated, or leave "
-                             "--host out to use the inventory")
+            raise UsageError(
+                "bad --host '': give [user@]host[:port], comma-separated, or leave "
+                "--host out to use the inventory"
+            )
         chosen = []
         for target in parse_host_list(host_arg):
             match = next((t for t in inventory if target.host in (t.host, t.name)), None)

@@ -25,9 +25,16 @@ from .ssh import HostSession, RemoteFailure
 
 NAMESPACES = ("default", "oakestra")
 UPSTREAM_PREFIX = "ghcr.io/oakestra/addon-flops/"
-UPSTREAM = tuple(UPSTREAM_PREFIX + name for name in (
-    "image-builder", "project-observer", "tracking-server", "mock-data-provider",
-    "ml-data-server"))
+UPSTREAM = tuple(
+    UPSTREAM_PREFIX + name
+    for name in (
+        "image-builder",
+        "project-observer",
+        "tracking-server",
+        "mock-data-provider",
+        "ml-data-server",
+    )
+)
 DOCKER = "docker"
 
 
@@ -78,9 +85,11 @@ class HostImages:
         return [f"{self.host}: {ref} ({s.name})" for s in self.stores for ref in s.remove]
 
     def kept_outcomes(self) -> list[Outcome]:
-        rows = [ok(self.host, "kept", f"{ref} ({s.name}): in use by running container "
-                                      f"{container}") for s in self.stores
-                for ref, container in s.kept]
+        rows = [
+            ok(self.host, "kept", f"{ref} ({s.name}): in use by running container {container}")
+            for s in self.stores
+            for ref, container in s.kept
+        ]
         notes = {(s.name.split(":")[0], s.note): None for s in self.stores if not s.available}
         return rows + [ok(self.host, step, note) for step, note in notes]
 
@@ -99,12 +108,16 @@ def _unavailable(name: str, rc: int, output: str, tool: str) -> Store | None:
     lines = [ln for ln in output.splitlines() if ln.strip()]
     if lines and lines[0].strip() == f"{C.MISSING_MARK} {tool}":
         what = "Docker" if tool == "docker" else "containerd"
-        return Store(name, available=False,
-                     note=f"no {tool} on this host: {what} images not checked")
+        return Store(
+            name, available=False, note=f"no {tool} on this host: {what} images not checked"
+        )
     if rc != 0:
         tail = lines[-1].strip() if lines else f"exit {rc}"
-        return Store(name, available=False, note=f"{tool} does not answer ({tail[:200]}): "
-                                                 f"{name} images not checked")
+        return Store(
+            name,
+            available=False,
+            note=f"{tool} does not answer ({tail[:200]}): {name} images not checked",
+        )
     return None
 
 
@@ -167,11 +180,11 @@ def parse_ctr(namespace: str, rc: int, output: str, registry: str, upstream: boo
 def list_images(session: HostSession, registry: str, upstream: bool = True) -> HostImages:
     """Every store of one worker, in one round trip (read-only, also under ``--dry``)."""
     probes = [(DOCKER, C.docker_images_state())] + [
-        (f"containerd:{ns}", C.ctr_images_state(ns)) for ns in NAMESPACES]
+        (f"containerd:{ns}", C.ctr_images_state(ns)) for ns in NAMESPACES
+    ]
     found = session.probes(probes)
     stores = [parse_docker(*found[DOCKER], registry, upstream)]
-    stores += [parse_ctr(ns, *found[f"containerd:{ns}"], registry, upstream)
-               for ns in NAMESPACES]
+    stores += [parse_ctr(ns, *found[f"containerd:{ns}"], registry, upstream) for ns in NAMESPACES]
     return HostImages(session.label, registry, upstream, tuple(stores))
 
 
@@ -194,19 +207,33 @@ def remove_images(session: HostSession, listing: HostImages) -> list[Outcome]:
         if not store.remove:
             continue
         if store.name == DOCKER:
-            session.change(C.remove_images_docker(store.remove),
-                           f"docker image rm {_images(len(store.remove))}")
+            session.change(
+                C.remove_images_docker(store.remove),
+                f"docker image rm {_images(len(store.remove))}",
+            )
         else:
-            session.change(C.remove_images_ctr(store.namespace, store.remove),
-                           f"ctr -n {store.namespace} images rm {_images(len(store.remove))}")
+            session.change(
+                C.remove_images_ctr(store.namespace, store.remove),
+                f"ctr -n {store.namespace} images rm {_images(len(store.remove))}",
+            )
     if session.dry:
-        return [changed(host, "clear-images",
-                        f"would remove {_images(listing.to_remove)}: {_what(listing)}"), *kept]
+        return [
+            changed(
+                host, "clear-images", f"would remove {_images(listing.to_remove)}: {_what(listing)}"
+            ),
+            *kept,
+        ]
     again = list_images(session, listing.registry, listing.upstream)
     doomed = {(s.name, ref) for s in listing.stores for ref in s.remove}
-    left = sorted(f"{ref} ({s.name})" for s in again.stores for ref in (*s.remove, *(
-        r for r, _ in s.kept)) if (s.name, ref) in doomed)
+    left = sorted(
+        f"{ref} ({s.name})"
+        for s in again.stores
+        for ref in (*s.remove, *(r for r, _ in s.kept))
+        if (s.name, ref) in doomed
+    )
     if left:
         raise RemoteFailure(f"{_images(len(left))} still there after removal: {left[0]}")
-    return [changed(host, "clear-images",
-                    f"removed {_images(listing.to_remove)}: {_what(listing)}"), *kept]
+    return [
+        changed(host, "clear-images", f"removed {_images(listing.to_remove)}: {_what(listing)}"),
+        *kept,
+    ]

@@ -91,17 +91,19 @@ def check_shape(data: Any, where: str) -> None:
         node, path = stack.pop()
         count += 1
         if count > MAX_VALUES:
-            raise ConfigError(f"{where}: expands to more than {MAX_VALUES} values (YAML "
-                              "aliases?); write the config out without aliases")
+            raise ConfigError(
+                f"{where}: expands to more than {MAX_VALUES} values (YAML "
+                "aliases?); write the config out without aliases"
+            )
         if len(path) > MAX_DEPTH:
-            raise ConfigError(f"{where}: nested more than {MAX_DEPTH} levels deep at "
-                              f"{'.'.join(path[:4])}...")
+            raise ConfigError(
+                f"{where}: nested more than {MAX_DEPTH} levels deep at {'.'.join(path[:4])}..."
+            )
         if isinstance(node, dict):
             for key, value in node.items():
                 if not isinstance(key, str):
                     at = ".".join(path) or "the top level"
-                    raise ConfigError(f"{where}: key {key!r} under {at} is not a string; "
-                                      "quote it")
+                    raise ConfigError(f"{where}: key {key!r} under {at} is not a string; quote it")
                 stack.append((value, (*path, key)))
         elif isinstance(node, list | tuple):
             stack.extend((value, (*path, f"[{i}]")) for i, value in enumerate(node))
@@ -116,8 +118,10 @@ class _Environment(Environment):
         except (ValueError, TypeError, UncastableEnvVar):
             name = "INVOKE_" + "_".join(key_path).upper()
             old = self._path_get(key_path)
-            raise ConfigError(f"{name}={value!r}: expected a {type(old).__name__} value; "
-                              "lists and mappings are set in a config file") from None
+            raise ConfigError(
+                f"{name}={value!r}: expected a {type(old).__name__} value; "
+                "lists and mappings are set in a config file"
+            ) from None
 
 
 class FlopsConfig(Config):
@@ -142,8 +146,10 @@ class FlopsConfig(Config):
     def _load_py(self, path: str) -> dict[str, Any]:
         if not os.path.exists(path):  # the project's invoke.py is looked for, like .yaml
             raise FileNotFoundError(errno.ENOENT, "No such file", path)
-        raise ConfigError(f"{path}: Python config files are not read (Invoke would run them "
-                          "as code); write the settings as YAML")
+        raise ConfigError(
+            f"{path}: Python config files are not read (Invoke would run them "
+            "as code); write the settings as YAML"
+        )
 
     def _load_file(self, prefix: str, absolute: bool = False, merge: bool = True) -> None:
         where = getattr(self, f"_{prefix}_path", None) or f"the {prefix} config file"
@@ -156,8 +162,7 @@ class FlopsConfig(Config):
         except UnicodeDecodeError:
             raise ConfigError(f"{where}: not UTF-8 text; save it as UTF-8 YAML") from None
         except OSError as exc:
-            raise ConfigError(f"{exc.filename or where}: cannot read ({exc.strerror})") \
-                from None
+            raise ConfigError(f"{exc.filename or where}: cannot read ({exc.strerror})") from None
         except ValueError as exc:  # JSON syntax
             raise ConfigError(f"{where}: {str(exc).splitlines()[0]}") from None
 
@@ -193,8 +198,10 @@ def merge_conflict(config: Config) -> str:
             return path
         return None
 
-    bases: Iterable[dict[str, Any]] = [getattr(config, "_defaults", None) or {},
-                                       getattr(config, "_collection", None) or {}]
+    bases: Iterable[dict[str, Any]] = [
+        getattr(config, "_defaults", None) or {},
+        getattr(config, "_collection", None) or {},
+    ]
     for attr in ("_system", "_user", "_project", "_env", "_runtime", "_overrides"):
         level = getattr(config, attr, None) or {}
         found = [(b, p) for b in bases if (p := walk(b, level, ()))]

@@ -30,9 +30,11 @@ def _refusal(path: Path, fd: int, what: str) -> FlopsError:
         who, find = f"pid {holder}", commands.cmd("ps", "-p", holder)
     else:  # the holder has not written its pid yet
         who, find = "pid unknown", commands.cmd("fuser", "-v", str(path))
-    return FlopsError(f"another flops-tasks run ({who}) is working on {what}: wait for it to "
-                      f"finish; its lock on {path} is released when that process ends; "
-                      f"see it with: {find}")
+    return FlopsError(
+        f"another flops-tasks run ({who}) is working on {what}: wait for it to "
+        f"finish; its lock on {path} is released when that process ends; "
+        f"see it with: {find}"
+    )
 
 
 @contextmanager

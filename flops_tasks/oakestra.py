@@ -59,8 +59,13 @@ class Service:
     instances: int
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "name": self.name, "namespace": self.namespace,
-                "image": self.image, "instances": self.instances}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "namespace": self.namespace,
+            "image": self.image,
+            "instances": self.instances,
+        }
 
 
 @dataclass(frozen=True)
@@ -77,12 +82,18 @@ class Application:
         return f"{self.name} (namespace {self.namespace}, id {self.id})"
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "name": self.name, "namespace": self.namespace,
-                "owner": self.owner, "services": [s.to_dict() for s in self.services]}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "namespace": self.namespace,
+            "owner": self.owner,
+            "services": [s.to_dict() for s in self.services],
+        }
 
 
-def urllib_transport(method: str, url: str, headers: dict[str, str], body: bytes | None,
-                     timeout: float) -> tuple[int, bytes]:
+def urllib_transport(
+    method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float
+) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 (http only)
@@ -145,8 +156,9 @@ class SystemManager:
         host = f"[{self.address}]" if ":" in self.address else self.address
         return f"http://{host}:{self.port}"
 
-    def _call(self, method: str, path: str, payload: Any = None,
-              auth: bool = True) -> tuple[int, bytes]:
+    def _call(
+        self, method: str, path: str, payload: Any = None, auth: bool = True
+    ) -> tuple[int, bytes]:
         headers = {"Accept": "application/json"}
         body = None
         if payload is not None:
@@ -162,34 +174,48 @@ class SystemManager:
                 f"the Oakestra System Manager at {self.url} does not answer ({reason}): check "
                 "SYSTEM_MANAGER_IP (flops.addresses.system_manager_ip) and "
                 "flops.oakestra.port, and that the root orchestrator runs; nothing was "
-                "deleted") from None
+                "deleted"
+            ) from None
 
     def _json(self, status: int, body: bytes, what: str) -> Any:
         try:
             return decode(body)
         except (ValueError, UnicodeDecodeError):
-            raise FlopsError(f"{self.url} answered {what} with HTTP {status} and no JSON: is it "
-                             "Oakestra's System Manager? check SYSTEM_MANAGER_IP and "
-                             "flops.oakestra.port; nothing was deleted") from None
+            raise FlopsError(
+                f"{self.url} answered {what} with HTTP {status} and no JSON: is it "
+                "Oakestra's System Manager? check SYSTEM_MANAGER_IP and "
+                "flops.oakestra.port; nothing was deleted"
+            ) from None
 
     def login(self) -> None:
-        status, body = self._call("POST", "/api/auth/login",
-                                  {"username": self.user, "password": self.password}, auth=False)
+        status, body = self._call(
+            "POST",
+            "/api/auth/login",
+            {"username": self.user, "password": self.password},
+            auth=False,
+        )
         if status in (401, 403, 404):
             raise ApiError(
                 f"the System Manager at {self.url} refused the login of user {self.user!r} "
                 f"(HTTP {status}; password from {self.password_source}): set "
                 "flops.oakestra.user and the password variable named by "
-                "flops.oakestra.password_env; nothing was deleted", status)
+                "flops.oakestra.password_env; nothing was deleted",
+                status,
+            )
         if status != 200:
-            raise ApiError(f"login at {self.url} failed with HTTP {status} "
-                           f"{_message(body)}: see the System Manager's logs; nothing was "
-                           "deleted", status)
+            raise ApiError(
+                f"login at {self.url} failed with HTTP {status} "
+                f"{_message(body)}: see the System Manager's logs; nothing was "
+                "deleted",
+                status,
+            )
         data = self._json(status, body, "the login")
         token = data.get("token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
-            raise FlopsError(f"{self.url} answered the login without a token: is it Oakestra's "
-                             "System Manager? nothing was deleted")
+            raise FlopsError(
+                f"{self.url} answered the login without a token: is it Oakestra's "
+                "System Manager? nothing was deleted"
+            )
         self._token = token
 
     def _authorised(self, method: str, path: str) -> tuple[int, bytes]:
@@ -205,17 +231,24 @@ class SystemManager:
     def _list(self, path: str, what: str) -> list[dict]:
         status, body = self._authorised("GET", path)
         if status == 403:
-            raise ApiError(f"user {self.user!r} may not {what} on {self.url} (HTTP 403, "
-                           f"{_message(body) or 'forbidden'}): the System Manager lists every "
-                           "app only for the role Admin; set flops.oakestra.user to an admin "
-                           "(FLOps' manager uses Admin); nothing was deleted", 403)
+            raise ApiError(
+                f"user {self.user!r} may not {what} on {self.url} (HTTP 403, "
+                f"{_message(body) or 'forbidden'}): the System Manager lists every "
+                "app only for the role Admin; set flops.oakestra.user to an admin "
+                "(FLOps' manager uses Admin); nothing was deleted",
+                403,
+            )
         if status != 200:
-            raise ApiError(f"{what} on {self.url} failed: HTTP {status} {_message(body)}; "
-                           "nothing was deleted", status)
+            raise ApiError(
+                f"{what} on {self.url} failed: HTTP {status} {_message(body)}; nothing was deleted",
+                status,
+            )
         data = self._json(status, body, what)
         if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
-            raise FlopsError(f"{self.url} answered {what} with something that is not a list of "
-                             "objects: is it Oakestra's System Manager? nothing was deleted")
+            raise FlopsError(
+                f"{self.url} answered {what} with something that is not a list of "
+                "objects: is it Oakestra's System Manager? nothing was deleted"
+            )
         return data
 
     def applications(self) -> list[Application]:
@@ -235,14 +268,16 @@ class SystemManager:
         result = []
         for app in apps:
             ids = tuple(str(s) for s in (app.get("microservices") or []))
-            result.append(Application(
-                id=str(app.get("applicationID") or _oid(app.get("_id"))),
-                name=str(app.get("application_name") or ""),
-                namespace=str(app.get("application_namespace") or ""),
-                owner=str(app.get("userId") or ""),
-                service_ids=ids,
-                services=tuple(by_id[s] for s in ids if s in by_id),
-            ))
+            result.append(
+                Application(
+                    id=str(app.get("applicationID") or _oid(app.get("_id"))),
+                    name=str(app.get("application_name") or ""),
+                    namespace=str(app.get("application_namespace") or ""),
+                    owner=str(app.get("userId") or ""),
+                    service_ids=ids,
+                    services=tuple(by_id[s] for s in ids if s in by_id),
+                )
+            )
         return result
 
     def delete_application(self, app_id: str) -> str:
@@ -259,6 +294,12 @@ class SystemManager:
 def system_manager(s: Settings, address: str, transport: Transport | None = None) -> SystemManager:
     """A client for the configured user, password source, port and timeout."""
     secret, source = password(s.oakestra_password_env)
-    return SystemManager(address=address, port=s.oakestra_port, user=s.oakestra_user,
-                         password=secret, password_source=source, timeout=s.oakestra_timeout,
-                         transport=transport or urllib_transport)
+    return SystemManager(
+        address=address,
+        port=s.oakestra_port,
+        user=s.oakestra_user,
+        password=secret,
+        password_source=source,
+        timeout=s.oakestra_timeout,
+        transport=transport or urllib_transport,
+    )

@@ -48,8 +48,16 @@ APP_NAMES = {
     "proj": (re.compile(r"proj[0-9a-f]{12}\Z"), "proj + 12 hex digits"),
 }
 # the namespaces of FLOps' services (the ``namespace`` ClassVar of each service class)
-SERVICE_NAMESPACES = ("builder", "flearner", "aggr", "raggr", "observ", "tracking", "mockdp",
-                      "trmodel")
+SERVICE_NAMESPACES = (
+    "builder",
+    "flearner",
+    "aggr",
+    "raggr",
+    "observ",
+    "tracking",
+    "mockdp",
+    "trmodel",
+)
 DELETE, KEEP, BLOCKED = "delete", "keep", "blocked"
 
 
@@ -87,8 +95,12 @@ class Verdict:
     reason: str
 
     def to_dict(self) -> dict:
-        return {**self.app.to_dict(), "flops": self.action != KEEP, "action": self.action,
-                "reason": self.reason}
+        return {
+            **self.app.to_dict(),
+            "flops": self.action != KEEP,
+            "action": self.action,
+            "reason": self.reason,
+        }
 
 
 def _services(app: Application) -> str:
@@ -125,13 +137,15 @@ class AppsPlan:
 
     def deletes(self) -> list[str]:
         """What clear-apps deletes, one entry per app (for the confirmation)."""
-        return [f"Oakestra app {v.app.label} {_services(v.app)} ({v.reason})"
-                for v in self.doomed]
+        return [f"Oakestra app {v.app.label} {_services(v.app)} ({v.reason})" for v in self.doomed]
 
     def to_dict(self) -> dict:
-        return {"system_manager": self.url, "user": self.user,
-                "identification": self.identification,
-                "applications": [v.to_dict() for v in self.verdicts]}
+        return {
+            "system_manager": self.url,
+            "user": self.user,
+            "identification": self.identification,
+            "applications": [v.to_dict() for v in self.verdicts],
+        }
 
 
 def recognise(apps: list[Application], ids: FlopsIds | None, user: str) -> list[Verdict]:
@@ -139,34 +153,67 @@ def recognise(apps: list[Application], ids: FlopsIds | None, user: str) -> list[
     verdicts = []
     for app in apps:
         known = (ids.apps.get(app.id) if ids else None) or next(
-            (f"its service {s} is in {ids.services[s]}" for s in app.service_ids
-             if ids and s in ids.services), None)
+            (
+                f"its service {s} is in {ids.services[s]}"
+                for s in app.service_ids
+                if ids and s in ids.services
+            ),
+            None,
+        )
         if known:
             why = known if known.startswith("its service") else f"id in FLOps DB {known}"
             if app.owner and app.owner != user:
-                verdicts.append(Verdict(app, BLOCKED, f"FLOps' app ({why}) owned by "
-                                        f"{app.owner!r}: only its owner may delete it; set "
-                                        f"flops.oakestra.user to {app.owner!r}"))
+                verdicts.append(
+                    Verdict(
+                        app,
+                        BLOCKED,
+                        f"FLOps' app ({why}) owned by "
+                        f"{app.owner!r}: only its owner may delete it; set "
+                        f"flops.oakestra.user to {app.owner!r}",
+                    )
+                )
             else:
                 verdicts.append(Verdict(app, DELETE, f"FLOps' app: {why}"))
             continue
         rule, said = APP_NAMES.get(app.namespace, (None, ""))
         if rule is None:
-            verdicts.append(Verdict(app, KEEP, f"not FLOps': namespace {app.namespace!r} is "
-                                    "none of FLOps' (proj, observatory, helper) and the FLOps "
-                                    "DB does not hold its id" if ids else
-                                    f"not FLOps': namespace {app.namespace!r} is none of "
-                                    "FLOps' (proj, observatory, helper)"))
+            verdicts.append(
+                Verdict(
+                    app,
+                    KEEP,
+                    f"not FLOps': namespace {app.namespace!r} is "
+                    "none of FLOps' (proj, observatory, helper) and the FLOps "
+                    "DB does not hold its id"
+                    if ids
+                    else f"not FLOps': namespace {app.namespace!r} is none of "
+                    "FLOps' (proj, observatory, helper)",
+                )
+            )
         elif not rule.match(app.name):
-            verdicts.append(Verdict(app, KEEP, f"not FLOps': namespace {app.namespace!r} but "
-                                    f"name {app.name!r} is not FLOps' ({said})"))
+            verdicts.append(
+                Verdict(
+                    app,
+                    KEEP,
+                    f"not FLOps': namespace {app.namespace!r} but "
+                    f"name {app.name!r} is not FLOps' ({said})",
+                )
+            )
         elif app.owner and app.owner != user:
-            verdicts.append(Verdict(app, KEEP, f"not this FLOps': owned by {app.owner!r}, "
-                                    f"FLOps creates its apps as the user it logs in as "
-                                    f"({user!r})"))
+            verdicts.append(
+                Verdict(
+                    app,
+                    KEEP,
+                    f"not this FLOps': owned by {app.owner!r}, "
+                    f"FLOps creates its apps as the user it logs in as "
+                    f"({user!r})",
+                )
+            )
         else:
-            verdicts.append(Verdict(app, DELETE, f"FLOps' app: FLOps' name in FLOps' namespace "
-                                    f"{app.namespace!r}"))
+            verdicts.append(
+                Verdict(
+                    app, DELETE, f"FLOps' app: FLOps' name in FLOps' namespace {app.namespace!r}"
+                )
+            )
     return verdicts
 
 
@@ -198,9 +245,14 @@ def _short(exc: Exception) -> str:
     return text.split(" (configured")[0].split(", Timeout:")[0].split(": refusing")[0][:200]
 
 
-def flops_apps_plan(s: Settings, *, without_db: bool = False, strict: bool = True,
-                    system_manager: SystemManager | None = None,
-                    flops_ids: Callable[[Any], FlopsIds] = read_flops_db) -> AppsPlan:
+def flops_apps_plan(
+    s: Settings,
+    *,
+    without_db: bool = False,
+    strict: bool = True,
+    system_manager: SystemManager | None = None,
+    flops_ids: Callable[[Any], FlopsIds] = read_flops_db,
+) -> AppsPlan:
     """List Oakestra's apps and decide which are FLOps'; reads only.
 
     ``strict``: a FLOps DB that cannot be read stops with one line (clear-apps); otherwise
@@ -218,8 +270,10 @@ def flops_apps_plan(s: Settings, *, without_db: bool = False, strict: bool = Tru
     else:
         try:
             ids = flops_ids(s)
-            how = (f"ids in the FLOps DB ({len(ids.apps)} app ids, {len(ids.services)} service "
-                   "ids), then FLOps' names and namespaces")
+            how = (
+                f"ids in the FLOps DB ({len(ids.apps)} app ids, {len(ids.services)} service "
+                "ids), then FLOps' names and namespaces"
+            )
         except (PyMongoError, FlopsError) as exc:
             if strict and isinstance(exc, FlopsError):
                 raise
@@ -228,10 +282,16 @@ def flops_apps_plan(s: Settings, *, without_db: bool = False, strict: bool = Tru
                     f"cannot read the FLOps DB (Mongo database 'flops', port 10027: "
                     f"{_short(exc)}): FLOps' apps are recognised first by the ids it holds; "
                     "start it with 'inv up', or pass --without-db to go by FLOps' names and "
-                    "namespaces only; nothing was deleted") from None
+                    "namespaces only; nothing was deleted"
+                ) from None
             how = f"{names_only}: the FLOps DB could not be read ({_short(exc)})"
-    return AppsPlan(url=sm.url, user=sm.user, identification=how,
-                    verdicts=recognise(apps, ids, sm.user), system_manager=sm)
+    return AppsPlan(
+        url=sm.url,
+        user=sm.user,
+        identification=how,
+        verdicts=recognise(apps, ids, sm.user),
+        system_manager=sm,
+    )
 
 
 def _client(s: Settings) -> SystemManager:
@@ -250,21 +310,36 @@ def clear_apps(s: Settings, plan: AppsPlan, dry: bool = False) -> list[Outcome]:
     """
     sm = plan.system_manager or _client(s)
     kept = [ok(HOST, "kept", f"{v.app.label}: {v.reason}") for v in plan.kept]
-    blocked = [failed(HOST, "clear-apps", f"cannot delete {v.app.label}: {v.reason}")
-               for v in plan.blocked]
+    blocked = [
+        failed(HOST, "clear-apps", f"cannot delete {v.app.label}: {v.reason}") for v in plan.blocked
+    ]
     if not plan.doomed:
-        return [ok(HOST, "clear-apps", f"no FLOps apps among {len(plan.verdicts)} apps at "
-                                       f"{plan.url}"), *blocked, *kept]
+        return [
+            ok(HOST, "clear-apps", f"no FLOps apps among {len(plan.verdicts)} apps at {plan.url}"),
+            *blocked,
+            *kept,
+        ]
     if dry:
-        return [changed(HOST, "clear-apps", f"would undeploy and delete {v.app.label} "
-                                            f"{_services(v.app)} ({v.reason})")
-                for v in plan.doomed] + blocked + kept
+        return (
+            [
+                changed(
+                    HOST,
+                    "clear-apps",
+                    f"would undeploy and delete {v.app.label} {_services(v.app)} ({v.reason})",
+                )
+                for v in plan.doomed
+            ]
+            + blocked
+            + kept
+        )
     listed = {a.id for a in sm.applications()}
     gone = [v.app.label for v in plan.doomed if v.app.id not in listed]
     if gone:
-        raise FlopsError(f"{len(gone)} of the apps to delete vanished since the listing "
-                         f"({gone[0]}): someone else changed Oakestra meanwhile; nothing was "
-                         "deleted: run clear-apps again to see the current list")
+        raise FlopsError(
+            f"{len(gone)} of the apps to delete vanished since the listing "
+            f"({gone[0]}): someone else changed Oakestra meanwhile; nothing was "
+            "deleted: run clear-apps again to see the current list"
+        )
     outcomes: list[Outcome] = []
     deleted: list[Verdict] = []
     for i, v in enumerate(plan.doomed):
@@ -278,19 +353,30 @@ def clear_apps(s: Settings, plan: AppsPlan, dry: bool = False) -> list[Outcome]:
             outcomes.append(failed(HOST, "clear-apps", f"{exc.message} (not deleted: {rest})"))
             break
         deleted.append(v)
-        outcomes.append(changed(HOST, "clear-apps", f"undeployed and deleted {v.app.label} "
-                                                    f"{_services(v.app)} ({v.reason})"))
+        outcomes.append(
+            changed(
+                HOST,
+                "clear-apps",
+                f"undeployed and deleted {v.app.label} {_services(v.app)} ({v.reason})",
+            )
+        )
     if deleted:
         try:
             listed = {a.id for a in sm.applications()}
         except FlopsError as exc:
-            outcomes.append(failed(HOST, "verify", f"cannot list the apps again to verify: "
-                                                   f"{exc.message}"))
+            outcomes.append(
+                failed(HOST, "verify", f"cannot list the apps again to verify: {exc.message}")
+            )
             listed = set()
         for v in deleted:
             if v.app.id in listed:
-                outcomes.append(failed(HOST, "verify", f"{v.app.label} is still listed after "
-                                                       "its delete was accepted"))
+                outcomes.append(
+                    failed(
+                        HOST,
+                        "verify",
+                        f"{v.app.label} is still listed after its delete was accepted",
+                    )
+                )
     return outcomes + blocked + kept
 
 
@@ -303,8 +389,12 @@ def _refusal(sm: SystemManager, v: Verdict, exc: ApiError) -> str:
         except FlopsError:
             listed = {v.app.id}
         if v.app.id not in listed:
-            return (f"{v.app.label} vanished before it could be deleted ({answer} and no "
-                    "longer lists it): someone else removed it meanwhile")
-        return (f"{answer} to deleting {v.app.label}, which it still lists: it deletes only "
-                f"apps of the logged-in user {sm.user!r} (owner: {v.app.owner or 'unknown'})")
+            return (
+                f"{v.app.label} vanished before it could be deleted ({answer} and no "
+                "longer lists it): someone else removed it meanwhile"
+            )
+        return (
+            f"{answer} to deleting {v.app.label}, which it still lists: it deletes only "
+            f"apps of the logged-in user {sm.user!r} (owner: {v.app.owner or 'unknown'})"
+        )
     return f"{answer} to deleting {v.app.label}"

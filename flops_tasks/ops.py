@@ -47,12 +47,23 @@ PROBE_REPO = "flops-tasks/builder-probe"
 # netavark, a Recommends, or every command fails)
 CHECK_TOOLS = ("buildah", "netavark")
 # oakestra/oakestra scripts/README.md, "Install Worker and Node Engine"
-NODEENGINE_INSTALL = ("curl -sfL https://raw.githubusercontent.com/oakestra/oakestra/develop/"
-                      "scripts/InstallOakestraWorker.sh | sh -")
+NODEENGINE_INSTALL = (
+    "curl -sfL https://raw.githubusercontent.com/oakestra/oakestra/develop/"
+    "scripts/InstallOakestraWorker.sh | sh -"
+)
 NODEENGINE_MISSING = "NodeEngine not found: add-on not enabled"
 
-__all__ = ["Refusal", "PrepContext", "Step", "STEPS", "prepare_host", "doctor_host",
-           "preflight", "push_checks", "remove_check_tools"]
+__all__ = [
+    "Refusal",
+    "PrepContext",
+    "Step",
+    "STEPS",
+    "prepare_host",
+    "doctor_host",
+    "preflight",
+    "push_checks",
+    "remove_check_tools",
+]
 
 
 @dataclass(frozen=True)
@@ -106,17 +117,23 @@ def check_qemu(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
     if not f.installed("qemu-user-static"):
         problems.append("qemu-user-static not installed")
     if not enabled:
-        problems.append(f"qemu-{foreign} handler " + ("without the F flag" if flags
-                                                     else "not registered"))
+        problems.append(
+            f"qemu-{foreign} handler " + ("without the F flag" if flags else "not registered")
+        )
     ran = f.runs(foreign)
     if ran is False:
         problems.append(f"a {foreign} binary does not run")
     if problems:
         return False, "; ".join(problems)
     persist = "persistent" if f.out("binfmt_persist").strip() else "NOT persistent across reboots"
-    return True, (f"qemu-user-static installed; qemu-{foreign} flags {flags} ({persist}); "
-                  + (f"{foreign} binary prints {foreign}" if ran else
-                     f"handler enabled (quick read: no {foreign} binary run)"))
+    return True, (
+        f"qemu-user-static installed; qemu-{foreign} flags {flags} ({persist}); "
+        + (
+            f"{foreign} binary prints {foreign}"
+            if ran
+            else f"handler enabled (quick read: no {foreign} binary run)"
+        )
+    )
 
 
 def qemu_packages(f: WorkerFacts, ctx: PrepContext) -> list[str]:
@@ -126,12 +143,15 @@ def qemu_packages(f: WorkerFacts, ctx: PrepContext) -> list[str]:
 def _refuse_conflicts(s: HostSession, f: WorkerFacts, packages: list[str]) -> None:
     """Ubuntu's qemu-user-binfmt conflicts with qemu-user-static: never remove it for us."""
     if "qemu-user-static" in packages and f.installed("qemu-user-binfmt") and not s.dry:
-        sim = s.probe(C.cmd("apt-get", "install", "-s", "--no-install-recommends",
-                            "qemu-user-static"))
+        sim = s.probe(
+            C.cmd("apt-get", "install", "-s", "--no-install-recommends", "qemu-user-static")
+        )
         if "qemu-user-binfmt" in sim.stdout and "REMOVED" in sim.stdout:
-            raise RemoteFailure("qemu-user-binfmt is installed and conflicts with "
-                                "qemu-user-static here: remove it yourself "
-                                "(apt-get remove qemu-user-binfmt), then re-run")
+            raise RemoteFailure(
+                "qemu-user-binfmt is installed and conflicts with "
+                "qemu-user-static here: remove it yourself "
+                "(apt-get remove qemu-user-binfmt), then re-run"
+            )
 
 
 def install_packages(s: HostSession, f: WorkerFacts, packages: list[str]) -> None:
@@ -173,8 +193,10 @@ def check_buildx(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
             return False, "docker buildx is not installed"
         package = f.buildx_package
         version = f.version(package)
-        return True, (f"docker buildx plugin {f.out('buildx_plugin').strip()}"
-                      + (f" ({package} {version})" if version else ""))
+        return True, (
+            f"docker buildx plugin {f.out('buildx_plugin').strip()}"
+            + (f" ({package} {version})" if version else "")
+        )
     if not f.ok("buildx"):
         return False, "docker buildx is not installed"
     return True, f.out("buildx").strip().splitlines()[0]
@@ -200,12 +222,16 @@ def builder_driver(f: WorkerFacts, ctx: PrepContext) -> str:
 def check_builder(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
     driver = builder_driver(f, ctx)
     if driver == "docker" and not f.containerd_store:
-        return False, ("the docker driver builds multi-platform images only on the containerd "
-                       "image store; use builder.driver docker-container")
+        return False, (
+            "the docker driver builds multi-platform images only on the containerd "
+            "image store; use builder.driver docker-container"
+        )
     platforms = f.builder_platforms(driver)
     missing = [p for p in PLATFORMS if p not in platforms]
-    if driver == "docker-container" and trust.buildkitd_toml(
-            f.file("buildkitd"), ctx.registry, ctx.forget) is not None:
+    if (
+        driver == "docker-container"
+        and trust.buildkitd_toml(f.file("buildkitd"), ctx.registry, ctx.forget) is not None
+    ):
         return False, f"BuildKit config {C.BUILDKITD_TOML} lacks http for {ctx.registry}"
     if not platforms:
         return False, f"builder {ctx.builder_name} ({driver} driver) does not exist"
@@ -218,22 +244,31 @@ def act_builder(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
     driver = builder_driver(f, ctx)
     if driver == "docker":
         if not f.containerd_store:
-            raise RemoteFailure("the image store is not containerd: flops-tasks never switches "
-                                "it (that hides existing images); set flops.builder.driver to "
-                                "docker-container")
+            raise RemoteFailure(
+                "the image store is not containerd: flops-tasks never switches "
+                "it (that hides existing images); set flops.builder.driver to "
+                "docker-container"
+            )
         if not f.context_host:
-            s.change(C.docker_context_create(ctx.builder_name),
-                     f"docker context create {ctx.builder_name}")
+            s.change(
+                C.docker_context_create(ctx.builder_name),
+                f"docker context create {ctx.builder_name}",
+            )
         return f"docker context {ctx.builder_name} (docker driver, containerd store)"
     config = trust.buildkitd_toml(f.file("buildkitd"), ctx.registry, ctx.forget)
     if config is not None:
-        s.change(C.write_file(C.BUILDKITD_TOML, config),
-                 f"write {C.BUILDKITD_TOML} (http for {ctx.registry})")
-    s.change(C.all_of(C.buildx_rm(ctx.builder_name),
-                      C.buildx_create_container(ctx.builder_name, C.BUILDKITD_TOML,
-                                                ",".join(PLATFORMS))),
-             f"docker buildx create --name {ctx.builder_name} --driver docker-container",
-             timeout=600)
+        s.change(
+            C.write_file(C.BUILDKITD_TOML, config),
+            f"write {C.BUILDKITD_TOML} (http for {ctx.registry})",
+        )
+    s.change(
+        C.all_of(
+            C.buildx_rm(ctx.builder_name),
+            C.buildx_create_container(ctx.builder_name, C.BUILDKITD_TOML, ",".join(PLATFORMS)),
+        ),
+        f"docker buildx create --name {ctx.builder_name} --driver docker-container",
+        timeout=600,
+    )
     return f"builder {ctx.builder_name} (docker-container driver)"
 
 
@@ -256,11 +291,15 @@ def act_trust_docker(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
     did = []
     if wanted is not None:
         drop = f", drop former {_former(ctx)}" if ctx.forget else ""
-        s.change(C.write_file(C.DAEMON_JSON, wanted), f"add {ctx.registry} to {C.DAEMON_JSON} "
-                                                      f"insecure-registries{drop}")
+        s.change(
+            C.write_file(C.DAEMON_JSON, wanted),
+            f"add {ctx.registry} to {C.DAEMON_JSON} insecure-registries{drop}",
+        )
         did.append(f"{C.DAEMON_JSON} merged")
-    s.change(C.all_of(C.docker_reload(), C.wait_docker_trusts(ctx.registry)),
-             "reload dockerd (SIGHUP: running containers keep running)")
+    s.change(
+        C.all_of(C.docker_reload(), C.wait_docker_trusts(ctx.registry)),
+        "reload dockerd (SIGHUP: running containers keep running)",
+    )
     return ", ".join([*did, "dockerd reloaded"])
 
 
@@ -270,8 +309,7 @@ def _former(ctx: PrepContext) -> str:
 
 def _former_hosts(f: WorkerFacts, ctx: PrepContext) -> list[str]:
     """Former registries whose containerd hosts file is flops-tasks' trust, still there."""
-    return [r for r in ctx.forget
-            if trust.forgets_hosts_toml(f.file(f"containerd_hosts {r}"), r)]
+    return [r for r in ctx.forget if trust.forgets_hosts_toml(f.file(f"containerd_hosts {r}"), r)]
 
 
 def containerd_present(f: WorkerFacts, ctx: PrepContext) -> bool:
@@ -299,20 +337,34 @@ def act_trust_containerd(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> st
         s.change(C.write_file(path, hosts), f"write {path}")
         did.append(f"wrote {path}")
     for former in _former_hosts(f, ctx):
-        s.change(C.remove_registry_hosts(former), f"remove {C.hosts_toml_path(former)} "
-                                                  "(a former registry)")
+        s.change(
+            C.remove_registry_hosts(former),
+            f"remove {C.hosts_toml_path(former)} (a former registry)",
+        )
         did.append(f"removed {C.hosts_toml_path(former)}")
     config = trust.containerd_config(f.file("containerd_config"))
     if config is not None:
-        how = ("systemctl restart containerd" if f.systemd else
-               "restart containerd (SIGTERM, start it again with its own command line)")
-        res = s.change(C.apply_containerd_config(config),
-                       f"set config_path in {C.CONTAINERD_CONFIG}; {how}; running containers "
-                       "keep running", timeout=180)
-        kept = next((ln.rsplit(":", 1)[1].strip() for ln in res.stdout.splitlines()
-                     if ln.startswith("containers running before and after:")), "?")
-        did.append(f"config_path set; containerd restarted ({kept} running containers "
-                   "kept running)")
+        how = (
+            "systemctl restart containerd"
+            if f.systemd
+            else "restart containerd (SIGTERM, start it again with its own command line)"
+        )
+        res = s.change(
+            C.apply_containerd_config(config),
+            f"set config_path in {C.CONTAINERD_CONFIG}; {how}; running containers keep running",
+            timeout=180,
+        )
+        kept = next(
+            (
+                ln.rsplit(":", 1)[1].strip()
+                for ln in res.stdout.splitlines()
+                if ln.startswith("containers running before and after:")
+            ),
+            "?",
+        )
+        did.append(
+            f"config_path set; containerd restarted ({kept} running containers kept running)"
+        )
     return "; ".join(did)
 
 
@@ -344,29 +396,46 @@ def _nodeengine_step(addon: str, role: str) -> Step:
         if active is None:
             lines = [ln.strip() for ln in (f.nodeengine or "").splitlines() if ln.strip()]
             text = " / ".join(lines[:2]) or f"exit {f.rc('nodeengine')}"
-            raise Refusal(f"NodeEngine is installed, but 'NodeEngine config addon' lists no "
-                          f"add-ons ({text}): update NodeEngine ({NODEENGINE_INSTALL})")
-        return active, (f"NodeEngine add-on {addon} active" if active
-                        else f"NodeEngine add-on {addon} not active")
+            raise Refusal(
+                f"NodeEngine is installed, but 'NodeEngine config addon' lists no "
+                f"add-ons ({text}): update NodeEngine ({NODEENGINE_INSTALL})"
+            )
+        return active, (
+            f"NodeEngine add-on {addon} active"
+            if active
+            else f"NodeEngine add-on {addon} not active"
+        )
 
     def act(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
         s.change(C.nodeengine_addon(addon, "on"), f"NodeEngine config addon {addon} on")
-        s.change(C.restart_nodeengine(), "restart NodeEngine where it runs, so it loads the "
-                                         "add-on", timeout=120)
+        s.change(
+            C.restart_nodeengine(),
+            "restart NodeEngine where it runs, so it loads the add-on",
+            timeout=120,
+        )
         return f"add-on {addon} on; NodeEngine restarted where it ran"
 
-    return Step(f"nodeengine-{addon}", frozenset({role}), check, act,
-                applies=lambda f, c: f.nodeengine is not None,
-                unavailable=_nodeengine_missing)
+    return Step(
+        f"nodeengine-{addon}",
+        frozenset({role}),
+        check,
+        act,
+        applies=lambda f, c: f.nodeengine is not None,
+        unavailable=_nodeengine_missing,
+    )
 
 
 # -- learner ------------------------------------------------------------------------------
 def check_data(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
     if ctx.data_dir:
-        return (f.ok("data_dir"), f"data dir {ctx.data_dir} " +
-                ("present" if f.ok("data_dir") else "missing"))
-    return (f.ok("volume"), f"docker volume {C.DATA_VOLUME} " +
-            ("present" if f.ok("volume") else "missing"))
+        return (
+            f.ok("data_dir"),
+            f"data dir {ctx.data_dir} " + ("present" if f.ok("data_dir") else "missing"),
+        )
+    return (
+        f.ok("volume"),
+        f"docker volume {C.DATA_VOLUME} " + ("present" if f.ok("volume") else "missing"),
+    )
 
 
 def act_data(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
@@ -386,24 +455,30 @@ def sidecar_problems(f: WorkerFacts, ctx: PrepContext) -> list[str]:
     if not state.get("Running"):
         problems.append(f"{C.SIDECAR} is {state.get('Status', 'not running')}")
     if (info.get("Config") or {}).get("Image") != ctx.learner_image:
-        problems.append(f"{C.SIDECAR} runs {(info.get('Config') or {}).get('Image')}, "
-                        f"not {ctx.learner_image}")
+        problems.append(
+            f"{C.SIDECAR} runs {(info.get('Config') or {}).get('Image')}, not {ctx.learner_image}"
+        )
     host = info.get("HostConfig") or {}
     if (host.get("RestartPolicy") or {}).get("Name") != "unless-stopped":
         problems.append("restart policy is not unless-stopped")
     binds = (host.get("PortBindings") or {}).get(f"{C.SIDECAR_PORT}/tcp") or []
-    on = sorted({b.get("HostIp") or "0.0.0.0" for b in binds
-                 if b.get("HostPort") == str(C.SIDECAR_PORT)})
+    on = sorted(
+        {b.get("HostIp") or "0.0.0.0" for b in binds if b.get("HostPort") == str(C.SIDECAR_PORT)}
+    )
     wanted = ctx.publish_address or f.docker0
     if not on:
         problems.append(f"port {C.SIDECAR_PORT} not published")
     elif on != [wanted]:
-        problems.append(f"port {C.SIDECAR_PORT} published on {', '.join(on)}, not only on "
-                        f"{wanted or 'docker0'} (flops.learner.publish_address)")
+        problems.append(
+            f"port {C.SIDECAR_PORT} published on {', '.join(on)}, not only on "
+            f"{wanted or 'docker0'} (flops.learner.publish_address)"
+        )
     source = ctx.data_dir or C.DATA_VOLUME
     mounts = info.get("Mounts") or []
-    if not any(m.get("Destination") == C.DATA_MOUNT and source in (m.get("Name"), m.get("Source"))
-               for m in mounts):
+    if not any(
+        m.get("Destination") == C.DATA_MOUNT and source in (m.get("Name"), m.get("Source"))
+        for m in mounts
+    ):
         problems.append(f"{source} not mounted at {C.DATA_MOUNT}")
     return problems
 
@@ -411,8 +486,9 @@ def sidecar_problems(f: WorkerFacts, ctx: PrepContext) -> list[str]:
 def check_sidecar(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
     problems = sidecar_problems(f, ctx)
     if not problems and not f.ok("sidecar_tcp"):
-        problems.append(f"TCP {C.SIDECAR_PORT} does not answer on docker0 "
-                        f"({f.docker0 or 'no docker0'})")
+        problems.append(
+            f"TCP {C.SIDECAR_PORT} does not answer on docker0 ({f.docker0 or 'no docker0'})"
+        )
     if problems:
         return False, "; ".join(problems)
     detail = f"{C.SIDECAR} running, TCP {C.SIDECAR_PORT} answers on docker0 {f.docker0}"
@@ -426,25 +502,47 @@ def act_sidecar(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
     verb = "replaced" if f.sidecar is not None else "started"
     address = ctx.publish_address or f.docker0
     if not address:
-        raise RemoteFailure("docker0 has no IPv4 address to publish the sidecar on: set "
-                            "flops.learner.publish_address")
-    s.change(C.all_of(C.sidecar_run(ctx.learner_image, source, address),
-                      C.wait_tcp_docker0(C.SIDECAR_PORT, seconds=30)),
-             f"docker run -d --name {C.SIDECAR} -p {C.publish_spec(address, C.SIDECAR_PORT)} "
-             f"--restart unless-stopped -v {source}:{C.DATA_MOUNT} {ctx.learner_image}",
-             timeout=900)
+        raise RemoteFailure(
+            "docker0 has no IPv4 address to publish the sidecar on: set "
+            "flops.learner.publish_address"
+        )
+    s.change(
+        C.all_of(
+            C.sidecar_run(ctx.learner_image, source, address),
+            C.wait_tcp_docker0(C.SIDECAR_PORT, seconds=30),
+        ),
+        f"docker run -d --name {C.SIDECAR} -p {C.publish_spec(address, C.SIDECAR_PORT)} "
+        f"--restart unless-stopped -v {source}:{C.DATA_MOUNT} {ctx.learner_image}",
+        timeout=900,
+    )
     return f"{verb} {C.SIDECAR} ({ctx.learner_image})"
 
 
 STEPS: tuple[Step, ...] = (
     Step("qemu", frozenset({BUILDER}), check_qemu, act_qemu, packages=qemu_packages),
-    Step("buildx", frozenset({BUILDER}), check_buildx, act_buildx, applies=_docker,
-         packages=buildx_packages),
-    Step("trust-docker", frozenset({BUILDER, LEARNER}), check_trust_docker, act_trust_docker,
-         applies=_docker),
+    Step(
+        "buildx",
+        frozenset({BUILDER}),
+        check_buildx,
+        act_buildx,
+        applies=_docker,
+        packages=buildx_packages,
+    ),
+    Step(
+        "trust-docker",
+        frozenset({BUILDER, LEARNER}),
+        check_trust_docker,
+        act_trust_docker,
+        applies=_docker,
+    ),
     Step("builder", frozenset({BUILDER}), check_builder, act_builder, applies=_docker),
-    Step("trust-containerd", frozenset({BUILDER, LEARNER}), check_trust_containerd,
-         act_trust_containerd, applies=containerd_present),
+    Step(
+        "trust-containerd",
+        frozenset({BUILDER, LEARNER}),
+        check_trust_containerd,
+        act_trust_containerd,
+        applies=containerd_present,
+    ),
     # FLOps' image builder is buildah: a builder trusts the registry for it whether or not
     # buildah is installed on the node itself
     Step("trust-buildah", frozenset({BUILDER}), check_trust_buildah, act_trust_buildah),
@@ -454,20 +552,26 @@ STEPS: tuple[Step, ...] = (
     _nodeengine_step("FLOps", LEARNER),
 )
 # buildah on a learner (FLOps does not need it there): trusted where it is installed
-LEARNER_BUILDAH = Step("trust-buildah", frozenset({LEARNER}), check_trust_buildah,
-                       act_trust_buildah, applies=lambda f, c: f.ok("buildah"))
+LEARNER_BUILDAH = Step(
+    "trust-buildah",
+    frozenset({LEARNER}),
+    check_trust_buildah,
+    act_trust_buildah,
+    applies=lambda f, c: f.ok("buildah"),
+)
 
 
 def steps_for(roles: set[str]) -> list[Step]:
     steps = [st for st in STEPS if st.roles & roles]
     if BUILDER not in roles and LEARNER in roles:
-        steps.insert(next(i for i, st in enumerate(steps) if st.name == "trust-containerd") + 1,
-                     LEARNER_BUILDAH)
+        steps.insert(
+            next(i for i, st in enumerate(steps) if st.name == "trust-containerd") + 1,
+            LEARNER_BUILDAH,
+        )
     return steps
 
 
-def probes_for(roles: set[str], ctx: PrepContext, quick: bool = False
-               ) -> list[tuple[str, str]]:
+def probes_for(roles: set[str], ctx: PrepContext, quick: bool = False) -> list[tuple[str, str]]:
     """The full probes of ``roles``; ``quick``: the cheaper reads a re-run starts with. Both
     read the containerd hosts files of former registries (a move drops their trust)."""
     former = former_registry_probes(ctx.forget)
@@ -491,24 +595,32 @@ def preflight(f: WorkerFacts, roles: set[str]) -> str | None:
     problems = []
     if BUILDER in roles:
         if not f.binfmt_supported:
-            problems.append("the kernel has no binfmt_misc support, so QEMU user emulation "
-                            "cannot run foreign binaries: flops-tasks does not change kernels; "
-                            "use one built with CONFIG_BINFMT_MISC")
+            problems.append(
+                "the kernel has no binfmt_misc support, so QEMU user emulation "
+                "cannot run foreign binaries: flops-tasks does not change kernels; "
+                "use one built with CONFIG_BINFMT_MISC"
+            )
         if not f.has_apt:
-            problems.append(f"no apt-get on {f.os or 'this OS'}: a builder needs "
-                            "qemu-user-static (and buildah for --push-check), which flops-tasks "
-                            "installs with apt only (Debian, Ubuntu); install them yourself is "
-                            "not supported")
+            problems.append(
+                f"no apt-get on {f.os or 'this OS'}: a builder needs "
+                "qemu-user-static (and buildah for --push-check), which flops-tasks "
+                "installs with apt only (Debian, Ubuntu); install them yourself is "
+                "not supported"
+            )
         if not f.docker_running and not f.containerd_running:
-            problems.append("neither containerd nor the Docker engine runs: NodeEngine runs "
-                            "FLOps' image builder on containerd; flops-tasks does not install "
-                            "container runtimes: install containerd (apt-get install containerd) "
-                            "or Docker and start it")
+            problems.append(
+                "neither containerd nor the Docker engine runs: NodeEngine runs "
+                "FLOps' image builder on containerd; flops-tasks does not install "
+                "container runtimes: install containerd (apt-get install containerd) "
+                "or Docker and start it"
+            )
     if LEARNER in roles and not f.docker_running:
-        problems.append(f"the Docker engine is not running ({f.docker_error}): a learner needs "
-                        "Docker, NodeEngine starts the ml_data_server sidecar with docker run; "
-                        "install Docker (apt-get install docker.io) and start it "
-                        "(systemctl start docker)")
+        problems.append(
+            f"the Docker engine is not running ({f.docker_error}): a learner needs "
+            "Docker, NodeEngine starts the ml_data_server sidecar with docker run; "
+            "install Docker (apt-get install docker.io) and start it "
+            "(systemctl start docker)"
+        )
     return "; ".join(problems) or None
 
 
@@ -519,12 +631,12 @@ def _describe(f: WorkerFacts, session: HostSession) -> str:
         runtimes.append(f"docker {f.docker_info.get('ServerVersion')}")
     if f.containerd_running:
         runtimes.append("containerd")
-    return f"{f.os} {arch}, {' + '.join(runtimes)}" + (", root" if session.is_root()
-                                                       else ", sudo")
+    return f"{f.os} {arch}, {' + '.join(runtimes)}" + (", root" if session.is_root() else ", sudo")
 
 
-def _check_all(host: str, f: WorkerFacts, ctx: PrepContext, steps: list[Step]
-               ) -> tuple[list[tuple[Step, bool, str]], list[Outcome], list[Outcome]]:
+def _check_all(
+    host: str, f: WorkerFacts, ctx: PrepContext, steps: list[Step]
+) -> tuple[list[tuple[Step, bool, str]], list[Outcome], list[Outcome]]:
     """(step, in place, detail) per applicable step, warnings, refusals."""
     results, warnings, refused = [], [], []
     for step in steps:
@@ -575,8 +687,13 @@ def all_in_place(f: WorkerFacts, roles: set[str], ctx: PrepContext) -> bool:
         return False
 
 
-def _converge(session: HostSession, roles: set[str], ctx: PrepContext, outcomes: list[Outcome],
-              current: list[str]) -> None:
+def _converge(
+    session: HostSession,
+    roles: set[str],
+    ctx: PrepContext,
+    outcomes: list[Outcome],
+    current: list[str],
+) -> None:
     host = session.label
     probes = probes_for(roles, ctx)
     # a re-run reads cheaply first; only a host the quick reads do not confirm gets the
@@ -596,13 +713,24 @@ def _converge(session: HostSession, roles: set[str], ctx: PrepContext, outcomes:
     results, warnings, refused = _check_all(host, facts, ctx, steps)
     outcomes.extend(warnings)
     if refused:
-        outcomes.extend(failed(host, o.step, f"{o.detail}; nothing was changed on this host")
-                        for o in refused)
+        outcomes.extend(
+            failed(host, o.step, f"{o.detail}; nothing was changed on this host") for o in refused
+        )
         return
     acted: list[tuple[Step, str]] = []
     current[0] = next((step.name for step, in_place, _ in results if not in_place), "preflight")
-    install_packages(session, facts, list(dict.fromkeys(
-        p for step, in_place, _ in results if not in_place for p in step.packages(facts, ctx))))
+    install_packages(
+        session,
+        facts,
+        list(
+            dict.fromkeys(
+                p
+                for step, in_place, _ in results
+                if not in_place
+                for p in step.packages(facts, ctx)
+            )
+        ),
+    )
     for step, in_place, detail in results:
         current[0] = step.name
         if in_place:
@@ -619,8 +747,11 @@ def _converge(session: HostSession, roles: set[str], ctx: PrepContext, outcomes:
         for step, did in acted:
             current[0] = step.name
             in_place, detail = step.check(facts, ctx)
-            outcomes.append(changed(host, step.name, f"{did}; verified: {detail}") if in_place
-                            else failed(host, step.name, f"{did}, but still not right: {detail}"))
+            outcomes.append(
+                changed(host, step.name, f"{did}; verified: {detail}")
+                if in_place
+                else failed(host, step.name, f"{did}, but still not right: {detail}")
+            )
     if ctx.push_check and BUILDER in roles and not any(o.bad for o in outcomes):
         current[0] = "push"
         outcomes.extend(push_checks(session, facts, ctx))
@@ -674,8 +805,9 @@ def _ran_both(output: str) -> list[str]:
     return [m for m in MACHINES if m not in lines]
 
 
-def _verify_index(host: str, step: str, ctx: PrepContext, repo: str, tag: str, started: float,
-                  how: str) -> Outcome:
+def _verify_index(
+    host: str, step: str, ctx: PrepContext, repo: str, tag: str, started: float, how: str
+) -> Outcome:
     try:
         platforms = manifest_platforms(ctx.registry, repo, tag)
     except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -684,9 +816,13 @@ def _verify_index(host: str, step: str, ctx: PrepContext, repo: str, tag: str, s
     if missing:
         return failed(host, step, f"pushed index lacks {', '.join(missing)} ({platforms})")
     seconds = time.monotonic() - started
-    return ok(host, step, f"{how}: built (the foreign RUN step ran under QEMU) and pushed "
-                          f"{repo}:{tag} to {ctx.registry} in {seconds:.1f}s; the registry's "
-                          f"index lists {', '.join(PLATFORMS)}")
+    return ok(
+        host,
+        step,
+        f"{how}: built (the foreign RUN step ran under QEMU) and pushed "
+        f"{repo}:{tag} to {ctx.registry} in {seconds:.1f}s; the registry's "
+        f"index lists {', '.join(PLATFORMS)}",
+    )
 
 
 def _tail(res: object) -> str:
@@ -701,9 +837,12 @@ def push_buildah(session: HostSession, f: WorkerFacts, ctx: PrepContext) -> Outc
     installed: list[str] = []
     missing = [p for p in CHECK_TOOLS if not f.installed(p)]
     if missing:
-        res = session.change(C.install_check_tools(missing),
-                             f"apt-get install {' '.join(missing)} (for the push check; "
-                             f"recorded in {C.CHECK_TOOLS_LIST})", timeout=900)
+        res = session.change(
+            C.install_check_tools(missing),
+            f"apt-get install {' '.join(missing)} (for the push check; "
+            f"recorded in {C.CHECK_TOOLS_LIST})",
+            timeout=900,
+        )
         installed = res.stdout.split()
     repo, tag = _probe_ref(session, ctx, "buildah")
     ref = f"{ctx.registry}/{repo}:{tag}"
@@ -712,20 +851,42 @@ def push_buildah(session: HostSession, f: WorkerFacts, ctx: PrepContext) -> Outc
         C.buildah_push_probe(ref, PLATFORMS, UNAME_AMD64_B64, UNAME_ARM64_B64),
         f"buildah build {' '.join('--platform ' + p for p in PLATFORMS)} --manifest "
         f"{ref}-manifest, then buildah manifest push --tls-verify=false --all to {ctx.registry} "
-        "(a temporary buildah storage, removed afterwards)", timeout=900)
-    tools = (f"; installed for the check: {', '.join(installed)} (remove: inv prepare-builder "
-             f"--remove-check-tools --host {session.target.name or session.target.spec})"
-             if installed else "")
+        "(a temporary buildah storage, removed afterwards)",
+        timeout=900,
+    )
+    tools = (
+        f"; installed for the check: {', '.join(installed)} (remove: inv prepare-builder "
+        f"--remove-check-tools --host {session.target.name or session.target.spec})"
+        if installed
+        else ""
+    )
     if session.dry:
         return changed(host, "push", f"would build with buildah and push {ref}{tools}")
     not_ran = _ran_both(res.stdout)
     if not_ran:
-        return failed(host, "push", f"buildah build printed no {', '.join(not_ran)} line: the "
-                                    f"RUN step did not run for every platform ({_tail(res)})")
-    driver = next((ln.split(":", 1)[1].strip() for ln in res.stdout.splitlines()
-                   if ln.startswith("storage-driver:")), "?")
-    outcome = _verify_index(host, "push", ctx, repo, tag, started,
-                            f"buildah (FLOps' image builder path; storage {driver})")
+        return failed(
+            host,
+            "push",
+            f"buildah build printed no {', '.join(not_ran)} line: the "
+            f"RUN step did not run for every platform ({_tail(res)})",
+        )
+    driver = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in res.stdout.splitlines()
+            if ln.startswith("storage-driver:")
+        ),
+        "?",
+    )
+    outcome = _verify_index(
+        host,
+        "push",
+        ctx,
+        repo,
+        tag,
+        started,
+        f"buildah (FLOps' image builder path; storage {driver})",
+    )
     return replace(outcome, detail=outcome.detail + tools)
 
 
@@ -734,21 +895,36 @@ def push_buildx(session: HostSession, f: WorkerFacts, ctx: PrepContext) -> Outco
     host = session.label
     repo, tag = _probe_ref(session, ctx, "buildx")
     started = time.monotonic()
-    res = session.change(C.buildx_push_probe(
-        ctx.registry, f"{repo}:{tag}", ",".join(PLATFORMS), ctx.builder_name,
-        builder_driver(f, ctx), UNAME_AMD64_B64, UNAME_ARM64_B64),
+    res = session.change(
+        C.buildx_push_probe(
+            ctx.registry,
+            f"{repo}:{tag}",
+            ",".join(PLATFORMS),
+            ctx.builder_name,
+            builder_driver(f, ctx),
+            UNAME_AMD64_B64,
+            UNAME_ARM64_B64,
+        ),
         f"docker buildx build --platform {','.join(PLATFORMS)} --push "
-        f"{ctx.registry}/{repo}:{tag} (builder {ctx.builder_name})", timeout=900)
+        f"{ctx.registry}/{repo}:{tag} (builder {ctx.builder_name})",
+        timeout=900,
+    )
     if session.dry:
-        return changed(host, "push-buildx", f"would build with buildx and push "
-                                            f"{ctx.registry}/{repo}:{tag}")
+        return changed(
+            host, "push-buildx", f"would build with buildx and push {ctx.registry}/{repo}:{tag}"
+        )
     not_ran = _ran_both(res.stdout)
     if not_ran:
-        return failed(host, "push-buildx", f"buildx printed no {', '.join(not_ran)} line: the "
-                                           f"RUN step did not run for every platform "
-                                           f"({_tail(res)})")
-    return _verify_index(host, "push-buildx", ctx, repo, tag, started,
-                         f"buildx ({builder_driver(f, ctx)} driver)")
+        return failed(
+            host,
+            "push-buildx",
+            f"buildx printed no {', '.join(not_ran)} line: the "
+            f"RUN step did not run for every platform "
+            f"({_tail(res)})",
+        )
+    return _verify_index(
+        host, "push-buildx", ctx, repo, tag, started, f"buildx ({builder_driver(f, ctx)} driver)"
+    )
 
 
 def _repo_safe(text: str) -> str:
@@ -758,13 +934,18 @@ def _repo_safe(text: str) -> str:
 def manifest_platforms(registry: str, repo: str, tag: str) -> list[str]:
     req = urllib.request.Request(
         f"http://{registry}/v2/{repo}/manifests/{tag}",
-        headers={"Accept": "application/vnd.oci.image.index.v1+json,"
-                           "application/vnd.docker.distribution.manifest.list.v2+json"})
+        headers={
+            "Accept": "application/vnd.oci.image.index.v1+json,"
+            "application/vnd.docker.distribution.manifest.list.v2+json"
+        },
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         index = json.load(resp)
-    return sorted(f"{m['platform']['os']}/{m['platform']['architecture']}"
-                  for m in index.get("manifests", [])
-                  if m.get("platform", {}).get("os") not in (None, "unknown"))
+    return sorted(
+        f"{m['platform']['os']}/{m['platform']['architecture']}"
+        for m in index.get("manifests", [])
+        if m.get("platform", {}).get("os") not in (None, "unknown")
+    )
 
 
 # -- removing what the push check installed ------------------------------------------------
@@ -778,10 +959,15 @@ def remove_check_tools(session: HostSession) -> list[Outcome]:
         return [ok(host, "check-tools", "nothing the push check installed is left")]
     others = [p for p in purged if p not in listed]
     if others:
-        return [failed(host, "check-tools", f"purging {', '.join(listed)} would also remove "
-                                            f"{', '.join(others)}, which depend on them: "
-                                            "nothing was removed")]
-    session.change(C.remove_check_tools(listed), f"apt-get purge {' '.join(listed)}",
-                   timeout=600)
+        return [
+            failed(
+                host,
+                "check-tools",
+                f"purging {', '.join(listed)} would also remove "
+                f"{', '.join(others)}, which depend on them: "
+                "nothing was removed",
+            )
+        ]
+    session.change(C.remove_check_tools(listed), f"apt-get purge {' '.join(listed)}", timeout=600)
     verb = "would remove" if session.dry else "removed"
     return [changed(host, "check-tools", f"{verb} {', '.join(listed)}")]

@@ -28,8 +28,13 @@ class Status(StrEnum):
         return _RANK[self]
 
 
-_RANK = {Status.OK: 0, Status.WARNING: 0, Status.CHANGED: 1, Status.FAILED: 2,
-         Status.UNREACHABLE: 3}
+_RANK = {
+    Status.OK: 0,
+    Status.WARNING: 0,
+    Status.CHANGED: 1,
+    Status.FAILED: 2,
+    Status.UNREACHABLE: 3,
+}
 # what a host as a whole can be (a warning row does not change it)
 HOST_STATUSES = (Status.OK, Status.CHANGED, Status.FAILED, Status.UNREACHABLE)
 
@@ -170,6 +175,9 @@ class Report:
             },
             "warnings": [f"{o.host}: {o.step}: {o.detail}" for o in self.warnings()],
             "notes": list(self.notes),
-            **({"ssh": {host: dict(counts) for host, counts in self.ssh.items()}}
-               if self.ssh else {}),
+            **(
+                {"ssh": {host: dict(counts) for host, counts in self.ssh.items()}}
+                if self.ssh
+                else {}
+            ),
         }

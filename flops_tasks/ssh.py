@@ -215,7 +215,8 @@ class HostSession:
             except Exception as exc:  # paramiko raises several types for a bad file
                 raise HostUnreachable(f"cannot read known_hosts {known_hosts}: {exc}") from None
         cxn.client.set_missing_host_key_policy(
-            _policies(known_hosts, accept_new=self.ssh.host_keys == "accept-new"))
+            _policies(known_hosts, accept_new=self.ssh.host_keys == "accept-new")
+        )
         return cxn
 
     def _open(self, cxn: Connection) -> None:
@@ -225,8 +226,14 @@ class HostSession:
         except HostUnreachable:
             raise
         except Exception as exc:
-            mapped = connect_error(exc, self.target, self.user, self.known_hosts,
-                                   self.ssh.connect_timeout, cxn.client.get_transport())
+            mapped = connect_error(
+                exc,
+                self.target,
+                self.user,
+                self.known_hosts,
+                self.ssh.connect_timeout,
+                cxn.client.get_transport(),
+            )
             if mapped is None:
                 raise
             raise mapped from None
@@ -297,8 +304,10 @@ class HostSession:
         return self._is_root
 
     def _refused(self) -> str:
-        return (f"sudo on {self.label} refused the password ({SUDO_REFUSED!r}): set the right "
-                f"one in {self.ssh.sudo_password_env}, or type it at the prompt")
+        return (
+            f"sudo on {self.label} refused the password ({SUDO_REFUSED!r}): set the right "
+            f"one in {self.ssh.sudo_password_env}, or type it at the prompt"
+        )
 
     def _as_root(self, command: str, timeout: float | None) -> Result:
         if self._sudo_refused:
@@ -307,8 +316,10 @@ class HostSession:
             return self._raw(command, timeout)
         if not self._sudo_needs_password:
             res = self._raw(commands.sudo(command, None), timeout)
-            if "a password is required" not in res.stderr and "a terminal is required" \
-                    not in res.stderr:
+            if (
+                "a password is required" not in res.stderr
+                and "a terminal is required" not in res.stderr
+            ):
                 return res
             self._sudo_needs_password = True
         password = self.sudo_password() if self.sudo_password else None
@@ -337,8 +348,9 @@ class HostSession:
 
     def upload(self, local: str, callback: Callable[[int, int], None] | None = None) -> str:
         """Copy a local file to a fresh temp path on the host over SFTP; returns that path."""
-        res = self._raw(commands.cmd("mktemp", "/tmp/flops-upload.XXXXXX"),
-                        timeout=self.ssh.connect_timeout + 5)
+        res = self._raw(
+            commands.cmd("mktemp", "/tmp/flops-upload.XXXXXX"), timeout=self.ssh.connect_timeout + 5
+        )
         if not res.ok:
             raise RemoteFailure(f"mktemp failed on {self.label}: {res.stderr.strip()}")
         remote = res.stdout.strip()
@@ -349,8 +361,9 @@ class HostSession:
             raise RemoteFailure(f"upload of {local} failed: {exc}") from None
         return remote
 
-    def probes(self, probes: list[tuple[str, str]], grouped: bool = False
-               ) -> dict[str, tuple[int, str]]:
+    def probes(
+        self, probes: list[tuple[str, str]], grouped: bool = False
+    ) -> dict[str, tuple[int, str]]:
         """Many read-only probes in one round trip: ``name -> (exit code, output)``
         (``grouped``: see ``commands.probe_batch``)."""
         res = self.probe(commands.probe_batch(probes, grouped=grouped))
@@ -367,12 +380,19 @@ def sudo_watcher(password: str) -> FailingResponder:
     back after ``Sorry, try again.`` ends the command (``ResponseNotAccepted``)."""
     from invoke.watchers import FailingResponder
 
-    return FailingResponder(pattern=re.escape(SUDO_PROMPT), response=password + "\n",
-                            sentinel=re.escape(SUDO_REFUSED))
+    return FailingResponder(
+        pattern=re.escape(SUDO_PROMPT), response=password + "\n", sentinel=re.escape(SUDO_REFUSED)
+    )
 
 
-def connect_error(exc: BaseException, target: Target, user: str, known_hosts: Path,
-                  timeout: float, transport: Transport | None) -> HostUnreachable | None:
+def connect_error(
+    exc: BaseException,
+    target: Target,
+    user: str,
+    known_hosts: Path,
+    timeout: float,
+    transport: Transport | None,
+) -> HostUnreachable | None:
     """One line that says why opening the connection failed and what to do; None if unknown."""
     from paramiko.ssh_exception import (
         AuthenticationException,
@@ -383,15 +403,19 @@ def connect_error(exc: BaseException, target: Target, user: str, known_hosts: Pa
 
     where = f"{target.host}:{target.port}"
     if isinstance(exc, BadHostKeyException):
-        forget = commands.cmd("ssh-keygen", "-f", str(known_hosts), "-R",
-                              known_hosts_name(target.host, target.port))
+        forget = commands.cmd(
+            "ssh-keygen", "-f", str(known_hosts), "-R", known_hosts_name(target.host, target.port)
+        )
         return HostUnreachable(
             f"host key of {where} CHANGED (got {_fingerprint(exc.key)}): possible "
             f"man-in-the-middle; if the host was reinstalled, verify its new key, then remove "
-            f"the old one with: {forget}")
+            f"the old one with: {forget}"
+        )
     if isinstance(exc, AuthenticationException):
-        return HostUnreachable(f"authentication as {user} to {where} failed ({exc}): check "
-                               "flops.ssh.key and the user's authorized_keys")
+        return HostUnreachable(
+            f"authentication as {user} to {where} failed ({exc}): check "
+            "flops.ssh.key and the user's authorized_keys"
+        )
     if isinstance(exc, TimeoutError):
         return HostUnreachable(f"connection to {where} timed out ({exc or 'no answer'})")
     if isinstance(exc, NoValidConnectionsError):
@@ -400,7 +424,8 @@ def connect_error(exc: BaseException, target: Target, user: str, known_hosts: Pa
         if transport is None or not getattr(transport, "remote_version", ""):
             return HostUnreachable(
                 f"{where} accepted TCP but sent no SSH banner within {timeout:g}s "
-                "(flops.ssh.connect_timeout): is sshd on that port?")
+                "(flops.ssh.connect_timeout): is sshd on that port?"
+            )
         return HostUnreachable(f"SSH to {where} failed: {exc or type(exc).__name__}")
     return None
 
@@ -558,12 +583,12 @@ def fan_out(
 
     def session_for(target: Target) -> HostSession:
         if run is not None:
-            session = run.session(target, ssh, config=config, dry=dry,
-                                  sudo_password=get_password)
+            session = run.session(target, ssh, config=config, dry=dry, sudo_password=get_password)
         else:
             pool = own if sessions is None else sessions
             session = pool.get(target.label) or HostSession(
-                target, ssh, config=config, dry=dry, sudo_password=get_password)
+                target, ssh, config=config, dry=dry, sudo_password=get_password
+            )
             pool[target.label] = session
         session.dry, session.plan = dry, []
         return session
@@ -586,16 +611,20 @@ def fan_out(
             outcomes = [failed(label, step, exc.message or "failed")]
         finally:
             if traffic is not None:
-                traffic[label] = {"handshakes": session.handshakes - before[0],
-                                  "round_trips": session.round_trips - before[1]}
+                traffic[label] = {
+                    "handshakes": session.handshakes - before[0],
+                    "round_trips": session.round_trips - before[1],
+                }
         for outcome in outcomes:
             seen.host_step(label, outcome)
         return outcomes
 
-    pool = ThreadPoolExecutor(max_workers=min(ssh.parallel, len(targets)),
-                              thread_name_prefix="flops-host")
+    pool = ThreadPoolExecutor(
+        max_workers=min(ssh.parallel, len(targets)), thread_name_prefix="flops-host"
+    )
     futures: dict[Future[list[Outcome]], int] = {
-        pool.submit(job, i, t): i for i, t in enumerate(targets)}
+        pool.submit(job, i, t): i for i, t in enumerate(targets)
+    }
     pending = set(futures)
     timed_out: set[int] = set()
     try:
@@ -624,9 +653,14 @@ def fan_out(
                             run.drop(session)
                     timed_out.add(index)
                     pending.discard(fut)
-                    results[index] = [failed(label, step,
-                                             f"timed out after {ssh.host_timeout:g}s "
-                                             "(flops.ssh.host_timeout); connection closed")]
+                    results[index] = [
+                        failed(
+                            label,
+                            step,
+                            f"timed out after {ssh.host_timeout:g}s "
+                            "(flops.ssh.host_timeout); connection closed",
+                        )
+                    ]
                     seen.host_done(label, results[index])
     finally:
         pool.shutdown(wait=not timed_out, cancel_futures=True)

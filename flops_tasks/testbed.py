@@ -77,8 +77,11 @@ def refuse_foreign(what: str, labels: dict[str, str] | None) -> None:
     owner = (labels or {}).get(LABEL)
     if owner in (TESTBED_ID, LEGACY_ID):
         return
-    whose = ("the testbed of another checkout (run 'inv testbed.down' there)" if owner
-             else "something that is not a testbed (remove or rename it)")
+    whose = (
+        "the testbed of another checkout (run 'inv testbed.down' there)"
+        if owner
+        else "something that is not a testbed (remove or rename it)"
+    )
     raise FlopsError(f"{what} belongs to {whose}: this checkout's testbed needs the name")
 
 
@@ -160,37 +163,61 @@ def ensure_base_image(suite: str, progress: Progress, mirror: str = MIRROR) -> b
     if _call(lambda: docker.image.exists(tag)):
         return False
     if not shutil.which("debootstrap"):
-        raise FlopsError("debootstrap is not installed: apt-get install debootstrap "
-                         "(or run .ci/setup)")
+        raise FlopsError(
+            "debootstrap is not installed: apt-get install debootstrap (or run .ci/setup)"
+        )
     progress(f"building base image {tag} with debootstrap (about 30 s)")
     with tempfile.TemporaryDirectory(prefix=f"flops-{suite}-") as tmp:
         root = Path(tmp) / "root"
         log = Path(tmp) / "debootstrap.log"
         with open(log, "w") as fh:
-            res = subprocess.run(["debootstrap", "--variant=minbase", suite, str(root), mirror],
-                                 stdout=fh, stderr=subprocess.STDOUT)
+            res = subprocess.run(
+                ["debootstrap", "--variant=minbase", suite, str(root), mirror],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
         if res.returncode != 0:
             tail = log.read_text().strip().splitlines()[-1:] or ["?"]
             raise FlopsError(f"debootstrap {suite} failed: {tail[0]}")
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
         imp = subprocess.run(
-            ["docker", "import", "-c", f"LABEL {LABEL}={TESTBED_ID}", "-c",
-             'CMD ["/bin/bash"]', "-", tag],
-            stdin=tar.stdout, capture_output=True, text=True)
+            [
+                "docker",
+                "import",
+                "-c",
+                f"LABEL {LABEL}={TESTBED_ID}",
+                "-c",
+                'CMD ["/bin/bash"]',
+                "-",
+                tag,
+            ],
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+        )
         tar.wait()
         if imp.returncode != 0:
             raise FlopsError(f"docker import of {tag} failed: {imp.stderr.strip()}")
     return True
 
 
-def build_image(context: Path, tag: str, progress: Progress,
-                build_args: dict[str, str] | None = None) -> None:
+def build_image(
+    context: Path, tag: str, progress: Progress, build_args: dict[str, str] | None = None
+) -> None:
     """Build (cached by Docker) with the testbed label."""
     docker = _docker()
     exists = _call(lambda: docker.image.exists(tag))
     progress(f"{'checking' if exists else 'building'} image {tag}")
-    _call(lambda: docker.build(str(context), tags=[tag], labels=mark(), progress=False,
-                               load=True, build_args=build_args or {}))
+    _call(
+        lambda: docker.build(
+            str(context),
+            tags=[tag],
+            labels=mark(),
+            progress=False,
+            load=True,
+            build_args=build_args or {},
+        )
+    )
 
 
 # -- images from upstream's code ---------------------------------------------------------
@@ -221,8 +248,10 @@ def unpack_upstream(tarball: Path, dest: Path) -> Path:
         with tarfile.open(tarball) as tar:
             tar.extractall(dest, filter="data")
     except (OSError, tarfile.TarError) as exc:
-        raise FlopsError(f"cannot unpack {tarball} ({exc}): replace it with the addon-FLOps "
-                         "source tarball of the pinned ref") from None
+        raise FlopsError(
+            f"cannot unpack {tarball} ({exc}): replace it with the addon-FLOps "
+            "source tarball of the pinned ref"
+        ) from None
     roots = [p for p in dest.iterdir() if p.is_dir()]
     if len(roots) != 1:
         raise FlopsError(f"{tarball} does not hold one addon-FLOps folder: replace it")
@@ -240,16 +269,23 @@ def upstream_images(paths: Paths, progress: Progress) -> dict[str, str]:
     tarball = upstream_tarball()
     ref = DEFAULTS["addon"]["ref"]
     if not tarball.is_file():
-        have = {MANAGER: _call(lambda: docker.image.exists(MANAGER_IMAGE)),
-                "ml_data_server": _call(lambda: docker.image.exists(SIDECAR_IMAGE))}
+        have = {
+            MANAGER: _call(lambda: docker.image.exists(MANAGER_IMAGE)),
+            "ml_data_server": _call(lambda: docker.image.exists(SIDECAR_IMAGE)),
+        }
         states = {name: "reused" if ok else "missing" for name, ok in have.items()}
         reused = [n for n, st in states.items() if st == "reused"]
         missing = [n for n, st in states.items() if st == "missing"]
-        progress(f"upstream addon-FLOps source not found at {tarball} (set {UPSTREAM_VAR} "
-                 "to the tarball): "
-                 + "; ".join([*([f"reusing the built {', '.join(reused)}"] if reused else []),
-                              *([f"running without {' and '.join(missing)}"] if missing
-                                else [])]))
+        progress(
+            f"upstream addon-FLOps source not found at {tarball} (set {UPSTREAM_VAR} "
+            "to the tarball): "
+            + "; ".join(
+                [
+                    *([f"reusing the built {', '.join(reused)}"] if reused else []),
+                    *([f"running without {' and '.join(missing)}"] if missing else []),
+                ]
+            )
+        )
         return states
     root = unpack_upstream(tarball, paths.build / "upstream")
     contexts = {}
@@ -259,8 +295,9 @@ def upstream_images(paths: Paths, progress: Progress) -> dict[str, str]:
             progress(f"wheelhouse for {recipe.name} in place ({wheels})")
         contexts[recipe.name] = paths.build / recipe.name
         build_context.stage(recipe, root, contexts[recipe.name], wheels)
-    build_image(contexts["ml_data_server"], SIDECAR_IMAGE, progress,
-                build_args={"FLOPS_ADDON_REF": ref})
+    build_image(
+        contexts["ml_data_server"], SIDECAR_IMAGE, progress, build_args={"FLOPS_ADDON_REF": ref}
+    )
     return {MANAGER: "build", "ml_data_server": "built"}
 
 
@@ -268,8 +305,21 @@ def upstream_images(paths: Paths, progress: Progress) -> dict[str, str]:
 def ensure_key(paths: Paths) -> str:
     paths.ssh.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not paths.key.exists():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "flops-testbed",
-                        "-f", str(paths.key)], check=True)
+        subprocess.run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "flops-testbed",
+                "-f",
+                str(paths.key),
+            ],
+            check=True,
+        )
     return Path(str(paths.key) + ".pub").read_text().strip()
 
 
@@ -286,8 +336,10 @@ def ensure_network() -> tuple[str, str]:
     if not gateway:
         raise FlopsError(f"network {NETWORK} has no gateway: remove it (inv testbed.down)")
     if subnet.startswith("172.17."):
-        raise FlopsError(f"network {NETWORK} uses {subnet}, which collides with the workers' "
-                         "own docker0: remove it and retry")
+        raise FlopsError(
+            f"network {NETWORK} uses {subnet}, which collides with the workers' "
+            "own docker0: remove it and retry"
+        )
     return NETWORK, gateway
 
 
@@ -297,16 +349,22 @@ def worker_kinds(count: int, kinds: list[str] | None) -> list[str]:
     return [kinds[min(i, len(kinds) - 1)] for i in range(count)]
 
 
-def ensure_workers(count: int, pubkey: str, progress: Progress,
-                   kinds: list[str] | None = None) -> list[tuple[str, str, str]]:
+def ensure_workers(
+    count: int, pubkey: str, progress: Progress, kinds: list[str] | None = None
+) -> list[tuple[str, str, str]]:
     """Start ``count`` workers of ``kinds`` (reusing running ones of the right kind); remove
     extra ones and ones of another kind. -> [(name, ip, kind)]."""
     docker = _docker()
-    existing = {c.name: c for c in _call(lambda: docker.container.list(
-        all=True, filters=[("label", f"{ROLE_LABEL}=worker")]))
-        if (c.config.labels or {}).get(LABEL) in (TESTBED_ID, LEGACY_ID)}
-    wanted = dict(zip([worker_name(i) for i in range(1, count + 1)],
-                      worker_kinds(count, kinds), strict=True))
+    existing = {
+        c.name: c
+        for c in _call(
+            lambda: docker.container.list(all=True, filters=[("label", f"{ROLE_LABEL}=worker")])
+        )
+        if (c.config.labels or {}).get(LABEL) in (TESTBED_ID, LEGACY_ID)
+    }
+    wanted = dict(
+        zip([worker_name(i) for i in range(1, count + 1)], worker_kinds(count, kinds), strict=True)
+    )
     for name in wanted.keys() - existing.keys():
         if _call(partial(docker.container.exists, name)):
             other = _call(partial(docker.container.inspect, name))
@@ -334,11 +392,20 @@ def ensure_workers(count: int, pubkey: str, progress: Progress,
                     _call(partial(docker.volume.create, vol, labels=mark()))
                 volumes.append((vol, VOLUME_PATHS[suffix]))
             volumes.append(("/sys/fs/cgroup", "/sys/fs/cgroup", "rw"))
-            _call(partial(
-                docker.run, image, name=name, hostname=name, detach=True, networks=[NETWORK],
-                envs={"SSH_AUTHORIZED_KEYS": pubkey},
-                labels=mark(**{ROLE_LABEL: "worker", KIND_LABEL: kind}),
-                volumes=volumes, **WORKER_FLAGS))
+            _call(
+                partial(
+                    docker.run,
+                    image,
+                    name=name,
+                    hostname=name,
+                    detach=True,
+                    networks=[NETWORK],
+                    envs={"SSH_AUTHORIZED_KEYS": pubkey},
+                    labels=mark(**{ROLE_LABEL: "worker", KIND_LABEL: kind}),
+                    volumes=volumes,
+                    **WORKER_FLAGS,
+                )
+            )
         c = _call(partial(docker.container.inspect, name))
         ip = c.network_settings.networks[NETWORK].ip_address
         result.append((name, ip, kind))
@@ -366,8 +433,10 @@ def host_key(name: str, timeout: float = 60) -> str:
             return f"{kind} {key}"
         except (DockerException, ValueError):
             if time.monotonic() > deadline:
-                raise FlopsError(f"worker {name} has no SSH host key after {timeout:g}s: see "
-                                 f"'docker logs {name}'") from None
+                raise FlopsError(
+                    f"worker {name} has no SSH host key after {timeout:g}s: see "
+                    f"'docker logs {name}'"
+                ) from None
             time.sleep(0.3)
 
 
@@ -385,7 +454,11 @@ def testbed_config(paths: Paths, workers: list[tuple[str, str, str]], gateway: s
         "flops": {
             "inventory": {
                 name.removeprefix(f"{PREFIX}-"): {
-                    "host": ip, "user": "root", "port": 22, "roles": list(KINDS[kind][2])}
+                    "host": ip,
+                    "user": "root",
+                    "port": 22,
+                    "roles": list(KINDS[kind][2]),
+                }
                 for name, ip, kind in workers
             },
             "ssh": {
@@ -397,8 +470,10 @@ def testbed_config(paths: Paths, workers: list[tuple[str, str, str]], gateway: s
             "addresses": {var.lower(): gateway for var in ADDRESS_VARS},
             "stack": {
                 "project": PROJECT,
-                "overrides": [str(PROJECT_ROOT / "testbed" / "testbed.compose.yml"),
-                              str(paths.labels)],
+                "overrides": [
+                    str(PROJECT_ROOT / "testbed" / "testbed.compose.yml"),
+                    str(paths.labels),
+                ],
                 "env_file": str(paths.env_file),
                 "network": NETWORK,
             },
@@ -432,8 +507,11 @@ def write_config(paths: Paths, data: dict) -> None:
     write_yaml(paths.config, data, "points every task at the offline testbed")
     write_yaml(paths.labels, labels_override(), "this checkout's testbed label on the stack")
     for name, placement in PLACEMENTS.items():
-        write_yaml(paths.placement_config(name), placement_config(data, placement),
-                   f"the testbed with the suite placed '{name}' ({placement})")
+        write_yaml(
+            paths.placement_config(name),
+            placement_config(data, placement),
+            f"the testbed with the suite placed '{name}' ({placement})",
+        )
 
 
 # Placements of the suite on the testbed (worker w1's own dockerd, through Docker's SSH
@@ -456,8 +534,11 @@ def placement_config(data: dict, placement: dict[str, str]) -> dict:
     config = copy.deepcopy(data)
     flops = config["flops"]
     flops["stack"]["placement"] = dict(placement)
-    on_w1 = {svc for svc in SERVICES
-             if placement.get(svc, placement.get("default", "local")) == PLACEMENT_HOST}
+    on_w1 = {
+        svc
+        for svc in SERVICES
+        if placement.get(svc, placement.get("default", "local")) == PLACEMENT_HOST
+    }
     for var, service in COMPONENT.items():
         if service in on_w1 and var != "SYSTEM_MANAGER_IP":  # the stand-in runs here
             flops["addresses"][var.lower()] = ""
@@ -481,8 +562,11 @@ def context_for(paths: Paths, dry: bool = False, runtime: Path | None = None) ->
 
     defaults = Config.global_defaults()
     defaults["flops"] = copy.deepcopy(DEFAULTS)
-    config = Config(defaults=defaults, overrides={"run": {"in_stream": False, "dry": dry}},
-                    runtime_path=runtime or paths.config)
+    config = Config(
+        defaults=defaults,
+        overrides={"run": {"in_stream": False, "dry": dry}},
+        runtime_path=runtime or paths.config,
+    )
     config.load_runtime()
     return Context(config=config)
 
@@ -502,10 +586,14 @@ def wait_ssh_ready(c: Any, progress: Progress, timeout: float = 120) -> list:
     progress(f"waiting for SSH, containerd and Docker on {len(pending)} workers")
     ready = commands.all_of(
         commands.quiet(commands.cmd("ctr", "version")),
-        commands.if_else(commands.has_command("dockerd") + " >/dev/null",
-                         commands.cmd("docker", "info", "--format", "docker {{.ServerVersion}}"),
-                         commands.cmd("echo", "containerd (no Docker)")))
+        commands.if_else(
+            commands.has_command("dockerd") + " >/dev/null",
+            commands.cmd("docker", "info", "--format", "docker {{.ServerVersion}}"),
+            commands.cmd("echo", "containerd (no Docker)"),
+        ),
+    )
     while True:
+
         def probe(session: Any) -> list:
             res = session.probe(ready)
             if not res.ok:
@@ -523,8 +611,13 @@ def wait_ssh_ready(c: Any, progress: Progress, timeout: float = 120) -> list:
         time.sleep(0.5)
 
 
-def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | None = None,
-       mirror: str = MIRROR, kinds: list[str] | None = None) -> dict:
+def up(
+    workers: int = 2,
+    progress: Progress = lambda _: None,
+    paths: Paths | None = None,
+    mirror: str = MIRROR,
+    kinds: list[str] | None = None,
+) -> dict:
     """Bring the testbed up (idempotent); returns a summary dict."""
     if not 1 <= workers <= MAX_WORKERS:
         raise UsageError(f"--workers must be 1-{MAX_WORKERS}, got {workers}")
@@ -539,8 +632,9 @@ def up(workers: int = 2, progress: Progress = lambda _: None, paths: Paths | Non
         _check_engine(docker)
         for suite in ("bookworm", "trixie"):
             ensure_base_image(suite, progress, mirror)
-        build_image(PROJECT_ROOT / "testbed" / "worker-containerd", CONTAINERD_WORKER_IMAGE,
-                    progress)
+        build_image(
+            PROJECT_ROOT / "testbed" / "worker-containerd", CONTAINERD_WORKER_IMAGE, progress
+        )
         build_image(PROJECT_ROOT / "testbed" / "worker", WORKER_IMAGE, progress)
         upstream = upstream_images(paths, progress)
         pubkey = ensure_key(paths)
@@ -575,14 +669,13 @@ def start_stack(project: Any, upstream: dict[str, str]) -> None:
     has_manager = MANAGER in project.services
     others = [svc for svc in project.services if svc != MANAGER]
     preflight(project, build=True)
-    project.build(services=None if upstream[MANAGER] == "build" or not has_manager
-                  else others)
-    project.start(services=others if upstream[MANAGER] == "missing" and has_manager
-                  else None)
+    project.build(services=None if upstream[MANAGER] == "build" or not has_manager else others)
+    project.start(services=others if upstream[MANAGER] == "missing" and has_manager else None)
 
 
-def up_placement(name: str, progress: Progress = lambda _: None,
-                 paths: Paths | None = None) -> dict:
+def up_placement(
+    name: str, progress: Progress = lambda _: None, paths: Paths | None = None
+) -> dict:
     """Start the suite of a running testbed with the placement ``name`` (``PLACEMENTS``):
     the base images the builds need are loaded into w1's engine (nothing can be pulled),
     each engine builds and starts its services (compose sends the builds over Docker's SSH
@@ -599,8 +692,11 @@ def up_placement(name: str, progress: Progress = lambda _: None,
     started = time.monotonic()
     s = settings(context_for(paths, runtime=config))
     projects = placement.projects(s, progress=progress)
-    manager = "build" if (paths.build / MANAGER).is_dir() else (
-        "reused" if _call(lambda: _docker().image.exists(MANAGER_IMAGE)) else "missing")
+    manager = (
+        "build"
+        if (paths.build / MANAGER).is_dir()
+        else ("reused" if _call(lambda: _docker().image.exists(MANAGER_IMAGE)) else "missing")
+    )
     with locks.held(paths.root / "testbed.lock", "the testbed"):
         placement.require(projects)
         for project in projects:
@@ -613,8 +709,11 @@ def up_placement(name: str, progress: Progress = lambda _: None,
         registry = placement.project_for(projects, REGISTRY)
         if registry.remote and _call(lambda: _docker().image.exists(SIDECAR_IMAGE)):
             push_sidecar(progress, project=registry)
-    return {"config": str(config), "placement": placement.placed_on(projects),
-            "seconds": round(time.monotonic() - started, 1)}
+    return {
+        "config": str(config),
+        "placement": placement.placed_on(projects),
+        "seconds": round(time.monotonic() - started, 1),
+    }
 
 
 def write_env(project: Any) -> None:
@@ -653,8 +752,10 @@ def copy_image(image: str, project: Any, progress: Progress) -> bool:
     """``docker save IMAGE | docker -H ssh://... load`` once: True when it was copied."""
     if project.call(lambda: project.docker.image.exists(image)):
         return False
-    progress(f"copying image {image} to {project.label} (docker save | docker load over "
-             "Docker's SSH transport)")
+    progress(
+        f"copying image {image} to {project.label} (docker save | docker load over "
+        "Docker's SSH transport)"
+    )
     local = _docker()
     project.call(lambda: project.docker.image.load(local.image.save(image), quiet=True))
     return True
@@ -692,21 +793,34 @@ def ensure_system_manager(gateway: str, progress: Progress, timeout: float = 30)
         current = _call(lambda: docker.container.inspect(SYSTEM_MANAGER))
         refuse_foreign(f"container {SYSTEM_MANAGER}", current.config.labels)
         bindings = (current.host_config.port_bindings or {}).get(f"{SYSTEM_MANAGER_PORT}/tcp")
-        fine = (current.state.running and current.image == image_id
-                and NETWORK in (current.network_settings.networks or {})
-                and [b.host_ip for b in bindings or []] == [gateway])
+        fine = (
+            current.state.running
+            and current.image == image_id
+            and NETWORK in (current.network_settings.networks or {})
+            and [b.host_ip for b in bindings or []] == [gateway]
+        )
         if fine:
             return wait_system_manager(gateway, timeout)
-        progress(f"replacing container {SYSTEM_MANAGER} (stand-in image, network or address "
-                 "changed, or it stopped)")
+        progress(
+            f"replacing container {SYSTEM_MANAGER} (stand-in image, network or address "
+            "changed, or it stopped)"
+        )
         _call(lambda: docker.container.remove(SYSTEM_MANAGER, force=True))
-    progress(f"starting the System Manager stand-in {SYSTEM_MANAGER} on "
-             f"{gateway}:{SYSTEM_MANAGER_PORT}")
-    _call(lambda: docker.run(
-        SYSTEM_MANAGER_IMAGE, name=SYSTEM_MANAGER, hostname=SYSTEM_MANAGER, detach=True,
-        networks=[NETWORK], labels=mark(**{ROLE_LABEL: "system_manager"}),
-        publish=[(f"{gateway}:{SYSTEM_MANAGER_PORT}", SYSTEM_MANAGER_PORT)],
-        restart="unless-stopped"))
+    progress(
+        f"starting the System Manager stand-in {SYSTEM_MANAGER} on {gateway}:{SYSTEM_MANAGER_PORT}"
+    )
+    _call(
+        lambda: docker.run(
+            SYSTEM_MANAGER_IMAGE,
+            name=SYSTEM_MANAGER,
+            hostname=SYSTEM_MANAGER,
+            detach=True,
+            networks=[NETWORK],
+            labels=mark(**{ROLE_LABEL: "system_manager"}),
+            publish=[(f"{gateway}:{SYSTEM_MANAGER_PORT}", SYSTEM_MANAGER_PORT)],
+            restart="unless-stopped",
+        )
+    )
     return wait_system_manager(gateway, timeout)
 
 
@@ -726,8 +840,10 @@ def wait_system_manager(gateway: str, timeout: float = 30) -> str:
         except (urllib.error.URLError, OSError, ValueError):
             pass
         if time.monotonic() > deadline:
-            raise FlopsError(f"the System Manager stand-in does not answer at {url} after "
-                             f"{timeout:g}s: see 'docker logs {SYSTEM_MANAGER}'")
+            raise FlopsError(
+                f"the System Manager stand-in does not answer at {url} after "
+                f"{timeout:g}s: see 'docker logs {SYSTEM_MANAGER}'"
+            )
         time.sleep(0.2)
 
 
@@ -737,8 +853,9 @@ def _check_engine(docker: Any) -> None:
     try:
         docker.system.info()
     except (DockerException, FileNotFoundError):
-        raise FlopsError("the Docker engine does not answer: start dockerd (or run "
-                         ".ci/setup)") from None
+        raise FlopsError(
+            "the Docker engine does not answer: start dockerd (or run .ci/setup)"
+        ) from None
 
 
 def labelled() -> dict[str, list[str]]:
@@ -747,17 +864,22 @@ def labelled() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {"containers": [], "volumes": [], "networks": [], "images": []}
     for value in (TESTBED_ID, LEGACY_ID):
         flt = [("label", f"{LABEL}={value}")]
-        found["containers"] += [c.name for c in _call(
-            partial(docker.container.list, all=True, filters=flt))]
+        found["containers"] += [
+            c.name for c in _call(partial(docker.container.list, all=True, filters=flt))
+        ]
         found["volumes"] += [v.name for v in _call(partial(docker.volume.list, filters=flt))]
         found["networks"] += [n.name for n in _call(partial(docker.network.list, filters=flt))]
-        found["images"] += [t for i in _call(partial(docker.image.list, filters=flt))
-                            for t in (i.repo_tags or [i.id[:19]])]
+        found["images"] += [
+            t
+            for i in _call(partial(docker.image.list, filters=flt))
+            for t in (i.repo_tags or [i.id[:19]])
+        ]
     return {kind: sorted(set(names)) for kind, names in found.items()}
 
 
-def down(keep_images: bool = False, progress: Progress = lambda _: None,
-         paths: Paths | None = None) -> dict[str, list[str]]:
+def down(
+    keep_images: bool = False, progress: Progress = lambda _: None, paths: Paths | None = None
+) -> dict[str, list[str]]:
     """Remove exactly what carries this checkout's testbed label (or the label of versions
     before it, ``LEGACY_ID``), and ``.testbed/``."""
     paths = paths or default_paths()
@@ -775,8 +897,11 @@ def down(keep_images: bool = False, progress: Progress = lambda _: None,
     if keep_images:
         removed["images"] = []
     else:
-        images = [i for value in (TESTBED_ID, LEGACY_ID) for i in _call(
-            partial(docker.image.list, filters=[("label", f"{LABEL}={value}")]))]
+        images = [
+            i
+            for value in (TESTBED_ID, LEGACY_ID)
+            for i in _call(partial(docker.image.list, filters=[("label", f"{LABEL}={value}")]))
+        ]
         if images:
             progress(f"removing {len(images)} images")
             _call(lambda: docker.image.remove([i.id for i in images], force=True))

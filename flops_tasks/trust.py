@@ -100,8 +100,10 @@ def hosts_toml(text: str | None, registry: str) -> str | None:
     doc["server"] = url
     hosts = _table(doc, "host")
     entry = _table(hosts, url)
-    entry["capabilities"] = [*NEEDED_CAPABILITIES, *[c for c in caps
-                                                    if c not in NEEDED_CAPABILITIES]]
+    entry["capabilities"] = [
+        *NEEDED_CAPABILITIES,
+        *[c for c in caps if c not in NEEDED_CAPABILITIES],
+    ]
     return _dump(doc)
 
 
@@ -118,8 +120,10 @@ def containerd_registry(data: dict) -> tuple[int, dict]:
     """(config version, the CRI registry table) of a parsed containerd config."""
     version = data.get("version", 1 if data else 2)
     if version not in CRI_PLUGIN:
-        raise Refusal(f"{C.CONTAINERD_CONFIG} has version = {version!r}, which flops-tasks "
-                      "does not know (1, 2 or 3): set config_path for the registry by hand")
+        raise Refusal(
+            f"{C.CONTAINERD_CONFIG} has version = {version!r}, which flops-tasks "
+            "does not know (1, 2 or 3): set config_path for the registry by hand"
+        )
     registry = (data.get("plugins") or {}).get(CRI_PLUGIN[version], {}).get("registry") or {}
     return version, registry
 
@@ -142,17 +146,24 @@ def containerd_config(text: str | None) -> str | None:
         return None  # containerd 2.x defaults to /etc/containerd/certs.d:/etc/docker/certs.d
     where = f'[plugins."{CRI_PLUGIN[version]}".registry]'
     if registry.get("mirrors"):
-        raise Refusal(f"{path} sets registry mirrors in {where} ({', '.join(registry['mirrors'])}),"
-                      " and containerd refuses config_path next to them: move them to "
-                      f"{C.CERTS_D}/<host>/hosts.toml files (containerd docs/hosts.md), then "
-                      "re-run")
-    tls = [name for name, conf in (registry.get("configs") or {}).items()
-           if isinstance(conf, dict) and conf.get("tls")]
+        raise Refusal(
+            f"{path} sets registry mirrors in {where} ({', '.join(registry['mirrors'])}),"
+            " and containerd refuses config_path next to them: move them to "
+            f"{C.CERTS_D}/<host>/hosts.toml files (containerd docs/hosts.md), then "
+            "re-run"
+        )
+    tls = [
+        name
+        for name, conf in (registry.get("configs") or {}).items()
+        if isinstance(conf, dict) and conf.get("tls")
+    ]
     if tls:
-        raise Refusal(f"{path} sets configs.tls for {', '.join(tls)} in {where}, and "
-                      "containerd refuses config_path next to it: move the TLS settings to "
-                      f"{C.CERTS_D}/<host>/hosts.toml files (containerd docs/hosts.md), then "
-                      "re-run")
+        raise Refusal(
+            f"{path} sets configs.tls for {', '.join(tls)} in {where}, and "
+            "containerd refuses config_path next to it: move the TLS settings to "
+            f"{C.CERTS_D}/<host>/hosts.toml files (containerd docs/hosts.md), then "
+            "re-run"
+        )
     if not data:
         doc["version"] = 2
     plugins = _table(doc, "plugins")
@@ -187,11 +198,14 @@ def registries_conf(text: str | None, registry: str, forget: Sequence[str] = ())
     path = C.REGISTRIES_CONF
     doc, data = _toml(text, path)
     if "registries" in data:
-        raise Refusal(f"{path} uses the old v1 format ([registries.*]), which cannot be mixed "
-                      "with [[registry]] tables: fix it by hand")
+        raise Refusal(
+            f"{path} uses the old v1 format ([registries.*]), which cannot be mixed "
+            "with [[registry]] tables: fix it by hand"
+        )
     entries = data.get("registry", [])
     if not isinstance(entries, list):
         raise Refusal(f"{path}: registry is not an array of tables: fix it by hand")
+
     def names(e: Any) -> set[Any]:
         return {e.get("location"), e.get("prefix")} if isinstance(e, dict) else set()
 

@@ -81,9 +81,12 @@ def render_report(report: Report, as_json: bool = False) -> None:
     table.add_column("detail", overflow="fold")
     for host in report.hosts():
         for outcome in [o for o in report.outcomes if o.host == host]:
-            table.add_row(plain(host), plain(outcome.step),
-                          plain(outcome.status.value, _STYLE[outcome.status]),
-                          plain(outcome.detail))
+            table.add_row(
+                plain(host),
+                plain(outcome.step),
+                plain(outcome.status.value, _STYLE[outcome.status]),
+                plain(outcome.detail),
+            )
     console = _console()
     console.print(table)
     counts = report.counts()
@@ -92,8 +95,11 @@ def render_report(report: Report, as_json: bool = False) -> None:
     if warned:
         summary += f", {warned} warning{'s' if warned > 1 else ''}"
     if report.hosts():
-        verdict = "no changes" if report.ok and not report.changed else (
-            "changes made" if report.ok else "problems")
+        verdict = (
+            "no changes"
+            if report.ok and not report.changed
+            else ("changes made" if report.ok else "problems")
+        )
         if report.dry and report.changed:
             verdict = "changes planned"
         console.print(plain(f"recap: {summary or 'nothing to do'} ({verdict})"))
@@ -125,8 +131,9 @@ class LiveHosts:
         if self.enabled:
             from rich.live import Live
 
-            self._live = Live(self._table(), console=_console(stderr=True),
-                              refresh_per_second=8, transient=True)
+            self._live = Live(
+                self._table(), console=_console(stderr=True), refresh_per_second=8, transient=True
+            )
             self._live.__enter__()
         return self
 
@@ -154,17 +161,27 @@ class LiveHosts:
         self._set(host, plain(f"done: {worst.value}", _STYLE[worst]))
 
 
-def render_env(rows: list[tuple[str, str, str]], path: str, changed: bool, dry: bool,
-               as_json: bool, extra: dict[str, str]) -> None:
+def render_env(
+    rows: list[tuple[str, str, str]],
+    path: str,
+    changed: bool,
+    dry: bool,
+    as_json: bool,
+    extra: dict[str, str],
+) -> None:
     """Show the resolved addresses (name, value, source) and what happened to the env file."""
     if as_json:
-        print_json({
-            "addresses": {name: {"value": value, "source": source} for name, value, source in rows},
-            "env_file": path,
-            "changed": changed,
-            "dry": dry,
-            "other": extra,
-        })
+        print_json(
+            {
+                "addresses": {
+                    name: {"value": value, "source": source} for name, value, source in rows
+                },
+                "env_file": path,
+                "changed": changed,
+                "dry": dry,
+                "other": extra,
+            }
+        )
         return
     from rich.table import Table
 
@@ -203,8 +220,7 @@ def raw(text: str | bytes) -> None:
     sys.stdout.flush()
 
 
-def render_status(rows: list[dict[str, Any]], as_json: bool = False,
-                  hosts: bool = False) -> None:
+def render_status(rows: list[dict[str, Any]], as_json: bool = False, hosts: bool = False) -> None:
     """The stack's services; ``hosts``: with the host that runs each (a placement)."""
     if as_json:
         print_json({"services": rows})
@@ -212,18 +228,30 @@ def render_status(rows: list[dict[str, Any]], as_json: bool = False,
     from rich.table import Table
 
     table = Table(title="FLOps management suite", title_justify="left")
-    columns = ("host", "service", "state", "health", "ports") if hosts else (
-        "service", "state", "health", "ports")
+    columns = (
+        ("host", "service", "state", "health", "ports")
+        if hosts
+        else ("service", "state", "health", "ports")
+    )
     for col in columns:
         table.add_column(col)
     for row in rows:
         health = row["health"]
-        style = "green" if health == "healthy" else ("red" if health in ("unhealthy",) or
-                                                      row["state"] in ("missing", "exited",
-                                                                       "unreachable")
-                                                      else "yellow")
-        cells = [plain(row["service"]), plain(row["state"]), plain(health or "-", style),
-                 plain(", ".join(row["ports"]) or row.get("error", ""))]
+        style = (
+            "green"
+            if health == "healthy"
+            else (
+                "red"
+                if health in ("unhealthy",) or row["state"] in ("missing", "exited", "unreachable")
+                else "yellow"
+            )
+        )
+        cells = [
+            plain(row["service"]),
+            plain(row["state"]),
+            plain(health or "-", style),
+            plain(", ".join(row["ports"]) or row.get("error", "")),
+        ]
         if hosts:
             cells.insert(0, plain(str(row.get("host", ""))))
         table.add_row(*cells)
@@ -245,8 +273,9 @@ def render_testbed(summary: dict[str, Any], as_json: bool = False) -> None:
     console = _console()
     console.print(table)
     console.print(plain(f"management stack at {summary['gateway']} (as workers see this host)"))
-    console.print(plain(f"use it: inv -f {summary['config']} bootstrap   |   tear down: "
-                        "inv testbed.down"))
+    console.print(
+        plain(f"use it: inv -f {summary['config']} bootstrap   |   tear down: inv testbed.down")
+    )
 
 
 class Transfer:
@@ -270,10 +299,14 @@ class Transfer:
                 TransferSpeedColumn,
             )
 
-            self._progress = Progress(TextColumn("{task.description}", markup=False),
-                                      BarColumn(),
-                                      DownloadColumn(), TransferSpeedColumn(),
-                                      console=_console(stderr=True), transient=True)
+            self._progress = Progress(
+                TextColumn("{task.description}", markup=False),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=_console(stderr=True),
+                transient=True,
+            )
             self._progress.__enter__()
             self._task = self._progress.add_task(visible(self.label), total=self.total)
         return self
@@ -296,21 +329,25 @@ def render_apps(plan: dict, as_json: bool = False) -> None:
     from rich.table import Table
 
     style = {"delete": "yellow", "blocked": "red", "keep": "green"}
-    table = Table(title=f"Oakestra applications at {plan['system_manager']}",
-                  title_justify="left")
+    table = Table(title=f"Oakestra applications at {plan['system_manager']}", title_justify="left")
     for col in ("application", "namespace", "id", "owner", "services", "clear-apps"):
         table.add_column(col, overflow="fold")
     for app in plan["applications"]:
         services = ", ".join(f"{s['name']}/{s['namespace']}" for s in app["services"]) or "-"
         action = app["action"]
-        cells = [escape_markup(str(v)) for v in (app["name"], app["namespace"], app["id"],
-                                                   app["owner"], services)]
+        cells = [
+            escape_markup(str(v))
+            for v in (app["name"], app["namespace"], app["id"], app["owner"], services)
+        ]
         table.add_row(*cells, f"[{style[action]}]{action}[/]: {escape_markup(app['reason'])}")
     console = _console()
     console.print(table)
     doomed = sum(app["action"] == "delete" for app in plan["applications"])
-    console.print(f"{doomed} FLOps apps of {len(plan['applications'])}; recognised by "
-                  f"{plan['identification']}", markup=False)
+    console.print(
+        f"{doomed} FLOps apps of {len(plan['applications'])}; recognised by "
+        f"{plan['identification']}",
+        markup=False,
+    )
 
 
 def escape_markup(text: str) -> str:

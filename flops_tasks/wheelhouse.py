@@ -39,8 +39,9 @@ def default_cache() -> Path:
 
 def platforms(machine: str | None = None) -> list[str]:
     """pip ``--platform`` tags of wheels that run on bookworm (pip does not widen them)."""
-    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine or platform.machine(),
-                                                        machine or platform.machine())
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(
+        machine or platform.machine(), machine or platform.machine()
+    )
     tags = [f"manylinux_2_{minor}_{arch}" for minor in range(GLIBC_MINOR, 4, -1)]
     legacy = ["manylinux2014"] + (["manylinux2010", "manylinux1"] if arch == "x86_64" else [])
     return tags + [f"{name}_{arch}" for name in legacy]
@@ -55,8 +56,10 @@ def pins(text: str) -> dict[str, str]:
             continue
         m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
         if not m:
-            raise FlopsError(f"requirement {line!r} is not pinned as name==version: pin it, "
-                             "so the offline images are the ones tested")
+            raise FlopsError(
+                f"requirement {line!r} is not pinned as name==version: pin it, "
+                "so the offline images are the ones tested"
+            )
         out[_normalise(m.group(1))] = m.group(2)
     return out
 
@@ -69,7 +72,7 @@ def missing_wheels(wanted: dict[str, str], files: list[str]) -> list[str]:
     """Pinned requirements without a wheel of that exact version among ``files``."""
     have = set()
     for name in files:
-        parts = name[:-len(".whl")].split("-") if name.endswith(".whl") else []
+        parts = name[: -len(".whl")].split("-") if name.endswith(".whl") else []
         if len(parts) >= 2:
             have.add((_normalise(parts[0]), parts[1]))
     return [f"{n}=={v}" for n, v in wanted.items() if (n, v) not in have]
@@ -90,9 +93,14 @@ def is_complete(dest: Path) -> bool:
     return all((dest / name).is_file() for name in listed)
 
 
-def ensure(requirements: Path, progress: Progress = lambda _: None, cache: Path | None = None,
-           python: str = PYTHON, machine: str | None = None,
-           pip: list[str] | None = None) -> tuple[Path, bool]:
+def ensure(
+    requirements: Path,
+    progress: Progress = lambda _: None,
+    cache: Path | None = None,
+    python: str = PYTHON,
+    machine: str | None = None,
+    pip: list[str] | None = None,
+) -> tuple[Path, bool]:
     """The filled wheelhouse for ``requirements``; True when it was filled now."""
     cache = cache or default_cache()
     wanted = pins(requirements.read_text())
@@ -103,29 +111,52 @@ def ensure(requirements: Path, progress: Progress = lambda _: None, cache: Path 
     progress(f"filling the wheelhouse {dest} with pip download (once)")
     tmp = Path(tempfile.mkdtemp(prefix=".filling-", dir=cache))
     try:
-        cmd = [*(pip or [sys.executable, "-m", "pip"]), "download", "--quiet",
-               "--disable-pip-version-check", "--only-binary=:all:", "--python-version", python,
-               "--implementation", "cp", "--abi", "cp" + python.replace(".", ""),
-               *[arg for tag in platforms(machine) for arg in ("--platform", tag)],
-               "-r", str(requirements), "-d", str(tmp)]
+        cmd = [
+            *(pip or [sys.executable, "-m", "pip"]),
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--only-binary=:all:",
+            "--python-version",
+            python,
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp" + python.replace(".", ""),
+            *[arg for tag in platforms(machine) for arg in ("--platform", tag)],
+            "-r",
+            str(requirements),
+            "-d",
+            str(tmp),
+        ]
         try:
-            res = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                                 timeout=TIMEOUT)
+            res = subprocess.run(
+                cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=TIMEOUT
+            )
         except subprocess.TimeoutExpired:
-            raise FlopsError(f"cannot fill the wheelhouse for {requirements}: pip download "
-                             f"took over {TIMEOUT:g}s; check this host's access to the "
-                             "package index and retry") from None
+            raise FlopsError(
+                f"cannot fill the wheelhouse for {requirements}: pip download "
+                f"took over {TIMEOUT:g}s; check this host's access to the "
+                "package index and retry"
+            ) from None
         if res.returncode != 0:
-            raise FlopsError(f"cannot fill the wheelhouse for {requirements} "
-                             f"({_pip_error(res.stderr)}): check that 'pip download' reaches "
-                             "the package index from this host (proxy, certificates) and retry")
+            raise FlopsError(
+                f"cannot fill the wheelhouse for {requirements} "
+                f"({_pip_error(res.stderr)}): check that 'pip download' reaches "
+                "the package index from this host (proxy, certificates) and retry"
+            )
         files = sorted(p.name for p in tmp.iterdir() if p.is_file())
         missing = missing_wheels(wanted, files)
         if missing:
-            raise FlopsError(f"the wheelhouse for {requirements} lacks {missing[0]} after pip "
-                             "download: fix the pin in that file")
-        (tmp / MARKER).write_text(json.dumps({"requirements": str(requirements),
-                                              "python": python, "files": files}, indent=1))
+            raise FlopsError(
+                f"the wheelhouse for {requirements} lacks {missing[0]} after pip "
+                "download: fix the pin in that file"
+            )
+        (tmp / MARKER).write_text(
+            json.dumps(
+                {"requirements": str(requirements), "python": python, "files": files}, indent=1
+            )
+        )
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)

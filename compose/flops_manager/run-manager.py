@@ -24,12 +24,16 @@ if __name__ == "__main__":
     sys.path[0] = os.path.dirname(MAIN)
     try:
         runpy.run_path(MAIN, run_name="__main__")
-        print("flops-manager: main thread returned; exiting so Docker restarts the manager",
-              file=sys.stderr)
+        print(
+            "flops-manager: main thread returned; exiting so Docker restarts the manager",
+            file=sys.stderr,
+        )
     except BaseException:  # noqa: B036 - whatever ended the main thread, report it and exit
         traceback.print_exc()
-        print("flops-manager: main thread failed; exiting so Docker restarts the manager",
-              file=sys.stderr)
+        print(
+            "flops-manager: main thread failed; exiting so Docker restarts the manager",
+            file=sys.stderr,
+        )
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(1)  # the API thread is not a daemon: a plain exit would wait for it forever

@@ -25,16 +25,23 @@ from .project import (
     Project,
 )
 
-WHAT = ("every collection of the FLOps manager database 'flops' (MLflow, registry and "
-        "artifacts are kept)")
+WHAT = (
+    "every collection of the FLOps manager database 'flops' (MLflow, registry and "
+    "artifacts are kept)"
+)
 
 
 def client(project: Project) -> Any:
     import pymongo
 
     wait_ms = int(project.s.stack.db_timeout * 1000)
-    return pymongo.MongoClient(project.address(), FLOPS_DB_PORT, serverSelectionTimeoutMS=wait_ms,
-                               connectTimeoutMS=wait_ms, directConnection=True)
+    return pymongo.MongoClient(
+        project.address(),
+        FLOPS_DB_PORT,
+        serverSelectionTimeoutMS=wait_ms,
+        connectTimeoutMS=wait_ms,
+        directConnection=True,
+    )
 
 
 def collections(project: Project) -> list[str]:
@@ -49,8 +56,10 @@ def collections(project: Project) -> list[str]:
         finally:
             mongo.close()
     except PyMongoError as exc:
-        raise FlopsError(f"the FLOps database does not answer on port {FLOPS_DB_PORT} "
-                         f"({exc}): start it with 'inv up'") from None
+        raise FlopsError(
+            f"the FLOps database does not answer on port {FLOPS_DB_PORT} "
+            f"({exc}): start it with 'inv up'"
+        ) from None
 
 
 def holds(project: Project) -> bool:
@@ -65,8 +74,10 @@ def redb(project: Project) -> list[Outcome]:
         return []
     manager_url = project.url(MANAGER_PORT)
     if project.dry:
-        project.plan.append(f"DELETE {manager_url}/api/flops/database/ (else drop every "
-                            "collection of Mongo database 'flops')")
+        project.plan.append(
+            f"DELETE {manager_url}/api/flops/database/ (else drop every "
+            "collection of Mongo database 'flops')"
+        )
         return [ok(project.where, "redb", "would empty the FLOps database 'flops'")]
     db = project.owner(FLOPS_DB_SERVICE, FLOPS_DB_PORT)  # checked before anything is deleted
     how = _via_manager(project)
@@ -76,10 +87,14 @@ def redb(project: Project) -> list[Outcome]:
         how = _direct(project)
     left = collections(project)
     if left:
-        raise FlopsError(f"FLOps database still has collections after reset: "
-                         f"{', '.join(left[:3])}")
-    return [changed(project.where, "redb", f"FLOps database 'flops' emptied ({how}); other "
-                                   "databases untouched")]
+        raise FlopsError(f"FLOps database still has collections after reset: {', '.join(left[:3])}")
+    return [
+        changed(
+            project.where,
+            "redb",
+            f"FLOps database 'flops' emptied ({how}); other databases untouched",
+        )
+    ]
 
 
 def _via_manager(project: Project) -> str | None:
@@ -90,8 +105,12 @@ def _via_manager(project: Project) -> str | None:
         project.progress(f"{str(exc).split(':')[0]}: resetting the database directly")
         return None
     body = json.dumps({"customerID": "Admin"}).encode()
-    req = urllib.request.Request(project.url(MANAGER_PORT) + "/api/flops/database/", data=body,
-                                 method="DELETE", headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        project.url(MANAGER_PORT) + "/api/flops/database/",
+        data=body,
+        method="DELETE",
+        headers={"Content-Type": "application/json"},
+    )
     project.progress("DELETE /api/flops/database/ on the FLOps manager")
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
@@ -116,6 +135,8 @@ def _direct(project: Project) -> str:
         finally:
             mongo.close()
     except PyMongoError as exc:
-        raise FlopsError(f"cannot reach the FLOps database on port {FLOPS_DB_PORT} ({exc}): "
-                         "start it with 'inv up' and run redb again") from None
+        raise FlopsError(
+            f"cannot reach the FLOps database on port {FLOPS_DB_PORT} ({exc}): "
+            "start it with 'inv up' and run redb again"
+        ) from None
     return "directly in Mongo"

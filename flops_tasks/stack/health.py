@@ -57,8 +57,15 @@ def status(project: Project) -> list[dict[str, object]]:
     for svc in project.services:
         c = found.get(svc)
         if c is None:
-            rows.append({"service": svc, "host": project.label, "state": "missing",
-                         "health": "", "ports": []})
+            rows.append(
+                {
+                    "service": svc,
+                    "host": project.label,
+                    "state": "missing",
+                    "health": "",
+                    "ports": [],
+                }
+            )
             continue
         row: dict[str, object] = {
             "service": svc,
@@ -79,12 +86,22 @@ def status(project: Project) -> list[dict[str, object]]:
 
 def unreachable_rows(project: Project, why: str) -> list[dict[str, object]]:
     """``status`` rows of the services on an engine that cannot be reached: ``why`` each."""
-    return [{"service": svc, "host": project.label, "state": "unreachable", "health": "",
-             "ports": [], "error": why} for svc in project.services]
+    return [
+        {
+            "service": svc,
+            "host": project.label,
+            "state": "unreachable",
+            "health": "",
+            "ports": [],
+            "error": why,
+        }
+        for svc in project.services
+    ]
 
 
-def _why_unhealthy(c: ContainerView | None, found: dict[str, ContainerView],
-                   placed: tuple[str, ...]) -> str:
+def _why_unhealthy(
+    c: ContainerView | None, found: dict[str, ContainerView], placed: tuple[str, ...]
+) -> str:
     if c is None:
         return "missing"
     why = f"{c.state} {c.health}".strip()
@@ -136,28 +153,50 @@ def doctor(project: Project) -> list[Outcome]:
         c = found.get(svc)
         if c is not None and c.condition == "healthy":
             extra = f"; stand-in: {c.label(STAND_IN_LABEL)}" if c.label(STAND_IN_LABEL) else ""
-            outcomes.append(ok(where, svc, f"healthy; {', '.join(port_ranges(set(c.published)))}"
-                                           + extra))
+            outcomes.append(
+                ok(where, svc, f"healthy; {', '.join(port_ranges(set(c.published)))}" + extra)
+            )
         else:
             why = _why_unhealthy(c, found, project.services)
             outcomes.append(failed(where, svc, f"{why}; fix: inv up"))
     running = {svc for svc, c in found.items() if c.running}
     if not set(project.services) <= running:  # what holds the names or ports of those not up
-        outcomes += [failed(where, "conflict", line) for line in
-                     preflight.conflicts(project, running).lines]
+        outcomes += [
+            failed(where, "conflict", line) for line in preflight.conflicts(project, running).lines
+        ]
     secrets = envmod.read_env_file(project.env_file)
     if REGISTRY in project.services:
         outcomes.append(_check(where, "registry", lambda: _registry(project), "inv up"))
     if flopsdb.holds(project):
         outcomes.append(_check(where, "flops-db", lambda: _flops_db(project), "inv up"))
-    if BACKEND_STORE in project.services and BACKEND_STORE in found \
-            and found[BACKEND_STORE].running:
-        outcomes.append(_check(where, "backend-store", lambda: _mysql_login(
-            project, found[BACKEND_STORE], secrets.get("MYSQL_ROOT_PASSWORD", "")), "inv up"))
-    if ARTIFACT_STORE in project.services and ARTIFACT_STORE in found \
-            and found[ARTIFACT_STORE].running:
-        outcomes.append(_check(where, "artifact-store", lambda: _ftp_login(
-            project, secrets.get("FTP_PASSWORD", "")), "inv up"))
+    if (
+        BACKEND_STORE in project.services
+        and BACKEND_STORE in found
+        and found[BACKEND_STORE].running
+    ):
+        outcomes.append(
+            _check(
+                where,
+                "backend-store",
+                lambda: _mysql_login(
+                    project, found[BACKEND_STORE], secrets.get("MYSQL_ROOT_PASSWORD", "")
+                ),
+                "inv up",
+            )
+        )
+    if (
+        ARTIFACT_STORE in project.services
+        and ARTIFACT_STORE in found
+        and found[ARTIFACT_STORE].running
+    ):
+        outcomes.append(
+            _check(
+                where,
+                "artifact-store",
+                lambda: _ftp_login(project, secrets.get("FTP_PASSWORD", "")),
+                "inv up",
+            )
+        )
     return outcomes
 
 
@@ -176,15 +215,21 @@ def _flops_db(project: Project) -> str:
 
 def _mysql_login(project: Project, c: ContainerView, password: str) -> str:
     """Log in as the manager's MLflow tracking server does (root over TCP), run one query."""
-    out = project.call(lambda: project.docker.execute(
-        c.id, ["mysql", "-h", "127.0.0.1", "-u", "root", "-N", "-e", "SELECT 1"],
-        envs={"MYSQL_PWD": password}))
+    out = project.call(
+        lambda: project.docker.execute(
+            c.id,
+            ["mysql", "-h", "127.0.0.1", "-u", "root", "-N", "-e", "SELECT 1"],
+            envs={"MYSQL_PWD": password},
+        )
+    )
     answer = str(out).strip()
     if "Access denied" in answer:  # MySQL keeps the root password its volume was made with
-        raise _Refused(f"{BACKEND_STORE} refuses root's password (FLOps' manager logs in with "
-                       "upstream's fixed one): its data volume was made with another",
-                       "inv reset --clean (empties every store but the registry, MLflow's "
-                       "backend store among them)")
+        raise _Refused(
+            f"{BACKEND_STORE} refuses root's password (FLOps' manager logs in with "
+            "upstream's fixed one): its data volume was made with another",
+            "inv reset --clean (empties every store but the registry, MLflow's "
+            "backend store among them)",
+        )
     if answer != "1":
         raise FlopsError(f"login as root to {BACKEND_STORE} gave {answer[:80]!r}")
     return "login as root over TCP and a query succeed"

@@ -40,8 +40,7 @@ def config_hashes(project: Project) -> dict[str, str]:
     return dict(line.split(None, 1) for line in out.splitlines() if " " in line)
 
 
-def restart(project: Project, build: bool = False,
-            recreate: tuple[str, ...] = ()) -> list[Outcome]:
+def restart(project: Project, build: bool = False, recreate: tuple[str, ...] = ()) -> list[Outcome]:
     """Fresh processes for every service, all data kept; then wait until healthy.
 
     Services whose definition changed (by compose's config hash), or that are missing
@@ -52,28 +51,59 @@ def restart(project: Project, build: bool = False,
     current = project.containers()
     hashes = {} if build else config_hashes(project)
     placed = project.services
-    stale = [svc for svc in placed if build or svc in recreate or svc not in current
-             or not current[svc].running or current[svc].config_hash != hashes.get(svc)]
+    stale = [
+        svc
+        for svc in placed
+        if build
+        or svc in recreate
+        or svc not in current
+        or not current[svc].running
+        or current[svc].config_hash != hashes.get(svc)
+    ]
     kept = [svc for svc in placed if svc not in stale]
     if stale:
         # all services (compose recreates only what changed); with some placed elsewhere,
         # the ones placed here, without their dependencies
         only = list(placed) if project.partial else []
-        summary = project.compose_cmd("up", "-d", *(["--build"] if build else []),
-                                      *(["--no-deps", *only] if only else []))
-        project.act(summary, lambda: project.docker.compose.up(
-            services=only or None, detach=True, build=build, quiet=True,
-            pull=None if build else "missing", dependencies=not only))
+        summary = project.compose_cmd(
+            "up", "-d", *(["--build"] if build else []), *(["--no-deps", *only] if only else [])
+        )
+        project.act(
+            summary,
+            lambda: project.docker.compose.up(
+                services=only or None,
+                detach=True,
+                build=build,
+                quiet=True,
+                pull=None if build else "missing",
+                dependencies=not only,
+            ),
+        )
     if kept:
-        project.act(project.compose_cmd("restart", *kept),
-                    lambda: project.docker.compose.restart(services=kept))
+        project.act(
+            project.compose_cmd("restart", *kept),
+            lambda: project.docker.compose.restart(services=kept),
+        )
     if project.dry:
-        return [*outcomes, ok(project.where, "reset", f"would recreate {len(stale)} and "
-                                                      f"restart {len(kept)} services; data kept")]
+        return [
+            *outcomes,
+            ok(
+                project.where,
+                "reset",
+                f"would recreate {len(stale)} and restart {len(kept)} services; data kept",
+            ),
+        ]
     states = project.wait_healthy()
-    return [*outcomes, changed(project.where, "reset", f"{len(kept)} services restarted, "
-                                                       f"{len(stale)} recreated; {len(states)} "
-                                                       "healthy; data kept")]
+    return [
+        *outcomes,
+        changed(
+            project.where,
+            "reset",
+            f"{len(kept)} services restarted, "
+            f"{len(stale)} recreated; {len(states)} "
+            "healthy; data kept",
+        ),
+    ]
 
 
 def rebuild_service(project: Project, service: str) -> list[Outcome]:
@@ -102,8 +132,10 @@ class Scope:
     @property
     def volumes(self) -> tuple[str, ...]:
         """Volumes removed and created anew (the FLOps DB alone is emptied in place)."""
-        return (*(CLEAN_VOLUMES if self.clean else ()),
-                *((registry.VOLUME,) if self.registry else ()))
+        return (
+            *(CLEAN_VOLUMES if self.clean else ()),
+            *((registry.VOLUME,) if self.registry else ()),
+        )
 
 
 def placed_volumes(project: Project, scope: Scope) -> tuple[str, ...]:
@@ -113,8 +145,10 @@ def placed_volumes(project: Project, scope: Scope) -> tuple[str, ...]:
 
 def what_reset_deletes(project: Project, scope: Scope) -> list[str]:
     where = f" on {project.label}" if project.remote else ""
-    what = [f"{VOLUMES[key]} (volume {project.volume_name(key)}{where})"
-            for key in placed_volumes(project, scope)]
+    what = [
+        f"{VOLUMES[key]} (volume {project.volume_name(key)}{where})"
+        for key in placed_volumes(project, scope)
+    ]
     if scope.db and not scope.clean and flopsdb.holds(project):
         what.append(flopsdb.WHAT)
     return what
@@ -125,16 +159,19 @@ def empty_volumes(project: Project, keys: tuple[str, ...]) -> list[Outcome]:
     if not keys:
         return []
     owners = sorted({VOLUME_OWNERS[key] for key in keys})
-    project.act(project.compose_cmd("rm", "--stop", "--force", *owners),
-                lambda: project.docker.compose.rm(services=owners, stop=True))
+    project.act(
+        project.compose_cmd("rm", "--stop", "--force", *owners),
+        lambda: project.docker.compose.rm(services=owners, stop=True),
+    )
     for key in keys:
         project.remove_volume(key)
     verb = "would empty" if project.dry else "emptied"
     return [changed(project.where, "empty", f"{verb}: " + ", ".join(VOLUMES[key] for key in keys))]
 
 
-def reset(project: Project, scope: Scope = Scope(), build: bool = False,
-          recreate: bool = False) -> list[Outcome]:
+def reset(
+    project: Project, scope: Scope = Scope(), build: bool = False, recreate: bool = False
+) -> list[Outcome]:
     """Fresh processes; only what ``scope`` names is emptied (of the stores placed on this
     project's engine), and that is verified."""
     _, outcomes = preflight(project, build=build)
@@ -143,8 +180,9 @@ def reset(project: Project, scope: Scope = Scope(), build: bool = False,
         outcomes += down(project)
     outcomes += empty_volumes(project, volumes)
     emptied = tuple(VOLUME_OWNERS[key] for key in volumes)
-    outcomes += (project.start(build=build) if recreate else restart(
-        project, build=build, recreate=emptied))
+    outcomes += (
+        project.start(build=build) if recreate else restart(project, build=build, recreate=emptied)
+    )
     holds_db = flopsdb.holds(project)
     if project.dry:
         if scope.db and not scope.clean and holds_db:
@@ -152,13 +190,16 @@ def reset(project: Project, scope: Scope = Scope(), build: bool = False,
         return outcomes
     if scope.registry and registry.holds(project):
         registry.verify_empty(project)
-        outcomes.append(changed(project.where, "clear-registry", "registry storage emptied; it "
-                                                         "answers, empty"))
+        outcomes.append(
+            changed(project.where, "clear-registry", "registry storage emptied; it answers, empty")
+        )
     if scope.clean and holds_db:
         left = flopsdb.collections(project)
         if left:
-            raise FlopsError(f"the FLOps database still has collections after reset --clean: "
-                             f"{', '.join(left[:3])}")
+            raise FlopsError(
+                f"the FLOps database still has collections after reset --clean: "
+                f"{', '.join(left[:3])}"
+            )
     elif scope.db and holds_db:
         outcomes += flopsdb.redb(project)
     return outcomes

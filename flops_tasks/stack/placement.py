@@ -37,9 +37,17 @@ def projects(s: Settings, dry: bool = False, progress: Progress = _quiet) -> lis
     for svc in SERVICES:
         groups.setdefault(s.stack.placement[svc], []).append(svc)
     ordered = sorted(groups.items(), key=lambda item: item[0] is not None)
-    return [Project(s, dry=dry, progress=_prefixed(progress, target), plan=plan,
-                    target=target, services=tuple(services))
-            for target, services in ordered]
+    return [
+        Project(
+            s,
+            dry=dry,
+            progress=_prefixed(progress, target),
+            plan=plan,
+            target=target,
+            services=tuple(services),
+        )
+        for target, services in ordered
+    ]
 
 
 def _prefixed(progress: Progress, target: Target | None) -> Progress:
@@ -76,8 +84,11 @@ def _catch(job: Callable[[Project], object], project: Project) -> object:
 def answers(found: list[Project]) -> dict[str, str]:
     """host label -> why its engine does not answer (empty when every engine answers)."""
     results = _parallel(found, lambda p: p.check_docker())
-    return {p.label: (r.message or "docker does not answer")
-            for p, r in zip(found, results, strict=True) if isinstance(r, FlopsError)}
+    return {
+        p.label: (r.message or "docker does not answer")
+        for p, r in zip(found, results, strict=True)
+        if isinstance(r, FlopsError)
+    }
 
 
 def require(found: list[Project], distinct: bool = False) -> None:
@@ -88,8 +99,9 @@ def require(found: list[Project], distinct: bool = False) -> None:
         label, why = next(iter(problems.items()))
         more = f" (and {len(problems) - 1} more hosts)" if len(problems) > 1 else ""
         services = ", ".join(next(p for p in found if p.label == label).services)
-        raise FlopsError(f"{why}{more}; nothing was changed on any host (placement: "
-                         f"{services} on {label})")
+        raise FlopsError(
+            f"{why}{more}; nothing was changed on any host (placement: {services} on {label})"
+        )
     if distinct and len(found) > 1:
         ids = _parallel(found, lambda p: p.cli("system", "info", "--format", "{{.ID}}").strip())
         seen: dict[object, str] = {}
@@ -97,9 +109,11 @@ def require(found: list[Project], distinct: bool = False) -> None:
             if isinstance(engine, FlopsError):
                 raise engine
             if engine in seen:
-                raise UsageError(f"placement hosts {seen[engine]} and {project.label} are one "
-                                 "Docker engine: name it once in flops.stack.placement; "
-                                 "nothing was changed")
+                raise UsageError(
+                    f"placement hosts {seen[engine]} and {project.label} are one "
+                    "Docker engine: name it once in flops.stack.placement; "
+                    "nothing was changed"
+                )
             seen[engine] = project.label
 
 
@@ -129,8 +143,11 @@ def follow_logs(found: list[Project], service: str | None, tail: str) -> Iterato
 
     def lines(project: Project) -> Iterator[str]:
         services = [service] if service else list(project.services) if project.partial else []
-        stream = project.call(lambda: project.docker.compose.logs(
-            services=services, follow=True, stream=True, tail=tail))
+        stream = project.call(
+            lambda: project.docker.compose.logs(
+                services=services, follow=True, stream=True, tail=tail
+            )
+        )
         for _, raw in stream:
             text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
             yield text if len(found) == 1 else f"[{project.label}] {text}"

@@ -33,9 +33,11 @@ def compose_version(project: Project) -> str:
     text = str(version).strip()
     digits = text.split("version")[-1].strip().lstrip("v")
     if not digits[:1].isdigit() or int(digits.split(".")[0]) < 2:
-        raise UsageError(f"docker compose v2 is required, found {text!r}: install the "
-                         "compose v2 plugin (Debian: docker-compose >= 2, Docker: "
-                         "docker-compose-plugin); compose v1 cannot read this stack")
+        raise UsageError(
+            f"docker compose v2 is required, found {text!r}: install the "
+            "compose v2 plugin (Debian: docker-compose >= 2, Docker: "
+            "docker-compose-plugin); compose v1 cannot read this stack"
+        )
     return digits
 
 
@@ -43,9 +45,11 @@ def describe(c: ContainerView) -> str:
     """A container as a user can find it: its name, project, and where it came from."""
     files = c.label(CONFIG_FILES_LABEL)
     if UPSTREAM_COMPOSE in files:
-        return (f"container {c.name} of upstream's own compose file {files} (as oak-cli "
-                "starts it; stop it with: docker compose -f "
-                f"{files.split(',')[0]} down)")
+        return (
+            f"container {c.name} of upstream's own compose file {files} (as oak-cli "
+            "starts it; stop it with: docker compose -f "
+            f"{files.split(',')[0]} down)"
+        )
     if c.project:
         return f"container {c.name} of compose project {c.project}"
     return f"container {c.name}"
@@ -65,9 +69,11 @@ class Conflicts:
     def raise_first(self) -> None:
         if self.lines:
             more = f" (and {len(self.lines) - 1} more)" if len(self.lines) > 1 else ""
-            raise FlopsError(f"{self.lines[0]}{more}: stop it or change "
-                             "flops.stack.bind_address; ports 5072, 5073, 9027, 10027, 3306, "
-                             "20-21, 21100-21110 and the container names must be free")
+            raise FlopsError(
+                f"{self.lines[0]}{more}: stop it or change "
+                "flops.stack.bind_address; ports 5072, 5073, 9027, 10027, 3306, "
+                "20-21, 21100-21110 and the container names must be free"
+            )
 
 
 def conflicts(project: Project, running: set[str] | None = None) -> Conflicts:
@@ -97,8 +103,13 @@ def conflicts(project: Project, running: set[str] | None = None) -> Conflicts:
         if service in running:
             continue
         for port in PORTS[service]:
-            holder = (describe(published[port]) if port in published
-                      else None if project.remote else bound_elsewhere(bind, port))
+            holder = (
+                describe(published[port])
+                if port in published
+                else None
+                if project.remote
+                else bound_elsewhere(bind, port)
+            )
             if holder:
                 lines.append(f"port {port} ({service}){on} is in use by {holder}")
     return Conflicts(lines)
@@ -143,16 +154,19 @@ def network(project: Project) -> tuple[str, str]:
     for name in ORCHESTRATOR_NETWORKS:
         if project.call(partial(docker.network.exists, name)):
             return name, f"Oakestra's network {name}"
-    return STANDALONE_NETWORK, ("no Oakestra orchestrator runs here: stand-alone network "
-                                f"{STANDALONE_NETWORK}")
+    return STANDALONE_NETWORK, (
+        f"no Oakestra orchestrator runs here: stand-alone network {STANDALONE_NETWORK}"
+    )
 
 
 def ensure_network(project: Project, name: str) -> bool:
     docker = project.docker
     if project.call(lambda: docker.network.exists(name)):
         return False
-    project.act(f"create network {name}", lambda: docker.network.create(
-        name, labels={"org.flops-tasks.network": "standalone"}))
+    project.act(
+        f"create network {name}",
+        lambda: docker.network.create(name, labels={"org.flops-tasks.network": "standalone"}),
+    )
     return True
 
 
@@ -185,10 +199,10 @@ def preflight(project: Project, build: bool = False) -> tuple[dict[str, str], li
     if not complete:
         conflicts(project, running).raise_first()
     _, values, env_changed = envmod.ensure_env(
-        project.s, extra={"FLOPS_NETWORK": name}, dry=project.dry, path=project.env_file)
+        project.s, extra={"FLOPS_NETWORK": name}, dry=project.dry, path=project.env_file
+    )
     verb = "updated" if env_changed else "unchanged"
-    outcomes.append((changed if env_changed else ok)(
-        where, "env", f"{project.env_file} {verb}"))
+    outcomes.append((changed if env_changed else ok)(where, "env", f"{project.env_file} {verb}"))
     created = ensure_network(project, name)
     outcomes.append((changed if created else ok)(where, "network", how))
     if build and MANAGER in project.services and builds_from_addon(project):
@@ -201,6 +215,8 @@ def preflight(project: Project, build: bool = False) -> tuple[dict[str, str], li
         missing = project.missing_images()
         if missing:
             on = f"host {project.label}" if project.remote else "this host"
-            raise UsageError(f"image {missing[0]} is not on {on} and is not pulled "
-                             "implicitly: run 'inv up --build' (or pull it)")
+            raise UsageError(
+                f"image {missing[0]} is not on {on} and is not pulled "
+                "implicitly: run 'inv up --build' (or pull it)"
+            )
     return values, outcomes

@@ -120,9 +120,16 @@ class ContainerView:
         health = state.get("Health") or {}
         log = health.get("Log") or []
         ports = (data.get("NetworkSettings") or {}).get("Ports") or {}
-        published = tuple(sorted({(b.get("HostIp") or "0.0.0.0", int(b["HostPort"]))
-                                  for binds in ports.values() for b in (binds or [])
-                                  if b.get("HostPort")}))
+        published = tuple(
+            sorted(
+                {
+                    (b.get("HostIp") or "0.0.0.0", int(b["HostPort"]))
+                    for binds in ports.values()
+                    for b in (binds or [])
+                    if b.get("HostPort")
+                }
+            )
+        )
         return cls(
             id=data.get("Id", ""),
             name=(data.get("Name") or "").lstrip("/"),
@@ -266,8 +273,15 @@ class Project:
     # -- running compose and docker -----------------------------------------------------
     def compose_cmd(self, *args: str) -> str:
         """The equivalent ``docker compose`` command line, for dry-run plans."""
-        parts = ["docker", *(["--host", self.engine_url] if self.engine_url else []),
-                 "compose", "-p", self.name, "--env-file", self.env_file]
+        parts = [
+            "docker",
+            *(["--host", self.engine_url] if self.engine_url else []),
+            "compose",
+            "-p",
+            self.name,
+            "--env-file",
+            self.env_file,
+        ]
         for f in self.s.stack.compose_files:
             parts += ["-f", f]
         return shlex.join([*parts, *args])
@@ -288,8 +302,7 @@ class Project:
         from ..docker_ssh import explain
 
         text = f"{getattr(exc, 'stderr', '') or ''}\n{exc}"
-        return explain(text, self.target, f"host {self.label}", self.s.ssh,
-                       "start dockerd there")
+        return explain(text, self.target, f"host {self.label}", self.s.ssh, "start dockerd there")
 
     def act(self, summary: str, action: Callable[[], Any]) -> Any:
         """A change: under ``--dry`` recorded in the plan, else announced and run."""
@@ -312,12 +325,15 @@ class Project:
             if explained:
                 raise FlopsError(explained) from None
             where = f" on host {self.label}" if self.target is not None else ""
-            raise FlopsError(f"the Docker engine{where} does not answer (docker version "
-                             f"failed): start dockerd or check DOCKER_HOST ({last_line(exc)})"
-                             ) from None
+            raise FlopsError(
+                f"the Docker engine{where} does not answer (docker version "
+                f"failed): start dockerd or check DOCKER_HOST ({last_line(exc)})"
+            ) from None
         except FileNotFoundError:
-            raise FlopsError("the docker CLI is not installed: install Docker "
-                             "(Debian: apt-get install docker.io)") from None
+            raise FlopsError(
+                "the docker CLI is not installed: install Docker "
+                "(Debian: apt-get install docker.io)"
+            ) from None
         self._answered = True
 
     def cli(self, *args: str) -> str:
@@ -330,8 +346,7 @@ class Project:
         """Run ``docker compose`` with this project's files, env file and name."""
         from python_on_whales.utils import run
 
-        return str(self.call(lambda: run(
-            [*self.docker.client_config.docker_compose_cmd, *args])))
+        return str(self.call(lambda: run([*self.docker.client_config.docker_compose_cmd, *args])))
 
     def compose_config(self) -> dict[str, Any]:
         """The resolved compose model (read once per run)."""
@@ -349,8 +364,12 @@ class Project:
         if all_:
             ps.append("-a")
         if project_only:  # labels, not compose: works before the env file exists
-            ps += ["--filter", f"label=com.docker.compose.project={self.name}",
-                   "--filter", f"label={OUR_LABEL}=1"]
+            ps += [
+                "--filter",
+                f"label=com.docker.compose.project={self.name}",
+                "--filter",
+                f"label={OUR_LABEL}=1",
+            ]
         ids = self.cli(*ps).split()
         if not ids:
             return []
@@ -364,8 +383,7 @@ class Project:
     def states(self) -> dict[str, str]:
         """service -> healthy/starting/unhealthy/running/exited/missing."""
         found = self.containers()
-        return {svc: found[svc].condition if svc in found else "missing"
-                for svc in self.services}
+        return {svc: found[svc].condition if svc in found else "missing" for svc in self.services}
 
     def moved_away(self) -> list[ContainerView]:
         """This project's containers here of services placed on another host."""
@@ -382,18 +400,29 @@ class Project:
         if mine is not None and mine.running and mine.publishes(port, address):
             return mine
         other = self.foreign_holder(port)
-        holder = (f"container {other.name} (project {other.project or 'none'})"
-                  if other else "no container of this stack")
-        raise FlopsError(f"port {port} on {address} is held by {holder}, not by {service} of "
-                         f"the stack {self.name}: refusing to touch it; nothing was deleted "
-                         "(start the stack with 'inv up' or check flops.stack.project)")
+        holder = (
+            f"container {other.name} (project {other.project or 'none'})"
+            if other
+            else "no container of this stack"
+        )
+        raise FlopsError(
+            f"port {port} on {address} is held by {holder}, not by {service} of "
+            f"the stack {self.name}: refusing to touch it; nothing was deleted "
+            "(start the stack with 'inv up' or check flops.stack.project)"
+        )
 
     def foreign_holder(self, port: int) -> ContainerView | None:
         """A running container outside this stack that publishes ``port`` here, if any."""
         address = self.address()
         mine = {c.id for c in self.containers().values()}
-        return next((c for c in self.snapshot(all_=False, project_only=False)
-                     if c.publishes(port, address) and c.id not in mine), None)
+        return next(
+            (
+                c
+                for c in self.snapshot(all_=False, project_only=False)
+                if c.publishes(port, address) and c.id not in mine
+            ),
+            None,
+        )
 
     # -- images -----------------------------------------------------------------------
     def missing_images(self) -> list[str]:
@@ -401,16 +430,22 @@ class Project:
         missing = []
         for name, svc in (self.compose_config().get("services") or {}).items():
             image = svc.get("image")
-            if name in self.services and image and svc.get("build") and not self.call(
-                    partial(self.docker.image.exists, image)):
+            if (
+                name in self.services
+                and image
+                and svc.get("build")
+                and not self.call(partial(self.docker.image.exists, image))
+            ):
                 missing.append(f"{image} (service {name})")
         return missing
 
     def build(self, services: list[str] | None = None) -> None:
         if services is None and self.partial:
             services = list(self.services)
-        self.act(self.compose_cmd("build", *(services or [])),
-                 lambda: self.docker.compose.build(services=services, quiet=True))
+        self.act(
+            self.compose_cmd("build", *(services or [])),
+            lambda: self.docker.compose.build(services=services, quiet=True),
+        )
 
     def remove_volume(self, key: str) -> None:
         name = self.volume_name(key)
@@ -419,8 +454,9 @@ class Project:
         self.act(f"docker volume rm {name}", lambda: self.docker.volume.remove(name))
 
     # -- starting ---------------------------------------------------------------------
-    def wait_healthy(self, services: list[str] | None = None,
-                     timeout: float | None = None) -> dict[str, str]:
+    def wait_healthy(
+        self, services: list[str] | None = None, timeout: float | None = None
+    ) -> dict[str, str]:
         """Poll until every one of ``services`` is healthy; fail at once when one stopped."""
         services = services or list(self.services)
         timeout = timeout or self.s.stack.health_timeout
@@ -440,12 +476,14 @@ class Project:
             if bad or time.monotonic() > deadline:
                 reason = "stopped" if bad else f"not healthy after {timeout:g}s"
                 culprit = bad[0] if bad else next(s for s, st in wanted.items() if st != "healthy")
-                raise FlopsError(f"{culprit} {reason} ({wanted[culprit]}): see "
-                                 f"'inv logs --service {culprit}'")
+                raise FlopsError(
+                    f"{culprit} {reason} ({wanted[culprit]}): see 'inv logs --service {culprit}'"
+                )
             time.sleep(0.25)
 
-    def start(self, services: list[str] | None = None, build: bool = False,
-              no_deps: bool = False) -> list[Outcome]:
+    def start(
+        self, services: list[str] | None = None, build: bool = False, no_deps: bool = False
+    ) -> list[Outcome]:
         """``compose up -d`` (the services placed here, or some), then wait until they are
         healthy. Starting everything placed here also removes this project's containers of
         services placed on another host (their volumes stay)."""
@@ -453,12 +491,25 @@ class Project:
         if services is None and self.partial:
             services, no_deps = list(self.services), True  # their dependencies run elsewhere
             outcomes = self.remove_moved_away()
-        summary = self.compose_cmd("up", "-d", *(["--build"] if build else []),
-                                   *(["--no-deps"] if no_deps else []), *(services or []))
+        summary = self.compose_cmd(
+            "up",
+            "-d",
+            *(["--build"] if build else []),
+            *(["--no-deps"] if no_deps else []),
+            *(services or []),
+        )
         before = self.states()
-        self.act(summary, lambda: self.docker.compose.up(
-            services=services, detach=True, build=build, quiet=True,
-            pull=None if build else "missing", dependencies=not no_deps))
+        self.act(
+            summary,
+            lambda: self.docker.compose.up(
+                services=services,
+                detach=True,
+                build=build,
+                quiet=True,
+                pull=None if build else "missing",
+                dependencies=not no_deps,
+            ),
+        )
         if self.dry:
             return [*outcomes, ok(self.where, "up", f"would run: {summary}")]
         states = self.wait_healthy(services)
@@ -474,8 +525,16 @@ class Project:
         if not moved:
             return []
         names = sorted(c.service for c in moved)
-        self.act(self.compose_cmd("rm", "--stop", "--force", *names),
-                 lambda: self.docker.compose.rm(services=names, stop=True))
+        self.act(
+            self.compose_cmd("rm", "--stop", "--force", *names),
+            lambda: self.docker.compose.rm(services=names, stop=True),
+        )
         verb = "would remove" if self.dry else "removed"
-        return [changed(self.where, "moved", f"{verb} {', '.join(names)} here (placed on "
-                                            f"another host now); their volumes stay here")]
+        return [
+            changed(
+                self.where,
+                "moved",
+                f"{verb} {', '.join(names)} here (placed on "
+                f"another host now); their volumes stay here",
+            )
+        ]

@@ -40,16 +40,19 @@ def holds(project: Project) -> bool:
 
 def drop(project: Project) -> None:
     """Remove the registry container and its storage volume (a start brings both back)."""
-    project.act(project.compose_cmd("rm", "--stop", "--force", REGISTRY),
-                lambda: project.docker.compose.rm(services=[REGISTRY], stop=True))
+    project.act(
+        project.compose_cmd("rm", "--stop", "--force", REGISTRY),
+        lambda: project.docker.compose.rm(services=[REGISTRY], stop=True),
+    )
     project.remove_volume(VOLUME)
 
 
 def verify_empty(project: Project) -> None:
     repos = catalog(project)
     if repos:
-        raise FlopsError(f"registry still lists {len(repos)} repositories after clearing "
-                         f"({repos[0]}, ...)")
+        raise FlopsError(
+            f"registry still lists {len(repos)} repositories after clearing ({repos[0]}, ...)"
+        )
 
 
 def clear(project: Project) -> list[Outcome]:
@@ -61,9 +64,19 @@ def clear(project: Project) -> list[Outcome]:
     drop(project)
     started = project.start(services=[REGISTRY], no_deps=True)
     if project.dry:
-        return [ok(project.where, "clear-registry", f"would remove volume "
-                                            f"{project.volume_name(VOLUME)} and restart "
-                                            f"{REGISTRY}"), *started]
+        return [
+            ok(
+                project.where,
+                "clear-registry",
+                f"would remove volume {project.volume_name(VOLUME)} and restart {REGISTRY}",
+            ),
+            *started,
+        ]
     verify_empty(project)
-    return [changed(project.where, "clear-registry",
-                    "registry storage emptied and registry restarted; it answers, empty")]
+    return [
+        changed(
+            project.where,
+            "clear-registry",
+            "registry storage emptied and registry restarted; it answers, empty",
+        )
+    ]

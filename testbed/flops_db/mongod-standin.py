@@ -51,9 +51,21 @@ MAX_WRITE_BATCH_SIZE = 100_000
 MAX_WIRE_VERSION = 6  # MongoDB 3.6
 SUFFIX = ".bson"
 # Fields drivers add to every command; none changes what a standalone server does.
-ENVELOPE = ("$db", "lsid", "$readPreference", "$clusterTime", "writeConcern", "ordered",
-            "bypassDocumentValidation", "comment", "cursor", "batchSize", "singleBatch", "nameOnly",
-            "authorizedCollections")
+ENVELOPE = (
+    "$db",
+    "lsid",
+    "$readPreference",
+    "$clusterTime",
+    "writeConcern",
+    "ordered",
+    "bypassDocumentValidation",
+    "comment",
+    "cursor",
+    "batchSize",
+    "singleBatch",
+    "nameOnly",
+    "authorizedCollections",
+)
 
 log = logging.getLogger("mongod-standin")
 MISSING = object()
@@ -66,8 +78,11 @@ class CommandError(Exception):
 
 
 def unsupported(what: str) -> CommandError:
-    return CommandError(115, "CommandNotSupported",
-                        f"{what} is not supported by the flops_db stand-in (not MongoDB)")
+    return CommandError(
+        115,
+        "CommandNotSupported",
+        f"{what} is not supported by the flops_db stand-in (not MongoDB)",
+    )
 
 
 # -- documents --------------------------------------------------------------------------
@@ -82,8 +97,12 @@ def get_path(doc: dict, path: str) -> object:
 def same(a: object, b: object) -> bool:
     """MongoDB equality for the values the clients store: numbers by value, else by type."""
     number = (int, float)
-    if isinstance(a, number) and isinstance(b, number) and not isinstance(a, bool) \
-            and not isinstance(b, bool):
+    if (
+        isinstance(a, number)
+        and isinstance(b, number)
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+    ):
         return a == b
     if isinstance(a, dict) and isinstance(b, dict):
         return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
@@ -95,8 +114,7 @@ def same(a: object, b: object) -> bool:
 def matches(doc: dict, flt: dict | None) -> bool:
     """Field equality; a missing field equals null, as in MongoDB."""
     for key, want in (flt or {}).items():
-        if key.startswith("$") or (isinstance(want, dict) and any(k.startswith("$")
-                                                                  for k in want)):
+        if key.startswith("$") or (isinstance(want, dict) and any(k.startswith("$") for k in want)):
             raise unsupported(f"query operator in {{{key!r}: ...}}")
         have = get_path(doc, key)
         if not (same(have, want) or (want is None and have is MISSING)):
@@ -126,8 +144,9 @@ class Store:
                     os.unlink(os.path.join(path, name))  # an interrupted write; old file intact
                 elif name.endswith(SUFFIX):
                     with open(os.path.join(path, name), "rb") as fh:
-                        colls[urllib.parse.unquote(name[:-len(SUFFIX)])] = bson.decode_all(
-                            fh.read())
+                        colls[urllib.parse.unquote(name[: -len(SUFFIX)])] = bson.decode_all(
+                            fh.read()
+                        )
             if colls:
                 self.dbs[urllib.parse.unquote(db_dir)] = colls
         log.info("loaded %d databases from %s", len(self.dbs), root)
@@ -138,8 +157,13 @@ class Store:
     def collection(self, db: str, coll: str, create: bool = False) -> list[dict] | None:
         docs = self.dbs.get(db, {}).get(coll)
         if docs is None and create:
-            if not db or any(c in db for c in '/\\. "$\0') or not coll or "$" in coll \
-                    or "\0" in coll:
+            if (
+                not db
+                or any(c in db for c in '/\\. "$\0')
+                or not coll
+                or "$" in coll
+                or "\0" in coll
+            ):
                 raise CommandError(73, "InvalidNamespace", f"invalid namespace {db}.{coll}")
             docs = self.dbs.setdefault(db, {})[coll] = []
         return docs
@@ -194,11 +218,17 @@ class Commands:
         self.store = store
         self.lock = threading.Lock()
         self.table = {
-            "ismaster": self.is_master, "isMaster": self.is_master,
-            "ping": self.ok, "endSessions": self.ok,
-            "listDatabases": self.list_databases, "listCollections": self.list_collections,
-            "insert": self.insert, "find": self.find, "update": self.update,
-            "delete": self.delete, "drop": self.drop,
+            "ismaster": self.is_master,
+            "isMaster": self.is_master,
+            "ping": self.ok,
+            "endSessions": self.ok,
+            "listDatabases": self.list_databases,
+            "listCollections": self.list_collections,
+            "insert": self.insert,
+            "find": self.find,
+            "update": self.update,
+            "delete": self.delete,
+            "drop": self.drop,
         }
 
     def run(self, db: str, cmd: dict, docs: dict[str, list]) -> dict:
@@ -206,8 +236,9 @@ class Commands:
         handler = self.table.get(name)
         try:
             if handler is None:
-                raise CommandError(59, "CommandNotFound",
-                                   f"no such command: '{name}' (flops_db stand-in)")
+                raise CommandError(
+                    59, "CommandNotFound", f"no such command: '{name}' (flops_db stand-in)"
+                )
             args = {k: v for k, v in cmd.items() if k not in ENVELOPE}
             with self.lock:
                 return handler(db, args, docs)
@@ -215,8 +246,12 @@ class Commands:
             return exc.reply
         except Exception as exc:  # a malformed command: answer it, keep serving
             log.exception("command %s failed", name)
-            return {"ok": 0.0, "errmsg": f"{type(exc).__name__}: {exc}", "code": 1,
-                    "codeName": "InternalError"}
+            return {
+                "ok": 0.0,
+                "errmsg": f"{type(exc).__name__}: {exc}",
+                "code": 1,
+                "codeName": "InternalError",
+            }
 
     @staticmethod
     def _only(args: dict, *known: str) -> None:
@@ -225,28 +260,39 @@ class Commands:
             raise unsupported(f"option {extra[0]!r} of {next(iter(args))}")
 
     def is_master(self, db: str, args: dict, docs: dict) -> dict:
-        return {"ismaster": True, "maxBsonObjectSize": MAX_BSON_OBJECT_SIZE,
-                "maxMessageSizeBytes": MAX_MESSAGE_SIZE,
-                "maxWriteBatchSize": MAX_WRITE_BATCH_SIZE,
-                "localTime": datetime.datetime.now(datetime.UTC),
-                "logicalSessionTimeoutMinutes": 30, "minWireVersion": 0,
-                "maxWireVersion": MAX_WIRE_VERSION, "readOnly": False, "ok": 1.0}
+        return {
+            "ismaster": True,
+            "maxBsonObjectSize": MAX_BSON_OBJECT_SIZE,
+            "maxMessageSizeBytes": MAX_MESSAGE_SIZE,
+            "maxWriteBatchSize": MAX_WRITE_BATCH_SIZE,
+            "localTime": datetime.datetime.now(datetime.UTC),
+            "logicalSessionTimeoutMinutes": 30,
+            "minWireVersion": 0,
+            "maxWireVersion": MAX_WIRE_VERSION,
+            "readOnly": False,
+            "ok": 1.0,
+        }
 
     def ok(self, db: str, args: dict, docs: dict) -> dict:
         return {"ok": 1.0}
 
     def list_databases(self, db: str, args: dict, docs: dict) -> dict:
         self._only(args, "listDatabases")
-        found = [{"name": n, "sizeOnDisk": self.store.size(n), "empty": False}
-                 for n in sorted(self.store.dbs)]
+        found = [
+            {"name": n, "sizeOnDisk": self.store.size(n), "empty": False}
+            for n in sorted(self.store.dbs)
+        ]
         return {"databases": found, "totalSize": sum(d["sizeOnDisk"] for d in found), "ok": 1.0}
 
     def list_collections(self, db: str, args: dict, docs: dict) -> dict:
         self._only(args, "listCollections", "filter")
-        infos = [{"name": n, "type": "collection", "options": {}, "info": {"readOnly": False}}
-                 for n in sorted(self.store.dbs.get(db, {}))]
-        return cursor(f"{db}.$cmd.listCollections",
-                      [i for i in infos if matches(i, args.get("filter"))])
+        infos = [
+            {"name": n, "type": "collection", "options": {}, "info": {"readOnly": False}}
+            for n in sorted(self.store.dbs.get(db, {}))
+        ]
+        return cursor(
+            f"{db}.$cmd.listCollections", [i for i in infos if matches(i, args.get("filter"))]
+        )
 
     def find(self, db: str, args: dict, docs: dict) -> dict:
         self._only(args, "find", "filter", "limit")
@@ -258,8 +304,10 @@ class Commands:
     def insert(self, db: str, args: dict, docs: dict) -> dict:
         self._only(args, "insert", "documents")
         coll = args["insert"]
-        new = [d if "_id" in d else {"_id": ObjectId(), **d}
-               for d in [*args.get("documents", []), *docs.get("documents", [])]]
+        new = [
+            d if "_id" in d else {"_id": ObjectId(), **d}
+            for d in [*args.get("documents", []), *docs.get("documents", [])]
+        ]
         self.store.collection(db, coll, create=True).extend(new)
         self.store.persist(db, coll)
         return {"n": len(new), "ok": 1.0}
@@ -272,15 +320,18 @@ class Commands:
         matched = modified = 0
         for u in [*args.get("updates", []), *docs.get("updates", [])]:
             new = u.get("u") or {}
-            if u.get("upsert") or u.get("multi") or isinstance(new, list) \
-                    or any(k.startswith("$") for k in new):
+            if (
+                u.get("upsert")
+                or u.get("multi")
+                or isinstance(new, list)
+                or any(k.startswith("$") for k in new)
+            ):
                 raise unsupported("an update other than a replacement of one document")
             hit = next((i for i, d in enumerate(stored) if matches(d, u.get("q"))), None)
             if hit is None:
                 continue
             matched += 1
-            replaced = {"_id": stored[hit]["_id"], **{k: v for k, v in new.items()
-                                                      if k != "_id"}}
+            replaced = {"_id": stored[hit]["_id"], **{k: v for k, v in new.items() if k != "_id"}}
             if not same(replaced, stored[hit]):
                 stored[hit] = replaced
                 modified += 1
@@ -318,11 +369,11 @@ def parse_op_msg(body: bytes) -> tuple[int, dict, dict[str, list]]:
         kind = body[pos]
         (size,) = struct.unpack_from("<i", body, pos + 1)
         if kind == 0:
-            cmd = bson.decode(body[pos + 1:pos + 1 + size])
+            cmd = bson.decode(body[pos + 1 : pos + 1 + size])
         elif kind == 1:
             name_end = body.index(b"\0", pos + 5)
-            ident = body[pos + 5:name_end].decode()
-            docs[ident] = bson.decode_all(body[name_end + 1:pos + 1 + size])
+            ident = body[pos + 5 : name_end].decode()
+            docs[ident] = bson.decode_all(body[name_end + 1 : pos + 1 + size])
         else:
             raise ValueError(f"unknown OP_MSG section kind {kind}")
         pos += 1 + size
@@ -335,7 +386,7 @@ def parse_op_query(body: bytes) -> tuple[str, dict]:
     name_end = body.index(b"\0", 4)
     pos = name_end + 1 + 8  # numberToSkip, numberToReturn
     (size,) = struct.unpack_from("<i", body, pos)
-    query = bson.decode(body[pos:pos + size])
+    query = bson.decode(body[pos : pos + size])
     return body[4:name_end].decode(), query.get("$query", query)
 
 
@@ -364,19 +415,21 @@ class Handler(socketserver.BaseRequestHandler):
             if op == OP_MSG:
                 flags, cmd, docs = parse_op_msg(body)
                 if flags & MSG_MORE_TO_COME:
-                    log.warning("%s: unacknowledged writes are not supported; closing",
-                                self.client_address)
+                    log.warning(
+                        "%s: unacknowledged writes are not supported; closing", self.client_address
+                    )
                     return
                 reply = commands.run(cmd.get("$db", "admin"), cmd, docs)
                 self.send(OP_MSG, request_id, struct.pack("<IB", 0, 0) + bson.encode(reply))
             elif op == OP_QUERY:  # the handshake; every command after it comes as OP_MSG
                 ns, query = parse_op_query(body)
                 if ns.endswith(".$cmd"):
-                    reply = commands.run(ns[:-len(".$cmd")], query, {})
+                    reply = commands.run(ns[: -len(".$cmd")], query, {})
                 else:
                     reply = unsupported("a legacy OP_QUERY read").reply
-                self.send(OP_REPLY, request_id, struct.pack("<iqii", 0, 0, 0, 1)
-                          + bson.encode(reply))
+                self.send(
+                    OP_REPLY, request_id, struct.pack("<iqii", 0, 0, 0, 1) + bson.encode(reply)
+                )
             else:
                 log.warning("%s: opcode %d is not supported; closing", self.client_address, op)
                 return
@@ -397,8 +450,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bind_ip_all", action="store_true", help="listen on 0.0.0.0")
     parser.add_argument("--dbpath", default="/data/db")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stdout,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     commands = Commands(Store(args.dbpath))
     address = "0.0.0.0" if args.bind_ip_all else args.bind_ip
     server = Server((address, args.port), Handler)
@@ -410,8 +466,13 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("flops_db STAND-IN (not MongoDB), wire version %d, listening on %s:%d, data in %s",
-             MAX_WIRE_VERSION, address, args.port, args.dbpath)
+    log.info(
+        "flops_db STAND-IN (not MongoDB), wire version %d, listening on %s:%d, data in %s",
+        MAX_WIRE_VERSION,
+        address,
+        args.port,
+        args.dbpath,
+    )
     try:
         server.serve_forever()
     finally:

@@ -47,9 +47,17 @@ STAND_IN = "oakestra system manager"
 ADMIN = "Admin"  # roles/securityUtils.py Role.ADMIN
 NAME = re.compile(r"^[a-zA-Z0-9]{1,30}$")  # sla/schema.py application/microservice names
 SLA_VERSIONS = ("v1.0", "v2.0")  # sla/sla_versions.py
-REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           405: "Method Not Allowed", 409: "Conflict", 422: "Unprocessable Entity",
-           500: "Internal Server Error", 501: "Not Implemented"}
+REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    422: "Unprocessable Entity",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+}
 
 
 def smorest_abort(code: int) -> tuple[int, dict]:
@@ -70,8 +78,10 @@ class State:
         self.load(seed)
 
     def load(self, seed: dict) -> None:
-        self.users = {u["name"]: {"password": u["password"], "roles": list(u.get("roles", []))}
-                      for u in seed.get("users", [])}
+        self.users = {
+            u["name"]: {"password": u["password"], "roles": list(u.get("roles", []))}
+            for u in seed.get("users", [])
+        }
         self.clusters = list(seed.get("clusters", []))
         self.apps: dict[str, dict] = {}
         self.jobs: dict[str, dict] = {}
@@ -109,12 +119,15 @@ class State:
             "image": svc.get("code", ""),
             "next_instance_progressive_number": 0,
             "instance_list": [],
-            "virtualization": "docker" if svc.get("virtualization", "container") == "container"
+            "virtualization": "docker"
+            if svc.get("virtualization", "container") == "container"
             else svc["virtualization"],
             "microserviceID": job_id,
         }
-        job["job_name"] = (f"{app['application_name']}.{app['application_namespace']}."
-                           f"{svc['microservice_name']}.{svc['microservice_namespace']}")
+        job["job_name"] = (
+            f"{app['application_name']}.{app['application_namespace']}."
+            f"{svc['microservice_name']}.{svc['microservice_namespace']}"
+        )
         self.jobs[job_id] = job
         app["microservices"].append(job_id)
         return job_id
@@ -183,8 +196,7 @@ class Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, payload: object, raw: bool = False) -> None:
         body = (payload if raw else json.dumps(payload) + "\n").encode()
         self.send_response(status)
-        self.send_header("Content-Type", "text/html; charset=utf-8" if raw
-                         else "application/json")
+        self.send_header("Content-Type", "text/html; charset=utf-8" if raw else "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -193,7 +205,7 @@ class Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization") or ""
         if not auth.startswith("Bearer "):
             return None
-        return self.state.tokens.get(auth[len("Bearer "):].strip())
+        return self.state.tokens.get(auth[len("Bearer ") :].strip())
 
     def _jwt_required(self) -> tuple[str | None, tuple[int, dict] | None]:
         """flask_jwt_extended.jwt_required: 401 without a token, 422 for a bad one."""
@@ -248,12 +260,19 @@ class Handler(BaseHTTPRequestHandler):
             is_json, content = self._body()
             if not is_json or content is None:
                 return smorest_abort(403)
-            if not isinstance(content, dict) or "username" not in content \
-                    or "password" not in content:
+            if (
+                not isinstance(content, dict)
+                or "username" not in content
+                or "password" not in content
+            ):
                 return smorest_abort(500)  # user_login: content["username"] -> KeyError
             user = s.users.get(content["username"])
-            if not content["username"] or not content["password"] or user is None \
-                    or user["password"] != content["password"]:
+            if (
+                not content["username"]
+                or not content["password"]
+                or user is None
+                or user["password"] != content["password"]
+            ):
                 return smorest_abort(401)
             token = ".".join(secrets.token_urlsafe(18) for _ in range(3))
             s.tokens[token] = content["username"]
@@ -281,13 +300,11 @@ class Handler(BaseHTTPRequestHandler):
             app = s.apps.get(route[1])
             if app is None or app["userId"] != user:  # get_app_by_id filters by userId
                 return smorest_abort(501)
-            services = [s.jobs[j]["microservice_name"] for j in app["microservices"]
-                        if j in s.jobs]
+            services = [s.jobs[j]["microservice_name"] for j in app["microservices"] if j in s.jobs]
             for job_id in list(app["microservices"]):
                 s.delete_service(user, job_id)
             del s.apps[route[1]]
-            s.deleted.append({**app, "microservices": services, "by": user,
-                              "at": time.time()})
+            s.deleted.append({**app, "microservices": services, "by": user, "at": time.time()})
             s.tick("deletes")
             return 200, {"message": "Application Deleted"}
         # blueprints/services_blueprints.py MultipleServicesController.get (Admin)
@@ -323,8 +340,12 @@ class Handler(BaseHTTPRequestHandler):
                 return 200, {"message": "Job deleted"}
             return smorest_abort(500)
         # blueprints/deployment_blueprints.py DeployInstanceController.post
-        if len(route) == 3 and route[0] == "service" and route[2] == "instance" \
-                and method == "POST":
+        if (
+            len(route) == 3
+            and route[0] == "service"
+            and route[2] == "instance"
+            and method == "POST"
+        ):
             user, err = self._jwt_auth_required()
             if err:
                 return err
@@ -340,28 +361,44 @@ class Handler(BaseHTTPRequestHandler):
     def _register_app(self, user: str) -> tuple:
         s = self.state
         is_json, data = self._body()
-        if not is_json or not isinstance(data, dict) or data.get("sla_version") not in \
-                SLA_VERSIONS or not isinstance(data.get("applications"), list):
+        if (
+            not is_json
+            or not isinstance(data, dict)
+            or data.get("sla_version") not in SLA_VERSIONS
+            or not isinstance(data.get("applications"), list)
+        ):
             return smorest_abort(500)  # parse_sla_json: KeyError / TypeError escape
         for application in data["applications"]:
             if not isinstance(application, dict) or not all(
-                    isinstance(application.get(k), str) and NAME.match(application[k])
-                    for k in ("application_name", "application_namespace")):
+                isinstance(application.get(k), str) and NAME.match(application[k])
+                for k in ("application_name", "application_namespace")
+            ):
                 return smorest_abort(422)  # SLAFormatError -> 422
         for application in data["applications"]:
-            name, namespace = application["application_name"], application[
-                "application_namespace"]
-            if any(a["application_name"] == name and a["application_namespace"] == namespace
-                   for a in s.user_apps(user)):
-                s.refused.append({"status": 409, "application_name": name,
-                                  "application_namespace": namespace, "userId": user,
-                                  "at": time.time()})
+            name, namespace = application["application_name"], application["application_namespace"]
+            if any(
+                a["application_name"] == name and a["application_namespace"] == namespace
+                for a in s.user_apps(user)
+            ):
+                s.refused.append(
+                    {
+                        "status": 409,
+                        "application_name": name,
+                        "application_namespace": namespace,
+                        "userId": user,
+                        "at": time.time(),
+                    }
+                )
                 return smorest_abort(409)
             app_id = object_id()
-            app = {"applicationID": app_id, "application_name": name,
-                   "application_namespace": namespace,
-                   "application_desc": application.get("application_desc", ""),
-                   "userId": user, "microservices": []}
+            app = {
+                "applicationID": app_id,
+                "application_name": name,
+                "application_namespace": namespace,
+                "application_desc": application.get("application_desc", ""),
+                "userId": user,
+                "microservices": [],
+            }
             s.apps[app_id] = app
             for svc in application.get("microservices") or []:
                 s.add_job(app, dict(svc))
@@ -377,7 +414,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise LookupError("application not found")
             for svc in application["microservices"]:
                 if not NAME.match(svc["microservice_name"]) or not NAME.match(
-                        svc["microservice_namespace"]):
+                    svc["microservice_namespace"]
+                ):
                     raise ValueError("SLA")
             job_id = ""
             deployed = []
@@ -392,13 +430,18 @@ class Handler(BaseHTTPRequestHandler):
     def _control(self, method: str, route: list[str]) -> tuple | None:
         s = self.state
         if route == ["state"] and method == "GET":
-            return 200, {"stand_in": STAND_IN, "applications": list(s.apps.values()),
-                         "services": list(s.jobs.values()), "deleted": s.deleted,
-                         "refused": s.refused, "vanished": s.vanished}
+            return 200, {
+                "stand_in": STAND_IN,
+                "applications": list(s.apps.values()),
+                "services": list(s.jobs.values()),
+                "deleted": s.deleted,
+                "refused": s.refused,
+                "vanished": s.vanished,
+            }
         if route == ["seed"] and method == "POST":
             is_json, seed = self._body()
             if not is_json or not isinstance(seed, dict):
-                return 400, {"message": "POST a seed: {\"users\": [...], \"applications\": [...]}"}
+                return 400, {"message": 'POST a seed: {"users": [...], "applications": [...]}'}
             try:
                 s.load(seed)
             except (KeyError, TypeError, ValueError) as exc:
@@ -406,8 +449,11 @@ class Handler(BaseHTTPRequestHandler):
             return 200, {"applications": list(s.apps)}
         if route == ["vanish"] and method == "POST":
             is_json, order = self._body()
-            if not is_json or not isinstance(order, dict) or order.get(
-                    "applicationID") not in s.apps:
+            if (
+                not is_json
+                or not isinstance(order, dict)
+                or order.get("applicationID") not in s.apps
+            ):
                 return 404, {"message": "no such applicationID"}
             event = "deletes" if "after_deletes" in order else "lists"
             count = int(order.get(f"after_{event}", 1))
@@ -426,8 +472,13 @@ def serve(port: int, bind: str, seed: dict) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("STAND-IN Oakestra System Manager on %s:%d: %d applications, %d users", bind,
-             port, len(Handler.state.apps), len(Handler.state.users))
+    log.info(
+        "STAND-IN Oakestra System Manager on %s:%d: %d applications, %d users",
+        bind,
+        port,
+        len(Handler.state.apps),
+        len(Handler.state.users),
+    )
     server.serve_forever()
     server.server_close()
 
@@ -438,8 +489,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bind", default="0.0.0.0")
     parser.add_argument("--seed", help="JSON seed file (users, clusters, applications)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+    )
     seed: dict = {"users": [{"name": ADMIN, "password": ADMIN, "roles": [ADMIN]}]}
     if args.seed:
         with open(args.seed, encoding="utf-8") as fh:

@@ -19,38 +19,69 @@ from flops_tasks import testbed as tb
 
 from .helpers import ROOT, TESTBED_CONFIG
 
-ADMIN = {"name": "Admin", "password": "Admin",
-         "roles": ["Admin", "Organization_Admin", "Application_Provider",
-                   "Infrastructure_Provider"]}
+ADMIN = {
+    "name": "Admin",
+    "password": "Admin",
+    "roles": ["Admin", "Organization_Admin", "Application_Provider", "Infrastructure_Provider"],
+}
 ALICE = {"name": "alice", "password": "alice", "roles": ["Application_Provider"]}
 GH = "ghcr.io/oakestra/addon-flops/"
-OBS_ID, HELPER_ID, PROJ_ID = "6650a1b2c3d4e5f601020301", "6650a1b2c3d4e5f601020302", \
-    "6650a1b2c3d4e5f601020303"
+OBS_ID, HELPER_ID, PROJ_ID = (
+    "6650a1b2c3d4e5f601020301",
+    "6650a1b2c3d4e5f601020302",
+    "6650a1b2c3d4e5f601020303",
+)
 RENAMED_ID = "6650a1b2c3d4e5f601020304"  # a FLOps project whose name is not FLOps' pattern
-SHOP_ID, MYPROJ_ID, ALICE_ID = "6650a1b2c3d4e5f601020310", "6650a1b2c3d4e5f601020311", \
-    "6650a1b2c3d4e5f601020312"
+SHOP_ID, MYPROJ_ID, ALICE_ID = (
+    "6650a1b2c3d4e5f601020310",
+    "6650a1b2c3d4e5f601020311",
+    "6650a1b2c3d4e5f601020312",
+)
 
 
 def app(app_id, name, namespace, owner="Admin", services=()):
-    return {"applicationID": app_id, "application_name": name,
-            "application_namespace": namespace, "userId": owner,
-            "microservices": [{"microservice_name": n, "microservice_namespace": ns,
-                               "code": image, "instances": 1} for n, ns, image in services]}
+    return {
+        "applicationID": app_id,
+        "application_name": name,
+        "application_namespace": namespace,
+        "userId": owner,
+        "microservices": [
+            {"microservice_name": n, "microservice_namespace": ns, "code": image, "instances": 1}
+            for n, ns, image in services
+        ],
+    }
 
 
-SEED = {"users": [ADMIN, ALICE], "applications": [
-    app(OBS_ID, "observatory", "observatory", services=(
-        ("trackinge3afed0047b0", "tracking", GH + "tracking-server:latest"),
-        ("observb98c287ecf1e", "observ", GH + "project-observer:latest"))),
-    app(HELPER_ID, "helper", "helper",
-        services=(("mockdpe4c834343b6b", "mockdp", GH + "mock-data-provider:latest"),)),
-    app(PROJ_ID, "projdd1d95927a2b", "proj",
-        services=(("builderb98c287ecf1e", "builder", GH + "image-builder:latest"),)),
-    app(RENAMED_ID, "flopsrun7", "experiments"),
-    app(SHOP_ID, "webshop", "shop", services=(("frontend", "shop", "nginx:1.27"),)),
-    app(MYPROJ_ID, "myproj", "proj"),
-    app(ALICE_ID, "observatory", "observatory", owner="alice"),
-]}
+SEED = {
+    "users": [ADMIN, ALICE],
+    "applications": [
+        app(
+            OBS_ID,
+            "observatory",
+            "observatory",
+            services=(
+                ("trackinge3afed0047b0", "tracking", GH + "tracking-server:latest"),
+                ("observb98c287ecf1e", "observ", GH + "project-observer:latest"),
+            ),
+        ),
+        app(
+            HELPER_ID,
+            "helper",
+            "helper",
+            services=(("mockdpe4c834343b6b", "mockdp", GH + "mock-data-provider:latest"),),
+        ),
+        app(
+            PROJ_ID,
+            "projdd1d95927a2b",
+            "proj",
+            services=(("builderb98c287ecf1e", "builder", GH + "image-builder:latest"),),
+        ),
+        app(RENAMED_ID, "flopsrun7", "experiments"),
+        app(SHOP_ID, "webshop", "shop", services=(("frontend", "shop", "nginx:1.27"),)),
+        app(MYPROJ_ID, "myproj", "proj"),
+        app(ALICE_ID, "observatory", "observatory", owner="alice"),
+    ],
+}
 FLOPS = {OBS_ID, HELPER_ID, PROJ_ID, RENAMED_ID}
 KEPT = {SHOP_ID, MYPROJ_ID, ALICE_ID}
 
@@ -94,8 +125,9 @@ def listed(testbed) -> set[str]:
 
 
 def flops_db():
-    client = pymongo.MongoClient("127.0.0.1", 10027, serverSelectionTimeoutMS=5000,
-                                 directConnection=True)
+    client = pymongo.MongoClient(
+        "127.0.0.1", 10027, serverSelectionTimeoutMS=5000, directConnection=True
+    )
     return client, client["flops"]
 
 
@@ -112,20 +144,31 @@ def write_flops_db(docs: dict[str, list[dict]]) -> None:
 
 # documents as upstream's classes dump them (classes/apps/*.py, classes/services/**)
 FLOPS_DOCS = {
-    "FLOpsProject": [{"customer_id": "Admin", "ml_repo_url": "https://github.com/x/y",
-                      "flops_project_id": PROJ_ID, "app_id": PROJ_ID,
-                      "app_name": "projdd1d95927a2b"},
-                     {"customer_id": "Admin", "ml_repo_url": "https://github.com/x/z",
-                      "flops_project_id": RENAMED_ID, "app_id": RENAMED_ID,
-                      "app_name": "flopsrun7"}],
+    "FLOpsProject": [
+        {
+            "customer_id": "Admin",
+            "ml_repo_url": "https://github.com/x/y",
+            "flops_project_id": PROJ_ID,
+            "app_id": PROJ_ID,
+            "app_name": "projdd1d95927a2b",
+        },
+        {
+            "customer_id": "Admin",
+            "ml_repo_url": "https://github.com/x/z",
+            "flops_project_id": RENAMED_ID,
+            "app_id": RENAMED_ID,
+            "app_name": "flopsrun7",
+        },
+    ],
     "FLOpsObservatory": [{"customer_id": "Admin", "app_id": OBS_ID, "app_name": "observatory"}],
     "FLOpsHelperApp": [{"customer_id": "Admin", "app_id": HELPER_ID, "app_name": "helper"}],
 }
 
 
 def login(testbed) -> str:
-    status, body = http(sm_url(testbed) + "/api/auth/login", "POST",
-                        {"username": "Admin", "password": "Admin"})
+    status, body = http(
+        sm_url(testbed) + "/api/auth/login", "POST", {"username": "Admin", "password": "Admin"}
+    )
     assert status == 200
     return body["token"]
 
@@ -136,14 +179,22 @@ def upstream_sla_generator(tmp_path: Path):
     tarballs = [p / "addon-FLOps-2fa0ab9.tar.gz" for p in candidates]
     tarball = next((t for t in tarballs if t.is_file()), None)
     if tarball is None:
-        pytest.fail("upstream addon-FLOps test data is missing (looked for "
-                    f"{', '.join(map(str, tarballs))}): this test builds the FLOps manager's "
-                    "observatory SLA with upstream's own generate_sla")
+        pytest.fail(
+            "upstream addon-FLOps test data is missing (looked for "
+            f"{', '.join(map(str, tarballs))}): this test builds the FLOps manager's "
+            "observatory SLA with upstream's own generate_sla"
+        )
     prefix = "addon-FLOps/flops_manager_package/"
-    wanted = [prefix + p for p in ("flops_manager/__init__.py", "flops_manager/utils/__init__.py",
-                                   "flops_manager/utils/types.py",
-                                   "flops_manager/utils/sla/components.py",
-                                   "flops_manager/utils/sla/generator.py")]
+    wanted = [
+        prefix + p
+        for p in (
+            "flops_manager/__init__.py",
+            "flops_manager/utils/__init__.py",
+            "flops_manager/utils/types.py",
+            "flops_manager/utils/sla/components.py",
+            "flops_manager/utils/sla/generator.py",
+        )
+    ]
     with tarfile.open(tarball) as tar:
         tar.extractall(tmp_path, members=[tar.getmember(m) for m in wanted], filter="data")
     sys.path.insert(0, str(tmp_path / prefix))
@@ -158,9 +209,14 @@ def observatory_sla(tmp_path: Path) -> dict:
     """The SLA FLOpsObservatory sends to create its app (classes/apps/customer_facing_base.py:
     app name = namespace = 'observatory', customerID = the customer)."""
     components, generator = upstream_sla_generator(tmp_path)
-    return generator.generate_sla(components.SlaComponentsWrapper(core=components.SlaCore(
-        customerID="Admin", names=components.SlaNames(app_name="observatory",
-                                                       app_namespace="observatory"))))
+    return generator.generate_sla(
+        components.SlaComponentsWrapper(
+            core=components.SlaCore(
+                customerID="Admin",
+                names=components.SlaNames(app_name="observatory", app_namespace="observatory"),
+            )
+        )
+    )
 
 
 def managers_create_app(testbed, sla: dict) -> tuple[int, object]:

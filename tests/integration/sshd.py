@@ -62,8 +62,11 @@ def start_sshd(folder: Path, extra: str = "") -> Sshd:
         "Subsystem sftp internal-sftp\n" + extra
     )
     Path("/run/sshd").mkdir(exist_ok=True)
-    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)],
-                            stdout=subprocess.DEVNULL, stderr=open(folder / "sshd.log", "w"))
+    proc = subprocess.Popen(
+        [sshd, "-D", "-e", "-f", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(folder / "sshd.log", "w"),
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:

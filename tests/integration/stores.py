@@ -95,12 +95,15 @@ class Stores:
     def write_all(self) -> None:
         self.push_image(self.image)
         self.mongo().flops.safety.insert_one({"mark": self.mark})
-        self.mysql(f"CREATE DATABASE IF NOT EXISTS safety; CREATE TABLE IF NOT EXISTS safety.t "
-                   f"(v VARCHAR(64)); INSERT INTO safety.t VALUES ('{self.mark}');")
+        self.mysql(
+            f"CREATE DATABASE IF NOT EXISTS safety; CREATE TABLE IF NOT EXISTS safety.t "
+            f"(v VARCHAR(64)); INSERT INTO safety.t VALUES ('{self.mark}');"
+        )
         with self.ftp() as ftp:
             ftp.storbinary(f"STOR {self.mark}.txt", io.BytesIO(self.mark.encode()))
-        self.where.exec("flops_mqtt", "mosquitto_pub", "-p", "9027", "-r", "-t",
-                        "safety/mark", "-m", self.mark)
+        self.where.exec(
+            "flops_mqtt", "mosquitto_pub", "-p", "9027", "-r", "-t", "safety/mark", "-m", self.mark
+        )
 
     def push_image(self, ref: str) -> None:
         """Build and push on the registry's own engine (the build context is sent there)."""
@@ -114,12 +117,23 @@ class Stores:
     def mongo(self):
         import pymongo
 
-        return pymongo.MongoClient(self.where.address("flops_db"), 10027,
-                                   directConnection=True, serverSelectionTimeoutMS=5000)
+        return pymongo.MongoClient(
+            self.where.address("flops_db"),
+            10027,
+            directConnection=True,
+            serverSelectionTimeoutMS=5000,
+        )
 
     def mysql(self, sql: str) -> str:
-        return self.where.exec("mlflow_backend_store", "mysql", "-uroot", "-N", "-e", sql,
-                               env={"MYSQL_PWD": MYSQL_ROOT_PASSWORD})
+        return self.where.exec(
+            "mlflow_backend_store",
+            "mysql",
+            "-uroot",
+            "-N",
+            "-e",
+            sql,
+            env={"MYSQL_PWD": MYSQL_ROOT_PASSWORD},
+        )
 
     def ftp(self) -> ftplib.FTP:
         ftp = ftplib.FTP()
@@ -132,9 +146,25 @@ class Stores:
         times out with exit 27: the broker answered, nothing was retained)."""
         mqtt = self.where.project("flops_mqtt")
         docker = [*mqtt.docker.client_config.docker_cmd]  # that engine's docker CLI
-        res = subprocess.run([*docker, "exec", "flops_mqtt", "mosquitto_sub", "-p", "9027",
-                              "-t", "safety/mark", "-C", "1", "-W", "3"],
-                             capture_output=True, text=True, timeout=60)
+        res = subprocess.run(
+            [
+                *docker,
+                "exec",
+                "flops_mqtt",
+                "mosquitto_sub",
+                "-p",
+                "9027",
+                "-t",
+                "safety/mark",
+                "-C",
+                "1",
+                "-W",
+                "3",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert res.returncode in (0, 27), f"mosquitto_sub: {res.stdout}{res.stderr}"
         return res.stdout.strip() if res.returncode == 0 else ""
 
@@ -149,9 +179,12 @@ class Stores:
         mongo = self.mongo()
         flops_db = mongo.flops.safety.find_one({"mark": self.mark}) is not None
         # a login and a query either way: an emptied backend store has no table safety.t
-        mysql = self.mysql("SELECT COUNT(*) FROM information_schema.tables WHERE "
-                           "table_schema = 'safety' AND table_name = 't';").strip() == "1" \
-            and self.mark in self.mysql(f"SELECT v FROM safety.t WHERE v = '{self.mark}';")
+        mysql = self.mysql(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE "
+            "table_schema = 'safety' AND table_name = 't';"
+        ).strip() == "1" and self.mark in self.mysql(
+            f"SELECT v FROM safety.t WHERE v = '{self.mark}';"
+        )
         with self.ftp() as ftp:
             buf = io.BytesIO()
             try:
@@ -160,22 +193,33 @@ class Stores:
             except ftplib.error_perm:
                 artifacts = False
         mqtt = self.retained() == self.mark
-        return {"registry": registry, "flops_db": flops_db, "mlflow_db": mysql,
-                "artifacts": artifacts, "mqtt": mqtt}
+        return {
+            "registry": registry,
+            "flops_db": flops_db,
+            "mlflow_db": mysql,
+            "artifacts": artifacts,
+            "mqtt": mqtt,
+        }
 
 
 ALL = {"registry": True, "flops_db": True, "mlflow_db": True, "artifacts": True, "mqtt": True}
 
 
-INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
-               "application/vnd.docker.distribution.manifest.list.v2+json")
-MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json",
-                  "application/vnd.oci.image.manifest.v1+json")
+INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+MANIFEST_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+)
 
 
 def _manifest(registry: str, name: str, reference: str) -> dict:
-    req = urllib.request.Request(f"http://{registry}/v2/{name}/manifests/{reference}",
-                                 headers={"Accept": ",".join(MANIFEST_TYPES + INDEX_TYPES)})
+    req = urllib.request.Request(
+        f"http://{registry}/v2/{name}/manifests/{reference}",
+        headers={"Accept": ",".join(MANIFEST_TYPES + INDEX_TYPES)},
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.load(resp)
 
@@ -187,12 +231,14 @@ def fetch_every_blob(ref: str, registry: str = REGISTRY) -> int:
     name, tag = ref.split("/", 1)[1].rsplit(":", 1)
     manifest = _manifest(registry, name, tag)
     if manifest.get("mediaType") in INDEX_TYPES:
-        [image] = [m for m in manifest["manifests"]
-                   if (m.get("platform") or {}).get("os") != "unknown"]
+        [image] = [
+            m for m in manifest["manifests"] if (m.get("platform") or {}).get("os") != "unknown"
+        ]
         manifest = _manifest(registry, name, image["digest"])
     digests = [manifest["config"]["digest"], *[layer["digest"] for layer in manifest["layers"]]]
     for digest in digests:
-        with urllib.request.urlopen(f"http://{registry}/v2/{name}/blobs/{digest}",
-                                    timeout=10) as resp:
+        with urllib.request.urlopen(
+            f"http://{registry}/v2/{name}/blobs/{digest}", timeout=10
+        ) as resp:
             assert resp.status == 200 and resp.read()
     return len(digests)

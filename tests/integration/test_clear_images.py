@@ -26,8 +26,14 @@ UPSTREAM = ("image-builder", "project-observer", "tracking-server", "mock-data-p
 def busybox(tmp_path_factory):
     """A static busybox from Debian (host side; workers need no mirror for this)."""
     d = tmp_path_factory.mktemp("busybox")
-    res = subprocess.run("apt-get download busybox-static && dpkg-deb -x busybox-static_*.deb x",
-                         shell=True, cwd=d, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        "apt-get download busybox-static && dpkg-deb -x busybox-static_*.deb x",
+        shell=True,
+        cwd=d,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if res.returncode != 0 or not (d / "x" / "bin" / "busybox").is_file():
         pytest.fail(f"cannot get Debian's busybox-static (apt-get download): {res.stderr[-300:]}")
     return d / "x" / "bin" / "busybox"
@@ -39,8 +45,11 @@ def stock(name: str, busybox, registry: str) -> None:
     subprocess.run(["docker", "cp", str(busybox), f"{name}:/tmp/flops-bb/busybox"], check=True)
     builds = " && ".join(
         f"docker build -q --label org.flops-tasks.test={n} -t {GH}{n}:latest . >/dev/null"
-        for n in UPSTREAM)
-    in_worker(name, f"""set -e
+        for n in UPSTREAM
+    )
+    in_worker(
+        name,
+        f"""set -e
 cd /tmp/flops-bb
 printf 'FROM scratch\\nCOPY busybox /bin/busybox\\nENTRYPOINT ["/bin/busybox"]\\n' > Dockerfile
 {builds}
@@ -52,7 +61,8 @@ docker save {GH}mock-data-provider:latest | ctr -n default images import - >/dev
 docker run -d --name tracking-in-use {GH}tracking-server:latest sleep 3600 >/dev/null
 ctr -n oakestra run -d {GH}project-observer:latest observer-in-use /bin/busybox sleep 3600 \
   >/dev/null
-""")
+""",
+    )
 
 
 def images_of(name: str) -> dict[str, set[str]]:
@@ -98,7 +108,8 @@ def test_upstream_and_registry_images_go_images_in_use_stay(fresh, busybox):
     assert kept == [
         f"{GH}project-observer:latest (containerd:oakestra): in use by running container "
         "observer-in-use",
-        f"{GH}tracking-server:latest (docker): in use by running container tracking-in-use"]
+        f"{GH}tracking-server:latest (docker): in use by running container tracking-in-use",
+    ]
     after = images_of(worker(1))
     assert after["docker"] == {f"{GH}tracking-server:latest", "flops-test/unrelated:1"}
     assert after["oakestra"] == {f"{GH}project-observer:latest"}
@@ -119,8 +130,9 @@ def test_a_worker_without_ctr_or_docker_is_a_note_not_an_error(fresh):
         rows = steps(inv("clear-images", "--host", "w2", "--yes", "--json"), "w2")
         notes = {s["step"]: s for s in rows}
         assert notes["containerd"]["status"] == "ok"
-        assert notes["containerd"]["detail"] == ("no ctr on this host: containerd images not "
-                                                 "checked")
+        assert notes["containerd"]["detail"] == (
+            "no ctr on this host: containerd images not checked"
+        )
         assert all(s["status"] == "ok" for s in rows)
     finally:
         in_worker(name, "mv /usr/bin/ctr.hidden /usr/bin/ctr")

@@ -27,9 +27,19 @@ pytestmark = pytest.mark.integration
 
 
 def make_settings(ctx_factory, sshd, known_hosts, **ssh):
-    return settings(ctx_factory({"ssh": {"key": str(sshd.client_key), "user": "root",
-                                         "known_hosts": str(known_hosts),
-                                         "connect_timeout": 3, **ssh}}))
+    return settings(
+        ctx_factory(
+            {
+                "ssh": {
+                    "key": str(sshd.client_key),
+                    "user": "root",
+                    "known_hosts": str(known_hosts),
+                    "connect_timeout": 3,
+                    **ssh,
+                }
+            }
+        )
+    )
 
 
 def remote(ctx_factory, sshd, known_hosts, **ssh) -> Project:
@@ -54,14 +64,28 @@ def fabric_says(project: Project) -> str:
 
 def docker_over_ssh(project: Project) -> subprocess.CompletedProcess:
     """The docker CLI through the transport, without any of our error handling."""
-    return subprocess.run([*docker_ssh.client_call(project.s.ssh), "--host", project.engine_url,
-                           "version", "--format", "{{.Server.Version}}"],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [
+            *docker_ssh.client_call(project.s.ssh),
+            "--host",
+            project.engine_url,
+            "version",
+            "--format",
+            "{{.Server.Version}}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def local_engine_version() -> str:
-    return subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Version}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def test_a_pinned_key_reaches_the_engine(sshd, tmp_path, ctx_factory):
@@ -70,8 +94,9 @@ def test_a_pinned_key_reaches_the_engine(sshd, tmp_path, ctx_factory):
     project = remote(ctx_factory, sshd, kh)
     before = logins(sshd)
     project.check_docker()
-    assert project.cli("version", "--format", "{{.Server.Version}}").strip() == \
-        local_engine_version()
+    assert (
+        project.cli("version", "--format", "{{.Server.Version}}").strip() == local_engine_version()
+    )
     assert logins(sshd) > before  # it went through sshd
 
 
@@ -160,10 +185,10 @@ def test_builds_are_sent_to_the_remote_engine(sshd, tmp_path, ctx_factory):
     env_file = tmp_path / "probe.env"  # the remote engine's own: probe.loopback.env
     (tmp_path / "probe.loopback.env").write_text("")
     s = make_settings(ctx_factory, sshd, kh)
-    s = replace(s, stack=replace(s.stack, compose_files=(str(compose),),
-                                 env_file=str(env_file)))
-    project = Project(s, target=Target("127.0.0.1", "root", sshd.port, name="loopback"),
-                      services=("probe",))
+    s = replace(s, stack=replace(s.stack, compose_files=(str(compose),), env_file=str(env_file)))
+    project = Project(
+        s, target=Target("127.0.0.1", "root", sshd.port, name="loopback"), services=("probe",)
+    )
     before = logins(sshd)
     try:
         project.build(services=["probe"])

@@ -47,9 +47,14 @@ def test_a_host_that_stops_speaking_is_cut_off_and_the_other_finishes(fresh):
 
 
 def test_a_worker_that_disappears_mid_run_is_reported_and_a_rerun_converges(fresh):
-    proc = subprocess.Popen([INV, "-f", str(TESTBED_CONFIG), "prepare-builder", "--json"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [INV, "-f", str(TESTBED_CONFIG), "prepare-builder", "--json"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     # wait until w2 is installing packages, then take it away
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -95,9 +100,13 @@ def test_two_runs_at_once_on_one_host_never_interleave(fresh):
 
 
 def test_two_runs_at_once_on_the_stack_the_second_refuses(fresh):
-    proc = subprocess.Popen([INV, "-f", str(TESTBED_CONFIG), "reset"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [INV, "-f", str(TESTBED_CONFIG), "reset"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
     from flops_tasks.locks import stack_lock_path
 
     lock = stack_lock_path(tb.PROJECT)
@@ -114,9 +123,14 @@ def test_two_runs_at_once_on_the_stack_the_second_refuses(fresh):
 
 
 def test_ctrl_c_during_reset_leaves_a_state_the_next_run_repairs(fresh):
-    proc = subprocess.Popen([INV, "-f", str(TESTBED_CONFIG), "reset", "--recreate"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [INV, "-f", str(TESTBED_CONFIG), "reset", "--recreate"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     time.sleep(1.5)  # mid-way: containers are being stopped or recreated
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole process group
     proc.wait(timeout=120)
@@ -130,8 +144,9 @@ def test_ctrl_c_during_reset_leaves_a_state_the_next_run_repairs(fresh):
 def test_database_down_redb_fails_clearly_and_touches_nothing_else(fresh):
     import pymongo
 
-    client = pymongo.MongoClient("127.0.0.1", 10027, directConnection=True,
-                                 serverSelectionTimeoutMS=5000)
+    client = pymongo.MongoClient(
+        "127.0.0.1", 10027, directConnection=True, serverSelectionTimeoutMS=5000
+    )
     client.flops.faults.insert_one({"kept": True})
     docker("stop", "flops_db")
     try:

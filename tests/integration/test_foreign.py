@@ -38,30 +38,50 @@ def stack_down(testbed):
 def impostor(name: str, port: int, **labels: str) -> str:
     """A container of someone else's publishing one of the stack's ports (does nothing)."""
     flags = [f"--label={k}={v}" for k, v in {**tb.mark(), **labels}.items()]
-    return docker("run", "-d", "--name", name, "-p", f"{port}:{port}", *flags,
-                  tb.BASE_IMAGE.format(suite="bookworm"), "sleep", "600")
+    return docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "-p",
+        f"{port}:{port}",
+        *flags,
+        tb.BASE_IMAGE.format(suite="bookworm"),
+        "sleep",
+        "600",
+    )
 
 
 def test_up_names_upstreams_own_stack_and_starts_nothing(stack_down):
-    cid = impostor("flops_manager", 5072, **{
-        "com.docker.compose.project": "flops_management",
-        "com.docker.compose.service": "flops_manager",
-        "com.docker.compose.project.config_files": UPSTREAM_FILE})
+    cid = impostor(
+        "flops_manager",
+        5072,
+        **{
+            "com.docker.compose.project": "flops_management",
+            "com.docker.compose.service": "flops_manager",
+            "com.docker.compose.project.config_files": UPSTREAM_FILE,
+        },
+    )
     try:
         res = inv("up")
         assert res.returncode != 0
         assert "Traceback" not in res.stderr
         line = res.stderr.strip()
         assert line.count("\n") == 0, line
-        assert "container name flops_manager is taken by container flops_manager of " \
-               f"upstream's own compose file {UPSTREAM_FILE}" in line
+        assert (
+            "container name flops_manager is taken by container flops_manager of "
+            f"upstream's own compose file {UPSTREAM_FILE}" in line
+        )
         assert f"docker compose -f {UPSTREAM_FILE} down" in line
         ours = docker("ps", "-q", "--filter", f"label=com.docker.compose.project={tb.PROJECT}")
         assert ours == ""
         res = inv("doctor", "--json")
         assert res.returncode == 1
-        conflicts = [s["detail"] for s in json.loads(res.stdout)["hosts"]["stack"]["steps"]
-                     if s["step"] == "conflict"]
+        conflicts = [
+            s["detail"]
+            for s in json.loads(res.stdout)["hosts"]["stack"]["steps"]
+            if s["step"] == "conflict"
+        ]
         assert any(f"upstream's own compose file {UPSTREAM_FILE}" in c for c in conflicts)
     finally:
         docker("rm", "-f", cid)

@@ -25,15 +25,20 @@ def stale_image(i: int) -> str:
     """An image of the FLOps registry on worker i that nothing uses (as a finished run
     leaves its learner images behind)."""
     ref = f"{gateway()}:5073/flops/stale:1"
-    in_worker(worker(i), "d=$(mktemp -d) && cd $d && echo stale > f && "
-                         "printf 'FROM scratch\\nCOPY f /f\\n' > Dockerfile && "
-                         f"docker build -q -t {ref} . >/dev/null && cd / && rm -rf $d")
+    in_worker(
+        worker(i),
+        "d=$(mktemp -d) && cd $d && echo stale > f && "
+        "printf 'FROM scratch\\nCOPY f /f\\n' > Dockerfile && "
+        f"docker build -q -t {ref} . >/dev/null && cd / && rm -rf $d",
+    )
     return ref
 
 
 def on_worker(i: int, ref: str) -> bool:
-    return in_worker(worker(i), f"docker image inspect {ref} >/dev/null 2>&1",
-                     check=False).returncode == 0
+    return (
+        in_worker(worker(i), f"docker image inspect {ref} >/dev/null 2>&1", check=False).returncode
+        == 0
+    )
 
 
 @pytest.fixture
@@ -83,8 +88,9 @@ def test_fresh_start_asks_once_for_everything(prepared, leftovers):
 
 def test_fresh_start_clears_apps_stores_and_images_then_doctor(prepared, leftovers):
     stores, image = leftovers
-    sidecar_image = in_worker(worker(1), "docker container inspect -f '{{.Config.Image}}' "
-                                         "ml_data_server").stdout.strip()
+    sidecar_image = in_worker(
+        worker(1), "docker container inspect -f '{{.Config.Image}}' ml_data_server"
+    ).stdout.strip()
     res = inv("fresh-start", "--yes", "--json")
     assert res.returncode == 0, res.stdout + res.stderr
     data = json.loads(res.stdout)
@@ -93,7 +99,8 @@ def test_fresh_start_clears_apps_stores_and_images_then_doctor(prepared, leftove
     assert stores.held() == {**{k: False for k in ALL}, "registry": True}
     assert not on_worker(1, image)
     assert on_worker(1, sidecar_image)  # in use by the running sidecar: kept
-    doctor = {host: [s for s in h["steps"] if s["step"] == "doctor"]
-              for host, h in data["hosts"].items()}
+    doctor = {
+        host: [s for s in h["steps"] if s["step"] == "doctor"] for host, h in data["hosts"].items()
+    }
     assert doctor["w1"][0]["status"] in ("ok", "warning"), doctor
     assert doctor["stack"][0]["status"] == "ok", doctor

@@ -50,12 +50,14 @@ def test_learner_data_twice_copies_once(learners, tmp_path):
         empty_mount(i)
     parquet(tmp_path / "src" / "a.parquet", x=[1, 2, 3])
     parquet(tmp_path / "src" / "b.parquet", x=[4])
-    first = json.loads(inv("learner-data", "--tag", "mnist", "--src", str(tmp_path / "src"),
-                           "--json").stdout)
+    first = json.loads(
+        inv("learner-data", "--tag", "mnist", "--src", str(tmp_path / "src"), "--json").stdout
+    )
     assert first["hosts"]["w1"]["steps"][0]["status"] == "changed"
     assert "copied 2 files" in first["hosts"]["w1"]["steps"][0]["detail"]
-    second = json.loads(inv("learner-data", "--tag", "mnist", "--src", str(tmp_path / "src"),
-                            "--json").stdout)
+    second = json.loads(
+        inv("learner-data", "--tag", "mnist", "--src", str(tmp_path / "src"), "--json").stdout
+    )
     assert second["changed"] is False and second["ok"] is True
     for i in (1, 2):
         assert mount_names(i) == ["mnist.a.parquet", "mnist.b.parquet"]
@@ -67,8 +69,18 @@ def test_learner_data_twice_copies_once(learners, tmp_path):
 
 def test_learner_data_list_shows_what_the_sidecar_serves_and_what_breaks_it(learners, tmp_path):
     parquet(tmp_path / "cats.parquet", y=[1])
-    assert inv("learner-data", "--tag", "cifar", "--src", str(tmp_path / "cats.parquet"),
-               "--host", "w2").returncode == 0
+    assert (
+        inv(
+            "learner-data",
+            "--tag",
+            "cifar",
+            "--src",
+            str(tmp_path / "cats.parquet"),
+            "--host",
+            "w2",
+        ).returncode
+        == 0
+    )
     res = inv("learner-data", "--list", "--json")
     assert res.returncode == 0, res.stdout + res.stderr
     listing = json.loads(res.stdout)
@@ -81,8 +93,10 @@ def test_learner_data_list_shows_what_the_sidecar_serves_and_what_breaks_it(lear
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.strip() == "unknown tag 'dogs': the learners hold the tags cifar, mnist"
     # a file the sidecar would read as Parquet and cannot: flagged, non-zero exit
-    in_worker(worker(2), "docker exec ml_data_server sh -c "
-                         "'echo hello > /ml_data_server_volume/cifar.readme.txt'")
+    in_worker(
+        worker(2),
+        "docker exec ml_data_server sh -c 'echo hello > /ml_data_server_volume/cifar.readme.txt'",
+    )
     res = inv("learner-data", "--list", "--tag", "cifar", "--json")
     assert res.returncode == 1
     problems = json.loads(res.stdout)["hosts"]["w2"]["problems"]
@@ -96,27 +110,49 @@ def test_learner_data_never_writes_through_a_link_planted_by_the_sidecar(learner
     w = worker(1)
     in_worker(w, "printf secret > /etc/flops-victim && chmod 600 /etc/flops-victim")
     # the old predictable temp name, and a link at the destination name itself
-    in_worker(w, "docker exec ml_data_server sh -c 'cd /ml_data_server_volume && "
-                 "ln -sf /etc/flops-victim mnist.planted.parquet.flops-tmp && "
-                 "ln -sf /etc/flops-victim mnist.linked.parquet'")
+    in_worker(
+        w,
+        "docker exec ml_data_server sh -c 'cd /ml_data_server_volume && "
+        "ln -sf /etc/flops-victim mnist.planted.parquet.flops-tmp && "
+        "ln -sf /etc/flops-victim mnist.linked.parquet'",
+    )
     parquet(tmp_path / "planted.parquet", x=[1])
-    res = inv("learner-data", "--tag", "mnist", "--src", str(tmp_path / "planted.parquet"),
-              "--host", "w1")
+    res = inv(
+        "learner-data", "--tag", "mnist", "--src", str(tmp_path / "planted.parquet"), "--host", "w1"
+    )
     parquet(tmp_path / "linked.parquet", x=[2])
-    refused = inv("learner-data", "--tag", "mnist", "--src", str(tmp_path / "linked.parquet"),
-                  "--host", "w1", "--json")
-    victim = in_worker(w, "stat -c '%a %U' /etc/flops-victim; "
-                          "[ \"$(cat /etc/flops-victim)\" = secret ] && echo intact || "
-                          "echo overwritten").stdout.split()
+    refused = inv(
+        "learner-data",
+        "--tag",
+        "mnist",
+        "--src",
+        str(tmp_path / "linked.parquet"),
+        "--host",
+        "w1",
+        "--json",
+    )
+    victim = in_worker(
+        w,
+        "stat -c '%a %U' /etc/flops-victim; "
+        '[ "$(cat /etc/flops-victim)" = secret ] && echo intact || '
+        "echo overwritten",
+    ).stdout.split()
     assert victim == ["600", "root", "intact"], f"written through the link: {victim}"
     assert res.returncode == 0, res.stdout + res.stderr
     assert refused.returncode == 1
     step = json.loads(refused.stdout)["hosts"]["w1"]["steps"][0]
     assert step["status"] == "failed" and "symbolic link" in step["detail"]
-    assert in_worker(w, f"test -f {MOUNT}/mnist.planted.parquet && "
-                        f"! test -L {MOUNT}/mnist.planted.parquet", check=False).returncode == 0
-    in_worker(w, f"rm -f /etc/flops-victim {MOUNT}/mnist.planted.parquet* "
-                 f"{MOUNT}/mnist.linked.parquet")
+    assert (
+        in_worker(
+            w,
+            f"test -f {MOUNT}/mnist.planted.parquet && ! test -L {MOUNT}/mnist.planted.parquet",
+            check=False,
+        ).returncode
+        == 0
+    )
+    in_worker(
+        w, f"rm -f /etc/flops-victim {MOUNT}/mnist.planted.parquet* {MOUNT}/mnist.linked.parquet"
+    )
 
 
 FLIGHT_CLIENT = """
@@ -138,7 +174,7 @@ print(json.dumps(out))
 WITH_PYARROW = (
     'for py in python3 python; do if command -v "$py" >/dev/null 2>&1 && '
     '"$py" -c "import pyarrow.flight" 2>/dev/null; then exec "$py" -c "$0" "$@"; fi; done; '
-    'if command -v poetry >/dev/null 2>&1 && (cd /ml_data_server 2>/dev/null; '
+    "if command -v poetry >/dev/null 2>&1 && (cd /ml_data_server 2>/dev/null; "
     'poetry run python -c "import pyarrow.flight") 2>/dev/null; then cd /ml_data_server && '
     'exec poetry run python -c "$0" "$@"; fi; '
     'echo "no Python with pyarrow.flight in this image" >&2; exit 97'
@@ -157,18 +193,34 @@ def test_the_real_sidecar_serves_the_copied_file_to_learners_at_172_17_0_1(learn
     w = worker(1)
     docker0 = in_worker(w, "ip -4 -o addr show docker0 | awk '{print $4}'").stdout.strip()
     assert docker0.startswith("172.17.0.1/"), f"learners dial 172.17.0.1, docker0 is {docker0}"
-    image = in_worker(w, "docker container inspect -f '{{.Config.Image}}' ml_data_server"
-                      ).stdout.strip()
-    script = " ".join(shlex.quote(a) for a in [
-        "docker", "run", "--rm", "--entrypoint", "sh", image, "-c", WITH_PYARROW, FLIGHT_CLIENT,
-        "mnist", "cifar"])
+    image = in_worker(
+        w, "docker container inspect -f '{{.Config.Image}}' ml_data_server"
+    ).stdout.strip()
+    script = " ".join(
+        shlex.quote(a)
+        for a in [
+            "docker",
+            "run",
+            "--rm",
+            "--entrypoint",
+            "sh",
+            image,
+            "-c",
+            WITH_PYARROW,
+            FLIGHT_CLIENT,
+            "mnist",
+            "cifar",
+        ]
+    )
     res = in_worker(w, script, check=False)
     assert res.returncode != 97, (
         f"the sidecar image {image} has no pyarrow: it is not upstream's ml_data_server (the "
         f"testbed's stand-in speaks plain HTTP), so nothing was served over Arrow Flight: "
-        f"{res.stderr.strip()}")
+        f"{res.stderr.strip()}"
+    )
     assert res.returncode == 0, f"Flight client failed in {w}: {res.stdout}{res.stderr}"
     served = json.loads(res.stdout.strip().splitlines()[-1])
-    assert served["mnist"] == [{"name": "mnist.train.parquet",
-                                "rows": {"x": [1, 2, 3], "label": ["a", "b", "c"]}}]
+    assert served["mnist"] == [
+        {"name": "mnist.train.parquet", "rows": {"x": [1, 2, 3], "label": ["a", "b", "c"]}}
+    ]
     assert served["cifar"] == [{"name": "cifar.cats.parquet", "rows": {"x": [9]}}]

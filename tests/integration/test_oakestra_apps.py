@@ -43,23 +43,42 @@ pytestmark = pytest.mark.integration
 
 # -- tests ------------------------------------------------------------------------------------
 def test_the_stand_in_is_the_testbeds_system_manager(testbed):
-    info = json.loads(subprocess.run(["docker", "inspect", tb.SYSTEM_MANAGER],
-                                     capture_output=True, text=True, check=True).stdout)[0]
+    info = json.loads(
+        subprocess.run(
+            ["docker", "inspect", tb.SYSTEM_MANAGER], capture_output=True, text=True, check=True
+        ).stdout
+    )[0]
     assert info["Config"]["Labels"][tb.LABEL] == tb.TESTBED_ID
     assert info["Config"]["Labels"]["org.flops-tasks.stand-in"] == "oakestra system manager"
     assert tb.NETWORK in info["NetworkSettings"]["Networks"]
     bindings = info["HostConfig"]["PortBindings"]["10000/tcp"]
     assert bindings == [{"HostIp": gateway(), "HostPort": "10000"}]
     # the FLOps manager (its container on the same network) reaches it by name
-    manager = subprocess.run(["docker", "ps", "-q", "--filter",
-                              "label=com.docker.compose.service=flops_manager", "--filter",
-                              f"label=com.docker.compose.project={tb.PROJECT}"],
-                             capture_output=True, text=True, check=True).stdout.split()
+    manager = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.compose.service=flops_manager",
+            "--filter",
+            f"label=com.docker.compose.project={tb.PROJECT}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert len(manager) == 1
-    probe = ("import json, urllib.request; print(json.load(urllib.request.urlopen("
-             "'http://system_manager:10000/api/clusters/active', timeout=5)))")
-    res = subprocess.run(["docker", "exec", manager[0], "python3", "-c", probe],
-                         capture_output=True, text=True, timeout=60)
+    probe = (
+        "import json, urllib.request; print(json.load(urllib.request.urlopen("
+        "'http://system_manager:10000/api/clusters/active', timeout=5)))"
+    )
+    res = subprocess.run(
+        ["docker", "exec", manager[0], "python3", "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr
     # and the tool reaches it at SYSTEM_MANAGER_IP (the gateway), as in .testbed/invoke.yaml
     seed(testbed)
@@ -92,8 +111,11 @@ def test_leftover_flops_apps_go_and_every_other_app_stays(testbed):
     assert {a["applicationID"] for a in state(testbed)["deleted"]} == FLOPS
     assert listed(testbed) == KEPT
     assert {s["microservice_name"] for s in state(testbed)["services"]} == {"frontend"}
-    kept = [s["detail"] for s in json.loads(res.stdout)["hosts"]["oakestra"]["steps"]
-            if s["step"] == "kept"]
+    kept = [
+        s["detail"]
+        for s in json.loads(res.stdout)["hosts"]["oakestra"]["steps"]
+        if s["step"] == "kept"
+    ]
     assert len(kept) == 3 and any("owned by 'alice'" in k for k in kept)
 
     again = inv("clear-apps", "--yes", "--json")
@@ -101,13 +123,16 @@ def test_leftover_flops_apps_go_and_every_other_app_stays(testbed):
 
 
 def test_redb_without_the_apps_step_leaves_them_deployed_and_the_observatory_gets_409(
-        testbed, tmp_path):
+    testbed, tmp_path
+):
     """The failure redb used to cause (now only with --skip-apps, on purpose), then what
     clear-apps changes."""
     sla = observatory_sla(tmp_path)
     assert sla["applications"][0]["application_name"] == "observatory"
-    seed(testbed, {"users": [ADMIN], "applications": [SEED["applications"][0],
-                                                      SEED["applications"][2]]})
+    seed(
+        testbed,
+        {"users": [ADMIN], "applications": [SEED["applications"][0], SEED["applications"][2]]},
+    )
     write_flops_db({k: FLOPS_DOCS[k] for k in ("FLOpsObservatory", "FLOpsProject")})
 
     assert inv("redb", "--yes", "--skip-apps").returncode == 0
@@ -131,14 +156,17 @@ def test_redb_without_the_apps_step_leaves_them_deployed_and_the_observatory_get
 
 def test_redb_removes_flops_apps_first_so_the_observatory_is_created_again(testbed, tmp_path):
     sla = observatory_sla(tmp_path)
-    seed(testbed, {"users": [ADMIN], "applications": [SEED["applications"][0],
-                                                      SEED["applications"][4]]})
+    seed(
+        testbed,
+        {"users": [ADMIN], "applications": [SEED["applications"][0], SEED["applications"][4]]},
+    )
     write_flops_db({"FLOpsObservatory": FLOPS_DOCS["FLOpsObservatory"]})
     res = inv("redb", "--yes", "--json")
     assert res.returncode == 0, res.stdout + res.stderr
     steps = json.loads(res.stdout)["hosts"]
     assert [s["step"] for s in steps["oakestra"]["steps"] if s["status"] == "changed"] == [
-        "clear-apps"], steps
+        "clear-apps"
+    ], steps
     assert "emptied" in steps["stack"]["steps"][-1]["detail"]
     assert {a["applicationID"] for a in state(testbed)["deleted"]} == {OBS_ID}
     assert listed(testbed) == {SEED["applications"][4]["applicationID"]}  # not FLOps': kept
@@ -178,17 +206,38 @@ except FLOpsManagerException as exc:
 
 def upstream_manager() -> str:
     """The testbed's manager container, which must run upstream's code."""
-    found = subprocess.run(["docker", "ps", "-q", "--filter",
-                            "label=com.docker.compose.service=flops_manager", "--filter",
-                            f"label=com.docker.compose.project={tb.PROJECT}"],
-                           capture_output=True, text=True, check=True).stdout.split()
+    found = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.compose.service=flops_manager",
+            "--filter",
+            f"label=com.docker.compose.project={tb.PROJECT}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert len(found) == 1, "the testbed's flops_manager is not running"
-    image = subprocess.run(["docker", "inspect", "-f",
-                            '{{index .Config.Labels "org.flops-tasks.addon-ref"}}', found[0]],
-                           capture_output=True, text=True, check=True).stdout.strip()
+    image = subprocess.run(
+        [
+            "docker",
+            "inspect",
+            "-f",
+            '{{index .Config.Labels "org.flops-tasks.addon-ref"}}',
+            found[0],
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     if not image or image == "<no value>":
-        pytest.fail("the testbed's flops_manager is not built from upstream's code (no "
-                    "org.flops-tasks.addon-ref label): is the addon-FLOps tarball missing?")
+        pytest.fail(
+            "the testbed's flops_manager is not built from upstream's code (no "
+            "org.flops-tasks.addon-ref label): is the addon-FLOps tarball missing?"
+        )
     return found[0]
 
 
@@ -200,8 +249,12 @@ def test_upstreams_own_client_meets_the_409_and_creates_after_clear_apps(testbed
     write_flops_db({})  # after redb: the FLOps DB forgot the observatory
 
     def create() -> dict:
-        res = subprocess.run(["docker", "exec", manager, "python", "-c", UPSTREAM_CREATE],
-                             capture_output=True, text=True, timeout=120)
+        res = subprocess.run(
+            ["docker", "exec", manager, "python", "-c", UPSTREAM_CREATE],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert res.returncode == 0, res.stderr[-2000:]
         return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -215,8 +268,9 @@ def test_upstreams_own_client_meets_the_409_and_creates_after_clear_apps(testbed
     assert created["created"] in listed(testbed) and OBS_ID not in listed(testbed)
 
 
-def assert_one_line(res: subprocess.CompletedProcess, *needles: str,
-                    after_listing: bool = False) -> None:
+def assert_one_line(
+    res: subprocess.CompletedProcess, *needles: str, after_listing: bool = False
+) -> None:
     """Exit 1 with one line naming the problem (after the list of what --yes would delete)."""
     assert res.returncode == 1, res.stdout + res.stderr
     lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
@@ -235,16 +289,17 @@ def test_bad_input_is_one_line_and_deletes_nothing(testbed):
     write_flops_db(FLOPS_DOCS)
     wrong = "wr0ng-7c1d9a"
     res = inv("clear-apps", "--yes", env={"FLOPS_OAKESTRA_PASSWORD": wrong})
-    assert_one_line(res, "refused the login of user 'Admin' (HTTP 401",
-                    "FLOPS_OAKESTRA_PASSWORD")
+    assert_one_line(res, "refused the login of user 'Admin' (HTTP 401", "FLOPS_OAKESTRA_PASSWORD")
     assert wrong not in res.stdout + res.stderr
 
     # gone between the listing (the 1st) and the check before deleting (the 2nd)
-    http(sm_url(testbed) + "/_standin/vanish", "POST",
-         {"applicationID": HELPER_ID, "after_lists": 2})
+    http(
+        sm_url(testbed) + "/_standin/vanish", "POST", {"applicationID": HELPER_ID, "after_lists": 2}
+    )
     res = inv("clear-apps", "--yes")
-    assert_one_line(res, "vanished since the listing (helper", "nothing was deleted",
-                    after_listing=True)
+    assert_one_line(
+        res, "vanished since the listing (helper", "nothing was deleted", after_listing=True
+    )
     assert state(testbed)["deleted"] == []
 
     seed(testbed)
@@ -257,10 +312,20 @@ def test_bad_input_is_one_line_and_deletes_nothing(testbed):
         tb.wait_system_manager(gateway())
     assert state(testbed)["deleted"] == []
 
-    db = subprocess.run(["docker", "ps", "-q", "--filter",
-                         "label=com.docker.compose.service=flops_db", "--filter",
-                         f"label=com.docker.compose.project={tb.PROJECT}"],
-                        capture_output=True, text=True, check=True).stdout.split()
+    db = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.compose.service=flops_db",
+            "--filter",
+            f"label=com.docker.compose.project={tb.PROJECT}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert len(db) == 1
     subprocess.run(["docker", "stop", db[0]], check=True, capture_output=True)
     try:

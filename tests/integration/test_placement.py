@@ -113,15 +113,22 @@ def test_workers_push_and_pull_through_the_registry_on_w1(placed):
         assert steps["sidecar"]["status"] in ("ok", "changed")
         # trust moved: the registry on w1 only; the gateway's is gone from every file
         assert daemon_json(int(host[1])) == [f"{w1}:{PORT}"]
-        in_worker(worker(int(host[1])), f"test -f /etc/containerd/certs.d/{w1}:{PORT}/hosts.toml"
-                                        f" && ! test -e /etc/containerd/certs.d/{gateway}:{PORT}")
-        conf = in_worker(worker(int(host[1])),
-                         "cat /etc/containers/registries.conf.d/50-flops-registry.conf").stdout
+        in_worker(
+            worker(int(host[1])),
+            f"test -f /etc/containerd/certs.d/{w1}:{PORT}/hosts.toml"
+            f" && ! test -e /etc/containerd/certs.d/{gateway}:{PORT}",
+        )
+        conf = in_worker(
+            worker(int(host[1])), "cat /etc/containers/registries.conf.d/50-flops-registry.conf"
+        ).stdout
         assert f"{w1}:{PORT}" in conf and gateway not in conf
     # what the workers pushed is in the registry on w1, read over the network from here
     repos = catalog(w1)
-    assert {"flops-tasks/builder-probe-w1-buildah", "flops-tasks/builder-probe-w2-buildah",
-            tb.SIDECAR_REPO.split(":")[0]} <= set(repos), repos
+    assert {
+        "flops-tasks/builder-probe-w1-buildah",
+        "flops-tasks/builder-probe-w2-buildah",
+        tb.SIDECAR_REPO.split(":")[0],
+    } <= set(repos), repos
     # a learner's sidecar came from there: its image names the registry on w1
     image = in_worker(worker(2), "docker inspect -f '{{.Config.Image}}' ml_data_server").stdout
     assert image.strip() == f"{w1}:{PORT}/{tb.SIDECAR_REPO}"
@@ -130,8 +137,11 @@ def test_workers_push_and_pull_through_the_registry_on_w1(placed):
     # a second bootstrap changes nothing on the workers
     again = json.loads(inv("bootstrap", "--json").stdout)
     for host in ("w1", "w2"):
-        changed = [s["step"] for s in again["hosts"][host]["steps"] if s["changed"]
-                   and s["step"] not in ("push", "push-buildx")]
+        changed = [
+            s["step"]
+            for s in again["hosts"][host]["steps"]
+            if s["changed"] and s["step"] not in ("push", "push-buildx")
+        ]
         assert changed == [], changed
 
 
@@ -142,8 +152,14 @@ def test_doctor_names_the_host_of_each_service(placed):
     on_w1 = {s["step"] for s in hosts["stack@w1"]["steps"]}
     assert on_w1 == {"flops_image_registry", "vsftpd_server", "registry", "artifact-store"}
     local = {s["step"] for s in hosts["stack"]["steps"]}
-    assert {"flops_manager", "flops_db", "flops_mqtt", "mlflow_backend_store",
-            "flops-db", "backend-store"} == local
+    assert {
+        "flops_manager",
+        "flops_db",
+        "flops_mqtt",
+        "mlflow_backend_store",
+        "flops-db",
+        "backend-store",
+    } == local
     assert "stack@w1" in inv("doctor").stdout
 
 
@@ -163,11 +179,13 @@ def test_w1s_engine_runs_the_registry_and_the_artifact_store(where):
 
 def test_reset_registry_clears_it_on_w1(stores):  # noqa: F811 - the imported fixture
     """The registry is emptied and restarted where it runs: a new volume on w1's engine."""
-    before = in_worker(worker(1), "docker volume inspect -f '{{.CreatedAt}}' "
-                                  "flops_testbed_registry_data").stdout.strip()
+    before = in_worker(
+        worker(1), "docker volume inspect -f '{{.CreatedAt}}' flops_testbed_registry_data"
+    ).stdout.strip()
     ok(inv("reset", "--registry", "--yes"))
-    after = in_worker(worker(1), "docker volume inspect -f '{{.CreatedAt}}' "
-                                 "flops_testbed_registry_data").stdout.strip()
+    after = in_worker(
+        worker(1), "docker volume inspect -f '{{.CreatedAt}}' flops_testbed_registry_data"
+    ).stdout.strip()
     assert before != after
     assert stores.held() == {**ALL, "registry": False}
     assert w1_containers()["flops_image_registry"] == "running"
@@ -178,29 +196,46 @@ def test_status_json_carries_the_host_of_each_service(placed):
     ok(res)
     rows = {r["service"]: r for r in json.loads(res.stdout)["services"]}
     assert {svc: r["host"] for svc, r in rows.items()} == {
-        "flops_manager": "local", "flops_image_registry": "w1", "flops_mqtt": "local",
-        "flops_db": "local", "mlflow_backend_store": "local", "vsftpd_server": "w1"}
+        "flops_manager": "local",
+        "flops_image_registry": "w1",
+        "flops_mqtt": "local",
+        "flops_db": "local",
+        "mlflow_backend_store": "local",
+        "vsftpd_server": "w1",
+    }
     assert {r["health"] for r in rows.values()} == {"healthy"}
     table = inv("status")
     ok(table)
-    line = {svc: next(ln for ln in table.stdout.splitlines() if f" {svc} " in ln)
-            for svc in rows}
+    line = {svc: next(ln for ln in table.stdout.splitlines() if f" {svc} " in ln) for svc in rows}
     assert " w1 " in line["flops_image_registry"] and " w1 " in line["vsftpd_server"]
     assert " local " in line["flops_manager"] and " w1 " not in line["flops_manager"]
 
 
 # -- last: they stop services on w1, or w1 itself ---------------------------------------
 def running_here() -> dict[str, str]:
-    out = subprocess.run(["docker", "ps", "--filter", f"label=com.docker.compose.project="
-                          f"{tb.PROJECT}", "--format", "{{.Names}} {{.ID}}"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "--filter",
+            f"label=com.docker.compose.project={tb.PROJECT}",
+            "--format",
+            "{{.Names}} {{.ID}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return dict(line.split() for line in out.splitlines() if line.strip())
 
 
 def test_a_port_taken_on_w1_stops_up_before_anything_starts(placed):
     ok(inv("down"))
-    in_worker(worker(1), "docker run -d --name squatter -p 5073:5073 "
-                         f"{tb.BASE_IMAGE.format(suite='trixie')} sleep 600 >/dev/null")
+    in_worker(
+        worker(1),
+        "docker run -d --name squatter -p 5073:5073 "
+        f"{tb.BASE_IMAGE.format(suite='trixie')} sleep 600 >/dev/null",
+    )
     try:
         res = inv("up")
         assert res.returncode == 1, res.stdout + res.stderr
@@ -223,8 +258,7 @@ def test_a_placement_host_that_is_down_fails_only_its_services(placed):
         for svc in ("flops_image_registry", "vsftpd_server"):
             assert rows[svc]["state"] == "unreachable" and rows[svc]["host"] == "w1"
             assert "host w1" in rows[svc]["error"] and "\n" not in rows[svc]["error"]
-        assert all(r["health"] == "healthy" for svc, r in rows.items()
-                   if r["host"] == "local")
+        assert all(r["health"] == "healthy" for svc, r in rows.items() if r["host"] == "local")
         res = inv("doctor", "--json")
         assert res.returncode == 1
         hosts = json.loads(res.stdout)["hosts"]
@@ -240,6 +274,7 @@ def test_a_placement_host_that_is_down_fails_only_its_services(placed):
     # w1 comes back with its services (restart policy); the placement is whole again
     deadline = time.monotonic() + 180
     while (res := inv("status", "--json")).returncode != 0 or any(
-            r["health"] != "healthy" for r in json.loads(res.stdout)["services"]):
+        r["health"] != "healthy" for r in json.loads(res.stdout)["services"]
+    ):
         assert time.monotonic() < deadline, res.stdout + res.stderr
         time.sleep(2)

@@ -54,8 +54,11 @@ def untouched(name: str) -> None:
 
 # -- bad input: one line, nothing changed ------------------------------------------------------
 def test_broken_daemon_json_is_reported_and_nothing_changes(fresh_mixed):
-    in_worker(W1, "cp /etc/docker/daemon.json /tmp/daemon.json.good && "
-                  "printf '{\"features\": {' > /etc/docker/daemon.json")
+    in_worker(
+        W1,
+        "cp /etc/docker/daemon.json /tmp/daemon.json.good && "
+        "printf '{\"features\": {' > /etc/docker/daemon.json",
+    )
     try:
         data = run_json("prepare-builder", "--host", "w1")
         assert data["rc"] == 1
@@ -71,11 +74,16 @@ def test_broken_daemon_json_is_reported_and_nothing_changes(fresh_mixed):
 
 
 def test_conflicting_mirrors_are_reported_and_nothing_changes(fresh_mixed):
-    conf = ('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
-            '  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n'
-            '    endpoint = ["https://mirror.example"]\n')
-    in_worker(W2, "cp /etc/containerd/config.toml /tmp/config.toml.good && "
-                  f"printf '%s' {commands.q(conf)} > /etc/containerd/config.toml")
+    conf = (
+        'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
+        '  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n'
+        '    endpoint = ["https://mirror.example"]\n'
+    )
+    in_worker(
+        W2,
+        "cp /etc/containerd/config.toml /tmp/config.toml.good && "
+        f"printf '%s' {commands.q(conf)} > /etc/containerd/config.toml",
+    )
     try:
         data = run_json("prepare-builder", "--host", "w2")
         assert data["rc"] == 1
@@ -138,8 +146,11 @@ def sleepers(fresh_mixed):
 def prepared(fresh_mixed, sleepers):
     """The first run on the fresh workers (after the tests above, in file order). w1's
     containerd config is what `containerd config default` writes (config_path = "")."""
-    in_worker(W1, "containerd config default > /etc/containerd/config.toml && "
-                  "grep -q 'config_path = \"\"' /etc/containerd/config.toml")
+    in_worker(
+        W1,
+        "containerd config default > /etc/containerd/config.toml && "
+        "grep -q 'config_path = \"\"' /etc/containerd/config.toml",
+    )
     return run_json("prepare-builder"), run_json("prepare-learner")
 
 
@@ -148,12 +159,15 @@ def test_first_run_prepares_both_kinds(prepared):
     assert builder["rc"] == 0, builder
     assert learner["rc"] == 0, learner
     b1, b2 = steps(builder, "w1"), steps(builder, "w2")
-    for step in ("qemu", "buildx", "builder", "trust-docker", "trust-containerd",
-                 "trust-buildah"):
+    for step in ("qemu", "buildx", "builder", "trust-docker", "trust-containerd", "trust-buildah"):
         assert b1[step]["status"] == "changed", b1[step]
     assert {k: v["status"] for k, v in b2.items()} == {
-        "preflight": "ok", "qemu": "changed", "trust-containerd": "changed",
-        "trust-buildah": "changed", "nodeengine-imageBuilder": "warning"}
+        "preflight": "ok",
+        "qemu": "changed",
+        "trust-containerd": "changed",
+        "trust-buildah": "changed",
+        "nodeengine-imageBuilder": "warning",
+    }
     for host in ("w1", "w2"):
         warned = steps(builder, host)["nodeengine-imageBuilder"]
         assert warned["detail"].startswith("NodeEngine not found: add-on not enabled")
@@ -164,10 +178,13 @@ def test_first_run_prepares_both_kinds(prepared):
 
 def test_containerd_restart_left_running_containers_running(prepared, sleepers):
     for name in (W1, W2):
-        assert "config_path set; containerd restarted" in steps(
-            prepared[0], name[-2:])["trust-containerd"]["detail"]
-        now = in_worker(name, "ctr -n flops-test tasks ls | awk '$1 == \"sleeper\" "
-                              "{print $2, $3}'").stdout.strip()
+        assert (
+            "config_path set; containerd restarted"
+            in steps(prepared[0], name[-2:])["trust-containerd"]["detail"]
+        )
+        now = in_worker(
+            name, "ctr -n flops-test tasks ls | awk '$1 == \"sleeper\" {print $2, $3}'"
+        ).stdout.strip()
         assert now == sleepers[name] and now.endswith("RUNNING")  # same PID, still running
 
 
@@ -183,23 +200,30 @@ def test_workers_are_ready_when_checked_independently(fresh_mixed, prepared):
         assert 'config_path = "/etc/containerd/certs.d"' in dump
         hosts = in_worker(name, f"cat /etc/containerd/certs.d/{reg}/hosts.toml").stdout
         assert f'server = "http://{reg}"' in hosts
-    platforms = in_worker(W1, "docker --context flops-builder buildx inspect flops-builder "
-                              "| grep ^Platforms").stdout
+    platforms = in_worker(
+        W1, "docker --context flops-builder buildx inspect flops-builder | grep ^Platforms"
+    ).stdout
     assert "linux/amd64" in platforms and "linux/arm64" in platforms
-    index = json.loads(in_worker(
-        W1, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout)
+    index = json.loads(
+        in_worker(W1, "docker info --format '{{json .RegistryConfig.IndexConfigs}}'").stdout
+    )
     assert index[reg]["Secure"] is False
-    state = in_worker(W1, "docker inspect -f '{{.State.Running}} "
-                          "{{.HostConfig.RestartPolicy.Name}}' ml_data_server").stdout.split()
+    state = in_worker(
+        W1,
+        "docker inspect -f '{{.State.Running}} {{.HostConfig.RestartPolicy.Name}}' ml_data_server",
+    ).stdout.split()
     assert state == ["true", "unless-stopped"]
     in_worker(W1, "timeout 3 bash -c 'exec 3<>/dev/tcp/172.17.0.1/11027'")
     # the sidecar is published on docker0's address only: not on the worker's own address
-    bindings = json.loads(in_worker(W1, "docker inspect -f '{{json .HostConfig.PortBindings}}' "
-                                        "ml_data_server").stdout)
+    bindings = json.loads(
+        in_worker(W1, "docker inspect -f '{{json .HostConfig.PortBindings}}' ml_data_server").stdout
+    )
     assert bindings == {"11027/tcp": [{"HostIp": "172.17.0.1", "HostPort": "11027"}]}
     own = in_worker(W1, "hostname -i").stdout.split()[0]
-    assert in_worker(W1, f"timeout 3 bash -c 'exec 3<>/dev/tcp/{own}/11027'",
-                     check=False).returncode != 0
+    assert (
+        in_worker(W1, f"timeout 3 bash -c 'exec 3<>/dev/tcp/{own}/11027'", check=False).returncode
+        != 0
+    )
     in_worker(W2, "! command -v docker && ! command -v dockerd")
 
 
@@ -215,7 +239,8 @@ def test_builders_push_a_two_platform_image_the_way_flops_does(fresh_mixed, prep
             repo, tag = got[step]["detail"].split("pushed ")[1].split(" ")[0].split(":")
             # read the index from the registry directly, not through the task
             assert {"linux/amd64", "linux/arm64"} <= set(
-                manifest_platforms(registry(fresh_mixed), repo, tag))
+                manifest_platforms(registry(fresh_mixed), repo, tag)
+            )
         assert "buildah (FLOps' image builder path; storage vfs" in got["push"]["detail"]
         assert "installed for the check: " in got["push"]["detail"]
     # no image stays behind on the workers
@@ -243,8 +268,9 @@ def test_what_the_push_check_installed_can_be_removed(fresh_mixed, prepared):
     assert data["rc"] == 0, data
     (row,) = data["hosts"]["w2"]["steps"]
     assert row["status"] == "changed" and "buildah" in row["detail"]
-    in_worker(W2, "! dpkg -s buildah >/dev/null 2>&1 && ! test -e "
-                  "/var/lib/flops-tasks/check-tools.list")
+    in_worker(
+        W2, "! dpkg -s buildah >/dev/null 2>&1 && ! test -e /var/lib/flops-tasks/check-tools.list"
+    )
     again = run_json("prepare-builder", "--remove-check-tools", "--host", "w2")
     assert again["changed"] is False
     assert run_json("prepare-builder", "--host", "w2")["changed"] is False
@@ -252,9 +278,12 @@ def test_what_the_push_check_installed_can_be_removed(fresh_mixed, prepared):
 
 def test_a_broken_worker_is_repaired_and_the_other_left_alone(fresh_mixed, prepared):
     in_worker(W1, "docker stop ml_data_server >/dev/null")
-    in_worker(W1, "python3 -c \"import json; p='/etc/docker/daemon.json'; d=json.load(open(p)); "
-                  "d.pop('insecure-registries'); json.dump(d, open(p, 'w'))\" && "
-                  "kill -HUP $(pidof dockerd) && sleep 1")
+    in_worker(
+        W1,
+        "python3 -c \"import json; p='/etc/docker/daemon.json'; d=json.load(open(p)); "
+        "d.pop('insecure-registries'); json.dump(d, open(p, 'w'))\" && "
+        "kill -HUP $(pidof dockerd) && sleep 1",
+    )
     in_worker(W2, "rm /etc/containerd/certs.d/*/hosts.toml")
     data = run_json("prepare-learner")
     assert data["rc"] == 0, data

@@ -59,8 +59,10 @@ def test_two_tasks_of_one_run_share_one_connection_per_host(prepared):
     builder, learner = json_docs(res.stdout)
     assert builder["changed"] is False and learner["changed"] is False
     # one handshake per host for the run: the second task finds the connection open
-    assert builder["ssh"] == {"w1": {"handshakes": 1, "round_trips": 1},
-                              "w2": {"handshakes": 1, "round_trips": 1}}
+    assert builder["ssh"] == {
+        "w1": {"handshakes": 1, "round_trips": 1},
+        "w2": {"handshakes": 1, "round_trips": 1},
+    }
     assert learner["ssh"] == {"w1": {"handshakes": 0, "round_trips": 1}}
 
 
@@ -103,15 +105,15 @@ def test_a_stopped_sidecar_is_seen_and_started_again(prepared):
     assert steps["sidecar"]["status"] == "changed"
     assert data["ssh"]["w1"]["round_trips"] > 2  # quick reads, full probes, change, verify
     assert json.loads(inv("prepare-learner", "--host", "w1", "--json").stdout)["ssh"] == {
-        "w1": {"handshakes": 1, "round_trips": 1}}
+        "w1": {"handshakes": 1, "round_trips": 1}
+    }
 
 
 def test_a_removed_builder_context_is_seen_and_made_again(prepared):
     in_worker(W1, "docker context rm flops-builder >/dev/null")
     assert "does not exist" in _sees(prepared, "w1", {"builder"}, "builder")
     data = json.loads(inv("prepare-builder", "--host", "w1", "--json").stdout)
-    assert {s["step"]: s["status"] for s in data["hosts"]["w1"]["steps"]}["builder"] == \
-        "changed"
+    assert {s["step"]: s["status"] for s in data["hosts"]["w1"]["steps"]}["builder"] == "changed"
     in_worker(W1, "docker --context flops-builder buildx inspect flops-builder >/dev/null")
 
 
@@ -137,8 +139,11 @@ def test_a_removed_qemu_handler_is_seen_and_registered_again(prepared):
         qemu = {s["step"]: s for s in data["hosts"]["w2"]["steps"]}["qemu"]
         assert qemu["status"] == "changed" and "registered qemu-aarch64" in qemu["detail"]
     finally:
-        in_worker(W2, f"test -e {handler} || grep -v '^#' {rule} | head -n 1 > "
-                      "/proc/sys/fs/binfmt_misc/register")
+        in_worker(
+            W2,
+            f"test -e {handler} || grep -v '^#' {rule} | head -n 1 > "
+            "/proc/sys/fs/binfmt_misc/register",
+        )
     assert in_worker(W1, f"head -n 1 {handler}").stdout.strip() == "enabled"
 
 
@@ -147,15 +152,22 @@ def test_a_stopped_docker_container_builder_is_seen(prepared):
     moby/buildkit image cannot be had offline: buildx writes the instance file (create
     without --bootstrap), and a container of buildx's name from an image the worker has
     stands in for BuildKit's. The quick read claims no more than "that container runs"."""
-    image = in_worker(W1, "docker container inspect -f '{{.Config.Image}}' "
-                          "ml_data_server").stdout.strip()
-    in_worker(W1, "docker buildx create --name flops-dc --driver docker-container "
-                  "--platform linux/amd64,linux/arm64 >/dev/null && "
-                  f"docker run -d --name buildx_buildkit_flops-dc0 --entrypoint sleep {image} "
-                  "600 >/dev/null")
+    image = in_worker(
+        W1, "docker container inspect -f '{{.Config.Image}}' ml_data_server"
+    ).stdout.strip()
+    in_worker(
+        W1,
+        "docker buildx create --name flops-dc --driver docker-container "
+        "--platform linux/amd64,linux/arm64 >/dev/null && "
+        f"docker run -d --name buildx_buildkit_flops-dc0 --entrypoint sleep {image} "
+        "600 >/dev/null",
+    )
     try:
-        prep = ops.PrepContext(registry=cli._prep_context(settings(prepared)).registry,
-                               builder_name="flops-dc", builder_driver="docker-container")
+        prep = ops.PrepContext(
+            registry=cli._prep_context(settings(prepared)).registry,
+            builder_name="flops-dc",
+            builder_driver="docker-container",
+        )
         running, _ = facts_of(prepared, "w1", {"builder"}, quick=True, prep=prep)
         assert running.builder_platforms("docker-container") == ["linux/amd64", "linux/arm64"]
         in_worker(W1, "docker stop -t 1 buildx_buildkit_flops-dc0 >/dev/null")
@@ -163,5 +175,8 @@ def test_a_stopped_docker_container_builder_is_seen(prepared):
         assert stopped.builder_platforms("docker-container") == []
         assert not ops.check_builder(stopped, prep)[0]
     finally:
-        in_worker(W1, "docker rm -f buildx_buildkit_flops-dc0 >/dev/null 2>&1; "
-                      "docker buildx rm -f flops-dc >/dev/null 2>&1; true")
+        in_worker(
+            W1,
+            "docker rm -f buildx_buildkit_flops-dc0 >/dev/null 2>&1; "
+            "docker buildx rm -f flops-dc >/dev/null 2>&1; true",
+        )

@@ -36,8 +36,13 @@ def ssh_settings(ctx_factory):
     """``ssh_settings(sshd, known_hosts, **extra)``: validated SSH settings for the sshd."""
 
     def make(sshd, known_hosts, **extra):
-        ssh = {"key": str(sshd.client_key), "known_hosts": str(known_hosts), "user": "root",
-               "connect_timeout": 2, **extra}
+        ssh = {
+            "key": str(sshd.client_key),
+            "known_hosts": str(known_hosts),
+            "user": "root",
+            "connect_timeout": 2,
+            **extra,
+        }
         return settings(ctx_factory({"ssh": ssh})).ssh
 
     return make
@@ -98,8 +103,11 @@ def test_silent_port_times_out_within_bound(tmp_path, sshd, ssh_settings):
     try:
         s = ssh_settings(sshd, tmp_path / "kh", connect_timeout=1.5)
         start = time.monotonic()
-        outcomes = fan_out([Target(host="127.0.0.1", port=port, user="root")],
-                           lambda session: [ok(session.label, "noop")], ssh=s)
+        outcomes = fan_out(
+            [Target(host="127.0.0.1", port=port, user="root")],
+            lambda session: [ok(session.label, "noop")],
+            ssh=s,
+        )
         elapsed = time.monotonic() - start
     finally:
         server.close()
@@ -112,8 +120,11 @@ def test_closed_port_is_unreachable(tmp_path, sshd, ssh_settings):
     from .sshd import free_port
 
     s = ssh_settings(sshd, tmp_path / "kh")
-    outcomes = fan_out([Target(host="127.0.0.1", port=free_port(), user="root")],
-                       lambda session: [ok(session.label, "noop")], ssh=s)
+    outcomes = fan_out(
+        [Target(host="127.0.0.1", port=free_port(), user="root")],
+        lambda session: [ok(session.label, "noop")],
+        ssh=s,
+    )
     assert outcomes[0].status is Status.UNREACHABLE
     assert "cannot connect" in outcomes[0].detail
 
@@ -121,8 +132,17 @@ def test_closed_port_is_unreachable(tmp_path, sshd, ssh_settings):
 def test_metacharacters_arrive_intact(sshd, tmp_path, ssh_settings):
     kh = tmp_path / "known_hosts"
     kh.write_text(sshd.known_hosts_line())
-    hostile = ["a b", "$(touch /tmp/flops-pwned)", "`id`", "'; exit 3; '", '"', "*", "$HOME",
-               "x\ty", ";|&<>"]
+    hostile = [
+        "a b",
+        "$(touch /tmp/flops-pwned)",
+        "`id`",
+        "'; exit 3; '",
+        '"',
+        "*",
+        "$HOME",
+        "x\ty",
+        ";|&<>",
+    ]
     session = HostSession(target(sshd), ssh_settings(sshd, kh))
     try:
         res = session.probe(commands.echo_args(hostile))
@@ -164,7 +184,11 @@ def test_fan_out_reports_every_host_in_order(sshd, tmp_path, ssh_settings):
 
     outcomes = fan_out([good[0], bad, good[1], good[2]], work, ssh=s)
     assert [(o.host, o.status) for o in outcomes] == [
-        ("n0", Status.OK), ("down", Status.UNREACHABLE), ("n1", Status.OK), ("n2", Status.OK)]
+        ("n0", Status.OK),
+        ("down", Status.UNREACHABLE),
+        ("n1", Status.OK),
+        ("n2", Status.OK),
+    ]
     assert [o.detail for o in outcomes if o.status is Status.OK] == ["n0", "n1", "n2"]
 
 
@@ -176,8 +200,10 @@ def test_dry_change_is_planned_not_run(sshd, tmp_path, ssh_settings):
     try:
         res = session.change(commands.cmd("touch", str(marker)), f"create {marker}")
         assert res.dry and session.plan == [f"create {marker}"]
-        assert session.probe(commands.cmd("echo", "probes still run")).stdout.strip() \
+        assert (
+            session.probe(commands.cmd("echo", "probes still run")).stdout.strip()
             == "probes still run"
+        )
     finally:
         session.close()
     assert not marker.exists()
@@ -201,8 +227,7 @@ def sudo_user(sshd):
         password = secrets.token_hex(12)
         subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
         home = Path(pwd.getpwnam(name).pw_dir)
-        subprocess.run(["install", "-d", "-m", "700", "-o", name, str(home / ".ssh")],
-                       check=True)
+        subprocess.run(["install", "-d", "-m", "700", "-o", name, str(home / ".ssh")], check=True)
         keys = home / ".ssh" / "authorized_keys"
         keys.write_text(Path(f"{sshd.client_key}.pub").read_text())
         subprocess.run(["chown", name, str(keys)], check=True)
@@ -234,14 +259,19 @@ def sudo_session(sshd, kh, user, ssh_settings, monkeypatch, password):
     else:
         monkeypatch.setenv(s.sudo_password_env, password)
     forget_sudo_password()
-    return HostSession(Target(host="127.0.0.1", port=sshd.port, user=user.name), s,
-                       sudo_password=password_source(s))
+    return HostSession(
+        Target(host="127.0.0.1", port=sshd.port, user=user.name),
+        s,
+        sudo_password=password_source(s),
+    )
 
 
-def test_sudo_password_from_the_environment_is_used_and_never_shown(sshd, sudo_user, tmp_path,
-                                                                    monkeypatch, ssh_settings):
-    session = sudo_session(sshd, tmp_path / "known_hosts", sudo_user, ssh_settings,
-                           monkeypatch, sudo_user.password)
+def test_sudo_password_from_the_environment_is_used_and_never_shown(
+    sshd, sudo_user, tmp_path, monkeypatch, ssh_settings
+):
+    session = sudo_session(
+        sshd, tmp_path / "known_hosts", sudo_user, ssh_settings, monkeypatch, sudo_user.password
+    )
     try:
         assert not session.is_root()
         res = session.probe(commands.all_of("id -u", commands.cmd("echo", "a b")))
@@ -254,25 +284,35 @@ def test_sudo_password_from_the_environment_is_used_and_never_shown(sshd, sudo_u
     assert os.stat(marker).st_uid == 0
 
 
-def test_output_like_the_sudo_prompt_gets_no_password(sshd, sudo_user, tmp_path, monkeypatch,
-                                                     ssh_settings):
+def test_output_like_the_sudo_prompt_gets_no_password(
+    sshd, sudo_user, tmp_path, monkeypatch, ssh_settings
+):
     """The password goes to sudo's prompt only, never into the command's stdin."""
-    session = sudo_session(sshd, tmp_path / "known_hosts", sudo_user, ssh_settings,
-                           monkeypatch, sudo_user.password)
+    session = sudo_session(
+        sshd, tmp_path / "known_hosts", sudo_user, ssh_settings, monkeypatch, sudo_user.password
+    )
     line = "flops tasks sudo: a line of words as any command prints them"
     try:
-        res = session.probe(f"echo '{line}'; got=$(timeout 3 head -n 1); echo \"stdin:[$got]\"",
-                            timeout=20)
+        res = session.probe(
+            f"echo '{line}'; got=$(timeout 3 head -n 1); echo \"stdin:[$got]\"", timeout=20
+        )
     finally:
         session.close()
     assert res.stdout.splitlines() == [line, "stdin:[]"]
     assert sudo_user.password not in res.stdout + res.stderr
 
 
-def test_a_wrong_sudo_password_fails_at_once_in_one_line(sshd, sudo_user, tmp_path, monkeypatch,
-                                                         ssh_settings):
-    session = sudo_session(sshd, tmp_path / "known_hosts", sudo_user, ssh_settings,
-                           monkeypatch, "not-" + sudo_user.password)
+def test_a_wrong_sudo_password_fails_at_once_in_one_line(
+    sshd, sudo_user, tmp_path, monkeypatch, ssh_settings
+):
+    session = sudo_session(
+        sshd,
+        tmp_path / "known_hosts",
+        sudo_user,
+        ssh_settings,
+        monkeypatch,
+        "not-" + sudo_user.password,
+    )
     started = time.monotonic()
     try:
         with pytest.raises(RemoteFailure) as err:
@@ -286,10 +326,12 @@ def test_a_wrong_sudo_password_fails_at_once_in_one_line(sshd, sudo_user, tmp_pa
     assert time.monotonic() - started < 10  # one attempt: sudo waits about 2 s after it
 
 
-def test_sudo_without_a_password_is_one_clear_failure(sshd, sudo_user, tmp_path, monkeypatch,
-                                                      ssh_settings):
-    session = sudo_session(sshd, tmp_path / "known_hosts", sudo_user, ssh_settings,
-                           monkeypatch, None)
+def test_sudo_without_a_password_is_one_clear_failure(
+    sshd, sudo_user, tmp_path, monkeypatch, ssh_settings
+):
+    session = sudo_session(
+        sshd, tmp_path / "known_hosts", sudo_user, ssh_settings, monkeypatch, None
+    )
     try:
         with pytest.raises(RemoteFailure, match="needs a password: export FLOPS_SUDO_PASSWORD"):
             session.probe("id -u")

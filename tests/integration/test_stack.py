@@ -152,8 +152,15 @@ def test_reset_registry_flag(stores):
 
 
 def test_destructive_tasks_refuse_without_a_tty_and_change_nothing(stores):
-    for args in (("clear-registry",), ("redb",), ("reset", "--registry"), ("reset", "--db"),
-                 ("reset", "--clean"), ("reset", "--all"), ("fresh-start",)):
+    for args in (
+        ("clear-registry",),
+        ("redb",),
+        ("reset", "--registry"),
+        ("reset", "--db"),
+        ("reset", "--clean"),
+        ("reset", "--all"),
+        ("fresh-start",),
+    ):
         res = inv(*args)
         assert res.returncode == 3, res.stdout + res.stderr
         assert "This will delete:" in res.stderr
@@ -191,8 +198,7 @@ def inspect(container: str) -> dict:
 
 
 def logs(container: str) -> str:
-    res = subprocess.run(["docker", "logs", container], capture_output=True, text=True,
-                         timeout=60)
+    res = subprocess.run(["docker", "logs", container], capture_output=True, text=True, timeout=60)
     return res.stdout + res.stderr
 
 
@@ -213,8 +219,10 @@ def wait_for(container: str, wanted: set[str], timeout: float) -> str:
 def upstream_file(rel: str) -> bytes:
     tarball = tb.upstream_tarball()
     if not tarball.is_file():
-        pytest.fail(f"the upstream tarball {tarball} is missing: the testbed cannot have built "
-                    f"the real manager (set {tb.UPSTREAM_VAR})")
+        pytest.fail(
+            f"the upstream tarball {tarball} is missing: the testbed cannot have built "
+            f"the real manager (set {tb.UPSTREAM_VAR})"
+        )
     with tarfile.open(tarball) as tar:
         member = next(m for m in tar.getmembers() if m.name.endswith(rel))
         return tar.extractfile(member).read()
@@ -230,8 +238,11 @@ def test_up_brings_upstreams_real_manager_to_healthy(testbed):
     assert rows["flops_db"]["stand_in"] == "mongo 3.6"  # the one stand-in left
     assert {r["container"] for r in rows.values()} == set(rows)  # upstream's container names
     # the code in the container is upstream's, byte for byte
-    for rel in ("flops_manager/main.py", "flops_manager/database/common.py",
-                "flops_manager/mqtt/main.py"):
+    for rel in (
+        "flops_manager/main.py",
+        "flops_manager/database/common.py",
+        "flops_manager/mqtt/main.py",
+    ):
         inside = sh("docker", "exec", "flops_manager", "sha256sum", f"/{rel}").split()[0]
         assert inside == hashlib.sha256(upstream_file(rel)).hexdigest(), rel
     assert "FLOps Manager started." in logs("flops_manager")  # docker logs by upstream's name
@@ -264,8 +275,12 @@ with ftplib.FTP(a.ARTIFACT_STORE_IP, timeout=10) as ftp:
     out = exec_in("flops_manager", "python", "-c", script, probe, "").split("\n")
     assert out[:2] == [f"mysql root {probe}", f"ftp flops {probe}"]
     # the same FTP login with another password is refused: the check can fail
-    res = subprocess.run(["docker", "exec", "flops_manager", "python", "-c", script,
-                          f"{probe}x", "not-flops"], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        ["docker", "exec", "flops_manager", "python", "-c", script, f"{probe}x", "not-flops"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode != 0 and "530" in res.stderr
 
 
@@ -283,15 +298,35 @@ def test_the_health_check_fails_when_the_api_answers_without_mqtt(testbed):
     name = f"flops-health-probe-{uuid.uuid4().hex[:6]}"
     env = {k: v for k, v in (e.split("=", 1) for e in inspect("flops_manager")["Config"]["Env"])}
     # plain `python main.py`, as upstream runs it, with the broker on a port nothing serves
-    sh("docker", "run", "-d", "--name", name, "--label", f"{tb.LABEL}={tb.TESTBED_ID}",
-       "--network", tb.NETWORK, "-e", f"FLOPS_MANAGER_IP={env['FLOPS_MANAGER_IP']}",
-       "-e", f"FLOPS_MQTT_BROKER_IP={env['FLOPS_MQTT_BROKER_IP']}",
-       "-e", "FLOPS_MQTT_BROKER_PORT=9", tb.MANAGER_IMAGE, "python", "main.py")
+    sh(
+        "docker",
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--label",
+        f"{tb.LABEL}={tb.TESTBED_ID}",
+        "--network",
+        tb.NETWORK,
+        "-e",
+        f"FLOPS_MANAGER_IP={env['FLOPS_MANAGER_IP']}",
+        "-e",
+        f"FLOPS_MQTT_BROKER_IP={env['FLOPS_MQTT_BROKER_IP']}",
+        "-e",
+        "FLOPS_MQTT_BROKER_PORT=9",
+        tb.MANAGER_IMAGE,
+        "python",
+        "main.py",
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
-            res = subprocess.run(["docker", "exec", "-e", "FLOPS_MQTT_BROKER_PORT=9", name,
-                                  *check], capture_output=True, text=True, timeout=30)
+            res = subprocess.run(
+                ["docker", "exec", "-e", "FLOPS_MQTT_BROKER_PORT=9", name, *check],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             if "API answers" in res.stdout + res.stderr:
                 break
             assert time.monotonic() < deadline, res.stdout + res.stderr
@@ -323,8 +358,16 @@ def test_the_testbeds_ml_data_server_is_upstreams_flight_server(testbed):
     """The image the testbed pushes for learners runs upstream's Arrow Flight server."""
     rel = "ml_data_server/flight_server/main.py"
     name = f"flops-sidecar-probe-{uuid.uuid4().hex[:6]}"
-    sh("docker", "run", "-d", "--name", name, "--label", f"{tb.LABEL}={tb.TESTBED_ID}",
-       tb.SIDECAR_IMAGE)
+    sh(
+        "docker",
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--label",
+        f"{tb.LABEL}={tb.TESTBED_ID}",
+        tb.SIDECAR_IMAGE,
+    )
     try:
         inside = sh("docker", "exec", name, "sha256sum", f"/{rel}").split()[0]
         assert inside == hashlib.sha256(upstream_file(rel)).hexdigest()

@@ -41,13 +41,18 @@ def test_workers_refuse_when_the_key_is_not_pinned(tb_ctx, tmp_path):
 def test_each_worker_runs_a_nested_container(testbed):
     # nothing can be pulled: build FROM scratch around a static program inside the worker
     for i in (1, 2):
-        out = in_worker(worker(i), (
-            "d=$(mktemp -d) && cd $d && "
-            f"printf '%s' {commands.q(UNAME_AMD64_B64)} | base64 -d > uname && chmod 755 uname && "
-            "printf 'FROM scratch\\nCOPY uname /uname\\nENTRYPOINT [\"/uname\"]\\n' "
-            "> Dockerfile && "
-            "docker build -q -t nested-probe:1 . >/dev/null 2>&1 && "
-            "docker run --rm nested-probe:1 && docker rmi -f nested-probe:1 >/dev/null"))
+        out = in_worker(
+            worker(i),
+            (
+                "d=$(mktemp -d) && cd $d && "
+                f"printf '%s' {commands.q(UNAME_AMD64_B64)} | base64 -d > uname && "
+                "chmod 755 uname && "
+                "printf 'FROM scratch\\nCOPY uname /uname\\nENTRYPOINT [\"/uname\"]\\n' "
+                "> Dockerfile && "
+                "docker build -q -t nested-probe:1 . >/dev/null 2>&1 && "
+                "docker run --rm nested-probe:1 && docker rmi -f nested-probe:1 >/dev/null"
+            ),
+        )
         assert out.stdout.strip() == "x86_64"
 
 

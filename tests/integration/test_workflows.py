@@ -68,10 +68,13 @@ def test_clear_images_lists_asks_and_keeps_the_running_sidecars_image(fresh_mixe
     registry; w2 has no Docker at all."""
     registry = f"{fresh_mixed['gateway']}:5073"
     sidecar = f"{registry}/flops/ml-data-server:offline"
-    in_worker(worker(1), "d=$(mktemp -d) && cd $d && echo stale > f && "
-                         "printf 'FROM scratch\\nCOPY f /f\\n' > Dockerfile && "
-                         f"docker build -q -t {registry}/flops/stale:1 . >/dev/null && "
-                         "cd / && rm -rf $d")
+    in_worker(
+        worker(1),
+        "d=$(mktemp -d) && cd $d && echo stale > f && "
+        "printf 'FROM scratch\\nCOPY f /f\\n' > Dockerfile && "
+        f"docker build -q -t {registry}/flops/stale:1 . >/dev/null && "
+        "cd / && rm -rf $d",
+    )
     res = inv("clear-images", "--host", "w1")
     assert res.returncode == 3, res.stdout + res.stderr
     assert f"This will delete:\n  - w1: {registry}/flops/stale:1 (docker)" in res.stderr
@@ -82,10 +85,18 @@ def test_clear_images_lists_asks_and_keeps_the_running_sidecars_image(fresh_mixe
     rows = hosts["w1"]["steps"]
     assert rows[0]["status"] == "changed"
     assert rows[0]["detail"] == f"removed 1 image: docker: {registry}/flops/stale:1"
-    assert {"step": "kept", "status": "ok", "changed": False, "host": "w1",
-            "detail": f"{sidecar} (docker): in use by running container ml_data_server"} in rows
-    left = in_worker(worker(1), f"docker image ls --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | "
-                                f"grep '^{registry}/' || true").stdout.split()
+    assert {
+        "step": "kept",
+        "status": "ok",
+        "changed": False,
+        "host": "w1",
+        "detail": f"{sidecar} (docker): in use by running container ml_data_server",
+    } in rows
+    left = in_worker(
+        worker(1),
+        f"docker image ls --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | "
+        f"grep '^{registry}/' || true",
+    ).stdout.split()
     assert left == [sidecar]
     in_worker(worker(1), "docker inspect -f '{{.State.Running}}' ml_data_server | grep -qx true")
     notes = {s["step"]: s["detail"] for s in hosts["w2"]["steps"]}

@@ -56,8 +56,9 @@ class FakeSession:
     def is_root(self) -> bool:
         return True
 
-    def probes(self, probes: list[tuple[str, str]], grouped: bool = False
-               ) -> dict[str, tuple[int, str]]:
+    def probes(
+        self, probes: list[tuple[str, str]], grouped: bool = False
+    ) -> dict[str, tuple[int, str]]:
         self.gathers += 1
         source = self.after if (self.changes and self.after is not None) else self.facts
         return {name: tuple(source.get(name, (1, ""))) for name, _ in probes}

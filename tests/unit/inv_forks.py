@@ -22,13 +22,31 @@ import os
 import sys
 import traceback
 
-PRELOAD = ("invoke", "invoke.main", "yaml", "rich.console", "rich.table", "fabric", "paramiko",
-           "python_on_whales", "pymongo", "tomlkit",
-           # flops-tasks' modules that read nothing of the environment when imported
-           "flops_tasks.cli", "flops_tasks.config", "flops_tasks.invoke_config",
-           "flops_tasks.env", "flops_tasks.hosts", "flops_tasks.data", "flops_tasks.ui",
-           "flops_tasks.ssh", "flops_tasks.commands", "flops_tasks.facts", "flops_tasks.ops",
-           "flops_tasks.stack.project")
+PRELOAD = (
+    "invoke",
+    "invoke.main",
+    "yaml",
+    "rich.console",
+    "rich.table",
+    "fabric",
+    "paramiko",
+    "python_on_whales",
+    "pymongo",
+    "tomlkit",
+    # flops-tasks' modules that read nothing of the environment when imported
+    "flops_tasks.cli",
+    "flops_tasks.config",
+    "flops_tasks.invoke_config",
+    "flops_tasks.env",
+    "flops_tasks.hosts",
+    "flops_tasks.data",
+    "flops_tasks.ui",
+    "flops_tasks.ssh",
+    "flops_tasks.commands",
+    "flops_tasks.facts",
+    "flops_tasks.ops",
+    "flops_tasks.stack.project",
+)
 # fixes a path from HOME when imported: each child imports it with its own HOME
 FRESH_IN_CHILD = ("flops_tasks.locks",)
 

@@ -27,8 +27,9 @@ NO_VOLUME = "Error response from daemon: get ml_data_server_volume: no such volu
 
 def recorded_inspect(kind: str, source: Path) -> dict:
     """The recorded sidecar, its data mount's host path replaced by ``source``."""
-    name = {"volume": "sidecar-inspect-volume.json",
-            "bind": "sidecar-inspect-bind-created.json"}[kind]
+    name = {"volume": "sidecar-inspect-volume.json", "bind": "sidecar-inspect-bind-created.json"}[
+        kind
+    ]
     info = json.loads((RECORDED / name).read_text())
     for m in info["Mounts"]:
         if m["Destination"] == C.DATA_MOUNT:
@@ -63,8 +64,9 @@ class FakeLearner:
             return 0, json.dumps(self.sidecar)
         if command == C.volume_mountpoint(C.DATA_VOLUME):
             return (0, f"{self.volume}\n") if self.volume else (1, NO_VOLUME)
-        proc = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True,
-                              timeout=30, cwd=self.root)
+        proc = subprocess.run(
+            ["/bin/sh", "-c", command], capture_output=True, text=True, timeout=30, cwd=self.root
+        )
         return proc.returncode, proc.stdout + proc.stderr
 
     def probe(self, command: str, timeout: float | None = None) -> Result:

@@ -22,17 +22,30 @@ standin = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(standin)
 
 ADMIN_ROLES = ["Admin", "Organization_Admin", "Application_Provider", "Infrastructure_Provider"]
-USERS = [{"name": "Admin", "password": "Admin", "roles": ADMIN_ROLES},
-         {"name": "alice", "password": "alice", "roles": ["Application_Provider"]}]
+USERS = [
+    {"name": "Admin", "password": "Admin", "roles": ADMIN_ROLES},
+    {"name": "alice", "password": "alice", "roles": ["Application_Provider"]},
+]
 
 
-def app(app_id: str, name: str, namespace: str, owner: str = "Admin",
-        services: tuple[tuple[str, str, str], ...] = ()) -> dict:
+def app(
+    app_id: str,
+    name: str,
+    namespace: str,
+    owner: str = "Admin",
+    services: tuple[tuple[str, str, str], ...] = (),
+) -> dict:
     """A seed application; services are (name, namespace, image), one instance each."""
-    return {"applicationID": app_id, "application_name": name,
-            "application_namespace": namespace, "userId": owner,
-            "microservices": [{"microservice_name": n, "microservice_namespace": ns,
-                               "code": image, "instances": 1} for n, ns, image in services]}
+    return {
+        "applicationID": app_id,
+        "application_name": name,
+        "application_namespace": namespace,
+        "userId": owner,
+        "microservices": [
+            {"microservice_name": n, "microservice_namespace": ns, "code": image, "instances": 1}
+            for n, ns, image in services
+        ],
+    }
 
 
 class Running:
@@ -44,15 +57,17 @@ class Running:
         self.port = self.server.server_address[1]
         self.url = f"http://{bind}:{self.port}"
         # a short poll: stop() waits for serve_forever to notice (0.5 s by default)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
         self.thread.start()
 
     def control(self, route: str, payload: dict | None = None) -> dict:
         data = None if payload is None else json.dumps(payload).encode()
-        req = urllib.request.Request(self.url + "/_standin/" + route, data=data,
-                                     headers={"Content-Type": "application/json"},
-                                     method="POST" if data is not None else "GET")
+        req = urllib.request.Request(
+            self.url + "/_standin/" + route,
+            data=data,
+            headers={"Content-Type": "application/json"},
+            method="POST" if data is not None else "GET",
+        )
         with urllib.request.urlopen(req, timeout=5) as resp:
             return json.load(resp)
 

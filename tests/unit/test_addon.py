@@ -9,8 +9,9 @@ from flops_tasks.outcome import Status
 
 
 def git(*args, cwd):
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -44,8 +45,9 @@ def test_clones_at_the_pinned_ref_once(upstream, tmp_path, ctx_factory):
 
 
 def test_unreachable_url_is_one_line(tmp_path, ctx_factory):
-    s = settings(ctx_factory({"addon": {"url": str(tmp_path / "nope"), "path":
-                                         str(tmp_path / "co")}}))
+    s = settings(
+        ctx_factory({"addon": {"url": str(tmp_path / "nope"), "path": str(tmp_path / "co")}})
+    )
     with pytest.raises(FlopsError) as err:
         ensure_checkout(s)
     assert "cannot clone" in err.value.message and "\n" not in err.value.message

@@ -68,9 +68,13 @@ def base_config(workdir: Path) -> dict:
 
 
 def child_env(workdir: Path, case: Case) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("INVOKE_", "DOCKER_")) and k not in ADDRESS_VARS
-           and k != DEFAULTS["ssh"]["sudo_password_env"]}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("INVOKE_", "DOCKER_"))
+        and k not in ADDRESS_VARS
+        and k != DEFAULTS["ssh"]["sudo_password_env"]
+    }
     env.update(COLUMNS="200", HOME=str(workdir), DOCKER_HOST=f"unix://{workdir}/no-docker.sock")
     if case.raw is not None or case.config_name is None:
         # the config may not name an env file: keep the project's out of reach
@@ -82,6 +86,7 @@ def child_env(workdir: Path, case: Case) -> dict:
 @dataclass(frozen=True)
 class Prepared:
     """A case made ready to run: its directory holds the config, nothing else."""
+
     argv: list[str]
     env: dict
     workdir: Path
@@ -118,16 +123,25 @@ def finish(prep: Prepared, returncode: int, output: str) -> Ran:
     # empty files), which are not a change to anything the task manages
     workdir = prep.workdir
     locks_only = [workdir / ".cache" / "flops-tasks" / "locks"]
-    after = frozenset(p.name for p in workdir.iterdir()
-                      if p.name != ".cache" or list((p / "flops-tasks").iterdir()) != locks_only)
+    after = frozenset(
+        p.name
+        for p in workdir.iterdir()
+        if p.name != ".cache" or list((p / "flops-tasks").iterdir()) != locks_only
+    )
     return Ran(returncode, output, prep.before, after, prep.cfg)
 
 
 def run_case(case: Case, workdir: Path) -> Ran:
     """One case: ``inv`` started as a subprocess, as from a shell."""
     prep = prepare(case, workdir)
-    proc = subprocess.run(prep.argv, cwd=workdir, env=prep.env, stdin=subprocess.DEVNULL,
-                          capture_output=True, timeout=60)
+    proc = subprocess.run(
+        prep.argv,
+        cwd=workdir,
+        env=prep.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+    )
     return finish(prep, proc.returncode, (proc.stdout + proc.stderr).decode(errors="replace"))
 
 
@@ -135,15 +149,31 @@ def run_cases(cases: dict[str, tuple[Case, Path]]) -> dict[str, Ran]:
     """Many cases, each ``inv`` in its own process forked from one that has imported the
     libraries (``inv_forks.py``): the catalogue's hundreds of runs skip Python's start-up."""
     preps = {key: prepare(case, workdir) for key, (case, workdir) in cases.items()}
-    outs = {key: (prep.workdir / ".inv-out", prep.workdir / ".inv-err")
-            for key, prep in preps.items()}
-    requests = "".join(json.dumps({
-        "key": key, "argv": prep.argv, "cwd": str(prep.workdir), "env": prep.env,
-        "out": str(outs[key][0]), "err": str(outs[key][1])}) + "\n"
-        for key, prep in preps.items())
-    proc = subprocess.run([sys.executable, str(FORKS), str(2 * (os.cpu_count() or 1))],
-                          input=requests, capture_output=True, text=True, timeout=300,
-                          cwd=ROOT)
+    outs = {
+        key: (prep.workdir / ".inv-out", prep.workdir / ".inv-err") for key, prep in preps.items()
+    }
+    requests = "".join(
+        json.dumps(
+            {
+                "key": key,
+                "argv": prep.argv,
+                "cwd": str(prep.workdir),
+                "env": prep.env,
+                "out": str(outs[key][0]),
+                "err": str(outs[key][1]),
+            }
+        )
+        + "\n"
+        for key, prep in preps.items()
+    )
+    proc = subprocess.run(
+        [sys.executable, str(FORKS), str(2 * (os.cpu_count() or 1))],
+        input=requests,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     codes = dict(line.split(" ") for line in proc.stdout.splitlines())
     assert set(codes) == set(preps), proc.stdout + proc.stderr
@@ -168,8 +198,6 @@ def assert_refused(ran: Ran, needles: tuple[str, ...]) -> None:
     assert ran.after == ran.before, f"files appeared: {sorted(ran.after - ran.before)}"
 
 
-
-
 def p(case_id: str, *args: str, needles: tuple[str, ...] | str, marks=(), **kw):
     needles = (needles,) if isinstance(needles, str) else needles
     return pytest.param(Case(tuple(args), needles, **kw), id=case_id, marks=marks)
@@ -191,27 +219,60 @@ HOST_CASES = [
     p("builder-host-empty-no-inventory", "prepare-builder", "--host", "", needles="--host"),
     p("builder-host-port-99999", "prepare-builder", "--host", "u@h:99999", needles="99999"),
     p("builder-host-port-0", "prepare-builder", "--host", "h:0", needles="port must be 1-65535"),
-    p("builder-host-command-substitution", "prepare-builder", "--host", "$(touch PWNED)",
-      needles="$(touch PWNED)"),
-    p("builder-host-backticks", "prepare-builder", "--host", "`touch PWNED`",
-      needles="`touch PWNED`"),
+    p(
+        "builder-host-command-substitution",
+        "prepare-builder",
+        "--host",
+        "$(touch PWNED)",
+        needles="$(touch PWNED)",
+    ),
+    p(
+        "builder-host-backticks",
+        "prepare-builder",
+        "--host",
+        "`touch PWNED`",
+        needles="`touch PWNED`",
+    ),
     p("builder-host-pipe", "prepare-builder", "--host", "a|touch PWNED", needles="a|touch"),
-    p("builder-host-path-traversal", "prepare-builder", "--host", "../../etc/passwd",
-      needles="../../etc/passwd"),
+    p(
+        "builder-host-path-traversal",
+        "prepare-builder",
+        "--host",
+        "../../etc/passwd",
+        needles="../../etc/passwd",
+    ),
     p("builder-host-newline", "prepare-builder", "--host", "a\nb", needles="'a\\nb'"),
-    p("builder-host-option-injection", "prepare-builder", "--host=-oProxyCommand=touch_PWNED",
-      needles="-oProxyCommand"),
+    p(
+        "builder-host-option-injection",
+        "prepare-builder",
+        "--host=-oProxyCommand=touch_PWNED",
+        needles="-oProxyCommand",
+    ),
     p("builder-host-too-long", "prepare-builder", "--host", "h" * 300, needles="h" * 300),
-    p("builder-host-superscript-port", "prepare-builder", "--host", "h:\u00b2",
-      needles="port must be 1-65535"),
-    p("builder-host-list-empty-entry", "prepare-builder", "--host", "a,,b",
-      needles="empty entry"),
-    p("builder-host-list-duplicate", "prepare-builder", "--host", "a,root@a",
-      needles="listed twice"),
-    p("builder-host-user-backticks", "prepare-builder", "--host", "`id`@h",
-      needles="invalid user"),
-    p("builder-push-check-bad-host", "prepare-builder", "--push-check", "--host", "h;id",
-      needles="'h;id'"),
+    p(
+        "builder-host-superscript-port",
+        "prepare-builder",
+        "--host",
+        "h:\u00b2",
+        needles="port must be 1-65535",
+    ),
+    p("builder-host-list-empty-entry", "prepare-builder", "--host", "a,,b", needles="empty entry"),
+    p(
+        "builder-host-list-duplicate",
+        "prepare-builder",
+        "--host",
+        "a,root@a",
+        needles="listed twice",
+    ),
+    p("builder-host-user-backticks", "prepare-builder", "--host", "`id`@h", needles="invalid user"),
+    p(
+        "builder-push-check-bad-host",
+        "prepare-builder",
+        "--push-check",
+        "--host",
+        "h;id",
+        needles="'h;id'",
+    ),
     p("learner-host-semicolon", "prepare-learner", "--host", "h;id", needles="'h;id'"),
 ]
 
@@ -220,39 +281,121 @@ HOST_CASES = [
 DANGEROUS_DATA_DIRS = ["/", "/etc", "/proc/1/root", "/var/lib/docker", "//usr/", "/data:/etc"]
 
 LEARNER_FLAG_CASES = [
-    *[p(f"learner-data-dir-system-{d}", "prepare-learner", "--host", UNREACHABLE,
-        "--data-dir", d, needles=f"--data-dir {d!r}") for d in DANGEROUS_DATA_DIRS],
-    p("learner-data-dir-relative", "prepare-learner", "--host", UNREACHABLE, "--data-dir",
-      "relative", needles="--data-dir 'relative'"),
-    p("learner-data-dir-dotdot", "prepare-learner", "--host", UNREACHABLE, "--data-dir",
-      "/a/../b", needles="'/a/../b'"),
-    p("learner-data-dir-tilde", "prepare-learner", "--host", UNREACHABLE, "--data-dir",
-      "~/data", needles="'~/data'"),
-    p("learner-data-dir-newline", "prepare-learner", "--host", UNREACHABLE, "--data-dir",
-      "/a\nb", needles="--data-dir"),
-    p("learner-image-empty", "prepare-learner", "--host", UNREACHABLE, "--image", "",
-      needles="--image ''"),
-    p("learner-image-space", "prepare-learner", "--host", UNREACHABLE, "--image",
-      "img --privileged", needles="'img --privileged'"),
-    p("learner-image-option", "prepare-learner", "--host", UNREACHABLE,
-      "--image=--privileged", needles="'--privileged'"),
-    p("learner-image-newline", "prepare-learner", "--host", UNREACHABLE, "--image",
-      "img\n--privileged", needles="--image"),
+    *[
+        p(
+            f"learner-data-dir-system-{d}",
+            "prepare-learner",
+            "--host",
+            UNREACHABLE,
+            "--data-dir",
+            d,
+            needles=f"--data-dir {d!r}",
+        )
+        for d in DANGEROUS_DATA_DIRS
+    ],
+    p(
+        "learner-data-dir-relative",
+        "prepare-learner",
+        "--host",
+        UNREACHABLE,
+        "--data-dir",
+        "relative",
+        needles="--data-dir 'relative'",
+    ),
+    p(
+        "learner-data-dir-dotdot",
+        "prepare-learner",
+        "--host",
+        UNREACHABLE,
+        "--data-dir",
+        "/a/../b",
+        needles="'/a/../b'",
+    ),
+    p(
+        "learner-data-dir-tilde",
+        "prepare-learner",
+        "--host",
+        UNREACHABLE,
+        "--data-dir",
+        "~/data",
+        needles="'~/data'",
+    ),
+    p(
+        "learner-data-dir-newline",
+        "prepare-learner",
+        "--host",
+        UNREACHABLE,
+        "--data-dir",
+        "/a\nb",
+        needles="--data-dir",
+    ),
+    p(
+        "learner-image-empty",
+        "prepare-learner",
+        "--host",
+        UNREACHABLE,
+        "--image",
+        "",
+        needles="--image ''",
+    ),
+    p(
+        "learner-image-space",
+        "prepare-learner",
+        "--host",
+        UNREACHABLE,
+        "--image",
+        "img --privileged",
+        needles="'img --privileged'",
+    ),
+    p(
+        "learner-image-option",
+        "prepare-learner",
+        "--host",
+        UNREACHABLE,
+        "--image=--privileged",
+        needles="'--privileged'",
+    ),
+    p(
+        "learner-image-newline",
+        "prepare-learner",
+        "--host",
+        UNREACHABLE,
+        "--image",
+        "img\n--privileged",
+        needles="--image",
+    ),
 ]
 
 STACK_FLAG_CASES = [
     p("reset-service-unknown", "reset", "--service", "nope", needles="'nope'"),
     p("reset-service-empty", "reset", "--service", "", needles="unknown service ''"),
     p("reset-service-traversal", "reset", "--service", "../x", needles="'../x'"),
-    p("reset-service-with-registry", "reset", "--service", "flops_db", "--registry",
-      needles="--registry"),
+    p(
+        "reset-service-with-registry",
+        "reset",
+        "--service",
+        "flops_db",
+        "--registry",
+        needles="--registry",
+    ),
     p("reset-service-with-db", "reset", "--service", "flops_db", "--db", needles="--db"),
     # DOCKER_HOST points nowhere: while this is a bug the docker CLI fails to connect
-    p("reset-service-with-recreate", "reset", "--service", "flops_db", "--recreate",
-      needles="--recreate"),
+    p(
+        "reset-service-with-recreate",
+        "reset",
+        "--service",
+        "flops_db",
+        "--recreate",
+        needles="--recreate",
+    ),
     p("logs-service-traversal", "logs", "--service", "../x", needles="'../x'"),
-    p("logs-service-command-substitution", "logs", "--service", "$(touch PWNED)",
-      needles="$(touch PWNED)"),
+    p(
+        "logs-service-command-substitution",
+        "logs",
+        "--service",
+        "$(touch PWNED)",
+        needles="$(touch PWNED)",
+    ),
     p("testbed-workers-0", "testbed.up", "--workers", "0", needles="--workers"),
     p("testbed-workers-99", "testbed.up", "--workers", "99", needles="got 99"),
     p("testbed-workers-huge", "testbed.up", "--workers", "9" * 30, needles="9" * 30),
@@ -265,62 +408,159 @@ STACK_FLAG_CASES = [
 
 WORKFLOW_CASES = [
     p("learner-data-tag-missing", "learner-data", "--src", SAMPLE, needles="--tag is missing"),
-    p("learner-data-tag-dot", "learner-data", "--tag", "mnist.v2", "--src", SAMPLE,
-      needles=("'mnist.v2'", "first dot")),
+    p(
+        "learner-data-tag-dot",
+        "learner-data",
+        "--tag",
+        "mnist.v2",
+        "--src",
+        SAMPLE,
+        needles=("'mnist.v2'", "first dot"),
+    ),
     p("learner-data-tag-dash", "learner-data", "--tag=-x", "--src", SAMPLE, needles="'-x'"),
-    p("learner-data-tag-comma", "learner-data", "--tag", "a,b", "--src", SAMPLE,
-      needles="'a,b'"),
-    p("learner-data-tag-space", "learner-data", "--tag", "a b", "--src", SAMPLE,
-      needles="'a b'"),
-    p("learner-data-tag-hostile", "learner-data", "--tag", "$(touch PWNED)", "--src", SAMPLE,
-      needles="'$(touch PWNED)'"),
+    p("learner-data-tag-comma", "learner-data", "--tag", "a,b", "--src", SAMPLE, needles="'a,b'"),
+    p("learner-data-tag-space", "learner-data", "--tag", "a b", "--src", SAMPLE, needles="'a b'"),
+    p(
+        "learner-data-tag-hostile",
+        "learner-data",
+        "--tag",
+        "$(touch PWNED)",
+        "--src",
+        SAMPLE,
+        needles="'$(touch PWNED)'",
+    ),
     p("learner-data-src-missing", "learner-data", "--tag", "m", needles="--src is missing"),
     p("learner-data-src-empty", "learner-data", "--tag", "m", "--src=", needles="--src"),
-    p("learner-data-src-empty-entry", "learner-data", "--tag", "m", "--src", "/etc/hostname,,x",
-      needles="empty entry"),
-    p("learner-data-src-no-such-file", "learner-data", "--tag", "m", "--src",
-      "/no-such-dir/$(touch PWNED)", needles="/no-such-dir/$(touch PWNED)"),
-    p("learner-data-src-glob-no-match", "learner-data", "--tag", "m", "--src",
-      "/no-such-dir/*.parquet", needles="matches no file"),
-    p("learner-data-src-folder-without-parquet", "learner-data", "--tag", "m", "--src", "/etc",
-      needles="no parquet files"),
-    p("learner-data-src-not-parquet", "learner-data", "--tag", "m", "--src", "/etc/hostname",
-      needles=("/etc/hostname", "not a parquet file")),
+    p(
+        "learner-data-src-empty-entry",
+        "learner-data",
+        "--tag",
+        "m",
+        "--src",
+        "/etc/hostname,,x",
+        needles="empty entry",
+    ),
+    p(
+        "learner-data-src-no-such-file",
+        "learner-data",
+        "--tag",
+        "m",
+        "--src",
+        "/no-such-dir/$(touch PWNED)",
+        needles="/no-such-dir/$(touch PWNED)",
+    ),
+    p(
+        "learner-data-src-glob-no-match",
+        "learner-data",
+        "--tag",
+        "m",
+        "--src",
+        "/no-such-dir/*.parquet",
+        needles="matches no file",
+    ),
+    p(
+        "learner-data-src-folder-without-parquet",
+        "learner-data",
+        "--tag",
+        "m",
+        "--src",
+        "/etc",
+        needles="no parquet files",
+    ),
+    p(
+        "learner-data-src-not-parquet",
+        "learner-data",
+        "--tag",
+        "m",
+        "--src",
+        "/etc/hostname",
+        needles=("/etc/hostname", "not a parquet file"),
+    ),
     # one bad file among good ones: refused before any host is contacted
-    p("learner-data-one-bad-file", "learner-data", "--tag", "m", "--src",
-      f"{SAMPLE},/etc/hostname", "--host", UNREACHABLE, needles="/etc/hostname"),
-    p("learner-data-force-is-gone", "learner-data", "--tag", "m", "--src", "/etc/hostname",
-      "--force", needles="--force"),
-    p("learner-data-bad-host", "learner-data", "--tag", "m", "--src", SAMPLE, "--host",
-      "a;touch PWNED", needles="'a;touch PWNED'"),
-    p("learner-data-list-with-src", "learner-data", "--list", "--src", SAMPLE,
-      needles="--list"),
+    p(
+        "learner-data-one-bad-file",
+        "learner-data",
+        "--tag",
+        "m",
+        "--src",
+        f"{SAMPLE},/etc/hostname",
+        "--host",
+        UNREACHABLE,
+        needles="/etc/hostname",
+    ),
+    p(
+        "learner-data-force-is-gone",
+        "learner-data",
+        "--tag",
+        "m",
+        "--src",
+        "/etc/hostname",
+        "--force",
+        needles="--force",
+    ),
+    p(
+        "learner-data-bad-host",
+        "learner-data",
+        "--tag",
+        "m",
+        "--src",
+        SAMPLE,
+        "--host",
+        "a;touch PWNED",
+        needles="'a;touch PWNED'",
+    ),
+    p("learner-data-list-with-src", "learner-data", "--list", "--src", SAMPLE, needles="--list"),
     p("learner-data-list-bad-tag", "learner-data", "--list", "--tag", "a.b", needles="'a.b'"),
-    p("learner-data-list-bad-host", "learner-data", "--list", "--host", "a|b",
-      needles="'a|b'"),
+    p("learner-data-list-bad-host", "learner-data", "--list", "--host", "a|b", needles="'a|b'"),
     p("clear-images-bad-host", "clear-images", "--host", "a|b", needles="'a|b'"),
     p("clear-images-no-inventory", "clear-images", needles="--host"),
-    p("clear-images-bad-address", "clear-images", "--host", UNREACHABLE, needles="0.0.0.0",
-      env={"FLOPS_IMAGE_REGISTRY_IP": "0.0.0.0"}),
-    p("clear-apps-bad-address", "clear-apps", "--yes", needles="SYSTEM_MANAGER_IP",
-      env={"SYSTEM_MANAGER_IP": "0.0.0.0"}),
-    p("oakestra-apps-loopback-address", "oakestra-apps", needles=("SYSTEM_MANAGER_IP",
-                                                                    "loopback"),
-      env={"SYSTEM_MANAGER_IP": "127.0.0.1"}),
-    p("clear-images-registry-only-bad-host", "clear-images", "--registry-only", "--host",
-      "a;b", needles="'a;b'"),
+    p(
+        "clear-images-bad-address",
+        "clear-images",
+        "--host",
+        UNREACHABLE,
+        needles="0.0.0.0",
+        env={"FLOPS_IMAGE_REGISTRY_IP": "0.0.0.0"},
+    ),
+    p(
+        "clear-apps-bad-address",
+        "clear-apps",
+        "--yes",
+        needles="SYSTEM_MANAGER_IP",
+        env={"SYSTEM_MANAGER_IP": "0.0.0.0"},
+    ),
+    p(
+        "oakestra-apps-loopback-address",
+        "oakestra-apps",
+        needles=("SYSTEM_MANAGER_IP", "loopback"),
+        env={"SYSTEM_MANAGER_IP": "127.0.0.1"},
+    ),
+    p(
+        "clear-images-registry-only-bad-host",
+        "clear-images",
+        "--registry-only",
+        "--host",
+        "a;b",
+        needles="'a;b'",
+    ),
     p("demo-workers-0", "demo", "--workers", "0", needles="--workers"),
     p("demo-workers-abc", "demo", "--workers", "abc", needles="--workers"),
-    cfg_case("doctor-bad-config", {"ssh": {"host_keys": "off"}}, "flops.ssh.host_keys",
-             task="doctor"),
-    cfg_case("bootstrap-bad-config", {"stack": {"bind_address": "any"}},
-             "flops.stack.bind_address", task="bootstrap"),
+    cfg_case(
+        "doctor-bad-config", {"ssh": {"host_keys": "off"}}, "flops.ssh.host_keys", task="doctor"
+    ),
+    cfg_case(
+        "bootstrap-bad-config",
+        {"stack": {"bind_address": "any"}},
+        "flops.stack.bind_address",
+        task="bootstrap",
+    ),
 ]
 
 # -- config files ---------------------------------------------------------------------
 ALIAS_BOMB = b"flops:\n  builder: {name: x}\n" + b"".join(
     b"l%d: &l%d [%s]\n" % (i, i, b",".join([b"*l%d" % (i - 1) if i else b"x"] * 9))
-    for i in range(9))
+    for i in range(9)
+)
 PY_CONFIG = b"open('PWNED', 'w').write('ran')\nflops = {}\n"
 
 FILE_CASES = [
@@ -328,50 +568,73 @@ FILE_CASES = [
     # Invoke copies and formats the whole config: 9 levels of 9 aliases hung every run
     yaml_case("yaml-alias-bomb", ALIAS_BOMB, CFG, "aliases"),
     yaml_case("yaml-self-referencing-alias", b"flops: &a {x: *a}\n", CFG, "nested"),
-    yaml_case("yaml-nested-thousands-deep", b"flops: " + b"[" * 5000 + b"]" * 5000 + b"\n",
-              CFG, "nested"),
-    yaml_case("json-nested-thousands-deep", b'{"flops": ' + b"[" * 100000 + b"]" * 100000
-              + b"}", CFG, "nested", name="c.json"),
-    yaml_case("yaml-integer-key", b"flops:\n  ssh:\n    1: x\n", CFG, "key 1",
-              "flops.ssh"),
+    yaml_case(
+        "yaml-nested-thousands-deep", b"flops: " + b"[" * 5000 + b"]" * 5000 + b"\n", CFG, "nested"
+    ),
+    yaml_case(
+        "json-nested-thousands-deep",
+        b'{"flops": ' + b"[" * 100000 + b"]" * 100000 + b"}",
+        CFG,
+        "nested",
+        name="c.json",
+    ),
+    yaml_case("yaml-integer-key", b"flops:\n  ssh:\n    1: x\n", CFG, "key 1", "flops.ssh"),
     yaml_case("yaml-boolean-key", b"flops:\n  yes: 1\n", CFG, "key True"),
     yaml_case("python-config-file-is-not-run", PY_CONFIG, CFG, "not read", name="c.py"),
     yaml_case("yaml-unclosed-bracket", b"flops: [unclosed\n", CFG, "YAML"),
     yaml_case("yaml-top-level-list", b"- flops\n- x\n", CFG, "mapping"),
-    yaml_case("yaml-not-utf8", b"flops:\n  ssh: {user: \"\xff\xfe\"}\n", CFG),
-    yaml_case("config-unsupported-extension", b"flops: {}\n", CFG,
-              name="flops.conf"),
+    yaml_case("yaml-not-utf8", b'flops:\n  ssh: {user: "\xff\xfe"}\n', CFG),
+    yaml_case("config-unsupported-extension", b"flops: {}\n", CFG, name="flops.conf"),
     yaml_case("json-syntax-error", b'{"flops": ', CFG, name="c.json"),
     yaml_case("flops-is-a-number", b"flops: 5\n", "flops"),
     cfg_case("section-ssh-is-a-number", {"ssh": 5}, "flops.ssh"),
     cfg_case("section-inventory-is-a-list", {"inventory": ["a"]}, "flops.inventory"),
     cfg_case("section-addresses-is-a-string", {"addresses": GOOD_IP}, "flops.addresses"),
-    cfg_case("leaf-known-hosts-is-a-mapping", {"ssh": {"known_hosts": {"a": 1}}},
-             "flops.ssh.known_hosts"),
+    cfg_case(
+        "leaf-known-hosts-is-a-mapping", {"ssh": {"known_hosts": {"a": 1}}}, "flops.ssh.known_hosts"
+    ),
     cfg_case("unknown-top-level-key", {"bogus": 1}, "flops.bogus"),
     cfg_case("unknown-ssh-key", {"ssh": {"password": "x"}}, "flops.ssh.password"),
-    cfg_case("unknown-inventory-setting", {"inventory": {"w1": {"password": "x"}}},
-             "flops.inventory.w1"),
+    cfg_case(
+        "unknown-inventory-setting", {"inventory": {"w1": {"password": "x"}}}, "flops.inventory.w1"
+    ),
 ]
 
 # one wrong type for every leaf key of DEFAULTS (a number where a string is expected, etc.)
 WRONG_TYPES = {
-    ("ssh", "user"): 5, ("ssh", "key"): 5, ("ssh", "known_hosts"): 5,
-    ("ssh", "host_keys"): True, ("ssh", "connect_timeout"): "10",
-    ("ssh", "command_timeout"): [900], ("ssh", "host_timeout"): "1800",
-    ("ssh", "parallel"): 2.5, ("ssh", "sudo_password_env"): 5,
+    ("ssh", "user"): 5,
+    ("ssh", "key"): 5,
+    ("ssh", "known_hosts"): 5,
+    ("ssh", "host_keys"): True,
+    ("ssh", "connect_timeout"): "10",
+    ("ssh", "command_timeout"): [900],
+    ("ssh", "host_timeout"): "1800",
+    ("ssh", "parallel"): 2.5,
+    ("ssh", "sudo_password_env"): 5,
     **{("addresses", var.lower()): [GOOD_IP] for var in ADDRESS_VARS},
-    ("registry", "address"): 5, ("registry", "port"): "5073",
-    ("stack", "project"): 5, ("stack", "compose_file"): ["a.yml"],
-    ("stack", "overrides"): "x.yml", ("stack", "env_file"): 5, ("stack", "network"): 5,
-    ("stack", "bind_address"): 0, ("stack", "manager_image"): 5,
+    ("registry", "address"): 5,
+    ("registry", "port"): "5073",
+    ("stack", "project"): 5,
+    ("stack", "compose_file"): ["a.yml"],
+    ("stack", "overrides"): "x.yml",
+    ("stack", "env_file"): 5,
+    ("stack", "network"): 5,
+    ("stack", "bind_address"): 0,
+    ("stack", "manager_image"): 5,
     ("stack", "health_timeout"): "300",
     ("stack", "db_timeout"): "5",
     ("stack", "placement"): "w1",
-    ("addon", "path"): 5, ("addon", "url"): 5, ("addon", "ref"): 2,
-    ("builder", "name"): 5, ("builder", "driver"): 5,
-    ("learner", "image"): 5, ("learner", "data_dir"): 5, ("learner", "publish_address"): 5,
-    ("oakestra", "user"): 5, ("oakestra", "password_env"): 5, ("oakestra", "port"): "10000",
+    ("addon", "path"): 5,
+    ("addon", "url"): 5,
+    ("addon", "ref"): 2,
+    ("builder", "name"): 5,
+    ("builder", "driver"): 5,
+    ("learner", "image"): 5,
+    ("learner", "data_dir"): 5,
+    ("learner", "publish_address"): 5,
+    ("oakestra", "user"): 5,
+    ("oakestra", "password_env"): 5,
+    ("oakestra", "port"): "10000",
     ("oakestra", "timeout"): "15",
 }
 TYPE_CASES = [
@@ -384,97 +647,186 @@ VALUE_CASES = [
     cfg_case("ssh.known_hosts-null", {"ssh": {"known_hosts": None}}, "flops.ssh.known_hosts"),
     cfg_case("ssh.host_timeout-huge", {"ssh": {"host_timeout": 1e9}}, "flops.ssh.host_timeout"),
     cfg_case("ssh.parallel-zero", {"ssh": {"parallel": 0}}, "flops.ssh.parallel"),
-    cfg_case("registry.address-traversal", {"registry": {"address": "../x"}},
-             "flops.registry.address"),
-    cfg_case("registry.address-command", {"registry": {"address": "$(id)"}},
-             "flops.registry.address"),
-    cfg_case("registry.address-ipv6-zone-id", {"registry": {"address": "fe80::1%a;b|c"}},
-             "flops.registry.address"),
+    cfg_case(
+        "registry.address-traversal", {"registry": {"address": "../x"}}, "flops.registry.address"
+    ),
+    cfg_case(
+        "registry.address-command", {"registry": {"address": "$(id)"}}, "flops.registry.address"
+    ),
+    cfg_case(
+        "registry.address-ipv6-zone-id",
+        {"registry": {"address": "fe80::1%a;b|c"}},
+        "flops.registry.address",
+    ),
     cfg_case("registry.port-65536", {"registry": {"port": 65536}}, "flops.registry.port"),
     cfg_case("stack.project-traversal", {"stack": {"project": "../x"}}, "flops.stack.project"),
-    cfg_case("stack.env_file-newline", {"stack": {"env_file": "/tmp/a\nb"}},
-             "flops.stack.env_file"),
-    cfg_case("stack.bind_address-name", {"stack": {"bind_address": "localhost"}},
-             "flops.stack.bind_address"),
-    cfg_case("stack.bind_address-hostile", {"stack": {"bind_address": "0.0.0.0;rm"}},
-             "flops.stack.bind_address"),
+    cfg_case(
+        "stack.env_file-newline", {"stack": {"env_file": "/tmp/a\nb"}}, "flops.stack.env_file"
+    ),
+    cfg_case(
+        "stack.bind_address-name",
+        {"stack": {"bind_address": "localhost"}},
+        "flops.stack.bind_address",
+    ),
+    cfg_case(
+        "stack.bind_address-hostile",
+        {"stack": {"bind_address": "0.0.0.0;rm"}},
+        "flops.stack.bind_address",
+    ),
     cfg_case("addon.ref-newline", {"addon": {"ref": "main\nx"}}, "flops.addon.ref"),
-    cfg_case("learner.data_dir-dotdot", {"learner": {"data_dir": "/data/../etc"}},
-             "flops.learner.data_dir"),
-    cfg_case("learner.data_dir-newline", {"learner": {"data_dir": "/data\n/etc"}},
-             "flops.learner.data_dir"),
+    cfg_case(
+        "learner.data_dir-dotdot",
+        {"learner": {"data_dir": "/data/../etc"}},
+        "flops.learner.data_dir",
+    ),
+    cfg_case(
+        "learner.data_dir-newline",
+        {"learner": {"data_dir": "/data\n/etc"}},
+        "flops.learner.data_dir",
+    ),
     cfg_case("inventory-name-traversal", {"inventory": {"../x": {}}}, "flops.inventory.../x"),
-    cfg_case("inventory-host-semicolon", {"inventory": {"w1": {"host": "a;b"}}},
-             "flops.inventory.w1.host"),
-    cfg_case("inventory-roles-unknown", {"inventory": {"w1": {"roles": ["chef"]}}},
-             "'chef'"),
-    cfg_case("config-error-wins-over-host-flag", {"ssh": {"parallel": 0}},
-             "flops.ssh.parallel", task="prepare-builder"),
+    cfg_case(
+        "inventory-host-semicolon",
+        {"inventory": {"w1": {"host": "a;b"}}},
+        "flops.inventory.w1.host",
+    ),
+    cfg_case("inventory-roles-unknown", {"inventory": {"w1": {"roles": ["chef"]}}}, "'chef'"),
+    cfg_case(
+        "config-error-wins-over-host-flag",
+        {"ssh": {"parallel": 0}},
+        "flops.ssh.parallel",
+        task="prepare-builder",
+    ),
     # the source named must be the one whose value is used: Invoke ranks -f above INVOKE_*
-    cfg_case("file-value-shadows-env-var", {"ssh": {"host_keys": "yolo"}},
-             "flops.ssh.host_keys", env={"INVOKE_FLOPS_SSH_HOST_KEYS": "strict"}),
+    cfg_case(
+        "file-value-shadows-env-var",
+        {"ssh": {"host_keys": "yolo"}},
+        "flops.ssh.host_keys",
+        env={"INVOKE_FLOPS_SSH_HOST_KEYS": "strict"},
+    ),
     # NUL bytes can only arrive through a config file (argv and environ cannot hold them)
-    cfg_case("learner.data_dir-nul", {"learner": {"data_dir": "/data\0x"}},
-             "flops.learner.data_dir"),
-    cfg_case("stack.manager_image-nul", {"stack": {"manager_image": "img\0x"}},
-             "flops.stack.manager_image"),
-    cfg_case("stack.env_file-nul", {"stack": {"env_file": "{dir}/flops\0.env"}},
-             "flops.stack.env_file"),
-    cfg_case("learner.image-option", {"learner": {"image": "--privileged"}},
-             "flops.learner.image"),
+    cfg_case(
+        "learner.data_dir-nul", {"learner": {"data_dir": "/data\0x"}}, "flops.learner.data_dir"
+    ),
+    cfg_case(
+        "stack.manager_image-nul",
+        {"stack": {"manager_image": "img\0x"}},
+        "flops.stack.manager_image",
+    ),
+    cfg_case(
+        "stack.env_file-nul", {"stack": {"env_file": "{dir}/flops\0.env"}}, "flops.stack.env_file"
+    ),
+    cfg_case("learner.image-option", {"learner": {"image": "--privileged"}}, "flops.learner.image"),
     # values that reach docker or git as arguments must not be options
-    cfg_case("builder.name-option", {"builder": {"name": "--driver-opt=x"}},
-             "flops.builder.name"),
+    cfg_case("builder.name-option", {"builder": {"name": "--driver-opt=x"}}, "flops.builder.name"),
     # (every such key is checked in-process: test_config.py)
-    cfg_case("stack.network-option", {"stack": {"network": "--internal"}},
-             "flops.stack.network"),
-    cfg_case("addon.url-option", {"addon": {"url": "--upload-pack=touch PWNED"}},
-             "flops.addon.url"),
+    cfg_case("stack.network-option", {"stack": {"network": "--internal"}}, "flops.stack.network"),
+    cfg_case(
+        "addon.url-option", {"addon": {"url": "--upload-pack=touch PWNED"}}, "flops.addon.url"
+    ),
     # below 1 s Fabric's int() made it no timeout at all
-    cfg_case("ssh.connect_timeout-half-a-second", {"ssh": {"connect_timeout": 0.5}},
-             "flops.ssh.connect_timeout"),
-    cfg_case("learner.publish_address-hostile",
-             {"learner": {"publish_address": "172.17.0.1:1:1 -v /:/x"}},
-             "flops.learner.publish_address"),
-    *[cfg_case(f"learner.data_dir-system-{d}", {"learner": {"data_dir": d}},
-               "flops.learner.data_dir") for d in DANGEROUS_DATA_DIRS],
-    cfg_case("oakestra.user-empty", {"oakestra": {"user": ""}}, "flops.oakestra.user",
-             task="clear-apps"),
-    cfg_case("oakestra.password_env-digit", {"oakestra": {"password_env": "1PW"}},
-             "flops.oakestra.password_env", task="clear-apps"),
-    cfg_case("oakestra.password_env-hostile", {"oakestra": {"password_env": "PW;id"}},
-             "flops.oakestra.password_env", task="oakestra-apps"),
-    cfg_case("oakestra.port-0", {"oakestra": {"port": 0}}, "flops.oakestra.port",
-             task="clear-apps"),
-    cfg_case("oakestra.timeout-0", {"oakestra": {"timeout": 0}}, "flops.oakestra.timeout",
-             task="clear-apps"),
+    cfg_case(
+        "ssh.connect_timeout-half-a-second",
+        {"ssh": {"connect_timeout": 0.5}},
+        "flops.ssh.connect_timeout",
+    ),
+    cfg_case(
+        "learner.publish_address-hostile",
+        {"learner": {"publish_address": "172.17.0.1:1:1 -v /:/x"}},
+        "flops.learner.publish_address",
+    ),
+    *[
+        cfg_case(
+            f"learner.data_dir-system-{d}", {"learner": {"data_dir": d}}, "flops.learner.data_dir"
+        )
+        for d in DANGEROUS_DATA_DIRS
+    ],
+    cfg_case(
+        "oakestra.user-empty", {"oakestra": {"user": ""}}, "flops.oakestra.user", task="clear-apps"
+    ),
+    cfg_case(
+        "oakestra.password_env-digit",
+        {"oakestra": {"password_env": "1PW"}},
+        "flops.oakestra.password_env",
+        task="clear-apps",
+    ),
+    cfg_case(
+        "oakestra.password_env-hostile",
+        {"oakestra": {"password_env": "PW;id"}},
+        "flops.oakestra.password_env",
+        task="oakestra-apps",
+    ),
+    cfg_case(
+        "oakestra.port-0", {"oakestra": {"port": 0}}, "flops.oakestra.port", task="clear-apps"
+    ),
+    cfg_case(
+        "oakestra.timeout-0",
+        {"oakestra": {"timeout": 0}},
+        "flops.oakestra.timeout",
+        task="clear-apps",
+    ),
 ]
 
 ENV_FILE_CASES = [
-    p("env_file-is-a-directory", "env", needles="director",
-      flops={"stack": {"env_file": "{dir}"}}),
-    p("env_file-parent-in-proc", "env", needles="/proc/no-such-pid/flops.env",
-      flops={"stack": {"env_file": "/proc/no-such-pid/flops.env"}}),
+    p("env_file-is-a-directory", "env", needles="director", flops={"stack": {"env_file": "{dir}"}}),
+    p(
+        "env_file-parent-in-proc",
+        "env",
+        needles="/proc/no-such-pid/flops.env",
+        flops={"stack": {"env_file": "/proc/no-such-pid/flops.env"}},
+    ),
 ]
 
 # INVOKE_FLOPS_* variables: uncastable, out of range, hostile
 ENV_VAR_CASES = [
-    p("env-ssh.parallel-abc", "env", needles="INVOKE_FLOPS_SSH_PARALLEL",
-      env={"INVOKE_FLOPS_SSH_PARALLEL": "abc"}),
-    p("env-registry.port-x", "env", needles="INVOKE_FLOPS_REGISTRY_PORT",
-      env={"INVOKE_FLOPS_REGISTRY_PORT": "x"}),
-    p("env-ssh.command_timeout-nan", "env", needles="INVOKE_FLOPS_SSH_COMMAND_TIMEOUT",
-      env={"INVOKE_FLOPS_SSH_COMMAND_TIMEOUT": "nan"}),
-    p("env-stack.overrides-list", "env", needles="INVOKE_FLOPS_STACK_OVERRIDES",
-      env={"INVOKE_FLOPS_STACK_OVERRIDES": "a.yml,b.yml"}),
-    p("env-ssh.user-hostile", "env", needles="INVOKE_FLOPS_SSH_USER",
-      env={"INVOKE_FLOPS_SSH_USER": "root;id"}),
-    p("env-stack.bind_address-hostile", "env", needles="INVOKE_FLOPS_STACK_BIND_ADDRESS",
-      env={"INVOKE_FLOPS_STACK_BIND_ADDRESS": "0.0.0.0;rm -rf /"}),
-    p("env-learner.data_dir-traversal", "env", needles="INVOKE_FLOPS_LEARNER_DATA_DIR",
-      env={"INVOKE_FLOPS_LEARNER_DATA_DIR": "../../etc"}),
-    p("env-registry.address-backticks", "env", needles="INVOKE_FLOPS_REGISTRY_ADDRESS",
-      env={"INVOKE_FLOPS_REGISTRY_ADDRESS": "`touch PWNED`"}),
+    p(
+        "env-ssh.parallel-abc",
+        "env",
+        needles="INVOKE_FLOPS_SSH_PARALLEL",
+        env={"INVOKE_FLOPS_SSH_PARALLEL": "abc"},
+    ),
+    p(
+        "env-registry.port-x",
+        "env",
+        needles="INVOKE_FLOPS_REGISTRY_PORT",
+        env={"INVOKE_FLOPS_REGISTRY_PORT": "x"},
+    ),
+    p(
+        "env-ssh.command_timeout-nan",
+        "env",
+        needles="INVOKE_FLOPS_SSH_COMMAND_TIMEOUT",
+        env={"INVOKE_FLOPS_SSH_COMMAND_TIMEOUT": "nan"},
+    ),
+    p(
+        "env-stack.overrides-list",
+        "env",
+        needles="INVOKE_FLOPS_STACK_OVERRIDES",
+        env={"INVOKE_FLOPS_STACK_OVERRIDES": "a.yml,b.yml"},
+    ),
+    p(
+        "env-ssh.user-hostile",
+        "env",
+        needles="INVOKE_FLOPS_SSH_USER",
+        env={"INVOKE_FLOPS_SSH_USER": "root;id"},
+    ),
+    p(
+        "env-stack.bind_address-hostile",
+        "env",
+        needles="INVOKE_FLOPS_STACK_BIND_ADDRESS",
+        env={"INVOKE_FLOPS_STACK_BIND_ADDRESS": "0.0.0.0;rm -rf /"},
+    ),
+    p(
+        "env-learner.data_dir-traversal",
+        "env",
+        needles="INVOKE_FLOPS_LEARNER_DATA_DIR",
+        env={"INVOKE_FLOPS_LEARNER_DATA_DIR": "../../etc"},
+    ),
+    p(
+        "env-registry.address-backticks",
+        "env",
+        needles="INVOKE_FLOPS_REGISTRY_ADDRESS",
+        env={"INVOKE_FLOPS_REGISTRY_ADDRESS": "`touch PWNED`"},
+    ),
 ]
 
 # the six address variables of the FLOps docs, for `inv env`
@@ -486,26 +838,54 @@ ADDRESS_VALUES = {
 }
 ADDRESS_CASES = [
     p(f"{var}-{label}", "env", needles=(var, value), env={var: value})
-    for var in ADDRESS_VARS for label, value in ADDRESS_VALUES.items()
+    for var in ADDRESS_VARS
+    for label, value in ADDRESS_VALUES.items()
 ] + [
-    p("FLOPS_MANAGER_IP-ipv6-loopback", "env", needles="loopback",
-      env={"FLOPS_MANAGER_IP": "::1"}),
-    p("FLOPS_MANAGER_IP-multicast", "env", needles="224.0.0.1",
-      env={"FLOPS_MANAGER_IP": "224.0.0.1"}),
-    p("FLOPS_MANAGER_IP-newline", "env", needles="'1.2.3.4\\nrm'",
-      env={"FLOPS_MANAGER_IP": "1.2.3.4\nrm"}),
-    p("FLOPS_MANAGER_IP-ipv6-zone-id", "env", needles="FLOPS_MANAGER_IP",
-      env={"FLOPS_MANAGER_IP": "2001:db8::1%a;b|c"}),
+    p("FLOPS_MANAGER_IP-ipv6-loopback", "env", needles="loopback", env={"FLOPS_MANAGER_IP": "::1"}),
+    p(
+        "FLOPS_MANAGER_IP-multicast",
+        "env",
+        needles="224.0.0.1",
+        env={"FLOPS_MANAGER_IP": "224.0.0.1"},
+    ),
+    p(
+        "FLOPS_MANAGER_IP-newline",
+        "env",
+        needles="'1.2.3.4\\nrm'",
+        env={"FLOPS_MANAGER_IP": "1.2.3.4\nrm"},
+    ),
+    p(
+        "FLOPS_MANAGER_IP-ipv6-zone-id",
+        "env",
+        needles="FLOPS_MANAGER_IP",
+        env={"FLOPS_MANAGER_IP": "2001:db8::1%a;b|c"},
+    ),
     p("FLOPS_MANAGER_IP-long", "env", needles="1" * 5000, env={"FLOPS_MANAGER_IP": "1" * 5000}),
-    cfg_case("config-address-hostile", {"addresses": {"artifact_store_ip": "$(touch PWNED)"}},
-             "ARTIFACT_STORE_IP"),
-    cfg_case("address-checked-for-prepare", {"addresses": {"flops_manager_ip": "0.0.0.0"}},
-             "FLOPS_MANAGER_IP", task="prepare-builder"),
+    cfg_case(
+        "config-address-hostile",
+        {"addresses": {"artifact_store_ip": "$(touch PWNED)"}},
+        "ARTIFACT_STORE_IP",
+    ),
+    cfg_case(
+        "address-checked-for-prepare",
+        {"addresses": {"flops_manager_ip": "0.0.0.0"}},
+        "FLOPS_MANAGER_IP",
+        task="prepare-builder",
+    ),
 ]
 
-ALL_CASES = (HOST_CASES + LEARNER_FLAG_CASES + STACK_FLAG_CASES + WORKFLOW_CASES
-             + FILE_CASES + TYPE_CASES
-             + VALUE_CASES + ENV_FILE_CASES + ENV_VAR_CASES + ADDRESS_CASES)
+ALL_CASES = (
+    HOST_CASES
+    + LEARNER_FLAG_CASES
+    + STACK_FLAG_CASES
+    + WORKFLOW_CASES
+    + FILE_CASES
+    + TYPE_CASES
+    + VALUE_CASES
+    + ENV_FILE_CASES
+    + ENV_VAR_CASES
+    + ADDRESS_CASES
+)
 
 
 @pytest.fixture(scope="module")
@@ -517,13 +897,18 @@ def outputs(request, tmp_path_factory) -> dict[str, Ran]:
         if callspec is not None and isinstance(callspec.params.get("case"), Case):
             wanted[callspec.id] = callspec.params["case"]
     root = tmp_path_factory.mktemp("bad-input")
-    return run_cases({cid: (case, root / f"case{n}")
-                      for n, (cid, case) in enumerate(wanted.items())})
+    return run_cases(
+        {cid: (case, root / f"case{n}") for n, (cid, case) in enumerate(wanted.items())}
+    )
 
 
 def test_every_defaults_key_has_a_wrong_type_case():
-    leaves = {(section, key) for section, value in DEFAULTS.items() if isinstance(value, dict)
-              for key in value}
+    leaves = {
+        (section, key)
+        for section, value in DEFAULTS.items()
+        if isinstance(value, dict)
+        for key in value
+    }
     assert leaves == set(WRONG_TYPES)
 
 
@@ -536,8 +921,10 @@ def test_bad_input_is_refused_in_one_line(case, outputs, request):
 def test_forked_runs_match_subprocess_runs(tmp_path):
     """The catalogue's forked runs give what ``inv`` started from a shell gives: exit code,
     output and files, for refusals of every kind and for a run that succeeds."""
-    picked = [param.values[0] for param in
-              (*HOST_CASES[:2], *VALUE_CASES[:2], *ENV_VAR_CASES[:1], *FILE_CASES[:2])]
+    picked = [
+        param.values[0]
+        for param in (*HOST_CASES[:2], *VALUE_CASES[:2], *ENV_VAR_CASES[:1], *FILE_CASES[:2])
+    ]
     picked.append(Case(("--dry", "env"), ()))
     forked = run_cases({str(n): (case, tmp_path / f"f{n}") for n, case in enumerate(picked)})
     for n, case in enumerate(picked):
@@ -565,16 +952,24 @@ def test_empty_address_variable_means_unset(tmp_path):
     assert (tmp_path / "flops.env").stat().st_mode & 0o777 == 0o600
 
 
-@pytest.mark.parametrize("args, what", [
-    (("redb", "--skip-apps"), "FLOps manager database"),
-    (("clear-registry",), "volume flops_management_registry_data"),
-    (("reset", "--registry"), "volume flops_management_registry_data"),
-    (("reset", "--db", "--skip-apps"), "FLOps manager database"),
-    (("reset", "--clean", "--skip-apps"), "MLflow backend database (MySQL) (volume "
-                                          "flops_management_mlflow_backend_store_data)"),
-    (("reset", "--all", "--skip-apps"), "FLOps registry images (volume "
-                                        "flops_management_registry_data)"),
-], ids=["redb", "clear-registry", "reset-registry", "reset-db", "reset-clean", "reset-all"])
+@pytest.mark.parametrize(
+    "args, what",
+    [
+        (("redb", "--skip-apps"), "FLOps manager database"),
+        (("clear-registry",), "volume flops_management_registry_data"),
+        (("reset", "--registry"), "volume flops_management_registry_data"),
+        (("reset", "--db", "--skip-apps"), "FLOps manager database"),
+        (
+            ("reset", "--clean", "--skip-apps"),
+            "MLflow backend database (MySQL) (volume flops_management_mlflow_backend_store_data)",
+        ),
+        (
+            ("reset", "--all", "--skip-apps"),
+            "FLOps registry images (volume flops_management_registry_data)",
+        ),
+    ],
+    ids=["redb", "clear-registry", "reset-registry", "reset-db", "reset-clean", "reset-all"],
+)
 def test_destructive_task_without_tty_lists_and_refuses(tmp_path, args, what):
     """No terminal and no --yes: say what would be deleted, then refuse (exit 3)."""
     ran = run_case(Case(args, ()), tmp_path)
@@ -588,8 +983,15 @@ def test_destructive_task_without_tty_lists_and_refuses(tmp_path, args, what):
     assert ran.after == ran.before
 
 
-@pytest.mark.parametrize("args", [("redb", "--yes"), ("reset", "--db", "--yes"),
-                                  ("reset", "--clean", "--yes"), ("fresh-start", "--yes")])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("redb", "--yes"),
+        ("reset", "--db", "--yes"),
+        ("reset", "--clean", "--yes"),
+        ("fresh-start", "--yes"),
+    ],
+)
 def test_scopes_emptying_the_flops_db_stop_when_oakestra_does_not_answer(tmp_path, args):
     """FLOps' apps go before its database: an unreachable System Manager stops the task
     before anything is deleted, and the line names the flag that skips the step."""
@@ -605,8 +1007,9 @@ def test_scopes_emptying_the_flops_db_stop_when_oakestra_does_not_answer(tmp_pat
 
 def test_empty_host_flag_does_not_select_the_inventory(tmp_path):
     inventory = {"w1": {"host": "127.0.0.1", "port": 1, "roles": ["builder"]}}
-    ran = run_case(Case(("prepare-builder", "--host", ""), (), flops={"inventory": inventory}),
-                   tmp_path)
+    ran = run_case(
+        Case(("prepare-builder", "--host", ""), (), flops={"inventory": inventory}), tmp_path
+    )
     assert_refused(ran, ("--host",))
 
 
@@ -618,8 +1021,9 @@ def test_default_ssh_key_reaches_the_connection(tmp_path):
 
 
 def test_fractional_timeout_from_environment_is_accepted(tmp_path):
-    ran = run_case(Case(("--dry", "env"), (), env={"INVOKE_FLOPS_SSH_CONNECT_TIMEOUT": "1.5"}),
-                   tmp_path)
+    ran = run_case(
+        Case(("--dry", "env"), (), env={"INVOKE_FLOPS_SSH_CONNECT_TIMEOUT": "1.5"}), tmp_path
+    )
     assert ran.returncode == 0, ran.output
 
 
@@ -639,7 +1043,8 @@ def test_unknown_host_key_advice_names_a_real_setting():
 
     with pytest.raises(HostUnreachable) as err:
         _policies(Path("/nonexistent/known_hosts"), accept_new=False).missing_host_key(
-            None, "[10.0.0.5]:2222", Key())
+            None, "[10.0.0.5]:2222", Key()
+        )
     advice = re.findall(r"\bflops\.(\w+)\.(\w+): ([\w-]+)", str(err.value))
     assert advice, f"no setting named in: {err.value}"
     for section, key, value in advice:
@@ -657,9 +1062,17 @@ def test_the_projects_invoke_yaml_is_read_safely_by_the_stock_inv(tmp_path):
     shutil.copy(ROOT / "tasks.py", project / "tasks.py")
     (project / "flops_tasks").symlink_to(ROOT / "flops_tasks")
     (project / "invoke.yaml").write_bytes(ALIAS_BOMB)
-    proc = subprocess.run([INV, "--search-root", str(project), "--dry", "env"], cwd=project,
-                          env=child_env(tmp_path, Case((), ())), stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [INV, "--search-root", str(project), "--dry", "env"],
+        cwd=project,
+        env=child_env(tmp_path, Case((), ())),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert proc.stderr.strip() == (f"{project}/invoke.yaml: expands to more than 10000 values "
-                                   "(YAML aliases?); write the config out without aliases")
+    assert proc.stderr.strip() == (
+        f"{project}/invoke.yaml: expands to more than 10000 values "
+        "(YAML aliases?); write the config out without aliases"
+    )

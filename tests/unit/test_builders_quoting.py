@@ -41,39 +41,122 @@ from flops_tasks.errors import FlopsError
 from flops_tasks.hosts import Target, parse_host
 
 HOSTILE = [
-    "$(touch PWNED)", "`touch PWNED`", ";touch PWNED", "a; touch PWNED #", "|touch PWNED",
-    "&& touch PWNED", "& touch PWNED &", ">PWNED", "x 2>PWNED", "'; touch PWNED; '",
-    '"; touch PWNED; "', "\\'; touch PWNED #", "a\ntouch PWNED", "a\rtouch PWNED",
-    "${IFS}touch${IFS}PWNED", "$HOME", "*", "?", "[a]", "~", "{a,b}", "!!", "%s%n",
-    "../../etc/passwd", "-rf", "--help", " lead and trail ", "\t", "é ü 中 \u2028",
-    "x" * 3000, "",
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    ";touch PWNED",
+    "a; touch PWNED #",
+    "|touch PWNED",
+    "&& touch PWNED",
+    "& touch PWNED &",
+    ">PWNED",
+    "x 2>PWNED",
+    "'; touch PWNED; '",
+    '"; touch PWNED; "',
+    "\\'; touch PWNED #",
+    "a\ntouch PWNED",
+    "a\rtouch PWNED",
+    "${IFS}touch${IFS}PWNED",
+    "$HOME",
+    "*",
+    "?",
+    "[a]",
+    "~",
+    "{a,b}",
+    "!!",
+    "%s%n",
+    "../../etc/passwd",
+    "-rf",
+    "--help",
+    " lead and trail ",
+    "\t",
+    "é ü 中 \u2028",
+    "x" * 3000,
+    "",
 ]
 # any text a POSIX argv can carry (no NUL), hostile values mixed in often
 VALUE = st.one_of(
     st.sampled_from(HOSTILE),
-    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-            max_size=40),
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+        max_size=40,
+    ),
 )
 NON_EMPTY = VALUE.filter(bool)
 # the sandbox redirects these host paths inside scripts: a value naming one is not a case
-REDIRECTED = ("/run/systemd/system", "/usr/lib/binfmt.d/", C.STATE_DIR, C.CONTAINERD_CONFIG,
-              C.BINFMT)
+REDIRECTED = (
+    "/run/systemd/system",
+    "/usr/lib/binfmt.d/",
+    C.STATE_DIR,
+    C.CONTAINERD_CONFIG,
+    C.BINFMT,
+)
 UNREDIRECTED = VALUE.filter(lambda v: not any(path in v for path in REDIRECTED))
-SETTINGS = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
-EXEC_SETTINGS = settings(max_examples=60, deadline=None,
-                         suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+EXEC_SETTINGS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 # for builders whose every example runs several scripts (HOSTILE values come first anyway)
-HEAVY_SETTINGS = settings(max_examples=20, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture])
+HEAVY_SETTINGS = settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
-STUBS = ("docker", "apt-get", "apt-cache", "NodeEngine", "curl", "systemctl", "service",
-         "update-binfmts", "mount", "pidof", "ip", "timeout", "sudo", "ctr", "buildah",
-         "dpkg-query", "modprobe")
-TOOLS = ("sh", "bash", "touch", "mkdir", "chmod", "mv", "mktemp", "base64", "rm", "grep", "head",
-         "cat", "cp", "sleep", "sed", "ls", "true", "false", "id", "sha256sum", "od", "tr",
-         "tail", "wc", "dd", "awk", "stat", "sort", "comm", "readlink", "setsid", "nohup", "env",
-         "cut")
+STUBS = (
+    "docker",
+    "apt-get",
+    "apt-cache",
+    "NodeEngine",
+    "curl",
+    "systemctl",
+    "service",
+    "update-binfmts",
+    "mount",
+    "pidof",
+    "ip",
+    "timeout",
+    "sudo",
+    "ctr",
+    "buildah",
+    "dpkg-query",
+    "modprobe",
+)
+TOOLS = (
+    "sh",
+    "bash",
+    "touch",
+    "mkdir",
+    "chmod",
+    "mv",
+    "mktemp",
+    "base64",
+    "rm",
+    "grep",
+    "head",
+    "cat",
+    "cp",
+    "sleep",
+    "sed",
+    "ls",
+    "true",
+    "false",
+    "id",
+    "sha256sum",
+    "od",
+    "tr",
+    "tail",
+    "wc",
+    "dd",
+    "awk",
+    "stat",
+    "sort",
+    "comm",
+    "readlink",
+    "setsid",
+    "nohup",
+    "env",
+    "cut",
+)
 
 RECORDER = r"""#!/bin/sh
 # a stand-in for an external program: record argv (NUL-separated), one file per call
@@ -123,9 +206,14 @@ class Sandbox:
                 (self.tools / name).symlink_to(found)
         assert (self.tools / "touch").exists(), "touch is needed to detect injections"
 
-    def run(self, script: str, out: dict[str, bytes] | None = None,
-            rc: dict[str, int] | None = None, files: dict[str, bytes] | None = None,
-            extra_path: Path | None = None) -> Ran:
+    def run(
+        self,
+        script: str,
+        out: dict[str, bytes] | None = None,
+        rc: dict[str, int] | None = None,
+        files: dict[str, bytes] | None = None,
+        extra_path: Path | None = None,
+    ) -> Ran:
         base = Path(tempfile.mkdtemp(dir=self.root))
         rec, work = base / "rec", base / "work"
         rec.mkdir()
@@ -144,9 +232,13 @@ class Sandbox:
             (base / name).parent.mkdir(parents=True, exist_ok=True)
             (base / name).write_bytes(data)
         path = (f"{extra_path}:" if extra_path else "") + f"{self.stubs}:{self.tools}"
-        proc = subprocess.run(["/bin/sh", "-c", script], cwd=work, capture_output=True,
-                              timeout=30, env={"PATH": path, "FLOPS_REC": str(rec),
-                                               "HOME": str(work), "LC_ALL": "C.UTF-8"})
+        proc = subprocess.run(
+            ["/bin/sh", "-c", script],
+            cwd=work,
+            capture_output=True,
+            timeout=30,
+            env={"PATH": path, "FLOPS_REC": str(rec), "HOME": str(work), "LC_ALL": "C.UTF-8"},
+        )
         calls = []
         n = 0
         while (rec / f"call.{n}").exists():
@@ -178,34 +270,77 @@ def enc(value: str) -> bytes:
 SIMPLE = {
     "q": (lambda a, b, c: C.q(a), lambda a, b, c: [a]),
     "cmd": (lambda a, b, c: C.cmd("docker", a, b, c), lambda a, b, c: ["docker", a, b, c]),
-    "sudo-n": (lambda a, b, c: C.sudo(a, None),
-               lambda a, b, c: ["sudo", "-n", "-H", "--", "sh", "-c", a]),
-    "sudo-S": (lambda a, b, c: C.sudo(a, b),
-               lambda a, b, c: ["sudo", "-S", "-p", b, "-H", "--", "sh", "-c", a]),
-    "echo_args": (lambda a, b, c: C.echo_args([a, b, c]),
-                  lambda a, b, c: ["printf", "%s\\n", a, b, c]),
+    "sudo-n": (
+        lambda a, b, c: C.sudo(a, None),
+        lambda a, b, c: ["sudo", "-n", "-H", "--", "sh", "-c", a],
+    ),
+    "sudo-S": (
+        lambda a, b, c: C.sudo(a, b),
+        lambda a, b, c: ["sudo", "-S", "-p", b, "-H", "--", "sh", "-c", a],
+    ),
+    "echo_args": (
+        lambda a, b, c: C.echo_args([a, b, c]),
+        lambda a, b, c: ["printf", "%s\\n", a, b, c],
+    ),
     "has_command": (lambda a, b, c: C.has_command(a), lambda a, b, c: ["command", "-v", "--", a]),
-    "nodeengine_addon": (lambda a, b, c: C.nodeengine_addon(a, b),
-                         lambda a, b, c: ["NodeEngine", "config", "addon", a, b]),
-    "docker_volume_exists": (lambda a, b, c: C.docker_volume_exists(a), lambda a, b, c: [
-        "docker", "volume", "inspect", "--format", "{{.Name}}", a]),
-    "docker_volume_create": (lambda a, b, c: C.docker_volume_create(a),
-                             lambda a, b, c: ["docker", "volume", "create", a]),
-    "container_inspect": (lambda a, b, c: C.container_inspect(a), lambda a, b, c: [
-        "docker", "container", "inspect", "--format", "{{json .}}", a]),
+    "nodeengine_addon": (
+        lambda a, b, c: C.nodeengine_addon(a, b),
+        lambda a, b, c: ["NodeEngine", "config", "addon", a, b],
+    ),
+    "docker_volume_exists": (
+        lambda a, b, c: C.docker_volume_exists(a),
+        lambda a, b, c: ["docker", "volume", "inspect", "--format", "{{.Name}}", a],
+    ),
+    "docker_volume_create": (
+        lambda a, b, c: C.docker_volume_create(a),
+        lambda a, b, c: ["docker", "volume", "create", a],
+    ),
+    "container_inspect": (
+        lambda a, b, c: C.container_inspect(a),
+        lambda a, b, c: ["docker", "container", "inspect", "--format", "{{json .}}", a],
+    ),
     "buildx_create_container": (
-        lambda a, b, c: C.buildx_create_container(a, b, c), lambda a, b, c: [
-            "docker", "buildx", "create", "--name", a, "--driver", "docker-container",
-            "--platform", c, "--buildkitd-config", b, "--bootstrap"]),
-    "volume_mountpoint": (lambda a, b, c: C.volume_mountpoint(a), lambda a, b, c: [
-        "docker", "volume", "inspect", "--format", "{{.Mountpoint}}", a]),
-    "remove_images_docker": (lambda a, b, c: C.remove_images_docker([a, b, c]),
-                             lambda a, b, c: ["docker", "image", "rm", "-f", a, b, c]),
-    "remove_images_ctr": (lambda a, b, c: C.remove_images_ctr(a, [b, c]),
-                          lambda a, b, c: ["ctr", "-n", a, "images", "rm", b, c]),
-    "docker_context_create": (lambda a, b, c: C.docker_context_create(a), lambda a, b, c: [
-        "docker", "context", "create", a, "--description", "FLOps image builder (docker driver)",
-        "--docker", "host=unix:///var/run/docker.sock"]),
+        lambda a, b, c: C.buildx_create_container(a, b, c),
+        lambda a, b, c: [
+            "docker",
+            "buildx",
+            "create",
+            "--name",
+            a,
+            "--driver",
+            "docker-container",
+            "--platform",
+            c,
+            "--buildkitd-config",
+            b,
+            "--bootstrap",
+        ],
+    ),
+    "volume_mountpoint": (
+        lambda a, b, c: C.volume_mountpoint(a),
+        lambda a, b, c: ["docker", "volume", "inspect", "--format", "{{.Mountpoint}}", a],
+    ),
+    "remove_images_docker": (
+        lambda a, b, c: C.remove_images_docker([a, b, c]),
+        lambda a, b, c: ["docker", "image", "rm", "-f", a, b, c],
+    ),
+    "remove_images_ctr": (
+        lambda a, b, c: C.remove_images_ctr(a, [b, c]),
+        lambda a, b, c: ["ctr", "-n", a, "images", "rm", b, c],
+    ),
+    "docker_context_create": (
+        lambda a, b, c: C.docker_context_create(a),
+        lambda a, b, c: [
+            "docker",
+            "context",
+            "create",
+            a,
+            "--description",
+            "FLOps image builder (docker driver)",
+            "--docker",
+            "host=unix:///var/run/docker.sock",
+        ],
+    ),
 }
 
 
@@ -223,36 +358,85 @@ def test_simple_builders_run_with_intact_argv(box, value):
     other = "second value"
     cases = [
         (C.cmd("docker", value, other), [["docker", value, other]]),
-        (C.sudo(C.cmd("docker", value), None),
-         [["sudo", "-n", "-H", "--", "sh", "-c", C.cmd("docker", value)], ["docker", value]]),
-        (C.sudo(C.cmd("docker", other), value),
-         [["sudo", "-S", "-p", value, "-H", "--", "sh", "-c", C.cmd("docker", other)],
-          ["docker", other]]),
+        (
+            C.sudo(C.cmd("docker", value), None),
+            [["sudo", "-n", "-H", "--", "sh", "-c", C.cmd("docker", value)], ["docker", value]],
+        ),
+        (
+            C.sudo(C.cmd("docker", other), value),
+            [
+                ["sudo", "-S", "-p", value, "-H", "--", "sh", "-c", C.cmd("docker", other)],
+                ["docker", other],
+            ],
+        ),
         (C.nodeengine_addon(value, other), [["NodeEngine", "config", "addon", value, other]]),
-        (C.docker_volume_exists(value),
-         [["docker", "volume", "inspect", "--format", "{{.Name}}", value]]),
+        (
+            C.docker_volume_exists(value),
+            [["docker", "volume", "inspect", "--format", "{{.Name}}", value]],
+        ),
         (C.docker_volume_create(value), [["docker", "volume", "create", value]]),
-        (C.container_inspect(value),
-         [["docker", "container", "inspect", "--format", "{{json .}}", value]]),
+        (
+            C.container_inspect(value),
+            [["docker", "container", "inspect", "--format", "{{json .}}", value]],
+        ),
         (C.buildx_rm(value), [["docker", "buildx", "rm", "-f", value]]),
-        (C.buildx_create_container(value, other, value), [[
-            "docker", "buildx", "create", "--name", value, "--driver", "docker-container",
-            "--platform", value, "--buildkitd-config", other, "--bootstrap"]]),
-        (C.docker_context_create(value), [[
-            "docker", "context", "create", value, "--description",
-            "FLOps image builder (docker driver)", "--docker",
-            "host=unix:///var/run/docker.sock"]]),
-        (C.apt_install([value, other]), [
-            ["apt-get", "update", "-qq"],
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", value, other]]),
-        (C.volume_mountpoint(value),
-         [["docker", "volume", "inspect", "--format", "{{.Mountpoint}}", value]]),
+        (
+            C.buildx_create_container(value, other, value),
+            [
+                [
+                    "docker",
+                    "buildx",
+                    "create",
+                    "--name",
+                    value,
+                    "--driver",
+                    "docker-container",
+                    "--platform",
+                    value,
+                    "--buildkitd-config",
+                    other,
+                    "--bootstrap",
+                ]
+            ],
+        ),
+        (
+            C.docker_context_create(value),
+            [
+                [
+                    "docker",
+                    "context",
+                    "create",
+                    value,
+                    "--description",
+                    "FLOps image builder (docker driver)",
+                    "--docker",
+                    "host=unix:///var/run/docker.sock",
+                ]
+            ],
+        ),
+        (
+            C.apt_install([value, other]),
+            [
+                ["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", value, other],
+            ],
+        ),
+        (
+            C.volume_mountpoint(value),
+            [["docker", "volume", "inspect", "--format", "{{.Mountpoint}}", value]],
+        ),
         (C.remove_images_docker([value, other]), [["docker", "image", "rm", "-f", value, other]]),
-        (C.ctr_images_state(value), [
-            ["ctr", "--connect-timeout", C.CTR_CONNECT_TIMEOUT, "-n", value, *args]
-            for args in (["images", "ls", "-q"], ["containers", "ls"], ["tasks", "ls"])]),
-        (C.remove_images_ctr(value, [other, value]),
-         [["ctr", "-n", value, "images", "rm", other, value]]),
+        (
+            C.ctr_images_state(value),
+            [
+                ["ctr", "--connect-timeout", C.CTR_CONNECT_TIMEOUT, "-n", value, *args]
+                for args in (["images", "ls", "-q"], ["containers", "ls"], ["tasks", "ls"])
+            ],
+        ),
+        (
+            C.remove_images_ctr(value, [other, value]),
+            [["ctr", "-n", value, "images", "rm", other, value]],
+        ),
     ]
     for script, expected in cases:
         ran = box.run(script)
@@ -269,17 +453,33 @@ def test_sidecar_run(box, image, source, address, port):
     host = f"[{address}]" if ":" in address else address
     assert ran.calls == [
         ["docker", "rm", "-f", C.SIDECAR],
-        ["docker", "run", "-d", "--name", C.SIDECAR, "--restart", "unless-stopped",
-         "-p", f"{host}:{port}:{port}", "-v", f"{source}:{C.DATA_MOUNT}", image],
+        [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            C.SIDECAR,
+            "--restart",
+            "unless-stopped",
+            "-p",
+            f"{host}:{port}:{port}",
+            "-v",
+            f"{source}:{C.DATA_MOUNT}",
+            image,
+        ],
     ]
     assert_clean(ran)
 
 
-@pytest.mark.parametrize("build", [lambda: C.tcp_check_docker0(11027, 1),
-                                   lambda: C.wait_tcp_docker0(11027, 0)],
-                         ids=["tcp_check_docker0", "wait_tcp_docker0"])
-@pytest.mark.parametrize("address", ["$(touch${IFS}PWNED)", "`touch${IFS}PWNED`",
-                                     "1.2.3.4\"${IFS}&&touch${IFS}PWNED${IFS}\""])
+@pytest.mark.parametrize(
+    "build",
+    [lambda: C.tcp_check_docker0(11027, 1), lambda: C.wait_tcp_docker0(11027, 0)],
+    ids=["tcp_check_docker0", "wait_tcp_docker0"],
+)
+@pytest.mark.parametrize(
+    "address",
+    ["$(touch${IFS}PWNED)", "`touch${IFS}PWNED`", '1.2.3.4"${IFS}&&touch${IFS}PWNED${IFS}"'],
+)
 def test_docker0_tcp_checks_never_run_the_address_as_code(box, build, address):
     """Whatever docker0's address reads as reaches bash as data, never as code."""
     listing = f"5: docker0    inet {address}/16 brd 172.17.255.255 scope global\n".encode()
@@ -292,14 +492,11 @@ def test_docker0_tcp_checks_never_run_the_address_as_code(box, build, address):
 @given(packages=st.lists(VALUE, min_size=1, max_size=4))
 def test_apt_install(box, packages):
     ran = box.run(C.apt_install(packages))
-    assert ran.calls == [["apt-get", "update", "-qq"],
-                         ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                          *packages]]
+    assert ran.calls == [
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+    ]
     assert_clean(ran)
-
-
-
-
 
 
 @EXEC_SETTINGS
@@ -308,8 +505,7 @@ def test_wait_docker_trusts_matches_the_literal_registry(box, registry):
     listed = b'{"' + enc(registry) + b'":{"Secure":false}}\n'
     found = box.run(C.wait_docker_trusts(registry, seconds=0), out={"docker": listed})
     assert found.rc == 0
-    assert found.calls == [["docker", "info", "--format",
-                            "{{json .RegistryConfig.IndexConfigs}}"]]
+    assert found.calls == [["docker", "info", "--format", "{{json .RegistryConfig.IndexConfigs}}"]]
     assert_clean(found)
     if "\n" in registry:
         return  # grep -F takes one pattern per line; registry addresses are one line
@@ -319,29 +515,54 @@ def test_wait_docker_trusts_matches_the_literal_registry(box, registry):
 
 
 @EXEC_SETTINGS
-@given(registry=VALUE, ref=VALUE, platforms=VALUE, builder=VALUE,
-       driver=st.sampled_from(["docker", "docker-container"]),
-       amd64=st.binary(max_size=64), arm64=st.binary(max_size=64))
+@given(
+    registry=VALUE,
+    ref=VALUE,
+    platforms=VALUE,
+    builder=VALUE,
+    driver=st.sampled_from(["docker", "docker-container"]),
+    amd64=st.binary(max_size=64),
+    arm64=st.binary(max_size=64),
+)
 def test_buildx_push_probe(box, registry, ref, platforms, builder, driver, amd64, arm64):
-    script = C.buildx_push_probe(registry, ref, platforms, builder, driver,
-                                 base64.b64encode(amd64).decode(),
-                                 base64.b64encode(arm64).decode())
+    script = C.buildx_push_probe(
+        registry,
+        ref,
+        platforms,
+        builder,
+        driver,
+        base64.b64encode(amd64).decode(),
+        base64.b64encode(arm64).decode(),
+    )
     ran = box.run(script)
     assert ran.rc == 0, ran.stderr
     # the docker driver keeps the image in the engine's store: the probe removes it again
-    assert ran.calls[1:] == ([["docker", "image", "rm", "-f", f"{registry}/{ref}"]]
-                             if driver == "docker" else [])
+    assert ran.calls[1:] == (
+        [["docker", "image", "rm", "-f", f"{registry}/{ref}"]] if driver == "docker" else []
+    )
     argv = ran.calls[0]
-    head = (["docker", "--context", builder, "buildx", "build"] if driver == "docker"
-            else ["docker", "buildx", "build", "--builder", builder])
-    assert argv[:-1] == [*head, "--progress=plain", "--provenance=false", "--no-cache",
-                         "--platform", platforms, "--push", "-t", f"{registry}/{ref}"]
+    head = (
+        ["docker", "--context", builder, "buildx", "build"]
+        if driver == "docker"
+        else ["docker", "buildx", "build", "--builder", builder]
+    )
+    assert argv[:-1] == [
+        *head,
+        "--progress=plain",
+        "--provenance=false",
+        "--no-cache",
+        "--platform",
+        platforms,
+        "--push",
+        "-t",
+        f"{registry}/{ref}",
+    ]
     context = argv[-1]
     assert context.startswith("/tmp/flops-push.") and not Path(context).exists()
     copy = next(ran.sandbox.glob("rec/ctx.*"))
     assert (copy / "uname-amd64").read_bytes() == amd64
     assert (copy / "uname-arm64").read_bytes() == arm64
-    assert b'COPY uname-${TARGETARCH} /uname' in (copy / "Dockerfile").read_bytes()
+    assert b"COPY uname-${TARGETARCH} /uname" in (copy / "Dockerfile").read_bytes()
     assert_clean(ran)
 
 
@@ -360,11 +581,11 @@ NOT_BASE64 = [v for v in HOSTILE if not _is_base64(v)]
 def test_push_probe_and_binary_runner_refuse_hostile_base64(box, value):
     """A payload that is not base64 stops the chain: nothing is built, nothing runs."""
     good = base64.b64encode(b"x").decode()
-    for script in (C.buildx_push_probe("r:5073", "p/x:1", "linux/amd64", "b", "auto", value,
-                                       good),
-                   C.buildx_push_probe("r:5073", "p/x:1", "linux/amd64", "b", "auto", good,
-                                       value),
-                   C.run_binary_b64(value)):
+    for script in (
+        C.buildx_push_probe("r:5073", "p/x:1", "linux/amd64", "b", "auto", value, good),
+        C.buildx_push_probe("r:5073", "p/x:1", "linux/amd64", "b", "auto", good, value),
+        C.run_binary_b64(value),
+    ):
         ran = box.run(script)
         assert ran.rc != 0, (value, ran.stdout)
         assert ran.calls == []
@@ -381,8 +602,9 @@ def test_run_binary_b64_runs_exactly_the_payload(box, body):
     assert_clean(ran)
 
 
-FILE_NAME = VALUE.filter(lambda v: v not in ("", ".", "..") and "/" not in v
-                         and len(v.encode()) <= 200)
+FILE_NAME = VALUE.filter(
+    lambda v: v not in ("", ".", "..") and "/" not in v and len(v.encode()) <= 200
+)
 
 
 @EXEC_SETTINGS
@@ -413,8 +635,11 @@ def test_write_file_relative_name(box):
 
 
 @EXEC_SETTINGS
-@given(folder=FILE_NAME, names=st.lists(FILE_NAME, min_size=1, max_size=4, unique=True),
-       missing=FILE_NAME)
+@given(
+    folder=FILE_NAME,
+    names=st.lists(FILE_NAME, min_size=1, max_size=4, unique=True),
+    missing=FILE_NAME,
+)
 def test_sha256_of_hashes_exactly_the_named_files(box, folder, names, missing):
     base = Path(tempfile.mkdtemp(dir=box.root)) / folder
     base.mkdir()
@@ -432,8 +657,10 @@ def test_sha256_of_hashes_exactly_the_named_files(box, folder, names, missing):
 
 
 @EXEC_SETTINGS
-@given(names=st.lists(FILE_NAME, min_size=1, max_size=4, unique=True),
-       bodies=st.lists(st.binary(max_size=12), min_size=4, max_size=4))
+@given(
+    names=st.lists(FILE_NAME, min_size=1, max_size=4, unique=True),
+    bodies=st.lists(st.binary(max_size=12), min_size=4, max_size=4),
+)
 def test_list_mount_reports_every_entry_without_following_links(box, names, bodies):
     from flops_tasks.data import parse_listing
 
@@ -452,8 +679,9 @@ def test_list_mount_reports_every_entry_without_following_links(box, names, bodi
     for n, body in zip(names, bodies, strict=False):
         e = got[enc(n)]
         assert (e.kind, e.size) == ("f", len(body))
-        assert (e.head, e.tail) == ((body[:4].hex(), body[-4:].hex()) if len(body) >= 4
-                                    else ("-", "-"))
+        assert (e.head, e.tail) == (
+            (body[:4].hex(), body[-4:].hex()) if len(body) >= 4 else ("-", "-")
+        )
     assert (got[b"zz-link"].kind, got[b"zz-link"].size, got[b"zz-link"].head) == ("l", 0, "-")
     assert got[b"zz-dir"].kind == "d"
     assert_clean(ran)
@@ -526,30 +754,35 @@ def test_register_binfmt_every_branch(box, machine):
     assert_clean(ran)
 
 
-
-
 @pytest.mark.parametrize("bad", ["1; touch PWNED", "$(touch PWNED)", None, "1.5"])
 def test_numeric_arguments_are_coerced(bad):
     """Ports and durations are put in scripts through int(): anything else is refused."""
-    for build in (lambda v: C.wait_docker_trusts("r:5073", v), lambda v: C.wait_tcp_docker0(v),
-                  lambda v: C.wait_tcp_docker0(11027, v), lambda v: C.tcp_check_docker0(v),
-                  lambda v: C.tcp_check_docker0(11027, v)):
+    for build in (
+        lambda v: C.wait_docker_trusts("r:5073", v),
+        lambda v: C.wait_tcp_docker0(v),
+        lambda v: C.wait_tcp_docker0(11027, v),
+        lambda v: C.tcp_check_docker0(v),
+        lambda v: C.tcp_check_docker0(11027, v),
+    ):
         with pytest.raises((TypeError, ValueError)):
             build(bad)
 
 
 @EXEC_SETTINGS
-@given(names=st.lists(VALUE.filter(lambda v: v == " ".join(v.splitlines())), min_size=1,
-                      max_size=4, unique=True),
-       values=st.lists(VALUE.filter(lambda v: C.PROBE_MARK not in v), min_size=4, max_size=4))
+@given(
+    names=st.lists(
+        VALUE.filter(lambda v: v == " ".join(v.splitlines())), min_size=1, max_size=4, unique=True
+    ),
+    values=st.lists(VALUE.filter(lambda v: C.PROBE_MARK not in v), min_size=4, max_size=4),
+)
 def test_probe_batch_round_trip(box, names, values):
     probes = [(n, C.cmd("printf", "%s", v)) for n, v in zip(names, values, strict=False)]
     ran = box.run(C.probe_batch(probes))
     parsed = C.parse_probe_batch(ran.stdout.decode("utf-8", "surrogateescape"))
-    assert parsed == {n: (0, "\n".join(v.splitlines()).strip())
-                      for n, v in zip(names, values, strict=False)}
+    assert parsed == {
+        n: (0, "\n".join(v.splitlines()).strip()) for n, v in zip(names, values, strict=False)
+    }
     assert_clean(ran)
-
 
 
 @EXEC_SETTINGS
@@ -565,18 +798,17 @@ def test_hosts_toml_path_is_read_as_one_path(box, registry):
 @given(packages=st.lists(VALUE, min_size=1, max_size=4))
 def test_dpkg_status_and_check_tools(box, packages):
     ran = box.run(C.dpkg_status(packages))
-    assert ran.calls == [["dpkg-query", "-W", "-f", "${Package} ${Status} ${Version}\n", "--",
-                          *packages]]
+    assert ran.calls == [
+        ["dpkg-query", "-W", "-f", "${Package} ${Status} ${Version}\n", "--", *packages]
+    ]
     assert_clean(ran)
     ran = box.run(C.install_check_tools(packages), out={"dpkg-query": b"a\nb\n"})
     assert ran.rc == 0, ran.stderr
     assert [c[0] for c in ran.calls] == ["dpkg-query", "apt-get", "apt-get", "dpkg-query"]
-    assert ran.calls[2] == ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                            *packages]
+    assert ran.calls[2] == ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]
     assert (ran.sandbox / "state" / "check-tools.list").read_text() == ""  # nothing new
     assert_clean(ran)
-    ran = box.run(C.remove_check_tools(packages),
-                  files={"state/check-tools.list": b"x\n"})
+    ran = box.run(C.remove_check_tools(packages), files={"state/check-tools.list": b"x\n"})
     assert ran.calls == [["apt-get", "purge", "-y", "-qq", "--", *packages]]
     assert not (ran.sandbox / "state" / "check-tools.list").exists()
     assert_clean(ran)
@@ -598,8 +830,11 @@ def test_apply_containerd_config_writes_exactly_the_content(box, content):
 
 
 def test_apply_containerd_config_restores_the_old_file_when_containerd_stays_down(box):
-    ran = box.run(C.apply_containerd_config("new"), rc={"systemctl": 1},
-                  files={"no-systemd/unit": b"", "containerd/config.toml": b"old"})
+    ran = box.run(
+        C.apply_containerd_config("new"),
+        rc={"systemctl": 1},
+        files={"no-systemd/unit": b"", "containerd/config.toml": b"old"},
+    )
     assert ran.rc == 1 and b"old config restored" in ran.stderr
     assert (ran.sandbox / "containerd" / "config.toml").read_bytes() == b"old"
     assert_clean(ran)
@@ -618,8 +853,9 @@ def test_relaunch_restarts_with_the_same_argv_and_log(box, n, arg, tmp_path):
     log = tmp_path / "daemon.log"
     code = "import sys, time; print(sys.argv[1:], flush=True); time.sleep(60)"
     with open(log, "w") as fh:
-        old = subprocess.Popen([str(real / name), "-c", code, arg], stdout=fh, stderr=fh,
-                               start_new_session=True)
+        old = subprocess.Popen(
+            [str(real / name), "-c", code, arg], stdout=fh, stderr=fh, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + 10
         while log.read_text() == "" and time.monotonic() < deadline:
@@ -641,35 +877,63 @@ def test_relaunch_restarts_with_the_same_argv_and_log(box, n, arg, tmp_path):
         assert log.read_text().splitlines() == [repr([arg])] * 2  # same log, same argv
         assert_clean(ran)
     finally:
-        for pid in subprocess.run(["pidof", name], capture_output=True,
-                                  text=True).stdout.split():
+        for pid in subprocess.run(["pidof", name], capture_output=True, text=True).stdout.split():
             os.kill(int(pid), 9)
 
 
 @HEAVY_SETTINGS
-@given(ref=VALUE, platforms=st.lists(VALUE, min_size=1, max_size=2),
-       amd64=st.binary(max_size=64), arm64=st.binary(max_size=64))
+@given(
+    ref=VALUE,
+    platforms=st.lists(VALUE, min_size=1, max_size=2),
+    amd64=st.binary(max_size=64),
+    arm64=st.binary(max_size=64),
+)
 def test_buildah_push_probe(box, ref, platforms, amd64, arm64):
-    script = C.buildah_push_probe(ref, platforms, base64.b64encode(amd64).decode(),
-                                  base64.b64encode(arm64).decode())
+    script = C.buildah_push_probe(
+        ref, platforms, base64.b64encode(amd64).decode(), base64.b64encode(arm64).decode()
+    )
     ran = box.run(script)
     assert ran.rc == 0, ran.stderr
     build, push, rmi = ran.calls
     root = build[2].removesuffix("/root")
     assert root.startswith("/var/tmp/flops-push.") and not Path(root).exists()  # removed
-    head = ["buildah", "--root", f"{root}/root", "--runroot", f"{root}/run",
-            "--storage-driver", build[6]]
+    head = [
+        "buildah",
+        "--root",
+        f"{root}/root",
+        "--runroot",
+        f"{root}/run",
+        "--storage-driver",
+        build[6],
+    ]
     assert build[6] in ("vfs", "overlay")
     limits = build[8:12] if build[8:9] == ["--ulimit"] else []
-    assert build == [*head, "build", *limits,
-                     *[a for p in platforms for a in ("--platform", p)],
-                     "--isolation=chroot", "--tls-verify=false", "--manifest",
-                     f"{ref}-manifest", "-t", ref, "."]
-    assert push == [*head, "manifest", "push", "--tls-verify=false", "--all",
-                    f"{ref}-manifest", f"docker://{ref}"]
+    assert build == [
+        *head,
+        "build",
+        *limits,
+        *[a for p in platforms for a in ("--platform", p)],
+        "--isolation=chroot",
+        "--tls-verify=false",
+        "--manifest",
+        f"{ref}-manifest",
+        "-t",
+        ref,
+        ".",
+    ]
+    assert push == [
+        *head,
+        "manifest",
+        "push",
+        "--tls-verify=false",
+        "--all",
+        f"{ref}-manifest",
+        f"docker://{ref}",
+    ]
     assert rmi == [*head, "rmi", "-a", "-f"]
     assert ran.stdout.startswith(f"storage-driver: {build[6]}".encode())
     assert_clean(ran)
+
 
 # -- 3. host strings -------------------------------------------------------------------------
 SHELL_META = set(";|&$()`<>'\"\\*?!{}#~%,=") | {chr(c) for c in range(33)} | {"\x7f"}
@@ -682,12 +946,17 @@ HOST_PART = st.one_of(
     st.ip_addresses(v=6).map(str),
     st.text(max_size=12),
 )
-USER_PART = st.one_of(st.none(), st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}", fullmatch=True),
-                      st.text(max_size=8))
+USER_PART = st.one_of(
+    st.none(), st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}", fullmatch=True), st.text(max_size=8)
+)
 PORT_PART = st.one_of(st.none(), st.integers(-5, 70000).map(str), st.text(max_size=6))
 HOST_TEXT = st.one_of(
-    st.builds(lambda u, h, p: (f"{u}@" if u is not None else "") + h
-              + (f":{p}" if p is not None else ""), USER_PART, HOST_PART, PORT_PART),
+    st.builds(
+        lambda u, h, p: (f"{u}@" if u is not None else "") + h + (f":{p}" if p is not None else ""),
+        USER_PART,
+        HOST_PART,
+        PORT_PART,
+    ),
     st.text(max_size=40),
 )
 
@@ -726,8 +995,9 @@ def test_parse_host_refuses_metacharacters_in_one_line(before, meta, after):
     assert "\n" not in result.message and result.message.strip() == result.message
 
 
-@pytest.mark.parametrize("text", ["fe80::1%;touch_PWNED", "u@[2001:db8::1%a|b]:22",
-                                  "[fe80::1%$(id)]:2222"])
+@pytest.mark.parametrize(
+    "text", ["fe80::1%;touch_PWNED", "u@[2001:db8::1%a|b]:22", "[fe80::1%$(id)]:2222"]
+)
 def test_parse_host_refuses_ipv6_zone_ids(text):
     with pytest.raises(FlopsError):
         parse_host(text)
@@ -739,28 +1009,36 @@ def test_parse_host_superscript_port_is_a_flops_error():
 
 
 # -- 4. registry trust: the files written on workers name exactly the configured registry -----
-REGISTRY = st.builds(lambda h, port: f"{h}:{port}",
-                     st.one_of(HOSTNAME, st.ip_addresses(v=4).map(str)),
-                     st.integers(1, 65535))
+REGISTRY = st.builds(
+    lambda h, port: f"{h}:{port}",
+    st.one_of(HOSTNAME, st.ip_addresses(v=4).map(str)),
+    st.integers(1, 65535),
+)
 
 
-REGISTRY_V6 = st.builds(lambda h, port: f"[{h}]:{port}", st.ip_addresses(v=6).map(str),
-                        st.integers(1, 65535))
+REGISTRY_V6 = st.builds(
+    lambda h, port: f"[{h}]:{port}", st.ip_addresses(v=6).map(str), st.integers(1, 65535)
+)
 
 
 @settings(max_examples=150, deadline=None)
-@given(registry=st.one_of(REGISTRY, REGISTRY_V6),
-       others=st.lists(REGISTRY, max_size=3, unique=True),
-       extra=st.dictionaries(st.sampled_from(["log-driver", "data-root", "features"]),
-                             st.text(max_size=10), max_size=3))
+@given(
+    registry=st.one_of(REGISTRY, REGISTRY_V6),
+    others=st.lists(REGISTRY, max_size=3, unique=True),
+    extra=st.dictionaries(
+        st.sampled_from(["log-driver", "data-root", "features"]), st.text(max_size=10), max_size=3
+    ),
+)
 def test_registry_trust_files_name_only_the_registry(registry, others, extra):
     assert tomllib.loads(trust.buildkitd_toml(None, registry)) == {
-        "registry": {registry: {"http": True, "insecure": True}}}
+        "registry": {registry: {"http": True, "insecure": True}}
+    }
     hosts = tomllib.loads(trust.hosts_toml(None, registry))
     assert hosts["server"] == f"http://{registry}"
     assert list(hosts["host"]) == [f"http://{registry}"]
     assert tomllib.loads(trust.registries_conf(None, registry)) == {
-        "registry": [{"location": registry, "insecure": True}]}
+        "registry": [{"location": registry, "insecure": True}]
+    }
     current = json.dumps({**extra, "insecure-registries": others})
     merged_text = trust.daemon_json(current, registry)
     merged = json.loads(merged_text) if merged_text else json.loads(current)
@@ -779,11 +1057,24 @@ def test_zone_ids_never_reach_the_worker_toml_files():
 
 # -- 5. every builder that takes a value is called here with hostile values -------------------
 # combinators take scripts, parsers take output: neither puts a value into a command
-COMBINATORS = {"all_of", "any_of", "quiet", "if_else", "parse_probe_batch", "parse_sha256_of",
-               "parse_engine_reads"}
+COMBINATORS = {
+    "all_of",
+    "any_of",
+    "quiet",
+    "if_else",
+    "parse_probe_batch",
+    "parse_sha256_of",
+    "parse_engine_reads",
+}
 # no '/' in these: some become file names inside a temp folder
-HOSTILE_SAMPLE = ["$(touch PWNED)", "`touch PWNED`", "a; touch PWNED #", "'; touch PWNED; '",
-                  "x\ntouch PWNED", "-rf"]
+HOSTILE_SAMPLE = [
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    "a; touch PWNED #",
+    "'; touch PWNED; '",
+    "x\ntouch PWNED",
+    "-rf",
+]
 B64 = base64.b64encode(b"x").decode()
 # builder name -> a script that calls it with the hostile value v (d: a fresh temp folder)
 HOSTILE_CALLS = {
@@ -840,9 +1131,14 @@ HOSTILE_CALLS = {
 def test_every_value_taking_builder_is_called_with_hostile_values(box, monkeypatch):
     """A new builder in commands.py needs an entry in HOSTILE_CALLS; each entry must call its
     builder, and the script it builds, run with recording stubs, must run nothing else."""
-    builders = {name for name, fn in inspect.getmembers(C, inspect.isfunction)
-                if fn.__module__ == C.__name__ and not name.startswith("_")
-                and inspect.signature(fn).parameters and name not in COMBINATORS}
+    builders = {
+        name
+        for name, fn in inspect.getmembers(C, inspect.isfunction)
+        if fn.__module__ == C.__name__
+        and not name.startswith("_")
+        and inspect.signature(fn).parameters
+        and name not in COMBINATORS
+    }
     assert builders - set(HOSTILE_CALLS) == set(), "builders without a hostile-value call"
     assert set(HOSTILE_CALLS) - builders == set(), "entries for builders that do not exist"
     for name in sorted(builders):

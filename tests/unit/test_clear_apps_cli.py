@@ -20,13 +20,18 @@ from .sm_standin import ADMIN_ROLES, Running, app
 from .test_bad_input import INV, ROOT, Case, assert_refused, base_config, child_env, run_case
 
 SECRET = "Oak-Pa55-3f9c1e-never-printed"
-FLOPS = {"6650a1b2c3d4e5f601020301": app("6650a1b2c3d4e5f601020301", "observatory",
-                                         "observatory"),
-         "6650a1b2c3d4e5f601020302": app("6650a1b2c3d4e5f601020302", "helper", "helper"),
-         "6650a1b2c3d4e5f601020303": app("6650a1b2c3d4e5f601020303", "proj0123456789ab",
-                                         "proj", services=(("builder0123456789ab", "builder",
-                                                            "ghcr.io/oakestra/addon-flops/"
-                                                            "image-builder:latest"),))}
+FLOPS = {
+    "6650a1b2c3d4e5f601020301": app("6650a1b2c3d4e5f601020301", "observatory", "observatory"),
+    "6650a1b2c3d4e5f601020302": app("6650a1b2c3d4e5f601020302", "helper", "helper"),
+    "6650a1b2c3d4e5f601020303": app(
+        "6650a1b2c3d4e5f601020303",
+        "proj0123456789ab",
+        "proj",
+        services=(
+            ("builder0123456789ab", "builder", "ghcr.io/oakestra/addon-flops/image-builder:latest"),
+        ),
+    ),
+}
 OTHERS = {"6650a1b2c3d4e5f601020310": app("6650a1b2c3d4e5f601020310", "webshop", "shop")}
 UNROUTABLE = "192.0.2.10"  # TEST-NET-1: a FLOps DB there never answers
 
@@ -41,16 +46,24 @@ def address():
 
 @pytest.fixture
 def sm(address):
-    running = Running({"users": [{"name": "Admin", "password": SECRET, "roles": ADMIN_ROLES}],
-                       "applications": [*FLOPS.values(), *OTHERS.values()]}, bind=address)
+    running = Running(
+        {
+            "users": [{"name": "Admin", "password": SECRET, "roles": ADMIN_ROLES}],
+            "applications": [*FLOPS.values(), *OTHERS.values()],
+        },
+        bind=address,
+    )
     yield running
     running.stop()
 
 
-def case(sm: Running, *args: str, password: str = SECRET, port: int | None = None,
-         db: str | None = None) -> Case:
-    flops = {"addresses": {"system_manager_ip": sm.url.split("//")[1].split(":")[0]},
-             "oakestra": {"port": port or sm.port, "timeout": 5}}
+def case(
+    sm: Running, *args: str, password: str = SECRET, port: int | None = None, db: str | None = None
+) -> Case:
+    flops = {
+        "addresses": {"system_manager_ip": sm.url.split("//")[1].split(":")[0]},
+        "oakestra": {"port": port or sm.port, "timeout": 5},
+    }
     if db:  # nothing answers there: wait 0.5 s, not the default 5 s
         flops["stack"] = {"bind_address": db, "db_timeout": 0.5}
     return Case(tuple(args), (), flops=flops, env={"FLOPS_OAKESTRA_PASSWORD": password})
@@ -64,9 +77,15 @@ def run_json(c: Case, workdir) -> tuple[int, dict, str]:
         flops.setdefault(section, {}).update(values)
     cfg = workdir / "c.yaml"
     cfg.write_text(yaml.safe_dump({"flops": flops}))
-    proc = subprocess.run([INV, "--search-root", str(ROOT), "-f", str(cfg), *c.args],
-                          cwd=workdir, env=child_env(workdir, c), stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [INV, "--search-root", str(ROOT), "-f", str(cfg), *c.args],
+        cwd=workdir,
+        env=child_env(workdir, c),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return proc.returncode, json.loads(proc.stdout), proc.stderr
 
 
@@ -89,8 +108,9 @@ def test_without_a_terminal_it_lists_flops_apps_and_refuses(sm, tmp_path):
 
 
 def test_dry_run_shows_the_real_plan_and_deletes_nothing(sm, tmp_path):
-    code, data, stderr = run_json(case(sm, "--dry", "clear-apps", "--without-db", "--json"),
-                                  tmp_path)
+    code, data, stderr = run_json(
+        case(sm, "--dry", "clear-apps", "--without-db", "--json"), tmp_path
+    )
     assert code == 0, stderr
     steps = data["hosts"]["oakestra"]["steps"]
     planned = [s["detail"] for s in steps if s["changed"]]
@@ -101,22 +121,25 @@ def test_dry_run_shows_the_real_plan_and_deletes_nothing(sm, tmp_path):
 
 
 def test_yes_deletes_exactly_flops_apps_and_never_prints_the_password(sm, tmp_path):
-    code, data, stderr = run_json(case(sm, "clear-apps", "--without-db", "--yes", "--json"),
-                                  tmp_path)
+    code, data, stderr = run_json(
+        case(sm, "clear-apps", "--without-db", "--yes", "--json"), tmp_path
+    )
     assert code == 0, stderr
     assert SECRET not in json.dumps(data) + stderr
     assert sorted(sm.deleted_ids()) == sorted(FLOPS) and sm.app_ids() == set(OTHERS)
     assert "--without-db" in data["notes"][0]
-    code, again, _ = run_json(case(sm, "clear-apps", "--without-db", "--yes", "--json"),
-                              tmp_path / "2")
+    code, again, _ = run_json(
+        case(sm, "clear-apps", "--without-db", "--yes", "--json"), tmp_path / "2"
+    )
     assert code == 0 and again["changed"] is False
 
 
 def test_wrong_credentials_are_refused_in_one_line(sm, tmp_path):
     wrong = "Wr0ng-b7d2e4-also-never-printed"
     ran = run_case(case(sm, "clear-apps", "--without-db", "--yes", password=wrong), tmp_path)
-    assert_refused(ran, ("refused the login of user 'Admin'", "FLOPS_OAKESTRA_PASSWORD",
-                         "nothing was deleted"))
+    assert_refused(
+        ran, ("refused the login of user 'Admin'", "FLOPS_OAKESTRA_PASSWORD", "nothing was deleted")
+    )
     assert wrong not in ran.output and untouched(sm)
 
 
@@ -138,15 +161,26 @@ def test_an_unreadable_flops_db_stops_clear_apps_and_names_the_way_out(sm, tmp_p
 def test_the_listing_says_which_identification_it_used(sm, tmp_path):
     code, data, stderr = run_json(case(sm, "oakestra-apps", "--json", db=UNROUTABLE), tmp_path)
     assert code == 0, stderr
-    assert data["identification"].startswith("FLOps' names and namespaces only: the FLOps DB "
-                                             "could not be read")
+    assert data["identification"].startswith(
+        "FLOps' names and namespaces only: the FLOps DB could not be read"
+    )
     actions = {a["name"]: a["action"] for a in data["applications"]}
-    assert actions == {"observatory": "delete", "helper": "delete",
-                       "proj0123456789ab": "delete", "webshop": "keep"}
+    assert actions == {
+        "observatory": "delete",
+        "helper": "delete",
+        "proj0123456789ab": "delete",
+        "webshop": "keep",
+    }
     proj = next(a for a in data["applications"] if a["namespace"] == "proj")
-    assert proj["services"] == [{"id": proj["services"][0]["id"], "name": "builder0123456789ab",
-                                 "namespace": "builder", "instances": 1,
-                                 "image": "ghcr.io/oakestra/addon-flops/image-builder:latest"}]
+    assert proj["services"] == [
+        {
+            "id": proj["services"][0]["id"],
+            "name": "builder0123456789ab",
+            "namespace": "builder",
+            "instances": 1,
+            "image": "ghcr.io/oakestra/addon-flops/image-builder:latest",
+        }
+    ]
     table = run_case(case(sm, "oakestra-apps", db=UNROUTABLE), tmp_path / "t2")
     assert table.returncode == 0 and "3 FLOps apps of 4" in table.output
     assert SECRET not in json.dumps(data) + stderr + table.output and untouched(sm)

@@ -57,25 +57,30 @@ def test_address_env_vars_override_config(monkeypatch, ctx_factory):
 
 
 # -- config files: read safely, refused in one line ----------------------------------------
-BOMB = b"".join(b"l%d: &l%d [%s]\n" % (i, i, b",".join([b"*l%d" % (i - 1) if i else b"x"] * 9))
-                for i in range(9))
+BOMB = b"".join(
+    b"l%d: &l%d [%s]\n" % (i, i, b",".join([b"*l%d" % (i - 1) if i else b"x"] * 9))
+    for i in range(9)
+)
 
 
-@pytest.mark.parametrize("name, data, needle", [
-    ("bomb.yaml", BOMB, "expands to more than 10000 values"),
-    ("loop.yaml", b"flops: &a {x: *a}\n", "nested more than 32"),
-    ("deep.yaml", b"flops: " + b"[" * 3000 + b"]" * 3000 + b"\n", "nested more than 32"),
-    ("deep.json", b'{"a": ' + b"[" * 100000 + b"]" * 100000 + b"}", "nested too deep"),
-    ("deep33.json", b'{"a": ' + b"[" * 33 + b"]" * 33 + b"}", "nested more than 32"),
-    ("keys.yaml", b"flops:\n  inventory:\n    1.5: {}\n", "key 1.5 under flops.inventory"),
-    ("top.yaml", b"- a\n", "expected a mapping at the top level"),
-    ("top.json", b"[1]", "expected a mapping at the top level"),
-    ("code.py", b"import os\nflops = {}\n", "Python config files are not read"),
-    ("bad.yaml", b"flops: [\n", "line 2"),
-    ("bad.json", b'{"flops": ', "Expecting value"),
-    ("latin1.yaml", b"flops: {ssh: {user: \"\xe9\"}}\n", "not UTF-8"),
-    ("flops.conf", b"flops: {}\n", "use a .yaml, .yml or .json file"),
-])
+@pytest.mark.parametrize(
+    "name, data, needle",
+    [
+        ("bomb.yaml", BOMB, "expands to more than 10000 values"),
+        ("loop.yaml", b"flops: &a {x: *a}\n", "nested more than 32"),
+        ("deep.yaml", b"flops: " + b"[" * 3000 + b"]" * 3000 + b"\n", "nested more than 32"),
+        ("deep.json", b'{"a": ' + b"[" * 100000 + b"]" * 100000 + b"}", "nested too deep"),
+        ("deep33.json", b'{"a": ' + b"[" * 33 + b"]" * 33 + b"}", "nested more than 32"),
+        ("keys.yaml", b"flops:\n  inventory:\n    1.5: {}\n", "key 1.5 under flops.inventory"),
+        ("top.yaml", b"- a\n", "expected a mapping at the top level"),
+        ("top.json", b"[1]", "expected a mapping at the top level"),
+        ("code.py", b"import os\nflops = {}\n", "Python config files are not read"),
+        ("bad.yaml", b"flops: [\n", "line 2"),
+        ("bad.json", b'{"flops": ', "Expecting value"),
+        ("latin1.yaml", b'flops: {ssh: {user: "\xe9"}}\n', "not UTF-8"),
+        ("flops.conf", b"flops: {}\n", "use a .yaml, .yml or .json file"),
+    ],
+)
 def test_a_broken_config_file_is_one_line(tmp_path, name, data, needle):
     path = tmp_path / name
     path.write_bytes(data)
@@ -102,16 +107,20 @@ def test_a_project_without_invoke_yaml_looks_on_quietly(tmp_path):
 
 def test_anchors_within_the_bound_work(tmp_path, ctx_factory):
     path = tmp_path / "invoke.yaml"
-    path.write_text("defaults: &worker {user: ubuntu, roles: [builder, learner]}\n"
-                    "flops:\n  inventory:\n"
-                    "    w1: {<<: *worker, host: 10.0.0.1}\n"
-                    "    w2: {<<: *worker, host: 10.0.0.2, roles: [learner]}\n")
+    path.write_text(
+        "defaults: &worker {user: ubuntu, roles: [builder, learner]}\n"
+        "flops:\n  inventory:\n"
+        "    w1: {<<: *worker, host: 10.0.0.1}\n"
+        "    w2: {<<: *worker, host: 10.0.0.2, roles: [learner]}\n"
+    )
     config = FlopsConfig(runtime_path=str(path), lazy=True)
     config.load_runtime()
     inventory = config._runtime["flops"]["inventory"]
     s = settings(ctx_factory({"inventory": inventory}))
     assert [(t.host, t.user, t.roles) for t in s.inventory] == [
-        ("10.0.0.1", "ubuntu", ("builder", "learner")), ("10.0.0.2", "ubuntu", ("learner",))]
+        ("10.0.0.1", "ubuntu", ("builder", "learner")),
+        ("10.0.0.2", "ubuntu", ("learner",)),
+    ]
 
 
 def test_an_environment_variable_of_the_wrong_type_is_one_line(monkeypatch):
@@ -124,8 +133,9 @@ def test_an_environment_variable_of_the_wrong_type_is_one_line(monkeypatch):
 def test_a_section_given_as_a_value_names_the_key(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("flops:\n  ssh: 5\n")
-    config = FlopsConfig(defaults={"flops": {"ssh": {"user": None}}}, runtime_path=str(path),
-                         lazy=True)
+    config = FlopsConfig(
+        defaults={"flops": {"ssh": {"user": None}}}, runtime_path=str(path), lazy=True
+    )
     with pytest.raises(ConfigError, match=f"flops.ssh \\(from {path}\\): expected a mapping"):
         config.load_runtime()
 
@@ -161,26 +171,61 @@ def test_adoption_outside_a_running_inv_does_nothing(monkeypatch):
     adopt_running_program()
 
 
-@pytest.mark.parametrize("key, value", [
-    (("builder", "name"), "-x"), (("stack", "network"), "--internal"),
-    (("stack", "project"), "-p"), (("addon", "ref"), "--orphan"),
-    (("addon", "url"), "--upload-pack=x"), (("addon", "path"), "-x"),
-    (("stack", "manager_image"), "--rm"), (("ssh", "connect_timeout"), 0.5),
-    (("learner", "publish_address"), "docker0"),
-    (("learner", "publish_address"), "fe80::1%eth0"),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        (("builder", "name"), "-x"),
+        (("stack", "network"), "--internal"),
+        (("stack", "project"), "-p"),
+        (("addon", "ref"), "--orphan"),
+        (("addon", "url"), "--upload-pack=x"),
+        (("addon", "path"), "-x"),
+        (("stack", "manager_image"), "--rm"),
+        (("ssh", "connect_timeout"), 0.5),
+        (("learner", "publish_address"), "docker0"),
+        (("learner", "publish_address"), "fe80::1%eth0"),
+    ],
+)
 def test_values_that_would_be_options_or_no_timeout_are_refused(ctx_factory, key, value):
     section, name = key
     with pytest.raises(ConfigError, match=f"flops.{section}.{name}"):
         settings(ctx_factory({section: {name: value}}))
 
 
-@pytest.mark.parametrize("path", ["/", "/etc", "/etc/", "//etc", "/./etc", "/proc/self/root",
-                                  "/sys/fs", "/dev/shm", "/boot", "/usr", "/usr/lib", "/bin",
-                                  "/sbin", "/lib", "/lib64/x", "/libx32", "/var/lib/docker",
-                                  "/var/lib/docker/volumes/x", "/var/lib/containerd", "/run",
-                                  "/var/run/docker.sock", "/root", "/home", "/tmp", "/var",
-                                  "/var/lib", "/srv", "/data:/etc", "/srv/d:ro"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/etc",
+        "/etc/",
+        "//etc",
+        "/./etc",
+        "/proc/self/root",
+        "/sys/fs",
+        "/dev/shm",
+        "/boot",
+        "/usr",
+        "/usr/lib",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib64/x",
+        "/libx32",
+        "/var/lib/docker",
+        "/var/lib/docker/volumes/x",
+        "/var/lib/containerd",
+        "/run",
+        "/var/run/docker.sock",
+        "/root",
+        "/home",
+        "/tmp",
+        "/var",
+        "/var/lib",
+        "/srv",
+        "/data:/etc",
+        "/srv/d:ro",
+    ],
+)
 def test_dangerous_data_dirs_are_refused(ctx_factory, path):
     from flops_tasks.config import data_dir_problem
 
@@ -190,9 +235,18 @@ def test_dangerous_data_dirs_are_refused(ctx_factory, path):
     assert "\n" not in err.value.message
 
 
-@pytest.mark.parametrize("path", ["/srv/flops-data", "/data", "/home/ubuntu/data",
-                                  "/var/lib/flops", "/mnt/disk1/parquet", "/opt/flops/data",
-                                  "/library"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/srv/flops-data",
+        "/data",
+        "/home/ubuntu/data",
+        "/var/lib/flops",
+        "/mnt/disk1/parquet",
+        "/opt/flops/data",
+        "/library",
+    ],
+)
 def test_data_dirs_of_their_own_are_accepted(ctx_factory, path):
     s = settings(ctx_factory({"learner": {"data_dir": path}}))
     assert s.learner_data_dir == path

@@ -21,16 +21,32 @@ from flops_tasks.errors import FlopsError
 from flops_tasks.hosts import Target
 
 # docker/cli cli/connhelper: what docker runs for ssh://root@10.0.0.7:2222
-DOCKER_ARGS = ["-o", "ConnectTimeout=30", "-T", "-l", "root", "-p", "2222", "--", "10.0.0.7",
-               "docker", "system", "dial-stdio"]
+DOCKER_ARGS = [
+    "-o",
+    "ConnectTimeout=30",
+    "-T",
+    "-l",
+    "root",
+    "-p",
+    "2222",
+    "--",
+    "10.0.0.7",
+    "docker",
+    "system",
+    "dial-stdio",
+]
 
 
 @pytest.fixture
 def ssh_settings(ctx_factory, tmp_path):
     def make(**ssh):
-        base = {"known_hosts": str(tmp_path / "known_hosts"), "key": str(tmp_path / "id"),
-                "connect_timeout": 7}
+        base = {
+            "known_hosts": str(tmp_path / "known_hosts"),
+            "key": str(tmp_path / "id"),
+            "connect_timeout": 7,
+        }
         return settings(ctx_factory({"ssh": {**base, **ssh}})).ssh
+
     return make
 
 
@@ -61,20 +77,20 @@ def test_docker_runs_our_ssh_first_on_path(ssh_settings, recording_ssh):
     folder = docker_ssh.folder_for(ssh)
     assert call[1].startswith(f"PATH={folder}{os.pathsep}")
     # the shell resolves ``ssh`` in that PATH to our wrapper, as docker's exec.Command does
-    found = subprocess.run([*call[:2], "sh", "-c", "command -v ssh"], capture_output=True,
-                           text=True, check=True).stdout.strip()
+    found = subprocess.run(
+        [*call[:2], "sh", "-c", "command -v ssh"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert found == str(folder / "ssh")
 
 
-def test_the_wrapper_gives_ssh_our_options_before_dockers(ssh_settings, recording_ssh,
-                                                          tmp_path):
+def test_the_wrapper_gives_ssh_our_options_before_dockers(ssh_settings, recording_ssh, tmp_path):
     run_wrapper(ssh_settings(), *DOCKER_ARGS)
     argv = recording_ssh.read_text().splitlines()
     # no user or system ssh config is read
     assert argv[:2] == ["-F", "/dev/null"]
     # every option of ours comes before docker's own (ssh keeps the first value it sees)
-    ours = argv[2:len(argv) - len(DOCKER_ARGS)]
-    assert argv[len(ours) + 2:] == DOCKER_ARGS
+    ours = argv[2 : len(argv) - len(DOCKER_ARGS)]
+    assert argv[len(ours) + 2 :] == DOCKER_ARGS
     options = dict(o.split("=", 1) for o in ours[1::2])
     assert set(ours[0::2]) == {"-o"}
     assert options["StrictHostKeyChecking"] == "yes"
@@ -90,7 +106,7 @@ def test_the_wrapper_gives_ssh_our_options_before_dockers(ssh_settings, recordin
 def test_accept_new_and_no_key(ssh_settings, recording_ssh):
     run_wrapper(ssh_settings(host_keys="accept-new", key=None), *DOCKER_ARGS)
     argv = recording_ssh.read_text().splitlines()
-    options = dict(o.split("=", 1) for o in argv[3:len(argv) - len(DOCKER_ARGS):2])
+    options = dict(o.split("=", 1) for o in argv[3 : len(argv) - len(DOCKER_ARGS) : 2])
     assert options["StrictHostKeyChecking"] == "accept-new"
     # no key configured: ssh's default keys and agent, as the Fabric layer then uses
     assert "IdentityFile" not in options and "IdentitiesOnly" not in options
@@ -132,45 +148,74 @@ def test_no_ssh_client_is_one_line(ssh_settings, monkeypatch, tmp_path):
 
 
 def test_engine_url():
-    assert docker_ssh.engine_url(Target("10.0.0.7", port=2222), "ubuntu") == \
-        "ssh://ubuntu@10.0.0.7:2222"
+    assert (
+        docker_ssh.engine_url(Target("10.0.0.7", port=2222), "ubuntu")
+        == "ssh://ubuntu@10.0.0.7:2222"
+    )
     assert docker_ssh.engine_url(Target("fd00::7"), "root") == "ssh://root@[fd00::7]:22"
 
 
 # docker's reports of a failed ssh connection, as the docker CLI prints them
 def docker_error(status: int, stderr: str) -> str:
-    return ('error during connect: Get "http://docker.example.com/v1.41/version": command '
-            "[ssh -o ConnectTimeout=30 -T -l root -p 22 -- 10.0.0.7 docker system dial-stdio] "
-            f"has exited with exit status {status}, make sure the URL is valid, and Docker 18.09"
-            f" or later is installed on the remote host: stderr={stderr}")
+    return (
+        'error during connect: Get "http://docker.example.com/v1.41/version": command '
+        "[ssh -o ConnectTimeout=30 -T -l root -p 22 -- 10.0.0.7 docker system dial-stdio] "
+        f"has exited with exit status {status}, make sure the URL is valid, and Docker 18.09"
+        f" or later is installed on the remote host: stderr={stderr}"
+    )
 
 
-@pytest.mark.parametrize("status, stderr, needle", [
-    (127, "sh: 1: docker: not found", "has no docker CLI"),
-    (1, "permission denied while trying to connect to the Docker daemon socket at "
-        "unix:///var/run/docker.sock", "may not use Docker"),
-    (1, "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker "
-        "daemon running?", "does not answer"),
-])
+@pytest.mark.parametrize(
+    "status, stderr, needle",
+    [
+        (127, "sh: 1: docker: not found", "has no docker CLI"),
+        (
+            1,
+            "permission denied while trying to connect to the Docker daemon socket at "
+            "unix:///var/run/docker.sock",
+            "may not use Docker",
+        ),
+        (
+            1,
+            "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker "
+            "daemon running?",
+            "does not answer",
+        ),
+    ],
+)
 def test_remote_command_failures_are_explained(ssh_settings, status, stderr, needle):
-    line = docker_ssh.explain(docker_error(status, stderr), Target("10.0.0.7"), "host w1",
-                              ssh_settings(), "start dockerd there")
+    line = docker_ssh.explain(
+        docker_error(status, stderr),
+        Target("10.0.0.7"),
+        "host w1",
+        ssh_settings(),
+        "start dockerd there",
+    )
     assert line.startswith("host w1") and needle in line and "\n" not in line
 
 
 def test_ssh_failures_are_explained_by_the_fabric_layer(ssh_settings, monkeypatch):
     seen = []
-    monkeypatch.setattr(docker_ssh, "_fabric_says",
-                        lambda target, ssh: seen.append(target) or "host key of 10.0.0.7 ...")
+    monkeypatch.setattr(
+        docker_ssh,
+        "_fabric_says",
+        lambda target, ssh: seen.append(target) or "host key of 10.0.0.7 ...",
+    )
     text = docker_error(255, "Host key verification failed.")
     line = docker_ssh.explain(text, Target("10.0.0.7"), "host w1", ssh_settings(), "")
     assert line == "host w1: host key of 10.0.0.7 ..." and seen == [Target("10.0.0.7")]
     # when the Fabric layer connects fine, ssh's own last line is given
     monkeypatch.setattr(docker_ssh, "_fabric_says", lambda target, ssh: None)
-    assert docker_ssh.explain(text, Target("10.0.0.7"), "host w1", ssh_settings(), "") == \
-        "host w1: Host key verification failed."
+    assert (
+        docker_ssh.explain(text, Target("10.0.0.7"), "host w1", ssh_settings(), "")
+        == "host w1: Host key verification failed."
+    )
 
 
 def test_other_docker_errors_are_not_transport_failures(ssh_settings):
-    assert docker_ssh.explain("Error: No such container: x", Target("10.0.0.7"), "host w1",
-                              ssh_settings(), "") is None
+    assert (
+        docker_ssh.explain(
+            "Error: No such container: x", Target("10.0.0.7"), "host w1", ssh_settings(), ""
+        )
+        is None
+    )

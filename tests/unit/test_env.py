@@ -16,18 +16,21 @@ def clean_env(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
-@pytest.mark.parametrize("value, needle", [
-    ("", "is empty"),
-    ("0.0.0.0", "unspecified"),
-    ("127.0.0.1", "loopback"),
-    ("127.8.9.1", "loopback"),
-    ("::1", "loopback"),
-    ("localhost", "not an IP address"),
-    ("10.0.0", "not an IP address"),
-    ("10.0.0.5; rm -rf /", "not an IP address"),
-    ("169.254.1.1", "not a unicast"),
-    ("224.0.0.1", "not a unicast"),
-])
+@pytest.mark.parametrize(
+    "value, needle",
+    [
+        ("", "is empty"),
+        ("0.0.0.0", "unspecified"),
+        ("127.0.0.1", "loopback"),
+        ("127.8.9.1", "loopback"),
+        ("::1", "loopback"),
+        ("localhost", "not an IP address"),
+        ("10.0.0", "not an IP address"),
+        ("10.0.0.5; rm -rf /", "not an IP address"),
+        ("169.254.1.1", "not a unicast"),
+        ("224.0.0.1", "not a unicast"),
+    ],
+)
 def test_check_address_refuses(value, needle):
     with pytest.raises(FlopsError, match=needle):
         env.check_address("FLOPS_MANAGER_IP", value, "test")
@@ -51,8 +54,14 @@ def test_no_detectable_ip_is_one_clear_line(ctx_factory):
 
 def test_env_file_is_private_and_stable(tmp_path, ctx_factory):
     path = tmp_path / "flops.env"
-    s = settings(ctx_factory({"stack": {"env_file": str(path)},
-                               "addresses": {v.lower(): "10.0.0.7" for v in ADDRESS_VARS}}))
+    s = settings(
+        ctx_factory(
+            {
+                "stack": {"env_file": str(path)},
+                "addresses": {v.lower(): "10.0.0.7" for v in ADDRESS_VARS},
+            }
+        )
+    )
     addrs, values, changed = env.ensure_env(s)
     assert changed
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -63,20 +72,31 @@ def test_env_file_is_private_and_stable(tmp_path, ctx_factory):
     assert not changed
     assert env.read_env_file(path) == first
     # dry run reports a pending change and writes nothing
-    s2 = settings(ctx_factory({"stack": {"env_file": str(path)},
-                                "addresses": {v.lower(): "10.0.0.8" for v in ADDRESS_VARS}}))
+    s2 = settings(
+        ctx_factory(
+            {
+                "stack": {"env_file": str(path)},
+                "addresses": {v.lower(): "10.0.0.8" for v in ADDRESS_VARS},
+            }
+        )
+    )
     _, _, changed = env.ensure_env(s2, dry=True)
     assert changed
     assert env.read_env_file(path) == first
 
 
-def test_env_file_holds_upstreams_credentials_even_over_old_generated_ones(tmp_path,
-                                                                           ctx_factory):
+def test_env_file_holds_upstreams_credentials_even_over_old_generated_ones(tmp_path, ctx_factory):
     """The FLOps manager hard-codes root/oakestra and flops/flops: the stores must use them."""
     path = tmp_path / "flops.env"
     path.write_text("MYSQL_ROOT_PASSWORD=3f9c0a1b2c3d4e5f\nFTP_PASSWORD=0a1b2c3d4e5f6a7b\n")
-    s = settings(ctx_factory({"stack": {"env_file": str(path)},
-                               "addresses": {v.lower(): "10.0.0.7" for v in ADDRESS_VARS}}))
+    s = settings(
+        ctx_factory(
+            {
+                "stack": {"env_file": str(path)},
+                "addresses": {v.lower(): "10.0.0.7" for v in ADDRESS_VARS},
+            }
+        )
+    )
     _, _, changed = env.ensure_env(s)
     assert changed
     written = env.read_env_file(path)
@@ -89,31 +109,40 @@ def test_env_task_json(tmp_path, capsys, monkeypatch, ctx_factory):
 
     path = tmp_path / "x.env"
     monkeypatch.setenv("FLOPS_MANAGER_IP", "10.4.4.4")
-    c = ctx_factory({"stack": {"env_file": str(path)},
-                      "addresses": {v.lower(): "10.0.0.9" for v in ADDRESS_VARS}})
+    c = ctx_factory(
+        {
+            "stack": {"env_file": str(path)},
+            "addresses": {v.lower(): "10.0.0.9" for v in ADDRESS_VARS},
+        }
+    )
     cli.env(c, as_json=True)
     import json
 
     data = json.loads(capsys.readouterr().out)
     assert data["addresses"]["FLOPS_MANAGER_IP"] == {
-        "value": "10.4.4.4", "source": "environment variable FLOPS_MANAGER_IP"}
+        "value": "10.4.4.4",
+        "source": "environment variable FLOPS_MANAGER_IP",
+    }
     # upstream's public, fixed values are shown as they are
     assert data["other"]["MYSQL_ROOT_PASSWORD"] == "oakestra"
     assert data["other"]["FTP_PASSWORD"] == "flops"
 
 
-@pytest.mark.parametrize("value, needle", [
-    ("::ffff:127.0.0.1", "IPv4-mapped"),
-    ("::ffff:10.0.0.5", "IPv4-mapped"),
-    ("::ffff:0.0.0.0", "IPv4-mapped"),
-    ("255.255.255.255", "broadcast"),
-    ("240.0.0.1", "reserved"),
-    ("0.1.2.3", "reserved"),
-    ("::", "unspecified"),
-    ("::127.0.0.1", "reserved"),
-    ("fe80::1", "not a unicast"),
-    ("ff02::1", "not a unicast"),
-])
+@pytest.mark.parametrize(
+    "value, needle",
+    [
+        ("::ffff:127.0.0.1", "IPv4-mapped"),
+        ("::ffff:10.0.0.5", "IPv4-mapped"),
+        ("::ffff:0.0.0.0", "IPv4-mapped"),
+        ("255.255.255.255", "broadcast"),
+        ("240.0.0.1", "reserved"),
+        ("0.1.2.3", "reserved"),
+        ("::", "unspecified"),
+        ("::127.0.0.1", "reserved"),
+        ("fe80::1", "not a unicast"),
+        ("ff02::1", "not a unicast"),
+    ],
+)
 def test_check_address_refuses_addresses_no_worker_can_use(value, needle):
     with pytest.raises(FlopsError, match=needle) as err:
         env.check_address("FLOPS_MANAGER_IP", value, "test")

@@ -18,6 +18,7 @@ def test_every_published_port_is_bound_to_the_bind_address():
             for port in (service or {}).get("ports") or []:
                 published.append((path.name, name, port))
     assert published, "no published ports found: did the compose files move?"
-    unbound = [(f, s, p) for f, s, p in published
-               if not (isinstance(p, str) and p.startswith(BIND))]
+    unbound = [
+        (f, s, p) for f, s, p in published if not (isinstance(p, str) and p.startswith(BIND))
+    ]
     assert unbound == []

@@ -60,10 +60,12 @@ def test_host_list_rejects_empty_and_duplicates():
 
 
 def test_inventory_roles_and_selection():
-    inv = inventory_targets({
-        "w1": {"host": "10.0.0.1", "user": "ubuntu", "roles": ["builder", "learner"]},
-        "w2": {"host": "10.0.0.2", "port": 2222, "roles": ["learner"]},
-    })
+    inv = inventory_targets(
+        {
+            "w1": {"host": "10.0.0.1", "user": "ubuntu", "roles": ["builder", "learner"]},
+            "w2": {"host": "10.0.0.2", "port": 2222, "roles": ["learner"]},
+        }
+    )
     assert [t.name for t in select_targets(None, inv, "builder")] == ["w1"]
     assert [t.name for t in select_targets(None, inv, "learner")] == ["w1", "w2"]
     # --host naming an inventory host takes its settings

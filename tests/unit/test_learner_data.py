@@ -51,11 +51,23 @@ def test_good_tags(tag):
     assert data.check_tag(tag) == tag
 
 
-@pytest.mark.parametrize("tag, needle", [
-    ("a.b", "first dot"), ("-x", "--tag"), ("", "missing"), (" ", "missing"), (None, "missing"),
-    ("a b", "letters"), ("a,b", "letters"), ("a/b", "letters"), ("ü", "letters"),
-    ("x" * 65, "at most 64"), ("a\nb", "letters"), ("$(id)", "letters"),
-])
+@pytest.mark.parametrize(
+    "tag, needle",
+    [
+        ("a.b", "first dot"),
+        ("-x", "--tag"),
+        ("", "missing"),
+        (" ", "missing"),
+        (None, "missing"),
+        ("a b", "letters"),
+        ("a,b", "letters"),
+        ("a/b", "letters"),
+        ("ü", "letters"),
+        ("x" * 65, "at most 64"),
+        ("a\nb", "letters"),
+        ("$(id)", "letters"),
+    ],
+)
 def test_bad_tags_are_one_line_usage_errors(tag, needle):
     with pytest.raises(FlopsError) as err:
         data.check_tag(tag)
@@ -72,11 +84,17 @@ def test_files_are_stored_under_the_name_the_sidecar_serves_for_the_tag(src):
         assert f.size == f.path.stat().st_size
 
 
-@pytest.mark.parametrize("source, stored", [
-    ("a.parquet", "t.a.parquet"), ("a.PARQUET", "t.a.parquet"), ("mnist.part1.parquet",
-                                                                 "t.mnist.part1.parquet"),
-    ("data", "t.data.parquet"), ("-x.parquet", "t.-x.parquet"), ("a b.parquet", "t.a b.parquet"),
-])
+@pytest.mark.parametrize(
+    "source, stored",
+    [
+        ("a.parquet", "t.a.parquet"),
+        ("a.PARQUET", "t.a.parquet"),
+        ("mnist.part1.parquet", "t.mnist.part1.parquet"),
+        ("data", "t.data.parquet"),
+        ("-x.parquet", "t.-x.parquet"),
+        ("a b.parquet", "t.a b.parquet"),
+    ],
+)
 def test_stored_names(tmp_path, source, stored):
     path = write(tmp_path, source, parquet_bytes())
     assert [f.name for f in data.collect(str(path), "t")] == [stored]
@@ -87,17 +105,20 @@ def test_globs_and_lists_and_duplicates(tmp_path, src):
     assert sorted(f.name for f in files) == ["m.test.parquet", "m.train.parquet"]
 
 
-@pytest.mark.parametrize("name, content, needle", [
-    ("notes.parquet", b"plain text, not parquet", "not a parquet file"),
-    ("head.parquet", PAR + b"x" * 10, "PAR1 magic at both ends"),
-    ("tail.parquet", b"x" * 10 + PAR, "PAR1 magic at both ends"),
-    ("tiny.parquet", PAR + PAR[:3], "not a parquet file"),
-    (".parquet", parquet_bytes(), "no name before .parquet"),
-    ("a\nb.parquet", parquet_bytes(), "control character"),
-    ("a\tb.parquet", parquet_bytes(), "control character"),
-    (b"caf\xe9.parquet", parquet_bytes(), "not valid UTF-8"),
-    ("x" * 245 + ".parquet", parquet_bytes(), "more than 255"),
-])
+@pytest.mark.parametrize(
+    "name, content, needle",
+    [
+        ("notes.parquet", b"plain text, not parquet", "not a parquet file"),
+        ("head.parquet", PAR + b"x" * 10, "PAR1 magic at both ends"),
+        ("tail.parquet", b"x" * 10 + PAR, "PAR1 magic at both ends"),
+        ("tiny.parquet", PAR + PAR[:3], "not a parquet file"),
+        (".parquet", parquet_bytes(), "no name before .parquet"),
+        ("a\nb.parquet", parquet_bytes(), "control character"),
+        ("a\tb.parquet", parquet_bytes(), "control character"),
+        (b"caf\xe9.parquet", parquet_bytes(), "not valid UTF-8"),
+        ("x" * 245 + ".parquet", parquet_bytes(), "more than 255"),
+    ],
+)
 def test_files_the_sidecar_cannot_serve_are_refused(tmp_path, name, content, needle):
     path = write(tmp_path / "in", name, content)
     with pytest.raises(FlopsError) as err:
@@ -118,10 +139,15 @@ def test_two_files_stored_under_one_name_are_refused(tmp_path):
         data.collect(f"{a},{b}", "m")
 
 
-@pytest.mark.parametrize("spec, needle", [
-    ("", "--src is empty"), ("a,,b", "empty entry"), ("/no/such/*.parquet", "matches no file"),
-    ("/no/such/file", "no such file"),
-])
+@pytest.mark.parametrize(
+    "spec, needle",
+    [
+        ("", "--src is empty"),
+        ("a,,b", "empty entry"),
+        ("/no/such/*.parquet", "matches no file"),
+        ("/no/such/file", "no such file"),
+    ],
+)
 def test_bad_src(spec, needle):
     with pytest.raises(FlopsError, match=needle):
         data.collect(spec, "m")
@@ -145,8 +171,7 @@ def test_hashing_does_not_read_the_file_into_memory(tmp_path, monkeypatch):
 def test_locate_the_volume_the_running_sidecar_serves(tmp_path):
     w = learner(tmp_path)
     mount = data.locate(w, "")
-    assert mount == data.Mount(str(tmp_path / "mount"), "volume ml_data_server_volume",
-                               "running")
+    assert mount == data.Mount(str(tmp_path / "mount"), "volume ml_data_server_volume", "running")
 
 
 def test_locate_a_bind_mounted_data_dir(tmp_path):
@@ -177,8 +202,9 @@ def test_a_bind_mounted_sidecar_with_the_volume_configured_is_refused(tmp_path):
 def test_without_a_sidecar_the_configured_mount_is_used_and_said(tmp_path):
     (tmp_path / "vol").mkdir()
     w = FakeLearner(tmp_path, sidecar=None, volume=tmp_path / "vol")
-    assert data.locate(w, "") == data.Mount(str(tmp_path / "vol"),
-                                            "volume ml_data_server_volume", "missing")
+    assert data.locate(w, "") == data.Mount(
+        str(tmp_path / "vol"), "volume ml_data_server_volume", "missing"
+    )
 
 
 @pytest.mark.parametrize("data_dir", ["", "/no/such/dir"])
@@ -204,8 +230,7 @@ def test_copy_then_copy_again_changes_nothing(tmp_path, src):
     [first] = data.copy_data(w, files, "", progress=lambda host, n: sent.append(n))
     assert first.status is Status.CHANGED
     assert "copied 2 files (166 bytes)" in first.detail and "checksums verified" in first.detail
-    assert sorted(p.name for p in mount.iterdir()) == ["mnist.test.parquet",
-                                                       "mnist.train.parquet"]
+    assert sorted(p.name for p in mount.iterdir()) == ["mnist.test.parquet", "mnist.train.parquet"]
     for f in files:
         assert (mount / f.name).read_bytes() == f.path.read_bytes()
         assert (mount / f.name).stat().st_mode & 0o777 == 0o644
@@ -214,7 +239,8 @@ def test_copy_then_copy_again_changes_nothing(tmp_path, src):
     assert uploads == []  # every upload was moved away
     assert [c for c in w.changes] == [
         C.install_file(str(tmp_path / "uploads" / f"flops-upload.{i}"), f"{mount}/{f.name}")
-        for i, f in enumerate(files)]
+        for i, f in enumerate(files)
+    ]
     w.changes.clear()
     [second] = data.copy_data(w, files, "")
     assert second.status is Status.OK and "all 2 files already in" in second.detail
@@ -312,8 +338,13 @@ def test_listing_judges_every_entry_as_the_sidecar_would(tmp_path):
     got = data.read_mount(w, "")
     tags = {t: [e.name for e in files] for t, files in got.tags().items()}
     # a directory, a link or an unreadable name still makes its tag exist (and fail)
-    assert tags == {"bad\udcff": [], "cifar": ["cifar.x.parquet"], "dogs": [],
-                    "mnist": ["mnist.a.parquet", "mnist.b.parquet"], "plain": ["plain"]}
+    assert tags == {
+        "bad\udcff": [],
+        "cifar": ["cifar.x.parquet"],
+        "dogs": [],
+        "mnist": ["mnist.a.parquet", "mnist.b.parquet"],
+        "plain": ["plain"],
+    }
     problems = {e.name: (e.breaks, e.problem) for e in got.problems()}
     assert problems["cifar.readme"][0] == "cifar"
     assert "not Parquet" in problems["cifar.readme"][1]
@@ -333,13 +364,21 @@ def test_listing_json_shape(tmp_path):
     lay_out(tmp_path / "mount")
     got = data.read_mount(w, "").only("cifar").to_dict()
     assert got == {
-        "mount": str(tmp_path / "mount"), "source": "volume ml_data_server_volume",
+        "mount": str(tmp_path / "mount"),
+        "source": "volume ml_data_server_volume",
         "sidecar": "running",
         "tags": {"cifar": [{"name": "cifar.x.parquet", "size": 9}]},
-        "problems": [{"name": "cifar.readme", "tag": "cifar", "kind": "file", "size": 11,
-                      "problem": "not Parquet (no PAR1 magic at both ends): list_flights "
-                                 "for tag 'cifar' fails while it is there: remove it",
-                      "breaks": "cifar"}],
+        "problems": [
+            {
+                "name": "cifar.readme",
+                "tag": "cifar",
+                "kind": "file",
+                "size": 11,
+                "problem": "not Parquet (no PAR1 magic at both ends): list_flights "
+                "for tag 'cifar' fails while it is there: remove it",
+                "breaks": "cifar",
+            }
+        ],
     }
     json.dumps(data.read_mount(w, "").to_dict())  # every name is JSON-safe
 
@@ -351,8 +390,11 @@ def test_listing_outcomes(tmp_path):
     write(tmp_path / "mount", "cifar.notes", b"text")
     rows = data.listing_outcomes("w1", data.read_mount(w, ""))
     assert [(o.step, o.status) for o in rows] == [
-        ("mount", Status.OK), ("tag cifar", Status.FAILED), ("tag mnist", Status.OK),
-        ("cifar.notes", Status.FAILED)]
+        ("mount", Status.OK),
+        ("tag cifar", Status.FAILED),
+        ("tag mnist", Status.OK),
+        ("cifar.notes", Status.FAILED),
+    ]
     assert rows[2].detail == "1 file, 12 bytes: mnist.a.parquet"
     assert "fails because of cifar.notes" in rows[1].detail
     empty = data.listing_outcomes("w1", data.read_mount(learner(tmp_path / "e"), ""))
@@ -386,8 +428,9 @@ def two_learners(tmp_path, monkeypatch, ctx_factory):
         return [o for t in targets for o in work(fakes[t.label])]
 
     monkeypatch.setattr(ssh, "fan_out", fan_out)
-    inventory = {name: {"host": f"10.0.0.{i}", "roles": ["learner"]}
-                 for i, name in enumerate(fakes, start=1)}
+    inventory = {
+        name: {"host": f"10.0.0.{i}", "roles": ["learner"]} for i, name in enumerate(fakes, start=1)
+    }
     return fakes, ctx_factory({"inventory": inventory})
 
 
@@ -424,13 +467,16 @@ def test_list_task_fails_when_a_file_breaks_the_sidecar(tmp_path, two_learners, 
     assert out["hosts"]["w2"]["problems"][0]["breaks"] == "cifar"
 
 
-@pytest.mark.parametrize("kw, needle", [
-    ({"listing": True, "src": "x"}, "use one of them"),
-    ({"src": "x"}, "--tag is missing"),
-    ({"tag": "m"}, "--src is missing"),
-    ({"tag": "a.b", "src": "x"}, "first dot"),
-    ({"listing": True, "tag": "a.b"}, "first dot"),
-])
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        ({"listing": True, "src": "x"}, "use one of them"),
+        ({"src": "x"}, "--tag is missing"),
+        ({"tag": "m"}, "--src is missing"),
+        ({"tag": "a.b", "src": "x"}, "first dot"),
+        ({"listing": True, "tag": "a.b"}, "first dot"),
+    ],
+)
 def test_task_usage_errors(two_learners, kw, needle):
     fakes, c = two_learners
     with pytest.raises(FlopsError, match=needle):
@@ -444,7 +490,9 @@ def test_copy_task_over_two_learners(tmp_path, two_learners, src):
     assert report.ok and [o.status for o in report.outcomes] == [Status.CHANGED] * 2
     for name in ("w1", "w2"):
         assert sorted(p.name for p in (tmp_path / name / "mount").iterdir()) == [
-            "mnist.test.parquet", "mnist.train.parquet"]
+            "mnist.test.parquet",
+            "mnist.train.parquet",
+        ]
 
 
 def test_recordings_are_what_docker_said():
@@ -456,10 +504,10 @@ def test_recordings_are_what_docker_said():
 def run_sh(script: str, path_first: Path | None = None) -> tuple[int, str]:
     import subprocess
 
-    env = {"PATH": (f"{path_first}:" if path_first else "") + os.environ["PATH"],
-           "LC_ALL": "C"}
-    proc = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=env,
-                          timeout=30)
+    env = {"PATH": (f"{path_first}:" if path_first else "") + os.environ["PATH"], "LC_ALL": "C"}
+    proc = subprocess.run(
+        ["/bin/sh", "-c", script], capture_output=True, text=True, env=env, timeout=30
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -544,7 +592,10 @@ def test_copy_before_the_sidecar_exists_says_when_it_is_served(tmp_path, src):
     w = FakeLearner(tmp_path, sidecar=None, volume=tmp_path / "vol")
     [out] = data.copy_data(w, data.collect(str(src), "m"), "")
     assert out.status is Status.CHANGED
-    assert "ml_data_server is not there yet: served once inv prepare-learner starts it" in \
-        out.detail
-    assert sorted(p.name for p in (tmp_path / "vol").iterdir()) == ["m.test.parquet",
-                                                                   "m.train.parquet"]
+    assert (
+        "ml_data_server is not there yet: served once inv prepare-learner starts it" in out.detail
+    )
+    assert sorted(p.name for p in (tmp_path / "vol").iterdir()) == [
+        "m.test.parquet",
+        "m.train.parquet",
+    ]

@@ -40,8 +40,11 @@ class Server:
 
     def start(self) -> Server:
         self.proc = subprocess.Popen(
-            [sys.executable, str(STANDIN), "--port", str(self.port), "--dbpath",
-             str(self.dbpath)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [sys.executable, str(STANDIN), "--port", str(self.port), "--dbpath", str(self.dbpath)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -49,8 +52,9 @@ class Server:
                 return self
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"stand-in did not start: {self.proc.stdout.read()}") \
-                        from None
+                    raise AssertionError(
+                        f"stand-in did not start: {self.proc.stdout.read()}"
+                    ) from None
                 time.sleep(0.05)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
@@ -61,8 +65,13 @@ class Server:
         return code
 
     def client(self) -> pymongo.MongoClient:
-        return pymongo.MongoClient("127.0.0.1", self.port, directConnection=True,
-                                   serverSelectionTimeoutMS=3000, connectTimeoutMS=3000)
+        return pymongo.MongoClient(
+            "127.0.0.1",
+            self.port,
+            directConnection=True,
+            serverSelectionTimeoutMS=3000,
+            connectTimeoutMS=3000,
+        )
 
 
 @pytest.fixture
@@ -90,8 +99,13 @@ def test_handshake_reports_a_standalone_mongodb_3_6(client):
 def test_the_managers_data_layer(client):
     # flops_manager/database/common.py, on the collection named after the model class
     coll = client["flops"]["FLOpsProject"]
-    project = {"customer_id": "alice", "flops_project_id": "p1", "app_id": "a1",
-               "training_rounds": 3, "nested": {"platform": "amd64"}}
+    project = {
+        "customer_id": "alice",
+        "flops_project_id": "p1",
+        "app_id": "a1",
+        "training_rounds": 3,
+        "nested": {"platform": "amd64"},
+    }
     oid = coll.insert_one(dict(project)).inserted_id  # add_to_db
     assert isinstance(oid, ObjectId)
     coll.insert_one({"customer_id": "bob", "flops_project_id": "p2", "app_id": "a2"})
@@ -150,22 +164,28 @@ def test_acknowledged_writes_survive_kill_and_restart(server):
     assert server.stop(signal.SIGKILL) == -signal.SIGKILL
     server.start()
     c = server.client()
-    assert c.flops.P.find_one({"customer_id": "alice"}) == {"_id": oid, "customer_id": "alice",
-                                                            "v": 2}
+    assert c.flops.P.find_one({"customer_id": "alice"}) == {
+        "_id": oid,
+        "customer_id": "alice",
+        "v": 2,
+    }
     assert c.flops.list_collection_names() == ["P"]
     c.close()
     assert server.stop(signal.SIGTERM) == 0  # a clean stop on SIGTERM (docker stop)
 
 
-@pytest.mark.parametrize("action", [
-    lambda c: c.t.x.find_one({"n": {"$gt": 1}}),
-    lambda c: c.t.x.find_one({"$or": [{"n": 1}]}),
-    lambda c: c.t.x.update_one({"n": 1}, {"$set": {"n": 2}}),
-    lambda c: c.t.x.replace_one({"n": 1}, {"n": 2}, upsert=True),
-    lambda c: list(c.t.x.find({}).sort("n")),
-    lambda c: list(c.t.x.find({}, projection={"n": 1})),
-    lambda c: c.t.x.count_documents({}),
-])
+@pytest.mark.parametrize(
+    "action",
+    [
+        lambda c: c.t.x.find_one({"n": {"$gt": 1}}),
+        lambda c: c.t.x.find_one({"$or": [{"n": 1}]}),
+        lambda c: c.t.x.update_one({"n": 1}, {"$set": {"n": 2}}),
+        lambda c: c.t.x.replace_one({"n": 1}, {"n": 2}, upsert=True),
+        lambda c: list(c.t.x.find({}).sort("n")),
+        lambda c: list(c.t.x.find({}, projection={"n": 1})),
+        lambda c: c.t.x.count_documents({}),
+    ],
+)
 def test_what_it_does_not_support_fails_loudly(client, action):
     client.t.x.insert_one({"n": 1})
     with pytest.raises(OperationFailure, match="stand-in"):

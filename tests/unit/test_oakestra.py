@@ -52,14 +52,17 @@ JOBS = ("GET", "/api/services/")
 
 
 def client(replay: Replay, secret: str = SECRET) -> SystemManager:
-    return SystemManager("192.0.2.7", 10000, "Admin", secret, "environment variable X",
-                         timeout=1, transport=replay)
+    return SystemManager(
+        "192.0.2.7", 10000, "Admin", secret, "environment variable X", timeout=1, transport=replay
+    )
 
 
 def ok_answers() -> dict:
-    return {LOGIN: [(200, recorded("login_ok.json"))],
-            APPS: [(200, recorded("applications.json"))],
-            JOBS: [(200, recorded("services.json"))]}
+    return {
+        LOGIN: [(200, recorded("login_ok.json"))],
+        APPS: [(200, recorded("applications.json"))],
+        JOBS: [(200, recorded("services.json"))],
+    }
 
 
 # -- the client -----------------------------------------------------------------------------
@@ -67,15 +70,21 @@ def test_lists_decode_the_json_string_bodies_and_attach_services():
     replay = Replay(ok_answers())
     apps = client(replay).applications()
     assert [(a.name, a.namespace, a.owner) for a in apps] == [
-        ("observatory", "observatory", "Admin"), ("projdd1d95927a2b", "proj", "Admin"),
-        ("webshop", "shop", "Admin")]
+        ("observatory", "observatory", "Admin"),
+        ("projdd1d95927a2b", "proj", "Admin"),
+        ("webshop", "shop", "Admin"),
+    ]
     observatory = apps[0]
     assert observatory.id == "6650a1b2c3d4e5f601020301"
     assert [(s.name, s.namespace, s.image, s.instances) for s in observatory.services] == [
-        ("trackinge3afed0047b0", "tracking",
-         "ghcr.io/oakestra/addon-flops/tracking-server:latest", 1),
-        ("observb98c287ecf1e", "observ",
-         "ghcr.io/oakestra/addon-flops/project-observer:latest", 1)]
+        (
+            "trackinge3afed0047b0",
+            "tracking",
+            "ghcr.io/oakestra/addon-flops/tracking-server:latest",
+            1,
+        ),
+        ("observb98c287ecf1e", "observ", "ghcr.io/oakestra/addon-flops/project-observer:latest", 1),
+    ]
     assert apps[1].services[0].instances == 0 and apps[2].services == ()
 
 
@@ -133,8 +142,12 @@ def test_an_expired_token_means_one_new_login():
 
 def test_delete_reports_the_status_of_a_refusal():
     path = ("DELETE", "/api/application/6650a1b2c3d4e5f601020301")
-    replay = Replay({**ok_answers(), path: [(200, recorded("delete_ok.json")),
-                                            (501, recorded("delete_501.json"))]})
+    replay = Replay(
+        {
+            **ok_answers(),
+            path: [(200, recorded("delete_ok.json")), (501, recorded("delete_501.json"))],
+        }
+    )
     sm = client(replay)
     assert sm.delete_application("6650a1b2c3d4e5f601020301") == "Application Deleted"
     with pytest.raises(ApiError) as err:
@@ -152,33 +165,68 @@ def test_password_comes_from_the_variable_else_oakestras_default(monkeypatch):
 
 # -- recognition ------------------------------------------------------------------------------
 def A(name, namespace, owner="Admin", app_id="a1", services=()):
-    return Application(app_id, name, namespace, owner, tuple(services),
-                       tuple(Service(s, s, "x", "img", 1) for s in services))
+    return Application(
+        app_id,
+        name,
+        namespace,
+        owner,
+        tuple(services),
+        tuple(Service(s, s, "x", "img", 1) for s in services),
+    )
 
 
-IDS = OA.FlopsIds({"p1": "FLOpsProject.app_id", "o1": "FLOpsObservatory.app_id"},
-                  {"svc-tracking": "TrackingServer.service_id"})
+IDS = OA.FlopsIds(
+    {"p1": "FLOpsProject.app_id", "o1": "FLOpsObservatory.app_id"},
+    {"svc-tracking": "TrackingServer.service_id"},
+)
 
 
-@pytest.mark.parametrize("application, ids, action, needle", [
-    (A("proj1a2b3c4d5e6f", "proj", app_id="p1"), IDS, "delete", "FLOpsProject.app_id"),
-    (A("renamed", "custom", app_id="p1"), IDS, "delete", "id in FLOps DB"),
-    (A("obs", "x", app_id="z", services=("svc-tracking",)), IDS, "delete",
-     "TrackingServer.service_id"),
-    (A("observatory", "observatory", app_id="o1", owner="alice"), IDS, "blocked",
-     "flops.oakestra.user to 'alice'"),
-    (A("observatory", "observatory", app_id="zz"), IDS, "delete", "FLOps' name"),
-    (A("helper", "helper", app_id="zz"), None, "delete", "namespace 'helper'"),
-    (A("proj1a2b3c4d5e6f", "proj", app_id="zz"), None, "delete", "namespace 'proj'"),
-    (A("proj1a2b3c", "proj", app_id="zz"), None, "keep", "proj + 12 hex digits"),
-    (A("myproj", "proj", app_id="zz"), IDS, "keep", "name 'myproj' is not FLOps'"),
-    (A("observatory", "observatory", app_id="zz", owner="alice"), IDS, "keep",
-     "owned by 'alice'"),
-    (A("webshop", "shop", app_id="zz"), IDS, "keep", "does not hold its id"),
-    (A("helper", "Helper", app_id="zz"), None, "keep", "namespace 'Helper'"),
-], ids=["db-project", "db-id-any-name", "db-service", "db-other-owner", "name-observatory",
-        "name-helper-no-db", "name-project", "short-project-name", "namespace-not-name",
-        "other-owner-lookalike", "other-app", "case-matters"])
+@pytest.mark.parametrize(
+    "application, ids, action, needle",
+    [
+        (A("proj1a2b3c4d5e6f", "proj", app_id="p1"), IDS, "delete", "FLOpsProject.app_id"),
+        (A("renamed", "custom", app_id="p1"), IDS, "delete", "id in FLOps DB"),
+        (
+            A("obs", "x", app_id="z", services=("svc-tracking",)),
+            IDS,
+            "delete",
+            "TrackingServer.service_id",
+        ),
+        (
+            A("observatory", "observatory", app_id="o1", owner="alice"),
+            IDS,
+            "blocked",
+            "flops.oakestra.user to 'alice'",
+        ),
+        (A("observatory", "observatory", app_id="zz"), IDS, "delete", "FLOps' name"),
+        (A("helper", "helper", app_id="zz"), None, "delete", "namespace 'helper'"),
+        (A("proj1a2b3c4d5e6f", "proj", app_id="zz"), None, "delete", "namespace 'proj'"),
+        (A("proj1a2b3c", "proj", app_id="zz"), None, "keep", "proj + 12 hex digits"),
+        (A("myproj", "proj", app_id="zz"), IDS, "keep", "name 'myproj' is not FLOps'"),
+        (
+            A("observatory", "observatory", app_id="zz", owner="alice"),
+            IDS,
+            "keep",
+            "owned by 'alice'",
+        ),
+        (A("webshop", "shop", app_id="zz"), IDS, "keep", "does not hold its id"),
+        (A("helper", "Helper", app_id="zz"), None, "keep", "namespace 'Helper'"),
+    ],
+    ids=[
+        "db-project",
+        "db-id-any-name",
+        "db-service",
+        "db-other-owner",
+        "name-observatory",
+        "name-helper-no-db",
+        "name-project",
+        "short-project-name",
+        "namespace-not-name",
+        "other-owner-lookalike",
+        "other-app",
+        "case-matters",
+    ],
+)
 def test_recognise(application, ids, action, needle):
     (verdict,) = OA.recognise([application], ids, "Admin")
     assert verdict.action == action
@@ -201,33 +249,58 @@ class FakeDb(dict):
 
 def test_read_flops_ids_follows_upstreams_collections():
     # documents as upstream's model_dump() writes them (field names, not aliases)
-    db = FakeDb({
-        "FLOpsProject": FakeCollection([
-            {"app_id": "p1", "flops_project_id": "p1", "app_name": "proj1a2b3c4d5e6f"},
-            {"app_id": "", "flops_project_id": ""}]),  # added before the app was created
-        "FLOpsObservatory": FakeCollection([{"app_id": "o1", "customer_id": "Admin"}]),
-        "FLOpsHelperApp": FakeCollection([{"app_id": "h1", "customer_id": "Admin"}]),
-        "TrackingServer": FakeCollection([{"service_id": "t1", "customer_id": "Admin"}]),
-        "FLOpsProjectObserver": FakeCollection([{"service_id": "s1", "flops_project_id": "p2"}]),
-        "FLLearners": FakeCollection([{"service_id": "l1", "flops_project_id": "p1"}]),
-    })
+    db = FakeDb(
+        {
+            "FLOpsProject": FakeCollection(
+                [
+                    {"app_id": "p1", "flops_project_id": "p1", "app_name": "proj1a2b3c4d5e6f"},
+                    {"app_id": "", "flops_project_id": ""},
+                ]
+            ),  # added before the app was created
+            "FLOpsObservatory": FakeCollection([{"app_id": "o1", "customer_id": "Admin"}]),
+            "FLOpsHelperApp": FakeCollection([{"app_id": "h1", "customer_id": "Admin"}]),
+            "TrackingServer": FakeCollection([{"service_id": "t1", "customer_id": "Admin"}]),
+            "FLOpsProjectObserver": FakeCollection(
+                [{"service_id": "s1", "flops_project_id": "p2"}]
+            ),
+            "FLLearners": FakeCollection([{"service_id": "l1", "flops_project_id": "p1"}]),
+        }
+    )
     ids = OA.read_flops_ids(db)
-    assert ids.apps == {"p1": "FLOpsProject.app_id", "o1": "FLOpsObservatory.app_id",
-                        "h1": "FLOpsHelperApp.app_id",
-                        "p2": "FLOpsProjectObserver.flops_project_id"}
-    assert ids.services == {"t1": "TrackingServer.service_id",
-                            "s1": "FLOpsProjectObserver.service_id",
-                            "l1": "FLLearners.service_id"}
+    assert ids.apps == {
+        "p1": "FLOpsProject.app_id",
+        "o1": "FLOpsObservatory.app_id",
+        "h1": "FLOpsHelperApp.app_id",
+        "p2": "FLOpsProjectObserver.flops_project_id",
+    }
+    assert ids.services == {
+        "t1": "TrackingServer.service_id",
+        "s1": "FLOpsProjectObserver.service_id",
+        "l1": "FLLearners.service_id",
+    }
 
 
 # -- plan and clear against the stand-in ------------------------------------------------------
-FLOPS_PROJ = app("6650a1b2c3d4e5f601020303", "projdd1d95927a2b", "proj", services=(
-    ("builderb98c287ecf1e", "builder", "ghcr.io/oakestra/addon-flops/image-builder:latest"),))
-FLOPS_OBS = app("6650a1b2c3d4e5f601020301", "observatory", "observatory", services=(
-    ("trackinge3afed0047b0", "tracking", "ghcr.io/oakestra/addon-flops/tracking-server:latest"),))
+FLOPS_PROJ = app(
+    "6650a1b2c3d4e5f601020303",
+    "projdd1d95927a2b",
+    "proj",
+    services=(
+        ("builderb98c287ecf1e", "builder", "ghcr.io/oakestra/addon-flops/image-builder:latest"),
+    ),
+)
+FLOPS_OBS = app(
+    "6650a1b2c3d4e5f601020301",
+    "observatory",
+    "observatory",
+    services=(
+        ("trackinge3afed0047b0", "tracking", "ghcr.io/oakestra/addon-flops/tracking-server:latest"),
+    ),
+)
 FLOPS_HELPER = app("6650a1b2c3d4e5f601020302", "helper", "helper")
-OTHER = app("6650a1b2c3d4e5f601020310", "webshop", "shop",
-            services=(("frontend", "shop", "nginx:1.27"),))
+OTHER = app(
+    "6650a1b2c3d4e5f601020310", "webshop", "shop", services=(("frontend", "shop", "nginx:1.27"),)
+)
 ALICE_OBS = app("6650a1b2c3d4e5f601020312", "observatory", "observatory", owner="alice")
 DB_IDS = OA.FlopsIds({FLOPS_PROJ["applicationID"]: "FLOpsProject.app_id"}, {})
 SETTINGS = SimpleNamespace(oakestra_user="Admin")
@@ -235,8 +308,9 @@ SETTINGS = SimpleNamespace(oakestra_user="Admin")
 
 @pytest.fixture
 def sm_standin():
-    running = Running({"users": USERS, "applications": [FLOPS_PROJ, FLOPS_OBS, FLOPS_HELPER,
-                                                         OTHER, ALICE_OBS]})
+    running = Running(
+        {"users": USERS, "applications": [FLOPS_PROJ, FLOPS_OBS, FLOPS_HELPER, OTHER, ALICE_OBS]}
+    )
     yield running
     running.stop()
 
@@ -279,8 +353,7 @@ def test_dry_clear_apps_plans_from_the_real_listing_and_deletes_nothing(sm_stand
 
 def test_an_app_that_vanished_before_deleting_stops_the_run_with_nothing_deleted(sm_standin):
     plan = plan_for(sm_standin)
-    sm_standin.control("vanish", {"applicationID": FLOPS_HELPER["applicationID"],
-                                  "after_lists": 1})
+    sm_standin.control("vanish", {"applicationID": FLOPS_HELPER["applicationID"], "after_lists": 1})
     with pytest.raises(FlopsError) as err:
         OA.clear_apps(SETTINGS, plan)
     assert "vanished since the listing (helper" in str(err.value)
@@ -311,8 +384,10 @@ def test_a_flops_app_of_another_user_is_a_failure_not_a_silent_keep(sm_standin):
 
 def test_an_unreadable_flops_db_stops_clear_apps_but_not_the_listing(sm_standin):
     def unreadable(_):
-        raise ServerSelectionTimeoutError("127.0.0.1:10027: [Errno 111] Connection refused "
-                                          "(configured timeouts: connectTimeoutMS: 5000.0ms)")
+        raise ServerSelectionTimeoutError(
+            "127.0.0.1:10027: [Errno 111] Connection refused "
+            "(configured timeouts: connectTimeoutMS: 5000.0ms)"
+        )
 
     def sm():
         return SystemManager("127.0.0.1", sm_standin.port, "Admin", "Admin", "test")
@@ -322,19 +397,21 @@ def test_an_unreadable_flops_db_stops_clear_apps_but_not_the_listing(sm_standin)
     message = str(err.value)
     assert "cannot read the FLOps DB" in message and "--without-db" in message
     assert "Connection refused" in message and "configured timeouts" not in message
-    plan = OA.flops_apps_plan(SETTINGS, strict=False, flops_ids=unreadable,
-                              system_manager=sm())
-    assert plan.identification.startswith("FLOps' names and namespaces only: the FLOps DB "
-                                          "could not be read")
+    plan = OA.flops_apps_plan(SETTINGS, strict=False, flops_ids=unreadable, system_manager=sm())
+    assert plan.identification.startswith(
+        "FLOps' names and namespaces only: the FLOps DB could not be read"
+    )
     assert {v.app.id for v in plan.doomed} == FLOPS
     assert sm_standin.deleted_ids() == []
 
 
 def test_a_flops_db_port_held_by_another_container_stops_clear_apps(sm_standin):
     def foreign(_):
-        raise FlopsError("port 10027 on 127.0.0.1 is held by container other-mongo (project "
-                         "none), not by flops_db of the stack flops: refusing to touch it; "
-                         "nothing was deleted (start the stack with 'inv up')")
+        raise FlopsError(
+            "port 10027 on 127.0.0.1 is held by container other-mongo (project "
+            "none), not by flops_db of the stack flops: refusing to touch it; "
+            "nothing was deleted (start the stack with 'inv up')"
+        )
 
     sm = SystemManager("127.0.0.1", sm_standin.port, "Admin", "Admin", "test")
     with pytest.raises(FlopsError) as err:
@@ -365,41 +442,59 @@ def test_standin_answers_have_upstreams_shapes(sm_standin):
     def same(body: bytes, name: str) -> bool:
         return json.loads(body) == json.loads(recorded(name))
 
-    status, body = _raw(sm_standin, "POST", "/api/auth/login", {"username": "Admin",
-                                                                 "password": "wrong"})
+    status, body = _raw(
+        sm_standin, "POST", "/api/auth/login", {"username": "Admin", "password": "wrong"}
+    )
     assert status == 401 and same(body, "login_401.json")
     status, body = _raw(sm_standin, "GET", "/api/applications/")
     assert status == 401 and same(body, "missing_token_401.json")
-    status, body = _raw(sm_standin, "POST", "/api/auth/login", {"username": "alice",
-                                                                 "password": "alice"})
+    status, body = _raw(
+        sm_standin, "POST", "/api/auth/login", {"username": "alice", "password": "alice"}
+    )
     alice = json.loads(body)["token"]
     status, body = _raw(sm_standin, "GET", "/api/applications/", token=alice)
     assert status == 403 and same(body, "forbidden_403.json")
-    status, body = _raw(sm_standin, "POST", "/api/auth/login", {"username": "Admin",
-                                                                 "password": "Admin"})
+    status, body = _raw(
+        sm_standin, "POST", "/api/auth/login", {"username": "Admin", "password": "Admin"}
+    )
     assert status == 200 and set(json.loads(body)) == set(json.loads(recorded("login_ok.json")))
     token = json.loads(body)["token"]
-    for path, name in (("/api/applications/", "applications.json"),
-                       ("/api/services/", "services.json")):
+    for path, name in (
+        ("/api/applications/", "applications.json"),
+        ("/api/services/", "services.json"),
+    ):
         status, body = _raw(sm_standin, "GET", path, token=token)
         assert status == 200 and isinstance(json.loads(body), str)  # a JSON string
         got, want = decode(body), decode(recorded(name))
         assert set(got[0]) == set(want[0]), path  # the same fields
         assert all(isinstance(d["_id"], dict) and set(d["_id"]) == {"$oid"} for d in got)
-    status, body = _raw(sm_standin, "DELETE", "/api/application/000000000000000000000000",
-                        token=token)
+    status, body = _raw(
+        sm_standin, "DELETE", "/api/application/000000000000000000000000", token=token
+    )
     assert status == 501 and same(body, "delete_501.json")
     # an app of another user cannot be deleted either (get_app_by_id filters by userId)
-    status, body = _raw(sm_standin, "DELETE", f"/api/application/{ALICE_OBS['applicationID']}",
-                        token=token)
+    status, body = _raw(
+        sm_standin, "DELETE", f"/api/application/{ALICE_OBS['applicationID']}", token=token
+    )
     assert status == 501
-    sla = {"sla_version": "v2.0", "customerID": "Admin", "applications": [{
-        "applicationID": "", "application_name": "observatory",
-        "application_namespace": "observatory", "application_desc": "", "microservices": []}]}
+    sla = {
+        "sla_version": "v2.0",
+        "customerID": "Admin",
+        "applications": [
+            {
+                "applicationID": "",
+                "application_name": "observatory",
+                "application_namespace": "observatory",
+                "application_desc": "",
+                "microservices": [],
+            }
+        ],
+    }
     status, body = _raw(sm_standin, "POST", "/api/application/", sla, token=token)
     assert status == 409 and same(body, "create_409.json")
-    status, body = _raw(sm_standin, "DELETE", f"/api/application/{FLOPS_OBS['applicationID']}",
-                        token=token)
+    status, body = _raw(
+        sm_standin, "DELETE", f"/api/application/{FLOPS_OBS['applicationID']}", token=token
+    )
     assert status == 200 and same(body, "delete_ok.json")
     status, body = _raw(sm_standin, "POST", "/api/application/", sla, token=token)
     assert status == 200
@@ -410,8 +505,11 @@ def test_standin_answers_have_upstreams_shapes(sm_standin):
 
 
 def test_default_seed_has_flops_and_other_apps():
-    seed = json.loads((Path(__file__).resolve().parents[2] / "testbed" / "system_manager"
-                       / "seed.json").read_text())
+    seed = json.loads(
+        (
+            Path(__file__).resolve().parents[2] / "testbed" / "system_manager" / "seed.json"
+        ).read_text()
+    )
     running = Running(seed)
     try:
         sm = SystemManager("127.0.0.1", running.port, "Admin", "Admin", "test")
@@ -423,8 +521,10 @@ def test_default_seed_has_flops_and_other_apps():
 
 
 def test_a_delete_the_system_manager_accepted_but_did_not_do_is_a_failure():
-    deletes = {("DELETE", f"/api/application/{i}"): [(200, recorded("delete_ok.json"))]
-               for i in ("6650a1b2c3d4e5f601020301", "6650a1b2c3d4e5f601020303")}
+    deletes = {
+        ("DELETE", f"/api/application/{i}"): [(200, recorded("delete_ok.json"))]
+        for i in ("6650a1b2c3d4e5f601020301", "6650a1b2c3d4e5f601020303")
+    }
     replay = Replay({**ok_answers(), **deletes})  # the listing never changes
     plan = OA.flops_apps_plan(SETTINGS, system_manager=client(replay), without_db=True)
     outcomes = OA.clear_apps(SETTINGS, plan)
@@ -442,15 +542,18 @@ def test_read_flops_ids_through_pymongo_against_the_testbeds_flops_db(tmp_path):
 
     server = Server(tmp_path).start()
     try:
-        client = pymongo.MongoClient("127.0.0.1", server.port, directConnection=True,
-                                     serverSelectionTimeoutMS=5000)
+        client = pymongo.MongoClient(
+            "127.0.0.1", server.port, directConnection=True, serverSelectionTimeoutMS=5000
+        )
         db = client["flops"]
-        db["FLOpsObservatory"].insert_one({"customer_id": "Admin", "app_id": "o1",
-                                           "app_name": "observatory"})
+        db["FLOpsObservatory"].insert_one(
+            {"customer_id": "Admin", "app_id": "o1", "app_name": "observatory"}
+        )
         db["TrackingServer"].insert_one({"customer_id": "Admin", "service_id": "t1", "ip": ""})
         ids = OA.read_flops_ids(db)
         client.close()
     finally:
         server.stop()
-    assert ids == OA.FlopsIds({"o1": "FLOpsObservatory.app_id"},
-                              {"t1": "TrackingServer.service_id"})
+    assert ids == OA.FlopsIds(
+        {"o1": "FLOpsObservatory.app_id"}, {"t1": "TrackingServer.service_id"}
+    )

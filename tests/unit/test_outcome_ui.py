@@ -8,13 +8,15 @@ from flops_tasks.outcome import Report, Status
 
 def sample() -> Report:
     r = Report("prepare-builder")
-    r.extend([
-        outcome.ok("w1", "qemu", "installed"),
-        outcome.changed("w1", "buildx", "builder created"),
-        outcome.ok("w2", "qemu"),
-        outcome.failed("w3", "qemu", "apt-get failed"),
-        outcome.unreachable("w4", "connect", "timed out"),
-    ])
+    r.extend(
+        [
+            outcome.ok("w1", "qemu", "installed"),
+            outcome.changed("w1", "buildx", "builder created"),
+            outcome.ok("w2", "qemu"),
+            outcome.failed("w3", "qemu", "apt-get failed"),
+            outcome.unreachable("w4", "connect", "timed out"),
+        ]
+    )
     return r
 
 
@@ -35,8 +37,12 @@ def test_json_rendering(capsys):
     assert data["ok"] is False
     assert data["hosts"]["w1"]["changed"] is True
     assert data["hosts"]["w1"]["steps"][1] == {
-        "host": "w1", "step": "buildx", "status": "changed", "detail": "builder created",
-        "changed": True}
+        "host": "w1",
+        "step": "buildx",
+        "status": "changed",
+        "detail": "builder created",
+        "changed": True,
+    }
     assert data["hosts"]["w4"]["status"] == "unreachable"
 
 
@@ -84,8 +90,9 @@ def _assert_literal(out: str) -> None:
 
 
 def test_hostile_worker_output_is_shown_literally_in_the_report(capsys, wide):
-    report = Report("prepare-builder", [outcome.failed("w1", "qemu", text)
-                                        for text in HOSTILE_TEXT])
+    report = Report(
+        "prepare-builder", [outcome.failed("w1", "qemu", text) for text in HOSTILE_TEXT]
+    )
     report.notes.extend(HOSTILE_TEXT)
     ui.render_report(report)
     _assert_literal(capsys.readouterr().out)
@@ -98,13 +105,27 @@ def test_hostile_text_in_progress_lines_is_shown_literally(capsys, wide):
 
 
 def test_hostile_values_in_every_table_are_shown_literally(capsys, wide):
-    rows = [{"service": text, "state": "running", "health": text, "ports": [text]}
-            for text in HOSTILE_TEXT]
+    rows = [
+        {"service": text, "state": "running", "health": text, "ports": [text]}
+        for text in HOSTILE_TEXT
+    ]
     ui.render_status(rows)
-    ui.render_env([("FLOPS_MANAGER_IP", text, text) for text in HOSTILE_TEXT], "/x/flops.env",
-                  changed=True, dry=False, as_json=False, extra={})
-    ui.render_testbed({"seconds": 1, "workers": [{"name": t, "ip": t} for t in HOSTILE_TEXT],
-                       "gateway": "172.17.0.1", "config": "/x/invoke.yaml"})
+    ui.render_env(
+        [("FLOPS_MANAGER_IP", text, text) for text in HOSTILE_TEXT],
+        "/x/flops.env",
+        changed=True,
+        dry=False,
+        as_json=False,
+        extra={},
+    )
+    ui.render_testbed(
+        {
+            "seconds": 1,
+            "workers": [{"name": t, "ip": t} for t in HOSTILE_TEXT],
+            "gateway": "172.17.0.1",
+            "config": "/x/invoke.yaml",
+        }
+    )
     _assert_literal(capsys.readouterr().out)
 
 

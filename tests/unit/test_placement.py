@@ -38,8 +38,19 @@ SPLIT = {REGISTRY: "w1", ARTIFACT_STORE: "w1"}
 @pytest.fixture
 def placed(ctx_factory, tmp_path):
     def make(placement: dict, **stack):
-        return settings(ctx_factory({"inventory": INVENTORY, "stack": {
-            "placement": placement, "env_file": str(tmp_path / "flops.env"), **stack}}))
+        return settings(
+            ctx_factory(
+                {
+                    "inventory": INVENTORY,
+                    "stack": {
+                        "placement": placement,
+                        "env_file": str(tmp_path / "flops.env"),
+                        **stack,
+                    },
+                }
+            )
+        )
+
     return make
 
 
@@ -53,8 +64,9 @@ def test_without_a_placement_everything_is_local(ctx_factory):
 
 
 def test_hosts_are_inventory_names_host_strings_or_local(placed):
-    s = placed({"default": "w1", MANAGER: "local", FLOPS_DB_SERVICE: "local",
-                MQTT: "ubuntu@10.0.0.8:2222"})
+    s = placed(
+        {"default": "w1", MANAGER: "local", FLOPS_DB_SERVICE: "local", MQTT: "ubuntu@10.0.0.8:2222"}
+    )
     assert s.stack.placement[MANAGER] is None
     assert s.stack.placement[REGISTRY] == Target("10.0.0.7", "root", 22, "w1", ("builder",))
     assert s.stack.placement[MQTT] == Target("10.0.0.8", "ubuntu", 2222)
@@ -65,14 +77,17 @@ def test_everything_placed_locally_is_no_placement(placed):
     assert placed({"default": "local"}).stack.placement == {}
 
 
-@pytest.mark.parametrize("placement, needle", [
-    ({"flops_registry": "w1"}, "flops.stack.placement.flops_registry (from"),
-    ({REGISTRY: "not a host!"}, "flops.stack.placement.flops_image_registry = 'not a host!'"),
-    ({REGISTRY: 5}, "flops.stack.placement.flops_image_registry = 5"),
-    ({REGISTRY: "w1", ARTIFACT_STORE: "root@10.0.0.7"}, "names 10.0.0.7:22 twice"),
-    ({FLOPS_DB_SERVICE: "w1"}, "puts flops_db and flops_manager on different hosts"),
-    ({MANAGER: "w1"}, "puts flops_db and flops_manager on different hosts"),
-])
+@pytest.mark.parametrize(
+    "placement, needle",
+    [
+        ({"flops_registry": "w1"}, "flops.stack.placement.flops_registry (from"),
+        ({REGISTRY: "not a host!"}, "flops.stack.placement.flops_image_registry = 'not a host!'"),
+        ({REGISTRY: 5}, "flops.stack.placement.flops_image_registry = 5"),
+        ({REGISTRY: "w1", ARTIFACT_STORE: "root@10.0.0.7"}, "names 10.0.0.7:22 twice"),
+        ({FLOPS_DB_SERVICE: "w1"}, "puts flops_db and flops_manager on different hosts"),
+        ({MANAGER: "w1"}, "puts flops_db and flops_manager on different hosts"),
+    ],
+)
 def test_bad_placements_are_one_line_naming_the_key(placed, placement, needle):
     with pytest.raises(ConfigError) as err:
         placed(placement)
@@ -87,8 +102,10 @@ def test_two_services_publishing_one_port_on_one_host_are_refused(placed, monkey
     monkeypatch.setattr(project_mod, "PORTS", ports)
     with pytest.raises(ConfigError) as err:
         placed({REGISTRY: "w1", MQTT: "w1"})
-    assert "puts flops_image_registry and flops_mqtt on w1, and both publish port 5073" in \
-        err.value.message
+    assert (
+        "puts flops_image_registry and flops_mqtt on w1, and both publish port 5073"
+        in err.value.message
+    )
     placed({REGISTRY: "w1"})  # apart, they are fine
 
 
@@ -104,10 +121,16 @@ def test_each_address_is_the_address_of_the_host_that_runs_its_component(placed,
     addresses = envmod.resolve_addresses(s, detect=lambda: "10.0.0.2")
     assert addresses.values["FLOPS_IMAGE_REGISTRY_IP"] == "10.0.0.7"
     assert addresses.values["ARTIFACT_STORE_IP"] == "10.0.0.7"
-    assert "address of w1, which runs flops_image_registry" in \
-        addresses.sources["FLOPS_IMAGE_REGISTRY_IP"]
-    for var in ("SYSTEM_MANAGER_IP", "FLOPS_MANAGER_IP", "FLOPS_MQTT_BROKER_IP",
-                "BACKEND_STORE_IP"):
+    assert (
+        "address of w1, which runs flops_image_registry"
+        in addresses.sources["FLOPS_IMAGE_REGISTRY_IP"]
+    )
+    for var in (
+        "SYSTEM_MANAGER_IP",
+        "FLOPS_MANAGER_IP",
+        "FLOPS_MQTT_BROKER_IP",
+        "BACKEND_STORE_IP",
+    ):
         assert addresses.values[var] == "10.0.0.2"
         assert addresses.sources[var] == "auto-detected primary IP of this host"
     assert envmod.registry_host(s, addresses) == "10.0.0.7:5073"
@@ -127,15 +150,18 @@ def test_an_explicit_address_still_wins(placed, monkeypatch):
     s = placed(SPLIT)
     addresses = envmod.resolve_addresses(s, detect=lambda: "10.0.0.2")
     assert addresses.values["FLOPS_IMAGE_REGISTRY_IP"] == "192.0.2.50"
-    assert addresses.sources["FLOPS_IMAGE_REGISTRY_IP"] == \
-        "environment variable FLOPS_IMAGE_REGISTRY_IP"
+    assert (
+        addresses.sources["FLOPS_IMAGE_REGISTRY_IP"]
+        == "environment variable FLOPS_IMAGE_REGISTRY_IP"
+    )
 
 
 def test_host_names_resolve_and_unusable_addresses_are_refused(placed, monkeypatch):
     clear_address_env(monkeypatch)
     s = placed({REGISTRY: "root@registry.example"})
-    found = envmod.resolve_addresses(s, detect=lambda: "10.0.0.2",
-                                     locate=lambda host: {"registry.example": "10.0.0.9"}[host])
+    found = envmod.resolve_addresses(
+        s, detect=lambda: "10.0.0.2", locate=lambda host: {"registry.example": "10.0.0.9"}[host]
+    )
     assert found.values["FLOPS_IMAGE_REGISTRY_IP"] == "10.0.0.9"
     with pytest.raises(FlopsError, match="does not resolve"):
         envmod.resolve_addresses(s, detect=lambda: "10.0.0.2", locate=lambda host: "")
@@ -177,8 +203,9 @@ def test_a_moved_registry_is_remembered_until_it_comes_back(placed, monkeypatch)
 
 
 def test_an_env_file_from_before_the_record_still_names_the_registry(placed, tmp_path):
-    (tmp_path / "flops.env").write_text("FLOPS_IMAGE_REGISTRY_IP=10.0.0.2\n"
-                                        "FLOPS_REGISTRY_PORT=5073\n")
+    (tmp_path / "flops.env").write_text(
+        "FLOPS_IMAGE_REGISTRY_IP=10.0.0.2\nFLOPS_REGISTRY_PORT=5073\n"
+    )
     assert envmod.former_registries(placed({}), "10.0.0.7:5073") == ("10.0.0.2:5073",)
 
 
@@ -190,16 +217,23 @@ def test_one_project_per_engine_local_first(placed):
     assert (local.where, w1.where) == ("stack", "stack@w1")
     assert local.plan is w1.plan  # one dry-run plan
     assert w1.engine_url == "ssh://root@10.0.0.7:22"
-    assert "docker --host ssh://root@10.0.0.7:22 compose -p flops_management" in \
-        w1.compose_cmd("up")
+    assert "docker --host ssh://root@10.0.0.7:22 compose -p flops_management" in w1.compose_cmd(
+        "up"
+    )
     assert w1.address() == "10.0.0.7" and w1.url(5073) == "http://10.0.0.7:5073"
     assert placement.project_for([local, w1], REGISTRY) is w1
 
 
 def fake(project: Project) -> FakeProject:
     """The same project on a recorded-shape engine of its own."""
-    twin = FakeProject(project.s, dry=project.dry, progress=project.progress,
-                       plan=project.plan, target=project.target, services=project.services)
+    twin = FakeProject(
+        project.s,
+        dry=project.dry,
+        progress=project.progress,
+        plan=project.plan,
+        target=project.target,
+        services=project.services,
+    )
     twin.engine = Engine()
     twin._docker = twin.engine
     return twin
@@ -249,7 +283,8 @@ def test_nothing_changes_anywhere_when_one_engine_does_not_answer(split):
 
     def down():
         raise __import__("python_on_whales").exceptions.DockerException(
-            ["docker", "version"], 1, stderr=b"boom")
+            ["docker", "version"], 1, stderr=b"boom"
+        )
 
     w1.engine.version = down
     with pytest.raises(FlopsError) as err:
@@ -276,7 +311,10 @@ def test_status_and_doctor_name_each_services_host(split, monkeypatch):
             project.engine.put(inspect(svc))
     rows = [row for p in split for row in health.status(p)]
     assert {r["service"]: r["host"] for r in rows} == {
-        **{svc: "local" for svc in local.services}, REGISTRY: "w1", ARTIFACT_STORE: "w1"}
+        **{svc: "local" for svc in local.services},
+        REGISTRY: "w1",
+        ARTIFACT_STORE: "w1",
+    }
     outcomes = placement.run(split, health.doctor, "doctor")
     hosts = {o.step: o.host for o in outcomes}
     assert hosts[REGISTRY] == hosts["registry"] == "stack@w1"
@@ -301,8 +339,10 @@ def test_a_host_that_is_down_fails_only_its_services(split, monkeypatch):
     assert all(o.host == "stack@w1" and "No route to host" in o.detail for o in bad)
     assert all(o.status is Status.OK for o in outcomes if o.host == "stack")
     rows = health.unreachable_rows(w1, "host w1: cannot connect")
-    assert [(r["service"], r["state"]) for r in rows] == [(REGISTRY, "unreachable"),
-                                                          (ARTIFACT_STORE, "unreachable")]
+    assert [(r["service"], r["state"]) for r in rows] == [
+        (REGISTRY, "unreachable"),
+        (ARTIFACT_STORE, "unreachable"),
+    ]
 
 
 def test_scopes_act_where_their_service_runs(split):
@@ -313,12 +353,18 @@ def test_scopes_act_where_their_service_runs(split):
     assert "volume flops_management_registry_data on w1" in what
     assert registry.clear(local) == []
     every = lifecycle.Scope(registry=True, clean=True)
-    assert [line.rsplit("(volume ", 1)[1] for line in lifecycle.what_reset_deletes(w1, every)
-            ] == ["flops_management_vsftpd_home on w1)", "flops_management_vsftpd_logs on w1)",
-                  "flops_management_registry_data on w1)"]
-    assert {line.rsplit("(volume ", 1)[1] for line in lifecycle.what_reset_deletes(local, every)
-            } == {"flops_management_flops_db)", "flops_management_mlflow_backend_store_data)",
-                  "flops_management_flops_mqtt_data)"}
+    assert [line.rsplit("(volume ", 1)[1] for line in lifecycle.what_reset_deletes(w1, every)] == [
+        "flops_management_vsftpd_home on w1)",
+        "flops_management_vsftpd_logs on w1)",
+        "flops_management_registry_data on w1)",
+    ]
+    assert {
+        line.rsplit("(volume ", 1)[1] for line in lifecycle.what_reset_deletes(local, every)
+    } == {
+        "flops_management_flops_db)",
+        "flops_management_mlflow_backend_store_data)",
+        "flops_management_flops_mqtt_data)",
+    }
 
 
 def test_restart_on_an_engine_recreates_only_its_own_services(split):
@@ -339,13 +385,14 @@ def test_the_local_bind_test_is_not_run_for_a_remote_engine(split, monkeypatch):
     monkeypatch.setattr(preflight, "bound_elsewhere", lambda bind, port: "another process")
     assert preflight.conflicts(w1).lines == []
     assert len(preflight.conflicts(local).lines) == sum(
-        len(project_mod.PORTS[s]) for s in local.services)
-
+        len(project_mod.PORTS[s]) for s in local.services
+    )
 
 
 @pytest.mark.parametrize("removal_fails", [False, True])
-def test_flops_apps_go_once_before_any_host_deletes(split, monkeypatch, ctx_factory, tmp_path,
-                                                    removal_fails):
+def test_flops_apps_go_once_before_any_host_deletes(
+    split, monkeypatch, ctx_factory, tmp_path, removal_fails
+):
     """A scope that empties the FLOps DB removes FLOps' apps from Oakestra once for the whole
     placement; when any is left, no host runs the reset."""
     from flops_tasks import cli, locks, oakestra_apps
@@ -361,12 +408,15 @@ def test_flops_apps_go_once_before_any_host_deletes(split, monkeypatch, ctx_fact
     monkeypatch.setattr(cli, "_projects", lambda c, s=None: split)
     monkeypatch.setattr(placement, "require", lambda found, distinct=False: None)
     monkeypatch.setattr(locks, "stack_lock_path", lambda project: tmp_path / "stack.lock")
-    report = cli._stack_task(ctx_factory(), "reset", lambda p: acted.append(p.label) or [],
-                             render=False, apps="the plan")
+    report = cli._stack_task(
+        ctx_factory(), "reset", lambda p: acted.append(p.label) or [], render=False, apps="the plan"
+    )
     assert removals == ["the plan"]  # once, not once per host
     if removal_fails:
         assert acted == [] and not report.ok
-        assert any(o.step == "stopped" and "nothing of the stack was deleted" in o.detail
-                   for o in report.outcomes)
+        assert any(
+            o.step == "stopped" and "nothing of the stack was deleted" in o.detail
+            for o in report.outcomes
+        )
     else:
         assert sorted(acted) == ["local", "w1"] and report.ok

@@ -20,14 +20,20 @@ from .fake_worker import FakeSession
 REG = "10.0.0.5:5073"
 CTX = ops.PrepContext(registry=REG)
 DEFAULT_17 = (Path(__file__).parent / "facts" / "containerd-1.7.24-config-default.toml").read_text()
-MIRRORS = ('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
-           '  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n'
-           '    endpoint = ["https://mirror.local"]\n')
+MIRRORS = (
+    'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
+    '  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n'
+    '    endpoint = ["https://mirror.local"]\n'
+)
 
 
 def facts(config: str, **more: tuple[int, str]) -> WorkerFacts:
-    raw = {"containerd_config": (0, config), "containerd_hosts": (0, MISSING),
-           "containerd": (0, ""), "systemd": (1, "")}
+    raw = {
+        "containerd_config": (0, config),
+        "containerd_hosts": (0, MISSING),
+        "containerd": (0, ""),
+        "systemd": (1, ""),
+    }
     raw.update(more)
     return WorkerFacts(raw)
 
@@ -47,8 +53,10 @@ def test_config_default_with_empty_config_path_is_set_not_a_decode_error():
     s = FakeSession({})
     ops.act_trust_containerd(s, facts(DEFAULT_17), CTX)
     data = tomllib.loads(written_config(s))
-    assert data["plugins"]["io.containerd.grpc.v1.cri"]["registry"]["config_path"] == \
-        "/etc/containerd/certs.d"
+    assert (
+        data["plugins"]["io.containerd.grpc.v1.cri"]["registry"]["config_path"]
+        == "/etc/containerd/certs.d"
+    )
 
 
 def test_containerd_is_restarted_without_systemd_too():
@@ -77,10 +85,22 @@ def test_ipv6_registry_address_is_bracketed(ctx_factory):
     from flops_tasks import env as envmod
     from flops_tasks.config import settings
 
-    names = ("system_manager_ip", "flops_manager_ip", "flops_mqtt_broker_ip",
-             "flops_image_registry_ip", "artifact_store_ip", "backend_store_ip")
+    names = (
+        "system_manager_ip",
+        "flops_manager_ip",
+        "flops_mqtt_broker_ip",
+        "flops_image_registry_ip",
+        "artifact_store_ip",
+        "backend_store_ip",
+    )
     s = settings(ctx_factory({"addresses": dict.fromkeys(names, "fd00::1")}))
     assert envmod.registry_host(s, envmod.resolve_addresses(s)) == "[fd00::1]:5073"
-    s = settings(ctx_factory({"registry": {"address": "fd00::2", "port": 5073},
-                              "addresses": dict.fromkeys(names, "10.0.0.1")}))
+    s = settings(
+        ctx_factory(
+            {
+                "registry": {"address": "fd00::2", "port": 5073},
+                "addresses": dict.fromkeys(names, "10.0.0.1"),
+            }
+        )
+    )
     assert envmod.registry_host(s, envmod.resolve_addresses(s)) == "[fd00::2]:5073"

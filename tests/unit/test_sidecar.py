@@ -15,15 +15,23 @@ from flops_tasks.ssh import RemoteFailure, Result
 IMAGE = "registry:5073/ml-data-server:1"
 
 
-def facts(bindings: list[dict[str, str]] | None, docker0: str = "172.17.0.1",
-          tcp: bool = True) -> WorkerFacts:
-    raw: dict[str, tuple[int, str]] = {"docker0": (0, docker0 + "\n"),
-                                       "sidecar_tcp": (0 if tcp else 1, docker0)}
+def facts(
+    bindings: list[dict[str, str]] | None, docker0: str = "172.17.0.1", tcp: bool = True
+) -> WorkerFacts:
+    raw: dict[str, tuple[int, str]] = {
+        "docker0": (0, docker0 + "\n"),
+        "sidecar_tcp": (0 if tcp else 1, docker0),
+    }
     if bindings is not None:
-        info = {"State": {"Running": True, "Status": "running"}, "Config": {"Image": IMAGE},
-                "HostConfig": {"RestartPolicy": {"Name": "unless-stopped"},
-                               "PortBindings": {"11027/tcp": bindings}},
-                "Mounts": [{"Name": C.DATA_VOLUME, "Destination": C.DATA_MOUNT}]}
+        info = {
+            "State": {"Running": True, "Status": "running"},
+            "Config": {"Image": IMAGE},
+            "HostConfig": {
+                "RestartPolicy": {"Name": "unless-stopped"},
+                "PortBindings": {"11027/tcp": bindings},
+            },
+            "Mounts": [{"Name": C.DATA_VOLUME, "Destination": C.DATA_MOUNT}],
+        }
         raw["sidecar"] = (0, json.dumps(info))
     return WorkerFacts(raw)
 
@@ -32,18 +40,27 @@ def ctx(publish: str = "") -> PrepContext:
     return PrepContext(registry="10.0.0.1:5073", learner_image=IMAGE, publish_address=publish)
 
 
-@pytest.mark.parametrize("bindings, publish, problem", [
-    ([{"HostIp": "172.17.0.1", "HostPort": "11027"}], "", None),
-    ([{"HostIp": "", "HostPort": "11027"}], "", "published on 0.0.0.0, not only on 172.17.0.1"),
-    ([{"HostIp": "0.0.0.0", "HostPort": "11027"}], "", "published on 0.0.0.0"),
-    ([{"HostIp": "172.17.0.1", "HostPort": "11027"}, {"HostIp": "0.0.0.0", "HostPort": "11027"}],
-     "", "published on 0.0.0.0, 172.17.0.1"),
-    ([{"HostIp": "172.17.0.1", "HostPort": "11028"}], "", "not published"),
-    ([], "", "not published"),
-    ([{"HostIp": "", "HostPort": "11027"}], "0.0.0.0", None),
-    ([{"HostIp": "10.0.0.5", "HostPort": "11027"}], "10.0.0.5", None),
-    ([{"HostIp": "172.17.0.1", "HostPort": "11027"}], "10.0.0.5", "not only on 10.0.0.5"),
-])
+@pytest.mark.parametrize(
+    "bindings, publish, problem",
+    [
+        ([{"HostIp": "172.17.0.1", "HostPort": "11027"}], "", None),
+        ([{"HostIp": "", "HostPort": "11027"}], "", "published on 0.0.0.0, not only on 172.17.0.1"),
+        ([{"HostIp": "0.0.0.0", "HostPort": "11027"}], "", "published on 0.0.0.0"),
+        (
+            [
+                {"HostIp": "172.17.0.1", "HostPort": "11027"},
+                {"HostIp": "0.0.0.0", "HostPort": "11027"},
+            ],
+            "",
+            "published on 0.0.0.0, 172.17.0.1",
+        ),
+        ([{"HostIp": "172.17.0.1", "HostPort": "11028"}], "", "not published"),
+        ([], "", "not published"),
+        ([{"HostIp": "", "HostPort": "11027"}], "0.0.0.0", None),
+        ([{"HostIp": "10.0.0.5", "HostPort": "11027"}], "10.0.0.5", None),
+        ([{"HostIp": "172.17.0.1", "HostPort": "11027"}], "10.0.0.5", "not only on 10.0.0.5"),
+    ],
+)
 def test_the_sidecar_check_verifies_the_binding_address(bindings, publish, problem):
     found = sidecar_problems(facts(bindings), ctx(publish))
     if problem is None:
@@ -67,12 +84,15 @@ class Recorder:
         return Result(command=command, exited=0)
 
 
-@pytest.mark.parametrize("publish, docker0, spec", [
-    ("", "172.17.0.1", "172.17.0.1:11027:11027"),
-    ("", "10.200.0.1", "10.200.0.1:11027:11027"),
-    ("0.0.0.0", "172.17.0.1", "0.0.0.0:11027:11027"),
-    ("fd00::5", "172.17.0.1", "[fd00::5]:11027:11027"),
-])
+@pytest.mark.parametrize(
+    "publish, docker0, spec",
+    [
+        ("", "172.17.0.1", "172.17.0.1:11027:11027"),
+        ("", "10.200.0.1", "10.200.0.1:11027:11027"),
+        ("0.0.0.0", "172.17.0.1", "0.0.0.0:11027:11027"),
+        ("fd00::5", "172.17.0.1", "[fd00::5]:11027:11027"),
+    ],
+)
 def test_the_sidecar_is_started_on_the_publish_address_only(publish, docker0, spec):
     session = Recorder()
     act_sidecar(session, facts(None, docker0=docker0), ctx(publish))  # type: ignore[arg-type]

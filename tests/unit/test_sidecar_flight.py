@@ -43,19 +43,25 @@ def find_tarball() -> Path | None:
 def FlightServer(tmp_path_factory):  # noqa: N802 (it is the class)
     tarball = find_tarball()
     if tarball is None or not tarball.is_file():
-        pytest.skip(f"upstream tarball {TARBALL} not found (looked for shared/upstream/ above "
-                    f"{ROOT}, or FLOPS_UPSTREAM_TARBALL): the real ml_data_server was NOT "
-                    "tested")
+        pytest.skip(
+            f"upstream tarball {TARBALL} not found (looked for shared/upstream/ above "
+            f"{ROOT}, or FLOPS_UPSTREAM_TARBALL): the real ml_data_server was NOT "
+            "tested"
+        )
     try:
         import pyarrow.flight  # noqa: F401
     except ImportError as exc:
-        pytest.fail(f"pyarrow is missing ({exc}): it is in the test extra, "
-                    "pip install -e '.[test]'")
+        pytest.fail(
+            f"pyarrow is missing ({exc}): it is in the test extra, pip install -e '.[test]'"
+        )
     where = tmp_path_factory.mktemp("upstream")
     package = "addon-FLOps/ml_data_server_package/ml_data_server"
     with tarfile.open(tarball) as tar:
-        members = [m for m in tar.getmembers()
-                   if m.isfile() and m.name.startswith(package + "/") and m.name.endswith(".py")]
+        members = [
+            m
+            for m in tar.getmembers()
+            if m.isfile() and m.name.startswith(package + "/") and m.name.endswith(".py")
+        ]
         assert SERVER in [m.name for m in members], f"{SERVER} is not in {tarball}"
         tar.extractall(where, members=members, filter="data")
     sys.path.insert(0, str(where / "addon-FLOps" / "ml_data_server_package"))
@@ -106,15 +112,17 @@ def parquet(path: Path, **columns):
 
 
 def test_the_sidecar_lists_and_streams_what_learner_data_stored_for_the_tag(tmp_path, serve):
-    mnist = parquet(tmp_path / "src" / "train.parquet", x=list(range(1000)),
-                    label=[f"l{i % 10}" for i in range(1000)])
+    mnist = parquet(
+        tmp_path / "src" / "train.parquet",
+        x=list(range(1000)),
+        label=[f"l{i % 10}" for i in range(1000)],
+    )
     parquet(tmp_path / "other" / "cats.parquet", y=[1.5, 2.5])
     w = learner(tmp_path)
     data.copy_data(w, data.collect(str(tmp_path / "src" / "train.parquet"), "mnist"), "")
     data.copy_data(w, data.collect(str(tmp_path / "other"), "cifar"), "")
     mount = tmp_path / "mount"
-    assert sorted(p.name for p in mount.iterdir()) == ["cifar.cats.parquet",
-                                                       "mnist.train.parquet"]
+    assert sorted(p.name for p in mount.iterdir()) == ["cifar.cats.parquet", "mnist.train.parquet"]
 
     client = serve(mount)
     flights = list_flights(client, ["mnist"])
@@ -124,8 +132,10 @@ def test_the_sidecar_lists_and_streams_what_learner_data_stored_for_the_tag(tmp_
     assert table.equals(mnist)
     assert names(list_flights(client, ["cifar"])) == ["cifar.cats.parquet"]
     assert names(list_flights(client, ["dogs"])) == []
-    assert names(list_flights(client, ["mnist", "cifar"])) == ["cifar.cats.parquet",
-                                                               "mnist.train.parquet"]
+    assert names(list_flights(client, ["mnist", "cifar"])) == [
+        "cifar.cats.parquet",
+        "mnist.train.parquet",
+    ]
 
 
 def test_the_listing_predicts_what_the_real_sidecar_does_for_every_tag(tmp_path, serve):

@@ -56,8 +56,9 @@ def no_cached_password():
 
 def sudo_session(*commands_: Command) -> Session:
     """A non-root user's session: ``id -u``, then ``sudo -n`` refused, then ``commands_``."""
-    return Session(commands=[Command(out=b"1000\n"), Command(err=SUDO_N_REFUSED, exit=1),
-                             *commands_])
+    return Session(
+        commands=[Command(out=b"1000\n"), Command(err=SUDO_N_REFUSED, exit=1), *commands_]
+    )
 
 
 def deploy(name: str = "") -> Target:
@@ -67,9 +68,13 @@ def deploy(name: str = "") -> Target:
 # -- sudo ------------------------------------------------------------------------------------
 def test_sudo_password_is_written_once_when_output_looks_like_the_prompt(remote, ssh_settings):
     """Lines with letters and spaces on stdout must not make the watcher answer again."""
-    (_, _, channel) = remote.expect_sessions(sudo_session(
-        Command(out=b"a sudo line\nmore text here: sudo flops tasks\n",
-                err=ssh.SUDO_PROMPT.encode())))
+    (_, _, channel) = remote.expect_sessions(
+        sudo_session(
+            Command(
+                out=b"a sudo line\nmore text here: sudo flops tasks\n", err=ssh.SUDO_PROMPT.encode()
+            )
+        )
+    )
     session = HostSession(deploy(), ssh_settings(), sudo_password=lambda: "s3cret")
     res = session.probe("echo")
     session.close()
@@ -85,8 +90,7 @@ def _refused_stderr() -> bytes:
 
 
 def test_a_wrong_sudo_password_fails_at_once_in_one_line(remote, ssh_settings):
-    (_, _, channel) = remote.expect_sessions(sudo_session(Command(err=_refused_stderr(),
-                                                                  exit=1)))
+    (_, _, channel) = remote.expect_sessions(sudo_session(Command(err=_refused_stderr(), exit=1)))
     session = HostSession(deploy(), ssh_settings(), sudo_password=lambda: "wrong")
     with pytest.raises(RemoteFailure) as err:
         session.probe("id -u")
@@ -110,11 +114,13 @@ def test_without_a_password_sudo_is_one_clear_failure(remote, ssh_settings):
 
 
 def test_passwordless_sudo_sends_no_password(remote, ssh_settings):
-    (_, channel) = remote.expect_sessions(Session(commands=[Command(out=b"1000\n"),
-                                                            Command(out=b"0\n")]))
+    (_, channel) = remote.expect_sessions(
+        Session(commands=[Command(out=b"1000\n"), Command(out=b"0\n")])
+    )
     asked = []
-    session = HostSession(deploy(), ssh_settings(),
-                          sudo_password=lambda: asked.append(1) or "unused")
+    session = HostSession(
+        deploy(), ssh_settings(), sudo_password=lambda: asked.append(1) or "unused"
+    )
     assert session.probe("id -u").stdout == "0\n"
     session.close()
     assert asked == [] and channel._stdin.getvalue() == b""
@@ -141,8 +147,9 @@ def test_the_sudo_password_is_asked_once_per_run(remote, ssh_settings, monkeypat
     prompts = _tty_prompt(monkeypatch, "typed")
     hosts = [deploy("w1"), deploy("w2")]
     hosts[1] = Target(host="10.0.0.6", user="deploy", name="w2")
-    channels = remote.expect_sessions(*[sudo_session(Command(err=ssh.SUDO_PROMPT.encode()))
-                                        for _ in range(4)])
+    channels = remote.expect_sessions(
+        *[sudo_session(Command(err=ssh.SUDO_PROMPT.encode())) for _ in range(4)]
+    )
 
     def work(session: HostSession) -> list[Outcome]:
         return [ok(session.label, "root", str(session.probe("id -u").exited))]
@@ -214,8 +221,7 @@ class FakeKey:
         return self.blob
 
 
-def _connect_error(remote: MockRemote, exc: BaseException, target: Target,
-                   s: SshSettings) -> str:
+def _connect_error(remote: MockRemote, exc: BaseException, target: Target, s: SshSettings) -> str:
     remote.expect_sessions(Session(commands=[Command()]))
     remote.sessions[0].client.connect.side_effect = exc
     session = HostSession(target, s)
@@ -230,9 +236,12 @@ def test_a_changed_key_hint_names_the_port_and_the_file(remote, ssh_settings, tm
 
     kh = tmp_path / "my known hosts"
     s = ssh_settings(known_hosts=str(kh))
-    message = _connect_error(remote, BadHostKeyException("[10.0.0.5]:2222", FakeKey(b"new"),
-                                                         FakeKey(b"old")),
-                             Target(host="10.0.0.5", port=2222, user="root"), s)
+    message = _connect_error(
+        remote,
+        BadHostKeyException("[10.0.0.5]:2222", FakeKey(b"new"), FakeKey(b"old")),
+        Target(host="10.0.0.5", port=2222, user="root"),
+        s,
+    )
     assert "CHANGED" in message and "\n" not in message
     command = message.split("remove the old one with: ")[1]
     assert shlex.split(command) == ["ssh-keygen", "-f", str(kh), "-R", "[10.0.0.5]:2222"]
@@ -242,9 +251,12 @@ def test_a_changed_key_hint_on_port_22_names_the_bare_host(remote, ssh_settings)
     from paramiko.ssh_exception import BadHostKeyException
 
     s = ssh_settings()
-    message = _connect_error(remote, BadHostKeyException("10.0.0.5", FakeKey(b"new"),
-                                                         FakeKey(b"old")),
-                             Target(host="10.0.0.5", user="root"), s)
+    message = _connect_error(
+        remote,
+        BadHostKeyException("10.0.0.5", FakeKey(b"new"), FakeKey(b"old")),
+        Target(host="10.0.0.5", user="root"),
+        s,
+    )
     command = message.split("remove the old one with: ")[1]
     assert shlex.split(command) == ["ssh-keygen", "-f", s.known_hosts, "-R", "10.0.0.5"]
 
@@ -269,19 +281,30 @@ def test_accept_new_records_the_key_privately(tmp_path):
     assert kh.stat().st_mode & 0o777 == 0o600
 
 
-@pytest.mark.parametrize("make_exc, needle", [
-    (lambda: __import__("paramiko").AuthenticationException("no way"),
-     "authentication as root to 10.0.0.5:22 failed"),
-    (lambda: TimeoutError("timed out"), "connection to 10.0.0.5:22 timed out"),
-    (lambda: __import__("paramiko").ssh_exception.NoValidConnectionsError(
-        {("10.0.0.5", 22): ConnectionRefusedError(111, "refused")}),
-     "cannot connect to 10.0.0.5:22"),
-    (lambda: __import__("paramiko").SSHException("Error reading SSH protocol banner"),
-     "SSH to 10.0.0.5:22 failed"),
-])
+@pytest.mark.parametrize(
+    "make_exc, needle",
+    [
+        (
+            lambda: __import__("paramiko").AuthenticationException("no way"),
+            "authentication as root to 10.0.0.5:22 failed",
+        ),
+        (lambda: TimeoutError("timed out"), "connection to 10.0.0.5:22 timed out"),
+        (
+            lambda: __import__("paramiko").ssh_exception.NoValidConnectionsError(
+                {("10.0.0.5", 22): ConnectionRefusedError(111, "refused")}
+            ),
+            "cannot connect to 10.0.0.5:22",
+        ),
+        (
+            lambda: __import__("paramiko").SSHException("Error reading SSH protocol banner"),
+            "SSH to 10.0.0.5:22 failed",
+        ),
+    ],
+)
 def test_connect_errors_are_one_line(remote, ssh_settings, make_exc, needle):
-    message = _connect_error(remote, make_exc(), Target(host="10.0.0.5", user="root"),
-                             ssh_settings())
+    message = _connect_error(
+        remote, make_exc(), Target(host="10.0.0.5", user="root"), ssh_settings()
+    )
     assert needle in message and "\n" not in message
 
 
@@ -307,8 +330,9 @@ def test_an_unreadable_known_hosts_file_is_one_line(ssh_settings, tmp_path):
 
 # -- running ---------------------------------------------------------------------------------
 def test_root_runs_directly_and_reuses_one_connection(remote, ssh_settings):
-    channels = remote.expect_sessions(Session(commands=[Command(out=b"one\n"),
-                                                        Command(out=b"two\n")]))
+    channels = remote.expect_sessions(
+        Session(commands=[Command(out=b"one\n"), Command(out=b"two\n")])
+    )
     session = HostSession(Target(host="10.0.0.5", user="root"), ssh_settings())
     assert session.is_root()
     assert session.probe("echo one").stdout == "one\n"
@@ -328,8 +352,7 @@ def test_a_dry_change_is_planned_and_a_probe_still_runs(remote, ssh_settings):
 
 
 def test_a_failed_change_names_the_step_and_the_last_line(remote, ssh_settings):
-    remote.expect_sessions(Session(commands=[Command(err=b"first\nE: no space left\n",
-                                                     exit=100)]))
+    remote.expect_sessions(Session(commands=[Command(err=b"first\nE: no space left\n", exit=100)]))
     session = HostSession(Target(host="10.0.0.5", user="root"), ssh_settings())
     with pytest.raises(RemoteFailure, match="^apt-get install x: E: no space left$"):
         session.change("apt-get install x", "apt-get install x")
@@ -338,10 +361,13 @@ def test_a_failed_change_names_the_step_and_the_last_line(remote, ssh_settings):
 
 def test_probes_come_back_by_name_and_missing_ones_fail(remote, ssh_settings):
     batch = [("a", "echo 1"), ("b", "false")]
-    good = (f"{commands.PROBE_MARK} a\n1\n\n{commands.PROBE_MARK} rc 0\n"
-            f"{commands.PROBE_MARK} b\n\n{commands.PROBE_MARK} rc 1\n").encode()
-    remote.expect_sessions(Session(commands=[Command(out=good),
-                                             Command(err=b"sh: 1: syntax error\n", exit=2)]))
+    good = (
+        f"{commands.PROBE_MARK} a\n1\n\n{commands.PROBE_MARK} rc 0\n"
+        f"{commands.PROBE_MARK} b\n\n{commands.PROBE_MARK} rc 1\n"
+    ).encode()
+    remote.expect_sessions(
+        Session(commands=[Command(out=good), Command(err=b"sh: 1: syntax error\n", exit=2)])
+    )
     session = HostSession(Target(host="10.0.0.5", user="root"), ssh_settings())
     assert session.probes(batch) == {"a": (0, "1"), "b": (1, "")}
     with pytest.raises(RemoteFailure, match=r"probes did not run \(a, b\): sh: 1: syntax"):
@@ -361,8 +387,9 @@ def test_a_command_past_its_timeout_is_a_remote_failure(remote, ssh_settings):
     session.close()
 
 
-@pytest.mark.parametrize("exc, kind", [(EOFError(), HostUnreachable),
-                                       (OSError("Socket is closed"), HostUnreachable)])
+@pytest.mark.parametrize(
+    "exc, kind", [(EOFError(), HostUnreachable), (OSError("Socket is closed"), HostUnreachable)]
+)
 def test_a_lost_connection_is_unreachable(remote, ssh_settings, exc, kind):
     remote.expect_sessions(Session(commands=[Command()]))
     transport = remote.sessions[0].client.get_transport.return_value
@@ -384,8 +411,14 @@ def test_upload_goes_to_a_fresh_temp_path(remote, ssh_settings, tmp_path):
 
 
 def test_a_failed_upload_is_a_remote_failure(remote, ssh_settings, tmp_path):
-    remote.expect_sessions(Session(commands=[Command(out=b"/tmp/flops-upload.AbC123\n"),
-                                             Command(err=b"mktemp: No space\n", exit=1)]))
+    remote.expect_sessions(
+        Session(
+            commands=[
+                Command(out=b"/tmp/flops-upload.AbC123\n"),
+                Command(err=b"mktemp: No space\n", exit=1),
+            ]
+        )
+    )
     remote.sessions[0].client.open_sftp.return_value.put.side_effect = OSError("disk full")
     session = HostSession(Target(host="10.0.0.5", user="root"), ssh_settings())
     with pytest.raises(RemoteFailure, match="upload of .* failed: disk full"):
@@ -430,9 +463,11 @@ class Recorder:
 def test_fan_out_reports_every_host_in_order(remote, ssh_settings):
     from paramiko import AuthenticationException
 
-    remote.expect_sessions(Session(commands=[Command(out=b"a\n")]),
-                           Session(commands=[Command()]),
-                           Session(commands=[Command(out=b"c\n")]))
+    remote.expect_sessions(
+        Session(commands=[Command(out=b"a\n")]),
+        Session(commands=[Command()]),
+        Session(commands=[Command(out=b"c\n")]),
+    )
     remote.sessions[1].client.connect.side_effect = AuthenticationException("denied")
     targets = [Target(host=f"10.0.0.{i}", user="root", name=f"n{i}") for i in (1, 2, 3)]
     seen = Recorder()
@@ -442,17 +477,20 @@ def test_fan_out_reports_every_host_in_order(remote, ssh_settings):
 
     outcomes = fan_out(targets, work, ssh=ssh_settings(parallel=1), observer=seen)
     assert [(o.host, o.status, o.detail[:4]) for o in outcomes] == [
-        ("n1", Status.OK, "a"), ("n2", Status.UNREACHABLE, "auth"), ("n3", Status.OK, "c")]
-    assert sorted(seen.calls) == sorted([(kind, f"n{i}") for i in (1, 2, 3)
-                                         for kind in ("started", "step", "done")])
+        ("n1", Status.OK, "a"),
+        ("n2", Status.UNREACHABLE, "auth"),
+        ("n3", Status.OK, "c"),
+    ]
+    assert sorted(seen.calls) == sorted(
+        [(kind, f"n{i}") for i in (1, 2, 3) for kind in ("started", "step", "done")]
+    )
 
 
 def test_fan_out_turns_every_failure_into_an_outcome(remote, ssh_settings):
     from flops_tasks.errors import FlopsError
 
     remote.expect_sessions(*[Session(commands=[Command()]) for _ in range(3)])
-    errors = {"n1": RemoteFailure("apt broke"), "n2": FlopsError("bad data"),
-              "n3": KeyError("bug")}
+    errors = {"n1": RemoteFailure("apt broke"), "n2": FlopsError("bad data"), "n3": KeyError("bug")}
     targets = [Target(host=f"10.0.0.{i}", user="root", name=f"n{i}") for i in (1, 2, 3)]
 
     def work(session: HostSession) -> list[Outcome]:
@@ -460,8 +498,10 @@ def test_fan_out_turns_every_failure_into_an_outcome(remote, ssh_settings):
 
     outcomes = fan_out(targets, work, ssh=ssh_settings(), step="prepare")
     assert [(o.status, o.step, o.detail) for o in outcomes] == [
-        (Status.FAILED, "prepare", "apt broke"), (Status.FAILED, "prepare", "bad data"),
-        (Status.FAILED, "prepare", "KeyError: 'bug'")]
+        (Status.FAILED, "prepare", "apt broke"),
+        (Status.FAILED, "prepare", "bad data"),
+        (Status.FAILED, "prepare", "KeyError: 'bug'"),
+    ]
     assert fan_out([], work, ssh=ssh_settings()) == []
 
 
@@ -474,15 +514,16 @@ def test_fan_out_cuts_a_host_past_its_deadline(remote, ssh_settings):
             release.wait(10)
         return [ok(session.label, "done")]
 
-    targets = [Target(host="10.0.0.1", user="root", name="slow"),
-               Target(host="10.0.0.2", user="root", name="fast")]
+    targets = [
+        Target(host="10.0.0.1", user="root", name="slow"),
+        Target(host="10.0.0.2", user="root", name="fast"),
+    ]
     started = time.monotonic()
     quick = dataclasses.replace(ssh_settings(), host_timeout=0.3)  # below what config allows
     outcomes = fan_out(targets, work, ssh=quick)
     release.set()
     assert time.monotonic() - started < 5
-    assert [(o.host, o.status) for o in outcomes] == [("slow", Status.FAILED),
-                                                      ("fast", Status.OK)]
+    assert [(o.host, o.status) for o in outcomes] == [("slow", Status.FAILED), ("fast", Status.OK)]
     assert "timed out after 0.3s (flops.ssh.host_timeout)" in outcomes[0].detail
 
 
@@ -527,7 +568,8 @@ def test_a_run_shares_one_connection_per_host_across_fan_outs(remote, ssh_settin
     """Two tasks of one run (two fan_outs): one handshake per host, counted per call."""
     channels = remote.expect_sessions(
         Session(commands=[Command(out=b"a1\n"), Command(out=b"a2\n")]),
-        Session(commands=[Command(out=b"b1\n"), Command(out=b"b2\n")]))
+        Session(commands=[Command(out=b"b1\n"), Command(out=b"b2\n")]),
+    )
     targets = [Target(host=f"10.0.0.{i}", user="root", name=f"n{i}") for i in (1, 2)]
 
     def work(session: HostSession) -> list[Outcome]:
@@ -555,8 +597,12 @@ def test_outside_a_run_each_fan_out_connects_and_closes(remote, ssh_settings):
     counts: list[dict] = []
     for _ in range(2):
         traffic: dict[str, dict[str, int]] = {}
-        fan_out([target], lambda s: [ok(s.label, "x", s.probe("true").stdout)],
-                ssh=ssh_settings(), traffic=traffic)
+        fan_out(
+            [target],
+            lambda s: [ok(s.label, "x", s.probe("true").stdout)],
+            ssh=ssh_settings(),
+            traffic=traffic,
+        )
         counts.append(traffic["n1"])
     assert counts == [{"handshakes": 1, "round_trips": 1}] * 2
     for session in remote.sessions:
@@ -577,8 +623,12 @@ def test_a_host_cut_by_its_deadline_connects_anew_in_the_next_task(remote, ssh_s
     with ssh.shared_connections():
         cut = fan_out([target], stall, ssh=quick)
         release.set()
-        again = fan_out([target], lambda s: [ok(s.label, "ran", s.probe("true").stdout)],
-                        ssh=quick, traffic=traffic)
+        again = fan_out(
+            [target],
+            lambda s: [ok(s.label, "ran", s.probe("true").stdout)],
+            ssh=quick,
+            traffic=traffic,
+        )
     assert cut[0].status is Status.FAILED and again[0].status is Status.OK
     assert traffic["slow"]["handshakes"] == 1  # a new connection, not the cut one
     assert all(s.client.connect.call_count == 1 for s in remote.sessions)

@@ -33,14 +33,27 @@ PROJECT = "flops_management"
 UPSTREAM_FILE = "/opt/addon-FLOps/docker/flops_management.docker_compose.yml"
 
 
-def inspect(service: str, *, name: str | None = None, project: str = PROJECT, ours: bool = True,
-            state: str = "running", health_: str = "healthy", ports: tuple[int, ...] | None = None,
-            host_ip: str = "0.0.0.0", labels: dict[str, str] | None = None,
-            log: str = "", config_hash: str = "h") -> dict[str, Any]:
+def inspect(
+    service: str,
+    *,
+    name: str | None = None,
+    project: str = PROJECT,
+    ours: bool = True,
+    state: str = "running",
+    health_: str = "healthy",
+    ports: tuple[int, ...] | None = None,
+    host_ip: str = "0.0.0.0",
+    labels: dict[str, str] | None = None,
+    log: str = "",
+    config_hash: str = "h",
+) -> dict[str, Any]:
     """One container as ``docker container inspect`` prints it (the fields the stack reads)."""
-    all_labels = {"com.docker.compose.project": project,
-                  "com.docker.compose.service": service,
-                  "com.docker.compose.config-hash": config_hash, **(labels or {})}
+    all_labels = {
+        "com.docker.compose.project": project,
+        "com.docker.compose.service": service,
+        "com.docker.compose.config-hash": config_hash,
+        **(labels or {}),
+    }
     if ours:
         all_labels["org.flops-tasks.stack"] = "1"
     ports = PORTS.get(service, ()) if ports is None else ports
@@ -48,10 +61,16 @@ def inspect(service: str, *, name: str | None = None, project: str = PROJECT, ou
         "Id": f"id-{name or service}-{project}",
         "Name": "/" + (name or service),
         "Config": {"Image": f"img/{service}:1", "Labels": all_labels},
-        "State": {"Status": state, "Running": state == "running",
-                  "Health": {"Status": health_, "Log": [{"ExitCode": 1, "Output": log}]}},
-        "NetworkSettings": {"Ports": {f"{p}/tcp": [{"HostIp": host_ip, "HostPort": str(p)}]
-                                      for p in ports} if state == "running" else {}},
+        "State": {
+            "Status": state,
+            "Running": state == "running",
+            "Health": {"Status": health_, "Log": [{"ExitCode": 1, "Output": log}]},
+        },
+        "NetworkSettings": {
+            "Ports": {f"{p}/tcp": [{"HostIp": host_ip, "HostPort": str(p)}] for p in ports}
+            if state == "running"
+            else {}
+        },
     }
 
 
@@ -63,8 +82,11 @@ class Compose:
         return self.engine.compose_version
 
     def config(self, return_json: bool = False) -> dict[str, Any]:
-        return {"services": {svc: {"image": f"img/{svc}:1", "build": {"context": "."}}
-                             for svc in SERVICES}}
+        return {
+            "services": {
+                svc: {"image": f"img/{svc}:1", "build": {"context": "."}} for svc in SERVICES
+            }
+        }
 
     def up(self, services: list[str] | None = None, **kwargs: Any) -> None:
         self.engine.calls.append(("up", tuple(services or ()), kwargs.get("build")))
@@ -76,13 +98,17 @@ class Compose:
 
     def down(self, quiet: bool = False) -> None:
         self.engine.calls.append(("down", (), None))
-        self.engine.containers = [c for c in self.engine.containers
-                                  if ContainerView.from_inspect(c).project != PROJECT]
+        self.engine.containers = [
+            c for c in self.engine.containers if ContainerView.from_inspect(c).project != PROJECT
+        ]
 
     def rm(self, services: list[str], stop: bool = False) -> None:
         self.engine.calls.append(("rm", tuple(services), None))
-        self.engine.containers = [c for c in self.engine.containers
-                                  if ContainerView.from_inspect(c).service not in services]
+        self.engine.containers = [
+            c
+            for c in self.engine.containers
+            if ContainerView.from_inspect(c).service not in services
+        ]
 
     def build(self, services: list[str] | None = None, quiet: bool = False) -> None:
         self.engine.calls.append(("build", tuple(services or ()), None))
@@ -175,13 +201,19 @@ def make(ctx_factory, tmp_path, monkeypatch):
     # the host's real ports are not part of these tests (see test_bound_elsewhere_*)
     monkeypatch.setattr(preflight, "bound_elsewhere", lambda bind, port: None)
     monkeypatch.setenv("FLOPS_IMAGE_REGISTRY_IP", "10.0.0.2")
-    for var in ("SYSTEM_MANAGER_IP", "FLOPS_MANAGER_IP", "FLOPS_MQTT_BROKER_IP",
-                "ARTIFACT_STORE_IP", "BACKEND_STORE_IP"):
+    for var in (
+        "SYSTEM_MANAGER_IP",
+        "FLOPS_MANAGER_IP",
+        "FLOPS_MQTT_BROKER_IP",
+        "ARTIFACT_STORE_IP",
+        "BACKEND_STORE_IP",
+    ):
         monkeypatch.setenv(var, "10.0.0.2")
 
     def factory(dry: bool = False, **stack: Any) -> FakeProject:
-        c = ctx_factory({"stack": {"env_file": str(tmp_path / "flops.env"),
-                                   "network": "oakestra", **stack}})
+        c = ctx_factory(
+            {"stack": {"env_file": str(tmp_path / "flops.env"), "network": "oakestra", **stack}}
+        )
         project = FakeProject(settings(c), dry=dry)
         project.engine = Engine()
         project._docker = project.engine
@@ -225,11 +257,15 @@ def test_owner_accepts_this_stacks_container(make):
     assert project.owner(MANAGER, 5072).name == MANAGER
 
 
-@pytest.mark.parametrize("holder", [
-    inspect(MANAGER, project="someone_else"),
-    inspect(MANAGER, ours=False, labels={"com.docker.compose.project.config_files":
-                                         UPSTREAM_FILE}),
-])
+@pytest.mark.parametrize(
+    "holder",
+    [
+        inspect(MANAGER, project="someone_else"),
+        inspect(
+            MANAGER, ours=False, labels={"com.docker.compose.project.config_files": UPSTREAM_FILE}
+        ),
+    ],
+)
 def test_owner_refuses_a_port_held_by_anything_else(make, holder):
     project = make()
     project.engine.put(holder)
@@ -257,8 +293,11 @@ def test_preflight_refuses_compose_v1_before_any_change(make):
 
 def test_preflight_names_upstreams_own_compose_stack(make):
     project = make()
-    project.engine.put(inspect(MANAGER, ours=False, labels={
-        "com.docker.compose.project.config_files": UPSTREAM_FILE}))
+    project.engine.put(
+        inspect(
+            MANAGER, ours=False, labels={"com.docker.compose.project.config_files": UPSTREAM_FILE}
+        )
+    )
     with pytest.raises(FlopsError) as exc:
         preflight.preflight(project)
     message = exc.value.message
@@ -266,17 +305,19 @@ def test_preflight_names_upstreams_own_compose_stack(make):
     assert f"upstream's own compose file {UPSTREAM_FILE}" in message
     assert f"docker compose -f {UPSTREAM_FILE} down" in message
     assert project.engine.changes() == []
-    assert not (project.s.stack.env_file and __import__("os").path.exists(
-        project.s.stack.env_file))
+    assert not (project.s.stack.env_file and __import__("os").path.exists(project.s.stack.env_file))
 
 
 def test_conflicts_name_a_port_held_by_another_project(make):
     project = make()
-    project.engine.put(inspect("registry", name="my-registry", project="mine", ours=False,
-                               ports=(5073,)))
+    project.engine.put(
+        inspect("registry", name="my-registry", project="mine", ours=False, ports=(5073,))
+    )
     lines = preflight.conflicts(project).lines
-    assert lines == ["port 5073 (flops_image_registry) is in use by container my-registry of "
-                     "compose project mine"]
+    assert lines == [
+        "port 5073 (flops_image_registry) is in use by container my-registry of "
+        "compose project mine"
+    ]
 
 
 def test_bound_elsewhere_names_a_process_holding_the_port():
@@ -314,8 +355,10 @@ def test_dry_preflight_writes_nothing(make, tmp_path):
 def test_network_is_created_only_when_missing(make):
     project = make(network="flops_standalone")
     name, how = preflight.network(project)
-    assert (name, how) == ("flops_standalone", "configured network flops_standalone "
-                                               "(to be created)")
+    assert (name, how) == (
+        "flops_standalone",
+        "configured network flops_standalone (to be created)",
+    )
     assert preflight.ensure_network(project, name) is True
     assert preflight.ensure_network(project, name) is False
     assert project.engine.changes() == ["network create"]
@@ -363,25 +406,30 @@ def test_what_reset_deletes_lists_each_scope(make):
     project = make()
     assert lifecycle.what_reset_deletes(project, lifecycle.Scope()) == []
     what = lifecycle.what_reset_deletes(project, lifecycle.Scope(registry=True, db=True))
-    assert what == ["FLOps registry images (volume flops_management_registry_data)",
-                    flopsdb.WHAT]
+    assert what == ["FLOps registry images (volume flops_management_registry_data)", flopsdb.WHAT]
     clean = lifecycle.what_reset_deletes(project, lifecycle.Scope(clean=True))
     assert [w.split(" (volume ")[1] for w in clean] == [
-        "flops_management_flops_db)", "flops_management_mlflow_backend_store_data)",
-        "flops_management_vsftpd_home)", "flops_management_vsftpd_logs)",
-        "flops_management_flops_mqtt_data)"]
+        "flops_management_flops_db)",
+        "flops_management_mlflow_backend_store_data)",
+        "flops_management_vsftpd_home)",
+        "flops_management_vsftpd_logs)",
+        "flops_management_flops_mqtt_data)",
+    ]
     every = lifecycle.what_reset_deletes(project, lifecycle.Scope(registry=True, clean=True))
     assert every == [*clean, what[0]]
 
 
-@pytest.mark.parametrize("scope, emptied", [
-    (lifecycle.Scope(), set()),
-    (lifecycle.Scope(db=True), set()),
-    (lifecycle.Scope(registry=True), {"registry_data"}),
-    (lifecycle.Scope(clean=True), set(lifecycle.CLEAN_VOLUMES)),
-    (lifecycle.Scope(clean=True, db=True), set(lifecycle.CLEAN_VOLUMES)),
-    (lifecycle.Scope(registry=True, clean=True), set(VOLUMES)),
-])
+@pytest.mark.parametrize(
+    "scope, emptied",
+    [
+        (lifecycle.Scope(), set()),
+        (lifecycle.Scope(db=True), set()),
+        (lifecycle.Scope(registry=True), {"registry_data"}),
+        (lifecycle.Scope(clean=True), set(lifecycle.CLEAN_VOLUMES)),
+        (lifecycle.Scope(clean=True, db=True), set(lifecycle.CLEAN_VOLUMES)),
+        (lifecycle.Scope(registry=True, clean=True), set(VOLUMES)),
+    ],
+)
 def test_each_scope_removes_exactly_its_volumes(make, monkeypatch, scope, emptied):
     project = make()
     healthy_stack(project)
@@ -391,11 +439,12 @@ def test_each_scope_removes_exactly_its_volumes(make, monkeypatch, scope, emptie
     monkeypatch.setattr(flopsdb, "collections", lambda p: [])
     monkeypatch.setattr(registry, "verify_empty", lambda p: None)
     lifecycle.reset(project, scope)
-    removed = {name.removeprefix(f"{PROJECT}_") for kind, (name,), _ in
-               [c for c in project.engine.calls if c[0] == "volume rm"]}
+    removed = {
+        name.removeprefix(f"{PROJECT}_")
+        for kind, (name,), _ in [c for c in project.engine.calls if c[0] == "volume rm"]
+    }
     assert removed == emptied
-    owners = {svc for kind, services, _ in project.engine.calls if kind == "rm"
-              for svc in services}
+    owners = {svc for kind, services, _ in project.engine.calls if kind == "rm" for svc in services}
     assert owners == {VOLUME_OWNERS[key] for key in emptied}
     # the FLOps DB alone is emptied in place; within --clean its volume goes instead
     assert redb_calls == (["redb"] if scope.db and not scope.clean else [])
@@ -488,9 +537,9 @@ def test_redb_fails_when_collections_remain(make, monkeypatch):
 
 # -- health ---------------------------------------------------------------------------------
 def test_port_ranges_fold_consecutive_ports():
-    assert health.port_ranges({("0.0.0.0", 20), ("0.0.0.0", 21), ("0.0.0.0", 5073),
-                               ("10.0.0.2", 22)}) == ["0.0.0.0:20-21", "0.0.0.0:5073",
-                                                      "10.0.0.2:22"]
+    assert health.port_ranges(
+        {("0.0.0.0", 20), ("0.0.0.0", 21), ("0.0.0.0", 5073), ("10.0.0.2", 22)}
+    ) == ["0.0.0.0:20-21", "0.0.0.0:5073", "10.0.0.2:22"]
 
 
 def test_status_rows_show_stand_ins_and_the_addon_ref(make):
@@ -509,8 +558,11 @@ def test_doctor_names_the_broker_when_the_manager_lost_it(make, monkeypatch):
     project = make()
     healthy_stack(project)
     project.engine.put(inspect(MQTT, state="exited", health_="unhealthy"))
-    project.engine.put(inspect(MANAGER, health_="unhealthy",
-                               log="Traceback...\nno MQTT connection to 10.0.0.2:9027"))
+    project.engine.put(
+        inspect(
+            MANAGER, health_="unhealthy", log="Traceback...\nno MQTT connection to 10.0.0.2:9027"
+        )
+    )
     stores_answer(monkeypatch)
     rows = {o.step: o for o in health.doctor(project)}
     manager = rows[MANAGER]
@@ -525,10 +577,14 @@ def test_doctor_names_what_holds_the_place_of_a_service_that_is_not_up(make, mon
     stores_answer(monkeypatch)
     project = make()
     healthy_stack(project)
-    project.engine.containers = [c for c in project.engine.containers
-                                 if c["Name"] != "/flops_manager"]
-    project.engine.put(inspect(MANAGER, ours=False, labels={
-        "com.docker.compose.project.config_files": UPSTREAM_FILE}))
+    project.engine.containers = [
+        c for c in project.engine.containers if c["Name"] != "/flops_manager"
+    ]
+    project.engine.put(
+        inspect(
+            MANAGER, ours=False, labels={"com.docker.compose.project.config_files": UPSTREAM_FILE}
+        )
+    )
     rows = [o for o in health.doctor(project) if o.step == "conflict"]
     assert [o.status for o in rows] == [Status.FAILED, Status.FAILED]
     assert f"upstream's own compose file {UPSTREAM_FILE}" in rows[0].detail
@@ -550,8 +606,10 @@ def test_doctor_reports_a_store_that_does_not_do_its_job(make, monkeypatch):
     assert rows["flops-db"].status is Status.FAILED and "fix: inv up" in rows["flops-db"].detail
     assert rows["backend-store"].status is Status.FAILED
     assert "made with another" in rows["backend-store"].detail
-    assert rows["backend-store"].detail.endswith("fix: inv reset --clean (empties every store "
-                                                 "but the registry, MLflow's backend store "
-                                                 "among them)")
+    assert rows["backend-store"].detail.endswith(
+        "fix: inv reset --clean (empties every store "
+        "but the registry, MLflow's backend store "
+        "among them)"
+    )
     assert rows["registry"].status is Status.OK and "2 repositories" in rows["registry"].detail
     assert all(rows[svc].status is Status.OK for svc in SERVICES)

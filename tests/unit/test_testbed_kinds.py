@@ -14,15 +14,19 @@ from flops_tasks.errors import FlopsError
 def test_kinds_are_given_per_worker_and_the_last_repeats():
     assert tb.worker_kinds(3, None) == ["docker"] * 3
     assert tb.worker_kinds(3, ["containerd"]) == ["containerd"] * 3
-    assert tb.worker_kinds(3, ["docker", "containerd"]) == ["docker", "containerd",
-                                                             "containerd"]
+    assert tb.worker_kinds(3, ["docker", "containerd"]) == ["docker", "containerd", "containerd"]
 
 
 def test_a_containerd_worker_is_only_a_builder():
     paths = tb.Paths(Path("/tmp/tb"))
-    config = tb.testbed_config(paths, [("flops-testbed-w1", "10.0.0.2", "docker"),
-                                       ("flops-testbed-w2", "10.0.0.3", "containerd")],
-                               "10.0.0.1")
+    config = tb.testbed_config(
+        paths,
+        [
+            ("flops-testbed-w1", "10.0.0.2", "docker"),
+            ("flops-testbed-w2", "10.0.0.3", "containerd"),
+        ],
+        "10.0.0.1",
+    )
     inventory = config["flops"]["inventory"]
     assert inventory["w1"]["roles"] == ["builder", "learner"]
     assert inventory["w2"]["roles"] == ["builder"]
@@ -30,8 +34,10 @@ def test_a_containerd_worker_is_only_a_builder():
     assert tb.KINDS["containerd"][1] == ("containerd",)  # no Docker store
 
 
-@pytest.mark.parametrize("value, kinds", [(None, None), ("docker", ["docker"]),
-                                          ("docker, containerd", ["docker", "containerd"])])
+@pytest.mark.parametrize(
+    "value, kinds",
+    [(None, None), ("docker", ["docker"]), ("docker, containerd", ["docker", "containerd"])],
+)
 def test_kind_flag(value, kinds):
     assert cli._kinds(value) == kinds
 

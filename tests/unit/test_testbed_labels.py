@@ -25,7 +25,8 @@ def test_the_stack_override_labels_every_service_image_and_volume():
         assert over["services"][svc]["labels"] == {tb.LABEL: tb.TESTBED_ID}
         assert over["services"][svc]["build"]["labels"] == {tb.LABEL: tb.TESTBED_ID}
     assert {v: d["labels"][tb.LABEL] for v, d in over["volumes"].items()} == {
-        v: tb.TESTBED_ID for v in VOLUMES}
+        v: tb.TESTBED_ID for v in VOLUMES
+    }
 
 
 def test_the_testbed_config_layers_the_label_override(tmp_path):
@@ -38,12 +39,17 @@ def test_the_testbed_config_layers_the_label_override(tmp_path):
     assert yaml.safe_load(paths.labels.read_text()) == tb.labels_override()
 
 
-@pytest.mark.parametrize("labels, whose", [
-    ({tb.LABEL: "0123456789ab"}, "the testbed of another checkout (run 'inv testbed.down' "
-                                 "there)"),
-    ({}, "something that is not a testbed"),
-    (None, "something that is not a testbed"),
-])
+@pytest.mark.parametrize(
+    "labels, whose",
+    [
+        (
+            {tb.LABEL: "0123456789ab"},
+            "the testbed of another checkout (run 'inv testbed.down' there)",
+        ),
+        ({}, "something that is not a testbed"),
+        (None, "something that is not a testbed"),
+    ],
+)
 def test_objects_of_others_are_never_taken_over(labels, whose):
     with pytest.raises(FlopsError) as exc:
         tb.refuse_foreign("container flops-testbed-w1", labels)

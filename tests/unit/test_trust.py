@@ -36,8 +36,11 @@ FILES = {
         '{"log-driver": "journald", "features": {"containerd-snapshotter": true},\n'
         ' "insecure-registries": ["other:5000"]}\n',
         json.loads,
-        lambda d: d["log-driver"] == "journald" and d["features"] == {
-            "containerd-snapshotter": True} and d["insecure-registries"][0] == "other:5000",
+        lambda d: (
+            d["log-driver"] == "journald"
+            and d["features"] == {"containerd-snapshotter": True}
+            and d["insecure-registries"][0] == "other:5000"
+        ),
         '{"log-driver": "journald",,}',
     ),
     "hosts.toml": (
@@ -45,8 +48,10 @@ FILES = {
         '# operator\'s note\nca = "/etc/ssl/reg.pem"\n\n[host."https://mirror.local"]\n'
         '  capabilities = ["pull"]\n',
         tomllib.loads,
-        lambda d: d["ca"] == "/etc/ssl/reg.pem" and d["host"]["https://mirror.local"] == {
-            "capabilities": ["pull"]},
+        lambda d: (
+            d["ca"] == "/etc/ssl/reg.pem"
+            and d["host"]["https://mirror.local"] == {"capabilities": ["pull"]}
+        ),
         'server = "http://x\n',
     ),
     "buildkitd.toml": (
@@ -54,8 +59,11 @@ FILES = {
         'debug = true\n[worker.oci]\n  gc = false\n[registry."docker.io"]\n'
         '  mirrors = ["mirror.local"]\n',
         tomllib.loads,
-        lambda d: d["debug"] is True and d["worker"]["oci"]["gc"] is False
-        and d["registry"]["docker.io"]["mirrors"] == ["mirror.local"],
+        lambda d: (
+            d["debug"] is True
+            and d["worker"]["oci"]["gc"] is False
+            and d["registry"]["docker.io"]["mirrors"] == ["mirror.local"]
+        ),
         "[registry\n",
     ),
     "registries.conf": (
@@ -63,8 +71,10 @@ FILES = {
         '# keep me\nunqualified-search-registries = ["docker.io"]\n\n[[registry]]\n'
         'location = "other:5000"\nblocked = true\n',
         tomllib.loads,
-        lambda d: d["unqualified-search-registries"] == ["docker.io"]
-        and d["registry"][0] == {"location": "other:5000", "blocked": True},
+        lambda d: (
+            d["unqualified-search-registries"] == ["docker.io"]
+            and d["registry"][0] == {"location": "other:5000", "blocked": True}
+        ),
         "[[registry]]\nlocation = \n",
     ),
 }
@@ -75,11 +85,13 @@ def wanted(name: str, data: dict, registry: str) -> bool:
         return registry in data["insecure-registries"]
     if name == "hosts.toml":
         return data["server"] == f"http://{registry}" and {"pull", "resolve", "push"} <= set(
-            data["host"][f"http://{registry}"]["capabilities"])
+            data["host"][f"http://{registry}"]["capabilities"]
+        )
     if name == "buildkitd.toml":
         return data["registry"][registry] == {"http": True, "insecure": True}
-    return any(e.get("location") == registry and e.get("insecure") is True
-               for e in data["registry"])
+    return any(
+        e.get("location") == registry and e.get("insecure") is True for e in data["registry"]
+    )
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -124,8 +136,9 @@ def test_registries_conf_v1_format_and_an_existing_entry():
         trust.registries_conf('[registries.insecure]\nregistries = ["a"]\n', REG)
     text = f'[[registry]]\nlocation = "{REG}"\ninsecure = false\nmirror-by-digest-only = true\n'
     merged = tomllib.loads(trust.registries_conf(text, REG))
-    assert merged["registry"] == [{"location": REG, "insecure": True,
-                                   "mirror-by-digest-only": True}]
+    assert merged["registry"] == [
+        {"location": REG, "insecure": True, "mirror-by-digest-only": True}
+    ]
 
 
 def test_ipv6_registries_are_bracketed_in_every_file_and_path():
@@ -147,8 +160,9 @@ def test_containerd_config_default_with_empty_config_path_is_set():
     assert 'config_path = ""' in DEFAULT_17
     new = trust.containerd_config(DEFAULT_17)
     assert registry_table(new)["config_path"] == C.CERTS_D
-    changed = [(a, b) for a, b in zip(DEFAULT_17.splitlines(), new.splitlines(), strict=True)
-               if a != b]
+    changed = [
+        (a, b) for a, b in zip(DEFAULT_17.splitlines(), new.splitlines(), strict=True) if a != b
+    ]
     assert changed == [('      config_path = ""', f'      config_path = "{C.CERTS_D}"')]
     assert trust.containerd_config(new) is None
 
@@ -170,25 +184,37 @@ def test_no_config_gets_a_version_2_one(text):
 
 
 def test_an_existing_config_path_elsewhere_is_kept_and_certs_d_added():
-    text = ('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
-            '  config_path = "/etc/docker/certs.d"\n')
+    text = (
+        'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
+        '  config_path = "/etc/docker/certs.d"\n'
+    )
     new = trust.containerd_config(text)
     assert registry_table(new)["config_path"] == f"/etc/docker/certs.d:{C.CERTS_D}"
     assert trust.containerd_config(new) is None
 
 
-@pytest.mark.parametrize("conflict, word", [
-    ('[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n'
-     '  endpoint = ["https://mirror.local"]\n', "mirrors"),
-    ('[plugins."io.containerd.grpc.v1.cri".registry.configs."r:5000".tls]\n'
-     '  insecure_skip_verify = true\n', "configs.tls"),
-])
+@pytest.mark.parametrize(
+    "conflict, word",
+    [
+        (
+            '[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n'
+            '  endpoint = ["https://mirror.local"]\n',
+            "mirrors",
+        ),
+        (
+            '[plugins."io.containerd.grpc.v1.cri".registry.configs."r:5000".tls]\n'
+            "  insecure_skip_verify = true\n",
+            "configs.tls",
+        ),
+    ],
+)
 def test_conflicting_registry_settings_are_refused(conflict, word):
     """containerd 1.7.24 logs `\\`mirrors\\` cannot be set when \\`config_path\\` is provided`
     (and the same for configs.tls) and runs without its CRI plugin: never write that."""
-    text = DEFAULT_17.replace('[plugins."io.containerd.grpc.v1.cri".x509_key_pair_streaming]',
-                              conflict + '[plugins."io.containerd.grpc.v1.cri".'
-                                         'x509_key_pair_streaming]')
+    text = DEFAULT_17.replace(
+        '[plugins."io.containerd.grpc.v1.cri".x509_key_pair_streaming]',
+        conflict + '[plugins."io.containerd.grpc.v1.cri".x509_key_pair_streaming]',
+    )
     with pytest.raises(Refusal) as exc:
         trust.containerd_config(text)
     assert word in str(exc.value) and "\n" not in str(exc.value)
@@ -201,19 +227,26 @@ def test_empty_mirror_tables_are_no_conflict():
 
 def test_other_config_versions():
     v1 = '[plugins.cri]\n  sandbox_image = "pause"\n'
-    assert tomllib.loads(trust.containerd_config(v1))["plugins"]["cri"]["registry"][
-        "config_path"] == C.CERTS_D
+    assert (
+        tomllib.loads(trust.containerd_config(v1))["plugins"]["cri"]["registry"]["config_path"]
+        == C.CERTS_D
+    )
     assert trust.containerd_config("version = 3\n") is None  # 2.x defaults to certs.d
     v3 = 'version = 3\n[plugins."io.containerd.cri.v1.images".registry]\n  config_path = ""\n'
-    assert tomllib.loads(trust.containerd_config(v3))["plugins"][
-        "io.containerd.cri.v1.images"]["registry"]["config_path"] == C.CERTS_D
+    assert (
+        tomllib.loads(trust.containerd_config(v3))["plugins"]["io.containerd.cri.v1.images"][
+            "registry"
+        ]["config_path"]
+        == C.CERTS_D
+    )
     with pytest.raises(Refusal, match="version"):
         trust.containerd_config("version = 9\n")
     with pytest.raises(Refusal, match="not valid TOML"):
         trust.containerd_config("version = 2\n[plugins\n")
     with pytest.raises(Refusal, match="not a string"):
-        trust.containerd_config('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
-                                "config_path = 1\n")
+        trust.containerd_config(
+            'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\nconfig_path = 1\n'
+        )
 
 
 # -- a registry that moved -------------------------------------------------------------------

@@ -61,7 +61,9 @@ def test_fills_once_then_reuses(tmp_path, reqs):
     cache = tmp_path / "cache"
     dest, filled = wh.ensure(reqs, cache=cache, pip=fake_pip(tmp_path))
     assert filled and sorted(p.name for p in dest.glob("*.whl")) == [
-        "PyMySQL-1.1.1-py3-none-any.whl", "flask-3.0.3-py3-none-any.whl"]
+        "PyMySQL-1.1.1-py3-none-any.whl",
+        "flask-3.0.3-py3-none-any.whl",
+    ]
     args = calls(reqs)[0]
     assert args[:2] == ["download", "--quiet"] and "--only-binary=:all:" in args
     assert args[args.index("--python-version") + 1] == "3.11"
@@ -75,9 +77,13 @@ def test_fills_once_then_reuses(tmp_path, reqs):
 
 
 def test_a_wheelhouse_that_cannot_be_filled_is_one_line_and_leaves_nothing(tmp_path, reqs):
-    failing = [sys.executable, "-c", "import sys; print('WARNING: x\\nERROR: Could not find a "
-               "version that satisfies the requirement flask==3.0.3\\nERROR: No matching "
-               "distribution found for flask==3.0.3', file=sys.stderr); sys.exit(1)"]
+    failing = [
+        sys.executable,
+        "-c",
+        "import sys; print('WARNING: x\\nERROR: Could not find a "
+        "version that satisfies the requirement flask==3.0.3\\nERROR: No matching "
+        "distribution found for flask==3.0.3', file=sys.stderr); sys.exit(1)",
+    ]
     cache = tmp_path / "cache"
     with pytest.raises(FlopsError) as err:
         wh.ensure(reqs, cache=cache, pip=failing)
@@ -148,9 +154,15 @@ def test_stage_copies_what_differs_and_removes_the_rest(tmp_path, addon):
     dest = tmp_path / "ctx"
     assert bc.stage(bc.MANAGER, addon, dest, wheels) is True
     files = rel_files(dest)
-    assert {"Dockerfile", "requirements.txt", "run-manager.py", "flops_manager/main.py",
-            "flops_manager/database/common.py", "utils_library/flops_utils/logging.py",
-            "wheels/flask-3.0.3-py3-none-any.whl"} <= files
+    assert {
+        "Dockerfile",
+        "requirements.txt",
+        "run-manager.py",
+        "flops_manager/main.py",
+        "flops_manager/database/common.py",
+        "utils_library/flops_utils/logging.py",
+        "wheels/flask-3.0.3-py3-none-any.whl",
+    } <= files
     assert not any("__pycache__" in f for f in files)
     assert bc.stage(bc.MANAGER, addon, dest, wheels) is False  # second run: nothing to do
     (addon / "flops_manager_package/flops_manager/main.py").write_text("print('changed')\n")
@@ -169,12 +181,16 @@ def test_stage_refuses_a_tree_that_is_not_addon_flops(tmp_path):
 
 @pytest.mark.parametrize("recipe", [bc.MANAGER, bc.SIDECAR], ids=lambda r: r.name)
 def test_every_copy_in_the_dockerfile_finds_its_source_in_the_staged_context(
-        tmp_path, addon, recipe):
+    tmp_path, addon, recipe
+):
     dest = tmp_path / "ctx"
     bc.stage(recipe, addon, dest)
     text = (dest / "Dockerfile").read_text()
-    sources = [line.split()[1] for line in text.splitlines()
-               if line.startswith("COPY ") and not line.startswith("COPY --from=")]
+    sources = [
+        line.split()[1]
+        for line in text.splitlines()
+        if line.startswith("COPY ") and not line.startswith("COPY --from=")
+    ]
     assert sources and all((dest / src).exists() for src in sources), sources
 
 
@@ -186,10 +202,13 @@ def test_the_compose_files_name_the_contexts_that_are_staged(tmp_path, ctx_facto
     assert (compose_dir / context).resolve() == bc.manager_context_dir(s).resolve()
     over = yaml.safe_load((PROJECT_ROOT / "testbed" / "testbed.compose.yml").read_text())
     build = over["services"]["flops_manager"]["build"]
-    assert (compose_dir / build["context"]).resolve() == \
-        (tb.default_paths().build / "flops_manager").resolve()
-    assert build["args"] == {"BASE_IMAGE": "flops-testbed/base:bookworm",
-                             "PIP_SOURCE": "wheelhouse"}
+    assert (compose_dir / build["context"]).resolve() == (
+        tb.default_paths().build / "flops_manager"
+    ).resolve()
+    assert build["args"] == {
+        "BASE_IMAGE": "flops-testbed/base:bookworm",
+        "PIP_SOURCE": "wheelhouse",
+    }
     assert over["services"]["flops_manager"]["image"] == tb.MANAGER_IMAGE
     dockerfile = (bc.MANAGER.ours / "Dockerfile").read_text()
     assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim-bookworm$", dockerfile, re.M)
@@ -200,8 +219,9 @@ def test_ensure_manager_context_stages_from_the_checkout(tmp_path, addon, ctx_fa
     compose = tmp_path / "compose" / "flops.compose.yml"
     compose.parent.mkdir()
     compose.write_text("services: {}\n")
-    s = settings(ctx_factory({"addon": {"path": str(addon)},
-                               "stack": {"compose_file": str(compose)}}))
+    s = settings(
+        ctx_factory({"addon": {"path": str(addon)}, "stack": {"compose_file": str(compose)}})
+    )
     plan: list[str] = []
     dry = bc.ensure_manager_context(s, dry=True, plan=plan)
     assert dry.status is Status.OK and plan and not bc.manager_context_dir(s).exists()
@@ -225,16 +245,29 @@ class FakeDocker:
         self.image = FakeImages(present)
 
 
-@pytest.mark.parametrize("present, expected, says", [
-    (set(), {"flops_manager": "missing", "ml_data_server": "missing"},
-     "running without flops_manager and ml_data_server"),
-    ({tb.MANAGER_IMAGE, tb.SIDECAR_IMAGE}, {"flops_manager": "reused", "ml_data_server": "reused"},
-     "reusing the built flops_manager, ml_data_server"),
-    ({tb.SIDECAR_IMAGE}, {"flops_manager": "missing", "ml_data_server": "reused"},
-     "reusing the built ml_data_server; running without flops_manager"),
-])
-def test_without_the_tarball_the_testbed_says_so_in_one_line(tmp_path, monkeypatch, present,
-                                                              expected, says):
+@pytest.mark.parametrize(
+    "present, expected, says",
+    [
+        (
+            set(),
+            {"flops_manager": "missing", "ml_data_server": "missing"},
+            "running without flops_manager and ml_data_server",
+        ),
+        (
+            {tb.MANAGER_IMAGE, tb.SIDECAR_IMAGE},
+            {"flops_manager": "reused", "ml_data_server": "reused"},
+            "reusing the built flops_manager, ml_data_server",
+        ),
+        (
+            {tb.SIDECAR_IMAGE},
+            {"flops_manager": "missing", "ml_data_server": "reused"},
+            "reusing the built ml_data_server; running without flops_manager",
+        ),
+    ],
+)
+def test_without_the_tarball_the_testbed_says_so_in_one_line(
+    tmp_path, monkeypatch, present, expected, says
+):
     monkeypatch.setenv(tb.UPSTREAM_VAR, str(tmp_path / "nowhere" / "addon-FLOps.tar.gz"))
     monkeypatch.setattr(tb, "_docker", lambda: FakeDocker(present))
     lines: list[str] = []
