@@ -17,6 +17,7 @@ import yaml
 
 from flops_tasks import testbed as tb
 
+from ..unit.sm_standin import app
 from .helpers import ROOT, TESTBED_CONFIG
 
 ADMIN = {
@@ -37,19 +38,6 @@ SHOP_ID, MYPROJ_ID, ALICE_ID = (
     "6650a1b2c3d4e5f601020311",
     "6650a1b2c3d4e5f601020312",
 )
-
-
-def app(app_id, name, namespace, owner="Admin", services=()):
-    return {
-        "applicationID": app_id,
-        "application_name": name,
-        "application_namespace": namespace,
-        "userId": owner,
-        "microservices": [
-            {"microservice_name": n, "microservice_namespace": ns, "code": image, "instances": 1}
-            for n, ns, image in services
-        ],
-    }
 
 
 SEED = {
