@@ -180,7 +180,7 @@ def _apps_removed(s: Settings, plan: Any, report: Any) -> bool:
     stack was deleted."""
     from .oakestra_apps import clear_apps as remove_apps
     from .outcome import failed
-    from .stack.project import STACK
+    from .stack.services import STACK
 
     if plan is None:
         return True
@@ -262,7 +262,7 @@ def clear_registry(
 ) -> Any:
     """Empty the FLOps registry's storage and restart it."""
     from .stack import registry
-    from .stack.project import REGISTRY
+    from .stack.services import REGISTRY
 
     return _stack_task(
         c,
@@ -286,7 +286,7 @@ def redb(
     """Empty the FLOps manager database (Mongo database 'flops') only, after removing
     FLOps' apps from Oakestra (unless ``skip_apps``)."""
     from .stack import flopsdb
-    from .stack.project import FLOPS_DB_SERVICE
+    from .stack.services import FLOPS_DB_SERVICE
 
     plan = _apps_plan(settings(c), True, skip_apps)
     return _stack_task(

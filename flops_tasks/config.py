@@ -444,7 +444,7 @@ def _placement(
     database at FLOPS_MANAGER_IP:10027), and services on one host that publish one port.
     """
     from .hosts import parse_host
-    from .stack.project import FLOPS_DB_SERVICE, MANAGER, PORTS, SERVICES
+    from .stack.services import FLOPS_DB_SERVICE, MANAGER, PORTS, SERVICES
 
     raw: Any = stack.get("placement")
     raw = dict(raw) if hasattr(raw, "items") else raw

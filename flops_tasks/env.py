@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .config import ADDRESS_VARS, Settings
 from .errors import UsageError
-from .stack.project import ARTIFACT_STORE, BACKEND_STORE, MANAGER, MQTT, REGISTRY
+from .stack.services import ARTIFACT_STORE, BACKEND_STORE, MANAGER, MQTT, REGISTRY
 
 # The FLOps manager logs in to the MLflow backend store as root/oakestra (upstream
 # addon-FLOps flops_manager/mlflow/storages/backend_store.py) and to the FTP artifact store

@@ -222,7 +222,7 @@ def read_flops_db(s: Settings) -> FlopsIds:
     when the port is not held by this stack's database: ids read from another Mongo would
     decide what is deleted)."""
     from .stack import flopsdb, placement
-    from .stack.project import FLOPS_DB, FLOPS_DB_PORT, FLOPS_DB_SERVICE
+    from .stack.services import FLOPS_DB, FLOPS_DB_PORT, FLOPS_DB_SERVICE
 
     project = placement.project_for(placement.projects(s), FLOPS_DB_SERVICE)
     try:

@@ -485,7 +485,7 @@ def testbed_config(paths: Paths, workers: list[tuple[str, str, str]], gateway: s
 def labels_override() -> dict:
     """A compose override that gives every service, image and volume of the stack this
     checkout's testbed label (written beside the config: the value is the checkout's)."""
-    from .stack.project import SERVICES, VOLUMES
+    from .stack.services import SERVICES, VOLUMES
 
     labels = mark()
     return {
@@ -529,7 +529,7 @@ def placement_config(data: dict, placement: dict[str, str]) -> dict:
     import copy
 
     from .env import COMPONENT
-    from .stack.project import SERVICES
+    from .stack.services import SERVICES
 
     config = copy.deepcopy(data)
     flops = config["flops"]
@@ -683,7 +683,7 @@ def up_placement(
     from . import locks
     from .config import settings
     from .stack import placement
-    from .stack.project import REGISTRY
+    from .stack.services import REGISTRY
 
     paths = paths or default_paths()
     config = paths.placement_config(name)

@@ -16,14 +16,8 @@ from typing import Any
 
 from ..errors import FlopsError
 from ..outcome import Outcome, changed, ok
-from .project import (
-    FLOPS_DB,
-    FLOPS_DB_PORT,
-    FLOPS_DB_SERVICE,
-    MANAGER,
-    MANAGER_PORT,
-    Project,
-)
+from .project import Project
+from .services import FLOPS_DB, FLOPS_DB_PORT, FLOPS_DB_SERVICE, MANAGER, MANAGER_PORT
 
 WHAT = (
     "every collection of the FLOps manager database 'flops' (MLflow, registry and "

@@ -17,16 +17,8 @@ from .. import env as envmod
 from ..errors import FlopsError
 from ..outcome import Outcome, failed, ok
 from . import flopsdb, preflight, registry
-from .project import (
-    ARTIFACT_STORE,
-    BACKEND_STORE,
-    FTP_PORT,
-    MANAGER,
-    MQTT,
-    REGISTRY,
-    ContainerView,
-    Project,
-)
+from .project import ContainerView, Project
+from .services import ARTIFACT_STORE, BACKEND_STORE, FTP_PORT, MANAGER, MQTT, REGISTRY
 
 ADDON_REF_LABEL = "org.flops-tasks.addon-ref"
 STAND_IN_LABEL = "org.flops-tasks.stand-in"

@@ -13,7 +13,8 @@ from ..errors import FlopsError
 from ..outcome import Outcome, changed, ok
 from . import flopsdb, registry
 from .preflight import preflight
-from .project import VOLUME_OWNERS, VOLUMES, Project
+from .project import Project
+from .services import VOLUME_OWNERS, VOLUMES
 
 
 def up(project: Project, build: bool = False) -> list[Outcome]:

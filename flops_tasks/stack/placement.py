@@ -23,7 +23,8 @@ from ..config import Settings
 from ..errors import FlopsError, UsageError
 from ..hosts import Target
 from ..outcome import Outcome, failed
-from .project import MANAGER, SERVICES, Progress, Project, _quiet
+from .project import Progress, Project, _quiet
+from .services import MANAGER, SERVICES
 
 Job = Callable[[Project], list[Outcome]]
 

@@ -14,13 +14,8 @@ from functools import partial
 from .. import env as envmod
 from ..errors import FlopsError, UsageError
 from ..outcome import Outcome, changed, ok
-from .project import (
-    MANAGER,
-    OUR_LABEL,
-    PORTS,
-    ContainerView,
-    Project,
-)
+from .project import ContainerView, Project
+from .services import MANAGER, OUR_LABEL, PORTS
 
 ORCHESTRATOR_NETWORKS = ("oakestra", "root_orchestrator_default")
 STANDALONE_NETWORK = "flops_standalone"

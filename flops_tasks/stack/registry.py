@@ -12,7 +12,8 @@ import urllib.request
 
 from ..errors import FlopsError
 from ..outcome import Outcome, changed, ok
-from .project import REGISTRY, Project
+from .project import Project
+from .services import REGISTRY
 
 VOLUME = "registry_data"
 

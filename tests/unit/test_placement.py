@@ -19,14 +19,15 @@ from flops_tasks.hosts import Target
 from flops_tasks.outcome import Status
 from flops_tasks.stack import flopsdb, health, lifecycle, placement, registry
 from flops_tasks.stack import project as project_mod
-from flops_tasks.stack.project import (
+from flops_tasks.stack import services as services_mod
+from flops_tasks.stack.project import Project
+from flops_tasks.stack.services import (
     ARTIFACT_STORE,
     FLOPS_DB_SERVICE,
     MANAGER,
     MQTT,
     REGISTRY,
     SERVICES,
-    Project,
 )
 
 from .test_stack import Engine, FakeProject, inspect, stores_answer
@@ -98,8 +99,8 @@ def test_bad_placements_are_one_line_naming_the_key(placed, placement, needle):
 def test_two_services_publishing_one_port_on_one_host_are_refused(placed, monkeypatch):
     # the shipped port table has no clash; a service that published the registry's port
     # must not be placed beside it
-    ports = {**project_mod.PORTS, MQTT: (9027, 5073)}
-    monkeypatch.setattr(project_mod, "PORTS", ports)
+    ports = {**services_mod.PORTS, MQTT: (9027, 5073)}
+    monkeypatch.setattr(services_mod, "PORTS", ports)
     with pytest.raises(ConfigError) as err:
         placed({REGISTRY: "w1", MQTT: "w1"})
     assert (
@@ -385,7 +386,7 @@ def test_the_local_bind_test_is_not_run_for_a_remote_engine(split, monkeypatch):
     monkeypatch.setattr(preflight, "bound_elsewhere", lambda bind, port: "another process")
     assert preflight.conflicts(w1).lines == []
     assert len(preflight.conflicts(local).lines) == sum(
-        len(project_mod.PORTS[s]) for s in local.services
+        len(services_mod.PORTS[s]) for s in local.services
     )
 
 

@@ -17,17 +17,8 @@ from flops_tasks.config import settings
 from flops_tasks.errors import FlopsError
 from flops_tasks.outcome import Status
 from flops_tasks.stack import flopsdb, health, lifecycle, preflight, registry
-from flops_tasks.stack.project import (
-    MANAGER,
-    MQTT,
-    PORTS,
-    SERVICES,
-    VOLUME_OWNERS,
-    VOLUMES,
-    ContainerView,
-    Project,
-    unknown_service,
-)
+from flops_tasks.stack.project import ContainerView, Project, unknown_service
+from flops_tasks.stack.services import MANAGER, MQTT, PORTS, SERVICES, VOLUME_OWNERS, VOLUMES
 
 PROJECT = "flops_management"
 UPSTREAM_FILE = "/opt/addon-FLOps/docker/flops_management.docker_compose.yml"

@@ -8,7 +8,7 @@ import pytest
 
 from flops_tasks import testbed as tb
 from flops_tasks.errors import FlopsError
-from flops_tasks.stack.project import SERVICES, VOLUMES
+from flops_tasks.stack.services import SERVICES, VOLUMES
 
 
 def test_each_checkout_has_its_own_label_value():
