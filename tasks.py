@@ -1,275 +1,339 @@
-"""flops-tasks: wiring only. Logic lives in flops_tasks/; every default is in configure()."""
+"""flops-tasks: wiring only. Logic lives in flops_tasks/workflows; every default is in
+configure(); every flag's help and short form in flops_tasks/flags.py."""
 
-from invoke import Collection, task
+from invoke import Collection, Context
 
-from flops_tasks import cli
 from flops_tasks.config import DEFAULTS
+from flops_tasks.edge import task as run_task
+from flops_tasks.flags import flops_task as task
 from flops_tasks.invoke_config import adopt_running_program
 
 adopt_running_program()  # the stock inv reads invoke.yaml and -f FILE through FlopsConfig
 
-JSON = "print the result as JSON on stdout"
-YES = "do not ask before deleting (needed without a terminal)"
-SERVICE = "one service of the stack, e.g. flops_manager"
+
+@task
+def env(c: Context, json: bool = False) -> None:
+    """Resolve, validate and show the six FLOps addresses (read-only)."""
+    from flops_tasks.run import Run
+    from flops_tasks.workflows import stack
+
+    stack.env(Run.of(c), as_json=json)
 
 
-@task(help={"json": JSON})
-def env(c, json=False):
-    """Resolve, validate and show the six FLOps addresses; write the compose env file."""
-    cli.env(c, as_json=json)
-
-
-@task(
-    help={"build": "build images first (flops_manager from the addon-FLOps checkout)", "json": JSON}
-)
-def up(c, build=False, json=False):
+@task
+def up(
+    c: Context, build: bool = False, json: bool = False, verbose: bool = False, diff: bool = False
+) -> None:
     """Start the FLOps management suite and wait until every service is healthy."""
-    cli.up(c, build=build, as_json=json)
+    from flops_tasks.workflows import stack
+
+    run_task(c, "up", lambda run: stack.up(run, build=build), json=json, verbose=verbose, diff=diff)
 
 
-@task(help={"json": JSON})
-def down(c, json=False):
+@task
+def down(c: Context, json: bool = False, verbose: bool = False) -> None:
     """Stop the FLOps management suite; all data is kept."""
-    cli.down(c, as_json=json)
+    from flops_tasks.workflows import stack
+
+    run_task(c, "down", stack.down, json=json, verbose=verbose)
 
 
-SKIP_APPS = (
-    "do not remove FLOps' apps from Oakestra first (they stay deployed: the next "
-    "FLOps project may then fail with 409)"
-)
-
-
-@task(
-    help={
-        "registry": "also delete every image in the FLOps registry",
-        "db": "also empty the FLOps manager database (Mongo database 'flops')",
-        "clean": "empty every store but the registry: FLOps DB, MLflow backend DB, "
-        "artifacts, MQTT state",
-        "all_": "empty every store, the registry too",
-        "skip_apps": SKIP_APPS,
-        "service": "rebuild and restart only this service, keeping all data",
-        "build": "rebuild images while restarting",
-        "recreate": "down + up: recreate every container and the network (slower)",
-        "yes": YES,
-        "json": JSON,
-    }
-)
+@task
 def reset(
-    c,
-    registry=False,
-    db=False,
-    clean=False,
-    all_=False,
-    skip_apps=False,
-    service=None,
-    build=False,
-    recreate=False,
-    yes=False,
-    json=False,
-):
+    c: Context,
+    registry: bool = False,
+    db: bool = False,
+    clean: bool = False,
+    all_: bool = False,
+    skip_apps: bool = False,
+    service: str | None = None,
+    build: bool = False,
+    recreate: bool = False,
+    yes: bool = False,
+    json: bool = False,
+    verbose: bool = False,
+    diff: bool = False,
+) -> None:
     """Restart the stack with fresh processes (data kept unless a flag says otherwise)."""
-    cli.reset(
+    from flops_tasks.workflows import stack
+
+    run_task(
         c,
-        registry=registry,
-        db=db,
-        clean=clean,
-        all_=all_,
-        skip_apps=skip_apps,
-        service=service,
-        build=build,
-        recreate=recreate,
-        yes=yes,
-        as_json=json,
+        "reset",
+        lambda run: stack.reset(
+            run,
+            registry=registry,
+            db=db,
+            clean=clean,
+            all_=all_,
+            skip_apps=skip_apps,
+            service=service,
+            build=build,
+            recreate=recreate,
+            yes=yes,
+        ),
+        json=json,
+        verbose=verbose,
+        diff=diff,
     )
 
 
-@task(name="clear-registry", help={"yes": YES, "json": JSON})
-def clear_registry(c, yes=False, json=False):
+@task(name="clear-registry")
+def clear_registry(
+    c: Context, yes: bool = False, json: bool = False, verbose: bool = False
+) -> None:
     """Delete every image in the FLOps registry and restart the registry."""
-    cli.clear_registry(c, yes=yes, as_json=json)
+    from flops_tasks.workflows import stack
+
+    run_task(
+        c,
+        "clear-registry",
+        lambda run: stack.clear_registry(run, yes=yes),
+        json=json,
+        verbose=verbose,
+    )
 
 
-@task(help={"skip_apps": SKIP_APPS, "yes": YES, "json": JSON})
-def redb(c, skip_apps=False, yes=False, json=False):
+@task
+def redb(
+    c: Context,
+    skip_apps: bool = False,
+    yes: bool = False,
+    json: bool = False,
+    verbose: bool = False,
+) -> None:
     """Empty the FLOps manager database only (MLflow, registry and artifacts are kept)."""
-    cli.redb(c, skip_apps=skip_apps, yes=yes, as_json=json)
+    from flops_tasks.workflows import stack
+
+    run_task(
+        c,
+        "redb",
+        lambda run: stack.redb(run, skip_apps=skip_apps, yes=yes),
+        json=json,
+        verbose=verbose,
+    )
 
 
-@task(help={"json": JSON})
-def status(c, json=False):
+@task
+def status(c: Context, json: bool = False) -> None:
     """Show every stack service with its state, health and published ports."""
-    cli.status(c, as_json=json)
+    from flops_tasks.run import Run
+    from flops_tasks.workflows import stack
+
+    stack.status(Run.of(c), as_json=json)
 
 
-@task(
-    help={
-        "service": SERVICE,
-        "follow": "keep printing new lines",
-        "tail": "lines from the end of each log (default 200, 'all' for everything)",
-    }
-)
-def logs(c, service=None, follow=False, tail="200"):
+@task
+def logs(c: Context, service: str | None = None, follow: bool = False, tail: str = "200") -> None:
     """Show the stack's logs."""
-    cli.logs(c, service=service, follow=follow, tail=tail)
+    from flops_tasks.run import Run
+    from flops_tasks.workflows import stack
+
+    stack.logs(Run.of(c), service=service, follow=follow, tail=tail)
 
 
-HOST = "[user@]host[:port], comma-separated; default: the inventory hosts of this role"
-
-
-@task(
-    name="prepare-builder",
-    help={
-        "host": HOST,
-        "push_check": "also build a linux/amd64+arm64 image as FLOps' image builder "
-        "does (buildah; and docker buildx where Docker runs) and push it to the FLOps registry",
-        "remove_check_tools": "only remove what --push-check installed on the hosts (buildah and "
-        "its dependencies)",
-        "json": JSON,
-    },
-)
-def prepare_builder(c, host=None, push_check=False, remove_check_tools=False, json=False):
+@task(name="prepare-builder")
+def prepare_builder(
+    c: Context,
+    host: str | None = None,
+    push_check: bool = False,
+    remove_check_tools: bool = False,
+    json: bool = False,
+    verbose: bool = False,
+    diff: bool = False,
+) -> None:
     """Prepare image-builder workers: QEMU, registry trust, NodeEngine's imageBuilder add-on;
     buildx + a multi-platform builder where Docker runs."""
-    cli.prepare(
+    from flops_tasks.workflows import workers
+
+    run_task(
         c,
-        roles={"builder"},
-        host=host,
-        push_check=push_check,
-        remove_check_tools=remove_check_tools,
-        as_json=json,
-        title="prepare-builder",
+        "prepare-builder",
+        lambda run: workers.prepare(
+            run,
+            roles={"builder"},
+            host=host,
+            push_check=push_check,
+            remove_check_tools=remove_check_tools,
+            title="prepare-builder",
+        ),
+        json=json,
+        verbose=verbose,
+        diff=diff,
     )
 
 
-@task(
-    name="prepare-learner",
-    help={
-        "host": HOST,
-        "data_dir": "bind-mount this host directory instead of the docker volume "
-        "ml_data_server_volume",
-        "image": "ml_data_server image (default: flops.learner.image)",
-        "json": JSON,
-    },
-)
-def prepare_learner(c, host=None, data_dir=None, image=None, json=False):
+@task(name="prepare-learner")
+def prepare_learner(
+    c: Context,
+    host: str | None = None,
+    data_dir: str | None = None,
+    image: str | None = None,
+    json: bool = False,
+    verbose: bool = False,
+    diff: bool = False,
+) -> None:
     """Prepare learner workers: data mount, the ml_data_server sidecar (11027), registry trust."""
-    cli.prepare(
+    from flops_tasks.workflows import workers
+
+    run_task(
         c,
-        roles={"learner"},
-        host=host,
-        data_dir=data_dir,
-        image=image,
-        as_json=json,
-        title="prepare-learner",
+        "prepare-learner",
+        lambda run: workers.prepare(
+            run,
+            roles={"learner"},
+            host=host,
+            data_dir=data_dir,
+            image=image,
+            title="prepare-learner",
+        ),
+        json=json,
+        verbose=verbose,
+        diff=diff,
     )
 
 
-@task(
-    name="learner-data",
-    help={
-        "tag": "the data tag learners request (FLOps' data_tags); files are stored as "
-        "<tag>.<stem>.parquet, the name the sidecar serves for it; with --list: only this tag",
-        "src": "parquet files, folders or globs, comma-separated",
-        "host": HOST,
-        "list": "show per learner the tags and files its sidecar will serve, and "
-        "files that break it (non-zero exit if any)",
-        "json": JSON,
-    },
-)
-def learner_data(c, tag=None, src=None, host=None, list_=False, json=False):
+@task(name="learner-data")
+def learner_data(
+    c: Context,
+    tag: str | None = None,
+    src: str | None = None,
+    host: str | None = None,
+    list_: bool = False,
+    json: bool = False,
+    verbose: bool = False,
+) -> None:
     """Copy Parquet data to learners under a data tag, or --list what their sidecars serve."""
-    cli.learner_data(c, host=host, src=src, tag=tag, listing=list_, as_json=json)
+    from flops_tasks.errors import UsageError
+    from flops_tasks.run import Run
+    from flops_tasks.workflows import learner_data as flow
+
+    if list_:
+        if src is not None:
+            raise UsageError("--src copies files and --list only shows them: use one of them")
+        flow.listing(Run.of(c), host=host, tag=tag, as_json=json)
+        return
+    run_task(
+        c,
+        "learner-data",
+        lambda run: flow.copy(run, host=host, src=src, tag=tag),
+        json=json,
+        verbose=verbose,
+    )
 
 
-@task(
-    name="clear-images",
-    help={
-        "host": "[user@]host[:port], comma-separated; default: every inventory host",
-        "registry_only": "remove only images of "
-        "the FLOps registry, keep FLOps' upstream ghcr.io images",
-        "yes": YES,
-        "json": JSON,
-    },
-)
-def clear_images(c, host=None, registry_only=False, yes=False, json=False):
+@task(name="clear-images")
+def clear_images(
+    c: Context,
+    host: str | None = None,
+    registry_only: bool = False,
+    yes: bool = False,
+    json: bool = False,
+    verbose: bool = False,
+) -> None:
     """Remove unused FLOps images (registry and upstream) from workers' docker and containerd."""
-    cli.clear_images(c, host=host, registry_only=registry_only, yes=yes, as_json=json)
+    from flops_tasks.workflows import workers
+
+    run_task(
+        c,
+        "clear-images",
+        lambda run: workers.clear_images(run, host=host, registry_only=registry_only, yes=yes),
+        json=json,
+        verbose=verbose,
+    )
 
 
-@task(name="oakestra-apps", help={"json": JSON})
-def oakestra_apps(c, json=False):
+@task(name="oakestra-apps")
+def oakestra_apps(c: Context, json: bool = False) -> None:
     """List Oakestra's applications and services; say which are FLOps' (read-only)."""
-    cli.oakestra_apps(c, as_json=json)
+    from flops_tasks.run import Run
+    from flops_tasks.workflows import oakestra
+
+    oakestra.oakestra_apps(Run.of(c), as_json=json)
 
 
-@task(
-    name="clear-apps",
-    help={
-        "without_db": "recognise FLOps' apps by FLOps' names and namespaces only (when the FLOps "
-        "DB cannot be read)",
-        "yes": YES,
-        "json": JSON,
-    },
-)
-def clear_apps(c, without_db=False, yes=False, json=False):
+@task(name="clear-apps")
+def clear_apps(
+    c: Context,
+    without_db: bool = False,
+    yes: bool = False,
+    json: bool = False,
+    verbose: bool = False,
+) -> None:
     """Undeploy and delete FLOps' applications in Oakestra; every other app is kept."""
-    cli.clear_apps(c, without_db=without_db, yes=yes, as_json=json)
+    from flops_tasks.workflows import oakestra
+
+    run_task(
+        c,
+        "clear-apps",
+        lambda run: oakestra.clear_apps(run, yes=yes, without_db=without_db),
+        json=json,
+        verbose=verbose,
+    )
 
 
-@task(
-    name="fresh-start",
-    help={
-        "registry": "also empty the FLOps registry (reset --all instead of --clean)",
-        "skip_apps": SKIP_APPS,
-        "yes": YES,
-        "json": JSON,
-    },
-)
-def fresh_start(c, registry=False, skip_apps=False, yes=False, json=False):
+@task(name="fresh-start")
+def fresh_start(
+    c: Context,
+    registry: bool = False,
+    skip_apps: bool = False,
+    yes: bool = False,
+    json: bool = False,
+    verbose: bool = False,
+) -> None:
     """Between experiments: clear FLOps' apps, reset --clean, clear worker images, doctor."""
-    cli.fresh_start(c, registry=registry, skip_apps=skip_apps, yes=yes, as_json=json)
+    from flops_tasks.workflows import journeys
+
+    run_task(
+        c,
+        "fresh-start",
+        lambda run: journeys.fresh_start(run, registry=registry, skip_apps=skip_apps, yes=yes),
+        json=json,
+        verbose=verbose,
+    )
 
 
-@task(help={"json": JSON})
-def doctor(c, json=False):
+@task
+def doctor(c: Context, json: bool = False, verbose: bool = False) -> None:
     """Check (read-only) every inventory host and stack service; non-zero exit if not ready."""
-    cli.doctor(c, as_json=json)
+    from flops_tasks.workflows import journeys
+
+    run_task(c, "doctor", journeys.doctor, json=json, verbose=verbose)
 
 
-@task(help={"json": JSON})
-def bootstrap(c, json=False):
+@task
+def bootstrap(c: Context, json: bool = False, verbose: bool = False, diff: bool = False) -> None:
     """Start the stack, prepare every inventory host for its roles in parallel, then doctor."""
-    cli.bootstrap(c, as_json=json)
+    from flops_tasks.workflows import journeys
+
+    run_task(c, "bootstrap", journeys.bootstrap, json=json, verbose=verbose, diff=diff)
 
 
-@task(help={"workers": "number of testbed workers (default 2)", "json": JSON})
-def demo(c, workers=None, json=False):
+@task
+def demo(c: Context, workers: str | None = None, json: bool = False, verbose: bool = False) -> None:
     """The whole rehearsal offline: testbed up, bootstrap against it, doctor, what now."""
-    cli.demo(c, workers=workers, as_json=json)
+    from flops_tasks.workflows import journeys, testbed
+
+    count = testbed.workers(workers)
+    run_task(c, "demo", lambda run: journeys.demo(run, count), json=json, verbose=verbose)
 
 
-@task(
-    name="up",
-    help={
-        "workers": "number of worker containers (1-32, default 2)",
-        "kind": "docker (sshd + containerd + dockerd; builder and learner) or "
-        "containerd (sshd + containerd, no Docker; builder only), or a comma "
-        "list, one per worker in order (the last repeats); default docker",
-        "json": JSON,
-    },
-)
-def testbed_up(c, workers=None, kind=None, json=False):
+@task(name="up")
+def testbed_up(
+    c: Context, workers: str | None = None, kind: str | None = None, json: bool = False
+) -> None:
     """Start the offline testbed: worker containers (sshd, containerd, dockerd) and the stack."""
-    cli.testbed_up(c, workers=workers, kind=kind, as_json=json)
+    from flops_tasks.workflows import testbed
+
+    testbed.up(workers, kind, as_json=json)
 
 
-@task(
-    name="down",
-    help={"keep_images": "keep the built images (faster next testbed.up)", "json": JSON},
-)
-def testbed_down(c, keep_images=False, json=False):
+@task(name="down")
+def testbed_down(c: Context, keep_images: bool = False, json: bool = False) -> None:
     """Remove everything the testbed created (label org.flops-tasks.testbed) and .testbed/."""
-    cli.testbed_down(c, keep_images=keep_images, as_json=json)
+    from flops_tasks.workflows import testbed
+
+    testbed.down(keep_images=keep_images, as_json=json)
 
 
 testbed = Collection("testbed", testbed_up, testbed_down)

@@ -199,11 +199,20 @@ def bench_startup(repeat: int) -> None:
     )
 
 
+def _prepare(ctx: object, roles: set[str] | None, host: str | None = None) -> object:
+    """One in-process preparation run (as ``inv prepare-builder prepare-learner`` does)."""
+    from flops_tasks.run import Run
+    from flops_tasks.workflows import workers
+
+    run = Run.of(ctx)  # type: ignore[arg-type]
+    workers.prepare(run, roles=roles, host=host)
+    return run.report
+
+
 def _testbed(workers: int, prepared: bool, fresh: bool = False) -> object:
     """Bring the testbed to ``workers`` workers (``fresh``: new ones; workers made with
     another testbed's SSH key are replaced too); prepare them when asked, new workers with
     the package lists and .debs of a prepared w1 (``seed_apt_caches``). -> context."""
-    from flops_tasks import cli
     from flops_tasks import testbed as tb
 
     say = lambda line: print(f"  [testbed] {line}", flush=True)  # noqa: E731
@@ -213,7 +222,7 @@ def _testbed(workers: int, prepared: bool, fresh: bool = False) -> object:
     ctx = tb.context_for(tb.default_paths())
     if prepared:
         seed_apt_caches(workers)
-        report = cli.prepare(ctx, roles=None, render=False)
+        report = _prepare(ctx, roles=None)
         if not report.ok:
             raise SystemExit(
                 "preparing the testbed failed: "
@@ -275,9 +284,7 @@ class Peak:
 
 def _rerun(ctx: object, hosts: int) -> dict:
     """One no-change prepare of both roles on the first ``hosts`` workers, in-process."""
-    from flops_tasks import cli
-
-    report = cli.prepare(ctx, roles={"builder", "learner"}, host=_hosts(hosts), render=False)
+    report = _prepare(ctx, roles={"builder", "learner"}, host=_hosts(hosts))
     if not report.ok or report.changed:
         raise SystemExit(
             f"re-run on {hosts} hosts was not a clean no-change run: "
@@ -599,24 +606,23 @@ def seed_apt_caches(workers: int) -> None:
 
 def bench_first() -> dict:
     """First-time preparation of one fresh worker: where the time goes, change by change."""
-    from flops_tasks import cli
     from flops_tasks.ssh import HostSession
 
     ctx = _testbed(1, prepared=False, fresh=True)
     spent: list[tuple[str, float]] = []
     original = HostSession.change
 
-    def timed_change(self, command, summary, timeout=None, _orig=original):
+    def timed_change(self, command, summary, timeout=None, _orig=original, **kw):
         start = time.perf_counter()
         try:
-            return _orig(self, command, summary, timeout)
+            return _orig(self, command, summary, timeout, **kw)
         finally:
             spent.append((summary, time.perf_counter() - start))
 
     HostSession.change = timed_change
     try:
         start = time.perf_counter()
-        report = cli.prepare(ctx, roles=None, render=False)
+        report = _prepare(ctx, roles=None)
         total = time.perf_counter() - start
     finally:
         HostSession.change = original

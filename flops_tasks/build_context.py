@@ -20,10 +20,16 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import PROJECT_ROOT, Settings
 from .errors import FlopsError
 from .outcome import Outcome, changed, ok
+
+if TYPE_CHECKING:
+    from .stack.project import Project
+
+STEP = "build-context"
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,18 @@ def wanted_files(recipe: Recipe, addon_root: Path, wheels: Path | None = None) -
     return wanted
 
 
+def differs(recipe: Recipe, addon_root: Path, dest: Path, wheels: Path | None = None) -> bool:
+    """True when ``stage`` would change anything in ``dest`` (read-only)."""
+    wanted = wanted_files(recipe, addon_root, wheels)
+    have = _files(dest) if dest.is_dir() else {}
+    if set(have) - set(wanted):
+        return True
+    return any(
+        not (dest / rel).is_file() or not filecmp.cmp(src, dest / rel, shallow=True)
+        for rel, src in wanted.items()
+    )
+
+
 def stage(recipe: Recipe, addon_root: Path, dest: Path, wheels: Path | None = None) -> bool:
     """Make ``dest`` hold exactly the recipe's files; True when anything changed."""
     wanted = wanted_files(recipe, addon_root, wheels)
@@ -115,16 +133,15 @@ def manager_context_dir(s: Settings) -> Path:
     return Path(s.stack.compose_files[0]).parent / ".build" / MANAGER.name
 
 
-def ensure_manager_context(
-    s: Settings, dry: bool = False, plan: list[str] | None = None
-) -> Outcome:
+def ensure_manager_context(project: Project) -> Outcome:
     """Stage the manager's build context from the addon-FLOps checkout (online build)."""
-    source = Path(os.path.expanduser(s.addon_path))
-    dest = manager_context_dir(s)
-    if dry:
-        if plan is not None:
-            plan.append(f"stage the FLOps manager build context {dest} from {source}")
-        return ok("stack", "build-context", f"would stage {dest} from {source}")
-    updated = stage(MANAGER, source, dest)
-    verb = "staged from" if updated else "up to date with"
-    return (changed if updated else ok)("stack", "build-context", f"{dest} {verb} {source}")
+    source = Path(os.path.expanduser(project.s.addon_path))
+    dest = manager_context_dir(project.s)
+    if not source.is_dir() and project.dry:  # the clone before it is only planned
+        project.act(f"stage {dest} from {source}", lambda: None, step=STEP)
+        return changed(project.where, STEP, f"would stage {dest} from {source} once cloned")
+    if not differs(MANAGER, source, dest):
+        return ok(project.where, STEP, f"{dest} up to date with {source}")
+    project.act(f"stage {dest} from {source}", lambda: stage(MANAGER, source, dest), step=STEP)
+    verb = "would stage" if project.dry else "staged"
+    return changed(project.where, STEP, f"{dest} {verb} from {source}")

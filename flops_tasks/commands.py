@@ -590,16 +590,27 @@ def restart_nodeengine() -> str:
 
 def install_check_tools(packages: Sequence[str]) -> str:
     """Install ``packages`` with apt and append every package this added (dependencies
-    included) to CHECK_TOOLS_LIST; print that list."""
+    included) to CHECK_TOOLS_LIST; print each as an ``installed PKG`` line. The list comes
+    from dpkg's state before and after; apt's own output goes to stderr."""
     listing = "dpkg-query -W -f '${Package}\\n' | sort"
     return all_of(
         cmd("mkdir", "-p", STATE_DIR),
         f'b=$(mktemp) && {listing} > "$b"',
-        apt_install(packages),
+        f"{{ {apt_install(packages)}; }} >&2",
         f'{listing} | comm -13 "$b" - > "$b.new"',
         f'cat "$b.new" >> {q(CHECK_TOOLS_LIST)} && sort -u -o {q(CHECK_TOOLS_LIST)} '
-        f'{q(CHECK_TOOLS_LIST)} && cat "$b.new" && rm -f "$b" "$b.new"',
+        f'{q(CHECK_TOOLS_LIST)} && sed "s/^/installed /" "$b.new" && rm -f "$b" "$b.new"',
     )
+
+
+def parse_installed(stdout: str) -> list[str]:
+    """The packages ``install_check_tools`` reports as newly installed (its ``installed PKG``
+    lines; anything else in the output is ignored)."""
+    return [
+        line.split()[1]
+        for line in stdout.splitlines()
+        if line.startswith("installed ") and len(line.split()) == 2
+    ]
 
 
 def check_tools_plan() -> str:

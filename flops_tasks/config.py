@@ -235,7 +235,11 @@ def check_runtime_file(config: Config) -> None:
 
 def settings(c: Context) -> Settings:
     """Validate ``c.config.flops`` and return it as frozen settings."""
-    config = c.config
+    return settings_of(c.config)
+
+
+def settings_of(config: Config) -> Settings:
+    """Validate ``config.flops`` and return it as frozen settings."""
     check_runtime_file(config)
     flops = config.get("flops")
     if flops is None:

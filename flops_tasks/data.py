@@ -474,8 +474,9 @@ def copy_data(
         return [ok(host, "learner-data", f"all {len(files)} files already in {dest}{note}"), *extra]
     sent = 0
     for f in todo:
-        if session.dry:
-            session.plan.append(f"copy {f.path} to {dest}/{f.name}")
+        summary = f"copy {f.path} to {dest}/{f.name}"
+        if session.dry:  # recorded as planned, nothing is uploaded
+            session.change(C.install_file("<upload>", f"{dest}/{f.name}"), summary)
             continue
         last = [0]
 
@@ -485,7 +486,7 @@ def copy_data(
             last[0] = done
 
         tmp = session.upload(str(f.path), cb)
-        session.change(C.install_file(tmp, f"{dest}/{f.name}"), f"install {f.name} in {dest}")
+        session.change(C.install_file(tmp, f"{dest}/{f.name}"), summary)
         sent += f.size
     if session.dry:
         return [

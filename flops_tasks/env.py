@@ -174,6 +174,24 @@ def registry_host(s: Settings, addresses: Addresses) -> str:
     return host_port(address, s.registry_port)
 
 
+def check_env_path(path: str | Path) -> None:
+    """The env file can be written where it is configured (read-only check): a regular file
+    there, or none, in a folder that is one (or can be made)."""
+    p = Path(path)
+    fix = "set flops.stack.env_file to a file path in a folder of yours"
+    if p.exists() and not p.is_file():
+        what = "a directory" if p.is_dir() else "not a regular file"
+        raise UsageError(f"the env file {str(p)!r} is {what}: {fix}")
+    ancestor = p.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(
+            f"the env file {str(p)!r} cannot be written: {str(ancestor)!r} is not a directory; "
+            + fix
+        )
+
+
 def read_env_file(path: str | Path) -> dict[str, str]:
     data: dict[str, str] = {}
     p = Path(path)
@@ -222,6 +240,12 @@ def env_values(
     return values
 
 
+def env_body(values: dict[str, str]) -> str:
+    return "# Written by flops-tasks (inv env); mode 0600, keep it private.\n" + "".join(
+        f"{k}={v}\n" for k, v in values.items()
+    )
+
+
 def write_env_file(path: str | Path, values: dict[str, str]) -> bool:
     """Write ``KEY=value`` lines atomically with mode 0600; return True when it changed.
 
@@ -231,9 +255,7 @@ def write_env_file(path: str | Path, values: dict[str, str]) -> bool:
     write leaves no temp file behind.
     """
     p = Path(path)
-    body = "# Written by flops-tasks (inv env); mode 0600, keep it private.\n" + "".join(
-        f"{k}={v}\n" for k, v in values.items()
-    )
+    body = env_body(values)
     try:
         if _holds(p, body.encode()):
             return False
@@ -246,6 +268,22 @@ def write_env_file(path: str | Path, values: dict[str, str]) -> bool:
             "flops.stack.env_file to a writable file path"
         ) from None
     return True
+
+
+def _current(path: Path) -> str | None:
+    """The env file's text as it is (None: absent or unreadable)."""
+    try:
+        return path.read_text() if path.is_file() else None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def is_current(path: str | Path, values: dict[str, str]) -> bool:
+    """True when ``path`` already holds exactly ``values`` (this user's, mode 0600)."""
+    try:
+        return _holds(Path(path), env_body(values).encode())
+    except OSError:
+        return False
 
 
 def _holds(path: Path, body: bytes) -> bool:
@@ -300,14 +338,20 @@ def former_registries(
     return tuple(r for r in dict.fromkeys([*earlier, last]) if r and r != current)
 
 
-def ensure_env(
-    s: Settings, extra: dict[str, str] | None = None, dry: bool = False, path: str | None = None
-) -> tuple[Addresses, dict[str, str], bool]:
-    """Resolve and validate, then write the env file ``path`` (default: the configured one)
-    unless ``dry``; returns what changed in it. The configured env file is written as well:
-    it keeps the record of the registry addresses workers were told to trust."""
+EnvWrite = tuple[str, str | None, dict[str, str]]  # path, its text now, the values wanted
+
+
+def plan_env(
+    s: Settings, extra: dict[str, str] | None = None, path: str | None = None
+) -> tuple[Addresses, dict[str, str], list[EnvWrite]]:
+    """Resolve and validate the addresses and the values of the env file ``path`` (default:
+    the configured one); and the env files that must be written for them, with what each
+    holds now. The configured env file is among them when it differs: it keeps the record of
+    the registry addresses workers were told to trust. Reads only."""
     main = s.stack.env_file
     path = path or main
+    check_env_path(main)
+    check_env_path(path)
     addresses = resolve_addresses(s)
     record = read_env_file(main)
     registry = registry_host(s, addresses)
@@ -317,9 +361,19 @@ def ensure_env(
         history[FORMER_KEY] = ",".join(former)
     existing = record if path == main else read_env_file(path)
     values = env_values(s, addresses, {**history, **(extra or {})}, existing)
-    if dry:
-        changed = {k: v for k, v in values.items() if existing.get(k) != v} != {}
-        return addresses, values, changed
+    wanted = [(path, values)]
     if path != main:
-        write_env_file(main, env_values(s, addresses, history, record))
-    return addresses, values, write_env_file(path, values)
+        wanted.insert(0, (main, env_values(s, addresses, history, record)))
+    writes = [(p, _current(Path(p)), v) for p, v in wanted if not is_current(p, v)]
+    return addresses, values, writes
+
+
+def ensure_env(
+    s: Settings, extra: dict[str, str] | None = None, path: str | None = None
+) -> tuple[Addresses, dict[str, str], bool]:
+    """``plan_env``, then write what it found out of date; True when anything was written
+    (the testbed's own set-up; the stack's tasks write through ``Project.act``)."""
+    addresses, values, writes = plan_env(s, extra, path)
+    for target, _, wanted in writes:
+        write_env_file(target, wanted)
+    return addresses, values, bool(writes)

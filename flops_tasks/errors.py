@@ -1,6 +1,7 @@
 """The one error type of flops-tasks.
 
-Every known failure becomes a ``FlopsError``: one line that names the problem and the fix.
+Every known failure becomes a ``FlopsError``: one line that names the problem and the fix,
+with every control character escaped (``text.visible``).
 It subclasses Invoke's ``Exit``, so ``inv`` prints just that line and exits non-zero, while
 Python callers get an ordinary exception they can catch.
 """
@@ -9,12 +10,15 @@ from __future__ import annotations
 
 from invoke.exceptions import Exit
 
+from .text import visible
+
 
 class FlopsError(Exit):
     """A known failure: ``message`` is one line naming the problem and the fix."""
 
     def __init__(self, message: str, code: int = 1) -> None:
-        one_line = " ".join(str(message).split())
+        # one line, and safe to print: text from a worker or a server may be in it
+        one_line = visible(" ".join(str(message).split()))
         super().__init__(one_line, code)
 
     def __str__(self) -> str:

@@ -15,13 +15,14 @@
 The stock ``inv`` builds its Config before it imports ``tasks.py``; ``adopt_running_program``
 (called by ``tasks.py``) upgrades that one object with ``Config.clone(into=FlopsConfig)``
 before the project's ``invoke.yaml`` and ``-f FILE`` are read, and gives the program the
-``FlopsExecutor``: every task of one ``inv`` run shares one SSH connection per host. A program
+``edge.FlopsExecutor``: every task of one ``inv`` run is one run (``run.Run``). A program
 built on ``invoke.Program(config_class=FlopsConfig, executor_class=FlopsExecutor)`` needs no
 adoption.
 """
 
 from __future__ import annotations
 
+import copy
 import errno
 import json
 import os
@@ -125,7 +126,19 @@ class _Environment(Environment):
 
 
 class FlopsConfig(Config):
-    """Invoke's Config with safe config files and one-line errors (see the module doc)."""
+    """Invoke's Config with safe config files and one-line errors (see the module doc), and
+    the ``flops`` namespace's defaults, so a program or a ``tasks.py`` of one's own that uses
+    this class has every ``flops.*`` key (and its ``INVOKE_FLOPS_*`` variable)."""
+
+    @staticmethod
+    def global_defaults() -> dict[str, Any]:
+        from invoke.config import merge_dicts
+
+        from .config import DEFAULTS
+
+        defaults = Config.global_defaults()
+        merge_dicts(defaults, {"flops": copy.deepcopy(DEFAULTS)})
+        return defaults
 
     def _load_yaml(self, path: PathLike[str]) -> Any:
         with open(path, encoding="utf-8") as fh:
@@ -216,17 +229,6 @@ def merge_conflict(config: Config) -> str:
     return "config: a section has the wrong type (a mapping given as a single value)"
 
 
-class FlopsExecutor(Executor):
-    """Invoke's executor; the tasks of one run share one SSH connection per host
-    (``ssh.shared_connections``): ``inv prepare-builder prepare-learner`` connects once."""
-
-    def execute(self, *tasks: Any) -> Any:
-        from .ssh import shared_connections  # not at import: `inv --list` stays light
-
-        with shared_connections():
-            return super().execute(*tasks)
-
-
 def adopt_running_program() -> None:
     """Give the running stock ``inv`` a ``FlopsConfig`` (called while it imports tasks.py).
 
@@ -241,6 +243,8 @@ def adopt_running_program() -> None:
     if program is None or not isinstance(config, Config):
         return
     if getattr(program, "executor_class", None) is Executor:
+        from .edge import FlopsExecutor
+
         program.executor_class = FlopsExecutor
     if isinstance(config, FlopsConfig):
         return

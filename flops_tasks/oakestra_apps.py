@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .changes import Change, ChangeLog
 from .errors import FlopsError
 from .oakestra import ApiError, Application, SystemManager
 from .outcome import Outcome, changed, failed, ok
@@ -301,13 +302,21 @@ def _client(s: Settings) -> SystemManager:
     return system_manager(s, envmod.resolve_addresses(s).values["SYSTEM_MANAGER_IP"])
 
 
-def clear_apps(s: Settings, plan: AppsPlan, dry: bool = False) -> list[Outcome]:
+def clear_apps(
+    s: Settings, plan: AppsPlan, dry: bool = False, changes: ChangeLog | None = None
+) -> list[Outcome]:
     """Undeploy and delete the plan's FLOps apps; verify; report kept apps with the reason.
 
     Before the first delete the listing is read again: an app that vanished since the plan
     was made stops the run with one line and nothing deleted. An app that vanishes while
-    others are being deleted is reported as failed, and the run goes on.
+    others are being deleted is reported as failed, and the run goes on. Every delete is
+    recorded in ``changes`` (the run's change log), planned under ``dry``.
     """
+    log = changes if changes is not None else ChangeLog()
+
+    def record(v: Verdict) -> None:
+        log.record(Change(HOST, "clear-apps", f"undeploy and delete {v.app.label}", done=not dry))
+
     sm = plan.system_manager or _client(s)
     kept = [ok(HOST, "kept", f"{v.app.label}: {v.reason}") for v in plan.kept]
     blocked = [
@@ -320,6 +329,8 @@ def clear_apps(s: Settings, plan: AppsPlan, dry: bool = False) -> list[Outcome]:
             *kept,
         ]
     if dry:
+        for v in plan.doomed:
+            record(v)
         return (
             [
                 changed(
@@ -353,6 +364,7 @@ def clear_apps(s: Settings, plan: AppsPlan, dry: bool = False) -> list[Outcome]:
             outcomes.append(failed(HOST, "clear-apps", f"{exc.message} (not deleted: {rest})"))
             break
         deleted.append(v)
+        record(v)
         outcomes.append(
             changed(
                 HOST,

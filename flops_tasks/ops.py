@@ -35,7 +35,7 @@ from .facts import (
     quick_probes,
     registry_probes,
 )
-from .outcome import Outcome, changed, failed, ok, unreachable, warning
+from .outcome import Outcome, Status, changed, failed, ok, skipped, unreachable, warning
 from .probe_binaries import MACHINES, UNAME_AMD64_B64, UNAME_ARM64_B64
 from .ssh import HostSession, HostUnreachable, RemoteFailure
 from .trust import Refusal
@@ -103,6 +103,11 @@ class Step:
     unavailable: Callable[[WorkerFacts, PrepContext], str | None] = _no_warning
     # the packages its act installs: every step's are installed in one apt transaction
     packages: Callable[[WorkerFacts, PrepContext], list[str]] = lambda f, ctx: []
+    # something the operator must know about a host where the step is in place (a warning
+    # row named "<step>-caveat"), or None
+    caveat: Callable[[WorkerFacts, PrepContext], str | None] = _no_warning
+    # the command that mends what ``unavailable`` names
+    unavailable_fix: str = ""
 
 
 def _docker(f: WorkerFacts, ctx: PrepContext) -> bool:
@@ -257,8 +262,10 @@ def act_builder(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
         return f"docker context {ctx.builder_name} (docker driver, containerd store)"
     config = trust.buildkitd_toml(f.file("buildkitd"), ctx.registry, ctx.forget)
     if config is not None:
-        s.change(
-            C.write_file(C.BUILDKITD_TOML, config),
+        s.write(
+            C.BUILDKITD_TOML,
+            f.file("buildkitd"),
+            config,
             f"write {C.BUILDKITD_TOML} (http for {ctx.registry})",
         )
     s.change(
@@ -291,8 +298,10 @@ def act_trust_docker(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
     did = []
     if wanted is not None:
         drop = f", drop former {_former(ctx)}" if ctx.forget else ""
-        s.change(
-            C.write_file(C.DAEMON_JSON, wanted),
+        s.write(
+            C.DAEMON_JSON,
+            f.file("daemon_json"),
+            wanted,
             f"add {ctx.registry} to {C.DAEMON_JSON} insecure-registries{drop}",
         )
         did.append(f"{C.DAEMON_JSON} merged")
@@ -334,12 +343,13 @@ def act_trust_containerd(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> st
     did = []
     hosts = trust.hosts_toml(f.file("containerd_hosts"), ctx.registry)
     if hosts is not None:
-        s.change(C.write_file(path, hosts), f"write {path}")
+        s.write(path, f.file("containerd_hosts"), hosts, f"write {path}")
         did.append(f"wrote {path}")
     for former in _former_hosts(f, ctx):
         s.change(
             C.remove_registry_hosts(former),
             f"remove {C.hosts_toml_path(former)} (a former registry)",
+            file=(C.hosts_toml_path(former), f.file(f"containerd_hosts {former}"), None),
         )
         did.append(f"removed {C.hosts_toml_path(former)}")
     config = trust.containerd_config(f.file("containerd_config"))
@@ -353,6 +363,7 @@ def act_trust_containerd(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> st
             C.apply_containerd_config(config),
             f"set config_path in {C.CONTAINERD_CONFIG}; {how}; running containers keep running",
             timeout=180,
+            file=(C.CONTAINERD_CONFIG, f.file("containerd_config"), config),
         )
         kept = next(
             (
@@ -379,7 +390,7 @@ def check_trust_buildah(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
 def act_trust_buildah(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
     conf = trust.registries_conf(f.file("registries_conf"), ctx.registry, ctx.forget)
     if conf is not None:
-        s.change(C.write_file(C.REGISTRIES_CONF, conf), f"write {C.REGISTRIES_CONF}")
+        s.write(C.REGISTRIES_CONF, f.file("registries_conf"), conf, f"write {C.REGISTRIES_CONF}")
     return f"wrote {C.REGISTRIES_CONF}"
 
 
@@ -387,7 +398,7 @@ def act_trust_buildah(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
 def _nodeengine_missing(f: WorkerFacts, ctx: PrepContext) -> str | None:
     if f.nodeengine is not None:
         return None
-    return f"{NODEENGINE_MISSING} (install NodeEngine: {NODEENGINE_INSTALL}; then re-run)"
+    return f"{NODEENGINE_MISSING} (install NodeEngine, then re-run)"
 
 
 def _nodeengine_step(addon: str, role: str) -> Step:
@@ -422,6 +433,7 @@ def _nodeengine_step(addon: str, role: str) -> Step:
         act,
         applies=lambda f, c: f.nodeengine is not None,
         unavailable=_nodeengine_missing,
+        unavailable_fix=NODEENGINE_INSTALL,
     )
 
 
@@ -491,10 +503,21 @@ def check_sidecar(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
         )
     if problems:
         return False, "; ".join(problems)
-    detail = f"{C.SIDECAR} running, TCP {C.SIDECAR_PORT} answers on docker0 {f.docker0}"
-    if f.docker0 != "172.17.0.1":
-        detail += f" (warning: learners dial 172.17.0.1, docker0 is {f.docker0})"
-    return True, detail
+    return True, f"{C.SIDECAR} running, TCP {C.SIDECAR_PORT} answers on docker0 {f.docker0}"
+
+
+LEARNERS_DIAL = "172.17.0.1"  # FLOps' learners: grpc://172.17.0.1:11027
+
+
+def sidecar_caveat(f: WorkerFacts, ctx: PrepContext) -> str | None:
+    """docker0 is not where FLOps' learners dial the sidecar (a warning: not ours to fix)."""
+    if f.docker0 and f.docker0 != LEARNERS_DIAL:
+        return (
+            f"learners dial {LEARNERS_DIAL}:{C.SIDECAR_PORT}, but docker0 is {f.docker0} "
+            "on this host: FLOps' learners will not reach the sidecar (Docker's bip "
+            "setting moved docker0)"
+        )
+    return None
 
 
 def act_sidecar(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
@@ -548,7 +571,7 @@ STEPS: tuple[Step, ...] = (
     Step("trust-buildah", frozenset({BUILDER}), check_trust_buildah, act_trust_buildah),
     _nodeengine_step("imageBuilder", BUILDER),
     Step("data", frozenset({LEARNER}), check_data, act_data),
-    Step("sidecar", frozenset({LEARNER}), check_sidecar, act_sidecar),
+    Step("sidecar", frozenset({LEARNER}), check_sidecar, act_sidecar, caveat=sidecar_caveat),
     _nodeengine_step("FLOps", LEARNER),
 )
 # buildah on a learner (FLOps does not need it there): trusted where it is installed
@@ -643,7 +666,7 @@ def _check_all(
         if not step.applies(f, ctx):
             why = step.unavailable(f, ctx)
             if why:
-                warnings.append(warning(host, step.name, why))
+                warnings.append(warning(host, step.name, why, fix=step.unavailable_fix))
             continue
         try:
             in_place, detail = step.check(f, ctx)
@@ -651,6 +674,9 @@ def _check_all(
             refused.append(failed(host, step.name, str(exc)))
             continue
         results.append((step, in_place, detail))
+        caveat = step.caveat(f, ctx)
+        if caveat:
+            warnings.append(warning(host, f"{step.name}-caveat", caveat))
     return results, warnings, refused
 
 
@@ -668,7 +694,7 @@ def prepare_host(session: HostSession, roles: set[str], ctx: PrepContext) -> lis
     except RemoteFailure as exc:
         outcomes.append(failed(session.label, current[0], str(exc)))
     except HostUnreachable as exc:
-        outcomes.append(unreachable(session.label, current[0], str(exc)))
+        outcomes.append(unreachable(session.label, current[0], exc.text, fix=exc.fix))
     outcomes.sort(key=lambda o: _order(o.step))
     return outcomes
 
@@ -719,6 +745,7 @@ def _converge(
         return
     acted: list[tuple[Step, str]] = []
     current[0] = next((step.name for step, in_place, _ in results if not in_place), "preflight")
+    session.step = current[0]
     install_packages(
         session,
         facts,
@@ -732,7 +759,7 @@ def _converge(
         ),
     )
     for step, in_place, detail in results:
-        current[0] = step.name
+        current[0] = session.step = step.name
         if in_place:
             outcomes.append(ok(host, step.name, detail))
             continue
@@ -753,7 +780,7 @@ def _converge(
                 else failed(host, step.name, f"{did}, but still not right: {detail}")
             )
     if ctx.push_check and BUILDER in roles and not any(o.bad for o in outcomes):
-        current[0] = "push"
+        current[0] = session.step = "push"
         outcomes.extend(push_checks(session, facts, ctx))
 
 
@@ -773,7 +800,7 @@ def doctor_host(session: HostSession, roles: set[str], ctx: PrepContext) -> list
             outcomes.append(ok(host, step.name, detail))
         else:
             task = "prepare-builder" if BUILDER in step.roles & roles else "prepare-learner"
-            outcomes.append(failed(host, step.name, f"{detail}; fix: inv {task} --host {target}"))
+            outcomes.append(failed(host, step.name, detail, fix=f"inv {task} --host {target}"))
     outcomes.extend(refused)
     outcomes.extend(warnings)
     outcomes.sort(key=lambda o: _order(o.step))
@@ -781,8 +808,11 @@ def doctor_host(session: HostSession, roles: set[str], ctx: PrepContext) -> list
 
 
 def _order(step: str) -> int:
+    """Rows in the order of the steps (a step's caveat right after it)."""
     names = ["ssh", "preflight", "arch", *[s.name for s in STEPS], "push", "push-buildx"]
-    return names.index(step) if step in names else len(names)
+    base = step.removesuffix("-caveat")
+    at = names.index(base) if base in names else len(names)
+    return 2 * at + (base != step)
 
 
 # -- the push checks -------------------------------------------------------------------------
@@ -842,38 +872,49 @@ def push_buildah(session: HostSession, f: WorkerFacts, ctx: PrepContext) -> Outc
             f"apt-get install {' '.join(missing)} (for the push check; "
             f"recorded in {C.CHECK_TOOLS_LIST})",
             timeout=900,
+            step="push",
         )
-        installed = res.stdout.split()
+        installed = C.parse_installed(res.stdout) if not res.dry else []
     repo, tag = _probe_ref(session, ctx, "buildah")
     ref = f"{ctx.registry}/{repo}:{tag}"
     started = time.monotonic()
-    res = session.change(
+    checked = session.verify(
         C.buildah_push_probe(ref, PLATFORMS, UNAME_AMD64_B64, UNAME_ARM64_B64),
         f"buildah build {' '.join('--platform ' + p for p in PLATFORMS)} --manifest "
         f"{ref}-manifest, then buildah manifest push --tls-verify=false --all to {ctx.registry} "
         "(a temporary buildah storage, removed afterwards)",
         timeout=900,
     )
-    tools = (
-        f"; installed for the check: {', '.join(installed)} (remove: inv prepare-builder "
-        f"--remove-check-tools --host {session.target.name or session.target.spec})"
-        if installed
-        else ""
+    again = (
+        "inv prepare-builder --remove-check-tools --host "
+        f"{session.target.name or session.target.spec}"
     )
-    if session.dry:
-        return changed(host, "push", f"would build with buildah and push {ref}{tools}")
-    not_ran = _ran_both(res.stdout)
+    if checked is None:
+        if missing:  # a change the real run makes too
+            return changed(
+                host,
+                "push",
+                f"would install {', '.join(missing)} for the check; the check itself "
+                f"(build with buildah and push {ref}) is not run in a dry run",
+            )
+        return skipped(
+            host, "push", f"not run in a dry run: it would build with buildah and push {ref}"
+        )
+    tools = (
+        f"; installed for the check: {', '.join(installed)} (remove: {again})" if installed else ""
+    )
+    not_ran = _ran_both(checked.stdout)
     if not_ran:
         return failed(
             host,
             "push",
             f"buildah build printed no {', '.join(not_ran)} line: the "
-            f"RUN step did not run for every platform ({_tail(res)})",
+            f"RUN step did not run for every platform ({_tail(checked)})",
         )
     driver = next(
         (
             ln.split(":", 1)[1].strip()
-            for ln in res.stdout.splitlines()
+            for ln in checked.stdout.splitlines()
             if ln.startswith("storage-driver:")
         ),
         "?",
@@ -887,6 +928,8 @@ def push_buildah(session: HostSession, f: WorkerFacts, ctx: PrepContext) -> Outc
         started,
         f"buildah (FLOps' image builder path; storage {driver})",
     )
+    if installed and not outcome.bad:  # the check's tools are a change of the host
+        outcome = replace(outcome, status=Status.CHANGED)
     return replace(outcome, detail=outcome.detail + tools)
 
 
@@ -895,7 +938,7 @@ def push_buildx(session: HostSession, f: WorkerFacts, ctx: PrepContext) -> Outco
     host = session.label
     repo, tag = _probe_ref(session, ctx, "buildx")
     started = time.monotonic()
-    res = session.change(
+    res = session.verify(
         C.buildx_push_probe(
             ctx.registry,
             f"{repo}:{tag}",
@@ -909,9 +952,12 @@ def push_buildx(session: HostSession, f: WorkerFacts, ctx: PrepContext) -> Outco
         f"{ctx.registry}/{repo}:{tag} (builder {ctx.builder_name})",
         timeout=900,
     )
-    if session.dry:
-        return changed(
-            host, "push-buildx", f"would build with buildx and push {ctx.registry}/{repo}:{tag}"
+    if res is None:
+        return skipped(
+            host,
+            "push-buildx",
+            f"not run in a dry run: it would build with buildx and push "
+            f"{ctx.registry}/{repo}:{tag}",
         )
     not_ran = _ran_both(res.stdout)
     if not_ran:
@@ -952,6 +998,7 @@ def manifest_platforms(registry: str, repo: str, tag: str) -> list[str]:
 def remove_check_tools(session: HostSession) -> list[Outcome]:
     """Purge the packages the push check recorded, when that removes nothing else."""
     host = session.label
+    session.step = "check-tools"
     res = session.probe(C.check_tools_plan())
     listed = [ln.split()[1] for ln in res.stdout.splitlines() if ln.startswith("listed ")]
     purged = [ln.split()[1] for ln in res.stdout.splitlines() if ln.startswith("Purg ")]

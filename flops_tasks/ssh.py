@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from . import commands
+from .changes import Change, ChangeLog
 from .config import SshSettings
 from .errors import FlopsError
 from .hosts import Target
-from .outcome import Outcome, failed, unreachable
+from .outcome import Outcome, failed, interrupted, unreachable
 
 if TYPE_CHECKING:
     from fabric import Config as FabricConfig
@@ -56,7 +57,15 @@ _prompted: dict[str, str | None] = {}
 
 
 class HostUnreachable(Exception):
-    """The host could not be reached or refused us; the message says why and what to do."""
+    """The host could not be reached or refused us; the message says why and what to do.
+
+    ``fix``: the command that mends it, when there is one; the message ends with it (one
+    line), and reports print it on a line of its own."""
+
+    def __init__(self, text: str, fix: str = "") -> None:
+        super().__init__(f"{text} {fix}" if fix else text)
+        self.text = text
+        self.fix = fix
 
 
 class RemoteFailure(Exception):
@@ -112,8 +121,8 @@ def _policies(known_hosts: Path, accept_new: bool) -> MissingHostKeyPolicy:
             raise HostUnreachable(
                 f"host key of {hostname} ({key.get_name()} {_fingerprint(key)}) is not in "
                 f"{known_hosts}: check the fingerprint, then set flops.ssh.host_keys: "
-                "accept-new to record new keys on first contact, or add it with: "
-                f"{scan} >> {shlex.quote(str(known_hosts))}"
+                "accept-new to record new keys on first contact, or add it with:",
+                f"{scan} >> {shlex.quote(str(known_hosts))}",
             )
 
     class AcceptNew(MissingHostKeyPolicy):
@@ -138,7 +147,10 @@ class HostSession:
     config: InvokeConfig | None = None
     dry: bool = False
     sudo_password: Callable[[], str | None] | None = None
-    plan: list[str] = field(default_factory=list)
+    # the run's change log (every change of this session is recorded there) and the step
+    # the changes belong to (set by whoever runs the step)
+    changes: ChangeLog = field(default_factory=ChangeLog)
+    step: str = "connect"
     round_trips: int = 0
     handshakes: int = 0  # SSH connections opened (key exchange + authentication)
     _cxn: Connection | None = None
@@ -334,17 +346,46 @@ class HostSession:
         """A read-only command: runs even under ``--dry``."""
         return self._as_root(command, timeout)
 
-    def change(self, command: str, summary: str, timeout: float | None = None) -> Result:
-        """A command that changes the host: under ``--dry`` it is recorded, not run."""
+    def change(
+        self,
+        command: str,
+        summary: str,
+        timeout: float | None = None,
+        step: str | None = None,
+        file: tuple[str, str | None, str | None] | None = None,
+    ) -> Result:
+        """A command that changes the host, recorded in the run's change log under ``step``
+        (default: the session's current step): under ``--dry`` recorded, not run. ``file``:
+        (path, content before, content after) of the file it writes, for ``--diff``."""
+        path, before, after = file if file is not None else ("", None, None)
+        record = Change(self.label, step or self.step, summary, not self.dry, path, before, after)
         if self.dry:
-            self.plan.append(summary)
+            self.changes.record(record)
             return Result(command=command, exited=0, dry=True)
         res = self._as_root(command, timeout)
         if not res.ok:
             detail = (res.stderr or res.stdout).strip().splitlines()
             tail = detail[-1] if detail else f"exit {res.exited}"
             raise RemoteFailure(f"{summary}: {tail}")
+        self.changes.record(record)
         return res
+
+    def write(
+        self, path: str, before: str | None, after: str, summary: str, timeout: float | None = None
+    ) -> Result:
+        """Write ``after`` to ``path`` (it held ``before``, None: absent): a change, with its
+        diff."""
+        return self.change(
+            commands.write_file(path, after), summary, timeout=timeout, file=(path, before, after)
+        )
+
+    def verify(self, command: str, summary: str, timeout: float | None = None) -> Result | None:
+        """A check that writes (``summary``: a probe image pushed to the registry): not a
+        change of the host's state, so not recorded; not run under ``--dry`` (None), where
+        the step is reported ``skipped``."""
+        if self.dry:
+            return None
+        return self._as_root(command, timeout)
 
     def upload(self, local: str, callback: Callable[[int, int], None] | None = None) -> str:
         """Copy a local file to a fresh temp path on the host over SFTP; returns that path."""
@@ -409,7 +450,8 @@ def connect_error(
         return HostUnreachable(
             f"host key of {where} CHANGED (got {_fingerprint(exc.key)}): possible "
             f"man-in-the-middle; if the host was reinstalled, verify its new key, then remove "
-            f"the old one with: {forget}"
+            "the old one with:",
+            forget,
         )
     if isinstance(exc, AuthenticationException):
         return HostUnreachable(
@@ -431,9 +473,10 @@ def connect_error(
 
 
 class Observer(Protocol):
-    """Receives progress from ``fan_out`` (``ui.LiveHosts`` shows it live)."""
+    """Receives progress from ``fan_out`` (``ui.LiveHosts`` shows it live). ``step``
+    tells, when called, which step the host is at."""
 
-    def host_started(self, host: str) -> None: ...
+    def host_started(self, host: str, step: Callable[[], str] | None = None) -> None: ...
 
     def host_step(self, host: str, outcome: Outcome) -> None: ...
 
@@ -443,7 +486,7 @@ class Observer(Protocol):
 class NullObserver:
     """The default ``Observer``: ignores progress."""
 
-    def host_started(self, host: str) -> None:
+    def host_started(self, host: str, step: Callable[[], str] | None = None) -> None:
         pass
 
     def host_step(self, host: str, outcome: Outcome) -> None:
@@ -561,6 +604,7 @@ def fan_out(
     sessions: dict[str, HostSession] | None = None,
     lock: bool = False,
     traffic: dict[str, dict[str, int]] | None = None,
+    changes: ChangeLog | None = None,
 ) -> list[Outcome]:
     """Run ``work`` for every target in a bounded pool; every host ends with outcomes.
 
@@ -569,12 +613,21 @@ def fan_out(
     back in target order. Pass ``sessions`` to keep the connections open for later work;
     inside ``shared_connections()`` the run's connections are used and stay open.
     With ``lock``, a host another flops-tasks run is changing is refused, never interleaved.
-    ``traffic`` receives per host the SSH handshakes and round trips this call made.
+    ``traffic`` receives per host the SSH handshakes and round trips this call made;
+    ``changes`` is the run's change log, where every session records its changes.
+
+    Ctrl-C (``interrupt``): no host starts after it, every connection is closed, and
+    ``Interrupted`` is raised carrying the outcomes of the hosts that finished and an
+    ``interrupted`` row for each host that was still at work or waiting.
     """
+    from . import interrupt
+
     if not targets:
         return []
+    interrupt.check()
     seen: Observer = observer or NullObserver()
     get_password = password_source(ssh)
+    log = changes if changes is not None else ChangeLog()
     results: dict[int, list[Outcome]] = {}
     run = _run if sessions is None else None
     own: dict[str, HostSession] = {}
@@ -590,26 +643,30 @@ def fan_out(
                 target, ssh, config=config, dry=dry, sudo_password=get_password
             )
             pool[target.label] = session
-        session.dry, session.plan = dry, []
+        session.dry, session.changes, session.step = dry, log, step
         return session
 
     def job(index: int, target: Target) -> list[Outcome]:
+        if interrupt.requested():
+            return [interrupted(target.label, step, "not started: the run was interrupted")]
         started[index] = time.monotonic()
         label = target.label
-        seen.host_started(label)
         session = used[index] = session_for(target)
+        seen.host_started(label, lambda: session.step)
+        interrupt.on_interrupt(session, session.abort)
         before = (session.handshakes, session.round_trips)
         try:
             with host_lock(target) if lock else contextlib.nullcontext():
                 session.connection()
                 outcomes = work(session)
         except HostUnreachable as exc:
-            outcomes = [unreachable(label, step, str(exc))]
+            outcomes = [unreachable(label, session.step, exc.text, fix=exc.fix)]
         except RemoteFailure as exc:
-            outcomes = [failed(label, step, str(exc))]
+            outcomes = [failed(label, session.step, str(exc))]
         except FlopsError as exc:
-            outcomes = [failed(label, step, exc.message or "failed")]
+            outcomes = [failed(label, session.step, exc.message or "failed")]
         finally:
+            interrupt.forget(session)
             if traffic is not None:
                 traffic[label] = {
                     "handshakes": session.handshakes - before[0],
@@ -627,43 +684,70 @@ def fan_out(
     }
     pending = set(futures)
     timed_out: set[int] = set()
+    stopped = False
     try:
-        while pending:
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            for fut in done:
-                index = futures[fut]
-                if index in timed_out:
-                    continue
-                exc = fut.exception()
-                if exc is not None:
-                    label = targets[index].label
-                    results[index] = [failed(label, step, f"{type(exc).__name__}: {exc}")]
-                else:
-                    results[index] = fut.result()
-                seen.host_done(targets[index].label, results[index])
-            now = time.monotonic()
-            for fut in list(pending):
-                index = futures[fut]
-                if index in started and now - started[index] > ssh.host_timeout:
-                    label = targets[index].label
-                    session = used.get(index)
-                    if session is not None:
-                        session.abort()
-                        if run is not None:
-                            run.drop(session)
-                    timed_out.add(index)
-                    pending.discard(fut)
-                    results[index] = [
-                        failed(
-                            label,
-                            step,
-                            f"timed out after {ssh.host_timeout:g}s "
-                            "(flops.ssh.host_timeout); connection closed",
-                        )
-                    ]
-                    seen.host_done(label, results[index])
+        with interrupt.cooperative():
+            while pending:
+                if interrupt.requested():
+                    stopped = True
+                    for fut in pending:
+                        index = futures[fut]
+                        session = used.get(index)
+                        label = targets[index].label
+                        where = session.step if session is not None else step
+                        results[index] = [
+                            interrupted(
+                                label,
+                                where,
+                                "interrupted while at work (connection closed)"
+                                if index in started
+                                else "not started: the run was interrupted",
+                            )
+                        ]
+                    break
+                done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    index = futures[fut]
+                    if index in timed_out:
+                        continue
+                    exc = fut.exception()
+                    if exc is not None:
+                        label = targets[index].label
+                        results[index] = [failed(label, step, f"{type(exc).__name__}: {exc}")]
+                    else:
+                        results[index] = fut.result()
+                    seen.host_done(targets[index].label, results[index])
+                now = time.monotonic()
+                for fut in list(pending):
+                    index = futures[fut]
+                    if index in started and now - started[index] > ssh.host_timeout:
+                        label = targets[index].label
+                        session = used.get(index)
+                        if session is not None:
+                            session.abort()
+                            if run is not None:
+                                run.drop(session)
+                        timed_out.add(index)
+                        pending.discard(fut)
+                        results[index] = [
+                            failed(
+                                label,
+                                session.step if session is not None else step,
+                                f"timed out after {ssh.host_timeout:g}s "
+                                "(flops.ssh.host_timeout); connection closed",
+                            )
+                        ]
+                        seen.host_done(label, results[index])
     finally:
-        pool.shutdown(wait=not timed_out, cancel_futures=True)
-        for session in own.values():
-            session.close()
-    return [o for i in range(len(targets)) for o in results.get(i, [])]
+        pool.shutdown(wait=not (timed_out or stopped), cancel_futures=True)
+        if not stopped:
+            for session in own.values():
+                session.close()
+    outcomes = [o for i in range(len(targets)) for o in results.get(i, [])]
+    if stopped:
+        for session in [*own.values(), *used.values()]:
+            session.abort()
+            if run is not None:
+                run.drop(session)
+        raise interrupt.Interrupted(outcomes)
+    return outcomes

@@ -1,8 +1,10 @@
 """All output of flops-tasks: the only module that imports rich.
 
 Logic returns ``Outcome``/``Report`` objects (or plain dicts); this module shows them once,
-at the outermost level, as rich tables or as JSON (``--json``), and provides the live
-per-host progress observer used during long work.
+at the outermost level, as lines (a report: its changed, warned and failed rows, then one
+recap line per host), tables (status, addresses, apps) or JSON (``--json``), and provides
+the progress shown during long work: live on a terminal, a line every few seconds off one.
+Off a terminal nothing is cut to a terminal's width.
 
 Text that comes from outside (worker output, file contents, container names) is data: it
 is never parsed as rich markup or emoji codes, and control characters (ESC, BEL, CR, C1
@@ -12,12 +14,15 @@ codes, bidi overrides) are shown as ``\\x..`` escapes instead of reaching the te
 from __future__ import annotations
 
 import json
-import re
 import sys
 import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .outcome import Outcome, Report, Status
+from .outcome import ALWAYS_IN_RECAP, RECAP, ExitCode, Outcome, Report, Status
+from .run import Output
+from .text import visible
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -26,22 +31,17 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
+    from .changes import ChangeLog
+
 _STYLE = {
     Status.OK: "green",
     Status.CHANGED: "yellow",
+    Status.WARNING: "dark_orange",
+    Status.SKIPPED: "cyan",
     Status.FAILED: "red",
     Status.UNREACHABLE: "magenta",
-    Status.WARNING: "dark_orange",
+    Status.INTERRUPTED: "magenta",
 }
-
-
-# C0 controls but tab and newline, DEL, C1 controls, and the bidi marks and overrides
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def visible(text: object) -> str:
-    """``text`` with every control character written as a ``\\xNN``/``\\uNNNN`` escape."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), str(text))
 
 
 def plain(text: object, style: str = "") -> Text:
@@ -51,10 +51,17 @@ def plain(text: object, style: str = "") -> Text:
     return Text(visible(text), style=style)
 
 
+# off a terminal (a pipe, a CI log) nothing is cut to a terminal's width: tables take the
+# width of their content
+_UNBOUNDED = 100_000
+
+
 def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False, emoji=False)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else _UNBOUNDED
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, emoji=False, width=width)
 
 
 def print_json(data: object) -> None:
@@ -67,55 +74,125 @@ def info(message: str) -> None:
     _console(stderr=True).print(plain(message), soft_wrap=True)
 
 
-def render_report(report: Report, as_json: bool = False) -> None:
-    if as_json:
+_WIDTH = max(len(s.value) for s in Status)  # the status column
+
+
+def _verdict(report: Report) -> str:
+    if report.exit_code == ExitCode.INTERRUPTED:
+        return "interrupted"
+    if not report.ok:
+        return "problems"
+    if report.changed:
+        return "changes planned" if report.dry else "changes made"
+    return "no changes"
+
+
+def _row_text(status: Status, who: str, step: str, detail: str) -> Text:
+    from rich.text import Text
+
+    line = Text()
+    line.append_text(plain(f"{status.value:<{_WIDTH}}", _STYLE[status]))
+    line.append_text(plain(f" {who}  {step}" + (f": {detail}" if detail else "")))
+    return line
+
+
+def _fix_text(fix: str) -> Text:
+    return plain(f"{'':<{_WIDTH}} fix: {fix}", "bold")
+
+
+def report_lines(report: Report, output: Output) -> list[Text]:
+    """The report as lines: a title; the rows (``verbose``: every row of every host;
+    otherwise the rows that changed, warned, failed or were cut short, identical rows of
+    several hosts on one line), each fix on a line of its own; with ``diff`` every file
+    change as a unified diff; one recap line per host; the notes."""
+    lines: list[Text] = []
+    title = report.title + (" (dry run: nothing changed)" if report.dry else "")
+    lines.append(plain(f"{title}: {_verdict(report)}", "bold"))
+    if output.verbose:
+        groups = [([o.host], o) for o in report.outcomes]
+    else:
+        merged: dict[tuple[Status, str, str, str], list[str]] = {}
+        for o in report.outcomes:
+            if o.status is not Status.OK:
+                merged.setdefault((o.status, o.step, o.detail, o.fix), []).append(o.host)
+        groups = [
+            (hosts, Outcome(hosts[0], step, status, detail, fix))
+            for (status, step, detail, fix), hosts in merged.items()
+        ]
+    for i, (hosts, o) in enumerate(groups):
+        lines.append(_row_text(o.status, ", ".join(hosts), o.step, o.detail))
+        if o.fix and (i + 1 == len(groups) or groups[i + 1][1].fix != o.fix):
+            lines.append(_fix_text(o.fix))  # once after rows that share it
+        if output.verbose and report.changes is not None and o.status is Status.CHANGED:
+            for change in report.changes.entries(o.host):
+                if change.step == o.step:
+                    lines.append(plain(f"{'':<{_WIDTH}}  - {change.summary}"))
+    if output.diff and report.changes is not None:
+        for change in report.changes.entries():
+            for line in change.diff().splitlines():
+                style = (
+                    "green"
+                    if line.startswith("+") and not line.startswith("+++")
+                    else "red"
+                    if line.startswith("-") and not line.startswith("---")
+                    else ""
+                )
+                lines.append(plain(line, style))
+    hosts = report.hosts()
+    if hosts:
+        counted = {s for o in report.outcomes for s in [o.status]}
+        columns = [s for s in RECAP if s in ALWAYS_IN_RECAP or s in counted]
+        width = max(len(visible(h)) for h in hosts)
+        for host in hosts:
+            counts = report.recap(host)
+            text = " ".join(f"{s.value}={counts[s.value]}" for s in columns)
+            lines.append(plain(f"{visible(host):<{width}}  {text}"))
+    lines.extend(plain(note) for note in report.notes)
+    return lines
+
+
+def render_report(report: Report, output: Output | None = None) -> None:
+    """The report on stdout: JSON with ``output.json``, else ``report_lines``. Off a
+    terminal nothing is cut or folded."""
+    output = output or Output()
+    if output.json:
         print_json(report.to_dict())
         return
-    from rich.table import Table
-
-    title = report.title + (" (dry run: nothing changed)" if report.dry else "")
-    table = Table(title=plain(title), title_justify="left", expand=False)
-    table.add_column("host")
-    table.add_column("step")
-    table.add_column("status")
-    table.add_column("detail", overflow="fold")
-    for host in report.hosts():
-        for outcome in [o for o in report.outcomes if o.host == host]:
-            table.add_row(
-                plain(host),
-                plain(outcome.step),
-                plain(outcome.status.value, _STYLE[outcome.status]),
-                plain(outcome.detail),
-            )
     console = _console()
-    console.print(table)
-    counts = report.counts()
-    summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
-    warned = len(report.warnings())
-    if warned:
-        summary += f", {warned} warning{'s' if warned > 1 else ''}"
-    if report.hosts():
-        verdict = (
-            "no changes"
-            if report.ok and not report.changed
-            else ("changes made" if report.ok else "problems")
+    for line in report_lines(report, output):
+        console.print(line, soft_wrap=True)
+
+
+def render_done(changes: ChangeLog) -> None:
+    """What was really changed before a run was cut short (stderr)."""
+    done = changes.done()
+    if done:
+        info(
+            "done before the run stopped:\n"
+            + "\n".join(f"  - {c.host}: {c.step}: {c.summary}" for c in done)
         )
-        if report.dry and report.changed:
-            verdict = "changes planned"
-        console.print(plain(f"recap: {summary or 'nothing to do'} ({verdict})"))
-    for note in report.notes:
-        console.print(plain(note))
 
 
 class LiveHosts:
-    """Live per-host view on stderr while hosts work; a no-op when stderr is not a TTY."""
+    """Progress while hosts work, on stderr: a live per-host table on a terminal; off a
+    terminal a line at least every ``HEARTBEAT`` seconds of work saying which hosts are at
+    which step and how many wait (nothing for work that ends sooner)."""
+
+    HEARTBEAT = 5.0
 
     def __init__(self, title: str, hosts: list[str], enabled: bool | None = None) -> None:
         self.title = title
         self.state: dict[str, Text] = {h: plain("waiting") for h in hosts}
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.heartbeat = enabled is None and not self.enabled
         self._live: Live | None = None
         self._lock = threading.Lock()
+        self._steps: dict[str, Callable[[], str]] = {}
+        self._since: dict[str, float] = {}
+        self._done: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = time.monotonic()
 
     def _table(self) -> Table:
         from rich.table import Table
@@ -135,11 +212,37 @@ class LiveHosts:
                 self._table(), console=_console(stderr=True), refresh_per_second=8, transient=True
             )
             self._live.__enter__()
+        elif self.heartbeat and self.state:
+            self._thread = threading.Thread(target=self._beat, name="flops-heartbeat", daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:  # passed on to rich's Live as it is
+        self._stop.set()
         if self._live is not None:
             self._live.__exit__(*exc)
+
+    def progress_line(self) -> str:
+        """Which hosts are at which step, and how many wait (the heartbeat's line)."""
+        now = time.monotonic()
+        with self._lock:
+            busy = [
+                f"{h} ({step()}, {now - self._since[h]:.0f} s)"
+                for h, step in self._steps.items()
+                if h not in self._done
+            ]
+            waiting = len(self.state) - len(self._steps)
+            done = len(self._done)
+        parts = [f"{self.title}: {done} of {len(self.state)} hosts done"]
+        if busy:
+            parts.append("at work: " + ", ".join(busy))
+        if waiting:
+            parts.append(f"{waiting} waiting")
+        return f"[{now - self._started:.0f} s] " + "; ".join(parts)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.HEARTBEAT):
+            info(self.progress_line())
 
     def _set(self, host: str, text: Text) -> None:
         with self._lock:
@@ -148,7 +251,10 @@ class LiveHosts:
                 self._live.update(self._table())
 
     # Observer protocol (see ssh.Observer)
-    def host_started(self, host: str) -> None:
+    def host_started(self, host: str, step: Callable[[], str] | None = None) -> None:
+        with self._lock:
+            self._steps[host] = step or (lambda: "connect")
+            self._since[host] = time.monotonic()
         self._set(host, plain("connecting"))
 
     def host_step(self, host: str, outcome: Outcome) -> None:
@@ -158,18 +264,20 @@ class LiveHosts:
 
     def host_done(self, host: str, outcomes: list[Outcome]) -> None:
         worst = max((o.status for o in outcomes), key=lambda s: s.rank, default=Status.OK)
+        with self._lock:
+            self._done.add(host)
         self._set(host, plain(f"done: {worst.value}", _STYLE[worst]))
 
 
 def render_env(
     rows: list[tuple[str, str, str]],
     path: str,
-    changed: bool,
-    dry: bool,
+    stale: bool,
     as_json: bool,
     extra: dict[str, str],
 ) -> None:
-    """Show the resolved addresses (name, value, source) and what happened to the env file."""
+    """Show the resolved addresses (name, value, source) and whether the env file holds
+    them (``env`` writes nothing: ``up`` and ``reset`` write the file)."""
     if as_json:
         print_json(
             {
@@ -177,8 +285,7 @@ def render_env(
                     name: {"value": value, "source": source} for name, value, source in rows
                 },
                 "env_file": path,
-                "changed": changed,
-                "dry": dry,
+                "current": not stale,
                 "other": extra,
             }
         )
@@ -193,19 +300,14 @@ def render_env(
         table.add_row(plain(name), plain(value), plain(source))
     console = _console()
     console.print(table)
-    if dry:
-        verb = "would be updated" if changed else "is up to date"
-    else:
-        verb = "written" if changed else "unchanged"
-    console.print(plain(f"env file {path}: {verb} (mode 0600)"))
+    state = "differs: 'inv up' writes these values" if stale else "holds these values"
+    console.print(plain(f"env file {path}: {state}"))
 
 
-def confirm(question: str, assume_yes: bool) -> bool:
-    """Ask on a TTY; refuse (False) when there is no TTY and ``--yes`` was not given."""
-    if assume_yes:
-        return True
+def confirm(question: str) -> bool | None:
+    """Ask on a terminal: True or False; None when there is no terminal to ask on."""
     if sys.stdin is None or not sys.stdin.isatty():
-        return False
+        return None
     from rich.prompt import Confirm
 
     return Confirm.ask(plain(question), console=_console(stderr=True), default=False)
@@ -322,35 +424,34 @@ class Transfer:
 
 
 def render_apps(plan: dict, as_json: bool = False) -> None:
-    """Oakestra's applications with their services and what clear-apps would do with each."""
+    """Oakestra's applications with their services and what clear-apps would do with each
+    (every name, id and reason comes from Oakestra: shown through ``plain``)."""
     if as_json:
         print_json(plan)
         return
     from rich.table import Table
 
     style = {"delete": "yellow", "blocked": "red", "keep": "green"}
-    table = Table(title=f"Oakestra applications at {plan['system_manager']}", title_justify="left")
+    table = Table(
+        title=plain(f"Oakestra applications at {plan['system_manager']}"), title_justify="left"
+    )
     for col in ("application", "namespace", "id", "owner", "services", "clear-apps"):
         table.add_column(col, overflow="fold")
     for app in plan["applications"]:
         services = ", ".join(f"{s['name']}/{s['namespace']}" for s in app["services"]) or "-"
         action = app["action"]
         cells = [
-            escape_markup(str(v))
-            for v in (app["name"], app["namespace"], app["id"], app["owner"], services)
+            plain(v) for v in (app["name"], app["namespace"], app["id"], app["owner"], services)
         ]
-        table.add_row(*cells, f"[{style[action]}]{action}[/]: {escape_markup(app['reason'])}")
+        verdict = plain(action, style.get(action, ""))
+        verdict.append_text(plain(f": {app['reason']}"))
+        table.add_row(*cells, verdict)
     console = _console()
     console.print(table)
     doomed = sum(app["action"] == "delete" for app in plan["applications"])
     console.print(
-        f"{doomed} FLOps apps of {len(plan['applications'])}; recognised by "
-        f"{plan['identification']}",
-        markup=False,
+        plain(
+            f"{doomed} FLOps apps of {len(plan['applications'])}; recognised by "
+            f"{plan['identification']}"
+        )
     )
-
-
-def escape_markup(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)

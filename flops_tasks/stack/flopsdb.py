@@ -15,7 +15,7 @@ import urllib.request
 from typing import Any
 
 from ..errors import FlopsError
-from ..outcome import Outcome, changed, ok
+from ..outcome import Outcome, changed
 from .project import Project
 from .services import FLOPS_DB, FLOPS_DB_PORT, FLOPS_DB_SERVICE, MANAGER, MANAGER_PORT
 
@@ -67,18 +67,24 @@ def redb(project: Project) -> list[Outcome]:
     if not holds(project):
         return []
     manager_url = project.url(MANAGER_PORT)
+    summary = (
+        f"DELETE {manager_url}/api/flops/database/ (else drop every "
+        "collection of Mongo database 'flops')"
+    )
     if project.dry:
-        project.plan.append(
-            f"DELETE {manager_url}/api/flops/database/ (else drop every "
-            "collection of Mongo database 'flops')"
-        )
-        return [ok(project.where, "redb", "would empty the FLOps database 'flops'")]
+        project.act(summary, lambda: None, step="redb")
+        return [changed(project.where, "redb", "would empty the FLOps database 'flops'")]
     db = project.owner(FLOPS_DB_SERVICE, FLOPS_DB_PORT)  # checked before anything is deleted
-    how = _via_manager(project)
-    if how is None:
-        if project.owner(FLOPS_DB_SERVICE, FLOPS_DB_PORT).id != db.id:
-            raise FlopsError(f"{FLOPS_DB_SERVICE} was replaced while resetting: run redb again")
-        how = _direct(project)
+
+    def empty() -> str:
+        how = _via_manager(project)
+        if how is None:
+            if project.owner(FLOPS_DB_SERVICE, FLOPS_DB_PORT).id != db.id:
+                raise FlopsError(f"{FLOPS_DB_SERVICE} was replaced while resetting: run redb again")
+            how = _direct(project)
+        return how
+
+    how = project.act(summary, empty, step="redb")
     left = collections(project)
     if left:
         raise FlopsError(f"FLOps database still has collections after reset: {', '.join(left[:3])}")

@@ -119,11 +119,11 @@ def _check(where: str, name: str, probe: Callable[[], str], fix: str) -> Outcome
     try:
         return ok(where, name, probe())
     except _Refused as exc:
-        return failed(where, name, f"{exc.message}; fix: {exc.fix}")
+        return failed(where, name, exc.message or "", fix=exc.fix)
     except FlopsError as exc:
-        return failed(where, name, f"{exc.message}; fix: {fix}")
+        return failed(where, name, exc.message or "", fix=fix)
     except (OSError, EOFError, ValueError, ftplib.Error) as exc:
-        return failed(where, name, f"{type(exc).__name__}: {exc}; fix: {fix}")
+        return failed(where, name, f"{type(exc).__name__}: {exc}", fix=fix)
 
 
 def doctor(project: Project) -> list[Outcome]:
@@ -150,7 +150,7 @@ def doctor(project: Project) -> list[Outcome]:
             )
         else:
             why = _why_unhealthy(c, found, project.services)
-            outcomes.append(failed(where, svc, f"{why}; fix: inv up"))
+            outcomes.append(failed(where, svc, why, fix="inv up"))
     running = {svc for svc, c in found.items() if c.running}
     if not set(project.services) <= running:  # what holds the names or ports of those not up
         outcomes += [
@@ -218,9 +218,9 @@ def _mysql_login(project: Project, c: ContainerView, password: str) -> str:
     if "Access denied" in answer:  # MySQL keeps the root password its volume was made with
         raise _Refused(
             f"{BACKEND_STORE} refuses root's password (FLOps' manager logs in with "
-            "upstream's fixed one): its data volume was made with another",
-            "inv reset --clean (empties every store but the registry, MLflow's "
-            "backend store among them)",
+            "upstream's fixed one): its data volume was made with another; the fix "
+            "empties every store but the registry, MLflow's backend store among them",
+            "inv reset --clean",
         )
     if answer != "1":
         raise FlopsError(f"login as root to {BACKEND_STORE} gave {answer[:80]!r}")

@@ -25,20 +25,13 @@ def up(project: Project, build: bool = False) -> list[Outcome]:
 
 def down(project: Project) -> list[Outcome]:
     """Stop and remove the containers; every volume is kept."""
-    running = [svc for svc, st in project.states().items() if st != "missing"]
-    summary = project.compose_cmd("down")
-    project.act(summary, lambda: project.docker.compose.down(quiet=True))
-    if project.dry:
-        return [ok(project.where, "down", f"would run: {summary} (volumes kept)")]
-    if not running:
+    present = [svc for svc, st in project.states().items() if st != "missing"]
+    if not present:
         return [ok(project.where, "down", "not running")]
-    return [changed(project.where, "down", f"stopped {len(running)} services; all data kept")]
-
-
-def config_hashes(project: Project) -> dict[str, str]:
-    """service -> the config hash compose would give its container now."""
-    out = project.compose_cli("config", "--hash", "*")
-    return dict(line.split(None, 1) for line in out.splitlines() if " " in line)
+    summary = project.compose_cmd("down")
+    project.act(summary, lambda: project.docker.compose.down(quiet=True), step="down")
+    verb = "would stop" if project.dry else "stopped"
+    return [changed(project.where, "down", f"{verb} {len(present)} services; all data kept")]
 
 
 def restart(project: Project, build: bool = False, recreate: tuple[str, ...] = ()) -> list[Outcome]:
@@ -49,18 +42,8 @@ def restart(project: Project, build: bool = False, recreate: tuple[str, ...] = (
     never touched.
     """
     outcomes = project.remove_moved_away() if project.partial else []
-    current = project.containers()
-    hashes = {} if build else config_hashes(project)
     placed = project.services
-    stale = [
-        svc
-        for svc in placed
-        if build
-        or svc in recreate
-        or svc not in current
-        or not current[svc].running
-        or current[svc].config_hash != hashes.get(svc)
-    ]
+    stale = project.stale(build=build, recreate=recreate)
     kept = [svc for svc in placed if svc not in stale]
     if stale:
         # all services (compose recreates only what changed); with some placed elsewhere,
@@ -79,16 +62,18 @@ def restart(project: Project, build: bool = False, recreate: tuple[str, ...] = (
                 pull=None if build else "missing",
                 dependencies=not only,
             ),
+            step="reset",
         )
     if kept:
         project.act(
             project.compose_cmd("restart", *kept),
             lambda: project.docker.compose.restart(services=kept),
+            step="reset",
         )
     if project.dry:
         return [
             *outcomes,
-            ok(
+            changed(
                 project.where,
                 "reset",
                 f"would recreate {len(stale)} and restart {len(kept)} services; data kept",
@@ -163,9 +148,10 @@ def empty_volumes(project: Project, keys: tuple[str, ...]) -> list[Outcome]:
     project.act(
         project.compose_cmd("rm", "--stop", "--force", *owners),
         lambda: project.docker.compose.rm(services=owners, stop=True),
+        step="empty",
     )
     for key in keys:
-        project.remove_volume(key)
+        project.remove_volume(key, step="empty")
     verb = "would empty" if project.dry else "emptied"
     return [changed(project.where, "empty", f"{verb}: " + ", ".join(VOLUMES[key] for key in keys))]
 
@@ -182,7 +168,9 @@ def reset(
     outcomes += empty_volumes(project, volumes)
     emptied = tuple(VOLUME_OWNERS[key] for key in volumes)
     outcomes += (
-        project.start(build=build) if recreate else restart(project, build=build, recreate=emptied)
+        project.start(build=build, recreate=project.services)
+        if recreate
+        else restart(project, build=build, recreate=emptied)
     )
     holds_db = flopsdb.holds(project)
     if project.dry:

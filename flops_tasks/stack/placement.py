@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from queue import Queue
 from threading import Thread
 
+from ..changes import ChangeLog
 from ..config import Settings
 from ..errors import FlopsError, UsageError
 from ..hosts import Target
@@ -29,11 +30,16 @@ from .services import MANAGER, SERVICES
 Job = Callable[[Project], list[Outcome]]
 
 
-def projects(s: Settings, dry: bool = False, progress: Progress = _quiet) -> list[Project]:
-    """One project per engine of the placement (sharing one dry-run plan), local first."""
-    plan: list[str] = []
+def projects(
+    s: Settings,
+    dry: bool = False,
+    progress: Progress = _quiet,
+    changes: ChangeLog | None = None,
+) -> list[Project]:
+    """One project per engine of the placement (sharing the run's change log), local first."""
+    log = changes if changes is not None else ChangeLog()
     if not s.stack.placement:
-        return [Project(s, dry=dry, progress=progress, plan=plan)]
+        return [Project(s, dry=dry, progress=progress, changes=log)]
     groups: dict[Target | None, list[str]] = {}
     for svc in SERVICES:
         groups.setdefault(s.stack.placement[svc], []).append(svc)
@@ -43,7 +49,7 @@ def projects(s: Settings, dry: bool = False, progress: Progress = _quiet) -> lis
             s,
             dry=dry,
             progress=_prefixed(progress, target),
-            plan=plan,
+            changes=log,
             target=target,
             services=tuple(services),
         )

@@ -161,6 +161,7 @@ def ensure_network(project: Project, name: str) -> bool:
     project.act(
         f"create network {name}",
         lambda: docker.network.create(name, labels={"org.flops-tasks.network": "standalone"}),
+        step="network",
     )
     return True
 
@@ -193,19 +194,30 @@ def preflight(project: Project, build: bool = False) -> tuple[dict[str, str], li
     complete = running >= set(project.services)  # the stack holds its ports; nothing to pull
     if not complete:
         conflicts(project, running).raise_first()
-    _, values, env_changed = envmod.ensure_env(
-        project.s, extra={"FLOPS_NETWORK": name}, dry=project.dry, path=project.env_file
+    _, values, writes = envmod.plan_env(
+        project.s, extra={"FLOPS_NETWORK": name}, path=project.env_file
     )
-    verb = "updated" if env_changed else "unchanged"
-    outcomes.append((changed if env_changed else ok)(where, "env", f"{project.env_file} {verb}"))
+    for path, before, wanted in writes:
+        project.act(
+            f"write {path} (mode 0600)",
+            partial(envmod.write_env_file, path, wanted),
+            step="env",
+            file=(path, before, envmod.env_body(wanted)),
+        )
+    verb = ("would update" if project.dry else "updated") if writes else "up to date:"
+    outcomes.append(
+        (changed if writes else ok)(
+            where, "env", f"{verb} {', '.join(p for p, _, _ in writes) or project.env_file}"
+        )
+    )
     created = ensure_network(project, name)
     outcomes.append((changed if created else ok)(where, "network", how))
     if build and MANAGER in project.services and builds_from_addon(project):
         from ..addon import ensure_checkout
         from ..build_context import ensure_manager_context
 
-        outcomes.append(ensure_checkout(project.s, dry=project.dry, plan=project.plan))
-        outcomes.append(ensure_manager_context(project.s, dry=project.dry, plan=project.plan))
+        outcomes.append(ensure_checkout(project))
+        outcomes.append(ensure_manager_context(project))
     if not build and not project.dry and not complete:
         missing = project.missing_images()
         if missing:

@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..changes import Change, ChangeLog
 from ..config import Settings
 from ..errors import FlopsError, UsageError
 from ..hosts import Target
@@ -144,7 +145,8 @@ class Project:
     s: Settings
     dry: bool = False
     progress: Progress = _quiet
-    plan: list[str] = field(default_factory=list)
+    # the run's change log: every change of this project is recorded there (``act``)
+    changes: ChangeLog = field(default_factory=ChangeLog)
     target: Target | None = None
     services: tuple[str, ...] = SERVICES
     _docker: Any = None
@@ -266,13 +268,25 @@ class Project:
         text = f"{getattr(exc, 'stderr', '') or ''}\n{exc}"
         return explain(text, self.target, f"host {self.label}", self.s.ssh, "start dockerd there")
 
-    def act(self, summary: str, action: Callable[[], Any]) -> Any:
-        """A change: under ``--dry`` recorded in the plan, else announced and run."""
+    def act(
+        self,
+        summary: str,
+        action: Callable[[], Any],
+        step: str,
+        file: tuple[str, str | None, str | None] | None = None,
+    ) -> Any:
+        """A change of this project's ``step``, recorded in the run's change log: under
+        ``--dry`` recorded only, else announced, run, then recorded. ``file``: (path,
+        before, after) of a file it writes, for ``--diff``."""
+        path, before, after = file if file is not None else ("", None, None)
+        record = Change(self.where, step, summary, not self.dry, path, before, after)
         if self.dry:
-            self.plan.append(summary)
+            self.changes.record(record)
             return None
         self.progress(summary)
-        return self.call(action)
+        result = self.call(action)
+        self.changes.record(record)
+        return result
 
     def check_docker(self) -> None:
         """The engine answers (checked once per run)."""
@@ -407,13 +421,14 @@ class Project:
         self.act(
             self.compose_cmd("build", *(services or [])),
             lambda: self.docker.compose.build(services=services, quiet=True),
+            step="build",
         )
 
-    def remove_volume(self, key: str) -> None:
+    def remove_volume(self, key: str, step: str) -> None:
         name = self.volume_name(key)
         if not self.call(lambda: self.docker.volume.exists(name)):
             return
-        self.act(f"docker volume rm {name}", lambda: self.docker.volume.remove(name))
+        self.act(f"docker volume rm {name}", lambda: self.docker.volume.remove(name), step=step)
 
     # -- starting ---------------------------------------------------------------------
     def wait_healthy(
@@ -443,16 +458,47 @@ class Project:
                 )
             time.sleep(0.25)
 
+    def config_hashes(self) -> dict[str, str]:
+        """service -> the config hash compose would give its container now."""
+        out = self.compose_cli("config", "--hash", "*")
+        return dict(line.split(None, 1) for line in out.splitlines() if " " in line)
+
+    def stale(
+        self, services: list[str] | None = None, build: bool = False, recreate: tuple[str, ...] = ()
+    ) -> list[str]:
+        """Of ``services`` (default: those placed here), the ones ``compose up -d`` would
+        create or recreate: missing, stopped, or defined differently than their container
+        (compose's config hash); every one with ``build``; and those named in ``recreate``."""
+        wanted = services or list(self.services)
+        current = self.containers()
+        hashes = {} if build else self.config_hashes()
+        return [
+            svc
+            for svc in wanted
+            if build
+            or svc in recreate
+            or svc not in current
+            or not current[svc].running
+            or current[svc].config_hash != hashes.get(svc)
+        ]
+
     def start(
-        self, services: list[str] | None = None, build: bool = False, no_deps: bool = False
+        self,
+        services: list[str] | None = None,
+        build: bool = False,
+        no_deps: bool = False,
+        recreate: tuple[str, ...] = (),
     ) -> list[Outcome]:
-        """``compose up -d`` (the services placed here, or some), then wait until they are
-        healthy. Starting everything placed here also removes this project's containers of
-        services placed on another host (their volumes stay)."""
+        """``compose up -d`` (the services placed here, or some) when any of them is missing,
+        stopped or defined differently, then wait until they are healthy. Starting everything
+        placed here also removes this project's containers of services placed on another host
+        (their volumes stay). ``recreate``: services an earlier step of the run removes
+        (so a dry run, where they are still there, plans their start too)."""
         outcomes = []
         if services is None and self.partial:
             services, no_deps = list(self.services), True  # their dependencies run elsewhere
             outcomes = self.remove_moved_away()
+        stale = self.stale(services, build=build, recreate=recreate)
         summary = self.compose_cmd(
             "up",
             "-d",
@@ -460,25 +506,27 @@ class Project:
             *(["--no-deps"] if no_deps else []),
             *(services or []),
         )
-        before = self.states()
-        self.act(
-            summary,
-            lambda: self.docker.compose.up(
-                services=services,
-                detach=True,
-                build=build,
-                quiet=True,
-                pull=None if build else "missing",
-                dependencies=not no_deps,
-            ),
-        )
-        if self.dry:
-            return [*outcomes, ok(self.where, "up", f"would run: {summary}")]
-        states = self.wait_healthy(services)
-        started = [svc for svc in states if before.get(svc) != "healthy"]
+        if stale:
+            self.act(
+                summary,
+                lambda: self.docker.compose.up(
+                    services=services,
+                    detach=True,
+                    build=build,
+                    quiet=True,
+                    pull=None if build else "missing",
+                    dependencies=not no_deps,
+                ),
+                step="up",
+            )
         which = f" ({' '.join(services)})" if services else ""
-        detail = f"{len(states)} services healthy{' --build' if build else ''}{which}"
-        return [*outcomes, (changed if started else ok)(self.where, "up", detail)]
+        if self.dry:
+            what = f"would start {', '.join(stale)}" if stale else "nothing to start"
+            return [*outcomes, (changed if stale else ok)(self.where, "up", f"{what}{which}")]
+        states = self.wait_healthy(services)
+        started = f"; started {', '.join(stale)}" if stale else ""
+        detail = f"{len(states)} services healthy{' --build' if build else ''}{which}{started}"
+        return [*outcomes, (changed if stale else ok)(self.where, "up", detail)]
 
     def remove_moved_away(self) -> list[Outcome]:
         """Remove this project's containers of services now placed on another host: they
@@ -490,6 +538,7 @@ class Project:
         self.act(
             self.compose_cmd("rm", "--stop", "--force", *names),
             lambda: self.docker.compose.rm(services=names, stop=True),
+            step="moved",
         )
         verb = "would remove" if self.dry else "removed"
         return [

@@ -11,7 +11,7 @@ import json
 import urllib.request
 
 from ..errors import FlopsError
-from ..outcome import Outcome, changed, ok
+from ..outcome import Outcome, changed
 from .project import Project
 from .services import REGISTRY
 
@@ -44,8 +44,9 @@ def drop(project: Project) -> None:
     project.act(
         project.compose_cmd("rm", "--stop", "--force", REGISTRY),
         lambda: project.docker.compose.rm(services=[REGISTRY], stop=True),
+        step="clear-registry",
     )
-    project.remove_volume(VOLUME)
+    project.remove_volume(VOLUME, step="clear-registry")
 
 
 def verify_empty(project: Project) -> None:
@@ -63,10 +64,10 @@ def clear(project: Project) -> list[Outcome]:
     if not holds(project):
         return []
     drop(project)
-    started = project.start(services=[REGISTRY], no_deps=True)
+    started = project.start(services=[REGISTRY], no_deps=True, recreate=(REGISTRY,))
     if project.dry:
         return [
-            ok(
+            changed(
                 project.where,
                 "clear-registry",
                 f"would remove volume {project.volume_name(VOLUME)} and restart {REGISTRY}",

@@ -9,10 +9,12 @@ import json
 
 import pytest
 
-from flops_tasks import cli, ops
+from flops_tasks import ops
 from flops_tasks import testbed as tb
 from flops_tasks.config import settings
+from flops_tasks.run import Run
 from flops_tasks.ssh import HostSession
+from flops_tasks.workflows import workers
 
 from .helpers import in_worker, inv, worker
 
@@ -25,8 +27,9 @@ BOTH = {"builder", "learner"}
 @pytest.fixture(scope="module")
 def prepared(fresh_mixed):
     ctx = tb.context_for(tb.default_paths())
-    report = cli.prepare(ctx, roles=None, render=False)
-    assert report.ok, report.to_dict()
+    run = Run.of(ctx)
+    workers.prepare(run, roles=None)
+    assert run.report.ok, run.report.to_dict()
     return ctx
 
 
@@ -34,7 +37,7 @@ def facts_of(ctx, name: str, roles: set[str], quick: bool, prep=None):
     """Gather over real SSH, as a re-run does."""
     s = settings(ctx)
     target = next(t for t in s.inventory if t.name == name)
-    prep = prep or cli._prep_context(s)
+    prep = prep or workers.prep_context(s)
     session = HostSession(target, s.ssh, config=ctx.config)
     try:
         return ops.gather(session, ops.probes_for(roles, prep, quick=quick)), prep
@@ -164,7 +167,7 @@ def test_a_stopped_docker_container_builder_is_seen(prepared):
     )
     try:
         prep = ops.PrepContext(
-            registry=cli._prep_context(settings(prepared)).registry,
+            registry=workers.prep_context(settings(prepared)).registry,
             builder_name="flops-dc",
             builder_driver="docker-container",
         )

@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flops_tasks import commands as C
+from flops_tasks.changes import Change, ChangeLog
 from flops_tasks.hosts import Target
 from flops_tasks.ssh import Result
 
@@ -48,6 +50,11 @@ class FakeSession:
     changes: list[tuple[str, str]] = field(default_factory=list)  # (summary, command)
     probed: list[str] = field(default_factory=list)
     gathers: int = 0
+    # the run's change log, as HostSession records into it (``changes`` above is this fake's
+    # own list of what ran), and the step the changes belong to
+    log: ChangeLog = field(default_factory=ChangeLog)
+    step: str = "connect"
+    checks: list[tuple[str, str]] = field(default_factory=list)  # (summary, command) run
 
     @property
     def target(self) -> Target:
@@ -68,9 +75,19 @@ class FakeSession:
         out = next((v for k, v in self.probe_out.items() if k in command), "")
         return Result(command=command, exited=0, stdout=out)
 
-    def change(self, command: str, summary: str, timeout: float | None = None) -> Result:
+    def change(
+        self,
+        command: str,
+        summary: str,
+        timeout: float | None = None,
+        step: str | None = None,
+        file: tuple[str, str | None, str | None] | None = None,
+    ) -> Result:
+        path, before, after = file if file is not None else ("", None, None)
+        record = Change(self.label, step or self.step, summary, not self.dry, path, before, after)
         if self.dry:
             self.plan.append(summary)
+            self.log.record(record)
             return Result(command=command, exited=0, dry=True)
         self.changes.append((summary, command))
         rc, out = next((v for k, v in self.results.items() if k in summary), (0, ""))
@@ -78,7 +95,20 @@ class FakeSession:
             from flops_tasks.ssh import RemoteFailure
 
             raise RemoteFailure(f"{summary}: exit {rc}")
+        self.log.record(record)
         return Result(command=command, exited=0, stdout=out)
+
+    def write(
+        self, path: str, before: str | None, after: str, summary: str, timeout: float | None = None
+    ) -> Result:
+        return self.change(C.write_file(path, after), summary, file=(path, before, after))
+
+    def verify(self, command: str, summary: str, timeout: float | None = None) -> Result | None:
+        if self.dry:
+            return None
+        self.checks.append((summary, command))
+        rc, out = next((v for k, v in self.results.items() if k in summary), (0, ""))
+        return Result(command=command, exited=rc, stdout=out)
 
     def summaries(self) -> list[str]:
         return [s for s, _ in self.changes]

@@ -34,7 +34,10 @@ PRELOAD = (
     "pymongo",
     "tomlkit",
     # flops-tasks' modules that read nothing of the environment when imported
-    "flops_tasks.cli",
+    "flops_tasks.edge",
+    "flops_tasks.workflows.stack",
+    "flops_tasks.workflows.workers",
+    "flops_tasks.workflows.journeys",
     "flops_tasks.config",
     "flops_tasks.invoke_config",
     "flops_tasks.env",

@@ -6,6 +6,7 @@ from flops_tasks.addon import ensure_checkout
 from flops_tasks.config import settings
 from flops_tasks.errors import FlopsError
 from flops_tasks.outcome import Status
+from flops_tasks.stack.project import Project
 
 
 def git(*args, cwd):
@@ -34,13 +35,13 @@ def test_clones_at_the_pinned_ref_once(upstream, tmp_path, ctx_factory):
     repo, first = upstream
     path = tmp_path / "checkout"
     s = settings(ctx_factory({"addon": {"url": str(repo), "ref": first, "path": str(path)}}))
-    plan: list[str] = []
-    assert ensure_checkout(s, dry=True, plan=plan).status is Status.CHANGED
-    assert not path.exists() and plan[0].startswith("git clone")
-    assert ensure_checkout(s).status is Status.CHANGED
+    dry = Project(s, dry=True)
+    assert ensure_checkout(dry).status is Status.CHANGED
+    assert not path.exists() and dry.changes.entries()[0].summary.startswith("git clone")
+    assert ensure_checkout(Project(s)).status is Status.CHANGED
     assert git("rev-parse", "HEAD", cwd=path) == first
     assert not (path / "later.txt").exists()
-    again = ensure_checkout(s)
+    again = ensure_checkout(Project(s))
     assert again.status is Status.OK and first[:12] in again.detail
 
 
@@ -49,7 +50,7 @@ def test_unreachable_url_is_one_line(tmp_path, ctx_factory):
         ctx_factory({"addon": {"url": str(tmp_path / "nope"), "path": str(tmp_path / "co")}})
     )
     with pytest.raises(FlopsError) as err:
-        ensure_checkout(s)
+        ensure_checkout(Project(s))
     assert "cannot clone" in err.value.message and "\n" not in err.value.message
 
 
@@ -58,4 +59,4 @@ def test_a_folder_that_is_not_a_checkout_is_refused(tmp_path, ctx_factory):
     (tmp_path / "co" / "file").write_text("x")
     s = settings(ctx_factory({"addon": {"path": str(tmp_path / "co")}}))
     with pytest.raises(FlopsError, match="not a git checkout"):
-        ensure_checkout(s)
+        ensure_checkout(Project(s))

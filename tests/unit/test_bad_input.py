@@ -770,10 +770,10 @@ VALUE_CASES = [
 ENV_FILE_CASES = [
     p("env_file-is-a-directory", "env", needles="director", flops={"stack": {"env_file": "{dir}"}}),
     p(
-        "env_file-parent-in-proc",
+        "env_file-parent-is-a-file",
         "env",
-        needles="/proc/no-such-pid/flops.env",
-        flops={"stack": {"env_file": "/proc/no-such-pid/flops.env"}},
+        needles=("/etc/hostname/flops.env", "not a directory"),
+        flops={"stack": {"env_file": "/etc/hostname/flops.env"}},
     ),
 ]
 
@@ -949,7 +949,7 @@ def test_empty_address_variable_means_unset(tmp_path):
     ran = run_case(Case(("env", "--json"), (), env={"FLOPS_MANAGER_IP": ""}), tmp_path)
     assert ran.returncode == 0, ran.output
     assert f'"value": "{GOOD_IP}"' in ran.output
-    assert (tmp_path / "flops.env").stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "flops.env").exists()  # env only reads
 
 
 @pytest.mark.parametrize(
@@ -970,16 +970,16 @@ def test_empty_address_variable_means_unset(tmp_path):
     ],
     ids=["redb", "clear-registry", "reset-registry", "reset-db", "reset-clean", "reset-all"],
 )
-def test_destructive_task_without_tty_lists_and_refuses(tmp_path, args, what):
-    """No terminal and no --yes: say what would be deleted, then refuse (exit 3)."""
+def test_destructive_task_checks_the_engine_before_it_asks(tmp_path, args, what):
+    """No Docker engine answers: one line saying so, and nothing is asked or listed (the
+    listing and the refusal without a terminal: tests/integration/test_run_model.py
+    ``test_destructive_task_without_tty_lists_and_refuses``)."""
     ran = run_case(Case(args, ()), tmp_path)
-    assert ran.returncode == 3, ran.output
+    assert ran.returncode == 1, ran.output
     assert "Traceback" not in ran.output
-    first, *items, last = ran.output.strip().splitlines()
-    assert first == "This will delete:", ran.output
-    assert items and all(item.startswith("  - ") for item in items), ran.output
-    assert any(what in item for item in items), ran.output
-    assert "--yes" in last
+    assert ran.output.strip().splitlines() == [ran.output.strip()], ran.output
+    assert "the Docker engine does not answer" in ran.output
+    assert "This will delete" not in ran.output and what not in ran.output
     assert ran.after == ran.before
 
 

@@ -1065,6 +1065,7 @@ COMBINATORS = {
     "parse_probe_batch",
     "parse_sha256_of",
     "parse_engine_reads",
+    "parse_installed",
 }
 # no '/' in these: some become file names inside a temp folder
 HOSTILE_SAMPLE = [

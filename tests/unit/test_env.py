@@ -80,8 +80,8 @@ def test_env_file_is_private_and_stable(tmp_path, ctx_factory):
             }
         )
     )
-    _, _, changed = env.ensure_env(s2, dry=True)
-    assert changed
+    _, _, writes = env.plan_env(s2)
+    assert [p for p, _, _ in writes] == [str(path)]
     assert env.read_env_file(path) == first
 
 
@@ -105,7 +105,8 @@ def test_env_file_holds_upstreams_credentials_even_over_old_generated_ones(tmp_p
 
 
 def test_env_task_json(tmp_path, capsys, monkeypatch, ctx_factory):
-    from flops_tasks import cli
+    from flops_tasks.run import Run
+    from flops_tasks.workflows import stack
 
     path = tmp_path / "x.env"
     monkeypatch.setenv("FLOPS_MANAGER_IP", "10.4.4.4")
@@ -115,7 +116,7 @@ def test_env_task_json(tmp_path, capsys, monkeypatch, ctx_factory):
             "addresses": {v.lower(): "10.0.0.9" for v in ADDRESS_VARS},
         }
     )
-    cli.env(c, as_json=True)
+    stack.env(Run.of(c), as_json=True)
     import json
 
     data = json.loads(capsys.readouterr().out)

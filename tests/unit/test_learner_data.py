@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from flops_tasks import cli, data
 from flops_tasks import commands as C
+from flops_tasks import data
 from flops_tasks.errors import FlopsError
 from flops_tasks.outcome import Status
+from flops_tasks.run import Run
 from flops_tasks.ssh import RemoteFailure
+from flops_tasks.workflows import learner_data as flow
 
 from .learner_fakes import FakeLearner, learner, recorded_inspect
 
@@ -438,11 +440,11 @@ def test_list_task_reports_per_learner(tmp_path, two_learners):
     fakes, c = two_learners
     write(tmp_path / "w1" / "mount", "mnist.a.parquet", parquet_bytes())
     write(tmp_path / "w2" / "mount", "cifar.a.parquet", parquet_bytes())
-    result = cli.learner_data(c, listing=True, render=False)
+    result = flow.listing(Run.of(c))
     assert result["ok"] is True and result["tag"] is None
     assert result["hosts"]["w1"]["tags"] == {"mnist": [{"name": "mnist.a.parquet", "size": 12}]}
     assert result["hosts"]["w2"]["tags"] == {"cifar": [{"name": "cifar.a.parquet", "size": 12}]}
-    only = cli.learner_data(c, listing=True, tag="mnist", render=False)
+    only = flow.listing(Run.of(c), tag="mnist")
     assert only["hosts"]["w1"]["tags"] and only["hosts"]["w2"]["tags"] == {}
 
 
@@ -451,7 +453,7 @@ def test_list_task_unknown_tag_names_the_tags_that_exist(tmp_path, two_learners)
     write(tmp_path / "w1" / "mount", "mnist.a.parquet", parquet_bytes())
     write(tmp_path / "w2" / "mount", "cifar.a.parquet", parquet_bytes())
     with pytest.raises(FlopsError) as err:
-        cli.learner_data(c, listing=True, tag="dogs", render=False)
+        flow.listing(Run.of(c), tag="dogs")
     assert err.value.code == 2
     assert err.value.message == "unknown tag 'dogs': the learners hold the tags cifar, mnist"
 
@@ -460,7 +462,7 @@ def test_list_task_fails_when_a_file_breaks_the_sidecar(tmp_path, two_learners, 
     fakes, c = two_learners
     write(tmp_path / "w2" / "mount", "cifar.txt", b"text")
     with pytest.raises(FlopsError) as err:
-        cli.learner_data(c, listing=True, as_json=True)
+        flow.listing(Run.of(c), as_json=True)
     assert err.value.code == 1
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] is False and out["hosts"]["w2"]["status"] == "failed"
@@ -478,15 +480,19 @@ def test_list_task_fails_when_a_file_breaks_the_sidecar(tmp_path, two_learners, 
     ],
 )
 def test_task_usage_errors(two_learners, kw, needle):
+    import tasks
+
     fakes, c = two_learners
     with pytest.raises(FlopsError, match=needle):
-        cli.learner_data(c, **kw)
+        tasks.learner_data(c, **{("list_" if k == "listing" else k): v for k, v in kw.items()})
     assert all(f.commands == [] for f in fakes.values())
 
 
 def test_copy_task_over_two_learners(tmp_path, two_learners, src):
     fakes, c = two_learners
-    report = cli.learner_data(c, src=str(src), tag="mnist", render=False)
+    run = Run.of(c)
+    flow.copy(run, src=str(src), tag="mnist")
+    report = run.report
     assert report.ok and [o.status for o in report.outcomes] == [Status.CHANGED] * 2
     for name in ("w1", "w2"):
         assert sorted(p.name for p in (tmp_path / name / "mount").iterdir()) == [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -70,6 +71,8 @@ def test_fresh_docker_node_plans_every_step_in_a_dry_run():
         "nodeengine-imageBuilder": "warning",
         "data": "changed",
         "sidecar": "changed",
+        # the recorded worker's docker0 is 172.18.0.1: learners dial 172.17.0.1
+        "sidecar-caveat": "warning",
         "nodeengine-FLOps": "warning",
     }
     assert s.changes == []  # nothing ran
@@ -101,8 +104,11 @@ def test_fresh_docker_node_is_prepared_and_verified():
         assert got[step].status is Status.CHANGED, got[step]
         assert "verified:" in got[step].detail
     assert "1 running containers kept running" in got["trust-containerd"].detail
-    assert got["sidecar"].detail.endswith(
-        "(warning: learners dial 172.17.0.1, docker0 is 172.18.0.1)"
+    # a warning is a row of its own, never text in a row of another status
+    assert "warning" not in got["sidecar"].detail
+    assert got["sidecar-caveat"].status is Status.WARNING
+    assert got["sidecar-caveat"].detail.startswith(
+        "learners dial 172.17.0.1:11027, but docker0 is 172.18.0.1 on this host"
     )
     summaries = s.summaries()
     assert [sm for sm in summaries if "apt-get" in sm] == [
@@ -484,14 +490,17 @@ def test_learner_addon_is_flops():
 def test_without_nodeengine_prepare_and_doctor_warn_and_do_not_fail():
     s = FakeSession(recorded("prepared-docker-both"))
     for out in (ops.prepare_host(s, BOTH, CTX), ops.doctor_host(s, BOTH, CTX)):
-        warned = [o for o in out if o.warning]
+        warned = [o for o in out if o.warning and o.step.startswith("nodeengine")]
         assert [o.step for o in warned] == ["nodeengine-imageBuilder", "nodeengine-FLOps"]
         for o in warned:
-            assert o.detail.startswith(
-                "NodeEngine not found: add-on not enabled (install "
-                "NodeEngine: curl -sfL https://raw.githubusercontent."
-                "com/oakestra/oakestra/develop/scripts/InstallOakestra"
-                "Worker.sh | sh -"
+            assert (
+                o.detail
+                == "NodeEngine not found: add-on not enabled (install NodeEngine, then re-run)"
+            )
+            # the install command is the row's fix, printed on a line of its own
+            assert o.fix == (
+                "curl -sfL https://raw.githubusercontent.com/oakestra/oakestra/develop/"
+                "scripts/InstallOakestraWorker.sh | sh -"
             )
         assert not any(o.bad for o in out)
 
@@ -589,13 +598,17 @@ def test_push_check_on_a_docker_builder_runs_both_paths(registry_index):
     s = FakeSession(
         recorded("prepared-docker-both"),
         results={
-            "apt-get install buildah netavark": (0, "buildah\nnetavark\nuidmap\n"),
+            "apt-get install buildah netavark": (
+                0,
+                "installed buildah\ninstalled netavark\ninstalled uidmap\n",
+            ),
             "buildah build": (0, BUILDAH_OUT),
             "docker buildx build": (0, BUILDX_OUT),
         },
     )
     got = by_step(ops.prepare_host(s, BUILDER, ctx))
-    assert got["push"].status is Status.OK and got["push-buildx"].status is Status.OK
+    # installing the check's tools changed the host; the buildx check changed nothing
+    assert got["push"].status is Status.CHANGED and got["push-buildx"].status is Status.OK
     assert (
         "buildah (FLOps' image builder path; storage vfs; ulimits: kept at the hard "
         "limits)" in got["push"].detail
@@ -608,7 +621,7 @@ def test_push_check_on_a_docker_builder_runs_both_paths(registry_index):
         "flops-tasks/builder-probe-w1-buildah",
         "flops-tasks/builder-probe-w1-buildx",
     ]
-    build = next(c for sm, c in s.changes if sm.startswith("buildah build"))
+    build = next(c for sm, c in s.checks if sm.startswith("buildah build"))
     assert (
         "--platform linux/amd64 --platform linux/arm64 --isolation=chroot "
         "--tls-verify=false --manifest" in build
@@ -649,14 +662,14 @@ def test_push_check_is_only_planned_in_a_dry_run(registry_index):
     ctx = ops.PrepContext(registry=REGISTRY, push_check=True)
     s = FakeSession(recorded("prepared-docker-both"), dry=True)
     got = by_step(ops.prepare_host(s, BUILDER, ctx))
-    assert got["push"].changed and got["push"].detail.startswith("would build with buildah")
-    assert got["push-buildx"].changed
-    assert s.changes == [] and registry_index == []
-    assert [p.split(" ")[0:2] for p in s.plan] == [
-        ["apt-get", "install"],
-        ["buildah", "build"],
-        ["docker", "buildx"],
-    ]
+    # installing the tools is a change the real run makes too; the checks write to the
+    # registry and are not run in a dry run
+    assert got["push"].changed and got["push"].detail.startswith(
+        "would install buildah, netavark for the check"
+    )
+    assert got["push-buildx"].status is Status.SKIPPED
+    assert s.changes == [] and registry_index == [] and s.checks == []
+    assert [p.split(" ")[0:2] for p in s.plan] == [["apt-get", "install"]]
 
 
 def test_remove_check_tools():
@@ -773,3 +786,28 @@ def test_a_moved_registry_is_trusted_and_the_former_one_dropped():
     assert new in conf and REGISTRY not in conf
     removal = next(c for sm, c in written.items() if sm.startswith("remove "))
     assert removal == C.remove_registry_hosts(REGISTRY)
+
+
+def test_the_push_checks_installed_packages_come_from_dpkg_not_apts_output(registry_index):
+    """apt's stdout is progress ("Selecting previously unselected package ...", "(Reading
+    database ... 5%"): the packages the check installed are dpkg's state before and after,
+    printed as ``installed PKG`` lines; nothing of apt's chatter reaches the row."""
+    chatter = (Path(__file__).parent / "recorded" / "apt-install.stdout").read_text()
+    ctx = ops.PrepContext(registry=REGISTRY, push_check=True)
+    s = FakeSession(
+        recorded("prepared-containerd-builder"),
+        results={
+            "apt-get install buildah netavark": (
+                0,
+                chatter + "installed buildah\ninstalled netavark\ninstalled uidmap\n",
+            ),
+            "buildah build": (0, BUILDAH_OUT),
+        },
+    )
+    row = by_step(ops.prepare_host(s, BUILDER, ctx))["push"]
+    assert "installed for the check: buildah, netavark, uidmap (remove:" in row.detail
+    assert "Selecting" not in row.detail and "Reading" not in row.detail
+    assert C.parse_installed(chatter) == []
+    # apt itself writes to stderr: stdout carries only the ``installed`` lines
+    command = C.install_check_tools(["buildah", "netavark"])
+    assert f"{{ {C.apt_install(['buildah', 'netavark'])}; }} >&2" in command

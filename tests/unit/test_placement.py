@@ -216,7 +216,7 @@ def test_one_project_per_engine_local_first(placed):
     assert local.target is None and set(local.services) == set(SERVICES) - set(SPLIT)
     assert w1.target.label == "w1" and w1.services == (REGISTRY, ARTIFACT_STORE)
     assert (local.where, w1.where) == ("stack", "stack@w1")
-    assert local.plan is w1.plan  # one dry-run plan
+    assert local.changes is w1.changes  # one change log
     assert w1.engine_url == "ssh://root@10.0.0.7:22"
     assert "docker --host ssh://root@10.0.0.7:22 compose -p flops_management" in w1.compose_cmd(
         "up"
@@ -231,7 +231,7 @@ def fake(project: Project) -> FakeProject:
         project.s,
         dry=project.dry,
         progress=project.progress,
-        plan=project.plan,
+        changes=project.changes,
         target=project.target,
         services=project.services,
     )
@@ -396,22 +396,24 @@ def test_flops_apps_go_once_before_any_host_deletes(
 ):
     """A scope that empties the FLOps DB removes FLOps' apps from Oakestra once for the whole
     placement; when any is left, no host runs the reset."""
-    from flops_tasks import cli, locks, oakestra_apps
+    from flops_tasks import locks, oakestra_apps
     from flops_tasks.outcome import changed, failed
+    from flops_tasks.run import Run
+    from flops_tasks.workflows import stack
 
     removals, acted = [], []
 
-    def clear(s, plan, dry=False):
+    def clear(s, plan, dry=False, changes=None):
         removals.append(plan)
         return [(failed if removal_fails else changed)("oakestra", "app", "flops app")]
 
     monkeypatch.setattr(oakestra_apps, "clear_apps", clear)
-    monkeypatch.setattr(cli, "_projects", lambda c, s=None: split)
+    monkeypatch.setattr(Run, "projects", lambda self: split)
     monkeypatch.setattr(placement, "require", lambda found, distinct=False: None)
     monkeypatch.setattr(locks, "stack_lock_path", lambda project: tmp_path / "stack.lock")
-    report = cli._stack_task(
-        ctx_factory(), "reset", lambda p: acted.append(p.label) or [], render=False, apps="the plan"
-    )
+    run = Run.of(ctx_factory())
+    stack.stack_task(run, lambda p: acted.append(p.label) or [], apps="the plan", step="reset")
+    report = run.report
     assert removals == ["the plan"]  # once, not once per host
     if removal_fails:
         assert acted == [] and not report.ok

@@ -346,7 +346,8 @@ def test_a_dry_change_is_planned_and_a_probe_still_runs(remote, ssh_settings):
     remote.expect_sessions(Session(commands=[Command(out=b"seen\n")]))
     session = HostSession(Target(host="10.0.0.5", user="root"), ssh_settings(), dry=True)
     res = session.change("touch /x", "create /x")
-    assert res.dry and res.ok and session.plan == ["create /x"]
+    assert res.dry and res.ok
+    assert [(c.summary, c.done) for c in session.changes.entries()] == [("create /x", False)]
     assert session.probe("echo seen").stdout == "seen\n"
     session.close()
 
@@ -447,7 +448,7 @@ class Recorder:
         self.calls: list[tuple[str, str]] = []
         self.lock = threading.Lock()
 
-    def host_started(self, host: str) -> None:
+    def host_started(self, host: str, step: object = None) -> None:
         with self.lock:
             self.calls.append(("started", host))
 
@@ -635,23 +636,29 @@ def test_a_host_cut_by_its_deadline_connects_anew_in_the_next_task(remote, ssh_s
 
 
 def test_the_inv_program_runs_its_tasks_in_one_shared_run(monkeypatch):
-    """`inv a b`: the executor wraps every task of the run in shared_connections()."""
+    """`inv a b`: the executor wraps every task of the invocation in one run: one
+    shared_connections() and one ``Run``."""
     from invoke import Collection, Config, task
     from invoke.executor import Executor
 
-    from flops_tasks.invoke_config import FlopsExecutor
+    from flops_tasks.edge import FlopsExecutor
+    from flops_tasks.run import Run
 
     seen: list[object] = []
+    runs: list[Run] = []
 
     @task
     def a(c):
         seen.append(ssh._run)
+        runs.append(Run.of(c))
 
     @task
     def b(c):
         seen.append(ssh._run)
+        runs.append(Run.of(c))
 
     FlopsExecutor(Collection(a, b), Config()).execute("a", "b")
     assert seen[0] is not None and seen[0] is seen[1] and ssh._run is None
+    assert runs[0] is runs[1]
     Executor(Collection(a, b), Config()).execute("a")
     assert seen[2] is None

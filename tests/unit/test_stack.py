@@ -386,7 +386,7 @@ def test_dry_reset_with_scopes_plans_and_changes_nothing(make):
     healthy_stack(project)
     outcomes = lifecycle.reset(project, lifecycle.Scope(registry=True, db=True))
     assert project.engine.changes() == []
-    plan = "\n".join(project.plan)
+    plan = "\n".join(c.summary for c in project.changes.entries())
     assert "rm --stop --force flops_image_registry" in plan
     assert "docker volume rm flops_management_registry_data" in plan
     assert "DELETE" in plan
@@ -594,13 +594,12 @@ def test_doctor_reports_a_store_that_does_not_do_its_job(make, monkeypatch):
     monkeypatch.setattr(flopsdb, "collections", no_mongo)
     monkeypatch.setattr(registry, "catalog", lambda p: ["a", "b"])
     rows = {o.step: o for o in health.doctor(project)}
-    assert rows["flops-db"].status is Status.FAILED and "fix: inv up" in rows["flops-db"].detail
+    assert rows["flops-db"].status is Status.FAILED and rows["flops-db"].fix == "inv up"
     assert rows["backend-store"].status is Status.FAILED
     assert "made with another" in rows["backend-store"].detail
     assert rows["backend-store"].detail.endswith(
-        "fix: inv reset --clean (empties every store "
-        "but the registry, MLflow's backend store "
-        "among them)"
+        "the fix empties every store but the registry, MLflow's backend store among them"
     )
+    assert rows["backend-store"].fix == "inv reset --clean"
     assert rows["registry"].status is Status.OK and "2 repositories" in rows["registry"].detail
     assert all(rows[svc].status is Status.OK for svc in SERVICES)

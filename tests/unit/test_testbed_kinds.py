@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from flops_tasks import cli
 from flops_tasks import testbed as tb
 from flops_tasks.errors import FlopsError
+from flops_tasks.workflows import testbed as testbed_flow
 
 
 def test_kinds_are_given_per_worker_and_the_last_repeats():
@@ -39,11 +39,11 @@ def test_a_containerd_worker_is_only_a_builder():
     [(None, None), ("docker", ["docker"]), ("docker, containerd", ["docker", "containerd"])],
 )
 def test_kind_flag(value, kinds):
-    assert cli._kinds(value) == kinds
+    assert testbed_flow.kinds(value) == kinds
 
 
 @pytest.mark.parametrize("value", ["podman", "", "docker,,containerd", "Docker"])
 def test_bad_kind_is_one_line(value):
     with pytest.raises(FlopsError) as exc:
-        cli._kinds(value)
+        testbed_flow.kinds(value)
     assert exc.value.code == 2 and "--kind must be docker or containerd" in exc.value.message

@@ -222,13 +222,18 @@ def test_ensure_manager_context_stages_from_the_checkout(tmp_path, addon, ctx_fa
     s = settings(
         ctx_factory({"addon": {"path": str(addon)}, "stack": {"compose_file": str(compose)}})
     )
-    plan: list[str] = []
-    dry = bc.ensure_manager_context(s, dry=True, plan=plan)
-    assert dry.status is Status.OK and plan and not bc.manager_context_dir(s).exists()
-    first = bc.ensure_manager_context(s)
+    from flops_tasks.stack.project import Project
+
+    planned = Project(s, dry=True)
+    dry = bc.ensure_manager_context(planned)
+    # a dry run reports the staging it plans as a change, as the real run does
+    assert dry.status is Status.CHANGED and planned.changes.entries()
+    assert not bc.manager_context_dir(s).exists()
+    first = bc.ensure_manager_context(Project(s))
     assert first.status is Status.CHANGED
     assert (tmp_path / "compose/.build/flops_manager/flops_manager/main.py").is_file()
-    assert bc.ensure_manager_context(s).status is Status.OK
+    assert bc.ensure_manager_context(Project(s, dry=True)).status is Status.OK
+    assert bc.ensure_manager_context(Project(s)).status is Status.OK
 
 
 # -- the testbed without the upstream tarball --------------------------------------------
