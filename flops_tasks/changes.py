@@ -93,12 +93,26 @@ class ChangeLog:
     def __init__(self) -> None:
         self._entries: list[Change] = []
         self._touched: set[tuple[str, str]] = set()
+        self._active: list[Change] = []  # started, not yet done
         self._lock = threading.Lock()
+
+    def start(self, change: Change) -> None:
+        """``change`` is about to be made (``record`` ends it): a run cut short meanwhile
+        says it may be partly done."""
+        with self._lock:
+            self._active.append(change)
 
     def record(self, change: Change) -> None:
         with self._lock:
+            if change in self._active:
+                self._active.remove(change)
             self._entries.append(change)
             self._touched.add((change.host, change.step))
+
+    def unfinished(self) -> list[Change]:
+        """Changes started and never recorded (the run stopped, or they failed)."""
+        with self._lock:
+            return list(self._active)
 
     def touched(self, host: str, step: str) -> bool:
         with self._lock:

@@ -19,7 +19,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from . import commands as C
@@ -159,13 +159,21 @@ def _refuse_conflicts(s: HostSession, f: WorkerFacts, packages: list[str]) -> No
             )
 
 
-def install_packages(s: HostSession, f: WorkerFacts, packages: list[str]) -> None:
+def install_packages(
+    s: HostSession, f: WorkerFacts, packages: list[str], steps: Sequence[str] = ()
+) -> None:
     """Every package the steps need, in one apt transaction (one ``apt-get update`` at most);
-    ``f`` then counts them as installed."""
+    ``f`` then counts them as installed. The change is recorded for each of ``steps`` (the
+    steps whose packages it installs; default: the session's current step)."""
     if not packages:
         return
     _refuse_conflicts(s, f, packages)
-    s.change(C.apt_install(packages), f"apt-get install {' '.join(packages)}", timeout=900)
+    s.change(
+        C.apt_install(packages),
+        f"apt-get install {' '.join(packages)}",
+        timeout=900,
+        also=tuple(steps),
+    )
     f.fresh_installs.update(packages)  # under --dry: planned once, not again by each step
 
 
@@ -746,17 +754,12 @@ def _converge(
     acted: list[tuple[Step, str]] = []
     current[0] = next((step.name for step, in_place, _ in results if not in_place), "preflight")
     session.step = current[0]
+    wanted = {step.name: step.packages(facts, ctx) for step, in_place, _ in results if not in_place}
     install_packages(
         session,
         facts,
-        list(
-            dict.fromkeys(
-                p
-                for step, in_place, _ in results
-                if not in_place
-                for p in step.packages(facts, ctx)
-            )
-        ),
+        list(dict.fromkeys(p for packages in wanted.values() for p in packages)),
+        steps=[name for name, packages in wanted.items() if packages],
     )
     for step, in_place, detail in results:
         current[0] = session.step = step.name

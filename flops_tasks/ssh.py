@@ -353,21 +353,29 @@ class HostSession:
         timeout: float | None = None,
         step: str | None = None,
         file: tuple[str, str | None, str | None] | None = None,
+        also: tuple[str, ...] = (),
     ) -> Result:
         """A command that changes the host, recorded in the run's change log under ``step``
-        (default: the session's current step): under ``--dry`` recorded, not run. ``file``:
-        (path, content before, content after) of the file it writes, for ``--diff``."""
+        (default: the session's current step; ``also``: further steps it does the work of):
+        under ``--dry`` recorded, not run. ``file``: (path, content before, content after)
+        of the file it writes, for ``--diff``."""
         path, before, after = file if file is not None else ("", None, None)
-        record = Change(self.label, step or self.step, summary, not self.dry, path, before, after)
+        records = [
+            Change(self.label, name, summary, not self.dry, path, before, after)
+            for name in dict.fromkeys((step or self.step, *also))
+        ]
         if self.dry:
-            self.changes.record(record)
+            for record in records:
+                self.changes.record(record)
             return Result(command=command, exited=0, dry=True)
+        self.changes.start(records[0])
         res = self._as_root(command, timeout)
         if not res.ok:
             detail = (res.stderr or res.stdout).strip().splitlines()
             tail = detail[-1] if detail else f"exit {res.exited}"
             raise RemoteFailure(f"{summary}: {tail}")
-        self.changes.record(record)
+        for record in records:
+            self.changes.record(record)
         return res
 
     def write(

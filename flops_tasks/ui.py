@@ -164,12 +164,17 @@ def render_report(report: Report, output: Output | None = None) -> None:
 
 
 def render_done(changes: ChangeLog) -> None:
-    """What was really changed before a run was cut short (stderr)."""
-    done = changes.done()
+    """What was really changed before a run was cut short, and what was under way (stderr)."""
+    done, unfinished = changes.done(), changes.unfinished()
     if done:
         info(
             "done before the run stopped:\n"
             + "\n".join(f"  - {c.host}: {c.step}: {c.summary}" for c in done)
+        )
+    if unfinished:
+        info(
+            "under way when the run stopped (may be partly done; a re-run repairs it):\n"
+            + "\n".join(f"  - {c.host}: {c.step}: {c.summary}" for c in unfinished)
         )
 
 

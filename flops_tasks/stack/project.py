@@ -284,6 +284,7 @@ class Project:
             self.changes.record(record)
             return None
         self.progress(summary)
+        self.changes.start(record)
         result = self.call(action)
         self.changes.record(record)
         return result

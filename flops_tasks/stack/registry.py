@@ -80,5 +80,6 @@ def clear(project: Project) -> list[Outcome]:
             project.where,
             "clear-registry",
             "registry storage emptied and registry restarted; it answers, empty",
-        )
+        ),
+        *started,
     ]

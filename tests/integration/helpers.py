@@ -42,3 +42,47 @@ def in_worker(name: str, script: str, check: bool = True) -> subprocess.Complete
 
 def worker(i: int) -> str:
     return f"flops-testbed-w{i}"
+
+
+def changed_rows(data: dict) -> set[tuple[str, str]]:
+    """(host, step) of every ``changed`` row of a ``--json`` report."""
+    return {
+        (host, step["step"])
+        for host, found in data["hosts"].items()
+        for step in found["steps"]
+        if step["status"] == "changed"
+    }
+
+
+def text_rows(stdout: str, status: str = "changed") -> set[tuple[str, str]]:
+    """(host, step) of every row of ``status`` in a report printed as text (a row of several
+    hosts counts for each)."""
+    rows = set()
+    for line in stdout.splitlines():
+        if line.split(" ", 1)[0] != status:
+            continue
+        hosts, _, rest = line[len(status) :].strip().partition("  ")
+        step = rest.split(": ", 1)[0]
+        rows.update((host, step) for host in hosts.split(", "))
+    return rows
+
+
+def dry_then_real(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``inv --dry TASK`` then ``inv TASK``, both ``--json`` on the same state: the dry run
+    changes nothing and plans exactly the changes the real run reports (the (host, step) of
+    every ``changed`` row). Returns the real run."""
+    import json
+
+    dry = inv("--dry", *args, "--json", env=env)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    planned = json.loads(dry.stdout)
+    assert planned["dry"] is True
+    assert all(not c["done"] for c in planned["changes"]), planned["changes"]
+    real = inv(*args, "--json", env=env)
+    if real.returncode == 0:
+        made = json.loads(real.stdout)
+        assert changed_rows(planned) == changed_rows(made), (planned, made)
+        # every change has its changed row, and every changed row its change
+        for report in (planned, made):
+            assert {(c["host"], c["step"]) for c in report["changes"]} == changed_rows(report)
+    return real

@@ -46,6 +46,39 @@ def test_a_host_that_stops_speaking_is_cut_off_and_the_other_finishes(fresh):
     assert again["hosts"]["w2"]["status"] == "changed"
 
 
+def test_ctrl_c_stops_at_once_with_the_partial_report(fresh):
+    """The first interrupt stops new work and closes every connection: the partial report
+    shows the hosts still at work as interrupted, and the exit (130) comes within 2 s, not
+    after the paused worker's timeouts."""
+    docker("pause", worker(2))  # its sshd never answers: w2 would wait out its timeouts
+    try:
+        proc = subprocess.Popen(
+            [INV, "-f", str(TESTBED_CONFIG), "prepare-learner"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        time.sleep(1)
+        sent = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole process group
+        out, err = proc.communicate(timeout=60)
+        elapsed = time.monotonic() - sent
+    finally:
+        docker("unpause", worker(2))
+    assert proc.returncode == 130, out + err
+    assert elapsed < 2, elapsed
+    assert "Traceback" not in out + err
+    assert out.splitlines()[0] == "prepare-learner: interrupted", out
+    assert any(ln.startswith("interrupted") and " w2 " in ln for ln in out.splitlines()), out
+    assert any(ln.startswith("w2  ") and "interrupted=1" in ln for ln in out.splitlines()), out
+    assert "interrupted: stopping" in err
+    again = run_json("prepare-learner")  # nothing was left half-done that a re-run cannot mend
+    assert again["rc"] == 0, again
+
+
 def test_a_worker_that_disappears_mid_run_is_reported_and_a_rerun_converges(fresh):
     proc = subprocess.Popen(
         [INV, "-f", str(TESTBED_CONFIG), "prepare-builder", "--json"],

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from .helpers import in_worker, inv, worker
+from .helpers import dry_then_real, in_worker, inv, worker
 from .oakestra import FLOPS, FLOPS_DOCS, KEPT, SEED, gateway, listed, seed, state, write_flops_db
 from .stores import ALL, Stores
 
@@ -61,10 +61,11 @@ def test_dry_fresh_start_lists_everything_and_changes_nothing(prepared, leftover
     assert data["dry"] is True
     oakestra = " ".join(s["detail"] for s in data["hosts"]["oakestra"]["steps"])
     assert oakestra.count("would undeploy and delete") == len(FLOPS)
-    plan = "\n".join(data["notes"])
+    plan = "\n".join(c["summary"] for c in data["changes"])
     for volume in ("flops_db", "mlflow_backend_store_data", "vsftpd_home", "flops_mqtt_data"):
         assert f"docker volume rm flops_testbed_{volume}" in plan
     assert "registry_data" not in plan
+    assert all(not c["done"] for c in data["changes"])
     w1 = " ".join(s["detail"] for s in data["hosts"]["w1"]["steps"])
     assert "would remove" in w1
     # nothing changed anywhere
@@ -91,7 +92,7 @@ def test_fresh_start_clears_apps_stores_and_images_then_doctor(prepared, leftove
     sidecar_image = in_worker(
         worker(1), "docker container inspect -f '{{.Config.Image}}' ml_data_server"
     ).stdout.strip()
-    res = inv("fresh-start", "--yes", "--json")
+    res = dry_then_real("fresh-start", "--yes")  # the dry run plans exactly these changes
     assert res.returncode == 0, res.stdout + res.stderr
     data = json.loads(res.stdout)
     assert listed(prepared) == KEPT

@@ -4,6 +4,7 @@ independently: w1 runs Docker (builder and learner), w2 only containerd (builder
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -11,7 +12,7 @@ from flops_tasks import commands
 from flops_tasks.ops import manifest_platforms
 from flops_tasks.probe_binaries import UNAME_ARM64_B64
 
-from .helpers import in_worker, inv, worker
+from .helpers import changed_rows, in_worker, inv, text_rows, worker
 
 pytestmark = pytest.mark.integration
 
@@ -125,7 +126,9 @@ def test_dry_run_on_fresh_workers_plans_and_changes_nothing(fresh_mixed):
         qemu = steps(data, host)["qemu"]
         assert qemu["status"] == "changed" and qemu["detail"].startswith("would change")
     assert "buildx" in steps(data, "w1") and "buildx" not in steps(data, "w2")
-    assert "plan: w2: apt-get install qemu-user-static" in data["notes"]
+    assert {"host": "w2", "step": "qemu", "summary": "apt-get install qemu-user-static"} in [
+        {k: c[k] for k in ("host", "step", "summary")} for c in data["changes"]
+    ]
     learner = run_json("--dry", "prepare-learner")
     assert list(learner["hosts"]) == ["w1"]
     assert steps(learner, "w1")["sidecar"]["detail"].startswith("would change")
@@ -151,7 +154,30 @@ def prepared(fresh_mixed, sleepers):
         "containerd config default > /etc/containerd/config.toml && "
         "grep -q 'config_path = \"\"' /etc/containerd/config.toml",
     )
-    return run_json("prepare-builder"), run_json("prepare-learner")
+    planned_builder = run_json("--dry", "prepare-builder")
+    builder = run_json("prepare-builder")
+    planned_learner = run_json("--dry", "prepare-learner")
+    learner = run_json("prepare-learner")
+    PLANNED.update(builder=planned_builder, learner=planned_learner)
+    return builder, learner
+
+
+PLANNED: dict[str, dict] = {}
+
+
+def test_each_dry_run_planned_exactly_the_changes_of_the_real_run(prepared):
+    """Run under --dry, then for real, on the same state: the same (host, step) rows change,
+    and every changed row has its recorded change (and every change its row)."""
+    for made, planned in zip(prepared, (PLANNED["builder"], PLANNED["learner"]), strict=True):
+        assert changed_rows(planned) == changed_rows(made) != set()
+        for report in (planned, made):
+            assert {(c["host"], c["step"]) for c in report["changes"]} == changed_rows(report)
+        files = {c["path"]: c for c in made["changes"] if "path" in c}
+        assert {p: c["after"] for p, c in files.items()} == {
+            c["path"]: c["after"] for c in planned["changes"] if "path" in c
+        }
+    daemon = next(c for c in prepared[0]["changes"] if c.get("path") == "/etc/docker/daemon.json")
+    assert "insecure-registries" in daemon["after"] and daemon["done"] is True
 
 
 def test_first_run_prepares_both_kinds(prepared):
@@ -252,15 +278,26 @@ def test_builders_push_a_two_platform_image_the_way_flops_does(fresh_mixed, prep
     assert "builder-probe" not in in_worker(W1, "docker image ls").stdout
 
 
-def test_second_run_changes_nothing_and_says_so(fresh_mixed, prepared):
+def test_second_run_changes_nothing_and_says_so_in_at_most_6_lines(fresh_mixed, prepared):
     for task in ("prepare-builder", "prepare-learner"):
         data = run_json(task)
         assert data["rc"] == 0 and data["changed"] is False, data
         for host in data["hosts"]:
             assert data["hosts"][host]["status"] == "ok"
             assert data["hosts"][host]["warnings"] == 1  # NodeEngine is not installed here
-    res = inv("prepare-builder")
-    assert "(no changes)" in res.stdout and "NodeEngine not found" in res.stdout
+    res = inv("prepare-builder", "prepare-learner")  # as a log shows it: no terminal
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = (res.stdout + res.stderr).splitlines()
+    assert len(lines) <= 6, "\n".join(lines)
+    assert lines[0] == "prepare-builder + prepare-learner: no changes"
+    assert "NodeEngine not found" in res.stdout
+    assert text_rows(res.stdout, "warning") == {
+        ("w1", "nodeengine-imageBuilder"),
+        ("w2", "nodeengine-imageBuilder"),
+        ("w1", "nodeengine-FLOps"),
+    }
+    assert re.fullmatch(r"w1  ok=\d+ changed=0 warning=2 failed=0 unreachable=0", lines[-2])
+    assert re.fullmatch(r"w2  ok=\d+ changed=0 warning=1 failed=0 unreachable=0", lines[-1])
 
 
 def test_what_the_push_check_installed_can_be_removed(fresh_mixed, prepared):
@@ -285,7 +322,13 @@ def test_a_broken_worker_is_repaired_and_the_other_left_alone(fresh_mixed, prepa
         "kill -HUP $(pidof dockerd) && sleep 1",
     )
     in_worker(W2, "rm /etc/containerd/certs.d/*/hosts.toml")
-    data = run_json("prepare-learner")
+    # --diff: the file the repair writes, as a unified diff, in the dry run and the real one
+    dry = inv("--dry", "prepare-learner", "--host", "w1", "--diff")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    diff = [ln for ln in dry.stdout.splitlines() if ln[:1] in "+-@" and ln[:3] != "---"]
+    assert "--- w1:/etc/docker/daemon.json" in dry.stdout
+    assert any(ln.startswith("+") and "insecure-registries" in ln for ln in diff), dry.stdout
+    data = run_json("prepare-learner", "--diff")
     assert data["rc"] == 0, data
     s1 = steps(data, "w1")
     assert s1["trust-docker"]["status"] == "changed"

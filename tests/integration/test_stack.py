@@ -25,7 +25,7 @@ from flops_tasks import testbed as tb
 from flops_tasks.config import DEFAULTS
 
 from . import helpers
-from .helpers import inv
+from .helpers import dry_then_real, inv
 from .stores import (
     ALL,
     Stores,
@@ -92,10 +92,10 @@ def manager_db(mode: str, mark: str) -> str:
 
 def test_reset_keeps_everything(stores):
     manager_db("write", stores.mark)
-    ok(inv("reset"))
+    ok(dry_then_real("reset"))
     assert stores.held() == ALL
     assert manager_db("read", stores.mark) == stores.mark
-    ok(inv("reset", "--recreate"))
+    ok(dry_then_real("reset", "--recreate"))
     assert stores.held() == ALL
     assert manager_db("read", stores.mark) == stores.mark
 
@@ -104,7 +104,7 @@ def test_redb_empties_only_the_flops_db_through_the_managers_api(stores):
     manager_db("write", stores.mark)
     assert manager_db("read", stores.mark) == stores.mark
     stores.mongo().other_db.keep.insert_one({"mark": stores.mark})
-    res = inv("redb", "--yes")
+    res = dry_then_real("redb", "--yes")
     ok(res)
     assert "through the FLOps manager API" in res.stdout
     assert stores.held() == {**ALL, "flops_db": False}
@@ -113,14 +113,14 @@ def test_redb_empties_only_the_flops_db_through_the_managers_api(stores):
 
 
 def test_reset_clean_empties_every_store_but_the_registry(stores):
-    ok(inv("reset", "--clean", "--yes"))
+    ok(dry_then_real("reset", "--clean", "--yes"))
     assert stores.held() == {**{k: False for k in ALL}, "registry": True}
     stores.write_all()  # every emptied store works again, with upstream's credentials
     assert stores.held() == ALL
 
 
 def test_reset_all_empties_every_store(stores):
-    ok(inv("reset", "--all", "--yes"))
+    ok(dry_then_real("reset", "--all", "--yes"))
     assert stores.held() == {k: False for k in ALL}
     stores.write_all()
     assert stores.held() == ALL
@@ -129,13 +129,13 @@ def test_reset_all_empties_every_store(stores):
 
 def test_reset_db_empties_only_the_flops_db(stores):
     manager_db("write", stores.mark)
-    ok(inv("reset", "--db", "--yes"))
+    ok(dry_then_real("reset", "--db", "--yes"))
     assert stores.held() == {**ALL, "flops_db": False}
     assert manager_db("read", stores.mark) == "NONE"
 
 
 def test_clear_registry_empties_it_and_it_still_accepts_pushes(stores):
-    ok(inv("clear-registry", "--yes"))
+    ok(dry_then_real("clear-registry", "--yes"))
     assert stores.held() == {**ALL, "registry": False}
     # the same layers again: an in-memory blob cache would answer "already exists" and the
     # blobs would be missing; ours was restarted, so every blob must be fetchable
@@ -145,7 +145,7 @@ def test_clear_registry_empties_it_and_it_still_accepts_pushes(stores):
 
 
 def test_reset_registry_flag(stores):
-    ok(inv("reset", "--registry", "--yes"))
+    ok(dry_then_real("reset", "--registry", "--yes"))
     assert stores.held() == {**ALL, "registry": False}
     stores.push_image(stores.image)
     assert stores.fetch_every_blob() == 2
@@ -163,17 +163,20 @@ def test_destructive_tasks_refuse_without_a_tty_and_change_nothing(stores):
     ):
         res = inv(*args)
         assert res.returncode == 3, res.stdout + res.stderr
-        assert "This will delete:" in res.stderr
-        assert "nothing deleted" in res.stderr
+        first, *items, last = res.stderr.strip().splitlines()
+        assert first == "This will delete:", res.stderr
+        assert items and all(item.startswith("  - ") for item in items), res.stderr
+        assert last.startswith("nothing changed") and "--yes" in last, res.stderr
     assert stores.held() == ALL
 
 
 def test_dry_reset_prints_a_plan_and_touches_nothing(stores):
     before = stores.where.container_ids()
-    res = inv("--dry", "reset", "--registry", "--db", "--yes")
+    res = inv("--dry", "reset", "--registry", "--db", "--yes", "--verbose")
     ok(res)
-    assert "plan: docker compose" in res.stdout and " restart " in res.stdout
-    assert "docker volume rm flops_testbed_registry_data" in res.stdout
+    assert "reset (dry run: nothing changed): changes planned" in res.stdout
+    assert "- docker compose" in res.stdout and " restart " in res.stdout
+    assert "- docker volume rm flops_testbed_registry_data" in res.stdout
     assert "DELETE" in res.stdout
     assert stores.where.container_ids() == before
     assert stores.held() == ALL

@@ -82,12 +82,17 @@ class FakeSession:
         timeout: float | None = None,
         step: str | None = None,
         file: tuple[str, str | None, str | None] | None = None,
+        also: tuple[str, ...] = (),
     ) -> Result:
         path, before, after = file if file is not None else ("", None, None)
-        record = Change(self.label, step or self.step, summary, not self.dry, path, before, after)
+        records = [
+            Change(self.label, name, summary, not self.dry, path, before, after)
+            for name in dict.fromkeys((step or self.step, *also))
+        ]
         if self.dry:
             self.plan.append(summary)
-            self.log.record(record)
+            for record in records:
+                self.log.record(record)
             return Result(command=command, exited=0, dry=True)
         self.changes.append((summary, command))
         rc, out = next((v for k, v in self.results.items() if k in summary), (0, ""))
@@ -95,7 +100,8 @@ class FakeSession:
             from flops_tasks.ssh import RemoteFailure
 
             raise RemoteFailure(f"{summary}: exit {rc}")
-        self.log.record(record)
+        for record in records:
+            self.log.record(record)
         return Result(command=command, exited=0, stdout=out)
 
     def write(

@@ -811,3 +811,25 @@ def test_the_push_checks_installed_packages_come_from_dpkg_not_apts_output(regis
     # apt itself writes to stderr: stdout carries only the ``installed`` lines
     command = C.install_check_tools(["buildah", "netavark"])
     assert f"{{ {C.apt_install(['buildah', 'netavark'])}; }} >&2" in command
+
+
+@pytest.mark.parametrize(
+    "fresh, after, roles",
+    [
+        ("fresh-docker-both", "prepared-docker-both", BOTH),
+        ("fresh-containerd-builder", "prepared-containerd-builder", BUILDER),
+    ],
+)
+def test_a_dry_run_plans_exactly_the_steps_the_real_run_changes(fresh, after, roles):
+    """Dry and real runs on the same recorded node: the same steps change, and each changed
+    row has its recorded change (and each recorded change its changed row)."""
+    results = {"containerd": (0, "containers running before and after: 1\n")}
+    dry = FakeSession(recorded(fresh), dry=True)
+    real = FakeSession(recorded(fresh), after=recorded(after), results=results)
+    rows = {}
+    for name, s in (("dry", dry), ("real", real)):
+        out = ops.prepare_host(s, roles, CTX)
+        changed_steps = {o.step for o in out if o.changed}
+        assert changed_steps == {c.step for c in s.log.entries()}, name
+        rows[name] = changed_steps
+    assert rows["dry"] == rows["real"] and rows["dry"]
