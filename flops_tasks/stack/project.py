@@ -130,6 +130,7 @@ def local_address(bind: str) -> str:
 
 
 LOCAL_LABEL = "local"  # how reports name the Docker engine inv talks to by default
+HEARTBEAT = 5.0  # seconds between progress lines while waiting
 _SLUG = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -440,13 +441,17 @@ class Project:
         timeout = timeout or self.s.stack.health_timeout
         deadline = time.monotonic() + timeout
         last: dict[str, str] = {}
+        said = 0.0
         while True:
             states = self.states()
             wanted = {svc: states[svc] for svc in services}
-            if wanted != last:
+            now = time.monotonic()
+            if wanted != last or now - said >= HEARTBEAT:  # a line at least every 5 s
                 waiting = [f"{svc} {st}" for svc, st in wanted.items() if st != "healthy"]
                 if waiting:
-                    self.progress("waiting: " + ", ".join(waiting))
+                    left = deadline - now
+                    self.progress(f"waiting: {', '.join(waiting)} ({left:.0f} s left)")
+                    said = now
                 last = wanted
             if all(st == "healthy" for st in wanted.values()):
                 return wanted

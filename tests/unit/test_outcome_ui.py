@@ -259,3 +259,37 @@ def test_the_live_view_shows_hostile_text_literally():
     buffer = StringIO()
     Console(file=buffer, width=200).print(live._table())
     assert "[/red]\\x1b[2J: failed" in buffer.getvalue()
+
+
+def test_hostile_oakestra_names_in_the_apps_table_are_shown_literally(capsys, wide):
+    plan = {
+        "system_manager": "http://[fd00::2]:10000",
+        "identification": "the FLOps DB",
+        "applications": [
+            {
+                "name": text,
+                "namespace": text,
+                "id": text,
+                "owner": text,
+                "services": [{"name": text, "namespace": text}],
+                "action": "keep",
+                "reason": text,
+            }
+            for text in HOSTILE_TEXT
+        ],
+    }
+    ui.render_apps(plan)
+    out = capsys.readouterr().out
+    _assert_literal(out)
+    assert "http://[fd00::2]:10000" in out
+
+
+def test_one_line_errors_escape_control_characters():
+    """Text from a worker, a container or a server in an error line is data too."""
+    from flops_tasks.errors import FlopsError, UsageError
+
+    for text in HOSTILE_TEXT:
+        for exc in (FlopsError(f"docker: {text}"), UsageError(f"unknown tag {text!r}")):
+            for bad in ("\x1b", "\x07", "\x08", "\r", "\x9b", "\u202e"):
+                assert bad not in exc.message
+    assert FlopsError("a\x1b[2Jb").message == "a\\x1b[2Jb"
