@@ -93,7 +93,7 @@ def catalog(host: str) -> list[str]:
 def test_a_moved_registry_is_a_planned_change_under_dry(placed):
     gateway, w1 = addresses()
     assert f"{gateway}:{PORT}" in daemon_json(1) and f"{gateway}:{PORT}" in daemon_json(2)
-    res = inv("--dry", "bootstrap")
+    res = inv("--dry", "bootstrap", "--verbose")  # each planned change under its row
     ok(res)
     assert f"drop former {gateway}:{PORT}" in res.stdout
     assert f"remove /etc/containerd/certs.d/{gateway}:{PORT}/hosts.toml" in res.stdout
@@ -108,7 +108,9 @@ def test_workers_push_and_pull_through_the_registry_on_w1(placed):
     data = json.loads(res.stdout)
     for host in ("w1", "w2"):
         steps = {s["step"]: s for s in data["hosts"][host]["steps"]}
-        assert steps["push"]["status"] == "ok", steps["push"]  # buildah, as FLOps builds
+        # buildah, as FLOps builds; changed where the check installed its tools
+        installed = "installed for the check: " in steps["push"]["detail"]
+        assert steps["push"]["status"] == ("changed" if installed else "ok"), steps["push"]
         assert f"{w1}:{PORT}" in steps["push"]["detail"]
         assert steps["sidecar"]["status"] in ("ok", "changed")
         # trust moved: the registry on w1 only; the gateway's is gone from every file
@@ -253,7 +255,7 @@ def test_a_placement_host_that_is_down_fails_only_its_services(placed):
     subprocess.run(["docker", "stop", "-t", "1", worker(1)], check=True, capture_output=True)
     try:
         res = inv("status", "--json")
-        assert res.returncode == 1
+        assert res.returncode == 4  # a host unreachable
         rows = {r["service"]: r for r in json.loads(res.stdout)["services"]}
         for svc in ("flops_image_registry", "vsftpd_server"):
             assert rows[svc]["state"] == "unreachable" and rows[svc]["host"] == "w1"

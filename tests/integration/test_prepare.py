@@ -261,7 +261,9 @@ def test_builders_push_a_two_platform_image_the_way_flops_does(fresh_mixed, prep
         got = steps(data, host)
         assert [s for s in got if s.startswith("push")] == list(checks)
         for step in checks:
-            assert got[step]["status"] == "ok", got[step]
+            # changed where the check installed its tools (buildah), else a verification
+            installed = "installed for the check: " in got[step]["detail"]
+            assert got[step]["status"] == ("changed" if installed else "ok"), got[step]
             repo, tag = got[step]["detail"].split("pushed ")[1].split(" ")[0].split(":")
             # read the index from the registry directly, not through the task
             assert {"linux/amd64", "linux/arm64"} <= set(
@@ -342,7 +344,7 @@ def test_a_broken_worker_is_repaired_and_the_other_left_alone(fresh_mixed, prepa
 
 def test_unreachable_host_is_reported_and_others_finish(fresh_mixed, prepared):
     data = run_json("prepare-learner", "--host", f"w1,root@{fresh_mixed['gateway']}:1")
-    assert data["rc"] == 1
+    assert data["rc"] == 4  # a host unreachable and nothing failed
     assert data["hosts"]["w1"]["status"] == "ok"
     bad = [h for h in data["hosts"] if h != "w1"][0]
     assert data["hosts"][bad]["status"] == "unreachable"
