@@ -341,9 +341,13 @@ class HostSession:
             return Result(command=command, exited=0, dry=True)
         res = self._as_root(command, timeout)
         if not res.ok:
-            detail = (res.stderr or res.stdout).strip().splitlines()
-            tail = detail[-1] if detail else f"exit {res.exited}"
-            raise RemoteFailure(f"{summary}: {tail}")
+            from .remote_text import failure_detail
+
+            secret = (
+                self.sudo_password() if self._sudo_needs_password and self.sudo_password else None
+            )
+            why = failure_detail(res.stderr, res.stdout, res.exited, secrets=[secret])
+            raise RemoteFailure(f"{summary}: {why}")
         return res
 
     def upload(self, local: str, callback: Callable[[int, int], None] | None = None) -> str:
