@@ -704,6 +704,40 @@ def tcp_check_docker0(port: int, seconds: int = 3) -> str:
     )
 
 
+DATA_DIRS_LIST = f"{STATE_DIR}/data-dirs"  # the folders under /var/lib flops-tasks made
+
+
+def data_dir_facts(path: str) -> str:
+    """What the data dir policy needs from the worker (``facts.parse_data_dir``): the path
+    resolved there (``readlink -m``: every link followed, missing parts kept), as ``real
+    HEX``; under /var/lib, ``varlib EXISTS OURS`` for its folder there (it exists; it is
+    listed in ``DATA_DIRS_LIST``); each user's home, ``home PATH``. Exit 0 when the resolved
+    path is a directory. No ``exit``, variables ``dd_*`` only: runs in a grouped batch."""
+    return (
+        f"dd_r=$(readlink -m -- {q(path)}); "
+        "printf 'real %s\\n' \"$(printf %s \"$dd_r\" | od -An -tx1 | tr -d ' \\n')\"; "
+        'case "$dd_r" in /var/lib/?*) dd_x=${dd_r#/var/lib/}; dd_t=/var/lib/${dd_x%%/*}; '
+        'dd_e=0; { [ -e "$dd_t" ] || [ -L "$dd_t" ]; } && dd_e=1; dd_o=0; '
+        f'grep -qxF -- "$dd_t" {q(DATA_DIRS_LIST)} 2>/dev/null && dd_o=1; '
+        'printf \'varlib %s %s\\n\' "$dd_e" "$dd_o" ;; esac; '
+        "cut -d: -f6 /etc/passwd 2>/dev/null | sed 's/^/home /'; "
+        '[ -d "$dd_r" ]'
+    )
+
+
+def make_data_dir(path: str) -> str:
+    """``mkdir -p`` the data dir; a folder it creates directly under /var/lib is recorded in
+    ``DATA_DIRS_LIST`` (so the policy knows flops-tasks made it)."""
+    return (
+        f'dd_r=$(readlink -m -- {q(path)}) && dd_n="" && '
+        'case "$dd_r" in /var/lib/?*) dd_x=${dd_r#/var/lib/}; dd_t=/var/lib/${dd_x%%/*}; '
+        '{ [ -e "$dd_t" ] || [ -L "$dd_t" ]; } || dd_n=$dd_t ;; esac && '
+        f"{cmd('mkdir', '-p', '--', path)} && "
+        f'{{ [ -z "$dd_n" ] || {{ mkdir -p {q(STATE_DIR)} && '
+        f"printf '%s\\n' \"$dd_n\" >> {q(DATA_DIRS_LIST)}; }}; }}"
+    )
+
+
 def volume_mountpoint(name: str) -> str:
     return cmd("docker", "volume", "inspect", "--format", "{{.Mountpoint}}", name)
 

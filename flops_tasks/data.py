@@ -352,12 +352,16 @@ def locate(session: HostSession, data_dir: str, strict: bool = True) -> Mount:
         ("volume", C.volume_mountpoint(C.DATA_VOLUME)),
     ]
     if data_dir:
-        probes.append(("data_dir", C.cmd("test", "-d", data_dir)))
+        probes.append(("data_dir", C.data_dir_facts(data_dir)))
     facts = WorkerFacts(session.probes(probes))
     if data_dir:
         want = posixpath.normpath(data_dir)
         source = f"data dir {want}"
-        present = facts.ok("data_dir")
+        found = facts.data_dir(data_dir)
+        problem = found.problem()
+        if problem:  # resolved on the worker: a link may lead somewhere refused
+            raise RemoteFailure(f"data dir {data_dir}: {problem}")
+        present = found.present
     else:
         want = facts.out("volume").strip()
         source = f"volume {C.DATA_VOLUME}"

@@ -1110,6 +1110,8 @@ HOSTILE_CALLS = {
     "sha256_of": lambda v, d: C.sha256_of(str(d), [v, v + "2"]),
     "install_file": lambda v, d: C.install_file(str(d / v), str(d / (v + "2")), v, v),
     "remove_files": lambda v, d: C.remove_files(str(d / v), [v, v + "2"]),
+    "data_dir_facts": lambda v, d: f"{C.data_dir_facts(str(d / v))}; true",
+    "make_data_dir": lambda v, d: C.make_data_dir(str(d / v)),
     "parquet_tails": lambda v, d: (
         C.parquet_tails(str(d / v), [v, v]) + "; " + C.parquet_tails(str(d))
     ),
