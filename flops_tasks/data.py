@@ -489,11 +489,6 @@ class Entry:
         return self.verdict().problem
 
     @property
-    def served(self) -> bool:
-        """Listed by the sidecar for its tag (the tag's other entries permitting)."""
-        return self.verdict().problem is None or self.verdict().warn
-
-    @property
     def breaks(self) -> str | None:
         """The tag whose listing this entry makes fail, if any."""
         return self.tag if self.verdict().breaks else None
@@ -795,14 +790,17 @@ def _check_footers(
             raise RemoteFailure(f"tag '{tag}' in {dest}: {problem}: nothing copied")
     notes = []
     if len(local) < len(files) or (not reader.where and any(e.tag in tags for e in entries)):
-        why = reader.why or (
-            f"{C.SIDECAR} is {mount.sidecar}" if mount.sidecar != "running" else "too large"
-        )
+        if reader.why:
+            why = reader.why
+        elif mount.sidecar != "running":
+            why = f"{C.SIDECAR} is {mount.sidecar}"
+        else:
+            why = f"the files' footers are more than {TAILS_TO_SIDECAR_MAX} bytes to send it"
         notes.append(
             warning(
                 host,
                 "footers",
-                f"not read ({why}; no pyarrow on this machine): only the PAR1 magic was "
+                f"not read (no pyarrow on this machine; {why}): only the PAR1 magic was "
                 "checked, and schemas were not compared",
             )
         )
