@@ -873,12 +873,13 @@ def parse_parquet_tails(stdout: str) -> dict[bytes, tuple[int, bytes | str]]:
 # process runs (/proc/1/cmdline: upstream's image runs poetry's environment, the testbed's a
 # venv on PATH), else python3, python, or `poetry run python` from the app's folder. The
 # script exits 3 (parquet_footer.NO_PYARROW) where pyarrow is missing: the next is tried.
+# Isolated (-I): neither the working folder nor PYTHON* variables reach the import path.
 _SIDECAR_PYTHON = (
     'p1=$(tr "\\000" "\\n" < /proc/1/cmdline 2>/dev/null | head -n 1); '
     'for p in "$p1" python3 python; do case "$p" in *python*) '
-    '"$p" -c "$0" "$@"; rc=$?; case "$rc" in 3|126|127) ;; *) exit "$rc" ;; esac ;; esac; done; '
+    '"$p" -I -c "$0" "$@"; rc=$?; case "$rc" in 3|126|127) ;; *) exit "$rc" ;; esac ;; esac; done; '
     "if command -v poetry >/dev/null 2>&1; then cd /ml_data_server 2>/dev/null; "
-    'poetry run python -c "$0" "$@"; rc=$?; [ "$rc" -eq 3 ] || exit "$rc"; fi; '
+    'poetry run python -I -c "$0" "$@"; rc=$?; [ "$rc" -eq 3 ] || exit "$rc"; fi; '
     'echo "no Python with pyarrow in this container" >&2; exit 3'
 )
 

@@ -71,11 +71,8 @@ class FakeLearner:
         )
         argv = [source if a == C.DATA_MOUNT else a for a in argv]
         bin_dir = str(Path(sys.executable).parent) if self.sidecar_python else "/nonexistent"
+        # without: only the system's Python, which has no pyarrow
         env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin"}
-        if not self.sidecar_python:
-            env["PYTHONPATH"] = str(self.root / "no-pyarrow")
-            (self.root / "no-pyarrow").mkdir(exist_ok=True)
-            (self.root / "no-pyarrow" / "pyarrow.py").write_text("raise ImportError('none')\n")
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
         return proc.returncode, proc.stdout + proc.stderr
 
