@@ -360,7 +360,9 @@ def locate(session: HostSession, data_dir: str, strict: bool = True) -> Mount:
         found = facts.data_dir(data_dir)
         problem = found.problem()
         if problem:  # resolved on the worker: a link may lead somewhere refused
-            raise RemoteFailure(f"data dir {data_dir}: {problem}")
+            raise RemoteFailure(
+                f"data dir {data_dir}: {problem}" + (": nothing copied" if strict else "")
+            )
         present = found.present
     else:
         want = facts.out("volume").strip()

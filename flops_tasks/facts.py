@@ -280,13 +280,13 @@ class DataDirFacts:
         from .config import data_dir_problem
 
         if not self.real:
-            return "it could not be resolved on this host (readlink -m failed): nothing changed"
+            return "it could not be resolved on this host (readlink -m failed)"
         problem = data_dir_problem(self.real, self.homes, self.var_lib_taken)
         if problem is None:
             return None
         if self.real != "/" + "/".join(p for p in self.path.split("/") if p not in ("", ".")):
             problem = f"it leads to {self.real} on this host (a symbolic link): {problem}"
-        return f"{problem}; nothing changed"
+        return problem
 
 
 def parse_data_dir(path: str, rc: int, out: str) -> DataDirFacts:
