@@ -715,6 +715,40 @@ def tcp_check_docker0(port: int, seconds: int = 3) -> str:
     )
 
 
+DATA_DIRS_LIST = f"{STATE_DIR}/data-dirs"  # the folders under /var/lib flops-tasks made
+
+
+def data_dir_facts(path: str) -> str:
+    """What the data dir policy needs from the worker (``facts.parse_data_dir``): the path
+    resolved there (``readlink -m``: every link followed, missing parts kept), as ``real
+    HEX``; under /var/lib, ``varlib EXISTS OURS`` for its folder there (it exists; it is
+    listed in ``DATA_DIRS_LIST``); each user's home, ``home PATH``. Exit 0 when the resolved
+    path is a directory. No ``exit``, variables ``dd_*`` only: runs in a grouped batch."""
+    return (
+        f"dd_r=$(readlink -m -- {q(path)}); "
+        "printf 'real %s\\n' \"$(printf %s \"$dd_r\" | od -An -tx1 | tr -d ' \\n')\"; "
+        'case "$dd_r" in /var/lib/?*) dd_x=${dd_r#/var/lib/}; dd_t=/var/lib/${dd_x%%/*}; '
+        'dd_e=0; { [ -e "$dd_t" ] || [ -L "$dd_t" ]; } && dd_e=1; dd_o=0; '
+        f'grep -qxF -- "$dd_t" {q(DATA_DIRS_LIST)} 2>/dev/null && dd_o=1; '
+        'printf \'varlib %s %s\\n\' "$dd_e" "$dd_o" ;; esac; '
+        "cut -d: -f6 /etc/passwd 2>/dev/null | sed 's/^/home /'; "
+        '[ -d "$dd_r" ]'
+    )
+
+
+def make_data_dir(path: str) -> str:
+    """``mkdir -p`` the data dir; a folder it creates directly under /var/lib is recorded in
+    ``DATA_DIRS_LIST`` (so the policy knows flops-tasks made it)."""
+    return (
+        f'dd_r=$(readlink -m -- {q(path)}) && dd_n="" && '
+        'case "$dd_r" in /var/lib/?*) dd_x=${dd_r#/var/lib/}; dd_t=/var/lib/${dd_x%%/*}; '
+        '{ [ -e "$dd_t" ] || [ -L "$dd_t" ]; } || dd_n=$dd_t ;; esac && '
+        f"{cmd('mkdir', '-p', '--', path)} && "
+        f'{{ [ -z "$dd_n" ] || {{ mkdir -p {q(STATE_DIR)} && '
+        f"printf '%s\\n' \"$dd_n\" >> {q(DATA_DIRS_LIST)}; }}; }}"
+    )
+
+
 def volume_mountpoint(name: str) -> str:
     return cmd("docker", "volume", "inspect", "--format", "{{.Mountpoint}}", name)
 
@@ -745,28 +779,126 @@ def parse_sha256_of(stdout: str, names: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def install_file(src: str, dest: str) -> str:
+def install_file(src: str, dest: str, sha256: str, owner: str) -> str:
     """Move an uploaded file to ``dest`` (runs as root in a folder others may write to).
 
+    The upload (made by the SSH login ``owner`` in /tmp, where anyone can plant a name) is
+    read only when it is a regular file owned by ``owner``, and opened with O_NOFOLLOW
+    (``dd iflag=nofollow``): root never reads a file it was pointed at through a link.
     The bytes go to a fresh random name beside ``dest``, created with O_CREAT|O_EXCL and
     O_NOFOLLOW (``dd conv=excl oflag=nofollow``): anything planted there, a symbolic link
     included, makes the copy fail instead of being written through. The mode comes from the
-    umask (0644), so nothing is ever chmod-ed through a link. ``mv -T`` renames the new file
-    over ``dest`` atomically; rename(2) replaces a directory entry and never follows it. A
-    ``dest`` that is a symbolic link, or not a regular file, is refused. The uploaded file
+    umask (0644), so nothing is ever chmod-ed through a link. The copy must hash to
+    ``sha256`` (else it is removed, and ``dest`` is left as it was); then ``mv -T`` renames
+    it over ``dest`` atomically (rename(2) replaces a directory entry and never follows it).
+    A ``dest`` that is a symbolic link, or not a regular file, is refused. The uploaded file
     is removed in every case.
     """
     folder = (dest.rsplit("/", 1)[0] or "/") if "/" in dest else "."
     return (
-        f"umask 022; s={q(src)}; d={q(folder)}; f={q(dest)}; rc=1; "
+        f"umask 022; s={q(src)}; d={q(folder)}; f={q(dest)}; h={q(sha256)}; o={q(owner)}; rc=1; "
+        'u=$(id -u -- "$o") || u=none; '
         'if [ ! -d "$d" ]; then echo "$d is not a directory" >&2; '
+        'elif [ -L "$s" ] || [ ! -f "$s" ]; then '
+        'echo "refusing the upload $s: not a regular file" >&2; '
+        'elif [ "$(stat -c %u -- "$s")" != "$u" ]; then '
+        'echo "refusing the upload $s: not owned by $o, the SSH login" >&2; '
         'elif [ -L "$f" ]; then echo "refusing to replace the symbolic link $f" >&2; '
         'elif [ -e "$f" ] && [ ! -f "$f" ]; then echo "$f exists and is not a file" >&2; '
         'elif t=$(mktemp -u "$d/.flops-tmp.XXXXXXXXXX"); then '
-        'if dd if="$s" of="$t" bs=1M conv=excl,fsync oflag=nofollow status=none '
-        '&& mv -f -T -- "$t" "$f"; then rc=0; else rm -f -- "$t"; fi; '
+        'if dd if="$s" of="$t" bs=1M iflag=nofollow conv=excl,fsync oflag=nofollow '
+        'status=none; then g=$(sha256sum < "$t"); '
+        'if [ "${g%% *}" = "$h" ]; then mv -f -T -- "$t" "$f" && rc=0; '
+        'else echo "checksum mismatch: the copy of $s is not what was uploaded, '
+        '$f left as it was" >&2; fi; fi; '
+        '[ "$rc" -eq 0 ] || rm -f -- "$t"; '
         'fi; rm -f -- "$s"; [ "$rc" -eq 0 ]'
     )
+
+
+def remove_files(folder: str, names: Sequence[str]) -> str:
+    """Remove ``names`` from ``folder`` (entries only: ``rm`` never follows a link)."""
+    return cmd("rm", "-f", "--", *(f"{folder.rstrip('/')}/{n}" for n in names))
+
+
+FOOTER_TAIL_MAX = 1 << 20  # bytes of a footer read on the worker for the controller's pyarrow
+TAIL_MARK = "@@flops-tail"
+
+
+def parquet_tails(folder: str, tags: Sequence[str] | None = None) -> str:
+    """The footer of every entry of ``folder`` (or of the entries of ``tags``: a name that is
+    the tag or starts with ``TAG.``), for pyarrow on the controller to read
+    (``parquet_footer.TailFile``). Nothing is run in the sidecar.
+
+    One line per entry: ``TAIL_MARK NAME SIZE BASE64`` with the last bytes of the file (its
+    footer and the 8 bytes after it; only the last 8 when the length they give is more than
+    the file), or ``TAIL_MARK NAME SIZE -WHY`` when not sent: ``-notfile`` (a directory, a
+    link to nothing), ``-outside`` (a link out of ``folder``: the sidecar resolves it inside
+    its container), ``-big`` (more than ``FOOTER_TAIL_MAX``). NAME in hex. A symbolic link
+    that stays in ``folder`` is read through, as the sidecar reads it. Assumes a
+    little-endian worker (amd64, arm64: Parquet's own byte order).
+    """
+    words = "* .[!.]* ..?*" if tags is None else " ".join(f"{q(t)} {q(t)}.*" for t in tags)
+    return (
+        f"cd {q(folder)} && p=$(pwd -P) && for e in {words}; do "
+        '{ [ -e "$e" ] || [ -L "$e" ]; } || continue; '
+        'n=$(printf "%s" "$e" | od -An -tx1 | tr -d " \\n"); t=$e; '
+        'if [ -L "$e" ]; then r=$(readlink -f -- "$e") || r=""; case "$r" in '
+        f'"$p"/*) t=$r ;; *) printf "%s %s 0 -outside\\n" {q(TAIL_MARK)} "$n"; continue ;; '
+        "esac; fi; "
+        f'if [ ! -f "$t" ]; then printf "%s %s 0 -notfile\\n" {q(TAIL_MARK)} "$n"; continue; fi; '
+        's=$(wc -c < "$t" | tr -d " "); k=$s; '
+        'if [ "$s" -ge 12 ]; then '
+        'm=$(tail -c 8 < "$t" | head -c 4 | od -An -tu4 | tr -d " \\n"); k=$((m + 8)); '
+        '[ "$k" -gt "$s" ] && k=8; fi; '
+        f'if [ "$k" -gt {FOOTER_TAIL_MAX} ]; then '
+        f'printf "%s %s %s -big\\n" {q(TAIL_MARK)} "$n" "$s"; continue; fi; '
+        f'printf "%s %s %s " {q(TAIL_MARK)} "$n" "$s"; '
+        'tail -c "$k" < "$t" | base64 -w0; echo; done; true'
+    )
+
+
+def parse_parquet_tails(stdout: str) -> dict[bytes, tuple[int, bytes | str]]:
+    """``parquet_tails`` output as ``name -> (size, tail bytes or why not sent)``."""
+    import base64
+    import binascii
+
+    found: dict[bytes, tuple[int, bytes | str]] = {}
+    for line in stdout.splitlines():
+        parts = line.split(" ")
+        if len(parts) not in (3, 4) or parts[0] != TAIL_MARK or not parts[2].isdigit():
+            continue
+        try:
+            name = bytes.fromhex(parts[1])
+            payload = parts[3] if len(parts) == 4 else ""
+            tail: bytes | str = (
+                payload[1:] if payload.startswith("-") else base64.b64decode(payload, validate=True)
+            )
+        except (ValueError, binascii.Error):
+            continue
+        found[name] = (int(parts[2]), tail)
+    return found
+
+
+# Run a Python script in the sidecar with the Python that has pyarrow: the one its main
+# process runs (/proc/1/cmdline: upstream's image runs poetry's environment, the testbed's a
+# venv on PATH), else python3, python, or `poetry run python` from the app's folder. The
+# script exits 3 (parquet_footer.NO_PYARROW) where pyarrow is missing: the next is tried.
+# Isolated (-I): neither the working folder nor PYTHON* variables reach the import path.
+_SIDECAR_PYTHON = (
+    'p1=$(tr "\\000" "\\n" < /proc/1/cmdline 2>/dev/null | head -n 1); '
+    'for p in "$p1" python3 python; do case "$p" in *python*) '
+    '"$p" -I -c "$0" "$@"; rc=$?; case "$rc" in 3|126|127) ;; *) exit "$rc" ;; esac ;; esac; done; '
+    "if command -v poetry >/dev/null 2>&1; then cd /ml_data_server 2>/dev/null; "
+    'poetry run python -I -c "$0" "$@"; rc=$?; [ "$rc" -eq 3 ] || exit "$rc"; fi; '
+    'echo "no Python with pyarrow in this container" >&2; exit 3'
+)
+
+
+def sidecar_python(script: str, *args: str, container: str = SIDECAR) -> str:
+    """Run ``script`` (Python source) with ``args`` inside the running ``container`` with
+    the Python that has pyarrow (exit 3 when none has it)."""
+    return cmd("docker", "exec", container, "sh", "-c", _SIDECAR_PYTHON, script, *args)
 
 
 def list_mount(folder: str) -> str:

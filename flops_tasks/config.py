@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -536,21 +537,26 @@ def _image(section: dict[str, Any], config: Config, name: str, key: str) -> str:
     return image
 
 
-# Mounted read-write into the sidecar: never a system tree, nor one of these folders itself
-# (a folder of its own inside /srv, /opt, /home ... is fine).
+# The data dir is mounted read-write behind upstream's sidecar, which takes unauthenticated
+# do_put and drop_dataset from anything on docker0 (SECURITY.md): it must be a folder of its
+# own. Never a system tree, root's home, a spool, nor one of the wide folders itself (a
+# folder of its own inside /srv, /opt, /home/<user> ... is fine).
 _SYSTEM_TREES = (
     "/bin",
     "/boot",
     "/dev",
     "/etc",
     "/proc",
+    "/root",
     "/run",
     "/sbin",
     "/sys",
     "/usr",
     "/var/run",
+    "/var/spool",
     "/var/lib/docker",
     "/var/lib/containerd",
+    "/var/lib/flops-tasks",
 )
 _TOO_WIDE = (
     "/",
@@ -558,7 +564,6 @@ _TOO_WIDE = (
     "/media",
     "/mnt",
     "/opt",
-    "/root",
     "/srv",
     "/tmp",
     "/var",
@@ -566,19 +571,48 @@ _TOO_WIDE = (
     "/var/log",
     "/var/tmp",
 )
+# folders under /var/lib that packages own: refused by name here; on the worker, any folder
+# under /var/lib that flops-tasks did not make is refused (``var_lib_taken``)
+_VAR_LIB_KNOWN = (
+    "apt",
+    "dpkg",
+    "mysql",
+    "postgresql",
+    "systemd",
+    "sudo",
+    "snapd",
+    "kubelet",
+    "containers",
+    "libvirt",
+    "lxd",
+    "cloud",
+    "ucf",
+    "pam",
+)
+DATA_DIR_EXAMPLE = "/srv/flops-data"
 
 
-def data_dir_problem(path: str) -> str | None:
-    """Why ``path`` cannot be a learner's data dir (config and --data-dir), or None."""
+def data_dir_problem(
+    path: str, homes: Sequence[str] = (), var_lib_taken: bool = False
+) -> str | None:
+    """Why ``path`` cannot be a learner's data dir (config and --data-dir), or None.
+
+    On a worker the path is checked again after ``readlink -m`` resolved it there
+    (``facts.DataDirFacts``), with what only the worker knows: its users' ``homes`` and
+    whether the folder under /var/lib the path lies in already exists and was not made by
+    flops-tasks (``var_lib_taken``).
+    """
     if any(ch in path for ch in "\n\r\0"):
         return "a path cannot hold line breaks or NUL"
     if not path.startswith("/"):
-        return "give an absolute path, e.g. /srv/flops-data"
-    if ".." in path.split("/"):
+        return f"give an absolute path, e.g. {DATA_DIR_EXAMPLE}"
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if ".." in parts:
         return "give a path without '..'"
     if ":" in path:
         return "give a path without ':' (docker -v would split the path there)"
-    norm = "/" + "/".join(part for part in path.split("/") if part not in ("", "."))
+    norm = "/" + "/".join(parts)
+    own = f"give a directory of its own, e.g. {DATA_DIR_EXAMPLE}"
     system = (
         norm in _TOO_WIDE
         or re.match(r"/lib(32|64|x32)?(/|$)", norm)
@@ -586,9 +620,25 @@ def data_dir_problem(path: str) -> str | None:
     )
     if system:
         return (
-            f"{norm} is a system directory, and the sidecar mounts the data dir "
-            "read-write: give a directory of its own, e.g. /srv/flops-data"
+            f"{norm} is a system directory, and the sidecar mounts the data dir read-write: {own}"
         )
+    hidden = next((part for part in parts if part.startswith(".")), None)
+    if hidden:
+        return f"{norm} is in the dot folder {hidden} (a home's settings, keys...): {own}"
+    if len(parts) == 2 and parts[0] == "home":
+        return f"{norm} is a home folder itself: {own} (such as {norm}/flops-data)"
+    if norm in homes:
+        return f"{norm} is a user's home folder on this host: {own}"
+    holds = sorted(h for h in homes if h.startswith(norm + "/"))
+    if holds:
+        return f"{norm} holds the home folder {holds[0]}: {own}"
+    if len(parts) >= 3 and parts[:2] == ["var", "lib"]:
+        top = "/" + "/".join(parts[:3])
+        if parts[2] in _VAR_LIB_KNOWN or var_lib_taken:
+            return (
+                f"{top} belongs to something else (a package's state): under /var/lib only "
+                f"a new folder that flops-tasks makes is accepted; {own}"
+            )
     return None
 
 

@@ -4,8 +4,16 @@ Learner data follows upstream's ml_data_server (addon-FLOps
 ``ml_data_server_package/ml_data_server/flight_server/main.py``): an Arrow Flight server on
 11027 over the folder mounted at ``/ml_data_server_volume`` (the docker volume
 ``ml_data_server_volume`` or the configured data dir). ``list_flights({"data_tags": [...]})``
-yields a file when ``name.split(".")[0]`` is a requested tag and reads it as Parquet, so
-a non-Parquet file, a directory or a link under a requested tag makes that listing fail.
+yields every entry whose ``name.split(".")[0]`` is a requested tag, after reading its Parquet
+footer (``parquet.read_schema``, ``read_metadata``; a symbolic link is followed), so one
+entry of a tag that is not Parquet makes the whole listing of that tag fail. The learner
+(``fl_learner/data_loading.py``) then merges every file of the tags it requested into one
+dataset (``pyarrow.concat_tables``): files of one tag with different schemas break training.
+
+Footers are read with pyarrow, the server's own library (``parquet_footer``): in the
+learner's running sidecar (``docker exec``), else on this machine when pyarrow is installed
+here (the worker sends each footer), else not at all (then only the PAR1 magic is checked,
+and the report says so).
 
 - ``collect`` checks local files before anything is copied and names them
   ``<tag>.<stem>.parquet``, the name the sidecar serves for the tag;
@@ -16,19 +24,22 @@ a non-Parquet file, a directory or a link under a requested tag makes that listi
 
 from __future__ import annotations
 
+import base64
 import glob
 import hashlib
+import json
 import os
 import posixpath
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import commands as C
+from . import parquet_footer as PF
 from .errors import UsageError
 from .facts import WorkerFacts
-from .outcome import Outcome, changed, failed, ok
+from .outcome import Outcome, changed, failed, ok, warning
 from .ssh import HostSession, RemoteFailure
 
 PARQUET_MAGIC = b"PAR1"
@@ -67,9 +78,27 @@ def check_tag(tag: str | None, flag: str = "--tag") -> str:
 
 
 def requestable(tag: str) -> bool:
-    """Could a learner ever ask for ``tag``? Not when empty (a dot file), nor with a comma
-    or white space (its tags are one comma-separated argument), nor starting with '-'."""
-    return bool(tag) and not tag.startswith("-") and not re.search(r"[,\s]", tag)
+    """Could a learner ever ask for ``tag``? Not with a comma or white space: the manager
+    joins a project's tags with commas into one word of the learner's command line
+    (flops_manager ``.../learners/main.py``), and the learner splits that word at the commas
+    (``fl_learner/utils/arg_parsing.py``). The empty tag (a name that starts with a dot)
+    and tags that start with '-' can be asked for: see ``tag_note``."""
+    return not re.search(r"[,\s]", tag)
+
+
+def tag_note(tag: str) -> str:
+    """What a learner must do to get ``tag`` served, when that is out of the ordinary."""
+    if not tag:
+        return (
+            "its tag is empty (the name starts with a dot): served to a learner whose data "
+            "tags hold an empty entry (such as 'mnist,')"
+        )
+    if tag.startswith("-"):
+        return (
+            "a learner must not list this tag first: its tags are one argument, and "
+            "argparse reads a leading '-' as an option"
+        )
+    return ""
 
 
 def stored_name(tag: str, path: Path) -> str:
@@ -111,12 +140,117 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
+# -- Parquet footers, read with pyarrow as upstream's server reads them ---------------------
+def local_pyarrow() -> str | None:
+    """pyarrow's version on this machine, or None when it is not installed here."""
+    try:
+        import pyarrow
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        return None
+    return str(pyarrow.__version__)
+
+
+@dataclass(frozen=True)
+class Footer:
+    """What upstream's server makes of one entry (``parquet_footer.judge``)."""
+
+    ok: bool
+    error: str = ""  # pyarrow's error when not ok
+    rows: int = 0
+    schema: str = ""  # the Arrow schema as text, without metadata
+    schema_sha: str = ""
+
+    @classmethod
+    def of(cls, record: dict) -> Footer:
+        return cls(
+            ok=record.get("ok") is True,
+            error=str(record.get("error") or ""),
+            rows=int(record.get("rows") or 0),
+            schema=str(record.get("schema") or ""),
+            schema_sha=str(record.get("schema_sha") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who read a host's footers: ``sidecar``, ``controller`` or nobody (``where`` empty)."""
+
+    where: str = ""
+    pyarrow: str = ""
+    why: str = ""  # why nobody did
+
+    def describe(self) -> str:
+        if self.where == "sidecar":
+            return f"footers read by pyarrow {self.pyarrow} in {C.SIDECAR}"
+        if self.where == "controller":
+            return f"footers read by pyarrow {self.pyarrow} on this machine"
+        return f"footers not read ({self.why}): only the PAR1 magic was checked"
+
+    def to_dict(self) -> dict:
+        return {
+            "read_by": self.where or None,
+            "pyarrow": self.pyarrow or None,
+            **({"why_not": self.why} if not self.where else {}),
+        }
+
+
+NO_READER = "no pyarrow on this machine and the sidecar is not running: pip install pyarrow"
+
+
+def local_footer(path: Path, name: str) -> Footer:
+    """A local file's footer, read with pyarrow here (installed: see ``local_pyarrow``)."""
+    return Footer.of(PF.judge(path, name))
+
+
+def tail_spec(path: Path, name: str) -> str:
+    """A ``parquet_footer`` TAIL argument for a local file: its size and last bytes."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        keep = size
+        if size >= 12:
+            fh.seek(-8, os.SEEK_END)
+            length = int.from_bytes(fh.read(4), "little")
+            keep = length + 8 if length + 8 <= size else 8
+        fh.seek(size - keep)
+        tail = fh.read(keep)
+    return json.dumps(
+        {"name": name.encode().hex(), "size": size, "tail": base64.b64encode(tail).decode()}
+    )
+
+
+def merge_problem(files: list[Entry] | list[tuple[str, Footer]]) -> str | None:
+    """Why the learner cannot merge these files of one tag (their schemas differ), or None.
+
+    Upstream's learner (``fl_learner/data_loading.py``) downloads every file of the tags it
+    requested and merges them into one dataset with ``pyarrow.concat_tables``, which needs
+    one schema."""
+    groups: dict[str, list[tuple[str, Footer]]] = {}
+    for item in files:
+        name, footer = (item.name, item.footer) if isinstance(item, Entry) else item
+        if footer is not None and footer.ok:
+            groups.setdefault(footer.schema_sha, []).append((name, footer))
+    if len(groups) < 2:
+        return None
+    parts = []
+    for members in groups.values():
+        names = ", ".join(n for n, _ in members[:3]) + (" ..." if len(members) > 3 else "")
+        fields = ", ".join(members[0][1].schema.splitlines())
+        parts.append(f"{names} ({fields[:160] + '...' if len(fields) > 160 else fields})")
+    return (
+        "schemas differ, and a learner merges every file of the tags it requests into one "
+        "dataset (pyarrow.concat_tables in fl_learner/data_loading.py), which fails: "
+        + "; ".join(parts)
+    )
+
+
 @dataclass(frozen=True)
 class DataFile:
     path: Path
     name: str  # the name in the mount: <tag>.<stem>.parquet
     size: int
     sha256: str
+    footer: Footer | None = None  # read here, when pyarrow is installed here
 
 
 def _expand(src: str) -> list[Path]:
@@ -170,7 +304,22 @@ def collect(src: str, tag: str) -> list[DataFile]:
                 f"{files[name].path} and {p} would both be stored as {name}: rename one"
             )
         files[name] = DataFile(p, name, p.stat().st_size, sha256_file(p))
-    return list(files.values())
+    version = local_pyarrow()
+    if version is None:
+        return list(files.values())  # each learner's sidecar reads the footers (copy_data)
+    judged = []
+    for f in files.values():
+        footer = local_footer(f.path, f.name)
+        if not footer.ok:
+            raise UsageError(
+                f"{f.path}: its Parquet footer does not parse (pyarrow {version}: "
+                f"{footer.error}), so the sidecar could not list tag '{tag}': nothing copied"
+            )
+        judged.append(replace(f, footer=footer))
+    problem = merge_problem([(str(f.path), f.footer) for f in judged if f.footer])
+    if problem:
+        raise UsageError(f"--src files for tag '{tag}': {problem}: nothing copied")
+    return judged
 
 
 # -- where the sidecar reads ---------------------------------------------------------------
@@ -203,12 +352,18 @@ def locate(session: HostSession, data_dir: str, strict: bool = True) -> Mount:
         ("volume", C.volume_mountpoint(C.DATA_VOLUME)),
     ]
     if data_dir:
-        probes.append(("data_dir", C.cmd("test", "-d", data_dir)))
+        probes.append(("data_dir", C.data_dir_facts(data_dir)))
     facts = WorkerFacts(session.probes(probes))
     if data_dir:
         want = posixpath.normpath(data_dir)
         source = f"data dir {want}"
-        present = facts.ok("data_dir")
+        found = facts.data_dir(data_dir)
+        problem = found.problem()
+        if problem:  # resolved on the worker: a link may lead somewhere refused
+            raise RemoteFailure(
+                f"data dir {data_dir}: {problem}" + (": nothing copied" if strict else "")
+            )
+        present = found.present
     else:
         want = facts.out("volume").strip()
         source = f"volume {C.DATA_VOLUME}"
@@ -254,6 +409,13 @@ KINDS = {"f": "file", "d": "directory", "l": "symbolic link", "o": "special file
 
 
 @dataclass(frozen=True)
+class Verdict:
+    problem: str | None = None  # why the sidecar does not serve the entry cleanly
+    breaks: bool = False  # the entry makes list_flights fail for its tag
+    warn: bool = False  # a doubt, not a fault (a link whose target was not read)
+
+
+@dataclass(frozen=True)
 class Entry:
     """One entry of the mount, judged by upstream's list_flights/do_get."""
 
@@ -262,6 +424,8 @@ class Entry:
     size: int = 0
     head: str = "-"
     tail: str = "-"
+    footer: Footer | None = None  # None: not read
+    unread: str = ""  # why this entry's footer was not read, when the others were
 
     @property
     def name(self) -> str:
@@ -272,49 +436,64 @@ class Entry:
     def tag(self) -> str:
         return tag_of(self.raw.decode("utf-8", "surrogateescape"))
 
-    def verdict(self) -> tuple[str | None, bool]:
-        """(why the sidecar does not serve this entry cleanly or None, whether it makes
-        list_flights fail for its tag)."""
+    def verdict(self) -> Verdict:
+        """How upstream's server treats this entry: with its footer read (``footer``), what
+        pyarrow said; without, what the listing shows (kind, PAR1 magic, name)."""
         magic = PARQUET_MAGIC.hex()
+        tag = shown(self.tag)
         if self.raw.startswith(TEMP_PREFIX.encode()):
-            return (
+            return Verdict(
                 "a temporary file of learner-data, left over unless a copy is running "
-                "now: remove it",
-                False,
+                "now: remove it"
             )
         if not requestable(self.tag):
-            return (
-                f"never served: no learner can ask for the tag '{shown(self.tag)}' (the name "
-                "before its first dot); store it with inv learner-data --tag",
-                False,
+            return Verdict(
+                f"never served: no learner can ask for the tag '{tag}' (the name before its "
+                "first dot holds a comma or white space); store it with inv learner-data --tag"
             )
-        breaks = f"list_flights for tag '{shown(self.tag)}' fails while it is there: remove it"
-        if self.kind == "l":
-            return (
-                f"a symbolic link, not followed here (learner-data never makes one): the "
-                f"sidecar reads what it points to inside its container, and list_flights "
-                f"for tag '{shown(self.tag)}' fails unless that is Parquet: replace it "
-                "with the file",
-                False,
-            )
-        if self.kind != "f":
-            return f"a {KINDS.get(self.kind, self.kind)}, not a Parquet file: {breaks}", True
-        if self.size < 8 or self.head != magic or self.tail != magic:
-            return f"not Parquet (no PAR1 magic at both ends): {breaks}", True
+        if not self.tag:
+            return Verdict(f"{tag_note(self.tag)}; store it with inv learner-data --tag")
+        breaks = f"list_flights for tag '{tag}' fails while it is there: remove it"
         try:
             self.raw.decode("utf-8")
         except UnicodeDecodeError:
-            return f"its name is not UTF-8, which the sidecar cannot encode: {breaks}", True
-        return None, False
+            return Verdict(
+                f"its name is not UTF-8, which the sidecar cannot encode: {breaks}", True
+            )
+        if self.footer is not None:
+            if self.footer.ok:
+                return Verdict()
+            what = {
+                "l": "a symbolic link, which the sidecar follows, to something pyarrow cannot "
+                "read as Parquet",
+                "f": "not Parquet: pyarrow cannot read its footer",
+            }.get(self.kind, f"a {KINDS.get(self.kind, self.kind)}, not a Parquet file")
+            return Verdict(f"{what} ({self.footer.error}): {breaks}", breaks=True)
+        if self.kind == "l":
+            return Verdict(
+                f"a symbolic link: the sidecar reads what it points to inside its container "
+                f"({self.unread or 'footer not read'}), and list_flights for tag '{tag}' "
+                "fails unless that is Parquet: replace it with the file",
+                warn=True,
+            )
+        if self.kind != "f":
+            return Verdict(
+                f"a {KINDS.get(self.kind, self.kind)}, not a Parquet file: {breaks}", True
+            )
+        if self.size < 8 or self.head != magic or self.tail != magic:
+            return Verdict(f"not Parquet (no PAR1 magic at both ends): {breaks}", True)
+        if self.unread:
+            return Verdict(f"footer not read ({self.unread})", warn=True)
+        return Verdict()
 
     @property
     def problem(self) -> str | None:
-        return self.verdict()[0]
+        return self.verdict().problem
 
     @property
     def breaks(self) -> str | None:
         """The tag whose listing this entry makes fail, if any."""
-        return self.tag if self.verdict()[1] else None
+        return self.tag if self.verdict().breaks else None
 
     def to_dict(self) -> dict:
         data: dict = {
@@ -323,9 +502,11 @@ class Entry:
             "kind": KINDS.get(self.kind, self.kind),
             "size": self.size,
         }
-        if self.problem:
-            data["problem"] = self.problem
+        verdict = self.verdict()
+        if verdict.problem:
+            data["problem"] = verdict.problem
             data["breaks"] = shown(self.breaks) if self.breaks else None
+            data["severity"] = "warning" if verdict.warn else "failed"
         return data
 
 
@@ -350,16 +531,27 @@ class HostData:
 
     mount: Mount
     entries: list[Entry] = field(default_factory=list)
+    reader: Reader = field(default_factory=Reader)
 
     def tags(self) -> dict[str, list[Entry]]:
         """tag -> the files the sidecar serves for it (a tag with a breaking entry too)."""
         found: dict[str, list[Entry]] = {}
         for e in self.entries:
-            if e.problem is None or e.breaks:
+            verdict = e.verdict()
+            if verdict.problem is None or verdict.breaks or (verdict.warn and e.kind != "l"):
                 found.setdefault(e.tag, [])
-            if e.problem is None:
+            if verdict.problem is None or (verdict.warn and e.kind != "l"):
                 found[e.tag].append(e)
         return dict(sorted(found.items()))
+
+    def merge_problems(self) -> dict[str, str]:
+        """tag -> why the learner cannot merge its files (their schemas differ)."""
+        found = {}
+        for tag, files in self.tags().items():
+            problem = merge_problem(files)
+            if problem:
+                found[tag] = problem
+        return found
 
     def problems(self) -> list[Entry]:
         return [e for e in self.entries if e.problem]
@@ -367,7 +559,7 @@ class HostData:
     def only(self, tag: str | None) -> HostData:
         if tag is None:
             return self
-        return HostData(self.mount, [e for e in self.entries if e.tag == tag])
+        return HostData(self.mount, [e for e in self.entries if e.tag == tag], self.reader)
 
     def to_dict(self) -> dict:
         return {
@@ -375,10 +567,19 @@ class HostData:
             "source": self.mount.source,
             "sidecar": self.mount.sidecar,
             **({"mount_problem": self.mount.problem} if self.mount.problem else {}),
+            "footers": self.reader.to_dict(),
             "tags": {
-                shown(t): [{"name": e.name, "size": e.size} for e in files]
+                shown(t): [
+                    {
+                        "name": e.name,
+                        "size": e.size,
+                        **({"rows": e.footer.rows} if e.footer and e.footer.ok else {}),
+                    }
+                    for e in files
+                ]
                 for t, files in self.tags().items()
             },
+            "merge_problems": {shown(t): p for t, p in self.merge_problems().items()},
             "problems": [e.to_dict() for e in self.problems()],
         }
 
@@ -386,19 +587,114 @@ class HostData:
 def _listing(
     session: HostSession, folder: str, extra: list[tuple[str, str]] | None = None
 ) -> tuple[list[Entry], dict[str, tuple[int, str]]]:
+    """The entries of ``folder`` and the output of ``extra`` probes, in one round trip; a
+    failed listing (or ``sums``) fails the host, the others are the caller's to judge."""
     found = session.probes([("list", C.list_mount(folder)), *(extra or [])])
-    for rc, out in found.values():
-        if rc != 0:
+    for name, (rc, out) in found.items():
+        if rc != 0 and name in ("list", "sums"):
             tail = out.strip().splitlines()[-1:] or [f"exit {rc}"]
             raise RemoteFailure(f"reading {folder} failed: {tail[0]}")
     return parse_listing(found["list"][1]), found
 
 
+def sidecar_footers_probe(*tails: str) -> tuple[str, str]:
+    """The probe that reads every footer of the mount inside the running sidecar (and the
+    ``tails`` of local files), with its own Python and pyarrow."""
+    return ("footers", C.sidecar_python(PF.source(), C.DATA_MOUNT, *tails))
+
+
+def parse_sidecar_footers(
+    rc: int, out: str
+) -> tuple[dict[bytes, Footer], dict[bytes, Footer], Reader]:
+    """``sidecar_footers_probe`` output: (the mount's footers by name, the local tails'
+    footers by name, the reader); the reader's ``where`` is empty when it did not run."""
+    lines = [
+        line[len(PF.MARK) + 1 :] for line in out.splitlines() if line.startswith(PF.MARK + " ")
+    ]
+    if rc != 0 or not lines:
+        why = out.strip().splitlines()[-1:] or [f"exit {rc}"]
+        no_python = rc == PF.NO_PYARROW
+        return (
+            {},
+            {},
+            Reader(
+                why=(
+                    f"{C.SIDECAR} has no Python with pyarrow"
+                    if no_python
+                    else f"reading them in {C.SIDECAR} failed: {shown(why[0])[:200]}"
+                )
+            ),
+        )
+    mount: dict[bytes, Footer] = {}
+    local: dict[bytes, Footer] = {}
+    version = ""
+    for text in lines:
+        try:
+            record = json.loads(text)
+            if "pyarrow" in record:
+                version = str(record["pyarrow"])
+                continue
+            name = bytes.fromhex(str(record["name"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+        (local if record.get("tail") else mount)[name] = Footer.of(record)
+    return mount, local, Reader("sidecar", version)
+
+
+def controller_footers(out: str) -> tuple[dict[bytes, Footer], dict[bytes, str]]:
+    """``commands.parquet_tails`` output read with pyarrow here: (footers by name, why
+    not read by name)."""
+    footers: dict[bytes, Footer] = {}
+    unread: dict[bytes, str] = {}
+    for name, (size, tail) in C.parse_parquet_tails(out).items():
+        if tail == "notfile":
+            footers[name] = Footer(False, "not a file: a directory, or a link to nothing")
+        elif tail == "outside":
+            unread[name] = "it points out of the data folder: not read here"
+        elif tail == "big":
+            unread[name] = f"a footer of more than {C.FOOTER_TAIL_MAX} bytes: not read here"
+        elif isinstance(tail, bytes):
+            text = name.decode("utf-8", "surrogateescape")
+            footers[name] = Footer.of(PF.judge(PF.TailFile(size, tail), text))
+    return footers, unread
+
+
+def _with_footers(
+    entries: list[Entry], footers: dict[bytes, Footer], unread: dict[bytes, str]
+) -> list[Entry]:
+    return [replace(e, footer=footers.get(e.raw), unread=unread.get(e.raw, "")) for e in entries]
+
+
+def _read_here(
+    session: HostSession, folder: str, tags: list[str] | None
+) -> tuple[dict[bytes, Footer], dict[bytes, str], Reader]:
+    """One more round trip: the worker sends the footers, pyarrow here reads them."""
+    version = local_pyarrow()
+    if version is None:
+        return {}, {}, Reader(why=NO_READER)
+    found = session.probes([("tails", C.parquet_tails(folder, tags))])
+    rc, out = found["tails"]
+    if rc != 0:
+        return {}, {}, Reader(why=f"the worker could not send them: {shown(out.strip())[:200]}")
+    footers, unread = controller_footers(out)
+    return footers, unread, Reader("controller", version)
+
+
 def read_mount(session: HostSession, data_dir: str) -> HostData:
-    """List the folder the host's sidecar serves (one probe for the place, one to list)."""
+    """List the folder the host's sidecar serves, each footer read with pyarrow: in the
+    running sidecar (one probe for the place, one to list and read), else here."""
     mount = locate(session, data_dir, strict=False)
-    entries, _ = _listing(session, mount.path)
-    return HostData(mount, entries)
+    probes = [sidecar_footers_probe()] if mount.sidecar == "running" else []
+    entries, found = _listing(session, mount.path, probes)
+    reader = Reader(why=f"{C.SIDECAR} is {mount.sidecar}")
+    footers: dict[bytes, Footer] = {}
+    unread: dict[bytes, str] = {}
+    if "footers" in found:
+        footers, _, reader = parse_sidecar_footers(*found["footers"])
+    if not reader.where:
+        footers, unread, here = _read_here(session, mount.path, None)
+        reader = here if here.where else Reader(why=f"{reader.why}; {here.why}")
+    return HostData(mount, _with_footers(entries, footers, unread), reader)
 
 
 def _sidecar_note(mount: Mount) -> str:
@@ -419,28 +715,100 @@ def listing_outcomes(host: str, data: HostData) -> list[Outcome]:
     rows = [
         failed(host, "mount", m.problem)
         if m.problem
-        else ok(host, "mount", f"{m.path} ({m.source}){_sidecar_note(m)}")
+        else ok(host, "mount", f"{m.path} ({m.source}){_sidecar_note(m)}; {data.reader.describe()}")
     ]
+    if not data.reader.where and data.entries:
+        rows.append(warning(host, "footers", data.reader.describe()))
     tags = data.tags()
+    merge = data.merge_problems()
     for tag, files in tags.items():
         size = sum(e.size for e in files)
         names = ", ".join(e.name for e in files) or "no Parquet file"
         broken = [e.name for e in data.problems() if e.breaks == tag]
         detail = f"{_count(len(files), 'file')}, {size} bytes: {names}"
+        note = tag_note(tag)
         step = f"tag {shown(tag)}"
-        rows.append(
-            failed(host, step, f"{detail}; list_flights fails because of {', '.join(broken)}")
-            if broken
-            else ok(host, step, detail)
-        )
+        if broken:
+            rows.append(
+                failed(host, step, f"{detail}; list_flights fails because of {', '.join(broken)}")
+            )
+        elif tag in merge:
+            rows.append(failed(host, step, f"{detail}; {merge[tag]}"))
+        else:
+            rows.append(ok(host, step, f"{detail}; {note}" if note else detail))
     for e in data.problems():
-        rows.append(failed(host, e.name, e.problem or ""))
+        verdict = e.verdict()
+        rows.append((warning if verdict.warn else failed)(host, e.name, verdict.problem or ""))
     if not tags and not data.problems():
         rows.append(ok(host, "data", "no files"))
     return rows
 
 
 # -- copying -------------------------------------------------------------------------------
+TAILS_TO_SIDECAR_MAX = 64 * 1024  # bytes of local footers sent on one command line
+
+
+def _check_footers(
+    session: HostSession,
+    files: list[DataFile],
+    dest: str,
+    mount: Mount,
+    entries: list[Entry],
+    found: dict[str, tuple[int, str]],
+) -> tuple[list[Entry], list[Outcome]]:
+    """Judge the footers before anything is copied: the local files' (read here by
+    ``collect``, else by the sidecar) and those of the files already stored under the same
+    tags. A file the sidecar could not read, or a tag whose schemas would differ, stops the
+    host (``RemoteFailure``: nothing copied). Returns the entries with their footers and a
+    warning when no footer could be read."""
+    host = session.label
+    names = {f.name.encode() for f in files}
+    tags = sorted({tag_of(f.name) for f in files})
+    local = {f.name.encode(): f.footer for f in files if f.footer is not None}
+    footers: dict[bytes, Footer] = {}
+    unread: dict[bytes, str] = {}
+    reader = Reader()
+    if "tails" in found:
+        footers, unread = controller_footers(found["tails"][1])
+        reader = Reader("controller", local_pyarrow() or "")
+    elif "footers" in found:
+        footers, sent, reader = parse_sidecar_footers(*found["footers"])
+        for f in files:
+            footer = sent.get(f.name.encode())
+            if footer is not None and not footer.ok:
+                raise RemoteFailure(
+                    f"{f.path}: its Parquet footer does not parse (pyarrow {reader.pyarrow} "
+                    f"in {C.SIDECAR}: {footer.error}), so the sidecar could not list tag "
+                    f"'{tag_of(f.name)}': nothing copied"
+                )
+            if footer is not None:
+                local[f.name.encode()] = footer
+    entries = _with_footers(entries, footers, unread)
+    for tag in tags:
+        kept = [(e.name, e.footer) for e in entries if e.tag == tag and e.raw not in names]
+        ours = [(f.name, local.get(f.name.encode())) for f in files if tag_of(f.name) == tag]
+        problem = merge_problem([(n, ft) for n, ft in kept + ours if ft is not None])
+        if problem:
+            raise RemoteFailure(f"tag '{tag}' in {dest}: {problem}: nothing copied")
+    notes = []
+    if len(local) < len(files) or (not reader.where and any(e.tag in tags for e in entries)):
+        if reader.why:
+            why = reader.why
+        elif mount.sidecar != "running":
+            why = f"{C.SIDECAR} is {mount.sidecar}"
+        else:
+            why = f"the files' footers are more than {TAILS_TO_SIDECAR_MAX} bytes to send it"
+        notes.append(
+            warning(
+                host,
+                "footers",
+                f"not read (no pyarrow on this machine; {why}): only the PAR1 magic was "
+                "checked, and schemas were not compared",
+            )
+        )
+    return entries, notes
+
+
 def copy_data(
     session: HostSession,
     files: list[DataFile],
@@ -448,12 +816,25 @@ def copy_data(
     progress: Callable[[str, int], None] | None = None,
 ) -> list[Outcome]:
     """Copy what differs to where the sidecar serves it; ``progress(host, bytes)`` is
-    called as bytes go out. Entries that would break the files' tag are reported."""
+    called as bytes go out. Entries that would break the files' tag are reported.
+
+    Before anything is copied, the footers are judged (``_check_footers``): in one round
+    trip with the listing, read here when pyarrow is installed here, else in the running
+    sidecar."""
     host = session.label
     mount = locate(session, data_dir)
     dest = mount.path
     names = [f.name for f in files]
-    entries, found = _listing(session, dest, [("sums", C.sha256_of(dest, names))])
+    tags = sorted({tag_of(f.name) for f in files})
+    probes = [("sums", C.sha256_of(dest, names))]
+    if local_pyarrow() is not None:
+        probes.append(("tails", C.parquet_tails(dest, tags)))
+    elif mount.sidecar == "running":
+        tails = [tail_spec(f.path, f.name) for f in files]
+        if sum(len(t) for t in tails) > TAILS_TO_SIDECAR_MAX:
+            tails = []
+        probes.append(sidecar_footers_probe(*tails))
+    entries, found = _listing(session, dest, probes)
     by_name = {e.raw: e for e in entries}
     for f in files:
         held = by_name.get(f.name.encode())
@@ -462,13 +843,13 @@ def copy_data(
                 f"{dest}/{f.name} is a {KINDS[held.kind]}: nothing copied; "
                 "remove it and run learner-data again"
             )
+    entries, extra = _check_footers(session, files, dest, mount, entries, found)
     remote = C.parse_sha256_of(found["sums"][1], names)
     todo = [f for f in files if remote.get(f.name) != f.sha256]
     skipped = len(files) - len(todo)
-    tags = sorted({tag_of(f.name) for f in files})
     ours = {f.name.encode() for f in files}
     broken = [e for e in entries if e.breaks in tags and e.raw not in ours]
-    extra = [failed(host, e.name, e.problem or "") for e in broken]
+    extra += [failed(host, e.name, e.problem or "") for e in broken]
     note = _sidecar_note(mount)
     if not todo:
         return [ok(host, "learner-data", f"all {len(files)} files already in {dest}{note}"), *extra]
@@ -476,7 +857,9 @@ def copy_data(
     for f in todo:
         summary = f"copy {f.path} to {dest}/{f.name}"
         if session.dry:  # recorded as planned, nothing is uploaded
-            session.change(C.install_file("<upload>", f"{dest}/{f.name}"), summary)
+            session.change(
+                C.install_file("<upload>", f"{dest}/{f.name}", f.sha256, session.user), summary
+            )
             continue
         last = [0]
 
@@ -486,7 +869,7 @@ def copy_data(
             last[0] = done
 
         tmp = session.upload(str(f.path), cb)
-        session.change(C.install_file(tmp, f"{dest}/{f.name}"), summary)
+        session.change(C.install_file(tmp, f"{dest}/{f.name}", f.sha256, session.user), summary)
         sent += f.size
     if session.dry:
         return [
@@ -501,7 +884,11 @@ def copy_data(
     got = C.parse_sha256_of(check.stdout, [f.name for f in todo])
     bad = [f.name for f in todo if got.get(f.name) != f.sha256]
     if bad:
-        raise RemoteFailure(f"checksum mismatch after copy: {', '.join(bad)}")
+        session.change(C.remove_files(dest, bad), f"remove {', '.join(bad)} from {dest}")
+        raise RemoteFailure(
+            f"checksum mismatch after copy: {', '.join(bad)} removed from {dest} (the sidecar "
+            "never serves a file other than the one sent)"
+        )
     return [
         changed(
             host,

@@ -233,7 +233,7 @@ def quick_probes(
         containers.append(C.SIDECAR)
         tcp = C.SIDECAR_PORT
         if data_dir:
-            probes.append(("data_dir", C.cmd("test", "-d", data_dir)))
+            probes.append(("data_dir", C.data_dir_facts(data_dir)))
     probes.append(("engine", C.engine_reads(volumes, containers, tcp_port=tcp)))
     return probes
 
@@ -262,6 +262,48 @@ def parse_addons(text: str) -> dict[str, bool] | None:
         else:
             return None
     return addons
+
+
+@dataclass(frozen=True)
+class DataDirFacts:
+    """A configured data dir as the worker sees it (``commands.data_dir_facts``)."""
+
+    path: str  # as configured
+    real: str  # resolved on the worker (readlink -m); "" when it could not be resolved
+    present: bool  # the resolved path is a directory
+    var_lib_taken: bool  # its folder under /var/lib exists and flops-tasks did not make it
+    homes: tuple[str, ...]  # the users' home folders
+
+    def problem(self) -> str | None:
+        """Why the worker's data dir is refused (config.data_dir_problem on the resolved
+        path, with the worker's homes and /var/lib), or None."""
+        from .config import data_dir_problem
+
+        if not self.real:
+            return "it could not be resolved on this host (readlink -m failed)"
+        problem = data_dir_problem(self.real, self.homes, self.var_lib_taken)
+        if problem is None:
+            return None
+        if self.real != "/" + "/".join(p for p in self.path.split("/") if p not in ("", ".")):
+            problem = f"it leads to {self.real} on this host (a symbolic link): {problem}"
+        return problem
+
+
+def parse_data_dir(path: str, rc: int, out: str) -> DataDirFacts:
+    real, taken, homes = "", False, []
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "real" and not real:
+            try:
+                real = bytes.fromhex(value.strip()).decode("utf-8", "surrogateescape")
+            except ValueError:
+                real = ""
+        elif key == "varlib":
+            exists, _, ours = value.partition(" ")
+            taken = exists.strip() == "1" and ours.strip() != "1"
+        elif key == "home" and value.startswith("/"):
+            homes.append(value.rstrip("/") or "/")
+    return DataDirFacts(path, real, rc == 0 and bool(real), taken, tuple(homes))
 
 
 @dataclass
@@ -305,6 +347,11 @@ class WorkerFacts:
 
     def out(self, name: str) -> str:
         return self.raw.get(name, (255, ""))[1]
+
+    def data_dir(self, path: str) -> DataDirFacts:
+        """The configured data dir ``path`` as the worker resolved it (probe ``data_dir``)."""
+        rc, out = self.raw.get("data_dir", (1, ""))
+        return parse_data_dir(path, rc, out)
 
     def ok(self, name: str) -> bool:
         return self.rc(name) == 0

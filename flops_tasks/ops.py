@@ -448,9 +448,13 @@ def _nodeengine_step(addon: str, role: str) -> Step:
 # -- learner ------------------------------------------------------------------------------
 def check_data(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
     if ctx.data_dir:
+        found = f.data_dir(ctx.data_dir)
+        problem = found.problem()
+        if problem:  # the path resolved on the worker (a link may lead elsewhere)
+            raise Refusal(f"data dir {ctx.data_dir}: {problem}")
         return (
-            f.ok("data_dir"),
-            f"data dir {ctx.data_dir} " + ("present" if f.ok("data_dir") else "missing"),
+            found.present,
+            f"data dir {ctx.data_dir} " + ("present" if found.present else "missing"),
         )
     return (
         f.ok("volume"),
@@ -460,7 +464,7 @@ def check_data(f: WorkerFacts, ctx: PrepContext) -> tuple[bool, str]:
 
 def act_data(s: HostSession, f: WorkerFacts, ctx: PrepContext) -> str:
     if ctx.data_dir:
-        s.change(C.cmd("mkdir", "-p", ctx.data_dir), f"mkdir -p {ctx.data_dir}")
+        s.change(C.make_data_dir(ctx.data_dir), f"mkdir -p {ctx.data_dir}")
         return f"created {ctx.data_dir}"
     s.change(C.docker_volume_create(C.DATA_VOLUME), f"docker volume create {C.DATA_VOLUME}")
     return f"created volume {C.DATA_VOLUME}"
@@ -614,7 +618,7 @@ def probes_for(roles: set[str], ctx: PrepContext, quick: bool = False) -> list[t
     if LEARNER in roles:
         probes += learner_probes()
         if ctx.data_dir:
-            probes.append(("data_dir", C.cmd("test", "-d", ctx.data_dir)))
+            probes.append(("data_dir", C.data_dir_facts(ctx.data_dir)))
     return probes
 
 

@@ -371,9 +371,13 @@ class HostSession:
         self.changes.start(records[0])
         res = self._as_root(command, timeout)
         if not res.ok:
-            detail = (res.stderr or res.stdout).strip().splitlines()
-            tail = detail[-1] if detail else f"exit {res.exited}"
-            raise RemoteFailure(f"{summary}: {tail}")
+            from .remote_text import failure_detail
+
+            secret = (
+                self.sudo_password() if self._sudo_needs_password and self.sudo_password else None
+            )
+            why = failure_detail(res.stderr, res.stdout, res.exited, secrets=[secret])
+            raise RemoteFailure(f"{summary}: {why}")
         for record in records:
             self.changes.record(record)
         return res

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -224,3 +226,117 @@ def test_the_real_sidecar_serves_the_copied_file_to_learners_at_172_17_0_1(learn
         {"name": "mnist.train.parquet", "rows": {"x": [1, 2, 3], "label": ["a", "b", "c"]}}
     ]
     assert served["cifar"] == [{"name": "cifar.cats.parquet", "rows": {"x": [9]}}]
+
+
+FLIGHT_TAGS = """
+import json, sys
+import pyarrow.flight as flight
+client = flight.connect("grpc://172.17.0.1:11027")  # what upstream's learners dial
+out = {}
+for tag in sys.argv[1:]:
+    criteria = json.dumps({"data_tags": [tag]}).encode("utf-8")
+    try:
+        out[tag] = sorted(f.descriptor.path[0].decode("utf-8")
+                          for f in client.list_flights(criteria=criteria))
+    except Exception as exc:
+        out[tag] = {"error": type(exc).__name__}
+print(json.dumps(out))
+"""
+
+
+def real_sidecar_lists(i: int, *tags: str) -> dict:
+    """What the real sidecar on worker ``i`` answers a learner's list_flights, per tag."""
+    w = worker(i)
+    image = in_worker(
+        w, "docker container inspect -f '{{.Config.Image}}' ml_data_server"
+    ).stdout.strip()
+    script = shlex.join(
+        ["docker", "run", "--rm", "--entrypoint", "sh", image, "-c", WITH_PYARROW, FLIGHT_TAGS]
+        + list(tags)
+    )
+    res = in_worker(w, script, check=False)
+    assert res.returncode == 0, f"Flight client failed in {w}: {res.stdout}{res.stderr}"
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def put_in_mount(i: int, local: Path, name: str) -> None:
+    subprocess.run(
+        ["docker", "cp", str(local), f"{worker(i)}:{MOUNT}/{name}"], check=True, timeout=60
+    )
+
+
+def corrupt_footer(path: Path) -> Path:
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<I", raw[-8:-4])
+    path.write_bytes(raw[: -(length + 8)] + b"\xff" * length + raw[-8:])
+    return path
+
+
+def test_list_says_served_only_where_the_real_sidecar_serves(learners, tmp_path):
+    """Footers read with pyarrow in the sidecar (and here while it is stopped): a corrupt
+    footer breaks its tag, a link is served, a tag of other schemas is flagged; each
+    prediction checked against the real sidecar's list_flights."""
+    empty_mount(1)
+    put_in_mount(1, parquet(tmp_path / "a.parquet", x=[1, 2]), "mnist.a.parquet")
+    put_in_mount(1, parquet(tmp_path / "b.parquet", x=[3]), "mnist.b.parquet")
+    put_in_mount(1, corrupt_footer(parquet(tmp_path / "c.parquet", x=[4])), "bad.c.parquet")
+    put_in_mount(1, parquet(tmp_path / "d.parquet", x=["four"]), "mixed.a.parquet")
+    put_in_mount(1, parquet(tmp_path / "e.parquet", x=[5]), "mixed.b.parquet")
+    put_in_mount(1, parquet(tmp_path / "f.parquet", y=[6]), "-dash.f.parquet")
+    in_worker(worker(1), f"cd {MOUNT} && ln -s mnist.a.parquet linked.a.parquet")
+    seen = {}
+    for reader in ("sidecar", "controller"):
+        if reader == "controller":
+            in_worker(worker(1), "docker stop ml_data_server >/dev/null")
+        res = inv("learner-data", "--list", "--host", "w1", "--json")
+        assert res.returncode == 1, res.stdout + res.stderr
+        w1 = json.loads(res.stdout)["hosts"]["w1"]
+        assert w1["footers"]["read_by"] == reader
+        assert w1["footers"]["pyarrow"].startswith("15.")
+        problems = {p["name"]: p for p in w1["problems"]}
+        assert problems["bad.c.parquet"]["breaks"] == "bad"
+        assert "pyarrow cannot read its footer" in problems["bad.c.parquet"]["problem"]
+        assert "linked.a.parquet" not in problems and "-dash.f.parquet" not in problems
+        assert list(w1["merge_problems"]) == ["mixed"]
+        seen[reader] = {t: [f["name"] for f in files] for t, files in w1["tags"].items()}
+    in_worker(worker(1), "docker start ml_data_server >/dev/null")
+    assert seen["sidecar"] == seen["controller"]
+    assert seen["sidecar"]["linked"] == ["linked.a.parquet"]
+    assert seen["sidecar"]["-dash"] == ["-dash.f.parquet"]
+    res = inv("learner-data", "--list", "--host", "w1", "--json")  # the sidecar runs again
+    assert json.loads(res.stdout)["hosts"]["w1"]["footers"]["read_by"] == "sidecar"
+    real = real_sidecar_lists(1, "mnist", "bad", "linked", "-dash", "mixed")
+    assert real["mnist"] == ["mnist.a.parquet", "mnist.b.parquet"]
+    assert "error" in real["bad"]  # the whole listing of the tag fails
+    assert real["linked"] == ["linked.a.parquet"] and real["-dash"] == ["-dash.f.parquet"]
+    assert real["mixed"] == ["mixed.a.parquet", "mixed.b.parquet"]  # served; the merge fails
+    empty_mount(1)
+
+
+def test_the_copy_refuses_a_broken_footer_before_anything_is_copied(learners, tmp_path):
+    empty_mount(1)
+    parquet(tmp_path / "src" / "good.parquet", x=[1])
+    corrupt_footer(parquet(tmp_path / "src" / "bad.parquet", x=[2]))
+    res = inv("learner-data", "--tag", "mnist", "--src", str(tmp_path / "src"), "--host", "w1")
+    assert res.returncode == 2 and res.stdout == ""
+    [line] = res.stderr.strip().splitlines()
+    assert "bad.parquet: its Parquet footer does not parse (pyarrow 15." in line
+    assert line.endswith("nothing copied")
+    assert mount_names(1) == []
+
+
+def test_a_data_dir_that_leads_into_root_is_refused_and_nothing_changes(learners):
+    """As configured, /tmp/flops-link/data looks like a folder of its own; on the worker the
+    link leads to /root/data. Before, the sidecar was replaced with /root mounted."""
+    w = worker(2)
+    in_worker(w, "ln -sfn /root /tmp/flops-link")
+    sidecar = "docker container inspect -f '{{.Id}} {{json .Mounts}}' ml_data_server"
+    before = in_worker(w, sidecar).stdout
+    res = inv("prepare-learner", "--host", "w2", "--data-dir", "/tmp/flops-link/data", "--json")
+    assert res.returncode == 1, res.stdout + res.stderr
+    steps = {s["step"]: s for s in json.loads(res.stdout)["hosts"]["w2"]["steps"]}
+    assert steps["data"]["status"] == "failed"
+    assert "it leads to /root/data on this host (a symbolic link)" in steps["data"]["detail"]
+    assert in_worker(w, "test -e /root/data", check=False).returncode != 0
+    assert in_worker(w, sidecar).stdout == before
+    in_worker(w, "rm -f /tmp/flops-link")

@@ -4,14 +4,21 @@ Docker's answers are recordings made on a testbed worker (``recorded/``: ``docke
 inspect ml_data_server`` over the volume, and over a bind mount), with the mount's path
 pointed at a temp dir. Every other command (``list_mount``, ``sha256_of``,
 ``install_file``, ``test -d``) runs for real under ``/bin/sh`` against that temp dir, so
-the builders and the parsers meet real output.
+the builders and the parsers meet real output. A ``docker exec ml_data_server ...`` into a
+running sidecar runs its command here too, with this Python's pyarrow first on PATH and the
+sidecar's ``/ml_data_server_volume`` pointed at the mount (``sidecar_python=False``: the
+sidecar has no Python with pyarrow).
 """
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
+import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +58,23 @@ class FakeLearner:
     changes: list[str] = field(default_factory=list)  # commands run by change()
     on_change: Callable[[str], None] | None = None  # hook before a change runs
     uploads: int = 0
+    user: str = field(default_factory=getpass.getuser)  # the SSH login
+    sidecar_python: bool = True  # the sidecar's image has a Python with pyarrow
+
+    def _sidecar_exec(self, command: str) -> tuple[int, str]:
+        argv = shlex.split(command)[3:]  # after: docker exec ml_data_server
+        running = bool(((self.sidecar or {}).get("State") or {}).get("Running"))
+        if not running:
+            return 1, f"Error response from daemon: container {C.SIDECAR} is not running"
+        source = next(
+            m["Source"] for m in self.sidecar["Mounts"] if m["Destination"] == C.DATA_MOUNT
+        )
+        argv = [source if a == C.DATA_MOUNT else a for a in argv]
+        bin_dir = str(Path(sys.executable).parent) if self.sidecar_python else "/nonexistent"
+        # without: only the system's Python, which has no pyarrow
+        env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin"}
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+        return proc.returncode, proc.stdout + proc.stderr
 
     @property
     def target(self) -> Target:
@@ -64,6 +88,8 @@ class FakeLearner:
             return 0, json.dumps(self.sidecar)
         if command == C.volume_mountpoint(C.DATA_VOLUME):
             return (0, f"{self.volume}\n") if self.volume else (1, NO_VOLUME)
+        if command.startswith(f"docker exec {C.SIDECAR} "):
+            return self._sidecar_exec(command)
         proc = subprocess.run(
             ["/bin/sh", "-c", command], capture_output=True, text=True, timeout=30, cwd=self.root
         )

@@ -37,6 +37,9 @@ UNREACHABLE = "worker.invalid"  # RFC 6761: never resolves
 CFG = "{cfg}"  # placeholder in needles: the path of the case's config file
 FORKS = Path(__file__).resolve().parent / "inv_forks.py"
 SAMPLE = str(ROOT / "tests" / "unit" / "files" / "sample.parquet")  # a real Parquet file
+# PAR1 at both ends, the footer garbage; and a Parquet file of another schema than SAMPLE
+CORRUPT_FOOTER = str(ROOT / "tests" / "unit" / "files" / "corrupt-footer.parquet")
+OTHER_SCHEMA = str(ROOT / "tests" / "unit" / "files" / "other-schema.parquet")
 
 
 @dataclass(frozen=True)
@@ -457,6 +460,24 @@ WORKFLOW_CASES = [
         "--src",
         "/no-such-dir/*.parquet",
         needles="matches no file",
+    ),
+    p(
+        "learner-data-src-corrupt-footer",
+        "learner-data",
+        "--tag",
+        "m",
+        "--src",
+        CORRUPT_FOOTER,
+        needles=("corrupt-footer.parquet: its Parquet footer does not parse", "nothing copied"),
+    ),
+    p(
+        "learner-data-src-two-schemas",
+        "learner-data",
+        "--tag",
+        "m",
+        "--src",
+        f"{SAMPLE},{OTHER_SCHEMA}",
+        needles=("schemas differ", "nothing copied"),
     ),
     p(
         "learner-data-src-folder-without-parquet",

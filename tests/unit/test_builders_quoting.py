@@ -18,6 +18,7 @@ sandbox before a script runs, and a script that still names ``/proc`` is never r
 from __future__ import annotations
 
 import base64
+import getpass
 import hashlib
 import inspect
 import json
@@ -700,7 +701,10 @@ def test_install_file_moves_the_literal_paths(box, src, dest, content):
     (base / "in").mkdir()
     (base / "out").mkdir()
     (base / "in" / src).write_bytes(enc(content))
-    ran = box.run(C.install_file(str(base / "in" / src), str(base / "out" / dest)))
+    sha = hashlib.sha256(enc(content)).hexdigest()
+    ran = box.run(
+        C.install_file(str(base / "in" / src), str(base / "out" / dest), sha, getpass.getuser())
+    )
     assert ran.rc == 0, ran.stderr
     assert (base / "out" / dest).read_bytes() == enc(content)
     assert (base / "out" / dest).stat().st_mode & 0o777 == 0o644
@@ -1066,6 +1070,7 @@ COMBINATORS = {
     "parse_sha256_of",
     "parse_engine_reads",
     "parse_installed",
+    "parse_parquet_tails",
 }
 # no '/' in these: some become file names inside a temp folder
 HOSTILE_SAMPLE = [
@@ -1104,7 +1109,14 @@ HOSTILE_CALLS = {
     "tcp_check_docker0": lambda v, d: C.tcp_check_docker0(v),
     "volume_mountpoint": lambda v, d: C.volume_mountpoint(v),
     "sha256_of": lambda v, d: C.sha256_of(str(d), [v, v + "2"]),
-    "install_file": lambda v, d: C.install_file(str(d / v), str(d / (v + "2"))),
+    "install_file": lambda v, d: C.install_file(str(d / v), str(d / (v + "2")), v, v),
+    "remove_files": lambda v, d: C.remove_files(str(d / v), [v, v + "2"]),
+    "data_dir_facts": lambda v, d: f"{C.data_dir_facts(str(d / v))}; true",
+    "make_data_dir": lambda v, d: C.make_data_dir(str(d / v)),
+    "parquet_tails": lambda v, d: (
+        C.parquet_tails(str(d / v), [v, v]) + "; " + C.parquet_tails(str(d))
+    ),
+    "sidecar_python": lambda v, d: C.sidecar_python(v, v, v, container=v),
     "remove_images_docker": lambda v, d: C.remove_images_docker([v, v]),
     "remove_images_ctr": lambda v, d: C.remove_images_ctr(v, [v]),
     "ctr_images_state": lambda v, d: C.ctr_images_state(v),

@@ -8,6 +8,7 @@ Outcomes data.py returns and the commands it planned or ran.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -27,8 +28,19 @@ from .learner_fakes import FakeLearner, learner, recorded_inspect
 PAR = b"PAR1"
 
 
-def parquet_bytes(body: bytes = b"rows") -> bytes:
-    """Enough of a Parquet file for the magic check (the Flight tests use real ones)."""
+def parquet_bytes(body: bytes = b"rows", column: str = "body") -> bytes:
+    """A real Parquet file of one binary column holding ``body`` (pyarrow reads its footer
+    as the sidecar does; the Flight tests serve such files for real)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(pa.table({column: [body]}), sink)
+    return sink.getvalue()
+
+
+def magic_only(body: bytes = b"rows") -> bytes:
+    """PAR1 at both ends and no footer: passes the magic check, not pyarrow."""
     return PAR + body + PAR
 
 
@@ -229,18 +241,22 @@ def test_copy_then_copy_again_changes_nothing(tmp_path, src):
     files = data.collect(str(src), "mnist")
     mount = tmp_path / "mount"
     sent: list[int] = []
+    total = sum(f.size for f in files)
     [first] = data.copy_data(w, files, "", progress=lambda host, n: sent.append(n))
     assert first.status is Status.CHANGED
-    assert "copied 2 files (166 bytes)" in first.detail and "checksums verified" in first.detail
+    assert f"copied 2 files ({total} bytes)" in first.detail
+    assert "checksums verified" in first.detail
     assert sorted(p.name for p in mount.iterdir()) == ["mnist.test.parquet", "mnist.train.parquet"]
     for f in files:
         assert (mount / f.name).read_bytes() == f.path.read_bytes()
         assert (mount / f.name).stat().st_mode & 0o777 == 0o644
-    assert sum(sent) == 166
+    assert sum(sent) == total
     uploads = sorted(str(p) for p in (tmp_path / "uploads").iterdir())
     assert uploads == []  # every upload was moved away
     assert [c for c in w.changes] == [
-        C.install_file(str(tmp_path / "uploads" / f"flops-upload.{i}"), f"{mount}/{f.name}")
+        C.install_file(
+            str(tmp_path / "uploads" / f"flops-upload.{i}"), f"{mount}/{f.name}", f.sha256, w.user
+        )
         for i, f in enumerate(files)
     ]
     w.changes.clear()
@@ -300,22 +316,140 @@ def test_a_symlink_at_a_target_name_is_never_written_through(tmp_path, src):
     assert w.changes == []
 
 
-def test_a_checksum_mismatch_after_the_copy_fails(tmp_path, src):
+def test_an_upload_changed_on_the_way_is_never_installed(tmp_path, src):
     w = learner(tmp_path)
+    old = write(tmp_path / "mount", "mnist.test.parquet", parquet_bytes(b"old rows"))
 
     def tamper(command: str) -> None:  # the upload arrives changed
         for p in (tmp_path / "uploads").iterdir():
-            p.write_bytes(b"PAR1 changed on the way PAR1")
+            p.write_bytes(parquet_bytes(b"changed on the way"))
 
     w.on_change = tamper
-    with pytest.raises(RemoteFailure, match="checksum mismatch after copy"):
+    with pytest.raises(RemoteFailure, match="checksum mismatch: the copy of .* left as it was"):
         data.copy_data(w, data.collect(str(src), "mnist"), "")
+    assert old.read_bytes() == parquet_bytes(b"old rows")
+    assert sorted(p.name for p in (tmp_path / "mount").iterdir()) == ["mnist.test.parquet"]
+
+
+def test_a_checksum_mismatch_after_the_copy_removes_the_file(tmp_path, src):
+    """Before: the file that failed the final check stayed where the sidecar serves it."""
+    w = learner(tmp_path)
+    files = data.collect(str(src), "mnist")
+    first = tmp_path / "mount" / files[0].name
+
+    def tamper(command: str) -> None:  # the first copy changes once installed
+        if first.exists() and files[1].name in command:
+            first.write_bytes(parquet_bytes(b"changed in place"))
+
+    w.on_change = tamper
+    with pytest.raises(RemoteFailure, match="checksum mismatch after copy: .* removed from"):
+        data.copy_data(w, files, "")
+    assert not first.exists()
+    assert (tmp_path / "mount" / files[1].name).read_bytes() == files[1].path.read_bytes()
 
 
 def test_copy_into_a_stopped_sidecars_mount_says_when_it_is_served(tmp_path, src):
     w = learner(tmp_path, kind="bind")  # recorded as "created", not running
     [out] = data.copy_data(w, data.collect(str(src), "m"), str(tmp_path / "mount"))
     assert out.status is Status.CHANGED and "ml_data_server is created" in out.detail
+
+
+# -- Parquet footers, read with pyarrow as the sidecar reads them -----------------------------
+def broken_footer(body: bytes = b"rows") -> bytes:
+    """A real Parquet file whose footer is garbage: PAR1 still at both ends."""
+    import struct
+
+    raw = parquet_bytes(body)
+    (length,) = struct.unpack("<I", raw[-8:-4])
+    return raw[: -(length + 8)] + b"\xff" * length + raw[-8:]
+
+
+@pytest.fixture
+def no_local_pyarrow(monkeypatch):
+    """This machine without pyarrow: footers are read in the sidecar, or not at all."""
+    monkeypatch.setattr(data, "local_pyarrow", lambda: None)
+
+
+def test_a_file_whose_footer_does_not_parse_is_refused_before_anything_is_copied(tmp_path, src):
+    """Before: PAR1 at both ends was enough, and list_flights then failed for the tag."""
+    write(src, "zz.parquet", broken_footer())
+    with pytest.raises(FlopsError) as err:
+        data.collect(str(src), "mnist")
+    assert err.value.code == 2 and "\n" not in err.value.message
+    assert "zz.parquet: its Parquet footer does not parse (pyarrow 15." in err.value.message
+    assert "the sidecar could not list tag 'mnist': nothing copied" in err.value.message
+
+
+def test_files_of_one_tag_with_different_schemas_are_refused(tmp_path, src):
+    write(src, "other.parquet", parquet_bytes(b"x", column="label"))
+    with pytest.raises(FlopsError) as err:
+        data.collect(str(src), "mnist")
+    assert err.value.code == 2
+    assert "schemas differ, and a learner merges every file" in err.value.message
+    assert "body: binary" in err.value.message and "label: binary" in err.value.message
+
+
+def test_without_pyarrow_here_the_sidecar_refuses_a_broken_footer_before_any_copy(
+    tmp_path, src, no_local_pyarrow
+):
+    write(src, "zz.parquet", broken_footer())
+    files = data.collect(str(src), "mnist")  # nothing here can read footers
+    assert all(f.footer is None for f in files)
+    w = learner(tmp_path)
+    with pytest.raises(RemoteFailure) as err:
+        data.copy_data(w, files, "")
+    assert "zz.parquet: its Parquet footer does not parse (pyarrow 15." in str(err.value)
+    assert "in ml_data_server" in str(err.value) and "nothing copied" in str(err.value)
+    assert w.changes == [] and list((tmp_path / "mount").iterdir()) == []
+
+
+@pytest.mark.parametrize("here", [True, False], ids=["pyarrow-here", "pyarrow-in-sidecar"])
+def test_a_copy_that_would_mix_schemas_in_a_tag_is_refused(tmp_path, src, monkeypatch, here):
+    if not here:
+        monkeypatch.setattr(data, "local_pyarrow", lambda: None)
+    w = learner(tmp_path)
+    stored = write(tmp_path / "mount", "mnist.old.parquet", parquet_bytes(column="label"))
+    write(tmp_path / "mount", "cifar.old.parquet", parquet_bytes(column="other"))
+    with pytest.raises(RemoteFailure) as err:
+        data.copy_data(w, data.collect(str(src), "mnist"), "")
+    assert "tag 'mnist' in" in str(err.value) and "schemas differ" in str(err.value)
+    assert "mnist.old.parquet (label: binary)" in str(err.value)
+    assert str(err.value).endswith("nothing copied")
+    assert w.changes == []
+    stored.unlink()  # the same schema is welcome, other tags do not matter
+    [out] = data.copy_data(w, data.collect(str(src), "mnist"), "")
+    assert out.status is Status.CHANGED
+
+
+def test_with_no_footer_reader_the_copy_warns(tmp_path, src, no_local_pyarrow):
+    (tmp_path / "vol").mkdir()
+    w = FakeLearner(tmp_path, sidecar=None, volume=tmp_path / "vol")
+    out = data.copy_data(w, data.collect(str(src), "m"), "")
+    assert [o.status for o in out] == [Status.CHANGED, Status.WARNING]
+    assert out[1].step == "footers" and "only the PAR1 magic was checked" in out[1].detail
+
+
+@pytest.mark.parametrize("here", [True, False])
+def test_a_sidecar_without_pyarrow_leaves_the_footers_to_this_machine(tmp_path, monkeypatch, here):
+    if not here:
+        monkeypatch.setattr(data, "local_pyarrow", lambda: None)
+    w = learner(tmp_path, sidecar_python=False)
+    write(tmp_path / "mount", "mnist.a.parquet", parquet_bytes())
+    write(tmp_path / "mount", "mnist.b.parquet", broken_footer())
+    got = data.read_mount(w, "")
+    if here:
+        assert got.reader.where == "controller"
+        assert [e.breaks for e in got.problems()] == ["mnist"]
+    else:
+        assert got.reader.where == "" and "ml_data_server has no Python with pyarrow" in (
+            got.reader.why
+        )
+        assert got.problems() == []  # the magic check cannot see it: and says so
+        rows = data.listing_outcomes("w1", got)
+        assert [(o.step, o.status) for o in rows if o.status is Status.WARNING] == [
+            ("footers", Status.WARNING)
+        ]
+        assert got.to_dict()["footers"]["read_by"] is None
 
 
 # -- listing ----------------------------------------------------------------------------------
@@ -342,18 +476,21 @@ def test_listing_judges_every_entry_as_the_sidecar_would(tmp_path):
     # a directory, a link or an unreadable name still makes its tag exist (and fail)
     assert tags == {
         "bad\udcff": [],
+        "cats": [],
         "cifar": ["cifar.x.parquet"],
         "dogs": [],
         "mnist": ["mnist.a.parquet", "mnist.b.parquet"],
         "plain": ["plain"],
     }
+    assert got.reader == data.Reader("sidecar", data.local_pyarrow() or "")
     problems = {e.name: (e.breaks, e.problem) for e in got.problems()}
     assert problems["cifar.readme"][0] == "cifar"
     assert "not Parquet" in problems["cifar.readme"][1]
-    assert problems["dogs"][0] == "dogs" and "a directory" in problems["dogs"][1]
-    assert problems["cats.link"][0] is None and "symbolic link" in problems["cats.link"][1]
+    assert problems["dogs"][0] == "dogs" and "a directory, not a Parquet" in problems["dogs"][1]
+    # the sidecar follows a link (here to /etc/passwd, not Parquet): the tag breaks
+    assert problems["cats.link"][0] == "cats" and "symbolic link" in problems["cats.link"][1]
     assert problems[".hidden.parquet"][0] is None
-    assert "never served" in problems[".hidden.parquet"][1]
+    assert "tag is empty" in problems[".hidden.parquet"][1]
     assert "never served" in problems["a,b.x.parquet"][1]
     assert "left over" in problems[".flops-tmp.AbCdEf1234"][1]
     assert "not UTF-8" in problems["bad\\xff.x.parquet"][1]
@@ -365,20 +502,25 @@ def test_listing_json_shape(tmp_path):
     w = learner(tmp_path)
     lay_out(tmp_path / "mount")
     got = data.read_mount(w, "").only("cifar").to_dict()
+    size = (tmp_path / "mount" / "cifar.x.parquet").stat().st_size
+    problem = got["problems"][0].pop("problem")
+    assert problem.startswith("not Parquet: pyarrow cannot read its footer (")
+    assert problem.endswith("): list_flights for tag 'cifar' fails while it is there: remove it")
     assert got == {
         "mount": str(tmp_path / "mount"),
         "source": "volume ml_data_server_volume",
         "sidecar": "running",
-        "tags": {"cifar": [{"name": "cifar.x.parquet", "size": 9}]},
+        "footers": {"read_by": "sidecar", "pyarrow": data.local_pyarrow()},
+        "tags": {"cifar": [{"name": "cifar.x.parquet", "size": size, "rows": 1}]},
+        "merge_problems": {},
         "problems": [
             {
                 "name": "cifar.readme",
                 "tag": "cifar",
                 "kind": "file",
                 "size": 11,
-                "problem": "not Parquet (no PAR1 magic at both ends): list_flights "
-                "for tag 'cifar' fails while it is there: remove it",
                 "breaks": "cifar",
+                "severity": "failed",
             }
         ],
     }
@@ -397,7 +539,8 @@ def test_listing_outcomes(tmp_path):
         ("tag mnist", Status.OK),
         ("cifar.notes", Status.FAILED),
     ]
-    assert rows[2].detail == "1 file, 12 bytes: mnist.a.parquet"
+    size = (tmp_path / "mount" / "mnist.a.parquet").stat().st_size
+    assert rows[2].detail == f"1 file, {size} bytes: mnist.a.parquet"
     assert "fails because of cifar.notes" in rows[1].detail
     empty = data.listing_outcomes("w1", data.read_mount(learner(tmp_path / "e"), ""))
     assert [(o.step, o.detail) for o in empty][1:] == [("data", "no files")]
@@ -442,8 +585,14 @@ def test_list_task_reports_per_learner(tmp_path, two_learners):
     write(tmp_path / "w2" / "mount", "cifar.a.parquet", parquet_bytes())
     result = flow.listing(Run.of(c))
     assert result["ok"] is True and result["tag"] is None
-    assert result["hosts"]["w1"]["tags"] == {"mnist": [{"name": "mnist.a.parquet", "size": 12}]}
-    assert result["hosts"]["w2"]["tags"] == {"cifar": [{"name": "cifar.a.parquet", "size": 12}]}
+    size = len(parquet_bytes())
+    assert result["hosts"]["w1"]["tags"] == {
+        "mnist": [{"name": "mnist.a.parquet", "size": size, "rows": 1}]
+    }
+    assert result["hosts"]["w2"]["tags"] == {
+        "cifar": [{"name": "cifar.a.parquet", "size": size, "rows": 1}]
+    }
+    assert result["hosts"]["w1"]["footers"]["read_by"] == "sidecar"
     only = flow.listing(Run.of(c), tag="mnist")
     assert only["hosts"]["w1"]["tags"] and only["hosts"]["w2"]["tags"] == {}
 
@@ -529,8 +678,19 @@ def untouched(victim: Path) -> bool:
     return victim.read_bytes() == b"root:secret" and victim.stat().st_mode & 0o777 == 0o600
 
 
-def upload(tmp_path: Path, body: bytes = b"PAR1 new PAR1") -> Path:
+NEW = b"PAR1 new PAR1"
+
+
+def upload(tmp_path: Path, body: bytes = NEW) -> Path:
     return write(tmp_path / "tmp", "flops-upload.x", body)
+
+
+def install(src: Path, dest: Path, body: bytes = NEW, owner: str | None = None) -> str:
+    """install_file of an upload whose sent bytes were ``body``, made by ``owner``."""
+    import getpass
+
+    sha = hashlib.sha256(body).hexdigest()
+    return C.install_file(str(src), str(dest), sha, owner or getpass.getuser())
 
 
 def test_install_file_never_writes_through_a_planted_temp_link(tmp_path, victim):
@@ -540,7 +700,7 @@ def test_install_file_never_writes_through_a_planted_temp_link(tmp_path, victim)
     mount.mkdir()
     dest = mount / "mnist.a.parquet"
     (mount / "mnist.a.parquet.flops-tmp").symlink_to(victim)
-    rc, out = run_sh(C.install_file(str(upload(tmp_path)), str(dest)))
+    rc, out = run_sh(install(upload(tmp_path), dest))
     assert untouched(victim), out
     assert rc == 0 and dest.read_bytes() == b"PAR1 new PAR1" and not dest.is_symlink()
 
@@ -557,7 +717,7 @@ def test_install_file_refuses_a_temp_name_taken_even_when_predicted(tmp_path, vi
     (stubs / "mktemp").write_text(f"#!/bin/sh\necho {planted}\n")
     (stubs / "mktemp").chmod(0o755)
     src = upload(tmp_path)
-    rc, out = run_sh(C.install_file(str(src), str(mount / "mnist.a.parquet")), path_first=stubs)
+    rc, out = run_sh(install(src, mount / "mnist.a.parquet"), path_first=stubs)
     assert rc != 0 and "File exists" in out
     assert untouched(victim) and not (mount / "mnist.a.parquet").exists()
     assert not src.exists()  # the upload is removed in every case
@@ -568,10 +728,40 @@ def test_install_file_refuses_a_destination_that_is_a_link(tmp_path, victim):
     mount.mkdir()
     dest = mount / "mnist.a.parquet"
     dest.symlink_to(victim)
-    rc, out = run_sh(C.install_file(str(upload(tmp_path)), str(dest)))
+    rc, out = run_sh(install(upload(tmp_path), dest))
     assert rc != 0 and "symbolic link" in out
     assert untouched(victim) and dest.is_symlink()
     assert [p.name for p in mount.iterdir()] == ["mnist.a.parquet"]  # no temp left behind
+
+
+def test_install_file_never_reads_an_upload_swapped_for_a_link(tmp_path, victim):
+    """Before: root's dd followed a link the login user put in place of the upload, and
+    copied a root-only file where the sidecar serves it to anyone."""
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    src = tmp_path / "tmp" / "flops-upload.x"
+    src.parent.mkdir()
+    src.symlink_to(victim)
+    rc, out = run_sh(install(src, mount / "mnist.a.parquet", body=victim.read_bytes()))
+    assert rc != 0 and "not a regular file" in out
+    assert list(mount.iterdir()) == [] and untouched(victim)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_install_file_refuses_an_upload_the_login_did_not_make(tmp_path):
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    src = upload(tmp_path)
+    os.chown(src, 65534, 65534)  # nobody's
+    rc, out = run_sh(install(src, mount / "mnist.a.parquet"))
+    assert rc != 0 and "not owned by" in out and "the SSH login" in out
+    assert list(mount.iterdir()) == []
+
+
+def test_install_file_opens_the_upload_without_following_links(tmp_path):
+    """The check and the read are apart: dd itself refuses a link (iflag=nofollow)."""
+    script = install(upload(tmp_path), tmp_path / "mount" / "x.parquet")
+    assert "iflag=nofollow" in script and "oflag=nofollow" in script
 
 
 def test_install_file_replaces_a_file_atomically_with_mode_0644(tmp_path):
@@ -579,7 +769,7 @@ def test_install_file_replaces_a_file_atomically_with_mode_0644(tmp_path):
     dest = write(mount, "mnist.a.parquet", b"old")
     dest.chmod(0o600)
     before = dest.stat().st_ino
-    rc, out = run_sh(C.install_file(str(upload(tmp_path)), str(dest)))
+    rc, out = run_sh(install(upload(tmp_path), dest))
     assert rc == 0, out
     assert dest.read_bytes() == b"PAR1 new PAR1" and dest.stat().st_mode & 0o777 == 0o644
     assert dest.stat().st_ino != before  # a new inode renamed over the old name

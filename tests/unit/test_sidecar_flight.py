@@ -138,12 +138,33 @@ def test_the_sidecar_lists_and_streams_what_learner_data_stored_for_the_tag(tmp_
     ]
 
 
-def test_the_listing_predicts_what_the_real_sidecar_does_for_every_tag(tmp_path, serve):
+def corrupt_footer(path: Path) -> None:
+    """A Parquet file whose footer is garbage, PAR1 still at both ends."""
+    import struct
+
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<I", raw[-8:-4])
+    path.write_bytes(raw[: -(length + 8)] + b"\xff" * length + raw[-8:])
+
+
+def readers(tmp_path: Path, mount: Path):
+    """The same folder seen through each footer reader: the running sidecar, and pyarrow
+    here while the sidecar is stopped (recorded as a created container over a bind mount)."""
+    return {
+        "sidecar": (learner(tmp_path / "a"), ""),
+        "controller": (learner(tmp_path / "b", kind="bind"), str(tmp_path / "b" / "mount")),
+    }
+
+
+@pytest.mark.parametrize("reader", ["sidecar", "controller"])
+def test_the_listing_predicts_what_the_real_sidecar_does_for_every_tag(tmp_path, serve, reader):
     """Every tag read_mount shows is served exactly so, and every tag it says breaks makes
-    the real list_flights fail; entries it says are never served are never listed."""
+    the real list_flights fail; entries it says are never served are never listed. The
+    footers are read with pyarrow in the sidecar, or here: the verdicts are the same."""
     import pyarrow as pa
 
-    mount = tmp_path / "mount"
+    w, data_dir = readers(tmp_path, tmp_path)[reader]
+    mount = w.root / "mount"
     parquet(mount / "mnist.a.parquet", x=[1])
     parquet(mount / "mnist.b.parquet", x=[2])
     parquet(mount / "plain", x=[3])  # no dot: the tag is the whole name
@@ -153,11 +174,17 @@ def test_the_listing_predicts_what_the_real_sidecar_does_for_every_tag(tmp_path,
     parquet(mount / ".hidden.parquet", x=[6])
     parquet(mount / "a,b.x.parquet", x=[7])
     (mount / "tiny.x.parquet").write_bytes(b"PAR1")
-    w = learner(tmp_path)
-    listing = data.read_mount(w, "")
+    parquet(mount / "bad.x.parquet", x=[8])
+    corrupt_footer(mount / "bad.x.parquet")  # PAR1 at both ends: the magic check passed it
+    parquet(mount / "-dash.x.parquet", x=[9])
+    (mount / "linked.x.parquet").symlink_to("mnist.a.parquet")  # the server follows it
+    (mount / "dangling.x.parquet").symlink_to("nowhere.parquet")
+    listing = data.read_mount(w, data_dir)
+    assert listing.reader.where == reader
     predicted = {tag: [e.name for e in files] for tag, files in listing.tags().items()}
     breaking = {e.breaks for e in listing.problems() if e.breaks}
-    assert breaking == {"cifar", "dogs", "tiny"}
+    assert breaking == {"cifar", "dogs", "tiny", "bad", "dangling"}
+    assert predicted["-dash"] == ["-dash.x.parquet"] and predicted["linked"] == ["linked.x.parquet"]
     client = serve(mount)
     for tag, served in predicted.items():
         if tag in breaking:
@@ -166,7 +193,54 @@ def test_the_listing_predicts_what_the_real_sidecar_does_for_every_tag(tmp_path,
         else:
             assert names(list_flights(client, [tag])) == sorted(served), tag
     assert names(list_flights(client, ["mnist"])) == ["mnist.a.parquet", "mnist.b.parquet"]
+    # a link is served with the rows of what it points to
+    [linked] = list_flights(client, ["linked"])
+    assert client.do_get(linked.endpoints[0].ticket).read_all().to_pydict() == {"x": [1]}
     never = [e for e in listing.problems() if e.problem and "never served" in e.problem]
-    assert sorted(e.name for e in never) == [".hidden.parquet", "a,b.x.parquet"]
-    # the one way to reach them would be a tag no learner can send (empty, or with a comma)
+    assert [e.name for e in never] == ["a,b.x.parquet"]
+    # the one way to reach it would be a tag no learner can send (with a comma)
     assert names(list_flights(client, ["a"])) == []
+    # a dot file is served to a learner whose tags hold an empty entry ('mnist,'): said so
+    hidden = next(e for e in listing.problems() if e.name == ".hidden.parquet")
+    assert "tag is empty" in (hidden.problem or "") and hidden.breaks is None
+    assert names(list_flights(client, ["mnist", ""])) == [
+        ".hidden.parquet",
+        "mnist.a.parquet",
+        "mnist.b.parquet",
+    ]
+    rows = {o.step: o for o in data.listing_outcomes("w1", listing)}
+    assert "must not list this tag first" in rows["tag -dash"].detail
+    assert rows["tag -dash"].status.value == "ok"
+
+
+@pytest.mark.parametrize("reader", ["sidecar", "controller"])
+def test_files_of_one_tag_with_different_schemas_are_flagged_as_the_learner_fails_on_them(
+    tmp_path, serve, reader
+):
+    """The sidecar serves both files; upstream's learner then merges every file of its
+    tags into one dataset (pyarrow.concat_tables, fl_learner/data_loading.py) and fails."""
+    import pyarrow as pa
+
+    w, data_dir = readers(tmp_path, tmp_path)[reader]
+    mount = w.root / "mount"
+    parquet(mount / "mnist.a.parquet", x=[1], label=["a"])
+    parquet(mount / "mnist.b.parquet", x=["one"], label=["b"])
+    parquet(mount / "cifar.a.parquet", y=[1.5])
+    listing = data.read_mount(w, data_dir)
+    problems = listing.merge_problems()
+    assert list(problems) == ["mnist"]
+    assert (
+        "a learner merges every file of the tags it requests into one dataset"
+        in (problems["mnist"])
+    )
+    assert "x: int64" in problems["mnist"] and "x: string" in problems["mnist"]
+    rows = {o.step: o for o in data.listing_outcomes("w1", listing)}
+    assert rows["tag mnist"].status.value == "failed" and rows["tag cifar"].status.value == "ok"
+    # what upstream's learner does with the tag (data_loading.py, without the temp files)
+    client = serve(mount)
+    tables = [
+        client.do_get(f.endpoints[0].ticket).read_all() for f in list_flights(client, ["mnist"])
+    ]
+    assert len(tables) == 2  # both are served
+    with pytest.raises(pa.ArrowInvalid, match="chema"):
+        pa.concat_tables(tables)
