@@ -627,6 +627,7 @@ WRONG_TYPES = {
     ("addon", "path"): 5,
     ("addon", "url"): 5,
     ("addon", "ref"): 2,
+    ("addon", "build"): 5,
     ("builder", "name"): 5,
     ("builder", "driver"): 5,
     ("learner", "image"): 5,
@@ -674,6 +675,7 @@ VALUE_CASES = [
         "flops.stack.bind_address",
     ),
     cfg_case("addon.ref-newline", {"addon": {"ref": "main\nx"}}, "flops.addon.ref"),
+    cfg_case("addon.build-unknown", {"addon": {"build": "fast"}}, "flops.addon.build"),
     cfg_case(
         "learner.data_dir-dotdot",
         {"learner": {"data_dir": "/data/../etc"}},
