@@ -272,6 +272,44 @@ def testbed_down(c, keep_images=False, json=False):
     cli.testbed_down(c, keep_images=keep_images, as_json=json)
 
 
+@task(
+    name="dev-images",
+    help={
+        "addon": "the addon-FLOps checkout to build from (default: flops.addon.path)",
+        "component": "comma-separated, of image-builder, project-observer, tracking-server, "
+        "mock-data-provider, ml-data-server; default: those whose sources changed since the "
+        "last run (with --restore: every one)",
+        "host": "[user@]host[:port], comma-separated; default: every inventory host",
+        "platform": "also build for linux/amd64 or linux/arm64 (comma-separated), besides the "
+        "target workers' own platforms",
+        "restore": "remove the side-loaded images instead: the next deploy pulls the public ones",
+        "no_cache": "build every layer of the images again (a cold build)",
+        "json": JSON,
+    },
+)
+def dev_images(
+    c,
+    addon=None,
+    component=None,
+    host=None,
+    platform=None,
+    restore=False,
+    no_cache=False,
+    json=False,
+):
+    """FLOps' developer loop: build FLOps' own images from a checkout, run them on workers."""
+    cli.dev_images(
+        c,
+        addon=addon,
+        component=component,
+        host=host,
+        platform=platform,
+        restore=restore,
+        no_cache=no_cache,
+        as_json=json,
+    )
+
+
 testbed = Collection("testbed", testbed_up, testbed_down)
 ns = Collection(
     env,
@@ -292,6 +330,7 @@ ns = Collection(
     doctor,
     bootstrap,
     demo,
+    dev_images,
     testbed,
 )
 ns.configure({"flops": DEFAULTS})

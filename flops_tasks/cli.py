@@ -844,3 +844,46 @@ def clear_apps(
         f"by {plan.identification}"
     )
     return finish(report, as_json, render=render)
+
+
+# -- the FLOps developer's loop -------------------------------------------------------------
+def dev_images(
+    c: Context,
+    addon: str | None = None,
+    component: str | None = None,
+    host: str | None = None,
+    platform: str | None = None,
+    restore: bool = False,
+    no_cache: bool = False,
+    as_json: bool = False,
+    render: bool = True,
+) -> Any:
+    """Build FLOps' own images from an addon-FLOps checkout and side-load them on the workers
+    under their public names (``restore``: remove the side-loaded ones again)."""
+    from . import devimages, ui
+    from . import env as envmod
+    from .errors import UsageError
+
+    s = settings(c)
+    if restore:
+        if addon is not None or platform is not None or no_cache:
+            raise UsageError(
+                "--restore removes side-loaded images: give it without --addon, --platform "
+                "and --no-cache"
+            )
+        report = devimages.restore(s, c.config, component, host, dry=is_dry(c))
+    else:
+        registry = envmod.registry_host(s, envmod.resolve_addresses(s))
+        report = devimages.run(
+            s,
+            c.config,
+            registry,
+            addon,
+            component,
+            host,
+            platform,
+            is_dry(c),
+            ui.info,
+            no_cache=no_cache,
+        )
+    return finish(report, as_json, render=render)
