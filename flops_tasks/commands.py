@@ -871,13 +871,11 @@ def ctr_image_list(namespace: str = OAKESTRA_NAMESPACE) -> str:
 def docker_image_labels(refs: Sequence[str]) -> str:
     """Per ref one line ``REF ID LABELS-JSON`` (``REF -`` when Docker lacks it); prints
     ``MISSING_MARK docker`` where the docker CLI is not installed."""
+    inspect = "{{.Id}} {{json .Config.Labels}}"
     lines = "; ".join(
-        f"printf '%s ' {q(ref)}; "
-        + any_of(
-            cmd("docker", "image", "inspect", "--format", "{{.Id}} {{json .Config.Labels}}", ref)
-            + " 2>/dev/null",
-            cmd("echo", "-"),
-        )
+        f"o=$({cmd('docker', 'image', 'inspect', '--format', inspect, ref)} 2>/dev/null); "
+        f'if [ -n "$o" ]; then printf \'%s %s\\n\' {q(ref)} "$o"; '
+        f"else printf '%s -\\n' {q(ref)}; fi"
         for ref in refs
     )
     return if_else(

@@ -260,12 +260,18 @@ def record(path: Path, registry: str, root: Path, done: dict[str, dict[str, Any]
 def forget(path: Path, components: list[str]) -> None:
     """Restored components are no longer side-loaded anywhere this state knows of."""
     data = read_state(path)
+    if not data:
+        return
     for registry in data.values():
         for entry in registry.values() if isinstance(registry, dict) else ():
             for name in components:
                 entry.pop(name, None)
-    if data:
-        _write_state(path, data)
+    kept = {
+        registry: {root: entry for root, entry in checkouts.items() if entry}
+        for registry, checkouts in data.items()
+        if isinstance(checkouts, dict)
+    }
+    _write_state(path, {registry: roots for registry, roots in kept.items() if roots})
 
 
 def _write_state(path: Path, data: dict[str, Any]) -> None:
@@ -533,6 +539,7 @@ def build_and_push(job: Job, component: Component, source: str) -> tuple[Outcome
     else:
         context, dockerfile = job.root / component.context, job.root / component.dockerfile
     uploaded = sent = 0
+    building = pushing = 0.0
     new = list(entries)
     for platform in missing:
         arch = _arch(platform)
@@ -544,9 +551,21 @@ def build_and_push(job: Job, component: Component, source: str) -> tuple[Outcome
             }
         local = f"{DEV_REPO}/{component.name}:{source}-{arch}"
         log = contexts_dir(job.s) / f"{component.name}-{arch}.build.log"
+        step = time.monotonic()
         build(
-            component, context, dockerfile, platform, local, source, build_args, log, job.progress
+            component,
+            context,
+            dockerfile,
+            platform,
+            local,
+            source,
+            build_args,
+            log,
+            job.progress,
+            no_cache=job.no_cache,
         )
+        building += time.monotonic() - step
+        step = time.monotonic()
         job.progress(f"pushing {component.name} ({platform}) to {job.registry}")
         image = oci.saved_image(local, job.cache, job.progress)
         if image.platform_name.split("/")[:2] != platform.split("/"):
@@ -559,6 +578,7 @@ def build_and_push(job: Job, component: Component, source: str) -> tuple[Outcome
         uploaded, sent = uploaded + blobs, sent + size
         new = [e for e in new if e.name != image.platform_name]
         new.append(oci.Entry(digest, len(image.manifest()), image.platform))
+        pushing += time.monotonic() - step
     index = oci.push_index(job.client, component.repo, tag, new)
     again = oci.read_index(job.client, component.repo, tag)
     names = sorted(e.name for e in again[1]) if again else []
@@ -572,7 +592,7 @@ def build_and_push(job: Job, component: Component, source: str) -> tuple[Outcome
             component.name,
             f"built {component.name} (source {source}) for {', '.join(missing)} and pushed "
             f"{where} = {index} ({uploaded} blobs, {sent / 2**20:.1f} MiB uploaded) in "
-            f"{time.monotonic() - started:.0f}s",
+            f"{time.monotonic() - started:.0f}s (build {building:.0f}s, push {pushing:.0f}s)",
         ),
         built,
     )

@@ -128,6 +128,8 @@ def test_the_default_selection_is_what_changed_since_the_last_run(checkout, tmp_
         D.changed_since(state, "10.0.0.9:5073", checkout, "offline")
     D.forget(state, ["ml-data-server"])
     assert set(D.recorded(state, REGISTRY, checkout)) == {"mock-data-provider"}
+    D.forget(state, ["mock-data-provider"])
+    assert json.loads(state.read_text()) == {}  # nothing side-loaded: nothing recorded
 
 
 def test_the_state_path_is_beside_the_managers_staged_context(ctx_factory):
@@ -695,3 +697,48 @@ def test_docker_save_is_read_into_compressed_layers_once(tmp_path, monkeypatch, 
     said.clear()
     again = oci.saved_image("x:1", oci.BlobCache(tmp_path / "cache"), said.append)
     assert again == image and not said  # known members: not read, not compressed again
+
+
+def test_only_the_platforms_the_registry_lacks_are_built_and_the_index_keeps_the_rest(
+    registry, checkout, tmp_path, monkeypatch, ctx_factory
+):
+    built: list[tuple[str, bool, str]] = []
+
+    def fake_build(component, context, dockerfile, platform, tag, source, args, log, progress,
+                   no_cache=False):  # fmt: skip
+        assert (context / "Dockerfile").is_file() and (context / "ml_data_server").is_dir()
+        built.append((platform, no_cache, args["BASE_IMAGE"]))
+
+    mds = D.COMPONENTS["ml-data-server"]
+    monkeypatch.setattr(D, "engine_arch", lambda: "amd64")
+    monkeypatch.setattr(D, "offline_inputs", lambda job, c, p: {"requirements.txt": c.requirements})
+    monkeypatch.setattr(D, "build", fake_build)
+    monkeypatch.setattr(D, "_drop_older", lambda component, source: None)
+    monkeypatch.setattr(
+        oci, "saved_image", lambda tag, cache, progress: saved(tmp_path, tag.encode(), tag[-5:])
+    )
+    s = settings(
+        ctx_factory({"stack": {"compose_file": str(tmp_path / "compose" / "flops.compose.yml")}})
+    )
+
+    def job(platforms: list[str], no_cache: bool = False) -> D.Job:
+        cache = oci.BlobCache(tmp_path / "cache")
+        return D.Job(
+            s, registry.address, checkout, "offline", [mds], platforms, False, print, cache,
+            no_cache,
+        )  # fmt: skip
+
+    row, first = D.build_and_push(job(["linux/amd64"], no_cache=True), mds, "abc")
+    assert row.status is Status.CHANGED and first.platforms == ["linux/amd64"]
+    assert built == [("linux/amd64", True, "flops-testbed/python:bookworm-amd64")]
+    built.clear()
+    row, both = D.build_and_push(job(["linux/amd64", "linux/arm64"]), mds, "abc")
+    assert built == [("linux/arm64", False, "flops-testbed/python:bookworm-arm64")]
+    assert both.platforms == ["linux/amd64", "linux/arm64"] and both.digest != first.digest
+    entries = {e.name: e.digest for e in oci.read_index(job([]).client, mds.repo, "dev-abc")[1]}
+    old = {e.name: e.digest for e in oci.read_index(job([]).client, mds.repo, first.digest)[1]}
+    assert entries["linux/amd64"] == old["linux/amd64"]  # kept, not built again
+    built.clear()
+    row, again = D.build_and_push(job(["linux/amd64"]), mds, "abc")
+    assert row.status is Status.OK and built == [] and again.digest == both.digest
+    assert "nothing built or pushed" in row.detail
