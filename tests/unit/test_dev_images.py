@@ -742,3 +742,27 @@ def test_only_the_platforms_the_registry_lacks_are_built_and_the_index_keeps_the
     row, again = D.build_and_push(job(["linux/amd64"]), mds, "abc")
     assert row.status is Status.OK and built == [] and again.digest == both.digest
     assert "nothing built or pushed" in row.detail
+
+
+def test_a_recorded_worker_with_side_loaded_images_reads_as_such():
+    """``sideload.probes()`` as a testbed worker with Docker answered it after
+    ``dev-images --component ml-data-server,mock-data-provider`` (tests/unit/facts)."""
+    data = json.loads((Path(__file__).parent / "facts" / "side-loaded-docker.json").read_text())
+    raw = {k: (v[0], v[1]) for k, v in data["probes"].items()}
+    worker = sideload.Worker("w1", raw)
+    assert worker.problem(data["registry"], docker_needed=True) is None
+    held = worker.containerd_images
+    assert set(held) == {MDS, MDP} and all(h.side_loaded for h in held.values())
+    assert worker.docker_images[MDS].source == held[MDS].source  # the same build in both
+    assert MDP not in worker.docker_images  # containerd only: not the sidecar
+    rows = sideload.doctor_rows("w1", raw)
+    assert [r.detail.split(":")[0] for r in rows] == ["ml-data-server", "mock-data-provider"]
+    assert "in containerd oakestra and Docker" in rows[0].detail
+    # what the registry holds for that source: nothing to import
+    want = sideload.Wanted(
+        "ml-data-server", held[MDS].source, f"{data['registry']}/flops-dev/ml-data-server",
+        held[MDS].digest,
+    )  # fmt: skip
+    session = FakeSession(raw)
+    assert [r.status for r in sideload.import_host(session, worker, [want])] == [Status.OK]
+    assert session.changes == []
