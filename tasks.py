@@ -336,6 +336,38 @@ def testbed_down(c: Context, keep_images: bool = False, json: bool = False) -> N
     testbed.down(keep_images=keep_images, as_json=json)
 
 
+@task(name="dev-images")
+def dev_images(
+    c: Context,
+    addon: str | None = None,
+    component: str | None = None,
+    host: str | None = None,
+    platform: str | None = None,
+    restore: bool = False,
+    no_cache: bool = False,
+    json: bool = False,
+    verbose: bool = False,
+) -> None:
+    """FLOps' developer loop: build FLOps' own images from a checkout, run them on workers."""
+    from flops_tasks.workflows import dev
+
+    run_task(
+        c,
+        "dev-images --restore" if restore else "dev-images",
+        lambda run: dev.dev_images(
+            run,
+            addon=addon,
+            component=component,
+            host=host,
+            platform=platform,
+            restore=restore,
+            no_cache=no_cache,
+        ),
+        json=json,
+        verbose=verbose,
+    )
+
+
 testbed = Collection("testbed", testbed_up, testbed_down)
 ns = Collection(
     env,
@@ -356,6 +388,7 @@ ns = Collection(
     doctor,
     bootstrap,
     demo,
+    dev_images,
     testbed,
 )
 ns.configure({"flops": DEFAULTS})

@@ -1,4 +1,7 @@
-"""The addon-FLOps checkout the FLOps manager image is built from (only on --build)."""
+"""The addon-FLOps checkout the FLOps manager image is built from (only on --build).
+
+A git clone, or an unpacked source tree of addon-FLOps (a release tarball, the testbed's
+upstream tree): both build the same way; only a clone can be cloned when missing."""
 
 from __future__ import annotations
 
@@ -37,6 +40,8 @@ def ensure_checkout(project: Project) -> Outcome:
         at = head.stdout.strip()
         note = "" if at.startswith(s.addon_ref) else f" (not the pinned {s.addon_ref[:12]})"
         return ok(where, STEP, f"addon-FLOps checkout {path} at {at[:12]}{note}")
+    if (path / "flops_manager_package").is_dir() and (path / "utils_library").is_dir():
+        return ok(where, STEP, f"addon-FLOps source tree {path} (not a git checkout)")
     if path.exists() and any(path.iterdir()):
         raise UsageError(
             f"{path} exists but is not a git checkout: remove it or set flops.addon.path"

@@ -62,6 +62,9 @@ SIDECAR = Recipe(
     ),
 )
 WHEELS = "wheels"
+# written into every context ``stage`` makes: a compose build section whose context holds it
+# is one flops-tasks stages from the addon-FLOps checkout (``manager_context``)
+STAMP = ".flops-tasks-staged"
 _SKIP = ("__pycache__", ".pyc", ".pyo")
 
 
@@ -77,8 +80,14 @@ def _files(root: Path) -> dict[str, Path]:
     return out
 
 
-def wanted_files(recipe: Recipe, addon_root: Path, wheels: Path | None = None) -> dict[str, Path]:
-    """Everything the context must hold: relative path -> source file."""
+def wanted_files(
+    recipe: Recipe,
+    addon_root: Path,
+    wheels: Path | None = None,
+    extra: dict[str, Path] | None = None,
+) -> dict[str, Path]:
+    """Everything the context must hold: relative path -> source file (``extra``: more files
+    by their path in the context)."""
     missing = [rel for _, rel in recipe.upstream if not (addon_root / rel).is_dir()]
     if missing:
         raise FlopsError(
@@ -90,14 +99,21 @@ def wanted_files(recipe: Recipe, addon_root: Path, wheels: Path | None = None) -
         wanted.update({f"{name}/{k}": v for k, v in _files(addon_root / rel).items()})
     if wheels is not None:
         wanted.update({f"{WHEELS}/{w.name}": w for w in sorted(wheels.glob("*.whl"))})
+    wanted.update(extra or {})
     return wanted
 
 
-def differs(recipe: Recipe, addon_root: Path, dest: Path, wheels: Path | None = None) -> bool:
+def differs(
+    recipe: Recipe,
+    addon_root: Path,
+    dest: Path,
+    wheels: Path | None = None,
+    extra: dict[str, Path] | None = None,
+) -> bool:
     """True when ``stage`` would change anything in ``dest`` (read-only)."""
-    wanted = wanted_files(recipe, addon_root, wheels)
+    wanted = wanted_files(recipe, addon_root, wheels, extra)
     have = _files(dest) if dest.is_dir() else {}
-    if set(have) - set(wanted):
+    if set(have) - set(wanted) - {STAMP}:
         return True
     return any(
         not (dest / rel).is_file() or not filecmp.cmp(src, dest / rel, shallow=True)
@@ -105,13 +121,19 @@ def differs(recipe: Recipe, addon_root: Path, dest: Path, wheels: Path | None = 
     )
 
 
-def stage(recipe: Recipe, addon_root: Path, dest: Path, wheels: Path | None = None) -> bool:
+def stage(
+    recipe: Recipe,
+    addon_root: Path,
+    dest: Path,
+    wheels: Path | None = None,
+    extra: dict[str, Path] | None = None,
+) -> bool:
     """Make ``dest`` hold exactly the recipe's files; True when anything changed."""
-    wanted = wanted_files(recipe, addon_root, wheels)
+    wanted = wanted_files(recipe, addon_root, wheels, extra)
     dest.mkdir(parents=True, exist_ok=True)
     changed_any = False
     for rel, path in _files(dest).items():
-        if rel not in wanted:
+        if rel not in wanted and rel != STAMP:
             path.unlink()
             changed_any = True
     for dirpath, _, _ in sorted(os.walk(dest), reverse=True):  # deepest first
@@ -125,6 +147,9 @@ def stage(recipe: Recipe, addon_root: Path, dest: Path, wheels: Path | None = No
         shutil.copy2(src, target)
         changed_any = True
     (dest / WHEELS).mkdir(exist_ok=True)  # the Dockerfile copies it, empty or not
+    stamp = dest / STAMP
+    if not stamp.is_file() or stamp.read_text() != recipe.name + "\n":
+        stamp.write_text(recipe.name + "\n")
     return changed_any
 
 
@@ -133,15 +158,32 @@ def manager_context_dir(s: Settings) -> Path:
     return Path(s.stack.compose_files[0]).parent / ".build" / MANAGER.name
 
 
-def ensure_manager_context(project: Project) -> Outcome:
-    """Stage the manager's build context from the addon-FLOps checkout (online build)."""
+def is_staged(context: Path, s: Settings) -> bool:
+    """True for a build context flops-tasks stages: the production one, or any that
+    ``stage`` made (the testbed's, offline)."""
+    return context == manager_context_dir(s) or (context / STAMP).is_file()
+
+
+def ensure_manager_context(
+    project: Project, dest: Path | None = None, offline: bool = False
+) -> Outcome:
+    """Stage the manager's build context (``dest``; default the production one) from the
+    addon-FLOps checkout at ``flops.addon.path``; ``offline``: with the wheelhouse (the
+    compose file builds with ``PIP_SOURCE=wheelhouse``), filled once by this host's pip."""
     source = Path(os.path.expanduser(project.s.addon_path))
-    dest = manager_context_dir(project.s)
+    dest = dest or manager_context_dir(project.s)
+    how = " with the wheelhouse" if offline else ""
+    summary = f"stage {dest} from {source}{how}"
     if not source.is_dir() and project.dry:  # the clone before it is only planned
-        project.act(f"stage {dest} from {source}", lambda: None, step=STEP)
+        project.act(summary, lambda: None, step=STEP)
         return changed(project.where, STEP, f"would stage {dest} from {source} once cloned")
-    if not differs(MANAGER, source, dest):
-        return ok(project.where, STEP, f"{dest} up to date with {source}")
-    project.act(f"stage {dest} from {source}", lambda: stage(MANAGER, source, dest), step=STEP)
+    wheels = None
+    if offline:
+        from . import wheelhouse
+
+        wheels, _ = wheelhouse.ensure(MANAGER.requirements)
+    if not differs(MANAGER, source, dest, wheels):
+        return ok(project.where, STEP, f"{dest} up to date with {source}{how}")
+    project.act(summary, lambda: stage(MANAGER, source, dest, wheels), step=STEP)
     verb = "would stage" if project.dry else "staged"
-    return changed(project.where, STEP, f"{dest} {verb} from {source}")
+    return changed(project.where, STEP, f"{dest} {verb} from {source}{how}")

@@ -988,3 +988,95 @@ def remove_images_ctr(namespace: str, refs: Sequence[str]) -> str:
 def cat_or_mark(path: str, mark: str) -> str:
     """The file's contents, or ``mark`` when it does not exist."""
     return if_else(cmd("test", "-f", path), cmd("cat", path), cmd("echo", mark))
+
+
+# -- dev-images: FLOps' own images side-loaded from a developer's checkout ----------------
+DEV_SOURCE_LABEL = "org.flops-tasks.dev-source"  # the component's source hash
+DEV_DIGEST_LABEL = "org.flops-tasks.dev-digest"  # the registry index it came from
+DEV_COMPONENT_LABEL = "org.flops-tasks.dev-component"
+OAKESTRA_NAMESPACE = "oakestra"  # where NodeEngine keeps its services' images
+
+
+def _ctr(namespace: str, *args: str) -> str:
+    return cmd("ctr", "--connect-timeout", CTR_CONNECT_TIMEOUT, "-n", namespace, *args)
+
+
+def ctr_image_list(namespace: str = OAKESTRA_NAMESPACE) -> str:
+    """``ctr images ls`` of one namespace (REF TYPE DIGEST SIZE PLATFORMS LABELS); prints
+    ``MISSING_MARK ctr`` where ctr is not installed."""
+    return if_else(
+        has_command("ctr") + " >/dev/null",
+        _ctr(namespace, "images", "ls"),
+        cmd("echo", MISSING_MARK, "ctr"),
+    )
+
+
+def docker_image_labels(refs: Sequence[str]) -> str:
+    """Per ref one line ``REF ID LABELS-JSON`` (``REF -`` when Docker lacks it); prints
+    ``MISSING_MARK docker`` where the docker CLI is not installed."""
+    inspect = "{{.Id}} {{json .Config.Labels}}"
+    lines = "; ".join(
+        f"o=$({cmd('docker', 'image', 'inspect', '--format', inspect, ref)} 2>/dev/null); "
+        f'if [ -n "$o" ]; then printf \'%s %s\\n\' {q(ref)} "$o"; '
+        f"else printf '%s -\\n' {q(ref)}; fi"
+        for ref in refs
+    )
+    return if_else(
+        has_command("docker") + " >/dev/null", lines or "true", cmd("echo", MISSING_MARK, "docker")
+    )
+
+
+def sidecar_image() -> str:
+    """The sidecar container's image name and id (``NAME ID``), or nothing."""
+    return (
+        cmd(
+            "docker",
+            "container",
+            "inspect",
+            "--format",
+            "{{.Config.Image}} {{.Image}}",
+            SIDECAR,
+        )
+        + " 2>/dev/null; true"
+    )
+
+
+def docker_info_or_missing() -> str:
+    return if_else(
+        has_command("docker") + " >/dev/null",
+        docker_info_json(),
+        cmd("echo", MISSING_MARK, "docker"),
+    )
+
+
+def ctr_sideload(source: str, public: str, platform: str, labels: dict[str, str]) -> str:
+    """Pull ``source`` (``REGISTRY/repo@sha256:...``, plain HTTP: the FLOps registry) for
+    ``platform`` into namespace oakestra, name it ``public`` (replacing what had that name),
+    label it, and drop the pulled name (the content stays: ``public`` holds it)."""
+    ns = OAKESTRA_NAMESPACE
+    return all_of(
+        _ctr(ns, "images", "pull", "--plain-http", "--platform", platform, source) + " >/dev/null",
+        _ctr(ns, "images", "tag", "--force", source, public) + " >/dev/null",
+        _ctr(ns, "images", "label", public, *(f"{k}={v}" for k, v in sorted(labels.items())))
+        + " >/dev/null",
+        _ctr(ns, "images", "rm", source) + " >/dev/null",
+    )
+
+
+def docker_sideload(source: str, public: str) -> str:
+    """Pull ``source`` into Docker (it must trust the FLOps registry), name it ``public``, and
+    drop the pulled name."""
+    return all_of(
+        cmd("docker", "pull", "-q", source) + " >/dev/null",
+        cmd("docker", "tag", source, public),
+        cmd("docker", "image", "rm", source) + " >/dev/null",
+    )
+
+
+def ctr_unload(refs: Sequence[str]) -> str:
+    return _ctr(OAKESTRA_NAMESPACE, "images", "rm", *refs) + " >/dev/null"
+
+
+def docker_unload(refs: Sequence[str]) -> str:
+    """Untag (``-f``: also when a container runs it; the container keeps running)."""
+    return cmd("docker", "image", "rm", "-f", *refs) + " >/dev/null"

@@ -73,6 +73,10 @@ DEFAULTS: dict[str, Any] = {
         "path": "~/.cache/flops-tasks/addon-FLOps",
         "url": "https://github.com/oakestra/addon-FLOps.git",
         "ref": "2fa0ab973b9d893b1d645b91d34297c468bdd36a",
+        # how dev-images builds FLOps' components from the checkout: "upstream" (upstream's
+        # own Dockerfiles; needs Docker Hub, PyPI and GitHub) or "offline" (the staged recipes
+        # in compose/dev/ on Debian bases made with debootstrap, packages from a wheelhouse)
+        "build": "upstream",
     },
     "builder": {"name": "flops-builder", "driver": "auto"},
     "learner": {
@@ -142,6 +146,7 @@ class Settings:
     oakestra_password_env: str = "FLOPS_OAKESTRA_PASSWORD"
     oakestra_port: int = 10000
     oakestra_timeout: float = 15.0
+    addon_build: str = "upstream"  # dev-images: "upstream" Dockerfiles or "offline" recipes
 
 
 def source_of(config: Config, *path: str) -> str:
@@ -375,6 +380,14 @@ def settings_of(config: Config) -> Settings:
     )
 
     addon = _section(flops, config, "addon")
+    addon_build = addon.get("build")
+    _expect(
+        addon_build in ("upstream", "offline"),
+        config,
+        ("addon", "build"),
+        "upstream or offline",
+        addon_build,
+    )
     builder = _section(flops, config, "builder")
     driver = builder.get("driver")
     _expect(
@@ -432,6 +445,7 @@ def settings_of(config: Config) -> Settings:
         oakestra_password_env=oak_env,
         oakestra_port=int(oak_port),
         oakestra_timeout=_number(oak, config, "oakestra", "timeout", 1, 600),
+        addon_build=str(addon_build),
     )
 
 

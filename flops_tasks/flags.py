@@ -88,6 +88,18 @@ FLAGS: dict[str, Flag] = {
         "last repeats); default docker"
     ),
     "keep_images": Flag("keep the built images (faster next testbed.up)"),
+    "addon": Flag("the addon-FLOps checkout to build from (default: flops.addon.path)"),
+    "component": Flag(
+        "comma-separated, of image-builder, project-observer, tracking-server, "
+        "mock-data-provider, ml-data-server; default: those whose sources changed since the "
+        "last run (with --restore: every one)"
+    ),
+    "platform": Flag(
+        "also build for linux/amd64 or linux/arm64 (comma-separated), besides the target "
+        "workers' own platforms"
+    ),
+    "restore": Flag("remove the side-loaded images instead: the next deploy pulls the public ones"),
+    "no_cache": Flag("build every layer of the images again (a cold build)"),
 }
 
 

@@ -793,8 +793,10 @@ def _converge(
 
 def doctor_host(session: HostSession, roles: set[str], ctx: PrepContext) -> list[Outcome]:
     """Read-only: every check of ``roles`` on one host, each failure with the task that fixes it."""
+    from . import sideload
+
     host = session.label
-    facts = gather(session, probes_for(roles, ctx))
+    facts = gather(session, probes_for(roles, ctx) + sideload.doctor_probes())
     outcomes = [ok(host, "ssh", "reachable; host key pinned")]
     problem = preflight(facts, roles)
     if problem:
@@ -810,6 +812,7 @@ def doctor_host(session: HostSession, roles: set[str], ctx: PrepContext) -> list
             outcomes.append(failed(host, step.name, detail, fix=f"inv {task} --host {target}"))
     outcomes.extend(refused)
     outcomes.extend(warnings)
+    outcomes.extend(sideload.doctor_rows(host, facts.raw))  # developers' builds (dev-images)
     outcomes.sort(key=lambda o: _order(o.step))
     return outcomes
 

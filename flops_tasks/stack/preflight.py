@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 from .. import env as envmod
 from ..errors import FlopsError, UsageError
@@ -166,14 +167,19 @@ def ensure_network(project: Project, name: str) -> bool:
     return True
 
 
-def builds_from_addon(project: Project) -> bool:
-    """True when the manager is built from the addon-FLOps checkout (not an override)."""
-    from ..build_context import manager_context_dir
+def builds_from_addon(project: Project) -> tuple[Path, bool] | None:
+    """The manager's build context when flops-tasks stages it from the addon-FLOps checkout
+    (the production one, or a staged one such as the testbed's), and whether the compose
+    file builds it offline (``PIP_SOURCE=wheelhouse``); None for any other build."""
+    from ..build_context import is_staged
 
     services = project.compose_config().get("services") or {}
     build = (services.get("flops_manager") or {}).get("build") or {}
     context = str(build.get("context", "")) if isinstance(build, dict) else str(build)
-    return context == str(manager_context_dir(project.s))
+    if not context or not is_staged(Path(context), project.s):
+        return None
+    args = (build.get("args") or {}) if isinstance(build, dict) else {}
+    return Path(context), str(args.get("PIP_SOURCE", "")) == "wheelhouse"
 
 
 def preflight(project: Project, build: bool = False) -> tuple[dict[str, str], list[Outcome]]:
@@ -212,12 +218,14 @@ def preflight(project: Project, build: bool = False) -> tuple[dict[str, str], li
     )
     created = ensure_network(project, name)
     outcomes.append((changed if created else ok)(where, "network", how))
-    if build and MANAGER in project.services and builds_from_addon(project):
+    staged = builds_from_addon(project) if build and MANAGER in project.services else None
+    if staged is not None:
         from ..addon import ensure_checkout
         from ..build_context import ensure_manager_context
 
+        context, offline = staged
         outcomes.append(ensure_checkout(project))
-        outcomes.append(ensure_manager_context(project))
+        outcomes.append(ensure_manager_context(project, dest=context, offline=offline))
     if not build and not project.dry and not complete:
         missing = project.missing_images()
         if missing:

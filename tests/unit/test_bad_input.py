@@ -409,6 +409,82 @@ STACK_FLAG_CASES = [
     p("unknown-task", "no-such-task", needles="no-such-task"),
 ]
 
+DEV_IMAGES_CASES = [
+    # refused before any worker, engine or registry is asked (the hosts cannot be reached)
+    p(
+        "dev-images-not-a-checkout",
+        "dev-images",
+        "--addon",
+        str(ROOT),
+        "--component",
+        "ml-data-server",
+        "--host",
+        UNREACHABLE,
+        needles=(str(ROOT), "is not an addon-FLOps checkout"),
+    ),
+    p(
+        "dev-images-missing-checkout",
+        "dev-images",
+        "--addon",
+        "/nonexistent/addon-FLOps",
+        "--component",
+        "ml-data-server",
+        needles=("/nonexistent/addon-FLOps", "is not an addon-FLOps checkout"),
+    ),
+    p(
+        "dev-images-unknown-component",
+        "dev-images",
+        "--addon",
+        str(ROOT),
+        "--component",
+        "ml-data-server,flops-manager",
+        needles=("unknown component 'flops-manager'", "mock-data-provider"),
+    ),
+    p(
+        "dev-images-empty-component",
+        "dev-images",
+        "--component",
+        ",",
+        needles="--component is empty",
+    ),
+    p(
+        "dev-images-offline-image-builder",
+        "dev-images",
+        "--component",
+        "image-builder",
+        needles=("image-builder cannot be built offline", "flops.addon.build"),
+        flops={"addon": {"build": "offline"}},
+    ),
+    p(
+        "dev-images-platform-unknown",
+        "dev-images",
+        "--component",
+        "ml-data-server",
+        "--platform",
+        "linux/s390x",
+        needles="bad --platform 'linux/s390x'",
+    ),
+    p(
+        "dev-images-restore-with-addon",
+        "dev-images",
+        "--restore",
+        "--addon",
+        str(ROOT),
+        needles="--restore",
+    ),
+    p(
+        "dev-images-restore-unknown-component",
+        "dev-images",
+        "--restore",
+        "--component",
+        "nope",
+        "--host",
+        UNREACHABLE,
+        needles="unknown component 'nope'",
+    ),
+    p("dev-images-host-semicolon", "dev-images", "--restore", "--host", "h;id", needles="'h;id'"),
+]
+
 WORKFLOW_CASES = [
     p("learner-data-tag-missing", "learner-data", "--src", SAMPLE, needles="--tag is missing"),
     p(
@@ -648,6 +724,7 @@ WRONG_TYPES = {
     ("addon", "path"): 5,
     ("addon", "url"): 5,
     ("addon", "ref"): 2,
+    ("addon", "build"): 5,
     ("builder", "name"): 5,
     ("builder", "driver"): 5,
     ("learner", "image"): 5,
@@ -695,6 +772,7 @@ VALUE_CASES = [
         "flops.stack.bind_address",
     ),
     cfg_case("addon.ref-newline", {"addon": {"ref": "main\nx"}}, "flops.addon.ref"),
+    cfg_case("addon.build-unknown", {"addon": {"build": "fast"}}, "flops.addon.build"),
     cfg_case(
         "learner.data_dir-dotdot",
         {"learner": {"data_dir": "/data/../etc"}},
@@ -900,6 +978,7 @@ ALL_CASES = (
     + LEARNER_FLAG_CASES
     + STACK_FLAG_CASES
     + WORKFLOW_CASES
+    + DEV_IMAGES_CASES
     + FILE_CASES
     + TYPE_CASES
     + VALUE_CASES

@@ -1138,6 +1138,12 @@ HOSTILE_CALLS = {
     "docker_config_file": lambda v, d: f"cat {C.docker_config_file(v, v)} 2>/dev/null; true",
     "cat_docker_config": lambda v, d: C.cat_docker_config(v, v, mark=v),
     "find_cli_plugin": lambda v, d: f"{C.find_cli_plugin(v)}; true",
+    "ctr_image_list": lambda v, d: C.ctr_image_list(v),
+    "docker_image_labels": lambda v, d: C.docker_image_labels([v, v + "2"]),
+    "ctr_sideload": lambda v, d: C.ctr_sideload(v, v, v, {v: v, "k": v}),
+    "docker_sideload": lambda v, d: C.docker_sideload(v, v),
+    "ctr_unload": lambda v, d: C.ctr_unload([v, v]),
+    "docker_unload": lambda v, d: C.docker_unload([v, v]),
 }
 
 
