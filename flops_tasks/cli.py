@@ -165,7 +165,7 @@ def _apps_plan(s: Settings, empties_flops_db: bool, skip_apps: bool) -> Any:
     if not empties_flops_db or skip_apps:
         return None
     try:
-        return flops_apps_plan(s)
+        return flops_apps_plan(s, forget=False)  # the database is emptied next
     except FlopsError as exc:
         raise FlopsError(
             f"{exc.message}; to empty the FLOps database anyway and leave "
