@@ -28,8 +28,9 @@ def client(project: Project) -> Any:
     import pymongo
 
     wait_ms = int(project.s.stack.db_timeout * 1000)
+    address = project.address()
     return pymongo.MongoClient(
-        project.address(),
+        f"[{address}]" if ":" in address else address,  # pymongo parses a bare IPv6 as host:port
         FLOPS_DB_PORT,
         serverSelectionTimeoutMS=wait_ms,
         connectTimeoutMS=wait_ms,
