@@ -559,42 +559,41 @@ def clear_apps(s: Settings, plan: AppsPlan, dry: bool = False) -> list[Outcome]:
 
 def _undeploy(sm: SystemManager, doomed: list[Verdict]) -> list[Outcome]:
     """Undeploy every instance of the doomed apps on its own, then read the services again:
-    an instance still deployed is a failure, and no app may be deleted."""
-    outcomes: list[Outcome] = []
+    the System Manager answers 200 whatever happened, so only the second read says which
+    instances went. One still deployed is a failure, and no app may be deleted then."""
     asked = [(v.app, svc, n) for v in doomed for svc, n in _instances(v.app)]
-    for app, svc, n in asked:
+    if not asked:
+        return []
+    for i, (app, svc, n) in enumerate(asked):
         try:
             sm.undeploy_instance(svc.id, n)
         except FlopsError as exc:
-            outcomes.append(
+            return [
+                *(_undeployed(a, s, m) for a, s, m in asked[:i]),
                 failed(
                     HOST,
                     "undeploy",
                     f"{_instance_label(svc, n, app)}: the System Manager answered "
                     f"{exc.message}; no app was deleted, the FLOps DB is unchanged",
-                )
-            )
-            return outcomes
-        outcomes.append(changed(HOST, "undeploy", f"undeployed {_instance_label(svc, n, app)}"))
-    if not asked:
-        return outcomes
+                ),
+            ]
     try:
         services = sm.services()
     except FlopsError as exc:
-        outcomes.append(
+        return [
             failed(
                 HOST,
                 "undeploy",
                 f"cannot read the services again to verify the undeploys ({exc.message}); no "
                 "app was deleted, the FLOps DB is unchanged",
             )
-        )
-        return outcomes
-    left = [
-        (app, services[svc.id], n)
-        for app, svc, n in asked
-        if svc.id in services and n in services[svc.id].numbers
-    ]
+        ]
+
+    def still(svc: Service, n: int) -> bool:
+        return svc.id in services and n in services[svc.id].numbers
+
+    outcomes = [_undeployed(app, svc, n) for app, svc, n in asked if not still(svc, n)]
+    left = [(app, svc, n) for app, svc, n in asked if still(svc, n)]
     if left:
         app, svc, n = left[0]
         more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
@@ -608,6 +607,10 @@ def _undeploy(sm: SystemManager, doomed: list[Verdict]) -> list[Outcome]:
             )
         )
     return outcomes
+
+
+def _undeployed(app: Application, svc: Service, n: int) -> Outcome:
+    return changed(HOST, "undeploy", f"undeployed {_instance_label(svc, n, app)}")
 
 
 def _verify_deleted(sm: SystemManager, deleted: list[Verdict]) -> list[Outcome]:
