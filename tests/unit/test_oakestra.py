@@ -1038,3 +1038,27 @@ def test_without_the_db_clear_apps_warns_that_the_manager_reuses_stale_ids(sm_st
         assert "reuse their stale ids" in warned[0].detail
         assert "until 'inv redb'" in warned[0].detail
         assert not any(o.bad for o in outcomes)
+
+
+def test_our_client_calls_each_route_in_the_form_its_blueprint_declares(sm_standin):
+    """Listing, one service, one instance, a delete: no call needs a redirect (our client
+    follows none) and none meets a 404 or 405, on the stand-in that routes as werkzeug does."""
+    sm = SystemManager("127.0.0.1", sm_standin.port, "Admin", "Admin", "test", timeout=5)
+    plan = OA.flops_apps_plan(SETTINGS, system_manager=sm, flops_db=fake_db(DB_DOCS))
+    assert sm.service("0" * 24) is None  # a service nobody owns: 404 as upstream answers it
+    OA.clear_apps(SETTINGS, plan)
+    calls = [
+        (r["method"], r["path"], r["status"])
+        for r in sm_standin.control("state")["requests"]
+        if r["path"].startswith("/api/")
+    ]
+    assert {(m, p) for m, p, _ in calls} >= {
+        ("POST", "/api/auth/login"),
+        ("GET", "/api/applications/"),
+        ("GET", "/api/services/"),
+        ("GET", f"/api/service/{'0' * 24}"),
+    }
+    assert any("/instance/" in p for _, p, _ in calls)
+    assert any(m == "DELETE" and p.startswith("/api/application/") for m, p, _ in calls)
+    odd = [c for c in calls if c[2] >= 300 and c[1] != f"/api/service/{'0' * 24}"]
+    assert odd == [], odd
