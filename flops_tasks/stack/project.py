@@ -229,7 +229,10 @@ class Project:
         if self.target is not None:
             return self.engine_url or ""
         if self._endpoint is None:
-            raw = self.cli("context", "inspect", "--format", "{{json .Endpoints.docker.Host}}")
+            try:
+                raw = self.cli("context", "inspect", "--format", "{{json .Endpoints.docker.Host}}")
+            except FileNotFoundError:  # no docker CLI: no engine is reached at all
+                raw = ""
             try:
                 found = json.loads(raw.strip() or '""')
             except ValueError:
