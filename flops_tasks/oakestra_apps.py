@@ -413,6 +413,14 @@ def flops_apps_plan(
                 "ids), then FLOps' names and namespaces"
             )
         except (PyMongoError, FlopsError) as exc:
+            if strict and isinstance(exc, FlopsError):  # the port's proof refused: say it all
+                said = exc.message.rstrip(".")
+                if "nothing was deleted" not in said:
+                    said += "; nothing was deleted"
+                raise FlopsError(
+                    f"cannot read the FLOps DB: {said}; or pass --without-db to go by FLOps' "
+                    "names and namespaces only"
+                ) from None
             if strict:
                 raise FlopsError(
                     f"cannot read the FLOps DB (Mongo database 'flops', port 10027: "
