@@ -392,7 +392,7 @@ def test_oak_cli_works_against_the_stand_in(testbed, tmp_path):
         res = oak(home, *args)
         assert res.returncode == 0, (args, res.stdout[-2000:], res.stderr[-2000:])
         assert "Traceback" not in res.stdout + res.stderr, args
-        calls = _requests(testbed)[before:]
+        calls = [c for c in _requests(testbed)[before:] if c[1].startswith("/api/")]
         assert ("POST", "/api/auth/login", 200) in calls or args[0] == "cl", (args, calls)
         assert all(status < 400 for _, _, status in calls), (args, calls)
         checked[" ".join(args)] = ", ".join(f"{m} {p} {s}" for m, p, s in calls)
@@ -528,3 +528,13 @@ def test_an_instance_that_will_not_undeploy_stops_clear_apps_with_nothing_delete
     client, db = flops_db()
     assert sum(len(list(db[c].find({}))) for c in db.list_collection_names()) == 4
     client.close()
+
+
+def test_clear_apps_reads_the_flops_db_only_on_the_engine_the_docker_cli_proved(testbed):
+    """DOCKER_HOST names an engine that cannot prove flops_db's port: the FLOps DB published
+    on this host is not read on trust, and nothing is deleted."""
+    seed(testbed)
+    write_flops_db(FLOPS_DOCS)
+    res = inv("clear-apps", "--yes", env={"DOCKER_HOST": "tcp://127.0.0.1:1"})
+    assert_one_line(res, "cannot read the FLOps DB", "--without-db", "nothing was deleted")
+    assert state(testbed)["deleted"] == [] and listed(testbed) == FLOPS | KEPT
