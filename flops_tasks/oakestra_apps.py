@@ -414,7 +414,7 @@ def flops_apps_plan(
             )
         except (PyMongoError, FlopsError) as exc:
             if strict and isinstance(exc, FlopsError):  # the port's proof refused: say it all
-                said = exc.message.rstrip(".")
+                said = (exc.message or "").rstrip(".")
                 if "nothing was deleted" not in said:
                     said += "; nothing was deleted"
                 raise FlopsError(
