@@ -1061,3 +1061,39 @@ def test_our_client_calls_each_route_in_the_form_its_blueprint_declares(sm_stand
     assert any(m == "DELETE" and p.startswith("/api/application/") for m, p, _ in calls)
     odd = [c for c in calls if c[2] >= 300 and c[1] != f"/api/service/{'0' * 24}"]
     assert odd == [], odd
+
+
+def test_an_instance_still_listed_after_its_app_was_deleted_is_undeployed_on_its_own():
+    """A System Manager that keeps the job after the app delete (upstream deletes it, so this
+    is the belt to the braces of undeploying first): the instance it still lists is
+    undeployed on its own and reported."""
+    jobs = decode(recorded("services.json"))
+    tracking = jobs[0]["microserviceID"]
+    observatory = "6650a1b2c3d4e5f601020301"
+    kept = json.dumps(json.dumps([j for j in jobs if j["microserviceID"] == tracking])).encode()
+    apps = decode(recorded("applications.json"))
+    after = json.dumps(json.dumps([a for a in apps if a["applicationID"] != observatory]))
+    answers = {
+        **ok_answers(),
+        ("DELETE", f"/api/application/{observatory}"): [(200, recorded("delete_ok.json"))],
+        ("DELETE", f"/api/service/{tracking}/instance/0"): [(200, b'{"message": "ok"}')],
+        ("DELETE", f"/api/service/{jobs[1]['microserviceID']}/instance/0"): [
+            (200, b'{"message": "ok"}')
+        ],
+    }
+    # listed twice with the instance (plan, check), gone after the undeploys, back after the
+    # delete (the orphan), gone after its own undeploy
+    gone = json.dumps(json.dumps([{**j, "instance_list": []} for j in jobs])).encode()
+    answers[JOBS] = [answers[JOBS][0], answers[JOBS][0], (200, gone), (200, kept), (200, kept)]
+    answers[APPS] = [answers[APPS][0], answers[APPS][0], (200, after.encode())]
+    replay = Replay(answers)
+    plan = OA.flops_apps_plan(SETTINGS, system_manager=client(replay), without_db=True)
+    plan.verdicts = [v for v in plan.verdicts if v.app.id == observatory or v.action != "delete"]
+    outcomes = OA.clear_apps(SETTINGS, plan)
+    orphan = [o for o in outcomes if o.step == "orphan"]
+    assert [o.status for o in orphan] == [Status.CHANGED]
+    assert orphan[0].detail.startswith("undeployed instance 0 of service trackinge3afed0047b0")
+    assert "still deployed after its app was deleted" in orphan[0].detail
+    assert [c[:2] for c in replay.calls].count(
+        ("DELETE", f"/api/service/{tracking}/instance/0")
+    ) == 2
