@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, FlopsError
 from .hosts import Target, inventory_targets, valid_hostname, valid_user
+from .stack.services import REGISTRY_PORT
 
 if TYPE_CHECKING:
     from invoke.config import Config
@@ -54,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     },
     # lower-case keys of ADDRESS_VARS; empty = environment, else this host's primary IP
     "addresses": {name.lower(): "" for name in ADDRESS_VARS},
+    # the port is FLOps' fixed 5073 (REGISTRY_PORT); any other value is refused at load
     "registry": {"address": "", "port": 5073},
     "stack": {
         "project": "flops_management",
@@ -338,6 +340,16 @@ def settings_of(config: Config) -> Settings:
         config,
         ("registry", "port"),
         "a whole number",
+        registry_port,
+    )
+    _expect(
+        registry_port == REGISTRY_PORT,
+        config,
+        ("registry", "port"),
+        f"{REGISTRY_PORT}: FLOps' manager hard-codes it (it names every image "
+        f"FLOPS_IMAGE_REGISTRY_IP:{REGISTRY_PORT}/..., and the stack publishes the registry "
+        "there), so workers would trust and clear another registry than the one FLOps "
+        "pushes to; remove the key",
         registry_port,
     )
 

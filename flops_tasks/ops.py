@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -988,15 +987,20 @@ def _repo_safe(text: str) -> str:
 
 
 def manifest_platforms(registry: str, repo: str, tag: str) -> list[str]:
-    req = urllib.request.Request(
+    from . import httpclient  # no proxy, no redirect: the registry at that address answers
+
+    answer = httpclient.request(
+        "GET",
         f"http://{registry}/v2/{repo}/manifests/{tag}",
         headers={
             "Accept": "application/vnd.oci.image.index.v1+json,"
             "application/vnd.docker.distribution.manifest.list.v2+json"
         },
+        timeout=10,
     )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        index = json.load(resp)
+    if answer.status != 200:
+        raise httpclient.HttpFailure(f"the registry answered HTTP {answer.status}")
+    index = json.loads(answer.body)
     return sorted(
         f"{m['platform']['os']}/{m['platform']['architecture']}"
         for m in index.get("manifests", [])

@@ -10,10 +10,9 @@ to whatever else happens to answer on 5072 or 10027.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
+from .. import httpclient
 from ..errors import FlopsError
 from ..outcome import Outcome, changed
 from .project import Project
@@ -29,8 +28,9 @@ def client(project: Project) -> Any:
     import pymongo
 
     wait_ms = int(project.s.stack.db_timeout * 1000)
+    address = project.address()
     return pymongo.MongoClient(
-        project.address(),
+        f"[{address}]" if ":" in address else address,  # pymongo parses a bare IPv6 as host:port
         FLOPS_DB_PORT,
         serverSelectionTimeoutMS=wait_ms,
         connectTimeoutMS=wait_ms,
@@ -105,21 +105,21 @@ def _via_manager(project: Project) -> str | None:
         project.progress(f"{str(exc).split(':')[0]}: resetting the database directly")
         return None
     body = json.dumps({"customerID": "Admin"}).encode()
-    req = urllib.request.Request(
-        project.url(MANAGER_PORT) + "/api/flops/database/",
-        data=body,
-        method="DELETE",
-        headers={"Content-Type": "application/json"},
-    )
     project.progress("DELETE /api/flops/database/ on the FLOps manager")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            if resp.status == 200:
-                return "through the FLOps manager API"
-    except urllib.error.HTTPError as exc:
-        project.progress(f"manager answered {exc.code}: resetting the database directly")
-    except (urllib.error.URLError, OSError) as exc:
+    try:  # no proxy, no redirect (httpclient): the DELETE reaches the proven manager or nothing
+        answer = httpclient.request(
+            "DELETE",
+            project.url(MANAGER_PORT) + "/api/flops/database/",
+            headers={"Content-Type": "application/json"},
+            body=body,
+            timeout=30,
+        )
+    except httpclient.HttpFailure as exc:
         project.progress(f"manager does not answer ({exc}): resetting the database directly")
+        return None
+    if answer.status == 200:
+        return "through the FLOps manager API"
+    project.progress(f"manager answered {answer.status}: resetting the database directly")
     return None
 
 

@@ -153,6 +153,7 @@ class Project:
     _docker: Any = None
     _config: dict[str, Any] | None = None
     _answered: bool = False
+    _endpoint: str | None = None
 
     # -- identity ---------------------------------------------------------------------
     @property
@@ -223,12 +224,56 @@ class Project:
     def volume_name(self, key: str) -> str:
         return f"{self.name}_{key}"
 
+    @property
+    def endpoint(self) -> str:
+        """The engine this project's docker calls really reach: for a remote host its
+        ``ssh://`` URL; for the local project what the docker CLI resolves (``DOCKER_HOST``,
+        ``DOCKER_CONTEXT``, or the context ``docker context use`` chose), read once."""
+        if self.target is not None:
+            return self.engine_url or ""
+        if self._endpoint is None:
+            try:
+                raw = self.cli("context", "inspect", "--format", "{{json .Endpoints.docker.Host}}")
+            except FileNotFoundError:  # no docker CLI: no engine is reached at all
+                raw = ""
+            try:
+                found = json.loads(raw.strip() or '""')
+            except ValueError:
+                found = ""
+            self._endpoint = found if isinstance(found, str) else ""
+        return self._endpoint
+
+    def engine_host(self) -> str | None:
+        """The host of the engine when it is another machine (a tcp:// or ssh:// endpoint);
+        None for a local socket (unix://, npipe://, fd://): the ports are published here."""
+        from urllib.parse import urlsplit
+
+        if self.target is not None:
+            return self.target.host
+        parts = urlsplit(self.endpoint)
+        if parts.scheme in ("", "unix", "npipe", "fd"):
+            return None
+        return parts.hostname or None
+
     def address(self) -> str:
-        """Where this machine reaches the ports the stack publishes on this engine."""
+        """Where this machine reaches the ports the stack publishes on this engine: proofs
+        (``owner``) and actions (redb, the FLOps DB, the registry) must meet the same machine,
+        so a local project whose docker CLI talks to another engine is treated as remote."""
         bind = self.s.stack.bind_address
-        if self.target is None or bind not in ("0.0.0.0", "::"):
+        host = self.engine_host()
+        if host is None:
             return local_address(bind)
-        return self.target.host
+        if bind in ("0.0.0.0", "::"):
+            return host
+        if self.target is None and local_address(bind).startswith(("127.", "::1")):
+            raise FlopsError(
+                f"the docker CLI talks to the engine at {self.endpoint} (DOCKER_HOST, "
+                "DOCKER_CONTEXT or 'docker context use'), which publishes the stack's ports on "
+                f"its own loopback {bind}: this machine cannot reach them; point the docker "
+                "CLI at this host's engine, or place the stack there with "
+                "flops.stack.placement; nothing was changed"
+            )
+        return bind
 
     def url(self, port: int) -> str:
         address = self.address()

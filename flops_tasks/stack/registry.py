@@ -8,8 +8,8 @@ its volume together, and starts the registry again.
 from __future__ import annotations
 
 import json
-import urllib.request
 
+from .. import httpclient
 from ..errors import FlopsError
 from ..outcome import Outcome, changed
 from .project import Project
@@ -23,10 +23,19 @@ def url(project: Project) -> str:
 
 
 def catalog(project: Project) -> list[str]:
-    """The repositories the registry lists (raises on no answer)."""
-    with urllib.request.urlopen(url(project) + "/v2/_catalog", timeout=10) as resp:
-        repositories: list[str] = json.load(resp).get("repositories") or []
-        return repositories
+    """The repositories the registry lists (raises ``httpclient.HttpFailure``, an OSError,
+    without an answer and ``ValueError`` for one that is not a catalog). No proxy, no
+    redirect: the answer comes from the registry at that address or not at all."""
+    answer = httpclient.request("GET", url(project) + "/v2/_catalog", timeout=10)
+    if answer.status != 200:
+        raise httpclient.HttpFailure(f"the registry answered HTTP {answer.status}")
+    data = json.loads(answer.body)
+    repositories = data.get("repositories") if isinstance(data, dict) else None
+    if not isinstance(repositories, list | None) or not all(
+        isinstance(r, str) for r in repositories or []
+    ):
+        raise ValueError("not a registry catalog")
+    return list(repositories or [])
 
 
 def what_clear_deletes(project: Project) -> str:

@@ -25,6 +25,8 @@ SERVICES = tuple(PORTS)
 MANAGER_PORT = PORTS[MANAGER][0]
 FLOPS_DB_PORT = PORTS[FLOPS_DB_SERVICE][0]
 MQTT_PORT = PORTS[MQTT][0]
+# FLOps' manager names every image FLOPS_IMAGE_REGISTRY_IP:5073/...: the port is not ours to pick
+REGISTRY_PORT = PORTS[REGISTRY][0]
 FTP_PORT = 21
 # volume key in the compose file -> what it holds
 VOLUMES = {

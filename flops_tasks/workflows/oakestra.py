@@ -22,7 +22,7 @@ def plan_for_reset(run: Run, empties_flops_db: bool, skip_apps: bool) -> AppsPla
     if not empties_flops_db or skip_apps:
         return None
     try:
-        return flops_apps_plan(run.settings)
+        return flops_apps_plan(run.settings, forget=False)  # the database is emptied next
     except FlopsError as exc:
         raise FlopsError(
             f"{exc.message}; to empty the FLOps database anyway and leave "
@@ -39,11 +39,11 @@ def removed(run: Run, plan: AppsPlan | None) -> bool:
     """Remove the planned FLOps apps from Oakestra (once, whatever the placement): True when
     none is left, so the stack may be emptied; otherwise a "stopped" row says nothing of the
     stack was deleted."""
-    from ..oakestra_apps import clear_apps as remove_apps
+    from ..oakestra_apps import clear_apps
 
     if plan is None:
         return True
-    rows = remove_apps(run.settings, plan, dry=run.dry, changes=run.changes)
+    rows = clear_apps(run.settings, plan, dry=run.dry, changes=run.changes)
     run.add(rows)
     if any(o.bad for o in rows):
         run.add(
@@ -72,12 +72,12 @@ def oakestra_apps(run: Run, as_json: bool = False) -> AppsPlan:
 
 def clear_apps(run: Run, yes: bool = False, without_db: bool = False) -> None:
     """Undeploy and delete FLOps' applications in Oakestra; every other app is kept."""
-    from ..oakestra_apps import clear_apps as remove_apps
+    from ..oakestra_apps import clear_apps as remove
     from ..oakestra_apps import flops_apps_plan
 
     plan = flops_apps_plan(run.settings, without_db=without_db)
     run.confirm(plan.deletes(), yes)
-    run.add(remove_apps(run.settings, plan, dry=run.dry, changes=run.changes))
+    run.add(remove(run.settings, plan, dry=run.dry, changes=run.changes))
     run.note(
         f"System Manager {plan.url}, user {plan.user}; FLOps' apps recognised "
         f"by {plan.identification}"

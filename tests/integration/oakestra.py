@@ -210,3 +210,53 @@ def observatory_sla(tmp_path: Path) -> dict:
 def managers_create_app(testbed, sla: dict) -> tuple[int, object]:
     """What api/app_management.create_app does: POST /api/application/ with the token."""
     return http(sm_url(testbed) + "/api/application/", "POST", sla, token=login(testbed))
+
+
+# -- oak-cli, Oakestra's own client --------------------------------------------------------
+CLUSTERS = [  # candidates as the resource abstractor stores them (clusters_blueprints.py maps them)
+    {
+        "candidate_name": "edge1",
+        "candidate_location": "lab",
+        "active": True,
+        "active_nodes": 2,
+        "virtualization": ["docker"],
+    },
+    {
+        "candidate_name": "edge2",
+        "candidate_location": "roof",
+        "active": False,
+        "active_nodes": 0,
+        "virtualization": ["docker"],
+    },
+]
+
+
+def oak_home(tmp_path: Path, system_manager_ip: str) -> Path:
+    """A HOME for oak-cli 0.5.5: its config (configuration/common.py, section OAK_CLI,
+    version 1) makes this machine a root orchestrator whose System Manager is at
+    ``system_manager_ip`` (oak-cli always dials port 10000: utils/api/common.py)."""
+    folder = tmp_path / "oak_cli"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ".oak_cli_config").write_text(
+        "[OAK_CLI]\n"
+        "config_version = 1\n"
+        'local_machine_purpose = ["root_orchestrator"]\n'
+        f"system_manager_ip = {system_manager_ip}\n"
+    )
+    (folder / ".init_flag").touch()  # no welcome logo
+    return tmp_path
+
+
+def oak(home: Path, *args: str):
+    """Run oak-cli (installed with the test extra) as a user would."""
+    import os
+    import subprocess
+
+    exe = Path(sys.executable).parent / "oak"
+    if not exe.exists():
+        pytest.fail("oak-cli is not installed: pip install -e '.[test]' (oak-cli==0.5.5)")
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy") and k != "HOME"}
+    env.update(HOME=str(home), COLUMNS="250", NO_COLOR="1", TERM="dumb")
+    return subprocess.run(
+        [str(exe), *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )

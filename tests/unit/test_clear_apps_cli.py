@@ -114,7 +114,8 @@ def test_dry_run_shows_the_real_plan_and_deletes_nothing(sm, tmp_path):
     assert code == 0, stderr
     steps = data["hosts"]["oakestra"]["steps"]
     planned = [s["detail"] for s in steps if s["changed"]]
-    assert len(planned) == 3 and all(d.startswith("would undeploy and delete") for d in planned)
+    assert len(planned) == 4 and all(d.startswith("would undeploy") for d in planned)
+    assert sum(d.startswith("would undeploy and delete") for d in planned) == 3
     kept = [s["detail"] for s in steps if s["step"] == "kept"]
     assert len(kept) == 1 and kept[0].startswith("webshop (namespace shop")
     assert data["dry"] is True and SECRET not in json.dumps(data) + stderr and untouched(sm)
@@ -128,6 +129,9 @@ def test_yes_deletes_exactly_flops_apps_and_never_prints_the_password(sm, tmp_pa
     assert SECRET not in json.dumps(data) + stderr
     assert sorted(sm.deleted_ids()) == sorted(FLOPS) and sm.app_ids() == set(OTHERS)
     assert "--without-db" in data["notes"][0]
+    warned = [s for s in data["hosts"]["oakestra"]["steps"] if s["status"] == "warning"]
+    assert len(warned) == 1 and "stale ids" in warned[0]["detail"]
+    assert "until 'inv redb'" in warned[0]["detail"]
     code, again, _ = run_json(
         case(sm, "clear-apps", "--without-db", "--yes", "--json"), tmp_path / "2"
     )
@@ -184,3 +188,23 @@ def test_the_listing_says_which_identification_it_used(sm, tmp_path):
     table = run_case(case(sm, "oakestra-apps", db=UNROUTABLE), tmp_path / "t2")
     assert table.returncode == 0 and "3 FLOps apps of 4" in table.output
     assert SECRET not in json.dumps(data) + stderr + table.output and untouched(sm)
+
+
+def test_an_instance_that_will_not_undeploy_fails_with_one_line_and_no_app_deleted(sm, tmp_path):
+    state = sm.control("state")
+    builder = next(s for s in state["services"] if s["microservice_name"] == "builder0123456789ab")
+    sm.control("stuck", {"microserviceID": builder["microserviceID"], "instance_number": 0})
+    code, data, stderr = run_json(
+        case(sm, "clear-apps", "--without-db", "--yes", "--json"), tmp_path
+    )
+    assert code == 1, stderr
+    assert "Traceback" not in stderr and SECRET not in json.dumps(data) + stderr
+    steps = data["hosts"]["oakestra"]["steps"]
+    (failure,) = [s for s in steps if s["status"] == "failed"]
+    assert failure["step"] == "undeploy" and "\n" not in failure["detail"]
+    assert failure["detail"].startswith(
+        "instance 0 of service builder0123456789ab/builder (app proj0123456789ab"
+    )
+    assert "will not undeploy" in failure["detail"] and "no app was deleted" in failure["detail"]
+    assert not any(s["changed"] for s in steps)  # the only instance did not go
+    assert untouched(sm)

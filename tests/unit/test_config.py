@@ -28,6 +28,7 @@ def test_inventory_in_config(ctx_factory):
         ({"ssh": {"connect_timeout": "10"}}, "flops.ssh.connect_timeout"),
         ({"ssh": {"user": "bad user"}}, "flops.ssh.user"),
         ({"registry": {"port": 99999}}, "flops.registry.port"),
+        ({"registry": {"port": 5074}}, "FLOPS_IMAGE_REGISTRY_IP:5073/"),
         ({"registry": {"address": "a;b"}}, "flops.registry.address"),
         ({"stack": {"project": "Bad Name"}}, "flops.stack.project"),
         ({"stack": {"bind_address": "everywhere"}}, "flops.stack.bind_address"),
@@ -47,6 +48,21 @@ def test_bad_values_name_the_key_and_source(overrides, needle, ctx_factory):
     assert needle in err.value.message
     assert "\n" not in err.value.message
     assert err.value.code == 2
+
+
+def test_a_registry_port_other_than_flops_own_is_refused_in_one_line(tmp_path):
+    """FLOps' manager hard-codes 5073; another port would make workers trust, and
+    clear-images clear, a registry FLOps never pushes to. Through the real CLI: exit 2, one
+    line, nothing run."""
+    from .test_bad_input import Case, run_case
+
+    ran = run_case(Case(("env",), (), flops={"registry": {"port": 5074}}), tmp_path)
+    assert ran.returncode == 2, ran.output
+    line = ran.output.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert line.startswith("flops.registry.port = 5074 (from -f ")
+    assert "expected 5073: FLOps' manager hard-codes it" in line
+    assert ran.after == ran.before
 
 
 def test_address_env_vars_override_config(monkeypatch, ctx_factory):
