@@ -37,6 +37,11 @@ ADDRESS_VARS = (
 
 HOST_KEY_POLICIES = ("strict", "accept-new")
 
+# addon-FLOps at this commit (flops.addon.ref's default), and the sha256 of its source tarball
+# (GitHub's archive of the commit), which the testbed builds from: change them together
+ADDON_REF = "2fa0ab973b9d893b1d645b91d34297c468bdd36a"
+ADDON_TARBALL_SHA256 = "8037a96027712d584a16d959c8812814e1b2c906fc70d629db687f25e62768ce"
+
 DEFAULTS: dict[str, Any] = {
     # name -> {host, user, port, roles: [builder, learner]}
     "inventory": {},
@@ -71,7 +76,7 @@ DEFAULTS: dict[str, Any] = {
     "addon": {
         "path": "~/.cache/flops-tasks/addon-FLOps",
         "url": "https://github.com/oakestra/addon-FLOps.git",
-        "ref": "2fa0ab973b9d893b1d645b91d34297c468bdd36a",
+        "ref": ADDON_REF,
     },
     "builder": {"name": "flops-builder", "driver": "auto"},
     "learner": {
