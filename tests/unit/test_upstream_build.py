@@ -172,6 +172,59 @@ def test_stage_copies_what_differs_and_removes_the_rest(tmp_path, addon):
     assert not (dest / "stale.txt").exists() and list((dest / "wheels").iterdir()) == []
 
 
+def _link_in_source(addon: Path, host: Path) -> Path:
+    link = addon / "flops_manager_package/flops_manager/settings.py"
+    link.symlink_to(host)
+    return link
+
+
+def _link_as_package(addon: Path, host: Path) -> Path:
+    lib = addon / "utils_library"
+    (host.parent / "lib").mkdir()
+    (host.parent / "lib" / "pyproject.toml").write_text(host.read_text())
+    import shutil
+
+    shutil.rmtree(lib)
+    lib.symlink_to(host.parent / "lib")
+    return lib
+
+
+def _link_in_dest(addon: Path, host: Path) -> Path:
+    dest = addon.parent / "ctx"
+    link = dest / "flops_manager" / "main.py"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(host)
+    return link
+
+
+def _link_as_wheel(addon: Path, host: Path) -> Path:
+    link = addon.parent / "wheels" / "flask-3.0.3-py3-none-any.whl"
+    link.symlink_to(host)
+    return link
+
+
+@pytest.mark.parametrize(
+    "plant", [_link_in_source, _link_as_package, _link_in_dest, _link_as_wheel]
+)
+def test_stage_refuses_links_and_never_follows_them(tmp_path, addon, plant):
+    """A link in what is staged would put a host file into the image (a link in the context
+    itself would be written through): refused in one line that names the link."""
+    host = tmp_path / "host" / "secret"
+    host.parent.mkdir()
+    host.write_text("host secret\n")
+    (tmp_path / "wheels").mkdir()
+    link = plant(addon, host)
+    dest = tmp_path / "ctx"
+    with pytest.raises(FlopsError) as err:
+        bc.stage(bc.MANAGER, addon, dest, tmp_path / "wheels")
+    assert f"{link} is a symbolic link" in err.value.message and "\n" not in err.value.message
+    assert host.read_text() == "host secret\n"  # never written through
+    copied = (
+        [p for p in dest.rglob("*") if p.is_file() and not p.is_symlink()] if dest.exists() else []
+    )
+    assert all("host secret" not in p.read_text(errors="replace") for p in copied)
+
+
 def test_stage_refuses_a_tree_that_is_not_addon_flops(tmp_path):
     (tmp_path / "other").mkdir()
     with pytest.raises(FlopsError, match="flops_manager_package/flops_manager/"):
