@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import os
 import re
@@ -29,7 +30,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import commands
 from .config import SshSettings
@@ -188,6 +189,7 @@ class HostSession:
         config: FabricConfig = base.clone(into=Config)
         config.load_ssh_configs = False
         config.run.in_stream = False
+        config.runners.remote = stderr_watching_runner()  # sudo's prompt is on stderr
         # Fabric hands paramiko int(connect_timeout): 0.5 would mean no timeout at all and
         # 1.5 would be 1. The timeout goes to paramiko as it is configured.
         config.timeouts.connect = None
@@ -375,9 +377,34 @@ class HostSession:
         return parsed
 
 
+@functools.cache
+def stderr_watching_runner() -> type:
+    """Fabric's remote runner, with watchers fed the command's stderr only.
+
+    ``sudo -S`` writes its prompt to stderr; stdout belongs to the command, and a prompt
+    printed there (by the command, or anything it runs or reads back) is never answered.
+    Invoke hands each stream's buffer to ``respond`` from its own reader thread: only the
+    stderr thread's buffer gets through."""
+    from fabric.runners import Remote
+
+    class StderrWatchingRemote(Remote):
+        _watched: list[str] | None = None
+
+        def handle_stderr(self, buffer_: list[str], hide: bool, output: Any) -> None:
+            self._watched = buffer_  # set in the stderr thread before it reads anything
+            super().handle_stderr(buffer_, hide, output)
+
+        def respond(self, buffer_: list[str]) -> None:
+            if buffer_ is self._watched:
+                super().respond(buffer_)
+
+    return StderrWatchingRemote
+
+
 def sudo_watcher(password: str) -> FailingResponder:
-    """Answer sudo's prompt (a literal, not a pattern) once per prompt; a prompt that comes
-    back after ``Sorry, try again.`` ends the command (``ResponseNotAccepted``)."""
+    """Answer sudo's prompt (a literal, not a pattern) once per prompt on stderr (the runner
+    is ``stderr_watching_runner``); a prompt that comes back after ``Sorry, try again.`` ends
+    the command (``ResponseNotAccepted``)."""
     from invoke.watchers import FailingResponder
 
     return FailingResponder(

@@ -18,6 +18,7 @@ from flops_tasks.config import settings
 from flops_tasks.hosts import Target
 from flops_tasks.outcome import Status, ok
 from flops_tasks.ssh import (
+    SUDO_PROMPT,
     HostSession,
     HostUnreachable,
     RemoteFailure,
@@ -299,6 +300,29 @@ def test_output_like_the_sudo_prompt_gets_no_password(
     finally:
         session.close()
     assert res.stdout.splitlines() == [line, "stdin:[]"]
+    assert sudo_user.password not in res.stdout + res.stderr
+
+
+def test_the_prompt_printed_on_stdout_gets_no_password(
+    sshd, sudo_user, tmp_path, monkeypatch, ssh_settings
+):
+    """Real sudo -S writes its prompt to stderr, and that one is answered (the command runs
+    as root); the same prompt printed by the command on stdout is not sudo asking."""
+    session = sudo_session(
+        sshd, tmp_path / "known_hosts", sudo_user, ssh_settings, monkeypatch, sudo_user.password
+    )
+    try:
+        res = session.probe(
+            commands.all_of(
+                commands.cmd("id", "-u"),
+                commands.cmd("printf", "%s\\n", SUDO_PROMPT),
+                'got=$(timeout 3 head -n 1); echo "stdin:[$got]"',
+            ),
+            timeout=20,
+        )
+    finally:
+        session.close()
+    assert res.stdout.splitlines() == ["0", SUDO_PROMPT, "stdin:[]"]
     assert sudo_user.password not in res.stdout + res.stderr
 
 

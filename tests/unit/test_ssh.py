@@ -82,6 +82,25 @@ def test_sudo_password_is_written_once_when_output_looks_like_the_prompt(remote,
     assert res.stdout.startswith("a sudo line") and ssh.SUDO_PROMPT not in res.stderr
 
 
+@pytest.mark.parametrize(
+    "out, err, sent",
+    [
+        (ssh.SUDO_PROMPT.encode(), b"", b""),  # the prompt on stdout only: no answer at all
+        (ssh.SUDO_PROMPT.encode() * 2, ssh.SUDO_PROMPT.encode(), b"s3cret\n"),
+    ],
+    ids=["prompt-on-stdout-only", "prompt-on-both"],
+)
+def test_the_prompt_is_answered_on_stderr_only(remote, ssh_settings, out, err, sent):
+    """sudo -S writes its prompt to stderr; the command's stdout is its own, and a prompt
+    printed there (by the command, or by anything it runs) never receives the password."""
+    (_, _, channel) = remote.expect_sessions(sudo_session(Command(out=out, err=err)))
+    session = HostSession(deploy(), ssh_settings(), sudo_password=lambda: "s3cret")
+    res = session.probe("echo")
+    session.close()
+    assert channel._stdin.getvalue() == sent
+    assert res.stdout == out.decode()
+
+
 def _refused_stderr() -> bytes:
     # Invoke reads output in chunks of 1000 bytes: the first chunk ends with the prompt
     # (the password is sent), sudo's refusal and its second prompt come in the next one
