@@ -231,6 +231,29 @@ def _name(
     return value
 
 
+# The variables a password may come from: flops-tasks' and Oakestra's own. Their value is
+# sent away, so another program's variable (a cloud secret, a token) is never named here.
+PASSWORD_ENV_PREFIXES = ("FLOPS_", "OAKESTRA_")
+
+
+def _password_env(
+    section: dict[str, Any], config: Config, name: str, key: str, goes_to: str
+) -> str:
+    """The name of the environment variable that holds a password sent to ``goes_to``."""
+    value = _string(section, config, name, key, empty_ok=False)
+    _expect(
+        re.fullmatch(r"[A-Z][A-Za-z0-9_]*", value) is not None
+        and value.startswith(PASSWORD_ENV_PREFIXES)
+        and value not in PASSWORD_ENV_PREFIXES,
+        config,
+        (name, key),
+        f"a variable name that starts with {' or '.join(PASSWORD_ENV_PREFIXES)} (its value "
+        f"is sent to {goes_to}), e.g. {DEFAULTS[name][key]}",
+        value,
+    )
+    return value
+
+
 def check_runtime_file(config: Config) -> None:
     """Invoke skips a missing ``-f FILE`` silently; we refuse it."""
     path = getattr(config, "_runtime_path", None)
@@ -290,7 +313,7 @@ def settings(c: Context) -> Settings:
     )
     parallel = _number(ssh, config, "ssh", "parallel", 1, 256)
     _expect(isinstance(parallel, int), config, ("ssh", "parallel"), "a whole number", parallel)
-    sudo_env = _string(ssh, config, "ssh", "sudo_password_env", empty_ok=False)
+    sudo_env = _password_env(ssh, config, "ssh", "sudo_password_env", "the workers' sudo")
     ssh_settings = SshSettings(
         user=ssh_user,
         key=key,
@@ -402,14 +425,7 @@ def settings(c: Context) -> Settings:
     )
     oak = _section(flops, config, "oakestra")
     oak_user = _string(oak, config, "oakestra", "user", empty_ok=False)
-    oak_env = _string(oak, config, "oakestra", "password_env", empty_ok=False)
-    _expect(
-        oak_env.isascii() and oak_env.replace("_", "a").isalnum() and not oak_env[0].isdigit(),
-        config,
-        ("oakestra", "password_env"),
-        "an environment variable name",
-        oak_env,
-    )
+    oak_env = _password_env(oak, config, "oakestra", "password_env", "the System Manager's login")
     oak_port = _number(oak, config, "oakestra", "port", 1, 65535)
     _expect(isinstance(oak_port, int), config, ("oakestra", "port"), "a whole number", oak_port)
     return Settings(

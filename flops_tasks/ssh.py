@@ -185,14 +185,23 @@ class HostSession:
         _quiet_paramiko()
         from fabric import Config, Connection
 
-        base: InvokeConfig = Config(lazy=True) if self.config is None else self.config
-        config: FabricConfig = base.clone(into=Config)
-        config.load_ssh_configs = False
-        config.run.in_stream = False
-        config.runners.remote = stderr_watching_runner()  # sudo's prompt is on stderr
-        # Fabric hands paramiko int(connect_timeout): 0.5 would mean no timeout at all and
-        # 1.5 would be 1. The timeout goes to paramiko as it is configured.
-        config.timeouts.connect = None
+        # A Fabric config of our own, not a clone of the run's: Fabric acts on keys such as
+        # gateway (a local ProxyCommand), connect_kwargs (more keys), run.env (unquoted before
+        # every command) and ssh_config files. Config files refuse them
+        # (invoke_config.ACTING_KEYS); no config object handed in reaches Fabric either. Of
+        # the run's settings only --echo is kept. lazy: no Fabric or ssh_config files read.
+        run = self.config.get("run", {}) if self.config is not None else {}
+        config: FabricConfig = Config(
+            lazy=True,
+            overrides={
+                "load_ssh_configs": False,
+                "run": {"in_stream": False, "echo": run.get("echo") is True},
+                "runners": {"remote": stderr_watching_runner()},  # sudo prompts on stderr
+                # Fabric hands paramiko int(connect_timeout): 0.5 would mean no timeout at
+                # all and 1.5 would be 1. The timeout goes to paramiko as it is configured.
+                "timeouts": {"connect": None},
+            },
+        )
         timeout = self.ssh.connect_timeout
         key = os.path.expanduser(self.ssh.key) if self.ssh.key else None
         cxn = Connection(
@@ -200,6 +209,8 @@ class HostSession:
             user=self.user,
             port=self.target.port,
             config=config,
+            gateway=False,  # never a ProxyCommand or a jump host
+            forward_agent=False,
             connect_kwargs={
                 **({"key_filename": [key]} if key else {}),
                 "look_for_keys": key is None,

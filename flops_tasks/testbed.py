@@ -599,14 +599,16 @@ def _arg_value(values: dict[str, str], match: re.Match[str]) -> str:
 
 def context_for(paths: Paths, dry: bool = False, runtime: Path | None = None) -> Any:
     """An Invoke context that sees exactly what ``inv -f .testbed/invoke.yaml`` sees (or
-    ``-f runtime``)."""
+    ``-f runtime``): the file is read by the project's ``FlopsConfig``, as ``inv`` reads it."""
     import copy
 
-    from invoke import Config, Context
+    from invoke import Context
 
-    defaults = Config.global_defaults()
+    from .invoke_config import FlopsConfig
+
+    defaults = FlopsConfig.global_defaults()
     defaults["flops"] = copy.deepcopy(DEFAULTS)
-    config = Config(
+    config = FlopsConfig(
         defaults=defaults,
         overrides={"run": {"in_stream": False, "dry": dry}},
         runtime_path=runtime or paths.config,

@@ -59,3 +59,23 @@ def test_objects_of_others_are_never_taken_over(labels, whose):
 def test_own_objects_and_those_of_older_versions_are_adopted():
     tb.refuse_foreign("network flops-testbed", tb.mark())
     tb.refuse_foreign("network flops-testbed", {tb.LABEL: tb.LEGACY_ID})
+
+
+# -- the configs testbed.up writes ------------------------------------------------------
+def test_the_testbed_configs_are_read_by_the_projects_config_class(tmp_path):
+    """What the testbed reads goes through FlopsConfig, as inv reads it: bounded YAML, and
+    keys Fabric or Invoke act on are refused."""
+    from flops_tasks.errors import ConfigError
+    from flops_tasks.invoke_config import FlopsConfig
+
+    paths = tb.Paths(tmp_path)
+    tb.write_config(
+        paths, tb.testbed_config(paths, [("flops-testbed-w1", "10.0.0.2", "docker")], "10.0.0.1")
+    )
+    c = tb.context_for(paths)
+    assert type(c.config) is FlopsConfig
+    assert c.config.flops.inventory["w1"]["host"] == "10.0.0.2"
+    planted = tmp_path / "planted.yaml"
+    planted.write_text(paths.config.read_text() + "gateway: touch PWNED\n")
+    with pytest.raises(ConfigError, match=f"gateway \\(from {planted}\\)"):
+        tb.context_for(paths, runtime=planted)
