@@ -516,14 +516,22 @@ def testbed_config(paths: Paths, workers: list[tuple[str, str, str]], gateway: s
                 "project": PROJECT,
                 "overrides": [
                     str(PROJECT_ROOT / "testbed" / "testbed.compose.yml"),
+                    LOOPBACK_OVERRIDE,
                     str(paths.labels),
                 ],
                 "env_file": str(paths.env_file),
                 "network": NETWORK,
+                # the stores' fixed credentials reach no network but the testbed's (and this
+                # host, on the gateway address and the registry's loopback one)
+                "bind_address": gateway,
             },
             "learner": {"image": f"{gateway}:{DEFAULTS['registry']['port']}/{SIDECAR_REPO}"},
         }
     }
+
+
+# the registry also on 127.0.0.1:5073, where this host's dockerd pushes (push_sidecar)
+LOOPBACK_OVERRIDE = str(PROJECT_ROOT / "testbed" / "testbed-loopback.compose.yml")
 
 
 def labels_override() -> dict:
@@ -578,6 +586,10 @@ def placement_config(data: dict, placement: dict[str, str]) -> dict:
     config = copy.deepcopy(data)
     flops = config["flops"]
     flops["stack"]["placement"] = dict(placement)
+    # one bind address serves every engine, and w1's cannot bind this host's gateway: the
+    # placed suite publishes on every address of its host (w1's are the testbed network's)
+    flops["stack"]["bind_address"] = "0.0.0.0"
+    flops["stack"]["overrides"].remove(LOOPBACK_OVERRIDE)  # 0.0.0.0 holds loopback already
     on_w1 = {
         svc
         for svc in SERVICES
