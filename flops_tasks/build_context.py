@@ -4,7 +4,8 @@ A build context is a directory staged here and never edited by hand: our Dockerf
 scripts next to upstream's code at the pinned ref, and ``wheels/`` (the host-filled
 wheelhouse for offline builds; empty for online ones). Staging copies only what differs and
 removes what is no longer wanted, so a second run changes nothing and Docker's layer cache
-holds.
+holds. A context holds no links: a link in the sources or in the context is refused in one line
+(its target, a host file, would be built into the image, or written through).
 
 - The FLOps manager (``compose/flops_manager/``): ``inv up --build`` stages it from the
   addon-FLOps checkout into ``compose/.build/flops_manager`` (the context the production
@@ -68,10 +69,23 @@ STAMP = ".flops-tasks-staged"
 _SKIP = ("__pycache__", ".pyc", ".pyo")
 
 
+def _refuse_link(path: Path) -> None:
+    """A build context holds no links: a link's target (a host file) would be built into the
+    image, and a link in the staged context would be written through."""
+    if path.is_symlink():
+        raise FlopsError(
+            f"{path} is a symbolic link (to {os.readlink(path)}): a build context holds "
+            "no links; replace it with the file itself, or remove it"
+        )
+
+
 def _files(root: Path) -> dict[str, Path]:
-    """relative path -> file, for every file under ``root`` (bytecode caches left out)."""
+    """relative path -> file, for every file under ``root`` (bytecode caches left out); a
+    link anywhere below ``root`` is refused, never followed."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            _refuse_link(Path(dirpath) / name)
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP)
         for name in filenames:
             if not name.endswith(_SKIP):
@@ -88,17 +102,26 @@ def wanted_files(
 ) -> dict[str, Path]:
     """Everything the context must hold: relative path -> source file (``extra``: more files
     by their path in the context)."""
+    for _, rel in recipe.upstream:  # no link on the way down from the addon tree either
+        for depth in range(1, len(Path(rel).parts) + 1):
+            _refuse_link(addon_root.joinpath(*Path(rel).parts[:depth]))
     missing = [rel for _, rel in recipe.upstream if not (addon_root / rel).is_dir()]
     if missing:
         raise FlopsError(
             f"{addon_root} has no {missing[0]}/: it is not an addon-FLOps source "
             "tree; point flops.addon.path at an addon-FLOps checkout"
         )
-    wanted = {p.name: p for p in sorted(recipe.ours.iterdir()) if p.is_file()}
+    ours = sorted(recipe.ours.iterdir())
+    for path in ours:
+        _refuse_link(path)
+    wanted = {p.name: p for p in ours if p.is_file()}
     for name, rel in recipe.upstream:
         wanted.update({f"{name}/{k}": v for k, v in _files(addon_root / rel).items()})
     if wheels is not None:
-        wanted.update({f"{WHEELS}/{w.name}": w for w in sorted(wheels.glob("*.whl"))})
+        found = sorted(wheels.glob("*.whl"))
+        for path in found:
+            _refuse_link(path)
+        wanted.update({f"{WHEELS}/{w.name}": w for w in found})
     wanted.update(extra or {})
     return wanted
 
@@ -128,8 +151,12 @@ def stage(
     wheels: Path | None = None,
     extra: dict[str, Path] | None = None,
 ) -> bool:
-    """Make ``dest`` hold exactly the recipe's files; True when anything changed."""
+    """Make ``dest`` hold exactly the recipe's files; True when anything changed.
+
+    Links are refused in one line that names them, in what is staged and in ``dest``:
+    nothing is followed, nothing is written through a link."""
     wanted = wanted_files(recipe, addon_root, wheels, extra)
+    _refuse_link(dest)
     dest.mkdir(parents=True, exist_ok=True)
     changed_any = False
     for rel, path in _files(dest).items():

@@ -39,6 +39,11 @@ ADDRESS_VARS = (
 
 HOST_KEY_POLICIES = ("strict", "accept-new")
 
+# addon-FLOps at this commit (flops.addon.ref's default), and the sha256 of its source tarball
+# (GitHub's archive of the commit), which the testbed builds from: change them together
+ADDON_REF = "2fa0ab973b9d893b1d645b91d34297c468bdd36a"
+ADDON_TARBALL_SHA256 = "8037a96027712d584a16d959c8812814e1b2c906fc70d629db687f25e62768ce"
+
 DEFAULTS: dict[str, Any] = {
     # name -> {host, user, port, roles: [builder, learner]}
     "inventory": {},
@@ -74,7 +79,7 @@ DEFAULTS: dict[str, Any] = {
     "addon": {
         "path": "~/.cache/flops-tasks/addon-FLOps",
         "url": "https://github.com/oakestra/addon-FLOps.git",
-        "ref": "2fa0ab973b9d893b1d645b91d34297c468bdd36a",
+        "ref": ADDON_REF,
         # how dev-images builds FLOps' components from the checkout: "upstream" (upstream's
         # own Dockerfiles; needs Docker Hub, PyPI and GitHub) or "offline" (the staged recipes
         # in compose/dev/ on Debian bases made with debootstrap, packages from a wheelhouse)
@@ -234,6 +239,29 @@ def _name(
     return value
 
 
+# The variables a password may come from: flops-tasks' and Oakestra's own. Their value is
+# sent away, so another program's variable (a cloud secret, a token) is never named here.
+PASSWORD_ENV_PREFIXES = ("FLOPS_", "OAKESTRA_")
+
+
+def _password_env(
+    section: dict[str, Any], config: Config, name: str, key: str, goes_to: str
+) -> str:
+    """The name of the environment variable that holds a password sent to ``goes_to``."""
+    value = _string(section, config, name, key, empty_ok=False)
+    _expect(
+        re.fullmatch(r"[A-Z][A-Za-z0-9_]*", value) is not None
+        and value.startswith(PASSWORD_ENV_PREFIXES)
+        and value not in PASSWORD_ENV_PREFIXES,
+        config,
+        (name, key),
+        f"a variable name that starts with {' or '.join(PASSWORD_ENV_PREFIXES)} (its value "
+        f"is sent to {goes_to}), e.g. {DEFAULTS[name][key]}",
+        value,
+    )
+    return value
+
+
 def check_runtime_file(config: Config) -> None:
     """Invoke skips a missing ``-f FILE`` silently; we refuse it."""
     path = getattr(config, "_runtime_path", None)
@@ -297,7 +325,7 @@ def settings_of(config: Config) -> Settings:
     )
     parallel = _number(ssh, config, "ssh", "parallel", 1, 256)
     _expect(isinstance(parallel, int), config, ("ssh", "parallel"), "a whole number", parallel)
-    sudo_env = _string(ssh, config, "ssh", "sudo_password_env", empty_ok=False)
+    sudo_env = _password_env(ssh, config, "ssh", "sudo_password_env", "the workers' sudo")
     ssh_settings = SshSettings(
         user=ssh_user,
         key=key,
@@ -427,14 +455,7 @@ def settings_of(config: Config) -> Settings:
     )
     oak = _section(flops, config, "oakestra")
     oak_user = _string(oak, config, "oakestra", "user", empty_ok=False)
-    oak_env = _string(oak, config, "oakestra", "password_env", empty_ok=False)
-    _expect(
-        oak_env.isascii() and oak_env.replace("_", "a").isalnum() and not oak_env[0].isdigit(),
-        config,
-        ("oakestra", "password_env"),
-        "an environment variable name",
-        oak_env,
-    )
+    oak_env = _password_env(oak, config, "oakestra", "password_env", "the System Manager's login")
     oak_port = _number(oak, config, "oakestra", "port", 1, 65535)
     _expect(isinstance(oak_port, int), config, ("oakestra", "port"), "a whole number", oak_port)
     return Settings(

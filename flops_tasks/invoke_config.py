@@ -9,6 +9,9 @@
   would hang every run.
 - Keys must be strings; the top level must be a mapping.
 - A ``.py`` config file is refused: Invoke would execute it.
+- Keys that Fabric or Invoke act on by running or importing something, or by adding
+  credentials (``ACTING_KEYS``: ``gateway``, ``connect_kwargs`` ...), are refused in every
+  file and ``INVOKE_*`` variable; flops-tasks' own settings live under ``flops``.
 - Every broken file, uncastable ``INVOKE_*`` variable and type clash between config levels
   ends in one ``ConfigError`` line that names the file, variable or key.
 
@@ -110,6 +113,45 @@ def check_shape(data: Any, where: str) -> None:
             stack.extend((value, (*path, f"[{i}]")) for i, value in enumerate(node))
 
 
+# Keys Fabric or Invoke act on, and what they would do. None is read from a file or the
+# environment; the SSH layer also sets them itself (``ssh.HostSession._new_connection``).
+ACTING_KEYS: dict[tuple[str, ...], str] = {
+    ("gateway",): "Fabric would run it as a local command (ProxyCommand)",
+    ("connect_kwargs",): "Fabric would add its keys or password to every SSH connection",
+    ("ssh_config_path",): "Fabric would take ProxyCommand and IdentityFile from that file",
+    ("load_ssh_configs",): "Fabric would take ProxyCommand and IdentityFile from ssh_config",
+    ("runners",): "Invoke and Fabric would run every command through these classes",
+    ("authentication",): "Fabric would offer these identities and strategies",
+    ("forward_agent",): "Fabric would hand your SSH agent to every worker",
+    ("tasks", "executor_class"): "Invoke would import it and run the tasks through it",
+    ("run", "env"): "Fabric would write it, unquoted, before every remote command",
+}
+# the config levels read from files and the environment, and how errors name them
+_LEVELS = ("system", "user", "project", "env", "runtime")
+
+
+def refuse_acting_keys(config: Config) -> None:
+    """One ``ConfigError`` line for the first ``ACTING_KEYS`` entry found in a config file or
+    an ``INVOKE_*`` variable (ssh settings go under ``flops.ssh``)."""
+    for level in _LEVELS:
+        data = getattr(config, f"_{level}", None) or {}
+        for keys, why in ACTING_KEYS.items():
+            node: Any = data
+            for key in keys:
+                if not isinstance(node, dict) or key not in node:
+                    break
+                node = node[key]
+            else:
+                if level == "env":
+                    where = "environment variable INVOKE_" + "_".join(keys).upper()
+                else:
+                    where = getattr(config, f"_{level}_path", None) or f"the {level} config file"
+                raise ConfigError(
+                    f"{'.'.join(keys)} (from {where}): {why}, so flops-tasks refuses it: "
+                    "remove it (flops-tasks' settings are under flops, SSH ones under flops.ssh)"
+                )
+
+
 class _Environment(Environment):
     """Invoke's ``INVOKE_*`` reader; a value that cannot take the key's type is one line."""
 
@@ -184,6 +226,7 @@ class FlopsConfig(Config):
             super().merge()
         except AmbiguousMergeError:
             raise ConfigError(merge_conflict(self)) from None
+        refuse_acting_keys(self)
 
     def load_shell_env(self) -> None:
         # Invoke's own steps, with an Environment whose errors are one line

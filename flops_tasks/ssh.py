@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import os
 import re
@@ -29,7 +30,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import commands
 from .changes import Change, ChangeLog
@@ -196,13 +197,23 @@ class HostSession:
         _quiet_paramiko()
         from fabric import Config, Connection
 
-        base: InvokeConfig = Config(lazy=True) if self.config is None else self.config
-        config: FabricConfig = base.clone(into=Config)
-        config.load_ssh_configs = False
-        config.run.in_stream = False
-        # Fabric hands paramiko int(connect_timeout): 0.5 would mean no timeout at all and
-        # 1.5 would be 1. The timeout goes to paramiko as it is configured.
-        config.timeouts.connect = None
+        # A Fabric config of our own, not a clone of the run's: Fabric acts on keys such as
+        # gateway (a local ProxyCommand), connect_kwargs (more keys), run.env (unquoted before
+        # every command) and ssh_config files. Config files refuse them
+        # (invoke_config.ACTING_KEYS); no config object handed in reaches Fabric either. Of
+        # the run's settings only --echo is kept. lazy: no Fabric or ssh_config files read.
+        run = self.config.get("run", {}) if self.config is not None else {}
+        config: FabricConfig = Config(
+            lazy=True,
+            overrides={
+                "load_ssh_configs": False,
+                "run": {"in_stream": False, "echo": run.get("echo") is True},
+                "runners": {"remote": stderr_watching_runner()},  # sudo prompts on stderr
+                # Fabric hands paramiko int(connect_timeout): 0.5 would mean no timeout at
+                # all and 1.5 would be 1. The timeout goes to paramiko as it is configured.
+                "timeouts": {"connect": None},
+            },
+        )
         timeout = self.ssh.connect_timeout
         key = os.path.expanduser(self.ssh.key) if self.ssh.key else None
         cxn = Connection(
@@ -210,6 +221,8 @@ class HostSession:
             user=self.user,
             port=self.target.port,
             config=config,
+            gateway=False,  # never a ProxyCommand or a jump host
+            forward_agent=False,
             connect_kwargs={
                 **({"key_filename": [key]} if key else {}),
                 "look_for_keys": key is None,
@@ -428,9 +441,34 @@ class HostSession:
         return parsed
 
 
+@functools.cache
+def stderr_watching_runner() -> type:
+    """Fabric's remote runner, with watchers fed the command's stderr only.
+
+    ``sudo -S`` writes its prompt to stderr; stdout belongs to the command, and a prompt
+    printed there (by the command, or anything it runs or reads back) is never answered.
+    Invoke hands each stream's buffer to ``respond`` from its own reader thread: only the
+    stderr thread's buffer gets through."""
+    from fabric.runners import Remote
+
+    class StderrWatchingRemote(Remote):
+        _watched: list[str] | None = None
+
+        def handle_stderr(self, buffer_: list[str], hide: bool, output: Any) -> None:
+            self._watched = buffer_  # set in the stderr thread before it reads anything
+            super().handle_stderr(buffer_, hide, output)
+
+        def respond(self, buffer_: list[str]) -> None:
+            if buffer_ is self._watched:
+                super().respond(buffer_)
+
+    return StderrWatchingRemote
+
+
 def sudo_watcher(password: str) -> FailingResponder:
-    """Answer sudo's prompt (a literal, not a pattern) once per prompt; a prompt that comes
-    back after ``Sorry, try again.`` ends the command (``ResponseNotAccepted``)."""
+    """Answer sudo's prompt (a literal, not a pattern) once per prompt on stderr (the runner
+    is ``stderr_watching_runner``); a prompt that comes back after ``Sorry, try again.`` ends
+    the command (``ResponseNotAccepted``)."""
     from invoke.watchers import FailingResponder
 
     return FailingResponder(

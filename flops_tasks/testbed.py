@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import build_context, wheelhouse
-from .config import ADDRESS_VARS, DEFAULTS, PROJECT_ROOT
+from .config import ADDON_TARBALL_SHA256, ADDRESS_VARS, DEFAULTS, PROJECT_ROOT
 from .errors import FlopsError, UsageError
 
 LABEL = "org.flops-tasks.testbed"
@@ -351,21 +351,65 @@ def upstream_tarball() -> Path:
     return PROJECT_ROOT.parent / "shared" / "upstream" / name
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _member_problem(member: Any) -> str | None:
+    """Why a tarball member may not be unpacked (None: a plain file or folder with a
+    normalised relative name)."""
+    name = member.name.rstrip("/") if member.isdir() else member.name
+    parts = name.split("/")
+    if name.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        return "is not a relative name without '.', '..' or '//'"
+    if member.issym():
+        return f"is a symbolic link (to {member.linkname!r})"
+    if member.islnk():
+        return f"is a hard link (to {member.linkname!r})"
+    if member.isfifo():
+        return "is a FIFO"
+    if member.ischr() or member.isblk():
+        return "is a device"
+    if not (member.isreg() or member.isdir()):
+        return "is neither a file nor a folder"
+    return None
+
+
 def unpack_upstream(tarball: Path, dest: Path) -> Path:
-    """Unpack the tarball into ``dest`` (emptied first); returns the addon-FLOps tree."""
+    """Unpack the tarball into ``dest`` (emptied first); returns the addon-FLOps tree.
+
+    The tarball must have the sha256 pinned beside ``addon.ref`` (``ADDON_TARBALL_SHA256``),
+    and every member is checked before ``dest`` is touched: plain files and folders with
+    normalised relative names only, no links. ``tarfile``'s own ``data`` filter is not
+    enough: before Python 3.11.13 / 3.12.11 links can lead it outside (CVE-2025-4517).
+    """
     import tarfile
 
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
+    fix = "replace it with the addon-FLOps source tarball of the pinned ref"
     try:
+        digest = _sha256(tarball)
+        if digest != ADDON_TARBALL_SHA256:
+            raise FlopsError(
+                f"{tarball} has sha256 {digest}, not {ADDON_TARBALL_SHA256} (addon-FLOps "
+                f"{DEFAULTS['addon']['ref'][:7]}): {fix}"
+            )
         with tarfile.open(tarball) as tar:
-            tar.extractall(dest, filter="data")
-    except (OSError, tarfile.TarError) as exc:
-        raise FlopsError(
-            f"cannot unpack {tarball} ({exc}): replace it with the addon-FLOps "
-            "source tarball of the pinned ref"
-        ) from None
+            members = tar.getmembers()
+            for member in members:
+                problem = _member_problem(member)
+                if problem:
+                    raise FlopsError(f"{tarball}: member {member.name!r} {problem}: {fix}")
+            if dest.exists():
+                shutil.rmtree(dest)
+            dest.mkdir(parents=True)
+            # nothing but plain files and folders inside dest: no path can lead outside
+            tar.extractall(dest, members=members, filter="data")
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        raise FlopsError(f"cannot unpack {tarball} ({exc}): {fix}") from None
     roots = [p for p in dest.iterdir() if p.is_dir()]
     if len(roots) != 1:
         raise FlopsError(f"{tarball} does not hold one addon-FLOps folder: replace it")
@@ -598,14 +642,22 @@ def testbed_config(paths: Paths, workers: list[tuple[str, str, str]], gateway: s
                 "project": PROJECT,
                 "overrides": [
                     str(PROJECT_ROOT / "testbed" / "testbed.compose.yml"),
+                    LOOPBACK_OVERRIDE,
                     str(paths.labels),
                 ],
                 "env_file": str(paths.env_file),
                 "network": NETWORK,
+                # the stores' fixed credentials reach no network but the testbed's (and this
+                # host, on the gateway address and the registry's loopback one)
+                "bind_address": gateway,
             },
             "learner": {"image": f"{gateway}:{DEFAULTS['registry']['port']}/{SIDECAR_REPO}"},
         }
     }
+
+
+# the registry also on 127.0.0.1:5073, where this host's dockerd pushes (push_sidecar)
+LOOPBACK_OVERRIDE = str(PROJECT_ROOT / "testbed" / "testbed-loopback.compose.yml")
 
 
 def labels_override() -> dict:
@@ -660,6 +712,10 @@ def placement_config(data: dict, placement: dict[str, str]) -> dict:
     config = copy.deepcopy(data)
     flops = config["flops"]
     flops["stack"]["placement"] = dict(placement)
+    # one bind address serves every engine, and w1's cannot bind this host's gateway: the
+    # placed suite publishes on every address of its host (w1's are the testbed network's)
+    flops["stack"]["bind_address"] = "0.0.0.0"
+    flops["stack"]["overrides"].remove(LOOPBACK_OVERRIDE)  # 0.0.0.0 holds loopback already
     on_w1 = {
         svc
         for svc in SERVICES
@@ -681,14 +737,16 @@ def _arg_value(values: dict[str, str], match: re.Match[str]) -> str:
 
 def context_for(paths: Paths, dry: bool = False, runtime: Path | None = None) -> Any:
     """An Invoke context that sees exactly what ``inv -f .testbed/invoke.yaml`` sees (or
-    ``-f runtime``)."""
+    ``-f runtime``): the file is read by the project's ``FlopsConfig``, as ``inv`` reads it."""
     import copy
 
-    from invoke import Config, Context
+    from invoke import Context
 
-    defaults = Config.global_defaults()
+    from .invoke_config import FlopsConfig
+
+    defaults = FlopsConfig.global_defaults()
     defaults["flops"] = copy.deepcopy(DEFAULTS)
-    config = Config(
+    config = FlopsConfig(
         defaults=defaults,
         overrides={"run": {"in_stream": False, "dry": dry}},
         runtime_path=runtime or paths.config,

@@ -2,8 +2,9 @@
 
 One pure function per file. Each takes the file's current text (``None``: no such file) and
 returns the new text, or ``None`` when the file already says what is needed (so a second run
-writes nothing). A file that cannot be read, or whose settings forbid the change, raises
-``Refusal``: it is reported and never overwritten.
+writes nothing). A file that cannot be read, whose settings forbid the change, or that holds
+a value of another type where a table is read (valid TOML such as ``plugins = 5``) raises
+``Refusal`` naming the file and the key: it is reported and never overwritten.
 
 TOML files are read with ``tomllib`` (the standard library's parser decides what is valid)
 and written with ``tomlkit``, which keeps the operator's comments, order and layout; JSON
@@ -18,6 +19,7 @@ former registry's containerd hosts file is ours to remove).
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from collections.abc import Sequence
 from typing import Any
@@ -46,6 +48,41 @@ def _toml(text: str | None, path: str) -> tuple[Any, dict]:
     # probe output arrives without its final newline: tomlkit would append the next table
     # on the last value's line
     return tomlkit.parse(text if text.endswith("\n") else text + "\n"), data
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key(keys: Sequence[str]) -> str:
+    """A dotted TOML key as an operator would write it: ``plugins."io.containerd..."``."""
+    return ".".join(k if _BARE_KEY.fullmatch(k) else json.dumps(k) for k in keys)
+
+
+_KINDS = (
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a float"),
+    (str, "a string"),
+    (list, "an array"),
+)
+
+
+def _kind(value: Any) -> str:
+    """What a TOML value is, in TOML's words (bool before int: True is an int)."""
+    return next((name for t, name in _KINDS if isinstance(value, t)), "a date or time")
+
+
+def _at(data: dict, path: str, *keys: str) -> dict:
+    """The table at ``keys`` (empty when missing). Valid TOML can hold any type anywhere: a
+    value that is not a table is refused, naming the file and the key."""
+    node: Any = data
+    for depth, key in enumerate(keys, 1):
+        node = node.get(key, {})
+        if not isinstance(node, dict):
+            raise Refusal(
+                f"{path}: {_key(keys[:depth])} is {_kind(node)}, not a table: fix it by hand"
+            )
+    return node
 
 
 def _table(container: Any, key: str) -> Any:
@@ -93,8 +130,11 @@ def hosts_toml(text: str | None, registry: str) -> str | None:
     path = C.hosts_toml_path(registry)
     doc, data = _toml(text, path)
     url = f"http://{registry}"
-    host = (data.get("host") or {}).get(url) or {}
-    caps = host.get("capabilities") or []
+    host = _at(data, path, "host", url)
+    caps = host.get("capabilities", [])
+    if not isinstance(caps, list):
+        key = _key(["host", url, "capabilities"])
+        raise Refusal(f"{path}: {key} is {_kind(caps)}, not an array: fix it by hand")
     if data.get("server") == url and set(NEEDED_CAPABILITIES) <= set(caps):
         return None
     doc["server"] = url
@@ -118,13 +158,17 @@ def forgets_hosts_toml(text: str | None, registry: str) -> bool:
 
 def containerd_registry(data: dict) -> tuple[int, dict]:
     """(config version, the CRI registry table) of a parsed containerd config."""
+    path = C.CONTAINERD_CONFIG
     version = data.get("version", 1 if data else 2)
-    if version not in CRI_PLUGIN:
+    if type(version) is not int or version not in CRI_PLUGIN:
         raise Refusal(
-            f"{C.CONTAINERD_CONFIG} has version = {version!r}, which flops-tasks "
+            f"{path}: version = {version!r}, which flops-tasks "
             "does not know (1, 2 or 3): set config_path for the registry by hand"
         )
-    registry = (data.get("plugins") or {}).get(CRI_PLUGIN[version], {}).get("registry") or {}
+    keys = ("plugins", CRI_PLUGIN[version], "registry")
+    registry = _at(data, path, *keys)
+    for name in ("mirrors", "configs"):
+        _at(data, path, *keys, name)
     return version, registry
 
 
@@ -177,8 +221,8 @@ def buildkitd_toml(text: str | None, registry: str, forget: Sequence[str] = ()) 
     """BuildKit's config with ``[registry."REGISTRY"] http = true, insecure = true`` and no
     table for a registry in ``forget``."""
     doc, data = _toml(text, C.BUILDKITD_TOML)
-    tables = data.get("registry") or {}
-    entry = tables.get(registry) or {}
+    tables = _at(data, C.BUILDKITD_TOML, "registry")
+    entry = _at(data, C.BUILDKITD_TOML, "registry", registry)
     stale = [r for r in tables if r in forget and r != registry]
     if entry.get("http") is True and entry.get("insecure") is True and not stale:
         return None

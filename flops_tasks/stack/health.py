@@ -10,15 +10,16 @@ when it does not, ``doctor`` says why, and names the broker when the broker is t
 from __future__ import annotations
 
 import ftplib
+import ipaddress
 import urllib.error
 from collections.abc import Callable
 
 from .. import env as envmod
 from ..errors import FlopsError
-from ..outcome import Outcome, failed, ok
+from ..outcome import Outcome, failed, ok, warning
 from . import flopsdb, preflight, registry
 from .project import ContainerView, Project
-from .services import ARTIFACT_STORE, BACKEND_STORE, FTP_PORT, MANAGER, MQTT, REGISTRY
+from .services import ARTIFACT_STORE, BACKEND_STORE, EXPOSED, FTP_PORT, MANAGER, MQTT, REGISTRY
 
 ADDON_REF_LABEL = "org.flops-tasks.addon-ref"
 STAND_IN_LABEL = "org.flops-tasks.stand-in"
@@ -26,16 +27,17 @@ FTP_USER = "flops"  # the FTP user of the artifact store (upstream's artifact_st
 
 
 def port_ranges(published: set[tuple[str, int]]) -> list[str]:
-    """``{("0.0.0.0", 20), ("0.0.0.0", 21)}`` -> ``["0.0.0.0:20-21"]``."""
+    """``{("0.0.0.0", 20), ("0.0.0.0", 21)}`` -> ``["0.0.0.0:20-21"]`` (IPv6 in brackets)."""
     out = []
     for ip in sorted({ip for ip, _ in published}):
         ports = sorted(p for i, p in published if i == ip)
+        host = f"[{ip}]" if ":" in ip else ip
         start = prev = ports[0]
         for port in [*ports[1:], None]:
             if port is not None and port == prev + 1:
                 prev = port
                 continue
-            out.append(f"{ip}:{start}" + (f"-{prev}" if prev != start else ""))
+            out.append(f"{host}:{start}" + (f"-{prev}" if prev != start else ""))
             if port is not None:
                 start = prev = port
     return out
@@ -151,6 +153,9 @@ def doctor(project: Project) -> list[Outcome]:
         else:
             why = _why_unhealthy(c, found, project.services)
             outcomes.append(failed(where, svc, why, fix="inv up"))
+    exposed = exposure(project, found)
+    if exposed is not None:
+        outcomes.append(exposed)
     running = {svc for svc, c in found.items() if c.running}
     if not set(project.services) <= running:  # what holds the names or ports of those not up
         outcomes += [
@@ -190,6 +195,39 @@ def doctor(project: Project) -> list[Outcome]:
             )
         )
     return outcomes
+
+
+def _beyond_this_host(ip: str) -> bool:
+    try:
+        return not ipaddress.ip_address(ip).is_loopback
+    except ValueError:  # not an address docker would print: count it as reachable
+        return True
+
+
+def exposure(project: Project, found: dict[str, ContainerView]) -> Outcome | None:
+    """A ``warning`` naming every service of this engine that is published on an address
+    other hosts can reach (the real bindings of the running containers, not the config),
+    with what anyone there gets (``EXPOSED``: upstream's fixed credentials, or none)."""
+    shown, everywhere = [], False
+    for svc in project.services:
+        c = found.get(svc)
+        if c is None or not c.running:
+            continue
+        wide = {(ip, port) for ip, port in c.published if _beyond_this_host(ip)}
+        if wide:
+            everywhere |= any(ip in ("0.0.0.0", "::") for ip, _ in wide)
+            shown.append(f"{svc} on {', '.join(port_ranges(wide))} ({EXPOSED[svc]})")
+    if not shown:
+        return None
+    fix = "let only the workers reach these ports (host firewall; see SECURITY.md)"
+    if everywhere:
+        fix = f"set flops.stack.bind_address to the control-plane address, and {fix}"
+    return warning(
+        project.where,
+        "exposure",
+        "published beyond this host with upstream's fixed credentials or none: "
+        f"{'; '.join(shown)}; {fix}",
+    )
 
 
 def _registry(project: Project) -> str:

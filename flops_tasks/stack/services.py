@@ -22,6 +22,15 @@ PORTS: dict[str, tuple[int, ...]] = {
     ARTIFACT_STORE: (20, 21, *range(21100, 21111)),
 }
 SERVICES = tuple(PORTS)
+# what whoever reaches a service's published ports gets: upstream's fixed credentials, or none
+EXPOSED: dict[str, str] = {
+    BACKEND_STORE: "MySQL root/oakestra, every privilege",
+    ARTIFACT_STORE: "FTP flops/flops, read and write",
+    FLOPS_DB_SERVICE: "Mongo without authentication",
+    REGISTRY: "registry without authentication, push and pull",
+    MANAGER: "FLOps manager API without authentication, its container mounts docker.sock",
+    MQTT: "MQTT, anonymous",
+}
 MANAGER_PORT = PORTS[MANAGER][0]
 FLOPS_DB_PORT = PORTS[FLOPS_DB_SERVICE][0]
 MQTT_PORT = PORTS[MQTT][0]

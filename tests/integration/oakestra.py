@@ -113,8 +113,8 @@ def listed(testbed) -> set[str]:
 
 
 def flops_db():
-    client = pymongo.MongoClient(
-        "127.0.0.1", 10027, serverSelectionTimeoutMS=5000, directConnection=True
+    client = pymongo.MongoClient(  # the stack is bound to the gateway (FLOPS_MANAGER_IP)
+        gateway(), 10027, serverSelectionTimeoutMS=5000, directConnection=True
     )
     return client, client["flops"]
 

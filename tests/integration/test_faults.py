@@ -177,8 +177,8 @@ def test_ctrl_c_during_reset_leaves_a_state_the_next_run_repairs(fresh):
 def test_database_down_redb_fails_clearly_and_touches_nothing_else(fresh):
     import pymongo
 
-    client = pymongo.MongoClient(
-        "127.0.0.1", 10027, directConnection=True, serverSelectionTimeoutMS=5000
+    client = pymongo.MongoClient(  # the testbed binds the stack to its gateway
+        fresh["gateway"], 10027, directConnection=True, serverSelectionTimeoutMS=5000
     )
     client.flops.faults.insert_one({"kept": True})
     docker("stop", "flops_db")

@@ -15,6 +15,7 @@ import pytest
 from flops_tasks import testbed as tb
 
 from .helpers import inv
+from .oakestra import gateway
 
 pytestmark = pytest.mark.integration
 UPSTREAM_FILE = "/opt/addon-FLOps/docker/flops_management.docker_compose.yml"
@@ -94,7 +95,8 @@ def test_redb_refuses_a_database_port_held_by_another_container(stack_down):
         res = inv("redb", "--yes")
         assert res.returncode == 1, res.stdout + res.stderr
         assert "Traceback" not in res.stderr
-        assert f"port 10027 on 127.0.0.1 is held by container {name}" in res.stderr
+        # where the testbed binds the stack (the gateway of the current testbed network)
+        assert f"port 10027 on {gateway()} is held by container {name}" in res.stderr
         assert "refusing to touch it; nothing was deleted" in res.stderr
         assert docker("inspect", "-f", "{{.State.Running}}", cid) == "true"
     finally:

@@ -152,13 +152,21 @@ def test_doctor_names_the_host_of_each_service(placed):
     ok(res)
     hosts = json.loads(res.stdout)["hosts"]
     on_w1 = {s["step"] for s in hosts["stack@w1"]["steps"]}
-    assert on_w1 == {"flops_image_registry", "vsftpd_server", "registry", "artifact-store"}
+    # exposure: a placement publishes on every address (one bind address for every engine)
+    assert on_w1 == {
+        "flops_image_registry",
+        "vsftpd_server",
+        "exposure",
+        "registry",
+        "artifact-store",
+    }
     local = {s["step"] for s in hosts["stack"]["steps"]}
     assert {
         "flops_manager",
         "flops_db",
         "flops_mqtt",
         "mlflow_backend_store",
+        "exposure",
         "flops-db",
         "backend-store",
     } == local

@@ -18,6 +18,7 @@ from flops_tasks.config import settings
 from flops_tasks.hosts import Target
 from flops_tasks.outcome import Status, ok
 from flops_tasks.ssh import (
+    SUDO_PROMPT,
     HostSession,
     HostUnreachable,
     RemoteFailure,
@@ -114,6 +115,69 @@ def test_silent_port_times_out_within_bound(tmp_path, sshd, ssh_settings):
     assert [o.status for o in outcomes] == [Status.UNREACHABLE]
     assert "banner" in outcomes[0].detail or "timed out" in outcomes[0].detail
     assert elapsed < 6
+
+
+@pytest.fixture
+def syn_drop():
+    """An address whose port 22 drops every SYN (no answer at all, as a firewall's DROP gives),
+    while its other ports refuse at once: a network namespace of the test's own, a veth pair
+    into it, and an iptables DROP rule inside it. Removed afterwards (the namespace takes
+    its end of the pair and the rule with it)."""
+    for tool in ("ip", "iptables"):
+        if not shutil.which(tool):
+            pytest.fail(f"{tool} is not installed: run .ci/setup")
+    if os.geteuid() != 0:
+        pytest.skip("a network namespace needs root")
+    tag = secrets.token_hex(3)
+    ns, here, there = f"flops-syn-{tag}", f"fs{tag}a", f"fs{tag}b"
+    block = f"198.18.{secrets.randbelow(256)}.{4 * secrets.randbelow(64)}"  # RFC 2544, a /30
+    prefix, last = block.rsplit(".", 1)
+    mine, theirs = f"{prefix}.{int(last) + 1}", f"{prefix}.{int(last) + 2}"
+    steps = [
+        ["ip", "netns", "add", ns],
+        ["ip", "link", "add", here, "type", "veth", "peer", "name", there],
+        ["ip", "link", "set", there, "netns", ns],
+        ["ip", "addr", "add", f"{mine}/30", "dev", here],
+        ["ip", "link", "set", here, "up"],
+        ["ip", "-n", ns, "addr", "add", f"{theirs}/30", "dev", there],
+        ["ip", "-n", ns, "link", "set", there, "up"],
+        ["ip", "netns", "exec", ns, "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "22",
+         "-j", "DROP"],
+    ]  # fmt: skip
+    try:
+        for step in steps:
+            subprocess.run(step, check=True, capture_output=True)
+        yield theirs
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", here], capture_output=True)  # if the move failed
+
+
+@pytest.mark.parametrize("timeout", [1, 1.5])
+def test_a_port_that_drops_syns_times_out_within_the_connect_timeout(
+    tmp_path, sshd, ssh_settings, syn_drop, timeout
+):
+    """No SYN-ACK, no RST: only the connect timeout ends the wait (the kernel would retry
+    for about two minutes). It is paramiko's, as configured: Fabric's int() made 1.5 s 1 s
+    and 0.5 s no timeout at all, and below 1 s is refused in config."""
+    s = ssh_settings(sshd, tmp_path / "kh", connect_timeout=timeout)
+
+    def reach(port: int) -> tuple[list, float]:
+        start = time.monotonic()
+        outcomes = fan_out(
+            [Target(host=syn_drop, port=port, user="root")],
+            lambda session: [ok(session.label, "noop")],
+            ssh=s,
+        )
+        return outcomes, time.monotonic() - start
+
+    refused, quick = reach(23)  # the control: the address answers, with a refusal
+    assert [o.status for o in refused] == [Status.UNREACHABLE] and quick < 0.5
+    assert "cannot connect" in refused[0].detail
+    dropped, elapsed = reach(22)
+    assert [o.status for o in dropped] == [Status.UNREACHABLE]
+    assert f"connection to {syn_drop}:22 timed out" in dropped[0].detail
+    assert timeout - 0.05 <= elapsed < timeout + 1.5
 
 
 def test_closed_port_is_unreachable(tmp_path, sshd, ssh_settings):
@@ -302,6 +366,29 @@ def test_output_like_the_sudo_prompt_gets_no_password(
     finally:
         session.close()
     assert res.stdout.splitlines() == [line, "stdin:[]"]
+    assert sudo_user.password not in res.stdout + res.stderr
+
+
+def test_the_prompt_printed_on_stdout_gets_no_password(
+    sshd, sudo_user, tmp_path, monkeypatch, ssh_settings
+):
+    """Real sudo -S writes its prompt to stderr, and that one is answered (the command runs
+    as root); the same prompt printed by the command on stdout is not sudo asking."""
+    session = sudo_session(
+        sshd, tmp_path / "known_hosts", sudo_user, ssh_settings, monkeypatch, sudo_user.password
+    )
+    try:
+        res = session.probe(
+            commands.all_of(
+                commands.cmd("id", "-u"),
+                commands.cmd("printf", "%s\\n", SUDO_PROMPT),
+                'got=$(timeout 3 head -n 1); echo "stdin:[$got]"',
+            ),
+            timeout=20,
+        )
+    finally:
+        session.close()
+    assert res.stdout.splitlines() == ["0", SUDO_PROMPT, "stdin:[]"]
     assert sudo_user.password not in res.stdout + res.stderr
 
 

@@ -24,7 +24,7 @@ import pytest
 from flops_tasks import testbed as tb
 from flops_tasks.config import DEFAULTS
 
-from . import helpers
+from . import helpers, oakestra
 from .helpers import dry_then_real, inv
 from .stores import (
     ALL,
@@ -187,7 +187,13 @@ def test_status_and_logs(testbed):
     ok(res)
     rows = {r["service"]: r for r in json.loads(res.stdout)["services"]}
     assert {r["health"] for r in rows.values()} == {"healthy"}
-    assert rows["flops_image_registry"]["ports"] == ["0.0.0.0:5073"]
+    # bound to the testbed's gateway (flops.stack.bind_address), the registry also on
+    # loopback (testbed/testbed-loopback.compose.yml): never on every address
+    gateway = oakestra.gateway()  # of the current testbed network
+    assert sorted(rows["flops_image_registry"]["ports"]) == sorted(
+        [f"{gateway}:5073", "127.0.0.1:5073"]
+    )
+    assert rows["mlflow_backend_store"]["ports"] == [f"{gateway}:3306"]
     res = inv("logs", "--service", "flops_db", "--tail", "5")
     ok(res)
     res = inv("logs", "--service", "nope")

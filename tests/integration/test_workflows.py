@@ -59,7 +59,13 @@ def test_bootstrap_again_changes_nothing_then_doctor_passes(fresh_mixed):
     assert res.returncode == 0, res.stdout
     doctor = json.loads(res.stdout)
     assert doctor["ok"] is True
-    assert sorted(w.split(":")[0] for w in doctor["warnings"]) == ["w1", "w1", "w2"]
+    assert sorted(w.split(":")[0] for w in doctor["warnings"]) == ["stack", "w1", "w1", "w2"]
+    # the stores answer on the testbed's gateway with upstream's fixed credentials: said so
+    [exposure] = [s for s in doctor["hosts"]["stack"]["steps"] if s["step"] == "exposure"]
+    assert exposure["status"] == "warning"
+    gateway = fresh_mixed["gateway"]
+    assert f"mlflow_backend_store on {gateway}:3306 (MySQL root/oakestra" in exposure["detail"]
+    assert "127.0.0.1" not in exposure["detail"]  # the registry's loopback binding is no risk
     for host in ("w1", "w2"):
         assert doctor["hosts"][host]["status"] == "ok"
     text = inv("doctor")

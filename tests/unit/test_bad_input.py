@@ -697,6 +697,53 @@ FILE_CASES = [
     ),
 ]
 
+
+def acting_case(case_id: str, top: dict, key: str, *args: str):
+    """A key Fabric or Invoke would act on, beside a valid ``flops`` section: refused at
+    load, naming the key and the file (``args``: a task that connects)."""
+    data = {"flops": base_config(Path("{dir}")), **top}
+    raw = yaml.safe_dump(data).encode()
+    return p(case_id, *(args or ("env",)), needles=(f"{key} (from {CFG})",), raw=raw)
+
+
+# Fabric and Invoke act on these: a command run here, keys or an agent offered, code imported
+ACTING_CASES = [
+    acting_case(
+        "fabric-gateway-runs-no-command",
+        {"gateway": "touch PWNED"},
+        "gateway",
+        "prepare-builder",
+        "--host",
+        GOOD_IP,
+    ),
+    acting_case(
+        "fabric-connect_kwargs",
+        {"connect_kwargs": {"key_filename": ["/root/.ssh/id_rsa"]}},
+        "connect_kwargs",
+    ),
+    acting_case(
+        "fabric-ssh_config_path", {"ssh_config_path": "/tmp/ssh_config"}, "ssh_config_path"
+    ),
+    acting_case("fabric-load_ssh_configs", {"load_ssh_configs": True}, "load_ssh_configs"),
+    acting_case("invoke-runners", {"runners": {"local": "os.system"}}, "runners"),
+    acting_case(
+        "fabric-authentication", {"authentication": {"identities": ["/x"]}}, "authentication"
+    ),
+    acting_case("fabric-forward_agent", {"forward_agent": True}, "forward_agent"),
+    acting_case(
+        "invoke-tasks.executor_class",
+        {"tasks": {"executor_class": "this.X"}},
+        "tasks.executor_class",
+    ),
+    acting_case("fabric-run.env", {"run": {"env": {"BASH_ENV": "/tmp/x"}}}, "run.env"),
+    p(
+        "env-invoke-tasks.executor_class",
+        "env",
+        needles="INVOKE_TASKS_EXECUTOR_CLASS",
+        env={"INVOKE_TASKS_EXECUTOR_CLASS": "this.X"},
+    ),
+]
+
 # one wrong type for every leaf key of DEFAULTS (a number where a string is expected, etc.)
 WRONG_TYPES = {
     ("ssh", "user"): 5,
@@ -855,6 +902,19 @@ VALUE_CASES = [
         "flops.oakestra.password_env",
         task="oakestra-apps",
     ),
+    # the value is sent away (login, sudo): never another program's secret
+    cfg_case(
+        "oakestra.password_env-foreign-secret",
+        {"oakestra": {"password_env": "AWS_SECRET_ACCESS_KEY"}},
+        "flops.oakestra.password_env",
+        task="oakestra-apps",
+    ),
+    cfg_case(
+        "ssh.sudo_password_env-foreign-secret",
+        {"ssh": {"sudo_password_env": "GITHUB_TOKEN"}},
+        "flops.ssh.sudo_password_env",
+        task="doctor",
+    ),
     cfg_case(
         "oakestra.port-0", {"oakestra": {"port": 0}}, "flops.oakestra.port", task="clear-apps"
     ),
@@ -980,6 +1040,7 @@ ALL_CASES = (
     + WORKFLOW_CASES
     + DEV_IMAGES_CASES
     + FILE_CASES
+    + ACTING_CASES
     + TYPE_CASES
     + VALUE_CASES
     + ENV_FILE_CASES

@@ -272,3 +272,92 @@ def test_data_dirs_of_their_own_are_accepted(ctx_factory, path):
 def test_publish_addresses(ctx_factory, address):
     s = settings(ctx_factory({"learner": {"publish_address": address}}))
     assert s.learner_publish_address == address
+
+
+# -- config that would run commands or add credentials ------------------------------------
+ACTING = [
+    ("gateway", "gateway: touch PWNED\n"),
+    ("connect_kwargs", "connect_kwargs: {key_filename: [/root/.ssh/other]}\n"),
+    ("ssh_config_path", "ssh_config_path: /tmp/ssh_config\n"),
+    ("load_ssh_configs", "load_ssh_configs: true\n"),
+    ("runners", "runners: {remote: os.system}\n"),
+    ("authentication", "authentication: {identities: [/root/.ssh/other]}\n"),
+    ("forward_agent", "forward_agent: true\n"),
+    ("tasks.executor_class", "tasks: {executor_class: antigravity.Executor}\n"),
+    ("run.env", "run: {env: {BASH_ENV: /tmp/x}}\n"),
+]
+
+
+@pytest.mark.parametrize("key, text", ACTING, ids=[k for k, _ in ACTING])
+def test_keys_fabric_or_invoke_act_on_are_refused_naming_the_file(tmp_path, key, text):
+    """Fabric runs ``gateway`` as a ProxyCommand, adds ``connect_kwargs`` keys to every
+    connection, reads ProxyCommand from SSH configs; Invoke imports ``executor_class``; Fabric
+    puts ``run.env`` unquoted before every remote command."""
+    path = tmp_path / "c.yaml"
+    path.write_text("flops: {}\n" + text)
+    config = FlopsConfig(runtime_path=str(path), lazy=True)
+    with pytest.raises(ConfigError) as err:
+        config.load_runtime()
+    message = err.value.message
+    assert message.startswith(f"{key} (from {path}): ") and "\n" not in message
+
+
+def test_harmless_invoke_settings_stay_allowed(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("flops: {}\nrun: {echo: true}\ntasks: {dedupe: false}\n")
+    config = FlopsConfig(runtime_path=str(path), lazy=True)
+    config.load_runtime()
+    assert config.run.echo is True
+
+
+def test_an_acting_key_from_the_environment_names_the_variable(monkeypatch):
+    monkeypatch.setenv("INVOKE_TASKS_EXECUTOR_CLASS", "antigravity.Executor")
+    config = FlopsConfig(lazy=True)
+    with pytest.raises(ConfigError, match="from environment variable INVOKE_TASKS_EXECUTOR_CLASS"):
+        config.load_shell_env()
+
+
+def test_an_acting_key_in_the_user_config_is_refused_when_inv_adopts_it(monkeypatch, tmp_path):
+    """The stock inv reads ~/.invoke.yaml before tasks.py; the adopted config refuses it."""
+    import sys
+    import types
+
+    from invoke import Config, Program
+
+    from flops_tasks.invoke_config import adopt_running_program
+
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "invoke.yaml").write_text("gateway: touch PWNED\n")
+    program = Program()
+    program.config = Config(user_prefix=f"{tmp_path}/home/", system_prefix=f"{tmp_path}/etc/")
+    assert program.config.gateway == "touch PWNED"
+    monkeypatch.setitem(sys.modules, "invoke.main", types.SimpleNamespace(program=program))
+    with pytest.raises(ConfigError, match=f"gateway \\(from {tmp_path}/home/invoke.yaml\\)"):
+        adopt_running_program()
+
+
+@pytest.mark.parametrize(
+    "key, name",
+    [
+        ("oakestra.password_env", "AWS_SECRET_ACCESS_KEY"),
+        ("oakestra.password_env", "HOME"),
+        ("oakestra.password_env", "FLOPS"),
+        ("ssh.sudo_password_env", "GITHUB_TOKEN"),
+        ("ssh.sudo_password_env", "OAKESTRA"),
+    ],
+)
+def test_password_variables_must_be_flops_or_oakestra_ones(ctx_factory, key, name):
+    """The value is sent away (the System Manager's login, the workers' sudo): a variable of
+    another program, such as a cloud secret, may not be named."""
+    section, leaf = key.split(".")
+    with pytest.raises(ConfigError) as err:
+        settings(ctx_factory({section: {leaf: name}}))
+    assert f"flops.{key}" in err.value.message and "FLOPS_" in err.value.message
+
+
+@pytest.mark.parametrize("name", ["FLOPS_OAKESTRA_PASSWORD", "OAKESTRA_ADMIN_PASSWORD", "FLOPS_X"])
+def test_flops_and_oakestra_password_variables_are_accepted(ctx_factory, name):
+    s = settings(
+        ctx_factory({"oakestra": {"password_env": name}, "ssh": {"sudo_password_env": name}})
+    )
+    assert s.oakestra_password_env == s.ssh.sudo_password_env == name

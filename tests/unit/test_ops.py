@@ -420,6 +420,8 @@ MIRRORS = (
     "probe, text, step, needle",
     [
         ("containerd_config", MIRRORS, "trust-containerd", "registry mirrors"),
+        # valid TOML of the wrong shape: was 'connect: AttributeError'
+        ("containerd_config", "plugins = 5\n", "trust-containerd", "config.toml: plugins is"),
         ("daemon_json", '{"features": {', "trust-docker", "not valid JSON"),
         ("registries_conf", "[[registry]\n", "trust-buildah", "not valid TOML"),
         ("containerd_hosts", "server = \n", "trust-containerd", "not valid TOML"),

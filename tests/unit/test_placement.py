@@ -321,7 +321,15 @@ def test_status_and_doctor_name_each_services_host(split, monkeypatch):
     assert hosts[REGISTRY] == hosts["registry"] == "stack@w1"
     assert hosts["artifact-store"] == "stack@w1"
     assert hosts[MANAGER] == hosts["flops-db"] == hosts["backend-store"] == "stack"
-    assert all(o.status is Status.OK for o in outcomes)
+    # published on every address (the fake's bindings): one warning per engine, its own stores
+    exposure = {o.host: o for o in outcomes if o.step == "exposure"}
+    assert {h: o.status for h, o in exposure.items()} == {
+        "stack": Status.WARNING,
+        "stack@w1": Status.WARNING,
+    }
+    assert "vsftpd_server" in exposure["stack@w1"].detail
+    assert "vsftpd_server" not in exposure["stack"].detail
+    assert all(o.status is Status.OK for o in outcomes if o.step != "exposure")
 
 
 def test_a_host_that_is_down_fails_only_its_services(split, monkeypatch):
@@ -338,7 +346,8 @@ def test_a_host_that_is_down_fails_only_its_services(split, monkeypatch):
     bad = [o for o in outcomes if o.bad]
     assert {o.step for o in bad} == {REGISTRY, ARTIFACT_STORE}
     assert all(o.host == "stack@w1" and "No route to host" in o.detail for o in bad)
-    assert all(o.status is Status.OK for o in outcomes if o.host == "stack")
+    local_rows = [o for o in outcomes if o.host == "stack" and o.step != "exposure"]
+    assert local_rows and all(o.status is Status.OK for o in local_rows)
     rows = health.unreachable_rows(w1, "host w1: cannot connect")
     assert [(r["service"], r["state"]) for r in rows] == [
         (REGISTRY, "unreachable"),

@@ -82,6 +82,25 @@ def test_sudo_password_is_written_once_when_output_looks_like_the_prompt(remote,
     assert res.stdout.startswith("a sudo line") and ssh.SUDO_PROMPT not in res.stderr
 
 
+@pytest.mark.parametrize(
+    "out, err, sent",
+    [
+        (ssh.SUDO_PROMPT.encode(), b"", b""),  # the prompt on stdout only: no answer at all
+        (ssh.SUDO_PROMPT.encode() * 2, ssh.SUDO_PROMPT.encode(), b"s3cret\n"),
+    ],
+    ids=["prompt-on-stdout-only", "prompt-on-both"],
+)
+def test_the_prompt_is_answered_on_stderr_only(remote, ssh_settings, out, err, sent):
+    """sudo -S writes its prompt to stderr; the command's stdout is its own, and a prompt
+    printed there (by the command, or by anything it runs) never receives the password."""
+    (_, _, channel) = remote.expect_sessions(sudo_session(Command(out=out, err=err)))
+    session = HostSession(deploy(), ssh_settings(), sudo_password=lambda: "s3cret")
+    res = session.probe("echo")
+    session.close()
+    assert channel._stdin.getvalue() == sent
+    assert res.stdout == out.decode()
+
+
 def _refused_stderr() -> bytes:
     # Invoke reads output in chunks of 1000 bytes: the first chunk ends with the prompt
     # (the password is sent), sudo's refusal and its second prompt come in the next one
@@ -200,6 +219,57 @@ def test_the_configured_key_is_the_only_key(remote, ssh_settings, tmp_path):
     session.close()
     assert kwargs["key_filename"] == [str(key)]
     assert kwargs["look_for_keys"] is False and kwargs["allow_agent"] is False
+
+
+def _fabric_config(**top: Any) -> Any:
+    """A config with Fabric's top-level keys set in code (config files refuse them)."""
+    from invoke import Config
+
+    return Config(overrides={"run": {"in_stream": False}, **top}, lazy=True)
+
+
+def test_a_configured_gateway_never_runs(remote, ssh_settings, tmp_path):
+    """Fabric runs a string ``gateway`` as a local ProxyCommand at the first connection."""
+    remote.expect_sessions(Session(commands=[Command()]))
+    marker = tmp_path / "PWNED"
+    config = _fabric_config(gateway=f"touch {marker}")
+    session = HostSession(Target(host="10.0.0.5", user="root"), ssh_settings(), config=config)
+    cxn = session.connection()
+    kwargs = remote.sessions[0].client.connect.call_args.kwargs
+    session.close()
+    time.sleep(0.2)  # a ProxyCommand would have been started by now
+    assert not marker.exists()
+    assert cxn.gateway is False and "sock" not in kwargs
+
+
+def test_connect_kwargs_and_agent_forwarding_from_config_are_ignored(
+    remote, ssh_settings, tmp_path
+):
+    remote.expect_sessions(Session(commands=[Command()]))
+    key = tmp_path / "id_ed25519"
+    config = _fabric_config(
+        connect_kwargs={"key_filename": ["/root/.ssh/other"], "password": "p"},
+        forward_agent=True,
+        authentication={"identities": ["/root/.ssh/other"]},
+    )
+    session = HostSession(
+        Target(host="10.0.0.5", user="root"), ssh_settings(key=str(key)), config=config
+    )
+    cxn = session.connection()
+    kwargs = remote.sessions[0].client.connect.call_args.kwargs
+    session.close()
+    assert kwargs["key_filename"] == [str(key)] and "password" not in kwargs
+    assert cxn.forward_agent is False
+
+
+def test_run_env_from_config_never_prefixes_a_remote_command(remote, ssh_settings):
+    """Fabric writes ``export K=V && `` unquoted before the command: code on the worker."""
+    (channel,) = remote.expect_sessions(Session(commands=[Command(out=b"0\n")]))
+    config = _fabric_config(run={"in_stream": False, "env": {"X": "1; touch /tmp/PWNED"}})
+    session = HostSession(Target(host="10.0.0.5", user="root"), ssh_settings(), config=config)
+    session.probe("id -u")
+    session.close()
+    assert channel.exec_command.call_args[0][0] == "id -u"
 
 
 class FakeKey:

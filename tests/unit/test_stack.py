@@ -605,3 +605,59 @@ def test_doctor_reports_a_store_that_does_not_do_its_job(make, monkeypatch):
     assert rows["backend-store"].fix == "inv reset --clean"
     assert rows["registry"].status is Status.OK and "2 repositories" in rows["registry"].detail
     assert all(rows[svc].status is Status.OK for svc in SERVICES)
+
+
+# -- exposure: stores with fixed credentials, or none, published beyond this host ------------
+def exposure_rows(project: FakeProject, monkeypatch: pytest.MonkeyPatch) -> list:
+    stores_answer(monkeypatch)
+    return [o for o in health.doctor(project) if o.step == "exposure"]
+
+
+def test_doctor_warns_about_every_store_published_on_every_address(make, monkeypatch):
+    project = make()
+    healthy_stack(project)  # as the default bind_address 0.0.0.0 publishes them
+    rows = exposure_rows(project, monkeypatch)
+    assert [o.status for o in rows] == [Status.WARNING]
+    detail = rows[0].detail
+    for shown in (
+        "mlflow_backend_store on 0.0.0.0:3306 (MySQL root/oakestra",
+        "vsftpd_server on 0.0.0.0:20-21, 0.0.0.0:21100-21110 (FTP flops/flops",
+        "flops_db on 0.0.0.0:10027 (Mongo without authentication",
+        "flops_image_registry on 0.0.0.0:5073 (registry without authentication",
+        "flops_manager on 0.0.0.0:5072 (FLOps manager API without authentication, its "
+        "container mounts docker.sock",
+        "flops_mqtt on 0.0.0.0:9027 (MQTT, anonymous",
+    ):
+        assert shown in detail
+    assert "flops.stack.bind_address" in detail and "\n" not in detail
+
+
+def test_doctor_warns_about_a_store_on_one_outside_address_too(make, monkeypatch):
+    project = make(bind_address="10.0.0.2")
+    for svc in SERVICES:
+        project.engine.put(inspect(svc, host_ip="10.0.0.2"))
+    project.engine.put(inspect("flops_db", host_ip="127.0.0.1"))
+    [row] = exposure_rows(project, monkeypatch)
+    assert "mlflow_backend_store on 10.0.0.2:3306" in row.detail
+    assert "flops_db" not in row.detail  # loopback only: nobody else reaches it
+    assert "firewall" in row.detail and "bind_address" not in row.detail
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1"])
+def test_no_warning_when_every_store_is_on_loopback(make, monkeypatch, address):
+    project = make(bind_address=address)
+    for svc in SERVICES:
+        project.engine.put(inspect(svc, host_ip=address))
+    assert exposure_rows(project, monkeypatch) == []
+
+
+def test_the_warning_reads_the_real_bindings_not_the_config(make, monkeypatch):
+    """Configured on loopback, but a container still published on every address (started
+    with another env file): the binding is what counts."""
+    project = make(bind_address="127.0.0.1")
+    for svc in SERVICES:
+        project.engine.put(inspect(svc, host_ip="127.0.0.1"))
+    project.engine.put(inspect("mlflow_backend_store", host_ip="::"))
+    [row] = exposure_rows(project, monkeypatch)
+    assert "mlflow_backend_store on [::]:3306 (MySQL root/oakestra" in row.detail
+    assert "flops_image_registry" not in row.detail

@@ -122,7 +122,7 @@ def test_a_broken_file_is_refused_in_one_line(name):
     with pytest.raises(Refusal) as exc:
         merge(broken, REG)
     message = str(exc.value)
-    assert "\n" not in message and "fix it by hand" in message
+    assert "\n" not in message and "by hand" in message
 
 
 def test_daemon_json_shapes_that_cannot_be_merged_are_refused():
@@ -247,6 +247,82 @@ def test_other_config_versions():
         trust.containerd_config(
             'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\nconfig_path = 1\n'
         )
+
+
+CRI = '"io.containerd.grpc.v1.cri"'
+# (merge call, file text, the key the refusal must name): valid TOML of the wrong shape
+WRONG_SHAPES = {
+    "containerd-plugins-number": (trust.containerd_config, "plugins = 5\n", "plugins"),
+    "containerd-plugins-string": (
+        trust.containerd_config,
+        'version = 2\nplugins = "cri"\n',
+        "plugins",
+    ),
+    "containerd-cri-array": (
+        trust.containerd_config,
+        f"version = 2\n[plugins]\n{CRI} = [1]\n",
+        f"plugins.{CRI}",
+    ),
+    "containerd-registry-bool": (
+        trust.containerd_config,
+        f"version = 2\n[plugins.{CRI}]\nregistry = true\n",
+        f"plugins.{CRI}.registry",
+    ),
+    "containerd-mirrors-number": (
+        trust.containerd_config,
+        f"version = 2\n[plugins.{CRI}.registry]\nmirrors = 5\n",
+        f"plugins.{CRI}.registry.mirrors",
+    ),
+    "containerd-mirrors-array": (
+        trust.containerd_config,
+        f'version = 2\n[plugins.{CRI}.registry]\nmirrors = ["docker.io"]\n',
+        f"plugins.{CRI}.registry.mirrors",
+    ),
+    "containerd-configs-string": (
+        trust.containerd_config,
+        f'version = 2\n[plugins.{CRI}.registry]\nconfigs = "x"\n',
+        f"plugins.{CRI}.registry.configs",
+    ),
+    "containerd-version-bool": (trust.containerd_config, "version = true\n", "version"),
+    "containerd-version-float": (trust.containerd_config, "version = 2.0\n", "version"),
+    "hosts-host-number": (lambda t: trust.hosts_toml(t, REG), "host = 5\n", "host"),
+    "hosts-entry-string": (
+        lambda t: trust.hosts_toml(t, REG),
+        f'[host]\n"http://{REG}" = "x"\n',
+        f'host."http://{REG}"',
+    ),
+    "hosts-capabilities-string": (
+        lambda t: trust.hosts_toml(t, REG),
+        f'[host."http://{REG}"]\ncapabilities = "pull"\n',
+        f'host."http://{REG}".capabilities',
+    ),
+    "buildkitd-registry-number": (
+        lambda t: trust.buildkitd_toml(t, REG),
+        "registry = 5\n",
+        "registry",
+    ),
+    "buildkitd-entry-array": (
+        lambda t: trust.buildkitd_toml(t, REG),
+        f'[registry]\n"{REG}" = [1]\n',
+        f'registry."{REG}"',
+    ),
+}
+
+
+@pytest.mark.parametrize("case", WRONG_SHAPES)
+def test_valid_toml_of_the_wrong_shape_is_one_line_naming_the_file_and_the_key(case):
+    """tomllib accepts these; the merge used to crash on them (AttributeError, TypeError),
+    which reached the report as 'connect: AttributeError ...'."""
+    merge, text, key = WRONG_SHAPES[case]
+    tomllib.loads(text)  # valid TOML: the shape is what is wrong
+    with pytest.raises(Refusal) as exc:
+        merge(text)
+    message = str(exc.value)
+    assert "\n" not in message and "by hand" in message
+    path = {"containerd": C.CONTAINERD_CONFIG, "buildkitd": C.BUILDKITD_TOML}.get(
+        case.split("-")[0], C.hosts_toml_path(REG)
+    )
+    assert message.startswith(f"{path}: {key} ")
 
 
 # -- a registry that moved -------------------------------------------------------------------

@@ -172,6 +172,59 @@ def test_stage_copies_what_differs_and_removes_the_rest(tmp_path, addon):
     assert not (dest / "stale.txt").exists() and list((dest / "wheels").iterdir()) == []
 
 
+def _link_in_source(addon: Path, host: Path) -> Path:
+    link = addon / "flops_manager_package/flops_manager/settings.py"
+    link.symlink_to(host)
+    return link
+
+
+def _link_as_package(addon: Path, host: Path) -> Path:
+    lib = addon / "utils_library"
+    (host.parent / "lib").mkdir()
+    (host.parent / "lib" / "pyproject.toml").write_text(host.read_text())
+    import shutil
+
+    shutil.rmtree(lib)
+    lib.symlink_to(host.parent / "lib")
+    return lib
+
+
+def _link_in_dest(addon: Path, host: Path) -> Path:
+    dest = addon.parent / "ctx"
+    link = dest / "flops_manager" / "main.py"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(host)
+    return link
+
+
+def _link_as_wheel(addon: Path, host: Path) -> Path:
+    link = addon.parent / "wheels" / "flask-3.0.3-py3-none-any.whl"
+    link.symlink_to(host)
+    return link
+
+
+@pytest.mark.parametrize(
+    "plant", [_link_in_source, _link_as_package, _link_in_dest, _link_as_wheel]
+)
+def test_stage_refuses_links_and_never_follows_them(tmp_path, addon, plant):
+    """A link in what is staged would put a host file into the image (a link in the context
+    itself would be written through): refused in one line that names the link."""
+    host = tmp_path / "host" / "secret"
+    host.parent.mkdir()
+    host.write_text("host secret\n")
+    (tmp_path / "wheels").mkdir()
+    link = plant(addon, host)
+    dest = tmp_path / "ctx"
+    with pytest.raises(FlopsError) as err:
+        bc.stage(bc.MANAGER, addon, dest, tmp_path / "wheels")
+    assert f"{link} is a symbolic link" in err.value.message and "\n" not in err.value.message
+    assert host.read_text() == "host secret\n"  # never written through
+    copied = (
+        [p for p in dest.rglob("*") if p.is_file() and not p.is_symlink()] if dest.exists() else []
+    )
+    assert all("host secret" not in p.read_text(errors="replace") for p in copied)
+
+
 def test_stage_refuses_a_tree_that_is_not_addon_flops(tmp_path):
     (tmp_path / "other").mkdir()
     with pytest.raises(FlopsError, match="flops_manager_package/flops_manager/"):
@@ -291,10 +344,133 @@ def test_the_tarball_is_looked_for_in_shared_upstream_above_the_project(monkeypa
     assert PROJECT_ROOT.is_relative_to(found.parent.parent.parent)
 
 
-def test_a_broken_tarball_is_one_line(tmp_path):
+def test_a_broken_tarball_is_one_line(tmp_path, monkeypatch):
     bad = tmp_path / "addon-FLOps-2fa0ab9.tar.gz"
     bad.write_bytes(b"not a tarball")
+    _pin(monkeypatch, bad)
     with pytest.raises(FlopsError) as err:
         tb.unpack_upstream(bad, tmp_path / "out")
     assert "\n" not in err.value.message and "cannot unpack" in err.value.message
-    assert os.path.isdir(tmp_path / "out")
+    assert not os.path.exists(tmp_path / "out")  # nothing was unpacked
+
+
+# -- the tarball: pinned, and checked member by member -----------------------------------
+def _add(tar, name: str, kind: bytes = b"0", link: str = "", data: bytes = b"") -> None:
+    import io
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+
+
+def _tarball(path: Path, members: list[tuple]) -> Path:
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        _add(tar, "addon-FLOps/", tarfile.DIRTYPE)
+        for member in members:
+            _add(tar, *member)
+    return path
+
+
+def _pin(monkeypatch, tarball: Path) -> None:
+    """Pin ``tarball``'s own sha256, so the member checks are what is tested."""
+    import hashlib
+
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    monkeypatch.setattr(tb, "ADDON_TARBALL_SHA256", digest, raising=False)
+
+
+def test_a_tarball_that_escapes_through_links_writes_nothing_outside(tmp_path, monkeypatch):
+    """CVE-2025-4517's shape: symlinks whose expansion passes PATH_MAX are not resolved by
+    tarfile's ``data`` filter on Python before 3.11.13, so a member written through
+    ``escape/`` lands outside the destination."""
+    import tarfile
+
+    root = tmp_path / "r"
+    root.mkdir()
+    dest = root / "out"
+    steps = "abcdefghijklmnop"
+    comp = "d" * ((os.pathconf(root, "PC_PATH_MAX") - len(str(dest)) - 1) // (len(steps) + 1))
+    members: list[tuple] = []
+    path = ""
+    for step in steps:
+        members.append((os.path.join(path, comp), tarfile.DIRTYPE))
+        members.append((os.path.join(path, step), tarfile.SYMTYPE, comp))
+        path = os.path.join(path, comp)
+    linkpath = os.path.join(*steps, "l" * 254)
+    members.append((linkpath, tarfile.SYMTYPE, os.path.join(*[".."] * len(steps))))
+    members.append(("escape", tarfile.SYMTYPE, os.path.join(linkpath, "..")))
+    members.append(("escape/outside", tarfile.REGTYPE, "", b"written outside\n"))
+    evil = _tarball(tmp_path / "addon-FLOps-2fa0ab9.tar.gz", members)
+    _pin(monkeypatch, evil)
+    with pytest.raises(FlopsError) as err:
+        tb.unpack_upstream(evil, dest)
+    assert not (root / "outside").exists()
+    assert sorted(p.name for p in root.iterdir()) == []  # nothing written, dest not made
+    assert "\n" not in err.value.message
+    assert "member 'a' is a symbolic link" in err.value.message and str(evil) in err.value.message
+
+
+@pytest.mark.parametrize(
+    "member, says",
+    [
+        (("addon-FLOps/link", b"2", "/etc/passwd"), "'addon-FLOps/link' is a symbolic link"),
+        (("addon-FLOps/hard", b"1", "addon-FLOps"), "'addon-FLOps/hard' is a hard link"),
+        (("/tmp/abs", b"0"), "'/tmp/abs' is not a relative name"),
+        (("addon-FLOps/../up", b"0"), "'addon-FLOps/../up' is not a relative name"),
+        (("addon-FLOps/./x", b"0"), "'addon-FLOps/./x' is not a relative name"),
+        (("addon-FLOps//x", b"0"), "'addon-FLOps//x' is not a relative name"),
+        (("addon-FLOps/fifo", b"6"), "'addon-FLOps/fifo' is a FIFO"),
+        (("addon-FLOps/null", b"3"), "'addon-FLOps/null' is a device"),
+    ],
+    ids=["symlink", "hardlink", "absolute", "dotdot", "dot", "empty-part", "fifo", "device"],
+)
+def test_members_other_than_plain_files_and_folders_are_refused(
+    tmp_path, monkeypatch, member, says
+):
+    tarball = _tarball(tmp_path / "t.tar.gz", [("addon-FLOps/ok", b"0", "", b"fine\n"), member])
+    _pin(monkeypatch, tarball)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "earlier").write_text("kept")
+    with pytest.raises(FlopsError) as err:
+        tb.unpack_upstream(tarball, dest)
+    assert says in err.value.message and "\n" not in err.value.message
+    assert [p.name for p in dest.iterdir()] == ["earlier"]  # checked before anything changes
+
+
+def test_a_tarball_of_another_hash_is_one_line_and_changes_nothing(tmp_path):
+    tarball = _tarball(tmp_path / "addon-FLOps-2fa0ab9.tar.gz", [("addon-FLOps/a", b"0")])
+    dest = tmp_path / "out"
+    with pytest.raises(FlopsError) as err:
+        tb.unpack_upstream(tarball, dest)
+    message = err.value.message
+    assert "\n" not in message and str(tarball) in message
+    assert tb.ADDON_TARBALL_SHA256 in message and "sha256" in message
+    assert not dest.exists()
+
+
+def test_a_tarball_of_plain_files_and_folders_unpacks(tmp_path, monkeypatch):
+    tarball = _tarball(
+        tmp_path / "t.tar.gz",
+        [("addon-FLOps/pkg", b"5"), ("addon-FLOps/pkg/mod.py", b"0", "", b"x = 1\n")],
+    )
+    _pin(monkeypatch, tarball)
+    root = tb.unpack_upstream(tarball, tmp_path / "out")
+    assert root == tmp_path / "out" / "addon-FLOps"
+    assert (root / "pkg" / "mod.py").read_text() == "x = 1\n"
+
+
+def test_the_pinned_hash_is_the_shared_tarballs():
+    import hashlib
+
+    tarball = tb.upstream_tarball()
+    if not tarball.is_file():
+        pytest.skip(f"{tarball} is not here")
+    assert hashlib.sha256(tarball.read_bytes()).hexdigest() == tb.ADDON_TARBALL_SHA256
+    assert tarball.name == f"addon-FLOps-{tb.DEFAULTS['addon']['ref'][:7]}.tar.gz"
