@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, FlopsError
 from .hosts import Target, inventory_targets, valid_hostname, valid_user
+from .paths import DATA_ROOT
 
 if TYPE_CHECKING:
     from invoke.config import Config
     from invoke.context import Context
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# the folder holding compose/ and testbed/: the checkout, or the installed package's data
+PROJECT_ROOT = DATA_ROOT
 
 # The six addresses of the FLOps docs, in the order the docs list them.
 ADDRESS_VARS = (
@@ -38,6 +40,9 @@ ADDRESS_VARS = (
 HOST_KEY_POLICIES = ("strict", "accept-new")
 
 DEFAULTS: dict[str, Any] = {
+    # where flops-tasks keeps what it writes for itself (env file, testbed, build staging,
+    # locks); empty: $XDG_STATE_HOME/flops-tasks, default ~/.local/state/flops-tasks
+    "state_dir": "",
     # name -> {host, user, port, roles: [builder, learner]}
     "inventory": {},
     "ssh": {
@@ -58,7 +63,7 @@ DEFAULTS: dict[str, Any] = {
         "project": "flops_management",
         "compose_file": "compose/flops.compose.yml",
         "overrides": [],
-        "env_file": "compose/flops.env",
+        "env_file": "",  # empty: flops.env in the state directory
         "network": "",
         "bind_address": "0.0.0.0",
         "manager_image": "flops_manager:local",
@@ -67,6 +72,9 @@ DEFAULTS: dict[str, Any] = {
         # service -> host that runs it (an inventory name, [user@]host[:port], or local);
         # "default" places every service not named; empty: everything on the local engine
         "placement": {},
+        # service -> why it is left out on purpose: never started or checked, a warning in
+        # up and doctor (the testbed leaves out what it could not build)
+        "omit": {},
     },
     "addon": {
         "path": "~/.cache/flops-tasks/addon-FLOps",
@@ -118,6 +126,8 @@ class StackSettings:
     db_timeout: float = 5.0  # seconds to wait for the FLOps DB (Mongo) to answer
     # service -> the host that runs it (None: the local engine); empty: all local
     placement: dict[str, Target | None] = field(default_factory=dict)
+    # service -> why it is left out on purpose (not started, not checked: a warning)
+    omit: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,7 @@ class Settings:
     oakestra_password_env: str = "FLOPS_OAKESTRA_PASSWORD"
     oakestra_port: int = 10000
     oakestra_timeout: float = 15.0
+    state_dir: str = ""  # resolved: flops.state_dir or the default (paths.state_dir)
 
 
 def source_of(config: Config, *path: str) -> str:
@@ -250,6 +261,8 @@ def settings_of(config: Config) -> Settings:
                 f"flops.{key} (from {source_of(config, key)}): unknown key; "
                 f"known keys: {', '.join(DEFAULTS)}"
             )
+
+    state = _state_dir(flops, config)
 
     inventory = flops.get("inventory") or {}
     inventory = (
@@ -364,13 +377,18 @@ def settings_of(config: Config) -> Settings:
     stack_settings = StackSettings(
         project=project,
         compose_files=compose_files,
-        env_file=str(resolve_path(_string(stack, config, "stack", "env_file", False))),
+        env_file=str(
+            resolve_path(_string(stack, config, "stack", "env_file"))
+            if _string(stack, config, "stack", "env_file")
+            else state / "flops.env"
+        ),
         network=network,
         bind_address=bind,
         manager_image=_image(stack, config, "stack", "manager_image"),
         health_timeout=_number(stack, config, "stack", "health_timeout", 1, 3600),
         db_timeout=_number(stack, config, "stack", "db_timeout", 0.1, 600),
         placement=_placement(stack, config, targets),
+        omit=_omit(stack, config),
     )
 
     addon = _section(flops, config, "addon")
@@ -431,7 +449,37 @@ def settings_of(config: Config) -> Settings:
         oakestra_password_env=oak_env,
         oakestra_port=int(oak_port),
         oakestra_timeout=_number(oak, config, "oakestra", "timeout", 1, 600),
+        state_dir=str(state),
     )
+
+
+def _state_dir(flops: Any, config: Config) -> Path:
+    """``flops.state_dir``: empty (the default state directory), or an absolute path."""
+    from .paths import state_dir
+
+    value = flops.get("state_dir", "")
+    ok = (
+        isinstance(value, str)
+        and not any(ch in value for ch in "\n\r\0")
+        and (value == "" or os.path.isabs(os.path.expanduser(value)))
+    )
+    _expect(ok, config, ("state_dir",), "an absolute path (or ~/...), or empty", value)
+    return state_dir(config)
+
+
+def _omit(stack: dict[str, Any], config: Config) -> dict[str, str]:
+    """``flops.stack.omit``: service -> why it is left out (a single line, may be empty)."""
+    from .stack.services import SERVICES
+
+    raw: Any = stack.get("omit")
+    raw = dict(raw) if hasattr(raw, "items") else raw
+    what = f"a mapping of service ({', '.join(SERVICES)}) to why it is left out"
+    _expect(isinstance(raw, dict), config, ("stack", "omit"), what, raw)
+    for key, value in raw.items():
+        _expect(key in SERVICES, config, ("stack", "omit", str(key)), "a service name", key)
+        ok = isinstance(value, str) and not any(ch in value for ch in "\n\r\0")
+        _expect(ok, config, ("stack", "omit", key), "a single-line string", value)
+    return {str(k): str(v) for k, v in raw.items()}
 
 
 LOCAL = "local"  # the placement value for the Docker engine inv talks to by default
@@ -617,6 +665,7 @@ def _is_ip(value: str) -> bool:
 
 
 def resolve_path(path: str) -> Path:
-    """Config paths are relative to the project root (where tasks.py lives)."""
+    """Config paths are relative to the folder that holds compose/ and testbed/ (the
+    checkout, or the installed package's data)."""
     p = Path(os.path.expanduser(path))
     return p if p.is_absolute() else PROJECT_ROOT / p

@@ -88,6 +88,11 @@ FLAGS: dict[str, Flag] = {
         "last repeats); default docker"
     ),
     "keep_images": Flag("keep the built images (faster next testbed.up)"),
+    "placement": Flag(
+        "start the suite placed across machines: split (the registry and the FTP store on "
+        "worker w1's own Docker engine, the rest here) or remote (everything on w1); its "
+        "config is written beside the testbed's (split.yaml, remote.yaml)"
+    ),
 }
 
 

@@ -592,12 +592,13 @@ def shared_connections() -> Iterator[Connections]:
             current.close()
 
 
-def host_lock(target: Target) -> AbstractContextManager[None]:
-    """This controller's lock on one host (released by the kernel if the run dies)."""
-    from .locks import LOCK_DIR, held
+def host_lock(target: Target, state_dir: str | Path | None = None) -> AbstractContextManager[None]:
+    """This controller's lock on one host (released by the kernel if the run dies), in the
+    state directory ``state_dir`` (default: the default one)."""
+    from .locks import held, lock_dir
 
     name = f"host-{target.host}_{target.port}.lock".replace(":", "_").replace("/", "_")
-    return held(LOCK_DIR / name, f"host {target.label}")
+    return held(lock_dir(state_dir) / name, f"host {target.label}")
 
 
 def fan_out(
@@ -613,6 +614,7 @@ def fan_out(
     lock: bool = False,
     traffic: dict[str, dict[str, int]] | None = None,
     changes: ChangeLog | None = None,
+    state_dir: str | Path | None = None,
 ) -> list[Outcome]:
     """Run ``work`` for every target in a bounded pool; every host ends with outcomes.
 
@@ -620,7 +622,8 @@ def fan_out(
     ``ssh.host_timeout`` has its connection cut and is reported ``failed``. Outcomes come
     back in target order. Pass ``sessions`` to keep the connections open for later work;
     inside ``shared_connections()`` the run's connections are used and stay open.
-    With ``lock``, a host another flops-tasks run is changing is refused, never interleaved.
+    With ``lock``, a host another flops-tasks run is changing is refused, never interleaved
+    (the locks are in ``state_dir``).
     ``traffic`` receives per host the SSH handshakes and round trips this call made;
     ``changes`` is the run's change log, where every session records its changes.
 
@@ -664,7 +667,7 @@ def fan_out(
         interrupt.on_interrupt(session, session.abort)
         before = (session.handshakes, session.round_trips)
         try:
-            with host_lock(target) if lock else contextlib.nullcontext():
+            with host_lock(target, state_dir) if lock else contextlib.nullcontext():
                 session.connection()
                 outcomes = work(session)
         except HostUnreachable as exc:

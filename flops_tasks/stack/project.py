@@ -363,8 +363,13 @@ class Project:
         return {svc: found[svc].condition if svc in found else "missing" for svc in self.services}
 
     def moved_away(self) -> list[ContainerView]:
-        """This project's containers here of services placed on another host."""
-        return [c for svc, c in self.containers().items() if svc not in self.services]
+        """This project's containers here of services placed on another host (those left
+        out on purpose, ``flops.stack.omit``, are left alone)."""
+        return [
+            c
+            for svc, c in self.containers().items()
+            if svc not in self.services and svc not in self.s.stack.omit
+        ]
 
     def owner(self, service: str, port: int) -> ContainerView:
         """This project's running ``service`` container, proven to publish ``port`` here.

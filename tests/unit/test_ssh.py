@@ -547,7 +547,7 @@ def test_fan_out_keeps_sessions_open_when_asked(remote, ssh_settings):
 def test_a_host_locked_by_another_run_is_refused(remote, ssh_settings, tmp_path, monkeypatch):
     from flops_tasks import locks
 
-    monkeypatch.setattr(locks, "LOCK_DIR", tmp_path / "locks")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     remote.expect_sessions(Session(commands=[Command()]), Session(commands=[Command()]))
     target = Target(host="10.0.0.1", user="root", port=2222)
     ran: list[str] = []
@@ -561,7 +561,8 @@ def test_a_host_locked_by_another_run_is_refused(remote, ssh_settings, tmp_path,
     assert refused[0].status is Status.FAILED and ran == []
     assert "another flops-tasks run" in refused[0].detail
     assert fan_out([target], work, ssh=ssh_settings(), lock=True)[0].status is Status.OK
-    assert (tmp_path / "locks" / "host-10.0.0.1_2222.lock").exists()
+    assert locks.lock_dir() == tmp_path / "flops-tasks" / "locks"
+    assert (tmp_path / "flops-tasks" / "locks" / "host-10.0.0.1_2222.lock").exists()
 
 
 # -- one connection per host per run -----------------------------------------------------------
