@@ -265,10 +265,14 @@ def write_env_file(path: str | Path, values: dict[str, str]) -> bool:
         _replace(p, body.encode())
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise UsageError(
-            f"cannot write the env file {str(p)!r} ({reason}): set "
-            "flops.stack.env_file to a writable file path"
-        ) from None
+        full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+        fix = (
+            "free space on that disk (the old file is kept as it was), or set "
+            "flops.stack.env_file to a file on another one"
+            if full
+            else "set flops.stack.env_file to a writable file path"
+        )
+        raise UsageError(f"cannot write the env file {str(p)!r} ({reason}): {fix}") from None
     return True
 
 

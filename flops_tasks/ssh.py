@@ -17,10 +17,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import getpass
 import os
 import re
 import shlex
+import socket
 import sys
 import threading
 import time
@@ -466,8 +468,22 @@ def connect_error(
             f"authentication as {user} to {where} failed ({exc}): check "
             "flops.ssh.key and the user's authorized_keys"
         )
+    if isinstance(exc, socket.gaierror):
+        return HostUnreachable(
+            f"cannot resolve '{target.host}' ({exc.strerror or exc}): check the host name "
+            "(a name of the inventory is written as in flops.inventory) and this machine's DNS"
+        )
     if isinstance(exc, TimeoutError):
         return HostUnreachable(f"connection to {where} timed out ({exc or 'no answer'})")
+    refused = isinstance(exc, ConnectionRefusedError) or (
+        isinstance(exc, NoValidConnectionsError)
+        and {getattr(e, "errno", None) for e in exc.errors.values()} == {errno.ECONNREFUSED}
+    )
+    if refused:
+        return HostUnreachable(
+            f"connection refused by {where}: nothing listens on port {target.port}; start "
+            "sshd there, or give its port (host:port, or port: in the inventory)"
+        )
     if isinstance(exc, NoValidConnectionsError):
         return HostUnreachable(f"cannot connect to {where}: {exc.strerror or exc}")
     if isinstance(exc, (SSHException, OSError, EOFError)):

@@ -737,10 +737,11 @@ def up(
     from .stack.project import Project
 
     started = time.monotonic()
-    paths.root.mkdir(parents=True, exist_ok=True)
+    check_folder(paths.root)  # checks first: without an engine or a folder nothing changes
+    docker = _docker()
+    _check_engine(docker)
+    make_folder(paths.root)
     with locks.held(paths.root / "testbed.lock", "the testbed"):
-        docker = _docker()
-        _check_engine(docker)
         for suite in ("bookworm", "trixie"):
             ensure_base_image(suite, progress, mirror)
         build_image(
@@ -783,6 +784,33 @@ def up(
         summary.update(config=placed["config"], placement=placed["placement"])
         summary["seconds"] = round(time.monotonic() - started, 1)
     return summary
+
+
+def _folder_problem(folder: Path, why: str) -> FlopsError:
+    return FlopsError(
+        f"cannot create the testbed's folder {folder} ({why}): make the state directory "
+        "writable, or set flops.state_dir (or XDG_STATE_HOME) to a folder of yours"
+    )
+
+
+def check_folder(folder: Path) -> None:
+    """The testbed's folder is one, or can be made (read-only: its nearest existing
+    ancestor is a folder this user may write to)."""
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise _folder_problem(folder, f"{ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK) and ancestor != folder:
+        raise _folder_problem(folder, f"{ancestor} is not writable")
+
+
+def make_folder(folder: Path) -> None:
+    """The testbed's folder (mode 0700: it holds the workers' SSH key), or one line."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise _folder_problem(folder, exc.strerror or str(exc)) from None
 
 
 def start_stack(project: Any, upstream: dict[str, str]) -> None:
@@ -972,11 +1000,16 @@ def wait_system_manager(gateway: str, timeout: float = 30) -> str:
 
 
 def _check_engine(docker: Any) -> None:
+    from python_on_whales import ClientNotFoundError
     from python_on_whales.exceptions import DockerException
+
+    from .stack.project import NO_DOCKER
 
     try:
         docker.system.info()
-    except (DockerException, FileNotFoundError):
+    except (ClientNotFoundError, FileNotFoundError):
+        raise FlopsError(NO_DOCKER) from None
+    except DockerException:
         raise FlopsError(
             "the Docker engine does not answer: start dockerd (or run .ci/setup)"
         ) from None

@@ -293,7 +293,20 @@ def test_accept_new_records_the_key_privately(tmp_path):
             lambda: __import__("paramiko").ssh_exception.NoValidConnectionsError(
                 {("10.0.0.5", 22): ConnectionRefusedError(111, "refused")}
             ),
+            "connection refused by 10.0.0.5:22: nothing listens on port 22; start sshd",
+        ),
+        (
+            lambda: __import__("paramiko").ssh_exception.NoValidConnectionsError(
+                {
+                    ("10.0.0.5", 22): ConnectionRefusedError(111, "refused"),
+                    ("fe80::5", 22, 0, 0): OSError(101, "Network is unreachable"),
+                }
+            ),
             "cannot connect to 10.0.0.5:22",
+        ),
+        (
+            lambda: __import__("socket").gaierror(-2, "Name or service not known"),
+            "cannot resolve '10.0.0.5' (Name or service not known): check the host name",
         ),
         (
             lambda: __import__("paramiko").SSHException("Error reading SSH protocol banner"),
