@@ -254,7 +254,10 @@ def settings_of(config: Config) -> Settings:
     check_runtime_file(config)
     flops = config.get("flops")
     if flops is None:
-        raise ConfigError("no 'flops' config namespace: run inv from the flops-tasks project")
+        raise ConfigError(
+            "no 'flops' config namespace: run the flops command, or inv in the flops-tasks "
+            "project (a tasks.py of your own: adopt_running_program(), README 'Composing tasks')"
+        )
     for key in flops:
         if key not in DEFAULTS:
             raise ConfigError(

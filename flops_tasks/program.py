@@ -53,6 +53,7 @@ class FlopsProgram(Program):
         # A bundled collection has no folder of its own: the project config is the
         # invoke.yaml of the folder flops runs in.
         self.config.set_project_location(os.getcwd())
+        self.config.load_project()
         super().parse_collection()
 
     def run(self, argv: list[str] | None = None, exit: bool = True) -> None:

@@ -840,7 +840,9 @@ def up_placement(
     paths = paths or default_paths()
     config = paths.placement_config(name)
     if not config.is_file():
-        raise FlopsError(f"{config} is missing: run 'inv testbed.up' first")
+        from .paths import command
+
+        raise FlopsError(f"{config} is missing: run '{command()} testbed.up' first")
     started = time.monotonic()
     s = settings(context_for(paths, runtime=config))
     projects = placement.projects(s, progress=progress)
