@@ -402,6 +402,13 @@ STACK_FLAG_CASES = [
     p("testbed-workers-abc", "testbed.up", "--workers", "abc", needles="--workers"),
     p("testbed-workers-float", "testbed.up", "--workers", "1.5", needles="--workers"),
     p("testbed-workers-empty", "testbed.up", "--workers", "", needles="--workers"),
+    p(
+        "testbed-placement-unknown",
+        "testbed.up",
+        "--placement",
+        "everywhere",
+        needles=("--placement must be split or remote", "'everywhere'"),
+    ),
     p("unknown-flag", "prepare-builder", "--bogus", needles="--bogus"),
     p("unknown-task", "no-such-task", needles="no-such-task"),
 ]
