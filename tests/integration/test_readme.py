@@ -31,8 +31,10 @@ def test_the_install_block_runs_as_written(tmp_path):
         timeout=900,
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout.startswith("flops 0.") and "addon-FLOps" in res.stdout.splitlines()[0]
+    version = [line for line in res.stdout.splitlines() if line.startswith("flops 0.")]
+    assert version and "addon-FLOps" in version[0], res.stdout  # after pip's own output
     assert "testbed.up" in res.stdout and "bootstrap" in res.stdout
+    assert (clone / ".venv" / "bin" / "flops").is_file()
 
 
 def test_the_composing_example_runs_as_written(testbed, tmp_path):
