@@ -34,11 +34,12 @@ def _progress(line: str) -> None:
 
 
 def run(*args: str, cwd: Path, env: dict | None = None, timeout: float = 900):
+    """``args`` in ``cwd`` with ``env`` (the whole environment; default: this one)."""
     started = time.monotonic()
     res = subprocess.run(
         args,
         cwd=cwd,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        env={**(os.environ if env is None else env), "COLUMNS": "200"},
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
@@ -84,16 +85,15 @@ def installed(wheel, tmp_path_factory) -> dict:
     assert res.returncode == 0, res.stdout + res.stderr
     folder = root / "empty"
     folder.mkdir()
-    env = {
-        "PATH": f"{venv / 'bin'}:{os.environ['PATH']}",
-        "XDG_STATE_HOME": str(root / "state"),
-        "VIRTUAL_ENV": str(venv),
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INVOKE_", "XDG_STATE"))}
+    env.update(
+        PATH=f"{venv / 'bin'}:{os.environ['PATH']}",
+        XDG_STATE_HOME=str(root / "state"),
+        VIRTUAL_ENV=str(venv),
+    )
     tarball = tb.upstream_tarball()
     if tarball.is_file():
         env[tb.UPSTREAM_VAR] = str(tarball)
-    for key in [k for k in os.environ if k.startswith("INVOKE_")]:
-        env[key] = ""
     return {"flops": str(venv / "bin" / "flops"), "folder": folder, "env": env, "root": root}
 
 

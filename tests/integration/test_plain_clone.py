@@ -36,9 +36,12 @@ def clone(tmp_path_factory):
     )
     assert res.returncode == 0, res.stderr
     assert not any((p / "shared").exists() for p in (root / "flops-tasks").parents)
-    env = {k: v for k, v in os.environ.items() if k != tb.UPSTREAM_VAR}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != tb.UPSTREAM_VAR and not k.startswith(("INVOKE_", "XDG_STATE"))
+    }
     env.update(COLUMNS="200", XDG_STATE_HOME=str(root / "state"))
-    env.update({k: "" for k in os.environ if k.startswith("INVOKE_")})
     was_up = bool(tb.labelled()["containers"])
     if was_up:
         tb.down(keep_images=True, progress=_progress)
