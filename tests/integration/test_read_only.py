@@ -5,7 +5,8 @@ Before and after each, a snapshot of flops-tasks' state directory (every file: i
 mode, size, content digest and modification time; the testbed's config and env file live
 there) and of worker w1's trust and sidecar files (daemon.json, containerd's config and
 hosts files, buildah's registries drop-in, BuildKit's config, the learner data mount), and
-the stack's and w1's containers. A read-only task must leave all of it exactly as it was.
+the stack's and w1's containers. A read-only task must leave all of it exactly as it was
+(and pass: the workers are prepared first).
 """
 
 from __future__ import annotations
@@ -82,8 +83,9 @@ def stack_containers() -> str:
 
 @pytest.fixture(scope="module")
 def prepared(testbed):
-    """The stack up and w1 prepared as a learner (no change when it already is)."""
-    for args in (("up",), ("prepare-learner", "--host", "w1")):
+    """The stack up and every worker prepared for its roles (no change when it already
+    is), so that doctor passes and the trust files all exist."""
+    for args in (("up",), ("prepare-builder", "prepare-learner")):
         res = inv(*args)
         assert res.returncode == 0, res.stdout + res.stderr
     return testbed
