@@ -31,6 +31,13 @@ RESULTS = ROOT / "bench" / "results"
 INV = str(Path(sys.executable).parent / "inv")
 
 
+def _testbed_config() -> str:
+    """The testbed's config (its folder of the state directory)."""
+    from flops_tasks import testbed as tb
+
+    return str(tb.default_paths().config)
+
+
 def machine() -> dict:
     mem = 0
     try:
@@ -333,7 +340,7 @@ def measure_cli(hosts: int, repeat: int) -> dict:
         "@@time %e %U %S %M",
         INV,
         "-f",
-        str(ROOT / ".testbed/invoke.yaml"),
+        _testbed_config(),
         "prepare-builder",
         "--host",
         names,
@@ -674,7 +681,7 @@ def bench_reset(repeat: int) -> None:
         run(*compose, "up", "--build", "-d")
         stack.wait_healthy()
 
-    ours = timed(lambda: run(INV, "-f", str(ROOT / ".testbed/invoke.yaml"), "reset"), repeat)
+    ours = timed(lambda: run(INV, "-f", _testbed_config(), "reset"), repeat)
     base = timed(baseline, repeat)
     tb.push_sidecar(lambda _: None)
     ratio = ours["median"] / base["median"]
@@ -700,7 +707,7 @@ def bench_memory(hosts: int) -> None:
             "%M",
             INV,
             "-f",
-            str(ROOT / ".testbed/invoke.yaml"),
+            _testbed_config(),
             task,
             "--host",
             names,

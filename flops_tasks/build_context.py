@@ -8,8 +8,9 @@ holds. A context holds no links: a link in the sources or in the context is refu
 (its target, a host file, would be built into the image, or written through).
 
 - The FLOps manager (``compose/flops_manager/``): ``inv up --build`` stages it from the
-  addon-FLOps checkout into ``compose/.build/flops_manager`` (the context the production
-  compose file names); the testbed stages it from the upstream tarball with a wheelhouse.
+  addon-FLOps checkout into ``build/flops_manager`` in the state directory (the context
+  the production compose file names through the env file); the testbed stages it from the
+  upstream tarball with a wheelhouse.
 - The ml_data_server (``testbed/ml_data_server/``): the testbed only; users get upstream's
   image.
 """
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 from .config import PROJECT_ROOT, Settings
 from .errors import FlopsError
 from .outcome import Outcome, changed, ok
+from .paths import default_state_dir
 
 if TYPE_CHECKING:
     from .stack.project import Project
@@ -181,8 +183,9 @@ def stage(
 
 
 def manager_context_dir(s: Settings) -> Path:
-    """Where ``inv up --build`` stages the manager's context (named by the compose file)."""
-    return Path(s.stack.compose_files[0]).parent / ".build" / MANAGER.name
+    """Where ``inv up --build`` stages the manager's context: ``build/`` in the state
+    directory (the env file's FLOPS_MANAGER_CONTEXT, which the compose file names)."""
+    return Path(s.state_dir or default_state_dir()) / "build" / MANAGER.name
 
 
 def is_staged(context: Path, s: Settings) -> bool:

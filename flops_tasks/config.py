@@ -19,13 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, FlopsError
 from .hosts import Target, inventory_targets, valid_hostname, valid_user
+from .paths import DATA_ROOT
 from .stack.services import REGISTRY_PORT
 
 if TYPE_CHECKING:
     from invoke.config import Config
     from invoke.context import Context
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# the folder holding compose/ and testbed/: the checkout, or the installed package's data
+PROJECT_ROOT = DATA_ROOT
 
 # The six addresses of the FLOps docs, in the order the docs list them.
 ADDRESS_VARS = (
@@ -45,6 +47,9 @@ ADDON_REF = "2fa0ab973b9d893b1d645b91d34297c468bdd36a"
 ADDON_TARBALL_SHA256 = "8037a96027712d584a16d959c8812814e1b2c906fc70d629db687f25e62768ce"
 
 DEFAULTS: dict[str, Any] = {
+    # where flops-tasks keeps what it writes for itself (env file, testbed, build staging,
+    # locks); empty: $XDG_STATE_HOME/flops-tasks, default ~/.local/state/flops-tasks
+    "state_dir": "",
     # name -> {host, user, port, roles: [builder, learner]}
     "inventory": {},
     "ssh": {
@@ -66,7 +71,7 @@ DEFAULTS: dict[str, Any] = {
         "project": "flops_management",
         "compose_file": "compose/flops.compose.yml",
         "overrides": [],
-        "env_file": "compose/flops.env",
+        "env_file": "",  # empty: flops.env in the state directory
         "network": "",
         "bind_address": "0.0.0.0",
         "manager_image": "flops_manager:local",
@@ -75,6 +80,9 @@ DEFAULTS: dict[str, Any] = {
         # service -> host that runs it (an inventory name, [user@]host[:port], or local);
         # "default" places every service not named; empty: everything on the local engine
         "placement": {},
+        # service -> why it is left out on purpose: never started or checked, a warning in
+        # up and doctor (the testbed leaves out what it could not build)
+        "omit": {},
     },
     "addon": {
         "path": "~/.cache/flops-tasks/addon-FLOps",
@@ -130,6 +138,8 @@ class StackSettings:
     db_timeout: float = 5.0  # seconds to wait for the FLOps DB (Mongo) to answer
     # service -> the host that runs it (None: the local engine); empty: all local
     placement: dict[str, Target | None] = field(default_factory=dict)
+    # service -> why it is left out on purpose (not started, not checked: a warning)
+    omit: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,7 @@ class Settings:
     oakestra_port: int = 10000
     oakestra_timeout: float = 15.0
     addon_build: str = "upstream"  # dev-images: "upstream" Dockerfiles or "offline" recipes
+    state_dir: str = ""  # resolved: flops.state_dir or the default (paths.state_dir)
 
 
 def source_of(config: Config, *path: str) -> str:
@@ -279,13 +290,18 @@ def settings_of(config: Config) -> Settings:
     check_runtime_file(config)
     flops = config.get("flops")
     if flops is None:
-        raise ConfigError("no 'flops' config namespace: run inv from the flops-tasks project")
+        raise ConfigError(
+            "no 'flops' config namespace: run the flops command, or inv in the flops-tasks "
+            "project (a tasks.py of your own: adopt_running_program(), README 'Composing tasks')"
+        )
     for key in flops:
         if key not in DEFAULTS:
             raise ConfigError(
                 f"flops.{key} (from {source_of(config, key)}): unknown key; "
                 f"known keys: {', '.join(DEFAULTS)}"
             )
+
+    state = _state_dir(flops, config)
 
     inventory = flops.get("inventory") or {}
     inventory = (
@@ -410,13 +426,18 @@ def settings_of(config: Config) -> Settings:
     stack_settings = StackSettings(
         project=project,
         compose_files=compose_files,
-        env_file=str(resolve_path(_string(stack, config, "stack", "env_file", False))),
+        env_file=str(
+            resolve_path(_string(stack, config, "stack", "env_file"))
+            if _string(stack, config, "stack", "env_file")
+            else state / "flops.env"
+        ),
         network=network,
         bind_address=bind,
         manager_image=_image(stack, config, "stack", "manager_image"),
         health_timeout=_number(stack, config, "stack", "health_timeout", 1, 3600),
         db_timeout=_number(stack, config, "stack", "db_timeout", 0.1, 600),
         placement=_placement(stack, config, targets),
+        omit=_omit(stack, config),
     )
 
     addon = _section(flops, config, "addon")
@@ -479,7 +500,37 @@ def settings_of(config: Config) -> Settings:
         oakestra_port=int(oak_port),
         oakestra_timeout=_number(oak, config, "oakestra", "timeout", 1, 600),
         addon_build=str(addon_build),
+        state_dir=str(state),
     )
+
+
+def _state_dir(flops: Any, config: Config) -> Path:
+    """``flops.state_dir``: empty (the default state directory), or an absolute path."""
+    from .paths import state_dir
+
+    value = flops.get("state_dir", "")
+    ok = (
+        isinstance(value, str)
+        and not any(ch in value for ch in "\n\r\0")
+        and (value == "" or os.path.isabs(os.path.expanduser(value)))
+    )
+    _expect(ok, config, ("state_dir",), "an absolute path (or ~/...), or empty", value)
+    return state_dir(config)
+
+
+def _omit(stack: dict[str, Any], config: Config) -> dict[str, str]:
+    """``flops.stack.omit``: service -> why it is left out (a single line, may be empty)."""
+    from .stack.services import SERVICES
+
+    raw: Any = stack.get("omit")
+    raw = dict(raw) if hasattr(raw, "items") else raw
+    what = f"a mapping of service ({', '.join(SERVICES)}) to why it is left out"
+    _expect(isinstance(raw, dict), config, ("stack", "omit"), what, raw)
+    for key, value in raw.items():
+        _expect(key in SERVICES, config, ("stack", "omit", str(key)), "a service name", key)
+        ok = isinstance(value, str) and not any(ch in value for ch in "\n\r\0")
+        _expect(ok, config, ("stack", "omit", key), "a single-line string", value)
+    return {str(k): str(v) for k, v in raw.items()}
 
 
 LOCAL = "local"  # the placement value for the Docker engine inv talks to by default
@@ -714,6 +765,7 @@ def _is_ip(value: str) -> bool:
 
 
 def resolve_path(path: str) -> Path:
-    """Config paths are relative to the project root (where tasks.py lives)."""
+    """Config paths are relative to the folder that holds compose/ and testbed/ (the
+    checkout, or the installed package's data)."""
     p = Path(os.path.expanduser(path))
     return p if p.is_absolute() else PROJECT_ROOT / p

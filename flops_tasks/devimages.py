@@ -230,8 +230,10 @@ def source_hash(component: Component, root: Path, mode: str) -> str:
 
 def state_path(s: Settings) -> Path:
     """The one place dev-images keeps what it side-loaded last (beside the manager's staged
-    build context)."""
-    return Path(s.stack.compose_files[0]).parent / ".build" / "dev-images.json"
+    build context, in the state directory)."""
+    from .build_context import manager_context_dir
+
+    return manager_context_dir(s).parent / "dev-images.json"
 
 
 def contexts_dir(s: Settings) -> Path:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -74,19 +75,22 @@ def finish(run: Run) -> Report:
     return run.report
 
 
-def state_dir() -> Path:
-    """Where flops-tasks keeps what it writes for itself: ``$XDG_STATE_HOME/flops-tasks``
-    (default ``~/.local/state/flops-tasks``)."""
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(base) / "flops-tasks"
+def state_dir(config: Any = None) -> Path:
+    """Where flops-tasks keeps what it writes for itself (``paths.state_dir``)."""
+    from .paths import state_dir as of
+
+    try:
+        return of(config)
+    except Exception:  # a config that cannot be read: the default, never a second error
+        return of(None)
 
 
-def write_traceback(exc: BaseException) -> str:
+def write_traceback(exc: BaseException, config: Any = None) -> str:
     """Write ``exc``'s traceback to a new file in the state directory (or the temp folder
     when that cannot be written); returns its path."""
     text = "".join(traceback.format_exception(exc))
     stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
-    for folder in (state_dir() / "crashes", Path("/tmp")):
+    for folder in (state_dir(config) / "crashes", Path(tempfile.gettempdir())):
         try:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             path = folder / f"flops-tasks-{stamp}-{os.getpid()}.txt"
@@ -97,9 +101,9 @@ def write_traceback(exc: BaseException) -> str:
     return "(could not be written)"
 
 
-def unexpected(exc: BaseException) -> Exit:
+def unexpected(exc: BaseException, config: Any = None) -> Exit:
     """One line for an exception nobody expected; the traceback goes to a file."""
-    where = write_traceback(exc)
+    where = write_traceback(exc, config)
     return FlopsError(
         f"unexpected error: {type(exc).__name__}: {exc}; this is a flops-tasks bug: the "
         f"traceback is in {where}, please report it with that file",
@@ -147,7 +151,7 @@ class FlopsExecutor(Executor):
                         ui.render_done(run.changes)
                 raise
             except Exception as exc:
-                raise unexpected(exc) from None
+                raise unexpected(exc, self.config) from None
             run = holder.run
             if run is not None:
                 _render(run)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .build_context import manager_context_dir
 from .config import ADDRESS_VARS, Settings
 from .errors import UsageError
 from .stack.services import ARTIFACT_STORE, BACKEND_STORE, MANAGER, MQTT, REGISTRY
@@ -225,6 +226,7 @@ def env_values(
     values["FLOPS_BIND_ADDRESS"] = s.stack.bind_address
     values["FLOPS_MANAGER_IMAGE"] = s.stack.manager_image
     values["FLOPS_ADDON_REF"] = s.addon_ref
+    values["FLOPS_MANAGER_CONTEXT"] = str(manager_context_dir(s))
     if existing.get("FLOPS_NETWORK"):
         values["FLOPS_NETWORK"] = existing["FLOPS_NETWORK"]
     values.update(CREDENTIALS)  # upstream's, whatever an older env file held
@@ -263,10 +265,14 @@ def write_env_file(path: str | Path, values: dict[str, str]) -> bool:
         _replace(p, body.encode())
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise UsageError(
-            f"cannot write the env file {str(p)!r} ({reason}): set "
-            "flops.stack.env_file to a writable file path"
-        ) from None
+        full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+        fix = (
+            "free space on that disk (the old file is kept as it was), or set "
+            "flops.stack.env_file to a file on another one"
+            if full
+            else "set flops.stack.env_file to a writable file path"
+        )
+        raise UsageError(f"cannot write the env file {str(p)!r} ({reason}): {fix}") from None
     return True
 
 

@@ -100,6 +100,11 @@ FLAGS: dict[str, Flag] = {
     ),
     "restore": Flag("remove the side-loaded images instead: the next deploy pulls the public ones"),
     "no_cache": Flag("build every layer of the images again (a cold build)"),
+    "placement": Flag(
+        "start the suite placed across machines: split (the registry and the FTP store on "
+        "worker w1's own Docker engine, the rest here) or remote (everything on w1); its "
+        "config is written beside the testbed's (split.yaml, remote.yaml)"
+    ),
 }
 
 

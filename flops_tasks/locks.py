@@ -1,8 +1,9 @@
 """Run locks: two runs against the same stack or hosts never interleave.
 
-A lock is ``flock`` on a file under ``LOCK_DIR``: the kernel releases it when the holding
-process ends, however it ends, so a lock file never needs removing (removing it would let
-a third run lock a new file while the holder still runs).
+A lock is ``flock`` on a file in ``locks/`` of the state directory (``lock_dir``): the
+kernel releases it when the holding process ends, however it ends, so a lock file never
+needs removing (removing it would let a third run lock a new file while the holder still
+runs).
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ from pathlib import Path
 
 from . import commands
 from .errors import FlopsError
+from .paths import default_state_dir
 
-LOCK_DIR = Path(os.path.expanduser("~/.cache/flops-tasks/locks"))
+
+def lock_dir(state: str | Path | None = None) -> Path:
+    """``locks/`` in the state directory ``state`` (default: the default one)."""
+    return Path(state or default_state_dir()) / "locks"
 
 
-def stack_lock_path(project: str) -> Path:
-    return LOCK_DIR / f"stack-{project}.lock"
+def stack_lock_path(project: str, state: str | Path | None = None) -> Path:
+    return lock_dir(state) / f"stack-{project}.lock"
 
 
 def _refusal(path: Path, fd: int, what: str) -> FlopsError:
@@ -41,8 +46,14 @@ def _refusal(path: Path, fd: int, what: str) -> FlopsError:
 def held(path: str | Path, what: str, wait: float = 0.0) -> Iterator[None]:
     """Hold an exclusive lock on ``path``; refuse at once (or after ``wait`` s) if taken."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise FlopsError(
+            f"cannot create the lock file {p} ({exc.strerror or exc}): make "
+            f"{p.parent} writable, or set flops.state_dir to a folder of yours"
+        ) from None
     deadline = time.monotonic() + wait
     try:
         while True:

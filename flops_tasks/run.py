@@ -122,7 +122,9 @@ class Run:
         from . import locks
 
         project = self.settings.stack.project
-        return locks.held(locks.stack_lock_path(project), f"the stack {project}")
+        return locks.held(
+            locks.stack_lock_path(project, self.settings.state_dir), f"the stack {project}"
+        )
 
     def hosts(
         self,
@@ -157,6 +159,7 @@ class Run:
                     lock=lock and not self.dry,
                     traffic=traffic,
                     changes=self.changes,
+                    state_dir=self.settings.state_dir,
                 )
             except Interrupted as exc:
                 self.report.count_ssh(traffic)

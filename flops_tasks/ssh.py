@@ -17,11 +17,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import getpass
 import os
 import re
 import shlex
+import socket
 import sys
 import threading
 import time
@@ -508,8 +510,22 @@ def connect_error(
             f"authentication as {user} to {where} failed ({exc}): check "
             "flops.ssh.key and the user's authorized_keys"
         )
+    if isinstance(exc, socket.gaierror):
+        return HostUnreachable(
+            f"cannot resolve '{target.host}' ({exc.strerror or exc}): check the host name "
+            "(a name of the inventory is written as in flops.inventory) and this machine's DNS"
+        )
     if isinstance(exc, TimeoutError):
         return HostUnreachable(f"connection to {where} timed out ({exc or 'no answer'})")
+    refused = isinstance(exc, ConnectionRefusedError) or (
+        isinstance(exc, NoValidConnectionsError)
+        and {getattr(e, "errno", None) for e in exc.errors.values()} == {errno.ECONNREFUSED}
+    )
+    if refused:
+        return HostUnreachable(
+            f"connection refused by {where}: nothing listens on port {target.port}; start "
+            "sshd there, or give its port (host:port, or port: in the inventory)"
+        )
     if isinstance(exc, NoValidConnectionsError):
         return HostUnreachable(f"cannot connect to {where}: {exc.strerror or exc}")
     if isinstance(exc, (SSHException, OSError, EOFError)):
@@ -634,12 +650,13 @@ def shared_connections() -> Iterator[Connections]:
             current.close()
 
 
-def host_lock(target: Target) -> AbstractContextManager[None]:
-    """This controller's lock on one host (released by the kernel if the run dies)."""
-    from .locks import LOCK_DIR, held
+def host_lock(target: Target, state_dir: str | Path | None = None) -> AbstractContextManager[None]:
+    """This controller's lock on one host (released by the kernel if the run dies), in the
+    state directory ``state_dir`` (default: the default one)."""
+    from .locks import held, lock_dir
 
     name = f"host-{target.host}_{target.port}.lock".replace(":", "_").replace("/", "_")
-    return held(LOCK_DIR / name, f"host {target.label}")
+    return held(lock_dir(state_dir) / name, f"host {target.label}")
 
 
 def fan_out(
@@ -655,6 +672,7 @@ def fan_out(
     lock: bool = False,
     traffic: dict[str, dict[str, int]] | None = None,
     changes: ChangeLog | None = None,
+    state_dir: str | Path | None = None,
 ) -> list[Outcome]:
     """Run ``work`` for every target in a bounded pool; every host ends with outcomes.
 
@@ -662,7 +680,8 @@ def fan_out(
     ``ssh.host_timeout`` has its connection cut and is reported ``failed``. Outcomes come
     back in target order. Pass ``sessions`` to keep the connections open for later work;
     inside ``shared_connections()`` the run's connections are used and stay open.
-    With ``lock``, a host another flops-tasks run is changing is refused, never interleaved.
+    With ``lock``, a host another flops-tasks run is changing is refused, never interleaved
+    (the locks are in ``state_dir``).
     ``traffic`` receives per host the SSH handshakes and round trips this call made;
     ``changes`` is the run's change log, where every session records its changes.
 
@@ -706,7 +725,7 @@ def fan_out(
         interrupt.on_interrupt(session, session.abort)
         before = (session.handshakes, session.round_trips)
         try:
-            with host_lock(target) if lock else contextlib.nullcontext():
+            with host_lock(target, state_dir) if lock else contextlib.nullcontext():
                 session.connection()
                 outcomes = work(session)
         except HostUnreachable as exc:

@@ -5,9 +5,11 @@ debootstrap, a worker image, the stack's images from Debian packages (testbed/),
 upstream's real FLOps manager and ml_data_server from the upstream addon-FLOps tarball, with
 Python packages from a wheelhouse this host's pip fills (flops_tasks/wheelhouse.py). Only
 flops_db is a stand-in (MongoDB is not in Debian). Everything created carries the label
-``org.flops-tasks.testbed`` with this checkout's own value (``TESTBED_ID``); ``down`` removes
-exactly that, so two checkouts on one engine never remove each other's objects. ``up``
-writes ``.testbed/invoke.yaml``, a config that points every task at the testbed.
+``org.flops-tasks.testbed`` with this checkout's own value (``TESTBED_ID``; for an installed
+package, its state directory's: ``paths.installation_id``); ``down`` removes exactly that, so
+two checkouts on one engine never remove each other's objects. ``up`` writes ``invoke.yaml``
+in the testbed's folder of the state directory (``default_paths``), a config that points
+every task at the testbed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from . import build_context, wheelhouse
+from . import build_context, paths, wheelhouse
 from .config import ADDON_TARBALL_SHA256, ADDRESS_VARS, DEFAULTS, PROJECT_ROOT
 from .errors import FlopsError, UsageError
 
@@ -60,7 +62,7 @@ def checkout_id(root: Path = PROJECT_ROOT) -> str:
     return hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
 
 
-TESTBED_ID = checkout_id()
+TESTBED_ID = paths.installation_id()
 OWNED = ("label", f"{LABEL}={TESTBED_ID}")  # the docker filter for this checkout's objects
 # Testbeds of versions before the per-checkout value were labelled "1": any checkout adopts
 # (and removes) those, so an upgrade never leaves a testbed nobody can take down.
@@ -135,8 +137,10 @@ class Paths:
         return self.root / f"{name}.yaml"
 
 
-def default_paths() -> Paths:
-    return Paths(PROJECT_ROOT / ".testbed")
+def default_paths(state: Path | None = None) -> Paths:
+    """The testbed's folder: ``testbed/<TESTBED_ID>`` in the state directory (``state``, or
+    the default one), one per checkout or installation."""
+    return Paths((state or paths.default_state_dir()) / "testbed" / TESTBED_ID)
 
 
 def _docker() -> Any:
@@ -416,30 +420,110 @@ def unpack_upstream(tarball: Path, dest: Path) -> Path:
     return roots[0]
 
 
+def upstream_clone_dir() -> Path:
+    """Where the testbed clones upstream addon-FLOps at the pinned commit (a cache)."""
+    return wheelhouse.default_cache().parent / f"addon-FLOps-{DEFAULTS['addon']['ref'][:12]}"
+
+
+def _git(*args: str, timeout: float = 600) -> subprocess.CompletedProcess | None:
+    """``git ARGS`` without prompts; None when git is not installed or timed out."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    try:
+        return subprocess.run(
+            ["git", *args],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            env=env,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def _head(tree: Path) -> str:
+    res = _git("-C", str(tree), "rev-parse", "HEAD", timeout=30) if tree.is_dir() else None
+    return res.stdout.strip() if res is not None and res.returncode == 0 else ""
+
+
+def fetch_upstream(dest: Path, progress: Progress) -> Path | None:
+    """Upstream addon-FLOps at the pinned commit in ``dest``: kept when ``dest`` is already
+    at that commit, else cloned from ``flops.addon.url``'s default and checked out there. The
+    commit id is the check: a tree at any other commit is never used. None (and one progress
+    line saying why) when it cannot be had, e.g. without a route to the git server."""
+    url, ref = DEFAULTS["addon"]["url"], DEFAULTS["addon"]["ref"]
+    if _head(dest) == ref:
+        return dest
+    progress(f"cloning upstream addon-FLOps from {url} at {ref[:12]} into {dest}")
+    partial_dir = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(partial_dir, ignore_errors=True)
+    partial_dir.parent.mkdir(parents=True, exist_ok=True)
+    steps = (
+        ("clone", "--quiet", "--no-checkout", url, str(partial_dir)),
+        ("-C", str(partial_dir), "checkout", "--quiet", "--detach", ref),
+    )
+    for args in steps:
+        res = _git(*args)
+        if res is None or res.returncode != 0:
+            why = (res.stderr.strip().splitlines() or ["?"])[-1] if res else "git not found"
+            progress(f"cannot fetch upstream addon-FLOps: {why}")
+            shutil.rmtree(partial_dir, ignore_errors=True)
+            return None
+    if _head(partial_dir) != ref:
+        progress(f"cannot fetch upstream addon-FLOps: {url} did not give commit {ref}")
+        shutil.rmtree(partial_dir, ignore_errors=True)
+        return None
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(partial_dir, dest)
+    return dest
+
+
+def upstream_hint() -> str:
+    """How to give the testbed upstream's source, for the rows that say it is missing."""
+    from .paths import command
+
+    url, ref = DEFAULTS["addon"]["url"], DEFAULTS["addon"]["ref"]
+    return (
+        f"upstream addon-FLOps (commit {ref[:12]}) could not be had: put its source tarball "
+        f"at {upstream_tarball()} (or set {UPSTREAM_VAR} to it), or let this machine reach "
+        f"{url}; then run '{command()} testbed.up' again"
+    )
+
+
+def _own_image(tag: str) -> bool:
+    """``tag`` exists and was built by this testbed (another checkout's is not reused)."""
+    docker = _docker()
+    if not _call(lambda: docker.image.exists(tag)):
+        return False
+    labels = _call(lambda: docker.image.inspect(tag)).config.labels or {}
+    return labels.get(LABEL) in (TESTBED_ID, LEGACY_ID)
+
+
 def upstream_images(paths: Paths, progress: Progress) -> dict[str, str]:
     """Prepare the images made from upstream's code: service/image -> how it is provided.
 
-    ``build``: the manager's context is staged, compose builds it with the stack;
-    ``built``: the ml_data_server image was built here; ``reused``: no tarball, but an
-    image from an earlier run exists; ``missing``: neither (the testbed runs without it).
+    Upstream's source: the tarball (``upstream_tarball``), else a clone at the pinned
+    commit (``fetch_upstream``). ``build``: the manager's context is staged, compose builds
+    it with the stack; ``built``: the ml_data_server image was built here; ``reused``: no
+    source, but this testbed built the image before; ``missing``: neither (the testbed runs
+    without it, and says how to provide it: ``upstream_hint``).
     """
-    docker = _docker()
     tarball = upstream_tarball()
     ref = DEFAULTS["addon"]["ref"]
-    if not tarball.is_file():
-        have = {
-            MANAGER: _call(lambda: docker.image.exists(MANAGER_IMAGE)),
-            "ml_data_server": _call(lambda: docker.image.exists(SIDECAR_IMAGE)),
-        }
+    if tarball.is_file():
+        root: Path | None = unpack_upstream(tarball, paths.build / "upstream")
+    else:
+        progress(f"upstream addon-FLOps source tarball not found at {tarball}")
+        root = fetch_upstream(upstream_clone_dir(), progress)
+    if root is None:
+        have = {MANAGER: _own_image(MANAGER_IMAGE), "ml_data_server": _own_image(SIDECAR_IMAGE)}
         states = {name: "reused" if ok else "missing" for name, ok in have.items()}
         # a context staged from an earlier tarball cannot be staged again without it
         shutil.rmtree(paths.build / MANAGER, ignore_errors=True)
         reused = [n for n, st in states.items() if st == "reused"]
         missing = [n for n, st in states.items() if st == "missing"]
         progress(
-            f"upstream addon-FLOps source not found at {tarball} (set {UPSTREAM_VAR} "
-            "to the tarball): "
-            + "; ".join(
+            "; ".join(
                 [
                     *([f"reusing the built {', '.join(reused)}"] if reused else []),
                     *([f"running without {' and '.join(missing)}"] if missing else []),
@@ -447,7 +531,6 @@ def upstream_images(paths: Paths, progress: Progress) -> dict[str, str]:
             )
         )
         return states
-    root = unpack_upstream(tarball, paths.build / "upstream")
     contexts = {}
     for recipe in (build_context.MANAGER, build_context.SIDECAR):
         wheels, filled = wheelhouse.ensure(recipe.requirements, progress)
@@ -616,9 +699,22 @@ def upstream_tree(paths: Paths) -> Path | None:
     return roots[0] if len(roots) == 1 else None
 
 
-def testbed_config(paths: Paths, workers: list[tuple[str, str, str]], gateway: str) -> dict:
+def testbed_config(
+    paths: Paths,
+    workers: list[tuple[str, str, str]],
+    gateway: str,
+    upstream: dict[str, str] | None = None,
+) -> dict:
+    """The config of the testbed. What could not be built from upstream's source
+    (``upstream``: ``missing``) is left out on purpose: the manager in
+    ``flops.stack.omit`` (with how to provide it), the learner role without a sidecar."""
+    missing = {name for name, state in (upstream or {}).items() if state == "missing"}
+    roles = {
+        kind: [r for r in kind_roles if not (r == "learner" and "ml_data_server" in missing)]
+        for kind, (_, _, kind_roles) in KINDS.items()
+    }
     tree = upstream_tree(paths)
-    return {
+    config: dict = {
         "flops": {
             # FLOps' images from the unpacked upstream tree, offline (--build, dev-images)
             "addon": {"build": "offline", **({"path": str(tree)} if tree else {})},
@@ -627,7 +723,7 @@ def testbed_config(paths: Paths, workers: list[tuple[str, str, str]], gateway: s
                     "host": ip,
                     "user": "root",
                     "port": 22,
-                    "roles": list(KINDS[kind][2]),
+                    "roles": roles[kind],
                 }
                 for name, ip, kind in workers
             },
@@ -654,22 +750,26 @@ def testbed_config(paths: Paths, workers: list[tuple[str, str, str]], gateway: s
             "learner": {"image": f"{gateway}:{DEFAULTS['registry']['port']}/{SIDECAR_REPO}"},
         }
     }
+    if MANAGER in missing:
+        config["flops"]["stack"]["omit"] = {MANAGER: upstream_hint()}
+    return config
 
 
 # the registry also on 127.0.0.1:5073, where this host's dockerd pushes (push_sidecar)
 LOOPBACK_OVERRIDE = str(PROJECT_ROOT / "testbed" / "testbed-loopback.compose.yml")
 
 
-def labels_override() -> dict:
+def labels_override(build: Path | None = None) -> dict:
     """A compose override that gives every service, image and volume of the stack this
-    checkout's testbed label (written beside the config: the value is the checkout's)."""
+    checkout's testbed label (written beside the config: the value is the checkout's), and
+    the manager the build context ``up`` stages in ``build`` (the testbed's folder)."""
     from .stack.services import SERVICES, VOLUMES
 
     labels = mark()
-    return {
-        "services": {svc: {"labels": labels, "build": {"labels": labels}} for svc in SERVICES},
-        "volumes": {vol: {"labels": labels} for vol in VOLUMES},
-    }
+    services: dict = {svc: {"labels": labels, "build": {"labels": labels}} for svc in SERVICES}
+    if build is not None:
+        services[MANAGER]["build"]["context"] = str(build / MANAGER)
+    return {"services": services, "volumes": {vol: {"labels": labels} for vol in VOLUMES}}
 
 
 def write_yaml(path: Path, data: dict, what: str) -> None:
@@ -683,7 +783,11 @@ def write_yaml(path: Path, data: dict, what: str) -> None:
 
 def write_config(paths: Paths, data: dict) -> None:
     write_yaml(paths.config, data, "points every task at the offline testbed")
-    write_yaml(paths.labels, labels_override(), "this checkout's testbed label on the stack")
+    write_yaml(
+        paths.labels,
+        labels_override(paths.build),
+        "this checkout's testbed label on the stack, the manager's build context",
+    )
     for name, placement in PLACEMENTS.items():
         write_yaml(
             paths.placement_config(name),
@@ -736,7 +840,7 @@ def _arg_value(values: dict[str, str], match: re.Match[str]) -> str:
 
 
 def context_for(paths: Paths, dry: bool = False, runtime: Path | None = None) -> Any:
-    """An Invoke context that sees exactly what ``inv -f .testbed/invoke.yaml`` sees (or
+    """An Invoke context that sees exactly what ``inv -f <paths.config>`` sees (or
     ``-f runtime``): the file is read by the project's ``FlopsConfig``, as ``inv`` reads it."""
     import copy
 
@@ -801,19 +905,27 @@ def up(
     paths: Paths | None = None,
     mirror: str = MIRROR,
     kinds: list[str] | None = None,
+    placement: str | None = None,
 ) -> dict:
-    """Bring the testbed up (idempotent); returns a summary dict."""
+    """Bring the testbed up (idempotent); returns a summary dict. ``placement`` (a name of
+    ``PLACEMENTS``): the suite is started placed so, not on this host's engine."""
     if not 1 <= workers <= MAX_WORKERS:
         raise UsageError(f"--workers must be 1-{MAX_WORKERS}, got {workers}")
+    if placement is not None and placement not in PLACEMENTS:
+        raise UsageError(
+            f"--placement must be {' or '.join(PLACEMENTS)}, got {placement!r} "
+            f"({'; '.join(f'{k}: {v}' for k, v in PLACEMENTS.items())})"
+        )
     paths = paths or default_paths()
     from . import locks
     from .stack.project import Project
 
     started = time.monotonic()
-    paths.root.mkdir(parents=True, exist_ok=True)
+    check_folder(paths.root)  # checks first: without an engine or a folder nothing changes
+    docker = _docker()
+    _check_engine(docker)
+    make_folder(paths.root)
     with locks.held(paths.root / "testbed.lock", "the testbed"):
-        docker = _docker()
-        _check_engine(docker)
         for suite in ("bookworm", "trixie"):
             ensure_base_image(suite, progress, mirror)
         build_image(
@@ -825,24 +937,64 @@ def up(
         _, gateway = ensure_network()
         nodes = ensure_workers(workers, pubkey, progress, kinds)
         pin_host_keys(paths, nodes)
-        write_config(paths, testbed_config(paths, nodes, gateway))
+        write_config(paths, testbed_config(paths, nodes, gateway, upstream))
         c = context_for(paths)
         wait_ssh_ready(c, progress)
         from .config import settings
+        from .stack.lifecycle import down as stack_down
+        from .stack.services import SERVICES
 
         s = settings(c)
-        project = Project(s, progress=progress)
-        start_stack(project, upstream)
-        if upstream["ml_data_server"] != "missing":
-            push_sidecar(progress)
+        wanted = tuple(svc for svc in SERVICES if svc not in s.stack.omit)
+        project = Project(s, progress=progress, services=wanted)
+        if placement is None:
+            start_stack(project, upstream)
+            if upstream["ml_data_server"] != "missing":
+                push_sidecar(progress)
+        else:
+            stack_down(project)  # the suite runs placed, not (also) here
         ensure_system_manager(gateway, progress)
-    return {
+    summary = {
         "workers": [{"name": n, "ip": ip, "kind": kind} for n, ip, kind in nodes],
         "gateway": gateway,
         "config": str(paths.config),
         "upstream": upstream,
         "seconds": round(time.monotonic() - started, 1),
     }
+    if "missing" in upstream.values():
+        summary["upstream_hint"] = upstream_hint()
+    if placement is not None:
+        placed = up_placement(placement, progress, paths)
+        summary.update(config=placed["config"], placement=placed["placement"])
+        summary["seconds"] = round(time.monotonic() - started, 1)
+    return summary
+
+
+def _folder_problem(folder: Path, why: str) -> FlopsError:
+    return FlopsError(
+        f"cannot create the testbed's folder {folder} ({why}): make the state directory "
+        "writable, or set flops.state_dir (or XDG_STATE_HOME) to a folder of yours"
+    )
+
+
+def check_folder(folder: Path) -> None:
+    """The testbed's folder is one, or can be made (read-only: its nearest existing
+    ancestor is a folder this user may write to)."""
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise _folder_problem(folder, f"{ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK) and ancestor != folder:
+        raise _folder_problem(folder, f"{ancestor} is not writable")
+
+
+def make_folder(folder: Path) -> None:
+    """The testbed's folder (mode 0700: it holds the workers' SSH key), or one line."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise _folder_problem(folder, exc.strerror or str(exc)) from None
 
 
 def start_stack(project: Any, upstream: dict[str, str]) -> None:
@@ -872,7 +1024,9 @@ def up_placement(
     paths = paths or default_paths()
     config = paths.placement_config(name)
     if not config.is_file():
-        raise FlopsError(f"{config} is missing: run 'inv testbed.up' first")
+        from .paths import command
+
+        raise FlopsError(f"{config} is missing: run '{command()} testbed.up' first")
     started = time.monotonic()
     s = settings(context_for(paths, runtime=config))
     projects = placement.projects(s, progress=progress)
@@ -1032,11 +1186,16 @@ def wait_system_manager(gateway: str, timeout: float = 30) -> str:
 
 
 def _check_engine(docker: Any) -> None:
+    from python_on_whales import ClientNotFoundError
     from python_on_whales.exceptions import DockerException
+
+    from .stack.project import NO_DOCKER
 
     try:
         docker.system.info()
-    except (DockerException, FileNotFoundError):
+    except (ClientNotFoundError, FileNotFoundError):
+        raise FlopsError(NO_DOCKER) from None
+    except DockerException:
         raise FlopsError(
             "the Docker engine does not answer: start dockerd (or run .ci/setup)"
         ) from None
@@ -1065,7 +1224,7 @@ def down(
     keep_images: bool = False, progress: Progress = lambda _: None, paths: Paths | None = None
 ) -> dict[str, list[str]]:
     """Remove exactly what carries this checkout's testbed label (or the label of versions
-    before it, ``LEGACY_ID``), and ``.testbed/``."""
+    before it, ``LEGACY_ID``), and the testbed's folder."""
     paths = paths or default_paths()
     docker = _docker()
     _check_engine(docker)

@@ -305,7 +305,9 @@ def render_env(
         table.add_row(plain(name), plain(value), plain(source))
     console = _console()
     console.print(table)
-    state = "differs: 'inv up' writes these values" if stale else "holds these values"
+    from .paths import command
+
+    state = f"differs: '{command()} up' writes these values" if stale else "holds these values"
     console.print(plain(f"env file {path}: {state}"))
 
 
@@ -380,8 +382,11 @@ def render_testbed(summary: dict[str, Any], as_json: bool = False) -> None:
     console = _console()
     console.print(table)
     console.print(plain(f"management stack at {summary['gateway']} (as workers see this host)"))
+    from .paths import command
+
+    cmd = command()
     console.print(
-        plain(f"use it: inv -f {summary['config']} bootstrap   |   tear down: inv testbed.down")
+        plain(f"use it: {cmd} -f {summary['config']} bootstrap   |   tear down: {cmd} testbed.down")
     )
 
 

@@ -36,12 +36,14 @@ def projects(
     progress: Progress = _quiet,
     changes: ChangeLog | None = None,
 ) -> list[Project]:
-    """One project per engine of the placement (sharing the run's change log), local first."""
+    """One project per engine of the placement (sharing the run's change log), local first.
+    Services left out on purpose (``flops.stack.omit``) are in none."""
     log = changes if changes is not None else ChangeLog()
+    wanted = [svc for svc in SERVICES if svc not in s.stack.omit]
     if not s.stack.placement:
-        return [Project(s, dry=dry, progress=progress, changes=log)]
+        return [Project(s, dry=dry, progress=progress, changes=log, services=tuple(wanted))]
     groups: dict[Target | None, list[str]] = {}
-    for svc in SERVICES:
+    for svc in wanted:
         groups.setdefault(s.stack.placement[svc], []).append(svc)
     ordered = sorted(groups.items(), key=lambda item: item[0] is not None)
     return [

@@ -25,16 +25,10 @@ UPSTREAM_COMPOSE = "flops_management.docker_compose.yml"
 
 
 def compose_version(project: Project) -> str:
-    version = project.call(lambda: project.docker.compose.version())
-    text = str(version).strip()
-    digits = text.split("version")[-1].strip().lstrip("v")
-    if not digits[:1].isdigit() or int(digits.split(".")[0]) < 2:
-        raise UsageError(
-            f"docker compose v2 is required, found {text!r}: install the "
-            "compose v2 plugin (Debian: docker-compose >= 2, Docker: "
-            "docker-compose-plugin); compose v1 cannot read this stack"
-        )
-    return digits
+    """Compose's version, refused when missing or older than the suite's file needs
+    (``project.COMPOSE_MIN``); checked with the engine."""
+    project.check_docker()
+    return project.compose_version
 
 
 def describe(c: ContainerView) -> str:

@@ -114,14 +114,48 @@ def last_line(exc: BaseException) -> str:
     return lines[-1].strip() if lines else type(exc).__name__
 
 
+NO_DOCKER = (
+    "the docker CLI is not installed here (no 'docker' on PATH): install Docker "
+    "(Debian: apt-get install docker.io docker-compose, or run .ci/setup), or add its "
+    "folder to PATH"
+)
+# compose's inline configs (compose/flops.compose.yml, ``configs: ... content:``) came with
+# docker compose 2.23.1 (docker/compose#11187, compose-go 1.20.1); older ones refuse the file
+COMPOSE_MIN = (2, 23, 1)
+
+
 def docker_call(action: Callable[[], Any]) -> Any:
-    """Run a python-on-whales call; a Docker error becomes one line."""
+    """Run a python-on-whales call; a Docker error (or no docker CLI) becomes one line."""
+    from python_on_whales import ClientNotFoundError
     from python_on_whales.exceptions import DockerException
 
     try:
         return action()
     except DockerException as exc:
         raise FlopsError(f"docker: {last_line(exc)}") from None
+    except ClientNotFoundError:
+        raise FlopsError(NO_DOCKER) from None
+
+
+def compose_version_of(text: str) -> tuple[int, ...] | None:
+    """``(2, 26, 1)`` from what ``docker compose version`` prints (None: not a version)."""
+    match = re.search(r"v?(\d+)\.(\d+)\.(\d+)", text)
+    return tuple(int(part) for part in match.groups()) if match else None
+
+
+def check_compose_version(text: str) -> str:
+    """The compose version (``2.26.1``) when it can run the suite's compose file, else one
+    line naming the fix: compose v1, missing or older than ``COMPOSE_MIN``."""
+    found = compose_version_of(text)
+    need = ".".join(map(str, COMPOSE_MIN))
+    if found is None or found < COMPOSE_MIN:
+        what = f"found {text.strip()!r}" if text.strip() else "none found"
+        raise UsageError(
+            f"docker compose v2 is required, {need} or later ({what}): install or upgrade the "
+            "compose plugin (Debian trixie: docker-compose; Docker's packages: "
+            f"docker-compose-plugin); older ones cannot read the suite's inline configs"
+        )
+    return ".".join(map(str, found))
 
 
 def local_address(bind: str) -> str:
@@ -154,6 +188,7 @@ class Project:
     _config: dict[str, Any] | None = None
     _answered: bool = False
     _endpoint: str | None = None
+    compose_version: str = ""  # found by check_docker
 
     # -- identity ---------------------------------------------------------------------
     @property
@@ -299,12 +334,15 @@ class Project:
     def call(self, action: Callable[[], Any]) -> Any:
         """``docker_call`` for this engine: a failed SSH connection to a remote engine is
         explained in one line (host key, authentication, no Docker there ...)."""
+        from python_on_whales import ClientNotFoundError
         from python_on_whales.exceptions import DockerException
 
         try:
             return action()
         except DockerException as exc:
             raise FlopsError(self._explain(exc) or f"docker: {last_line(exc)}") from None
+        except ClientNotFoundError:
+            raise FlopsError(NO_DOCKER) from None
 
     def _explain(self, exc: BaseException) -> str | None:
         if self.target is None:
@@ -336,13 +374,17 @@ class Project:
         return result
 
     def check_docker(self) -> None:
-        """The engine answers (checked once per run)."""
+        """The docker CLI is here, the engine answers, and compose can run the suite's
+        compose file (checked once per run)."""
+        from python_on_whales import ClientNotFoundError
         from python_on_whales.exceptions import DockerException
 
         if self._answered:
             return
         try:
             self.docker.version()  # client and server; cheaper than a full docker info
+        except ClientNotFoundError:
+            raise FlopsError(NO_DOCKER) from None
         except DockerException as exc:
             explained = self._explain(exc)
             if explained:
@@ -353,11 +395,21 @@ class Project:
                 f"failed): start dockerd or check DOCKER_HOST ({last_line(exc)})"
             ) from None
         except FileNotFoundError:
-            raise FlopsError(
-                "the docker CLI is not installed: install Docker "
-                "(Debian: apt-get install docker.io)"
-            ) from None
+            raise FlopsError(NO_DOCKER) from None
+        self.compose_version = self.check_compose()
         self._answered = True
+
+    def check_compose(self) -> str:
+        """``docker compose version``, refused when compose is missing or too old."""
+        from python_on_whales.exceptions import DockerException
+
+        try:
+            text = str(self.docker.compose.version())
+        except DockerException as exc:
+            text = ""
+            if "compose" not in f"{getattr(exc, 'stderr', '') or ''}{exc}":
+                raise FlopsError(f"docker compose version failed: {last_line(exc)}") from None
+        return check_compose_version(text)
 
     def cli(self, *args: str) -> str:
         """Run the docker CLI against this project's engine; an error becomes one line."""
@@ -409,8 +461,13 @@ class Project:
         return {svc: found[svc].condition if svc in found else "missing" for svc in self.services}
 
     def moved_away(self) -> list[ContainerView]:
-        """This project's containers here of services placed on another host."""
-        return [c for svc, c in self.containers().items() if svc not in self.services]
+        """This project's containers here of services placed on another host (those left
+        out on purpose, ``flops.stack.omit``, are left alone)."""
+        return [
+            c
+            for svc, c in self.containers().items()
+            if svc not in self.services and svc not in self.s.stack.omit
+        ]
 
     def owner(self, service: str, port: int) -> ContainerView:
         """This project's running ``service`` container, proven to publish ``port`` here.

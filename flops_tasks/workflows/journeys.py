@@ -19,7 +19,8 @@ def doctor_rows(run: Run) -> list[Outcome]:
     from ..stack import health, placement
 
     s = run.settings
-    rows = placement.run(run.projects(), health.doctor, "doctor")
+    rows = stack_flow.left_out(run, "not checked")
+    rows += placement.run(run.projects(), health.doctor, "doctor")
     ctx = workers.prep_context(s)
     targets = [t for t in s.inventory if t.roles]
     if not targets:
@@ -93,23 +94,39 @@ def fresh_start(
 
 
 def demo(run: Run, workers_count: int, as_json: bool = False) -> None:
-    """Testbed up, bootstrap against it, doctor; then say how to go on."""
+    """Testbed up, bootstrap against it, doctor; then say how to go on. What the testbed
+    could not build from upstream's source is left out, each a warning row saying how to
+    provide it (the manager's comes from ``flops.stack.omit`` of the testbed's config)."""
     from .. import testbed, ui
+    from ..outcome import warning
+    from ..paths import command, state_dir
     from ..run import Run as RunType
 
-    summary = testbed.up(workers=workers_count, progress=ui.info)
-    tb_ctx = testbed.context_for(testbed.default_paths(), dry=run.dry)
+    paths = testbed.default_paths(state_dir(run.config))
+    summary = testbed.up(workers=workers_count, progress=ui.info, paths=paths)
+    tb_ctx = testbed.context_for(paths, dry=run.dry)
     inner = RunType(tb_ctx.config, dry=run.dry)
     inner.changes, inner.report = run.changes, run.report
     run.report.title = f"demo: bootstrap of a {len(summary['workers'])}-worker testbed"
+    if summary["upstream"].get("ml_data_server") == "missing":
+        run.add(
+            [
+                warning(
+                    "testbed",
+                    "ml_data_server",
+                    "left out: the learners' sidecar image could not be built, so the "
+                    f"workers are builders only; {summary['upstream_hint']}",
+                )
+            ]
+        )
     bootstrap(inner)
-    config = summary["config"]
+    config, cmd = summary["config"], command()
     run.report.notes.extend(
         [
             "what now:",
-            f"  inv -f {config} doctor            # check it again (read-only)",
-            f"  inv -f {config} status            # the FLOps management suite",
-            f"  inv -f {config} reset --registry  # wipe the registry between experiments",
-            "  inv testbed.down                    # remove everything the testbed created",
+            f"  {cmd} -f {config} doctor            # check it again (read-only)",
+            f"  {cmd} -f {config} status            # the FLOps management suite",
+            f"  {cmd} -f {config} reset --registry  # wipe the registry between experiments",
+            f"  {cmd} testbed.down                    # remove everything the testbed created",
         ]
     )

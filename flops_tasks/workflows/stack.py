@@ -70,12 +70,24 @@ def stack_task(
     return projects
 
 
+def left_out(run: Run, what: str) -> list[Outcome]:
+    """A warning row per service left out on purpose (``flops.stack.omit``), with why."""
+    from ..outcome import warning
+    from ..stack.services import STACK
+
+    return [
+        warning(STACK, svc, f"left out on purpose (flops.stack.omit), {what}: {why or '-'}")
+        for svc, why in run.settings.stack.omit.items()
+    ]
+
+
 def up(run: Run, build: bool = False) -> None:
     """Env + preflight on every host, then start the stack (each host its services) and wait
-    until every service is healthy."""
+    until every service is healthy. Services left out on purpose are warnings."""
     from ..stack import health, placement
     from ..stack.preflight import preflight
 
+    run.add(left_out(run, "not started"))
     projects = stack_task(
         run,
         lambda project: project.start(build=build),

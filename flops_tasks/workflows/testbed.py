@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
@@ -34,20 +35,37 @@ def kinds(value: object) -> list[str] | None:
     return found
 
 
-def up(count: object = None, kind: object = None, as_json: bool = False) -> dict[str, Any]:
-    """Start (or reuse) the offline testbed and write .testbed/invoke.yaml."""
+def up(
+    count: object = None,
+    kind: object = None,
+    as_json: bool = False,
+    placement: str | None = None,
+    state: Path | None = None,
+) -> dict[str, Any]:
+    """Start (or reuse) the offline testbed and write its invoke.yaml (in its folder of the
+    state directory ``state``); ``placement``: with the suite placed so (split, remote)."""
     from .. import testbed, ui
 
-    summary = testbed.up(workers=workers(count), kinds=kinds(kind), progress=ui.info)
+    summary = testbed.up(
+        workers=workers(count),
+        kinds=kinds(kind),
+        progress=ui.info,
+        placement=placement,
+        paths=testbed.default_paths(state),
+    )
     ui.render_testbed(summary, as_json=as_json)
     return summary
 
 
-def down(keep_images: bool = False, as_json: bool = False) -> dict[str, Any]:
-    """Remove every testbed object and .testbed/."""
+def down(
+    keep_images: bool = False, as_json: bool = False, state: Path | None = None
+) -> dict[str, Any]:
+    """Remove every testbed object and the testbed's folder of the state directory."""
     from .. import testbed, ui
 
-    removed = testbed.down(keep_images=keep_images, progress=ui.info)
+    removed = testbed.down(
+        keep_images=keep_images, progress=ui.info, paths=testbed.default_paths(state)
+    )
     if as_json:
         ui.print_json({"removed": removed})
     else:

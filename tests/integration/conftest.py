@@ -90,7 +90,7 @@ def fresh_mixed(testbed):
 
 @pytest.fixture(scope="session")
 def tb_ctx(testbed):
-    """An Invoke context that sees what `inv -f .testbed/invoke.yaml` sees."""
+    """An Invoke context that sees what `inv -f <the testbed's invoke.yaml>` sees."""
     from flops_tasks import testbed as tb
 
     return tb.context_for(tb.default_paths())

@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from flops_tasks.testbed import default_paths
+
 ROOT = Path(__file__).resolve().parents[2]
-TESTBED_CONFIG = ROOT / ".testbed" / "invoke.yaml"
+TESTBED_CONFIG = default_paths().config  # in the state directory (its testbed/<id>/)
 INV = str(Path(sys.executable).parent / "inv")
 
 

@@ -85,7 +85,7 @@ def test_the_stand_in_is_the_testbeds_system_manager(testbed):
         timeout=60,
     )
     assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr
-    # and the tool reaches it at SYSTEM_MANAGER_IP (the gateway), as in .testbed/invoke.yaml
+    # and the tool reaches it at SYSTEM_MANAGER_IP (the gateway), as in the testbed's invoke.yaml
     seed(testbed)
     res = inv("oakestra-apps", "--json")
     assert res.returncode == 0, res.stderr

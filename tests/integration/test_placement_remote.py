@@ -19,17 +19,14 @@ from .helpers import inv, worker
 pytestmark = pytest.mark.integration
 
 
-def _progress(line: str) -> None:
-    print(f"[placement remote] {line}", flush=True)
-
-
 @pytest.fixture(scope="module")
 def remote(testbed):
-    """The suite on w1 (the local one stopped first), and back on the local engine after."""
-    local_down = inv("down")
-    assert local_down.returncode == 0, local_down.stdout + local_down.stderr
-    tb.up_placement("remote", progress=_progress)
+    """The suite on w1, as a user starts it (``inv testbed.up --placement remote``, which
+    stops the suite here first), and back on the local engine after."""
+    up = inv("testbed.up", "--placement", "remote", "--json", testbed=False, timeout=1800)
+    assert up.returncode == 0, up.stdout + up.stderr
     config = tb.default_paths().placement_config("remote")
+    assert json.loads(up.stdout)["config"] == str(config)
     yield config
     inv("-f", str(config), "down", testbed=False)
     back = inv("up")

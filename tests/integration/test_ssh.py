@@ -430,10 +430,9 @@ def test_sudo_without_a_password_is_one_clear_failure(
 
 
 def test_a_host_locked_by_another_run_is_refused(sshd, tmp_path, monkeypatch, ssh_settings):
-    from flops_tasks import locks
     from flops_tasks import ssh as sshmod
 
-    monkeypatch.setattr(locks, "LOCK_DIR", tmp_path / "locks")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     kh = tmp_path / "known_hosts"
     kh.write_text(sshd.known_hosts_line())
     s = ssh_settings(sshd, kh)

@@ -50,8 +50,9 @@ PRELOAD = (
     "flops_tasks.ops",
     "flops_tasks.stack.project",
 )
-# fixes a path from HOME when imported: each child imports it with its own HOME
-FRESH_IN_CHILD = ("flops_tasks.locks",)
+# modules that would fix a path from HOME when imported: each child imports them with its
+# own HOME (none today: the state directory is read when it is used)
+FRESH_IN_CHILD: tuple[str, ...] = ()
 
 
 def child(request: dict) -> None:

@@ -122,14 +122,14 @@ def prepare(case: Case, workdir: Path) -> Prepared:
 
 
 def finish(prep: Prepared, returncode: int, output: str) -> Ran:
-    # HOME is the case's directory: ~/.cache/flops-tasks/locks holds run locks (released,
-    # empty files), which are not a change to anything the task manages
+    # HOME is the case's directory: ~/.local/state/flops-tasks/locks holds run locks
+    # (released, empty files), which are not a change to anything the task manages
     workdir = prep.workdir
-    locks_only = [workdir / ".cache" / "flops-tasks" / "locks"]
+    locks_only = [workdir / ".local" / "state" / "flops-tasks" / "locks"]
     after = frozenset(
         p.name
         for p in workdir.iterdir()
-        if p.name != ".cache" or list((p / "flops-tasks").iterdir()) != locks_only
+        if p.name != ".local" or list((p / "state" / "flops-tasks").iterdir()) != locks_only
     )
     return Ran(returncode, output, prep.before, after, prep.cfg)
 
@@ -405,6 +405,13 @@ STACK_FLAG_CASES = [
     p("testbed-workers-abc", "testbed.up", "--workers", "abc", needles="--workers"),
     p("testbed-workers-float", "testbed.up", "--workers", "1.5", needles="--workers"),
     p("testbed-workers-empty", "testbed.up", "--workers", "", needles="--workers"),
+    p(
+        "testbed-placement-unknown",
+        "testbed.up",
+        "--placement",
+        "everywhere",
+        needles=("--placement must be split or remote", "'everywhere'"),
+    ),
     p("unknown-flag", "prepare-builder", "--bogus", needles="--bogus"),
     p("unknown-task", "no-such-task", needles="no-such-task"),
 ]
@@ -768,6 +775,7 @@ WRONG_TYPES = {
     ("stack", "health_timeout"): "300",
     ("stack", "db_timeout"): "5",
     ("stack", "placement"): "w1",
+    ("stack", "omit"): ["flops_manager"],
     ("addon", "path"): 5,
     ("addon", "url"): 5,
     ("addon", "ref"): 2,
@@ -820,6 +828,9 @@ VALUE_CASES = [
     ),
     cfg_case("addon.ref-newline", {"addon": {"ref": "main\nx"}}, "flops.addon.ref"),
     cfg_case("addon.build-unknown", {"addon": {"build": "fast"}}, "flops.addon.build"),
+    cfg_case("stack.omit-unknown", {"stack": {"omit": {"mongo": ""}}}, "flops.stack.omit.mongo"),
+    cfg_case("state_dir-type", {"state_dir": 5}, "flops.state_dir"),
+    cfg_case("state_dir-relative", {"state_dir": "state"}, "flops.state_dir"),
     cfg_case(
         "learner.data_dir-dotdot",
         {"learner": {"data_dir": "/data/../etc"}},

@@ -629,7 +629,7 @@ def test_list_task_fails_when_a_file_breaks_the_sidecar(tmp_path, two_learners, 
     ],
 )
 def test_task_usage_errors(two_learners, kw, needle):
-    import tasks
+    from flops_tasks import collection as tasks
 
     fakes, c = two_learners
     with pytest.raises(FlopsError, match=needle):

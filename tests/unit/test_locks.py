@@ -87,7 +87,20 @@ def test_a_waiting_run_gets_the_lock_when_it_is_released(tmp_path):
     assert 0.2 < waited < 5
 
 
-def test_stack_locks_are_per_project(monkeypatch, tmp_path):
-    monkeypatch.setattr(locks, "LOCK_DIR", tmp_path)
-    assert locks.stack_lock_path("flops_management") == tmp_path / "stack-flops_management.lock"
+def test_stack_locks_are_per_project_in_the_state_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert (
+        locks.stack_lock_path("flops_management")
+        == tmp_path / "flops-tasks" / "locks" / "stack-flops_management.lock"
+    )
     assert locks.stack_lock_path("a") != locks.stack_lock_path("b")
+    assert locks.stack_lock_path("a", tmp_path / "st") == tmp_path / "st" / "locks" / "stack-a.lock"
+
+
+def test_an_unwritable_lock_folder_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")  # a folder no one can make, even root
+    with pytest.raises(FlopsError) as err:
+        with locks.held(tmp_path / "file" / "locks" / "x.lock", "the stack x"):
+            pytest.fail("locked in a folder that cannot be made")
+    assert "cannot create the lock file" in err.value.message
+    assert "flops.state_dir" in err.value.message

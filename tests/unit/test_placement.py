@@ -419,7 +419,9 @@ def test_flops_apps_go_once_before_any_host_deletes(
     monkeypatch.setattr(oakestra_apps, "clear_apps", clear)
     monkeypatch.setattr(Run, "projects", lambda self: split)
     monkeypatch.setattr(placement, "require", lambda found, distinct=False: None)
-    monkeypatch.setattr(locks, "stack_lock_path", lambda project: tmp_path / "stack.lock")
+    monkeypatch.setattr(
+        locks, "stack_lock_path", lambda project, state=None: tmp_path / "stack.lock"
+    )
     run = Run.of(ctx_factory())
     stack.stack_task(run, lambda p: acted.append(p.label) or [], apps="the plan", step="reset")
     report = run.report

@@ -363,7 +363,20 @@ def test_accept_new_records_the_key_privately(tmp_path):
             lambda: __import__("paramiko").ssh_exception.NoValidConnectionsError(
                 {("10.0.0.5", 22): ConnectionRefusedError(111, "refused")}
             ),
+            "connection refused by 10.0.0.5:22: nothing listens on port 22; start sshd",
+        ),
+        (
+            lambda: __import__("paramiko").ssh_exception.NoValidConnectionsError(
+                {
+                    ("10.0.0.5", 22): ConnectionRefusedError(111, "refused"),
+                    ("fe80::5", 22, 0, 0): OSError(101, "Network is unreachable"),
+                }
+            ),
             "cannot connect to 10.0.0.5:22",
+        ),
+        (
+            lambda: __import__("socket").gaierror(-2, "Name or service not known"),
+            "cannot resolve '10.0.0.5' (Name or service not known): check the host name",
         ),
         (
             lambda: __import__("paramiko").SSHException("Error reading SSH protocol banner"),
@@ -617,7 +630,7 @@ def test_fan_out_keeps_sessions_open_when_asked(remote, ssh_settings):
 def test_a_host_locked_by_another_run_is_refused(remote, ssh_settings, tmp_path, monkeypatch):
     from flops_tasks import locks
 
-    monkeypatch.setattr(locks, "LOCK_DIR", tmp_path / "locks")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     remote.expect_sessions(Session(commands=[Command()]), Session(commands=[Command()]))
     target = Target(host="10.0.0.1", user="root", port=2222)
     ran: list[str] = []
@@ -631,7 +644,8 @@ def test_a_host_locked_by_another_run_is_refused(remote, ssh_settings, tmp_path,
     assert refused[0].status is Status.FAILED and ran == []
     assert "another flops-tasks run" in refused[0].detail
     assert fan_out([target], work, ssh=ssh_settings(), lock=True)[0].status is Status.OK
-    assert (tmp_path / "locks" / "host-10.0.0.1_2222.lock").exists()
+    assert locks.lock_dir() == tmp_path / "flops-tasks" / "locks"
+    assert (tmp_path / "flops-tasks" / "locks" / "host-10.0.0.1_2222.lock").exists()
 
 
 # -- one connection per host per run -----------------------------------------------------------

@@ -284,6 +284,34 @@ def test_preflight_refuses_compose_v1_before_any_change(make):
     assert project.engine.changes() == []
 
 
+@pytest.mark.parametrize(
+    "version",
+    [
+        "Docker Compose version v2.20.2",  # no inline configs yet
+        "Docker Compose version v2.23.0",
+        "",  # docker: 'compose' is not a docker command
+    ],
+)
+def test_preflight_refuses_a_compose_that_cannot_read_the_suite(make, version):
+    project = make()
+    project.engine.compose_version = version
+    with pytest.raises(FlopsError) as err:
+        preflight.preflight(project)
+    assert "compose v2 is required, 2.23.1 or later" in err.value.message
+    assert "install or upgrade the compose plugin" in err.value.message
+    assert project.engine.changes() == []
+
+
+@pytest.mark.parametrize(
+    "text, version",
+    [("Docker Compose version v2.23.1", "2.23.1"), ("v2.40.3", "2.40.3"), ("2.26.1+ds1", "2.26.1")],
+)
+def test_compose_from_2_23_1_is_accepted(text, version):
+    from flops_tasks.stack.project import check_compose_version
+
+    assert check_compose_version(text) == version
+
+
 def test_preflight_names_upstreams_own_compose_stack(make):
     project = make()
     project.engine.put(

@@ -36,7 +36,12 @@ def test_the_testbed_config_layers_the_label_override(tmp_path):
     tb.write_config(paths, config)
     import yaml
 
-    assert yaml.safe_load(paths.labels.read_text()) == tb.labels_override()
+    written = yaml.safe_load(paths.labels.read_text())
+    assert written == tb.labels_override(paths.build)
+    # the manager's build context is the one testbed.up stages in the testbed's folder
+    assert written["services"]["flops_manager"]["build"]["context"] == str(
+        paths.build / "flops_manager"
+    )
 
 
 @pytest.mark.parametrize(

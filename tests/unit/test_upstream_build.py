@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from flops_tasks import build_context as bc
+from flops_tasks import env as envmod
 from flops_tasks import testbed as tb
 from flops_tasks import wheelhouse as wh
 from flops_tasks.config import PROJECT_ROOT, settings
@@ -252,12 +253,18 @@ def test_the_compose_files_name_the_contexts_that_are_staged(tmp_path, ctx_facto
     prod = yaml.safe_load((compose_dir / "flops.compose.yml").read_text())
     s = settings(ctx_factory({}))
     context = prod["services"]["flops_manager"]["build"]["context"]
-    assert (compose_dir / context).resolve() == bc.manager_context_dir(s).resolve()
+    assert context == "${FLOPS_MANAGER_CONTEXT:-.build/flops_manager}"
+    values = envmod.env_values(s, envmod.resolve_addresses(s))
+    assert values["FLOPS_MANAGER_CONTEXT"] == str(bc.manager_context_dir(s))
+    assert bc.manager_context_dir(s) == Path(s.state_dir) / "build" / "flops_manager"
     over = yaml.safe_load((PROJECT_ROOT / "testbed" / "testbed.compose.yml").read_text())
     build = over["services"]["flops_manager"]["build"]
-    assert (compose_dir / build["context"]).resolve() == (
-        tb.default_paths().build / "flops_manager"
-    ).resolve()
+    paths = tb.default_paths()
+    labels = tb.labels_override(paths.build)  # the third file: it names the context
+    assert labels["services"]["flops_manager"]["build"]["context"] == str(
+        paths.build / "flops_manager"
+    )
+    assert "context" not in build
     assert build["args"] == {
         "BASE_IMAGE": "flops-testbed/base:bookworm",
         "PIP_SOURCE": "wheelhouse",
@@ -273,7 +280,13 @@ def test_ensure_manager_context_stages_from_the_checkout(tmp_path, addon, ctx_fa
     compose.parent.mkdir()
     compose.write_text("services: {}\n")
     s = settings(
-        ctx_factory({"addon": {"path": str(addon)}, "stack": {"compose_file": str(compose)}})
+        ctx_factory(
+            {
+                "addon": {"path": str(addon)},
+                "stack": {"compose_file": str(compose)},
+                "state_dir": str(tmp_path / "state"),
+            }
+        )
     )
     from flops_tasks.stack.project import Project
 
@@ -284,56 +297,148 @@ def test_ensure_manager_context_stages_from_the_checkout(tmp_path, addon, ctx_fa
     assert not bc.manager_context_dir(s).exists()
     first = bc.ensure_manager_context(Project(s))
     assert first.status is Status.CHANGED
-    assert (tmp_path / "compose/.build/flops_manager/flops_manager/main.py").is_file()
+    assert (tmp_path / "state/build/flops_manager/flops_manager/main.py").is_file()
     assert bc.ensure_manager_context(Project(s, dry=True)).status is Status.OK
     assert bc.ensure_manager_context(Project(s)).status is Status.OK
 
 
 # -- the testbed without the upstream tarball --------------------------------------------
+class FakeImage:
+    def __init__(self, owner: str) -> None:
+        self.config = type("Config", (), {"labels": {tb.LABEL: owner}})()
+
+
 class FakeImages:
-    def __init__(self, present: set[str]) -> None:
-        self.present = present
+    def __init__(self, present: dict[str, str]) -> None:
+        self.present = present  # tag -> the testbed id it carries
 
     def exists(self, tag: str) -> bool:
         return tag in self.present
 
+    def inspect(self, tag: str) -> FakeImage:
+        return FakeImage(self.present[tag])
+
 
 class FakeDocker:
-    def __init__(self, present: set[str]) -> None:
+    def __init__(self, present: dict[str, str]) -> None:
         self.image = FakeImages(present)
+
+
+def git(*args: str, cwd: Path) -> str:
+    import subprocess
+
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org"}
+    env.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.org")
+    res = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip()
+
+
+@pytest.fixture
+def no_source(tmp_path, monkeypatch):
+    """No tarball, and an addon URL that cannot be cloned (as without a route to GitHub)."""
+    monkeypatch.setenv(tb.UPSTREAM_VAR, str(tmp_path / "nowhere" / "addon-FLOps.tar.gz"))
+    addon = {**tb.DEFAULTS["addon"], "url": str(tmp_path / "no-such-repo")}
+    monkeypatch.setitem(tb.DEFAULTS, "addon", addon)
+    monkeypatch.setattr(tb, "upstream_clone_dir", lambda: tmp_path / "clone")
+
+
+OTHER = "0123456789ab"  # another checkout's testbed
 
 
 @pytest.mark.parametrize(
     "present, expected, says",
     [
         (
-            set(),
+            {},
             {"flops_manager": "missing", "ml_data_server": "missing"},
             "running without flops_manager and ml_data_server",
         ),
         (
-            {tb.MANAGER_IMAGE, tb.SIDECAR_IMAGE},
+            {tb.MANAGER_IMAGE: tb.TESTBED_ID, tb.SIDECAR_IMAGE: tb.TESTBED_ID},
             {"flops_manager": "reused", "ml_data_server": "reused"},
             "reusing the built flops_manager, ml_data_server",
         ),
         (
-            {tb.SIDECAR_IMAGE},
+            {tb.SIDECAR_IMAGE: tb.TESTBED_ID},
             {"flops_manager": "missing", "ml_data_server": "reused"},
             "reusing the built ml_data_server; running without flops_manager",
         ),
+        (  # images of another checkout's testbed are not this testbed's to reuse
+            {tb.MANAGER_IMAGE: OTHER, tb.SIDECAR_IMAGE: OTHER},
+            {"flops_manager": "missing", "ml_data_server": "missing"},
+            "running without flops_manager and ml_data_server",
+        ),
     ],
 )
-def test_without_the_tarball_the_testbed_says_so_in_one_line(
-    tmp_path, monkeypatch, present, expected, says
+def test_without_the_source_the_testbed_says_so(
+    tmp_path, monkeypatch, no_source, present, expected, says
 ):
-    monkeypatch.setenv(tb.UPSTREAM_VAR, str(tmp_path / "nowhere" / "addon-FLOps.tar.gz"))
     monkeypatch.setattr(tb, "_docker", lambda: FakeDocker(present))
     lines: list[str] = []
     states = tb.upstream_images(tb.Paths(tmp_path / "tb"), lines.append)
     assert states == expected
-    assert len(lines) == 1 and "\n" not in lines[0]
+    assert all("\n" not in line for line in lines)
     assert str(tmp_path / "nowhere" / "addon-FLOps.tar.gz") in lines[0]
-    assert tb.UPSTREAM_VAR in lines[0] and lines[0].endswith(says)
+    assert any(line.startswith("cannot fetch upstream addon-FLOps: ") for line in lines)
+    assert lines[-1] == says
+    assert not (tmp_path / "clone").exists() and not (tmp_path / "clone.partial").exists()
+
+
+def test_the_hint_says_how_to_provide_the_source(no_source):
+    hint = tb.upstream_hint()
+    assert tb.UPSTREAM_VAR in hint and "addon-FLOps.tar.gz" in hint
+    assert tb.DEFAULTS["addon"]["url"] in hint and "testbed.up" in hint
+
+
+def test_without_the_source_the_testbed_config_leaves_out_the_manager_and_learners(tmp_path):
+    missing = {"flops_manager": "missing", "ml_data_server": "missing"}
+    nodes = [("flops-testbed-w1", "10.0.0.2", "docker")]
+    config = tb.testbed_config(tb.Paths(tmp_path), nodes, "10.0.0.1", missing)["flops"]
+    assert config["stack"]["omit"] == {"flops_manager": tb.upstream_hint()}
+    assert config["inventory"]["w1"]["roles"] == ["builder"]
+    full = tb.testbed_config(tb.Paths(tmp_path), nodes, "10.0.0.1", {"flops_manager": "build"})
+    assert "omit" not in full["flops"]["stack"]
+    assert full["flops"]["inventory"]["w1"]["roles"] == ["builder", "learner"]
+
+
+@pytest.fixture
+def upstream_repo(tmp_path, monkeypatch):
+    """A git repository standing in for addon-FLOps; the pinned ref is its second commit."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git("init", "-q", cwd=repo)
+    (repo / "a.txt").write_text("one")
+    git("add", ".", cwd=repo)
+    git("commit", "-qm", "one", cwd=repo)
+    (repo / "a.txt").write_text("two")
+    git("commit", "-qam", "two", cwd=repo)
+    pinned = git("rev-parse", "HEAD", cwd=repo)
+    (repo / "a.txt").write_text("three")
+    git("commit", "-qam", "three", cwd=repo)
+    monkeypatch.setitem(tb.DEFAULTS, "addon", {**tb.DEFAULTS["addon"], "url": str(repo)})
+    monkeypatch.setitem(tb.DEFAULTS["addon"], "ref", pinned)
+    return repo, pinned
+
+
+def test_the_source_is_cloned_at_the_pinned_commit(tmp_path, upstream_repo):
+    repo, pinned = upstream_repo
+    dest = tmp_path / "clone"
+    lines: list[str] = []
+    assert tb.fetch_upstream(dest, lines.append) == dest
+    assert git("rev-parse", "HEAD", cwd=dest) == pinned
+    assert (dest / "a.txt").read_text() == "two"
+    lines.clear()
+    assert tb.fetch_upstream(dest, lines.append) == dest and lines == []  # kept as it is
+
+
+def test_a_clone_at_another_commit_is_never_used(tmp_path, upstream_repo, monkeypatch):
+    repo, pinned = upstream_repo
+    monkeypatch.setitem(tb.DEFAULTS["addon"], "ref", "f" * 40)  # a commit the repo lacks
+    lines: list[str] = []
+    assert tb.fetch_upstream(tmp_path / "clone", lines.append) is None
+    assert lines[-1].startswith("cannot fetch upstream addon-FLOps: ")
+    assert not (tmp_path / "clone").exists()
 
 
 def test_the_tarball_is_looked_for_in_shared_upstream_above_the_project(monkeypatch, tmp_path):
