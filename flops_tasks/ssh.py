@@ -233,6 +233,7 @@ class HostSession:
                 "banner_timeout": timeout,
                 "auth_timeout": timeout,
                 "channel_timeout": timeout,
+                "transport_factory": transport_class(),
             },
         )
         known_hosts = self.known_hosts
@@ -464,7 +465,52 @@ def stderr_watching_runner() -> type:
             if buffer_ is self._watched:
                 super().respond(buffer_)
 
+        def wait(self) -> None:
+            # Invoke polls every input_sleep (10 ms) until the command ends: thousands of
+            # wake-ups per host and run. The channel's status event is set the moment the
+            # exit status arrives or the channel closes; the same two conditions are still
+            # what ends the wait, checked at least every 0.1 s (a reader thread that died).
+            event = getattr(self.channel, "status_event", None)
+            while not (self.process_is_finished or self.has_dead_threads):
+                if event is not None:
+                    event.wait(0.1)
+                else:
+                    time.sleep(self.input_sleep)
+
     return StderrWatchingRemote
+
+
+# What a connection offers, cheapest safe first (SECURITY.md, "SSH algorithms"): AEAD
+# ciphers (AES-GCM: one pass in the cryptography library, no separate MAC to compare in
+# Python), then AES-CTR with encrypt-then-MAC SHA-2; never CBC, 3DES, SHA-1 or MD5. Key
+# exchange and host key types stay paramiko's (ML-KEM/X25519 hybrid, then X25519; ed25519
+# first), which cost the same here. Host keys are checked as before: this picks algorithms
+# only.
+CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+)
+MACS = (
+    "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512-etm@openssh.com",
+    "hmac-sha2-256",
+    "hmac-sha2-512",
+)
+
+
+@functools.cache
+def transport_class() -> type:
+    """paramiko's ``Transport`` offering ``CIPHERS`` and ``MACS`` (those it implements)."""
+    from paramiko import Transport
+
+    class FlopsTransport(Transport):
+        _preferred_ciphers = tuple(c for c in CIPHERS if c in Transport._cipher_info)
+        _preferred_macs = tuple(m for m in MACS if m in Transport._mac_info)
+
+    return FlopsTransport
 
 
 def sudo_watcher(password: str) -> FailingResponder:

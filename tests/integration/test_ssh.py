@@ -41,7 +41,9 @@ def ssh_settings(ctx_factory):
             "key": str(sshd.client_key),
             "known_hosts": str(known_hosts),
             "user": "root",
-            "connect_timeout": 2,
+            # the tests that time connections out set their own; on a busy CI machine a
+            # loopback sshd's banner can take seconds
+            "connect_timeout": 10,
             **extra,
         }
         return settings(ctx_factory({"ssh": ssh})).ssh
@@ -64,6 +66,54 @@ def test_strict_accepts_pinned_key(sshd, tmp_path, ssh_settings):
         assert session.connection() is session.connection()
     finally:
         session.close()
+
+
+def test_a_connection_uses_aes_gcm_where_the_server_offers_it(sshd, tmp_path, ssh_settings):
+    kh = tmp_path / "known_hosts"
+    kh.write_text(sshd.known_hosts_line())
+    session = HostSession(target(sshd), ssh_settings(sshd, kh))
+    try:
+        session.probe("true")
+        transport = session.connection().client.get_transport()
+        assert transport.local_cipher == transport.remote_cipher == "aes128-gcm@openssh.com"
+        assert transport.host_key_type == "ssh-ed25519"
+    finally:
+        session.close()
+
+
+def test_a_server_without_aes_gcm_gets_ctr_with_encrypt_then_mac(tmp_path_factory, ssh_settings):
+    from .sshd import start_sshd
+
+    server = start_sshd(
+        tmp_path_factory.mktemp("sshd-ctr"),
+        extra="Ciphers aes256-ctr,aes128-cbc\nMACs hmac-sha2-512-etm@openssh.com,hmac-sha1\n",
+    )
+    kh = tmp_path_factory.mktemp("kh") / "known_hosts"
+    kh.write_text(server.known_hosts_line())
+    session = HostSession(target(server), ssh_settings(server, kh))
+    try:
+        assert session.probe("echo ctr").stdout.strip() == "ctr"
+        transport = session.connection().client.get_transport()
+        assert transport.local_cipher == "aes256-ctr"
+        assert transport.local_mac == "hmac-sha2-512-etm@openssh.com"
+    finally:
+        session.close()
+        server.stop()
+
+
+def test_a_server_offering_only_cbc_or_sha1_is_refused(tmp_path_factory, ssh_settings):
+    from .sshd import start_sshd
+
+    server = start_sshd(tmp_path_factory.mktemp("sshd-cbc"), extra="Ciphers aes128-cbc\n")
+    kh = tmp_path_factory.mktemp("kh") / "known_hosts"
+    kh.write_text(server.known_hosts_line())
+    try:
+        outcomes = fan_out(
+            [target(server)], lambda s: [ok(s.label, "noop")], ssh=ssh_settings(server, kh)
+        )
+    finally:
+        server.stop()
+    assert outcomes[0].status is Status.UNREACHABLE, outcomes[0]
 
 
 def test_strict_refuses_unknown_key(sshd, tmp_path, ssh_settings):

@@ -746,3 +746,34 @@ def test_the_inv_program_runs_its_tasks_in_one_shared_run(monkeypatch):
     assert runs[0] is runs[1]
     Executor(Collection(a, b), Config()).execute("a")
     assert seen[2] is None
+
+
+def test_waiting_for_a_command_wakes_when_it_ends_not_every_10_ms():
+    """Invoke's runner polls every 10 ms until a command ends; ours waits on the channel's
+    status event, so a command of 0.3 s costs a few checks, not about 30."""
+    runner_class = ssh.stderr_watching_runner()
+    runner = runner_class.__new__(runner_class)
+    checks = []
+
+    class Channel:
+        status_event = threading.Event()
+
+        def exit_status_ready(self) -> bool:
+            checks.append(1)
+            return self.status_event.is_set()
+
+    runner.channel = Channel()
+    runner.threads = {}
+    threading.Timer(0.3, Channel.status_event.set).start()
+    runner.wait()
+    assert Channel.status_event.is_set()
+    assert len(checks) <= 6, len(checks)
+
+
+def test_connections_offer_aead_first_and_never_cbc_sha1_or_md5():
+    offered = ssh.transport_class()
+    assert offered._preferred_ciphers[0] == "aes128-gcm@openssh.com"
+    assert not [c for c in offered._preferred_ciphers if "cbc" in c or "3des" in c]
+    assert offered._preferred_macs[0] == "hmac-sha2-256-etm@openssh.com"
+    assert not [m for m in offered._preferred_macs if "sha1" in m or "md5" in m]
+    assert offered._preferred_keys[0] == "ssh-ed25519"  # host key types: paramiko's order
