@@ -114,6 +114,7 @@ def test_a_server_offering_only_cbc_or_sha1_is_refused(tmp_path_factory, ssh_set
     finally:
         server.stop()
     assert outcomes[0].status is Status.UNREACHABLE, outcomes[0]
+    assert "no acceptable ciphers" in outcomes[0].detail
 
 
 def test_strict_refuses_unknown_key(sshd, tmp_path, ssh_settings):
