@@ -656,6 +656,38 @@ def _read_workers(
     return workers
 
 
+def on_workers(
+    report: Report,
+    targets: list[Any],
+    workers: dict[str, sideload.Worker],
+    act: Callable[[Any, sideload.Worker], list[Outcome]],
+    s: Settings,
+    config: Any,
+    step: str,
+    dry: bool,
+    changes: ChangeLog,
+) -> None:
+    """``act(session, worker)`` on every target whose facts were read, under the host
+    lock in a real run; its rows and SSH counts go to ``report``."""
+    from .ssh import fan_out
+
+    traffic: dict[str, dict[str, int]] = {}
+    report.extend(
+        fan_out(
+            [t for t in targets if t.label in workers],
+            lambda session: act(session, workers[session.label]),
+            ssh=s.ssh,
+            config=config,
+            dry=dry,
+            step=step,
+            lock=not dry,
+            traffic=traffic,
+            changes=changes,
+        )
+    )
+    report.count_ssh(traffic)
+
+
 def run(
     s: Settings,
     config: Any,
@@ -672,7 +704,7 @@ def run(
 ) -> Report:
     """Build, push and import (see the module docstring); every check before any change.
     ``changes``: the run's change log (every build, push and import is recorded there)."""
-    from .ssh import fan_out, shared_connections
+    from .ssh import shared_connections
 
     mode = s.addon_build
     chosen = parse_components(component, mode)
@@ -732,22 +764,17 @@ def run(
             row, built[c.name] = build_and_push(job, c, sources[c.name])
             report.extend([row])
         wanted = [built[c.name].wanted(registry) for c in chosen]
-        reachable = [t for t in targets if t.label in workers]
-        traffic: dict[str, dict[str, int]] = {}
-        report.extend(
-            fan_out(
-                reachable,
-                lambda session: sideload.import_host(session, workers[session.label], wanted),
-                ssh=s.ssh,
-                config=config,
-                dry=dry,
-                step="import",
-                lock=not dry,
-                traffic=traffic,
-                changes=log,
-            )
+        on_workers(
+            report,
+            targets,
+            workers,
+            lambda session, worker: sideload.import_host(session, worker, wanted),
+            s,
+            config,
+            step="import",
+            dry=dry,
+            changes=log,
         )
-        report.count_ssh(traffic)
     if not dry:
         bad = {o.host for o in report.outcomes if o.bad}
         done = {
@@ -774,7 +801,7 @@ def restore(
 ) -> Report:
     """Remove the side-loaded images of ``component`` (default: every component) from the
     target workers; the next deploy pulls the public images."""
-    from .ssh import fan_out, shared_connections
+    from .ssh import shared_connections
 
     names = parse_restore_components(component)
     targets = _targets(s, host)
@@ -782,22 +809,17 @@ def restore(
     report = Report("dev-images --restore", dry=dry, changes=log)
     with shared_connections():
         workers = _read_workers(s, config, targets, report, observer)
-        reachable = [t for t in targets if t.label in workers]
-        traffic: dict[str, dict[str, int]] = {}
-        report.extend(
-            fan_out(
-                reachable,
-                lambda session: sideload.restore_host(session, workers[session.label], names),
-                ssh=s.ssh,
-                config=config,
-                dry=dry,
-                step="restore",
-                lock=not dry,
-                traffic=traffic,
-                changes=log,
-            )
+        on_workers(
+            report,
+            targets,
+            workers,
+            lambda session, worker: sideload.restore_host(session, worker, names),
+            s,
+            config,
+            step="restore",
+            dry=dry,
+            changes=log,
         )
-        report.count_ssh(traffic)
     if not dry and report.ok and host is None:
         forget(state_path(s), names)
     return report
