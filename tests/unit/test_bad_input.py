@@ -1144,8 +1144,8 @@ def test_empty_address_variable_means_unset(tmp_path):
 )
 def test_destructive_task_checks_the_engine_before_it_asks(tmp_path, args, what):
     """No Docker engine answers: one line saying so, and nothing is asked or listed (the
-    listing and the refusal without a terminal: tests/integration/test_run_model.py
-    ``test_destructive_task_without_tty_lists_and_refuses``)."""
+    listing and the refusal without a terminal: tests/integration/test_stack.py
+    ``test_destructive_tasks_refuse_without_a_tty_and_change_nothing``)."""
     ran = run_case(Case(args, ()), tmp_path)
     assert ran.returncode == 1, ran.output
     assert "Traceback" not in ran.output
