@@ -149,7 +149,7 @@ def _count_status(node: object, status: str) -> int:
     return 0
 
 
-def ssh_counts(output: str) -> dict[str, float]:
+def ssh_counts(output: str) -> dict[str, float | None]:
     """Handshakes and round trips per host and run, and the hosts not reached, from the
     run's JSON (one document per run, or one per task in older trees)."""
     import json
@@ -170,6 +170,8 @@ def ssh_counts(output: str) -> dict[str, float]:
             mine["round_trips"] += n.get("round_trips", 0)
         unreachable += _count_status(doc, "unreachable")
     hosts = max(1, len(per_host))
+    if not per_host:  # a tree whose JSON does not count them
+        return {"handshakes_per_host": None, "round_trips_per_host": None, "unreachable_rows": 0}
     return {
         "handshakes_per_host": sum(n["handshakes"] for n in per_host.values()) / hosts,
         "round_trips_per_host": sum(n["round_trips"] for n in per_host.values()) / hosts,
@@ -318,6 +320,10 @@ def main() -> None:
     ]
     for title, target, get, unit in rows:
         a, b = (get(data["trees"][n]) for n in names)
+        if a is None or b is None:
+            shown = ["-" if v is None else f"{v:.3f} {unit}" for v in (a, b)]
+            lines.append(f"| {title} | {shown[0]} | {shown[1]} | - | - | - |")
+            continue
         goal = TARGETS.get(target) if target else None
         lines.append(
             f"| {title} | {a:.3f} {unit} | {b:.3f} {unit} | {f'{b / a:.2f}x' if a else '-'} | "
