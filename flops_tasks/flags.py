@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from invoke import Argument
 from invoke.tasks import Task
 
 
@@ -136,3 +137,18 @@ def flops_task(*args: Any, **kwargs: Any) -> Any:
 def parameters(body: Callable[..., Any]) -> list[str]:
     """The flag names of a task body (every parameter but the context)."""
     return list(inspect.signature(body).parameters)[1:]
+
+
+DRY_HELP = (
+    "Run every probe and check, change nothing, and report exactly the changes the real "
+    "run would make."
+)
+
+
+def core_args_with_our_dry(args: list[Argument]) -> list[Argument]:
+    """Invoke's core flags, with ``--dry`` described as flops-tasks runs it (Invoke's own
+    text, "Echo commands instead of running", is not what happens here)."""
+    for arg in args:
+        if arg.name == "dry":
+            arg.help = DRY_HELP
+    return args

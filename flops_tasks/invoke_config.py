@@ -300,7 +300,7 @@ def _describe_dry(program: Any) -> None:
     """``--dry``'s help as flops-tasks runs it, in the help ``inv`` prints after it has
     read tasks.py (``inv`` with no task). ``inv --help`` prints Invoke's own text: it
     answers before it reads tasks.py; the ``flops`` command has ours everywhere."""
-    from .program import core_args_with_our_dry
+    from .flags import core_args_with_our_dry
 
     stock = type(program).core_args
     program.core_args = lambda: core_args_with_our_dry(stock(program))

@@ -18,20 +18,7 @@ from typing import Any
 from invoke import Argument, Program
 
 from . import __version__
-
-DRY_HELP = (
-    "Run every probe and check, change nothing, and report exactly the changes the real "
-    "run would make."
-)
-
-
-def core_args_with_our_dry(args: list[Argument]) -> list[Argument]:
-    """Invoke's core flags, with ``--dry`` described as flops-tasks runs it (Invoke's own
-    text, "Echo commands instead of running", is not what happens here)."""
-    for arg in args:
-        if arg.name == "dry":
-            arg.help = DRY_HELP
-    return args
+from .flags import core_args_with_our_dry
 
 
 def version_line() -> str:

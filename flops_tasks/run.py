@@ -15,12 +15,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .changes import ChangeLog
 from .errors import FlopsError
 from .outcome import ExitCode, Outcome, Report
+from .ui import Output
 
 if TYPE_CHECKING:
     from invoke import Context
@@ -30,15 +30,6 @@ if TYPE_CHECKING:
     from .hosts import Target
     from .ssh import HostSession
     from .stack.project import Project
-
-
-@dataclass
-class Output:
-    """How the report is shown: ``--json``, ``--verbose`` (every row), ``--diff``."""
-
-    json: bool = False
-    verbose: bool = False
-    diff: bool = False
 
 
 class Run:

@@ -18,11 +18,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .outcome import ALWAYS_IN_RECAP, RECAP, ExitCode, Outcome, Report, Status
-from .run import Output
 from .text import visible
+
+
+@dataclass
+class Output:
+    """How the report is shown: ``--json``, ``--verbose`` (every row), ``--diff``."""
+
+    json: bool = False
+    verbose: bool = False
+    diff: bool = False
+
 
 if TYPE_CHECKING:
     from rich.console import Console

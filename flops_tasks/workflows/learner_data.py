@@ -55,7 +55,7 @@ def listing(
     from .. import data, ui
     from ..hosts import select_targets
     from ..outcome import Report
-    from ..run import Output
+    from ..ui import Output
 
     s = run.settings
     if tag is not None:
