@@ -838,10 +838,25 @@ def _probe_ref(session: HostSession, ctx: PrepContext, kind: str) -> tuple[str, 
     return repo, f"{int(time.time())}"
 
 
+def _run_steps(output: str) -> str:
+    """Each RUN step of the probe's build with the line after it, bounded: what ran."""
+    lines = output.splitlines()
+    seen = [
+        f"{line.strip()} -> {after.strip() or '(nothing)'}"
+        for line, after in zip(lines, [*lines[1:], ""], strict=True)
+        if "RUN" in line
+    ]
+    text = "; ".join(seen) or "no RUN step in the output"
+    return text if len(text) <= 400 else text[:399] + "…"
+
+
 def _ran_both(output: str) -> list[str]:
-    """Which of the two probe programs did not print its machine (the RUN step's output)."""
-    lines = {ln.strip().split()[-1] for ln in output.splitlines() if ln.strip()}
-    return [m for m in MACHINES if m not in lines]
+    """Which of the two probe programs did not print its machine (the RUN step's output).
+
+    buildah builds the platforms at once and its two streams share one output: a program's
+    line can land inside a line of the other build (``--> 3f2a`` then ``aarch64``), so the
+    machine is looked for anywhere. Nothing else in a build of ``FROM scratch`` names it."""
+    return [m for m in MACHINES if m not in output]
 
 
 def _verify_index(
@@ -918,7 +933,8 @@ def push_buildah(session: HostSession, f: WorkerFacts, ctx: PrepContext) -> Outc
             host,
             "push",
             f"buildah build printed no {', '.join(not_ran)} line: the "
-            f"RUN step did not run for every platform ({_tail(checked)})",
+            f"RUN step did not run for every platform ({_run_steps(checked.stdout)}; "
+            f"last: {_tail(checked)})",
         )
     driver = next(
         (

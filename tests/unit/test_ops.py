@@ -650,6 +650,20 @@ def test_push_check_fails_when_the_foreign_step_did_not_run(registry_index):
     assert row.bad and "printed no aarch64 line" in row.detail
 
 
+def test_push_check_finds_a_machine_line_that_landed_inside_another(registry_index):
+    """buildah's two platform builds share one output: the foreign program's line once came
+    glued to a line of the other build, and the check called the RUN step not run."""
+    ctx = ops.PrepContext(registry=REGISTRY, push_check=True)
+    glued = (
+        "storage-driver: vfs\n"
+        '[linux/amd64] STEP 4/4: RUN ["/uname"]\nx86_64\n'
+        '[linux/arm64] STEP 4/4: RUN ["/uname"]\n[linux/amd64] --> 3f2aaarch64\n'
+        "Writing manifest list\n"
+    )
+    s = FakeSession(recorded("prepared-containerd-builder"), results={"buildah build": (0, glued)})
+    assert by_step(ops.prepare_host(s, BUILDER, ctx))["push"].status is Status.OK
+
+
 def test_push_check_fails_when_the_index_lacks_a_platform(monkeypatch):
     monkeypatch.setattr(ops, "manifest_platforms", lambda *a: ["linux/amd64"])
     ctx = ops.PrepContext(registry=REGISTRY, push_check=True)
