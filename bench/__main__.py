@@ -463,6 +463,24 @@ def _worker_memory_mib(i: int) -> float:
     return float("nan")
 
 
+def project(n: int, parallel: int, one_host_s: float, base_cpu: float, cpu_per_host: float) -> dict:
+    """The wall time of a run on ``n`` workers: the larger of waves x one host's work
+    (waves = ceil(n / parallel); each real node has its own CPU, so hosts in flight overlap)
+    and the controller's CPU, base + n x per host (one Python process: it does not overlap)."""
+    waves = -(-n // parallel)
+    latency = waves * one_host_s
+    cpu = base_cpu + n * cpu_per_host
+    return {
+        "workers": n,
+        "parallel": parallel,
+        "waves": waves,
+        "latency_bound_s": latency,
+        "controller_cpu_s": cpu,
+        "wall_s": max(latency, cpu),
+        "bound": "controller CPU" if cpu > latency else "round trips (waves x 1 host)",
+    }
+
+
 def bench_scale(repeat: int, sizes: list[int]) -> dict:
     """1, 8 and 32 prepared workers: the cost per host, and a projection to 200 and 1,000.
 
@@ -531,26 +549,18 @@ def bench_scale(repeat: int, sizes: list[int]) -> dict:
         - per_host["controller_cpu_s"] * sizes[0],
     }
     one_host = first["median"]
-    projection = []
-    for n in (200, 1000):
-        for parallel in (DEFAULTS["ssh"]["parallel"], 64):
-            waves = -(-n // parallel)
-            latency = waves * one_host
-            cpu = base["controller_cpu_s"] + n * per_host["controller_cpu_s"]
-            projection.append(
-                {
-                    "workers": n,
-                    "parallel": parallel,
-                    "waves": waves,
-                    "latency_bound_s": latency,
-                    "controller_cpu_s": cpu,
-                    "wall_s": max(latency, cpu),
-                    "bound": "controller CPU" if cpu > latency else "round trips (waves x 1 host)",
-                    "rss_mib": base["rss_mib"] + n * per_host["rss_mib"],
-                    "threads": round(thread_base + n + min(n, parallel) * k),
-                    "open_connections": n,
-                }
-            )
+    projection = [
+        {
+            **project(
+                n, parallel, one_host, base["controller_cpu_s"], per_host["controller_cpu_s"]
+            ),
+            "rss_mib": base["rss_mib"] + n * per_host["rss_mib"],
+            "threads": round(thread_base + n + min(n, parallel) * k),
+            "open_connections": n,
+        }
+        for n in (200, 1000)
+        for parallel in (DEFAULTS["ssh"]["parallel"], 64)
+    ]
     data.update({"per_host": per_host, "base": base, "projection": projection})
     text = table(
         f"Scale: prepared workers, no-change, both roles (testbed of {biggest}: "

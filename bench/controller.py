@@ -34,7 +34,7 @@ import time
 import venv
 from pathlib import Path
 
-from bench.__main__ import ROOT, WorkerCpu, _testbed, save, stats
+from bench.__main__ import ROOT, WorkerCpu, _testbed, project, save, stats
 
 TARGETS = {"one_host_s": 0.35, "cpu_per_host_s": 0.015, "projection_1000_s": 15.0, "list_s": 0.15}
 PARALLEL = 16  # flops.ssh.parallel's default, in both trees
@@ -208,19 +208,6 @@ def measure(trees: list[Tree], args: list[str], repeat: int) -> dict[str, dict]:
     }
 
 
-def projection(one_host_s: float, base_cpu: float, per_host: float, n: int = 1000) -> dict:
-    """``one_host_s``: one host's work without the process start."""
-    waves = -(-n // PARALLEL)
-    cpu = base_cpu + n * per_host
-    return {
-        "workers": n,
-        "waves": waves,
-        "controller_cpu_s": cpu,
-        "wall_s": max(waves * one_host_s, cpu),
-        "bound": "controller CPU" if cpu > waves * one_host_s else "round trips",
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.controller",
@@ -259,8 +246,9 @@ def main() -> None:
             "list": ls,
             "cpu_per_host_s": per_host,
             "base_cpu_s": base,
-            "projection_1000": projection(
-                o["wall"]["median"] - ls["wall"]["median"], base, per_host
+            # one host's work: the 1-host run less the process start (inv --list)
+            "projection_1000": project(
+                1000, PARALLEL, o["wall"]["median"] - ls["wall"]["median"], base, per_host
             ),
         }
     names = [t.name for t in trees]
