@@ -470,12 +470,8 @@ def stderr_watching_runner() -> type:
             # wake-ups per host and run. The channel's status event is set the moment the
             # exit status arrives or the channel closes; the same two conditions are still
             # what ends the wait, checked at least every 0.1 s (a reader thread that died).
-            event = getattr(self.channel, "status_event", None)
             while not (self.process_is_finished or self.has_dead_threads):
-                if event is not None:
-                    event.wait(0.1)
-                else:
-                    time.sleep(self.input_sleep)
+                self.channel.status_event.wait(0.1)
 
     return StderrWatchingRemote
 
