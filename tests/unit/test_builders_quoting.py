@@ -219,7 +219,8 @@ class Sandbox:
         rec, work = base / "rec", base / "work"
         rec.mkdir()
         work.mkdir()
-        script = script.replace("/run/systemd/system", str(base / "no-systemd"))
+        # only the systemd check, never a value that happens to be that path
+        script = script.replace("test -d /run/systemd/system", f"test -d {base / 'no-systemd'}")
         script = script.replace("/usr/lib/binfmt.d/", f"{base}/binfmt.d/")
         script = script.replace(C.BINFMT + "/register", str(base / "binfmt-register"))
         script = script.replace(C.STATE_DIR, str(base / "state"))
